@@ -1,0 +1,79 @@
+"""The ``factory`` command line: one click group; each pipeline stage adds its commands from its own module.
+
+Command modules import heavy libraries (torch, diffusers) inside the command bodies so that
+``factory --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import click
+
+from factory import __version__
+from factory.errors import FactoryError
+from factory.workspace import DEFAULT_WORKSPACE, WORKSPACE_ENV, Workspace
+
+
+@dataclass
+class Context:
+    """What every command receives: the workspace and the global seed."""
+
+    workspace: Workspace
+    seed: int
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--workspace",
+    type=click.Path(file_okay=False),
+    envvar=WORKSPACE_ENV,
+    default=DEFAULT_WORKSPACE,
+    show_default=True,
+    help=f"Folder for data, models, editors and reports (env {WORKSPACE_ENV}).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice.")
+@click.version_option(__version__, prog_name="factory")
+@click.pass_context
+def cli(ctx: click.Context, workspace: str, seed: int) -> None:
+    """editfactory: turn a text description of an image edit into a tiny GAN for phones.
+
+    \b
+    Pipeline:  synth (teacher makes pairs) -> base GAN -> per-concept LoRA
+               -> weight generator -> export (ONNX fp32/int8/.ort) -> apply
+    """
+    ctx.obj = Context(workspace=Workspace.from_option(workspace), seed=seed)
+
+
+def _register() -> None:
+    """Add the commands of every ``factory/cli/*_cmd.py`` module (each defines ``register(cli)``)."""
+    import importlib
+    import pkgutil
+
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.endswith("_cmd"):
+            importlib.import_module(f"{__name__}.{info.name}").register(cli)
+
+
+_register()
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        cli.main(standalone_mode=False)
+    except FactoryError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
