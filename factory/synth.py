@@ -1,0 +1,130 @@
+"""Paired-data synthesis: plan crops of source photos, run the teacher, store pairs resumably.
+
+A pair's plan (photo, crop, seed, split) depends only on the photo list, the global seed, the concept
+and the pair's index, so a resumed or repeated run regenerates exactly the pairs that are missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from factory.atomic import atomic_write_json
+from factory.errors import FactoryError
+from factory.images import center_square, crop_and_resize, random_square
+from factory.pair_store import PairStore
+from factory.photos import PhotoSet
+from factory.teachers.base import Teacher
+
+SYNTH_META = "synth.json"
+
+
+@dataclass(frozen=True)
+class PairPlan:
+    """Where pair ``index`` comes from: a crop of one photo, its teacher seed and its split."""
+
+    index: int
+    photo: int  # index into PhotoSet.photos
+    crop: tuple[int, int, int, int]
+    seed: int
+    split: str
+
+    @property
+    def pair_id(self) -> str:
+        return f"{self.index:05d}"
+
+
+@dataclass
+class SynthResult:
+    concept: str
+    folder: Path
+    total: int = 0
+    new: int = 0
+    refused: list[str] = field(default_factory=list)  # pair ids the teacher declined (e.g. safety checker)
+
+
+def derive_seed(*parts: object) -> int:
+    """A stable 31-bit seed from any parts (independent of Python's hash randomization)."""
+    digest = hashlib.sha256(":".join(map(str, parts)).encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def plan_pairs(photos: PhotoSet, n: int, seed: int, concept: str) -> list[PairPlan]:
+    """Pair i uses photo ``i mod P``: its centred square on the first pass, random squares after."""
+    if not photos.photos:
+        raise FactoryError("no source photos")
+    plans = []
+    for i in range(n):
+        k = i % len(photos.photos)
+        photo = photos.photos[k]
+        if i < len(photos.photos):
+            crop = center_square(photo.rgb.shape)
+        else:
+            crop = random_square(photo.rgb.shape, np.random.default_rng(derive_seed(seed, "crop", photo.name, i)))
+        plans.append(PairPlan(i, k, crop, derive_seed(seed, concept, i), photo.split))
+    return plans
+
+
+def _check_meta(folder: Path, meta: dict[str, Any]) -> None:
+    """Refuse to mix pairs of a different teacher, size or source into an existing folder."""
+    path = folder / SYNTH_META
+    if not path.exists():
+        return
+    old = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("teacher", "size", "origin", "seed"):
+        if old.get(key) != meta.get(key):
+            raise FactoryError(
+                f"{folder}: holds pairs made with a different {key} ({json.dumps(old.get(key))}, "
+                f"now {json.dumps(meta.get(key))}); delete that folder or use another --workspace"
+            )
+
+
+def synthesize(
+    folder: Path,
+    concept: str,
+    instruction: str,
+    teacher: Teacher,
+    photos: PhotoSet,
+    n: int,
+    size: int,
+    seed: int,
+    progress: Callable[[int], Any] | None = None,
+) -> SynthResult:
+    """Make the first ``n`` pairs of ``concept`` in ``folder``, skipping those already stored.
+
+    ``progress(k)`` is called after every k finished pairs (for a progress bar).
+    """
+    meta = {"concept": concept, "instruction": instruction, "teacher": teacher.describe(), "size": size,
+            "origin": photos.origin, "seed": seed}
+    result = SynthResult(concept, folder)
+    with PairStore(folder) as store:
+        _check_meta(folder, meta)
+        atomic_write_json(folder / SYNTH_META, meta)
+        todo = [p for p in plan_pairs(photos, n, seed, concept) if p.pair_id not in store]
+        if progress:
+            progress(n - len(todo))
+        batch = max(1, teacher.batch_size)
+        for start in range(0, len(todo), batch):
+            chunk = todo[start : start + batch]
+            sources = [crop_and_resize(photos.photos[p.photo].rgb, p.crop, size) for p in chunk]
+            targets = teacher.edit(sources, instruction, [p.seed for p in chunk])
+            for plan, src, tgt in zip(chunk, sources, targets):
+                if tgt is None:
+                    result.refused.append(plan.pair_id)
+                    continue
+                if tgt.shape != src.shape or tgt.dtype != np.uint8:
+                    raise FactoryError(f"teacher {teacher.kind} returned {tgt.shape} {tgt.dtype} for {src.shape} uint8")
+                store.add(plan.pair_id, src, tgt, {
+                    "photo": photos.photos[plan.photo].name, "crop": list(plan.crop), "seed": plan.seed,
+                    "split": plan.split, "size": size, "teacher": meta["teacher"],
+                })
+                result.new += 1
+            if progress:
+                progress(len(chunk))
+        result.total = len(store)
+    return result

@@ -1,0 +1,168 @@
+"""`factory synth` with the classic teacher: pairs, manifest, resume, crash safety, locking, determinism."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from factory.images import read_image
+from factory.pair_store import PairStore, read_manifest, sha256_file
+from tests.conftest import run_factory
+from tests.test_images import make_bad_folder
+
+BLUR_CARD = """\
+name: test-blur
+instruction: blur the photo softly
+teacher:
+  kind: classic
+  recipe:
+    - op: gaussian_blur
+tags: [test]
+"""
+SLOW_CARD = """\
+name: test-paint
+instruction: paint it with flat soft colours
+teacher:
+  kind: classic
+  recipe:
+    - op: stylization
+    - op: detail_enhance
+tags: [test]
+"""
+
+
+def add_card(workspace: Path, text: str) -> str:
+    (workspace / "concepts").mkdir(exist_ok=True)
+    name = text.split("\n", 1)[0].split(": ", 1)[1]
+    (workspace / "concepts" / f"{name}.yaml").write_text(text)
+    return name
+
+
+def check_folder(folder: Path) -> list[dict]:
+    """Every listed pair is complete and intact; nothing unlisted or half-written is left behind."""
+    records = read_manifest(folder)
+    ids = [r["id"] for r in records]
+    assert len(ids) == len(set(ids))
+    raw = (folder / "manifest.jsonl").read_text().splitlines()
+    assert len(raw) == len(records), "manifest has torn or duplicate lines"
+    for r in records:
+        for k in ("source", "target"):
+            assert sha256_file(folder / r[k]) == r["sha256"][k]
+            read_image(folder / r[k])
+    pngs = {p.relative_to(folder).as_posix() for p in folder.glob("*/*.png")}
+    assert pngs == {r[k] for r in records for k in ("source", "target")}
+    return records
+
+
+def test_synth_writes_pairs_and_manifest(workspace: Path, factory_cli) -> None:
+    name = add_card(workspace, BLUR_CARD)
+    out = factory_cli("synth", name, "-n", "12", "--size", "48")
+    assert "12 pairs (12 new" in out.stdout
+    folder = workspace / "data" / name
+    records = check_folder(folder)
+    assert len(records) == 12
+    r = records[0]
+    assert set(r) >= {"id", "source", "target", "photo", "crop", "teacher", "seed", "sha256", "split"}
+    assert r["teacher"]["kind"] == "classic" and r["teacher"]["recipe"][0]["op"] == "gaussian_blur"
+    assert {x["split"] for x in records} == {"train", "test"}
+    test_photos = {x["photo"] for x in records if x["split"] == "test"}
+    train_photos = {x["photo"] for x in records if x["split"] == "train"}
+    assert not test_photos & train_photos
+    src, tgt = read_image(folder / r["source"]), read_image(folder / r["target"])
+    assert src.shape == tgt.shape == (48, 48, 3) and not np.array_equal(src, tgt)
+
+    again = factory_cli("synth", name, "-n", "15", "--size", "48")
+    assert "15 pairs (3 new, 12 kept" in again.stdout
+    assert len(check_folder(folder)) == 15
+
+
+def test_same_seed_same_pairs(tmp_path: Path) -> None:
+    hashes = []
+    for run in ("a", "b"):
+        ws = tmp_path / run
+        ws.mkdir()
+        name = add_card(ws, BLUR_CARD)
+        run_factory(ws, "--seed", "7", "synth", name, "-n", "10", "--size", "32")
+        hashes.append({r["id"]: r["sha256"] for r in read_manifest(ws / "data" / name)})
+    assert hashes[0] == hashes[1]
+    ws = tmp_path / "c"
+    ws.mkdir()
+    run_factory(ws, "--seed", "8", "synth", add_card(ws, BLUR_CARD), "-n", "10", "--size", "32")
+    assert {r["id"]: r["sha256"] for r in read_manifest(ws / "data" / "test-blur")} != hashes[0]
+
+
+def test_sigkill_mid_run_loses_nothing(workspace: Path) -> None:
+    name = add_card(workspace, SLOW_CARD)
+    folder = workspace / "data" / name
+    n = 150
+    cmd = [sys.executable, "-m", "factory", "--workspace", str(workspace), "synth", name, "-n", str(n), "--size", "96"]
+    kills = 0
+    for delay in (0.05, 0.13, 0.29):  # several kills at different moments, each after some pairs exist
+        before = len(read_manifest(folder))
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while len(read_manifest(folder)) < before + 3 and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        time.sleep(delay)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        # what a killed run leaves is repaired on the next open: listed pairs intact, no orphans
+        with PairStore(folder):
+            pass
+        done = check_folder(folder)
+        assert before < len(done) <= n
+    assert kills >= 2, "synth finished before it could be killed; make the workload heavier"
+    run_factory(workspace, "synth", name, "-n", str(n), "--size", "96")
+    records = check_folder(folder)
+    assert sorted(r["id"] for r in records) == [f"{i:05d}" for i in range(n)]
+
+    # the resumed data equals an uninterrupted run's
+    fresh = workspace.parent / "fresh"
+    fresh.mkdir()
+    add_card(fresh, SLOW_CARD)
+    run_factory(fresh, "synth", name, "-n", str(n), "--size", "96")
+    assert {r["id"]: r["sha256"] for r in records} == {r["id"]: r["sha256"] for r in read_manifest(fresh / "data" / name)}
+
+
+def test_second_writer_is_refused(workspace: Path, factory_cli) -> None:
+    name = add_card(workspace, BLUR_CARD)
+    with PairStore(workspace / "data" / name):
+        out = factory_cli("synth", name, "-n", "2", "--size", "32", check=False)
+    assert out.returncode == 2
+    assert "another factory process" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_bad_files_are_skipped_and_listed(workspace: Path, tmp_path: Path, factory_cli) -> None:
+    make_bad_folder(tmp_path / "photos")
+    name = add_card(workspace, BLUR_CARD)
+    out = factory_cli("synth", name, "--images", str(tmp_path / "photos"), "-n", "8", "--size", "32")
+    assert "3 file(s) skipped" in out.stdout
+    for bad in ("corrupt.jpg", "empty.png", "notes.png"):
+        assert bad in out.stderr
+    used = {r["photo"] for r in read_manifest(workspace / "data" / name)}
+    assert used == {"good.jpg", "deep.png", "alpha.png", "gray.bmp"}
+
+
+def test_changed_teacher_is_refused(workspace: Path, factory_cli) -> None:
+    name = add_card(workspace, BLUR_CARD)
+    factory_cli("synth", name, "-n", "2", "--size", "32")
+    card = workspace / "concepts" / f"{name}.yaml"
+    card.write_text(BLUR_CARD.replace("- op: gaussian_blur", "- op: median"))
+    out = factory_cli("synth", name, "-n", "4", "--size", "32", check=False)
+    assert out.returncode == 2 and "different teacher" in out.stderr
+    assert len(read_manifest(workspace / "data" / name)) == 2
+
+
+def test_unknown_concept_is_a_clear_error(factory_cli) -> None:
+    out = factory_cli("synth", "no-such-concept", "-n", "2", check=False)
+    assert out.returncode == 2 and "no-such-concept" in out.stderr and "Traceback" not in out.stderr
