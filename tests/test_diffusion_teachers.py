@@ -1,0 +1,177 @@
+"""The Stable Diffusion teachers on tiny random-weight pipelines saved to disk and loaded back with
+``from_pretrained``: the same loading and editing code a user with the real model runs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from factory.errors import FactoryError
+from factory.teachers import make_teacher
+from factory.teachers.diffusion import InstructPix2PixTeacher, SDEditTeacher
+from tiny_pipelines import build_tiny_img2img, build_tiny_instruct_pix2pix
+
+FAST = {"steps": 2, "batch_size": 2}
+
+
+@pytest.fixture(scope="session")
+def ip2p_folder(tmp_path_factory):
+    return build_tiny_instruct_pix2pix(tmp_path_factory.mktemp("tiny") / "ip2p")
+
+
+@pytest.fixture(scope="session")
+def img2img_folder(tmp_path_factory):
+    return build_tiny_img2img(tmp_path_factory.mktemp("tiny") / "img2img")
+
+
+@pytest.fixture(scope="module")
+def ip2p(ip2p_folder):
+    return InstructPix2PixTeacher.from_params({"model": str(ip2p_folder), **FAST}, source="test")
+
+
+@pytest.fixture(scope="module")
+def sdedit(img2img_folder):
+    return SDEditTeacher.from_params({"model": str(img2img_folder), "strength": 0.5, **FAST}, source="test")
+
+
+def photos(*shapes, seed=0):
+    """Smooth random colour images (gradients plus noise) of the given (H, W) shapes."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for h, w in shapes:
+        yy, xx = np.mgrid[0:h, 0:w]
+        base = np.stack([xx / w, yy / h, (xx + yy) / (h + w)], axis=-1) * rng.uniform(80, 220, size=3)
+        out.append(np.clip(base + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8))
+    return out
+
+
+def differ(a, b):
+    return np.abs(a.astype(int) - b.astype(int)).mean()
+
+
+@pytest.mark.parametrize("teacher_name", ["ip2p", "sdedit"])
+def test_edit_is_seeded_per_pair_and_keeps_source_size(teacher_name, request):
+    teacher = request.getfixturevalue(teacher_name)
+    # three 32x32 sources and one whose sides are not multiples of 8 (the pipeline works at 24x40)
+    sources = photos((32, 32), (32, 32), (32, 32), (28, 44))
+    out = teacher.edit(sources, "make it look like winter", [11, 12, 13, 14])
+    assert [o.shape for o in out] == [s.shape for s in sources]
+    assert all(o.dtype == np.uint8 for o in out)
+    assert all(o.std() > 1 for o in out)  # real images, not a constant fill
+
+    again = teacher.edit(sources[:2], "make it look like winter", [11, 99])
+    np.testing.assert_array_equal(again[0], out[0])  # same seed, same pair
+    assert differ(again[1], out[1]) > 1  # another seed, another target
+
+    # one pair regenerated alone matches the same pair made inside a batch (up to float rounding)
+    alone = teacher.edit([sources[2]], "make it look like winter", [13])[0]
+    assert np.abs(alone.astype(int) - out[2].astype(int)).max() <= 2
+
+    # the source image and the text both condition the result
+    assert differ(teacher.edit([sources[1]], "make it look like winter", [11])[0], out[0]) > 1
+    assert differ(teacher.edit([sources[0]], "turn it into a pencil sketch", [11])[0], out[0]) > 1
+
+
+def test_sdedit_prompt_replaces_the_instruction(img2img_folder):
+    teacher = SDEditTeacher.from_params({"model": str(img2img_folder), "prompt": "a watercolor painting", **FAST})
+    source = photos((32, 32))
+    a = teacher.edit(source, "make it look like winter", [5])[0]
+    b = teacher.edit(source, "turn it into a pencil sketch", [5])[0]
+    np.testing.assert_array_equal(a, b)
+    assert teacher.describe()["prompt"] == "a watercolor painting"
+
+
+def test_describe_records_model_and_parameters_as_json(ip2p, sdedit, ip2p_folder, img2img_folder):
+    for teacher, folder, kind in ((ip2p, ip2p_folder, "instruct-pix2pix"), (sdedit, img2img_folder, "sdedit")):
+        described = json.loads(json.dumps(teacher.describe()))
+        assert described == teacher.describe()
+        assert described["kind"] == kind and described["model"] == str(folder)
+        assert described["steps"] == 2 and described["batch_size"] == 2
+        assert described["device"] == "cpu" and described["dtype"] == "float32"
+    assert ip2p.describe()["guidance_scale"] == 7.5 and ip2p.describe()["image_guidance_scale"] == 1.5
+    assert sdedit.describe()["strength"] == 0.5 and sdedit.describe()["prompt"] is None
+    assert ip2p.describe()["pipeline"] == "StableDiffusionInstructPix2PixPipeline"
+    assert sdedit.describe()["pipeline"] == "StableDiffusionImg2ImgPipeline"
+
+
+def test_make_teacher_dispatches_to_the_diffusion_teachers(ip2p_folder, img2img_folder):
+    assert isinstance(make_teacher("instruct-pix2pix", {"model": str(ip2p_folder)}), InstructPix2PixTeacher)
+    # a card mapping may carry its own kind; None values (CLI options not given) mean "default"
+    teacher = make_teacher("sdedit", {"kind": "sdedit", "model": str(img2img_folder), "strength": None})
+    assert isinstance(teacher, SDEditTeacher) and teacher.describe()["strength"] == 0.5
+
+
+def test_safety_checker_hits_come_back_as_none(tmp_path):
+    folder = build_tiny_instruct_pix2pix(tmp_path / "flagging", safety="flag-all")
+    teacher = InstructPix2PixTeacher.from_params({"model": str(folder), **FAST})
+    assert teacher.pipe.safety_checker is not None  # the folder's checker was loaded, not dropped
+    assert teacher.edit(photos((32, 32), (32, 32)), "make it red", [1, 2]) == [None, None]
+
+
+def test_loading_and_editing_print_no_progress_bars(img2img_folder, capfd):
+    capfd.readouterr()
+    teacher = SDEditTeacher.from_params({"model": str(img2img_folder), **FAST})
+    teacher.edit(photos((32, 32)), "make it red", [1])
+    err = capfd.readouterr().err
+    assert "it/s" not in err and "Loading" not in err, err
+
+
+@pytest.mark.parametrize("model", ["/nonexistent/pipeline", "./no/such/folder"])
+def test_missing_model_folder_is_one_clear_line(model):
+    with pytest.raises(FactoryError) as caught:
+        InstructPix2PixTeacher.from_params({"model": model})
+    message = str(caught.value)
+    assert f"'{model}'" in message and "not found" in message and "--model" in message
+    assert "\n" not in message
+
+
+def test_hub_id_not_cached_offline_says_what_to_pass(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FactoryError) as caught:
+        SDEditTeacher.from_params({"model": "editfactory-tests/no-such-model"})
+    message = str(caught.value)
+    assert "'editfactory-tests/no-such-model' not found locally" in message
+    assert "Hugging Face cache" in message and "--model" in message and "--teacher classic" in message
+    assert "\n" not in message
+
+
+def test_folder_that_is_not_a_pipeline_is_refused(tmp_path):
+    (tmp_path / "weights.bin").write_bytes(b"not a model")
+    with pytest.raises(FactoryError, match=r"is a folder but not a diffusers pipeline \(no model_index.json\)"):
+        SDEditTeacher.from_params({"model": str(tmp_path)})
+    (tmp_path / "model_index.json").write_text("{ broken")
+    with pytest.raises(FactoryError, match=r"could not be loaded as a diffusers pipeline"):
+        SDEditTeacher.from_params({"model": str(tmp_path)})
+
+
+def test_pipeline_of_the_wrong_kind_is_refused(ip2p_folder, img2img_folder):
+    with pytest.raises(FactoryError, match=r"is not an InstructPix2Pix model .*4 input channels"):
+        InstructPix2PixTeacher.from_params({"model": str(img2img_folder)})
+    with pytest.raises(FactoryError, match=r"use --teacher instruct-pix2pix"):
+        SDEditTeacher.from_params({"model": str(ip2p_folder)})
+
+
+@pytest.mark.parametrize(
+    ("teacher", "params", "named"),
+    [
+        (InstructPix2PixTeacher, {"image_guidance_scale": 0.5}, "image_guidance_scale"),
+        (InstructPix2PixTeacher, {"guidance_scale": "high"}, "guidance_scale"),
+        (InstructPix2PixTeacher, {"steps": 0}, "steps"),
+        (InstructPix2PixTeacher, {"steps": 2.5}, "steps"),
+        (InstructPix2PixTeacher, {"batch_size": 0}, "batch_size"),
+        (InstructPix2PixTeacher, {"strength": 0.5}, "strength"),  # an sdedit key is unknown here
+        (InstructPix2PixTeacher, {"dtype": "float8"}, "dtype"),
+        (SDEditTeacher, {"strength": 0}, "strength"),
+        (SDEditTeacher, {"strength": 1.5}, "strength"),
+        (SDEditTeacher, {"steps": 2, "strength": 0.3}, "steps"),  # int(2 x 0.3) = 0 denoising steps
+        (SDEditTeacher, {"prompt": ""}, "prompt"),
+        (SDEditTeacher, {"guidance": 7}, "guidance"),
+    ],
+)
+def test_bad_parameters_are_refused_with_their_name_and_source(teacher, params, named):
+    with pytest.raises(FactoryError) as caught:
+        teacher.from_params({"model": "/never/loaded", **params}, source="concepts/winter.yaml")
+    message = str(caught.value)
+    assert message.startswith("concepts/winter.yaml: ") and f"'{named}'" in message, message
