@@ -40,6 +40,11 @@ class Workspace:
         return self.root / "reports"
 
     @property
+    def text_cache(self) -> Path:
+        """Cached text-encoder outputs, one file per (encoder, text)."""
+        return self.root / "cache" / "text"
+
+    @property
     def concepts(self) -> Path:
         """User concept cards written by ``factory concepts new`` live here."""
         return self.root / "concepts"

@@ -1,0 +1,226 @@
+"""Training a generator (the multi-concept base, or the pix2pix baseline) with a conditional PatchGAN.
+
+Every step draws its batch and its augmentation from seeds derived from (seed, step), so a run
+resumed from a checkpoint takes exactly the steps an uninterrupted run takes. Checkpoints are whole
+folders written under a temp name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from base_gan.checkpoint import generator_from_config, save_generator, state_dict_for_save
+from factory.atomic import atomic_write_json
+from factory.dataset import PairedDataset
+from factory.synth import derive_seed
+
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass
+class TrainSettings:
+    """Hyper-parameters of one training run (saved in config.json and in every checkpoint)."""
+
+    generator: dict[str, Any] = field(default_factory=lambda: {"arch": "e2gan"})
+    disc_nf: int = 32
+    steps: int = 2000
+    seconds: float | None = None  # wall-clock budget; stops at whichever of steps/seconds comes first
+    batch: int = 8
+    lr: float = 2e-4
+    beta1: float = 0.5
+    decay_from: float = 0.5  # linear LR decay to 0 over the last (1 - decay_from) of the steps
+    l1_weight: float = 100.0
+    gan_weight: float = 1.0
+    gan_loss: str = "lsgan"
+    lpips_weight: float = 0.0
+    fm_weight: float = 0.0
+    ema: float | None = None
+    augment: bool = True
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 2
+    seed: int = 0
+    text_encoder: str = "minilm"
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    seconds: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class Trainer:
+    """Owns the models, optimizers and data of one run in ``out_dir``."""
+
+    def __init__(self, out_dir: Path, data_dirs: list[Path], settings: TrainSettings,
+                 text_cache: Path | None = None):
+        from base_gan.discriminator import DiscriminatorConfig, build_discriminator
+        from base_gan.losses import gan_loss
+
+        self.out_dir = Path(out_dir)
+        self.s = settings
+        self.data = PairedDataset(data_dirs, split="train", augment=settings.augment)
+        self.G = generator_from_config(settings.generator, seed=settings.seed).train()
+        self.D = build_discriminator(DiscriminatorConfig(nf=settings.disc_nf), seed=settings.seed + 1).train()
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=settings.lr, betas=(settings.beta1, 0.999))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=settings.lr, betas=(settings.beta1, 0.999))
+        self.ema = None
+        if settings.ema:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(self.G, multi_avg_fn=get_ema_multi_avg_fn(settings.ema))
+        self.gan = gan_loss(settings.gan_loss)
+        self.lpips = None
+        if settings.lpips_weight > 0:
+            from base_gan.losses import LPIPSLoss
+
+            self.lpips = LPIPSLoss()  # raises FactoryError when its weights are not available
+        self.state = TrainState()
+        self.text_tokens, self.text_mask = self._encode_texts(text_cache)
+
+    # -- text ---------------------------------------------------------------------------------
+    def uses_text(self) -> bool:
+        return self.s.generator.get("arch", "e2gan") == "e2gan"
+
+    def _encode_texts(self, cache: Path | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        if not self.uses_text():
+            return None, None
+        from factory.text_encoder import TextEncoder
+
+        enc = TextEncoder.from_name(self.s.text_encoder, cache_dir=cache)
+        return enc.tokens(self.data.instructions)
+
+    # -- one step -----------------------------------------------------------------------------
+    def _batch(self, step: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(derive_seed(self.s.seed, "batch", step))
+        idx = torch.randint(len(self.data), (self.s.batch,), generator=g).tolist()
+        torch.manual_seed(derive_seed(self.s.seed, "augment", step))  # kornia augmentation, dropout
+        items = [self.data[i] for i in idx]
+        batch = {k: torch.stack([it[k] for it in items]) for k in ("source", "target")}
+        batch["concept"] = torch.tensor([it["concept"] for it in items])
+        return batch
+
+    def generate(self, model: nn.Module, source: torch.Tensor, concept: torch.Tensor) -> torch.Tensor:
+        if self.text_tokens is None:
+            return model(source)
+        return model(source, self.text_tokens[concept], self.text_mask[concept])
+
+    def _lr_scale(self, step: int) -> float:
+        start = int(self.s.steps * self.s.decay_from)
+        if step < start:
+            return 1.0
+        return max(0.0, 1.0 - (step - start) / max(1, self.s.steps - start))
+
+    def train_step(self, step: int) -> dict[str, float]:
+        b = self._batch(step)
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                group["lr"] = self.s.lr * self._lr_scale(step)
+        src, tgt = b["source"], b["target"]
+        fake = self.generate(self.G, src, b["concept"])
+
+        self.opt_d.zero_grad(set_to_none=True)
+        real_logits, _ = self.D(src, tgt)
+        fake_logits, _ = self.D(src, fake.detach())
+        loss_d = self.gan.d_loss(real_logits, fake_logits)
+        loss_d.backward()
+        self.opt_d.step()
+
+        self.opt_g.zero_grad(set_to_none=True)
+        fake_logits, fake_feats = self.D(src, fake)
+        l1 = (fake - tgt).abs().mean()
+        loss_g = self.s.gan_weight * self.gan.g_loss(fake_logits) + self.s.l1_weight * l1
+        if self.s.fm_weight > 0:
+            from base_gan.losses import feature_matching_loss
+
+            with torch.no_grad():
+                _, real_feats = self.D(src, tgt)
+            loss_g = loss_g + self.s.fm_weight * feature_matching_loss(real_feats, fake_feats)
+        if self.lpips is not None:
+            loss_g = loss_g + self.s.lpips_weight * self.lpips(fake, tgt)
+        loss_g.backward()
+        self.opt_g.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.G)
+        return {"step": step + 1, "loss_g": loss_g.item(), "loss_d": loss_d.item(), "l1": l1.item()}
+
+    # -- loop ---------------------------------------------------------------------------------
+    def train(self, progress: Callable[[dict[str, float]], None] | None = None) -> TrainState:
+        """Train until ``steps`` (or the seconds budget); checkpoint every ``checkpoint_every`` steps."""
+        started = time.perf_counter() - self.state.seconds
+        while self.state.step < self.s.steps:
+            if self.s.seconds is not None and time.perf_counter() - started >= self.s.seconds:
+                break
+            log = self.train_step(self.state.step)
+            self.state.step += 1
+            self.state.seconds = time.perf_counter() - started
+            log["seconds"] = round(self.state.seconds, 3)
+            self.state.history.append(log)
+            if progress:
+                progress(log)
+            if self.state.step % self.s.checkpoint_every == 0:
+                self.save_checkpoint()
+        if not self.state.history or self.state.step % self.s.checkpoint_every:
+            self.save_checkpoint()
+        return self.state
+
+    def final_model(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.G
+
+    def save_final(self, meta: dict[str, Any]) -> Path:
+        """The trained generator (EMA weights when enabled) as the run's model, with its config.json."""
+        return save_generator(self.out_dir, self.final_model(), dict(meta, generator=self.s.generator,
+                                                                     training=asdict(self.s),
+                                                                     steps_done=self.state.step))
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        root = self.out_dir / CHECKPOINTS
+        final = root / f"step-{self.state.step:07d}"
+        tmp = root / f".tmp-{final.name}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_file(state_dict_for_save(self.G), tmp / "generator.safetensors")
+        save_file(state_dict_for_save(self.D), tmp / "discriminator.safetensors")
+        if self.ema is not None:
+            save_file(state_dict_for_save(self.ema), tmp / "ema.safetensors")
+        torch.save({"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}, tmp / "optim.pt")
+        atomic_write_json(tmp / "state.json", {"settings": asdict(self.s), **asdict(self.state)})
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in sorted(p for p in root.glob("step-*"))[: -self.s.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def resume(self) -> bool:
+        """Load the newest complete checkpoint in ``out_dir``; False when there is none."""
+        ckpt = latest_checkpoint(self.out_dir)
+        if ckpt is None:
+            return False
+        self.G.load_state_dict(load_file(ckpt / "generator.safetensors"))
+        self.D.load_state_dict(load_file(ckpt / "discriminator.safetensors"))
+        if self.ema is not None and (ckpt / "ema.safetensors").exists():
+            self.ema.load_state_dict(load_file(ckpt / "ema.safetensors"))
+        optim = torch.load(ckpt / "optim.pt", weights_only=True)
+        self.opt_g.load_state_dict(optim["opt_g"])
+        self.opt_d.load_state_dict(optim["opt_d"])
+        state = json.loads((ckpt / "state.json").read_text())
+        self.state = TrainState(step=state["step"], seconds=state["seconds"], history=state["history"])
+        return True
+
+
+def latest_checkpoint(out_dir: Path) -> Path | None:
+    root = Path(out_dir) / CHECKPOINTS
+    done = sorted(p for p in root.glob("step-*") if (p / "state.json").exists()) if root.is_dir() else []
+    return done[-1] if done else None

@@ -1,0 +1,106 @@
+"""Training the base GAN: loss falls, checkpoints resume exactly, auto:K selection, `factory eval` outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from base_gan.checkpoint import load_generator
+from base_gan.train import Trainer, TrainSettings, latest_checkpoint
+from factory.concepts import find_card
+from factory.images import read_image
+from factory.photos import default_photos
+from factory.synth import synthesize
+from factory.teachers import make_teacher
+from factory.workspace import Workspace
+
+TINY = {"arch": "e2gan", "ngf": 8, "heads": 2, "image_size": 32}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Workspace:
+    ws = Workspace(tmp_path_factory.mktemp("ws"))
+    photos = default_photos()
+    for name in ("sepia", "negative"):
+        card = find_card(name)
+        synthesize(ws.data(name), name, card.instruction, make_teacher(card.teacher.kind, card.teacher.params),
+                   photos, 24, 32, seed=0)
+    return ws
+
+
+def make_trainer(ws: Workspace, out: Path, **kw) -> Trainer:
+    settings = TrainSettings(**{"generator": TINY, "disc_nf": 8, "batch": 4, "checkpoint_every": 2, **kw})
+    return Trainer(out, [ws.data("sepia"), ws.data("negative")], settings, text_cache=ws.text_cache)
+
+
+def test_loss_falls(tiny_data: Workspace, tmp_path: Path) -> None:
+    trainer = make_trainer(tiny_data, tmp_path / "run", steps=60, checkpoint_every=100, lr=1e-3)
+    state = trainer.train()
+    l1 = [h["l1"] for h in state.history]
+    assert state.step == 60 and len(l1) == 60
+    assert np.mean(l1[-10:]) < 0.7 * np.mean(l1[:10]), (np.mean(l1[:10]), np.mean(l1[-10:]))
+
+
+def test_resume_gives_the_same_next_steps(tiny_data: Workspace, tmp_path: Path) -> None:
+    straight = make_trainer(tiny_data, tmp_path / "a", steps=4)
+    straight.train()
+
+    interrupted = make_trainer(tiny_data, tmp_path / "b", steps=2)
+    interrupted.train()  # "killed" after the checkpoint at step 2
+    assert latest_checkpoint(tmp_path / "b").name == "step-0000002"
+    resumed = make_trainer(tiny_data, tmp_path / "b", steps=4)
+    assert resumed.resume() and resumed.state.step == 2
+    resumed.train()
+    assert [h["l1"] for h in resumed.state.history] == [h["l1"] for h in straight.state.history]
+    for (name, a), b in zip(straight.G.state_dict().items(), resumed.G.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_final_model_loads_back(tiny_data: Workspace, tmp_path: Path) -> None:
+    trainer = make_trainer(tiny_data, tmp_path / "c", steps=2, ema=0.9)
+    trainer.train()
+    trainer.save_final({"concepts": ["sepia", "negative"], "text_encoder": "minilm"})
+    model, meta = load_generator(tmp_path / "c")
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    tok, mask = trainer.text_tokens[:1], trainer.text_mask[:1]
+    with torch.no_grad():
+        assert torch.allclose(model(x, tok, mask), trainer.ema.module.eval()(x, tok, mask))
+    assert meta["generator"]["ngf"] == 8 and meta["training"]["ema"] == 0.9
+
+
+def test_cli_train_eval_and_resume(workspace: Path, factory_cli) -> None:
+    args = ["base", "train", "--concepts", "sepia,negative", "--size", "32", "--ngf", "8", "--batch", "2",
+            "--pairs", "12", "--checkpoint-every", "2", "--name", "tiny"]
+    out = factory_cli(*args, "--steps", "2")
+    assert "step 2" in out.stdout and (workspace / "base" / "tiny" / "generator.safetensors").is_file()
+    out = factory_cli(*args, "--steps", "4")
+    assert "resuming" in out.stdout and "step 4" in out.stdout
+    refused = factory_cli(*args, "--steps", "6", "--lr", "1e-3", check=False)
+    assert refused.returncode == 2 and "lr" in refused.stderr
+
+    out = factory_cli("eval", "sepia", "--model", "tiny")
+    result = json.loads((workspace / "reports" / "eval" / "sepia-tiny.json").read_text())
+    assert result["test_pairs"] > 0 and result["student"]["psnr"] > 0 and result["identity"]["ssim"] > 0
+    assert result["lpips"] == "measured" or result["lpips"].startswith("unavailable")
+    grid = read_image(workspace / "reports" / "eval" / "sepia-tiny.png")
+    assert grid.shape[1] == 3 * 32 and grid.shape[0] == 32 * min(4, result["test_pairs"])
+
+
+def test_auto_k_picks_distinct_representatives(workspace: Path) -> None:
+    from base_gan.concept_selection import representative_concepts
+
+    names = ["a", "b", "c", "d", "e", "f"]
+    emb = np.array([[1, 0], [0.98, 0.05], [0, 1], [0.05, 0.99], [-1, 0], [-0.97, -0.1]], dtype=np.float32)
+    picked = representative_concepts(names, emb, 3, seed=0)
+    assert len(set(picked)) == 3
+    groups = [{"a", "b"}, {"c", "d"}, {"e", "f"}]
+    assert all(len(g & set(picked)) == 1 for g in groups)
+
+
+def test_pix2pix_needs_one_concept(factory_cli) -> None:
+    out = factory_cli("base", "train", "--concepts", "sepia,negative", "--arch", "pix2pix", check=False)
+    assert out.returncode == 2 and "exactly one concept" in out.stderr
