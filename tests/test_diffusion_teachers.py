@@ -4,11 +4,17 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from factory.cli import cli, main
 from factory.errors import FactoryError
+from factory.images import read_image
+from factory.pair_store import read_manifest, sha256_file
 from factory.teachers import make_teacher
 from factory.teachers.diffusion import InstructPix2PixTeacher, SDEditTeacher
 from tiny_pipelines import build_tiny_img2img, build_tiny_instruct_pix2pix
@@ -146,6 +152,18 @@ def test_folder_that_is_not_a_pipeline_is_refused(tmp_path):
         SDEditTeacher.from_params({"model": str(tmp_path)})
 
 
+def test_damaged_pipeline_folder_is_refused_with_the_cause(tmp_path, ip2p_folder):
+    truncated = shutil.copytree(ip2p_folder, tmp_path / "truncated")
+    weights = next((truncated / "unet").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(FactoryError, match=r"'.*truncated' could not be loaded as a diffusers pipeline \(SafetensorError"):
+        InstructPix2PixTeacher.from_params({"model": str(truncated)})
+    incomplete = shutil.copytree(ip2p_folder, tmp_path / "incomplete")
+    shutil.rmtree(incomplete / "vae")
+    with pytest.raises(FactoryError, match=r"'.*incomplete' could not be loaded as a diffusers pipeline"):
+        InstructPix2PixTeacher.from_params({"model": str(incomplete)})
+
+
 def test_pipeline_of_the_wrong_kind_is_refused(ip2p_folder, img2img_folder):
     with pytest.raises(FactoryError, match=r"is not an InstructPix2Pix model .*4 input channels"):
         InstructPix2PixTeacher.from_params({"model": str(img2img_folder)})
@@ -175,3 +193,46 @@ def test_bad_parameters_are_refused_with_their_name_and_source(teacher, params, 
         teacher.from_params({"model": "/never/loaded", **params}, source="concepts/winter.yaml")
     message = str(caught.value)
     assert message.startswith("concepts/winter.yaml: ") and f"'{named}'" in message, message
+
+
+# ---------------------------------------------------------------- through `factory synth`
+
+
+def check_diffusion_pairs(folder, kind, model, n, size):
+    records = read_manifest(folder)
+    assert sorted(r["id"] for r in records) == [f"{i:05d}" for i in range(n)]
+    for r in records:
+        assert r["teacher"]["kind"] == kind and r["teacher"]["model"] == str(model) and r["teacher"]["steps"] == 2
+        src, tgt = read_image(folder / r["source"]), read_image(folder / r["target"])
+        assert src.shape == tgt.shape == (size, size, 3) and differ(src, tgt) > 1
+        assert sha256_file(folder / r["target"]) == r["sha256"]["target"]
+    return records
+
+
+def test_synth_with_instruct_pix2pix_loads_the_model_folder_as_a_user_would(workspace, factory_cli, ip2p_folder):
+    concept = "autumn"  # a built-in classic card; --teacher overrides its teacher
+    out = factory_cli("synth", concept, "--teacher", "instruct-pix2pix", "--model", str(ip2p_folder),
+                      "--steps", "2", "-n", "2", "--size", "64")
+    assert "2 pairs (2 new" in out.stdout
+    check_diffusion_pairs(workspace / "data" / concept, "instruct-pix2pix", ip2p_folder, 2, 64)
+
+
+def test_synth_with_sdedit(workspace, img2img_folder):
+    # in-process (the subprocess path is covered above; a second one would only re-import torch)
+    args = ["--workspace", str(workspace), "synth", "black-and-white", "--teacher", "sdedit",
+            "--model", str(img2img_folder), "--steps", "2", "--strength", "0.6", "-n", "2", "--size", "64"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0 and "2 pairs (2 new" in result.output
+    records = check_diffusion_pairs(workspace / "data" / "black-and-white", "sdedit", img2img_folder, 2, 64)
+    assert {r["teacher"]["strength"] for r in records} == {0.6}
+
+
+def test_synth_with_a_missing_model_exits_2_with_one_line(workspace, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["factory", "--workspace", str(workspace), "synth", "autumn",
+                                      "--teacher", "instruct-pix2pix", "--model", "/nonexistent", "-n", "2", "--size", "64"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: model '/nonexistent' not found") and "--model" in err and "\n" not in err
+    assert not read_manifest(workspace / "data" / "autumn")

@@ -7,13 +7,15 @@ one-line :class:`FactoryError` naming it and saying what to pass instead.
 Parameters (a card's ``teacher:`` mapping merged with CLI overrides; a value of None means "default"):
 
 ``instruct-pix2pix`` (``StableDiffusionInstructPix2PixPipeline``)
-    model ``timbrooks/instruct-pix2pix``; guidance_scale 7.5 (text); image_guidance_scale 1.5 (>= 1;
-    lower it for stronger edits, raise it to keep more of the source); steps 20; negative_prompt.
+    model ``timbrooks/instruct-pix2pix``; guidance_scale 7.5 (text; <= 1 turns both guidances off);
+    image_guidance_scale 1.5 (>= 1; lower it for stronger edits, raise it to keep more of the source);
+    steps 20; negative_prompt.
 
 ``sdedit`` (``StableDiffusionImg2ImgPipeline``)
     model ``stabilityai/sd-turbo``: a distilled SD 2.1 that edits in 1-4 steps without classifier-free
     guidance, so hundreds of pairs take minutes on one GPU (it works at 512 px best; check its licence
-    for your use). Hence the defaults guidance_scale 0.0, steps 4, strength 0.5 (2 denoising steps).
+    for your use). Hence the defaults of its model card's img2img example: guidance_scale 0.0, steps 2,
+    strength 0.5 (1 denoising step; raise steps to 4 for 2).
     For a regular Stable Diffusion model pass guidance_scale ~7.5 and steps ~30-50.
     strength in (0, 1] trades structure (low) for edit strength (high), 0.3-0.8 is the useful range;
     the pipeline runs int(steps x strength) denoising steps, which must be >= 1 (refused otherwise,
@@ -140,7 +142,12 @@ def _in_hub_cache(model: str) -> bool:
 
 
 def _reason(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
+    """The root cause of ``err`` on one short line (diffusers wraps e.g. a DNS failure in a cache error)."""
+    seen = {id(err)}
+    while (inner := err.__cause__ or err.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        err = inner
+    text = f"{type(err).__name__}: {' '.join(str(err).split())}"
     return text if len(text) <= 160 else text[:157] + "..."
 
 
@@ -184,9 +191,11 @@ def _quiet_loading() -> Iterator[None]:
         if diffusers_on:
             diffusers_logging.enable_progress_bar()
         if transformers_on:
-            transformers_logging.enable_progress_bar()
-        elif hub_on:
+            transformers_logging.enable_progress_bar()  # this switches the Hub's bars too: restore them after
+        if hub_on:
             hub_utils.enable_progress_bars()
+        elif not hub_utils.are_progress_bars_disabled():
+            hub_utils.disable_progress_bars()
 
 
 def _dtype_keyword() -> str:
@@ -383,7 +392,7 @@ class SDEditTeacher(DiffusionTeacher):
     kind = "sdedit"
     pipeline_class_name = "StableDiffusionImg2ImgPipeline"
     unet_in_channels = 4
-    defaults = {"model": "stabilityai/sd-turbo", "strength": 0.5, "guidance_scale": 0.0, "steps": 4, "prompt": None}
+    defaults = {"model": "stabilityai/sd-turbo", "strength": 0.5, "guidance_scale": 0.0, "steps": 2, "prompt": None}
 
     @classmethod
     def _check(cls, params: dict[str, Any], where: str) -> dict[str, Any]:
