@@ -22,6 +22,8 @@ from factory.photos import PhotoSet
 from factory.teachers.base import Teacher
 
 SYNTH_META = "synth.json"
+#: teacher settings that change how pairs are computed but not which pairs come out
+RUNTIME_SETTINGS = frozenset({"batch_size", "device", "dtype", "diffusers"})
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,10 @@ def _check_meta(folder: Path, meta: dict[str, Any]) -> None:
         return
     old = json.loads(path.read_text(encoding="utf-8"))
     for key in ("teacher", "size", "origin", "seed"):
-        if old.get(key) != meta.get(key):
+        before, now = old.get(key), meta.get(key)
+        if key == "teacher":  # resuming with another batch size, device or library version is fine
+            before, now = ({k: v for k, v in (t or {}).items() if k not in RUNTIME_SETTINGS} for t in (before, now))
+        if before != now:
             raise FactoryError(
                 f"{folder}: holds pairs made with a different {key} ({json.dumps(old.get(key))}, "
                 f"now {json.dumps(meta.get(key))}); delete that folder or use another --workspace"

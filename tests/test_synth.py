@@ -166,3 +166,17 @@ def test_changed_teacher_is_refused(workspace: Path, factory_cli) -> None:
 def test_unknown_concept_is_a_clear_error(factory_cli) -> None:
     out = factory_cli("synth", "no-such-concept", "-n", "2", check=False)
     assert out.returncode == 2 and "no-such-concept" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_resume_ignores_runtime_settings_only(tmp_path: Path) -> None:
+    from factory.errors import FactoryError
+    from factory.synth import _check_meta
+
+    teacher = {"kind": "sdedit", "model": "m", "strength": 0.5, "batch_size": 8, "device": "cuda", "dtype": "float16"}
+    meta = {"teacher": teacher, "size": 64, "origin": "o", "seed": 0}
+    (tmp_path / "synth.json").write_text(json.dumps(meta))
+    _check_meta(tmp_path, dict(meta, teacher=dict(teacher, batch_size=2, device="cpu", dtype="float32")))
+    with pytest.raises(FactoryError, match="different teacher"):
+        _check_meta(tmp_path, dict(meta, teacher=dict(teacher, strength=0.6)))
+    with pytest.raises(FactoryError, match="different size"):
+        _check_meta(tmp_path, dict(meta, size=32))
