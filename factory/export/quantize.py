@@ -1,0 +1,133 @@
+"""Smaller editors: static int8 (QDQ), fp16, and onnxruntime-mobile ``.ort`` files.
+
+* int8: ``quant_pre_process`` (ORT optimization + ONNX shape inference) then ``quantize_static`` in
+  QDQ format, calibrated (MinMax) on the concept's own source images. Activations uint8, weights
+  int8 per output channel: the layout NNAPI's quantized Conv/MatMul take (uint8 input, int8
+  per-channel symmetric weights) and that x86 VNNI / ARM dot-product kernels run. Symbolic shape
+  inference is skipped: the editor's height/width are symbolic and the strided-conv / x2-resize
+  arithmetic (``floor((h-1)/2)+1`` then ``2*...``) cannot be proven equal without knowing h is a
+  multiple of 16; ONNX's own shape inference is enough for a conv network.
+* fp16: onnxruntime's ``transformers.float16.convert_float_to_float16`` (ships with onnxruntime;
+  no onnxconverter-common needed), float32 input/output kept so every editor has the same contract.
+* ``.ort``: ``python -m onnxruntime.tools.convert_onnx_models_to_ort`` with the ``Runtime``
+  optimization style (the tool's advice for NNAPI/CoreML), which also writes the
+  ``required_operators.config`` a reduced onnxruntime-mobile build needs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import onnx
+
+from factory.errors import FactoryError
+
+
+def _calibration_reader_class():
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class ImageCalibrationReader(CalibrationDataReader):
+        """Feeds images one at a time as ``{input_name: [1, 3, H, W] float32}`` to the calibrator."""
+
+        def __init__(self, input_name: str, images: Sequence[np.ndarray]) -> None:
+            self.input_name = input_name
+            self.images = list(images)
+            self._next = 0
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            if self._next >= len(self.images):
+                return None
+            x = np.ascontiguousarray(self.images[self._next], dtype=np.float32)
+            self._next += 1
+            return {self.input_name: x[None] if x.ndim == 3 else x}
+
+        def rewind(self) -> None:
+            self._next = 0
+
+    return ImageCalibrationReader
+
+
+def calibration_reader(input_name: str, images: Sequence[np.ndarray]):
+    """A ``CalibrationDataReader`` over NCHW float32 images ([3, H, W] or [1, 3, H, W]) in the model's range."""
+    return _calibration_reader_class()(input_name, images)
+
+
+def quantize_int8(fp32_path: Path, out_path: Path, calibration: Sequence[np.ndarray], per_channel: bool = True) -> Path:
+    """Static QDQ int8 copy of ``fp32_path`` written to ``out_path`` (not atomically: use a temp folder)."""
+    import logging
+
+    if not calibration:
+        raise FactoryError("int8 quantization needs at least one calibration image")
+    input_name = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].name
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer logs per-tensor notes (e.g. rank-1 constants) on the root logger
+    try:
+        return _quantize(fp32_path, out_path, calibration, per_channel, input_name)
+    finally:
+        root.setLevel(level)
+
+
+def _quantize(fp32_path: Path, out_path: Path, calibration: Sequence[np.ndarray], per_channel: bool,
+              input_name: str) -> Path:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(out_path), calibration_reader(input_name, calibration),
+                        quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, per_channel=per_channel,
+                        calibrate_method=CalibrationMethod.MinMax)
+    return out_path
+
+
+def convert_fp16(fp32_path: Path, out_path: Path) -> Path:
+    """fp16 weights and compute, float32 input and output (Cast nodes at the edges)."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    model = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
+    wrapped = OnnxModel(model)
+    wrapped.topological_sort()  # the input Casts are appended last; ONNX requires producers first
+    onnx.checker.check_model(wrapped.model)
+    onnx.save(wrapped.model, str(out_path))
+    return out_path
+
+
+def convert_to_ort(models: Iterable[Path], out_dir: Path) -> tuple[list[Path], Path]:
+    """``.ort`` files for ``models`` (same stems) in ``out_dir`` plus their ``required_operators.config``."""
+    models = [Path(m) for m in models]
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "src"
+        dst = Path(tmp) / "out"
+        src.mkdir()
+        for m in models:
+            shutil.copy2(m, src / m.name)
+        cmd = [sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", str(src),
+               "--output_dir", str(dst), "--optimization_style", "Runtime"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            last = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
+            raise FactoryError(f".ort conversion failed: {last[0]}")
+        outputs = []
+        for m in models:
+            produced = dst / f"{m.stem}.with_runtime_opt.ort"
+            if not produced.is_file():
+                raise FactoryError(f".ort conversion did not produce {produced.name}")
+            target = out_dir / f"{m.stem}.ort"
+            shutil.move(str(produced), target)
+            outputs.append(target)
+        configs = sorted(dst.glob("required_operators*.config"))
+        if not configs:
+            raise FactoryError(".ort conversion did not write required_operators.config")
+        config = out_dir / "required_operators.config"
+        shutil.move(str(configs[0]), config)
+    return outputs, config
