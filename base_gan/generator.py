@@ -1,0 +1,441 @@
+"""E2GAN-shaped, text-conditioned, mobile-sized image-to-image generator.
+
+Layout (``c = ngf``; strides relative to the input, which must be a multiple of 16 on each side)::
+
+    stem   conv1 3->c/2 (/1), conv2 ->c (/2), conv3 ->c (/4)              skips s1, s2, s4
+    down1  conv 3x3 stride 2 -> 2c (/8)
+    res1, res2                                  (2c, /8)                  skip s8
+    down2  conv 3x3 stride 2 -> 4c (/16)        at 256 px: 16x16 = 256 tokens
+    attn   self-attention      (q, k, v, out)   tokens [B, N, 4c]
+    xattn  cross-attention on the text tokens (q, k, v, out; plus a learned null key)
+    ff     feed-forward        (fc1, fc2)
+    up1    nearest x2 + conv -> 2c (/8)  + s8
+    res3                                        (2c, /8)
+    up2    nearest x2 + conv -> c  (/4)  + s4
+    head   nearest x2 + conv1 -> c (/2) + s2, nearest x2 + conv2 -> c/2 (/1) + s1, conv3 -> 3 = delta
+    output = soft_bound(source + delta)
+
+Decisions (see DESIGN.md section 3 for the measurements that motivated them):
+
+* Stride 16 before the transformer: the stem downsamples by 4 with two strided convs, so the
+  attention sees at most 16x16 tokens at 256 px; dropout is 0 everywhere.
+* Additive U-Net skips (s1..s8) carry full-resolution detail past the 16x16 bottleneck; without
+  them every output pixel would be reconstructed from a 16x16 map. They are plain Adds.
+* Global residual: ``output = soft_bound(source + delta)``: the identity on [-1, 1], a tanh
+  shoulder (0.1 high) plus a 0.05 leak beyond, so the derivative is 1 for every in-range pixel and
+  never below 0.05 anywhere (``soft_bound``). The head's last conv starts at a tiny scale, so at
+  init the output is the source to within ~1e-2 (mean ~5e-3) and gradients reach every layer. No
+  hard clamp: the prototype showed a clamp stalls concepts far from identity (pixels pushed past
+  it get no gradient back). Outputs can exceed ±1 slightly; clip only when converting to pixels.
+  ``output="tanh_residual"`` gives ``tanh(atanh(clamp(source, ±0.999)) + delta)`` instead: the
+  literal tanh head, also identity at init, but its gradient at saturated source pixels is
+  ``1 - 0.999² = 0.002``, so moving clipped highlights/shadows (sketches, inversions) starts slowly.
+* Padding: zero padding inside each conv (``padding=1``). It exports as part of the Conv node (no
+  Pad op at all), NNAPI/CoreML take it, and peft's Conv2d LoRA branch copies ``padding`` (it
+  ignores ``padding_mode``), so the LoRA path pads exactly like the base conv. Reflection padding
+  is not used anywhere.
+* Upsampling: nearest resize x2 + 3x3 conv (ONNX Resize, asymmetric/nearest/floor, the mode
+  NNAPI and CoreML accept); no ConvTranspose2d (peft cannot adapt it, checkerboards, delegates
+  lack it).
+* Export: under ``torch.onnx.export(..., dynamo=False)`` the token reshapes and the upsampling use
+  small custom symbolics (``to_tokens``, ``from_tokens``, ``upsample2x``) so that a fixed-size
+  export is shape-static end to end (no Shape/Gather/Expand/Where nodes; Resize gets an explicit
+  empty roi). Measured at 256 px, opset 17, text baked in as constants: onnxruntime's mobile
+  usability checker puts all nodes in one NNAPI partition and one CoreML MLProgram partition.
+  The legacy CoreML NeuralNetwork format lacks ReduceMean (``TokenNorm``) and MatMul with two
+  dynamic inputs (attention), so the transformer block stays on CPU there: use MLProgram.
+  Dynamic batch/height/width exports work too (then with a few Shape nodes).
+* Normalization: none in the conv path (``norm="none"``, default); the residual branches start
+  small instead (res conv2, attention/feed-forward outputs scaled by 0.1 at init), so activations
+  keep their scale without statistics. Alternatives and why they are not the default:
+  BatchNorm folds into the conv at export, but its running statistics are buffers that a LoRA
+  adapter does not carry (a concept fine-tuned in train mode drifts them away from the base), and
+  batches mix concepts; GroupNorm exports at opset 17 as Reshape + InstanceNormalization, which
+  NNAPI lacks; InstanceNorm is excluded outright. ``norm="group"`` and ``norm="batch"`` remain
+  available for measurement.
+* Activation LeakyReLU(0.2) (``act``): exports to LeakyRelu, supported by NNAPI and CoreML, and
+  does not die without normalization. GELU would export as Erf (not on NNAPI).
+* Text: ``forward(x, text_tokens=None, text_mask=None)`` with tokens [B or 1, L, text_dim] and a
+  bool mask [B or 1, L] (a batch of 1 is shared by all images). The null key is always there;
+  without text it is the only key, so the cross-attention adds a learned constant (a base
+  trained with some text dropped therefore also works text-free).
+
+Module names for LoRA (``LAYER_GROUPS``): stem.conv{1,2,3}, down1.conv, res{i}.conv{1,2}, down2.conv,
+attn.{q,k,v,out}, xattn.{q,k,v,out}, ff.{fc1,fc2}, up1.conv, up2.conv, head.conv{1,2,3}.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from base_gan.attention import CrossAttention, FeedForward, SelfAttention
+
+STRIDE = 16  # the generator's total downsampling; H and W must be multiples of it
+
+# group name -> regular expressions (full match) over module names of the Conv2d/Linear layers.
+# Use ``target_modules(model, groups)`` for peft's list form or ``target_regex(groups)`` for its
+# string (re.fullmatch) form.
+LAYER_GROUPS: dict[str, list[str]] = {
+    "stem": [r"stem\.conv\d+"],
+    "down1": [r"down1\.conv"],
+    "res": [r"res\d+\.conv\d+"],
+    "down2": [r"down2\.conv"],
+    "attn": [r"attn\.(q|k|v|out)"],
+    "xattn": [r"xattn\.(q|k|v|out)"],
+    "ff": [r"ff\.fc\d+"],
+    "up1": [r"up1\.conv"],
+    "up2": [r"up2\.conv"],
+    "head": [r"head\.conv\d+"],
+}
+
+OUTPUT_MARGIN = 0.1   # soft bound: height of the tanh shoulder beyond ±1
+OUTPUT_LEAK = 0.05    # soft bound: minimum slope outside [-1, 1]
+HEAD_INIT_SCALE = 5e-4  # std of head.conv3's weights at init -> |delta| ~ 5e-3
+BRANCH_INIT_SCALE = 0.1  # residual branch outputs (res conv2, attn/xattn out, ff fc2) at init
+
+
+@dataclass
+class GeneratorConfig:
+    """Everything needed to rebuild the generator; saved as config.json beside the weights."""
+
+    arch: str = "e2gan"
+    ngf: int = 32
+    n_res_enc: int = 2
+    n_res_dec: int = 1
+    text_dim: int = 384
+    heads: int = 4
+    ff_mult: int = 4
+    act: str = "lrelu"
+    norm: str = "none"
+    output: str = "residual"
+    image_size: int = 256  # hint: the size it was trained/exported at; any multiple of 16 works
+
+    def __post_init__(self) -> None:
+        if self.arch != "e2gan":
+            raise ValueError(f"GeneratorConfig is for arch 'e2gan', got {self.arch!r}")
+        if self.ngf < 4 or self.ngf % 2:
+            raise ValueError(f"ngf must be an even number >= 4, got {self.ngf}")
+        if (4 * self.ngf) % self.heads:
+            raise ValueError(f"attention width 4*ngf={4 * self.ngf} is not divisible by heads={self.heads}")
+        for name, allowed in (("act", ACTIVATIONS), ("norm", NORMS), ("output", OUTPUTS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {sorted(allowed)}, got {getattr(self, name)!r}")
+        if self.image_size % STRIDE:
+            raise ValueError(f"image_size must be a multiple of {STRIDE}, got {self.image_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "GeneratorConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown generator config keys: {', '.join(unknown)}")
+        return cls(**d)
+
+
+ACTIVATIONS = {"lrelu": lambda: nn.LeakyReLU(0.2), "relu": nn.ReLU, "silu": nn.SiLU}
+NORMS = {"none", "group", "batch"}
+OUTPUTS = {"residual", "tanh_residual"}
+
+
+def _norm(kind: str, ch: int) -> nn.Module:
+    if kind == "group":
+        return nn.GroupNorm(math.gcd(8, ch), ch)
+    if kind == "batch":
+        return nn.BatchNorm2d(ch)
+    return nn.Identity()
+
+
+def _conv(cin: int, cout: int, stride: int = 1, k: int = 3) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+
+
+class Stem(nn.Module):
+    """Full-resolution conv then two stride-2 convs; returns the /4 features and the s1, s2, s4 skips."""
+
+    def __init__(self, c: int, act, norm: str) -> None:
+        super().__init__()
+        self.conv1 = _conv(3, c // 2)
+        self.conv2 = _conv(c // 2, c, stride=2)
+        self.conv3 = _conv(c, c, stride=2)
+        self.norm2, self.norm3 = _norm(norm, c), _norm(norm, c)
+        self.act = act()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        s1 = self.act(self.conv1(x))
+        s2 = self.act(self.norm2(self.conv2(s1)))
+        s4 = self.act(self.norm3(self.conv3(s2)))
+        return s1, s2, s4
+
+
+class Down(nn.Module):
+    """3x3 stride-2 conv, norm, activation."""
+
+    def __init__(self, cin: int, cout: int, act, norm: str) -> None:
+        super().__init__()
+        self.conv = _conv(cin, cout, stride=2)
+        self.norm = _norm(norm, cout)
+        self.act = act()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+
+class Up(nn.Module):
+    """Nearest x2 resize, 3x3 conv, norm, add the encoder skip, activation."""
+
+    def __init__(self, cin: int, cout: int, act, norm: str) -> None:
+        super().__init__()
+        self.conv = _conv(cin, cout)
+        self.norm = _norm(norm, cout)
+        self.act = act()
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = upsample2x(x)
+        return self.act(self.norm(self.conv(x)) + skip)
+
+
+class ResBlock(nn.Module):
+    """x + norm(conv2(act(norm(conv1(x))))); no activation after the sum."""
+
+    def __init__(self, c: int, act, norm: str) -> None:
+        super().__init__()
+        self.conv1 = _conv(c, c)
+        self.norm1 = _norm(norm, c)
+        self.act = act()
+        self.conv2 = _conv(c, c)
+        self.norm2 = _norm(norm, c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.norm2(self.conv2(self.act(self.norm1(self.conv1(x)))))
+
+
+class Head(nn.Module):
+    """Two nearest x2 + conv stages fused with the s2/s1 skips, then a 3x3 conv to the RGB delta."""
+
+    def __init__(self, c: int, act, norm: str) -> None:
+        super().__init__()
+        self.conv1 = _conv(c, c)
+        self.conv2 = _conv(c, c // 2)
+        self.conv3 = _conv(c // 2, 3)
+        self.norm1 = _norm(norm, c)
+        self.act = act()
+
+    def forward(self, x: torch.Tensor, s2: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.norm1(self.conv1(upsample2x(x))) + s2)
+        x = upsample2x(x)
+        x = self.act(self.conv2(x) + s1)
+        return self.conv3(x)
+
+
+def soft_bound(y: torch.Tensor, margin: float = OUTPUT_MARGIN, leak: float = OUTPUT_LEAK) -> torch.Tensor:
+    """Identity on [-1, 1]; beyond, a tanh shoulder of height ``margin`` plus a ``leak`` slope.
+
+    With e = y - clip(y, -1, 1): ``clip(y) + (1 - leak)·m·tanh(e/m) + leak·e``. The derivative is 1
+    inside, continuous at ±1, and never below ``leak`` (so no pixel is ever stuck, unlike a clamp
+    or a bare tanh); outputs stay near [-1.1, 1.1] (±1.2 at |y| = 3). Clip/Sub/Mul/Tanh/Add in ONNX.
+    """
+    inside = y.clamp(-1.0, 1.0)
+    excess = y - inside
+    return inside + ((1.0 - leak) * margin) * torch.tanh(excess * (1.0 / margin)) + leak * excess
+
+
+class Generator(nn.Module):
+    """The E2GAN-shaped generator; see the module docstring for the layout and the decisions."""
+
+    stride = STRIDE
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        super().__init__()
+        self.config = config
+        c, act, norm = config.ngf, ACTIVATIONS[config.act], config.norm
+        self.stem = Stem(c, act, norm)
+        self.down1 = Down(c, 2 * c, act, norm)
+        n_res = config.n_res_enc + config.n_res_dec
+        for i in range(1, n_res + 1):
+            self.add_module(f"res{i}", ResBlock(2 * c, act, norm))
+        self.down2 = Down(2 * c, 4 * c, act, norm)
+        self.attn = SelfAttention(4 * c, config.heads)
+        self.xattn = CrossAttention(4 * c, config.text_dim, config.heads)
+        self.ff = FeedForward(4 * c, config.ff_mult, act())
+        self.up1 = Up(4 * c, 2 * c, act, norm)
+        self.up2 = Up(2 * c, c, act, norm)
+        self.head = Head(c, act, norm)
+        self.enc_blocks = [f"res{i}" for i in range(1, config.n_res_enc + 1)]
+        self.dec_blocks = [f"res{i}" for i in range(config.n_res_enc + 1, n_res + 1)]
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        slope = 0.2 if self.config.act == "lrelu" else 0.0
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, a=slope, nonlinearity="leaky_relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        for name in self.enc_blocks + self.dec_blocks:
+            getattr(self, name).conv2.weight.mul_(BRANCH_INIT_SCALE)
+        for lin in (self.attn.out, self.xattn.out, self.ff.fc2):
+            lin.weight.mul_(BRANCH_INIT_SCALE)
+        nn.init.normal_(self.head.conv3.weight, std=HEAD_INIT_SCALE)
+
+    def forward(self, x: torch.Tensor, text_tokens: torch.Tensor | None = None,
+                text_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, 3, H, W] in [-1, 1] (H, W multiples of 16) -> edited image [B, 3, H, W]."""
+        if not torch.jit.is_tracing():
+            check_input(x, self.stride)
+        s1, s2, s4 = self.stem(x)
+        h = self.down1(s4)
+        for name in self.enc_blocks:
+            h = getattr(self, name)(h)
+        s8 = h
+        h = self.down2(h)
+        t = to_tokens(h)  # [B, N, 4c]
+        t = t + self.attn(t)
+        t = t + self.xattn(t, text_tokens, text_mask)
+        t = t + self.ff(t)
+        h = from_tokens(t, h)
+        h = self.up1(h, s8)
+        for name in self.dec_blocks:
+            h = getattr(self, name)(h)
+        h = self.up2(h, s4)
+        delta = self.head(h, s2, s1)
+        if self.config.output == "tanh_residual":
+            return torch.tanh(torch.atanh(x.clamp(-0.999, 0.999)) + delta)
+        return soft_bound(x + delta)
+
+
+class _ExportUpsample2x(torch.autograd.Function):
+    """Nearest x2, exported as Resize(x, roi=<empty constant>, scales=[1, 1, 2, 2]) (asymmetric, floor).
+
+    torch's own export leaves the optional roi input as the empty name '', which onnxruntime's
+    mobile usability checker counts as an input of unknown shape, splitting the NNAPI/CoreML
+    partitions at every upsampling. Both EPs ignore roi, so an explicit empty tensor is equivalent.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=2.0, mode="nearest")
+
+    @staticmethod
+    def symbolic(g, x):
+        roi = g.op("Constant", value_t=torch.zeros(0, dtype=torch.float32))
+        scales = g.op("Constant", value_t=torch.tensor([1.0, 1.0, 2.0, 2.0], dtype=torch.float32))
+        return g.op("Resize", x, roi, scales, coordinate_transformation_mode_s="asymmetric",
+                    mode_s="nearest", nearest_mode_s="floor")
+
+
+def upsample2x(x: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour x2 upsampling (a mobile-friendly Resize node under ONNX export)."""
+    if torch.onnx.is_in_onnx_export():
+        return _ExportUpsample2x.apply(x)
+    return F.interpolate(x, scale_factor=2.0, mode="nearest")
+
+
+class _ExportFlatten(torch.autograd.Function):
+    """[B, C, H, W] -> [B, C, H*W] exported as Reshape(x, [0, C, -1]): no Shape node, static when x is."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(2)
+
+    @staticmethod
+    def symbolic(g, x):
+        channels = _static_sizes(x)[1]
+        return g.op("Reshape", x, g.op("Constant", value_t=torch.tensor([0, channels, -1], dtype=torch.int64)))
+
+
+class _ExportUnflatten(torch.autograd.Function):
+    """[B, C, N] -> like's [B, C, H, W]; a constant target shape when H and W are static at export,
+    otherwise Reshape(x, Shape(like)) for dynamic-size exports."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return x.reshape(like.shape)
+
+    @staticmethod
+    def symbolic(g, x, like):
+        sizes = _static_sizes(like)
+        if all(isinstance(s, int) for s in sizes[1:]):
+            shape = g.op("Constant", value_t=torch.tensor([0, *sizes[1:3], -1], dtype=torch.int64))
+        else:
+            shape = g.op("Shape", like)
+        return g.op("Reshape", x, shape)
+
+
+def _static_sizes(value) -> list[int | None]:
+    from torch.onnx import symbolic_helper
+
+    return symbolic_helper._get_tensor_sizes(value)
+
+
+def to_tokens(h: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] -> tokens [B, H*W, C]. Under ONNX export the reshape has a constant shape, so a
+    fixed-size export is fully shape-static (mobile delegates reject nodes with dynamic shapes)."""
+    flat = _ExportFlatten.apply(h) if torch.onnx.is_in_onnx_export() else h.flatten(2)
+    return flat.transpose(1, 2)
+
+
+def from_tokens(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Tokens [B, H*W, C] -> [B, C, H, W] shaped like ``like``."""
+    t = t.transpose(1, 2)
+    return _ExportUnflatten.apply(t, like) if torch.onnx.is_in_onnx_export() else t.reshape(like.shape)
+
+
+def check_input(x: torch.Tensor, stride: int) -> None:
+    """Raise a clear ValueError unless x is [B, 3, H, W] with H and W multiples of ``stride``."""
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected an image batch [B, 3, H, W], got shape {tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    if h % stride or w % stride:
+        raise ValueError(
+            f"image size {h}x{w} is not a multiple of the generator stride {stride}; "
+            f"resize or crop to e.g. {max(stride, h // stride * stride)}x{max(stride, w // stride * stride)}")
+
+
+def build_generator(config: GeneratorConfig | None = None, seed: int = 0) -> Generator:
+    """A generator with deterministic initial weights for ``seed`` (the global RNG is left untouched)."""
+    config = config or GeneratorConfig()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return Generator(config)
+
+
+def target_regex(groups: list[str] | tuple[str, ...]) -> str:
+    """One regular expression for peft's string ``target_modules`` (re.fullmatch on module names)."""
+    pats = [p for g in _check_groups(groups) for p in LAYER_GROUPS[g]]
+    return r"(?:.*\.)?(?:" + "|".join(pats) + ")"
+
+
+def target_modules(model: nn.Module, groups: list[str] | tuple[str, ...]) -> list[str]:
+    """Exact names of the Conv2d/Linear modules of ``groups`` in ``model`` (peft's list form)."""
+    rx = re.compile(target_regex(groups))
+    return [name for name, m in model.named_modules()
+            if isinstance(m, (nn.Conv2d, nn.Linear)) and rx.fullmatch(name)]
+
+
+def group_of(module_name: str) -> str | None:
+    """The LAYER_GROUPS name a Conv2d/Linear module name belongs to (None if it is in none)."""
+    for group, pats in LAYER_GROUPS.items():
+        if any(re.fullmatch(r"(?:.*\.)?" + p, module_name) for p in pats):
+            return group
+    return None
+
+
+def _check_groups(groups) -> list[str]:
+    groups = list(groups)
+    unknown = [g for g in groups if g not in LAYER_GROUPS]
+    if unknown:
+        raise ValueError(f"unknown layer group(s) {', '.join(unknown)} (known: {', '.join(LAYER_GROUPS)})")
+    return groups
