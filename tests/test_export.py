@@ -1,0 +1,187 @@
+"""`factory export`: a tiny base + LoRA merged, text baked in, parity, int8, fp16, .ort, mobile check, clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+
+from base_gan.checkpoint import load_generator, save_generator
+from base_gan.generator import GeneratorConfig, build_generator, target_modules
+from factory.cli import cli
+from factory.concepts import find_card
+from factory.dataset import pair_refs
+from factory.errors import FactoryError
+from factory.export.mobile_check import check_mobile, fixed_input_shape
+from factory.export.onnx_export import EditorModule, export_onnx, psnr
+from factory.images import read_image
+from factory.photos import default_photos
+from factory.runtime import Editor, to_input
+from factory.synth import synthesize
+from factory.teachers import make_teacher
+from factory.text_encoder import TextEncoder
+from factory.workspace import Workspace
+from tests.conftest import run_factory
+
+SIZE = 64
+TINY = GeneratorConfig(ngf=8, heads=2, image_size=SIZE)
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> Workspace:
+    """A workspace with sepia pairs, a tiny 'default' base and a LoRA adapter made with plain peft."""
+    from peft import LoraConfig, get_peft_model
+
+    ws = Workspace(tmp_path_factory.mktemp("ws"))
+    card = find_card("sepia")
+    synthesize(ws.data("sepia"), "sepia", card.instruction, make_teacher(card.teacher.kind, card.teacher.params),
+               default_photos(), 14, SIZE, seed=0)
+    base = build_generator(TINY, seed=0)
+    save_generator(ws.base("default"), base, {"generator": TINY.to_dict(), "text_encoder": "minilm",
+                                              "concepts": ["sepia"]})
+    lora = get_peft_model(build_generator(TINY, seed=0), LoraConfig(
+        r=4, lora_alpha=8, init_lora_weights=False,  # random A and B: the merge visibly changes the output
+        target_modules=target_modules(base, ["down1", "xattn", "up1", "head"])))
+    lora.save_pretrained(str(ws.lora("sepia")))
+    return ws
+
+
+@pytest.fixture(scope="module")
+def exported(ws: Workspace) -> dict:
+    result = CliRunner().invoke(cli, ["--workspace", str(ws.root), "export", "sepia", "--size", str(SIZE),
+                                      "--fp16", "--ort", "--threads", "2"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return json.loads((ws.editor("sepia") / "card.json").read_text())
+
+
+def _held_out(ws: Workspace) -> np.ndarray:
+    from factory.export.onnx_export import _square
+
+    return to_input([_square(read_image(r.source), SIZE) for r in pair_refs(ws.data("sepia"), "test")])
+
+
+@torch.no_grad()
+def test_editor_is_the_merged_text_conditioned_model(ws: Workspace, exported: dict) -> None:
+    from peft import PeftModel
+
+    folder = ws.editor("sepia")
+    assert {"editor.onnx", "editor.int8.onnx", "editor.fp16.onnx", "card.json"} <= {p.name for p in folder.iterdir()}
+    tokens, mask = TextEncoder.from_name("minilm", ws.text_cache).tokens([find_card("sepia").instruction])
+    base, _ = load_generator(ws.base("default"))
+    unmerged = PeftModel.from_pretrained(base, str(ws.lora("sepia"))).eval()  # LoRA applied on the fly
+    x = _held_out(ws)
+    want = unmerged(torch.from_numpy(x), tokens, mask).numpy()
+    editor = Editor(folder / "editor.onnx")
+    got = editor.run(x)
+    assert np.abs(got - want).max() < 1e-4
+    plain, _ = load_generator(ws.base("default"))
+    assert np.abs(got - plain(torch.from_numpy(x), tokens, mask).numpy()).max() > 1e-2  # the adapter matters
+    no_text = unmerged(torch.from_numpy(x)).numpy()  # the null token only: differs, so the text is baked in
+    assert np.abs(got - no_text).max() > 1e-3
+
+    # image in, image out: one input, dynamic batch / height / width
+    model = onnx.load(str(folder / "editor.onnx"))
+    assert [i.name for i in model.graph.input] == ["image"]
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 3, "height", "width"]
+    assert editor.run(np.zeros((3, 3, 32, 48), np.float32)).shape == (3, 3, 32, 48)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["concept"] == "sepia" and meta["instruction"] == find_card("sepia").instruction
+    assert meta["input_size"] == str(SIZE) and meta["value_range"] == "[-1, 1]" and meta["stride"] == "16"
+    assert meta["base_sha256"] == exported["base"]["sha256"] and len(meta["adapter_sha256"]) == 64
+    assert meta["factory_version"]
+
+
+def test_card_records_parity_and_passes(exported: dict) -> None:
+    parity = exported["checks"]["parity"]
+    assert parity["passed"] and parity["max_abs"] <= 1e-3
+    assert [2, 3, SIZE - 16, SIZE + 16] in parity["shapes"]  # a non-square batch of 2 was compared too
+    assert exported["checks"]["failures"] == []
+    assert exported["input"]["value_range"] == [-1.0, 1.0] and exported["input"]["layout"] == "NCHW"
+    for name in ("editor.onnx", "editor.int8.onnx", "editor.fp16.onnx", "editor.ort", "editor.int8.ort"):
+        assert exported["files"][name] > 0
+    lat = exported["latency_ms"]
+    assert lat["fp32"]["median_ms"] > 0 and lat["int8"]["median_ms"] > 0 and lat["threads"] == 2
+
+
+def test_int8_is_quantized_and_close_to_fp32(ws: Workspace, exported: dict) -> None:
+    folder = ws.editor("sepia")
+    int8 = onnx.load(str(folder / "editor.int8.onnx"))
+    ops = [n.op_type for n in int8.graph.node]
+    assert ops.count("QuantizeLinear") > 10 and ops.count("DequantizeLinear") > 10
+    weights = [t for t in int8.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert sum(np.prod(t.dims) for t in weights) > 5000  # conv/linear weights stored as int8
+    x = _held_out(ws)
+    fp32_out = Editor(folder / "editor.onnx").run(x)
+    int8_out = Editor(folder / "editor.int8.onnx").run(x)
+    ours = psnr(int8_out, fp32_out)
+    assert ours.mean() >= 30 and 0 < np.abs(int8_out - fp32_out).max()
+    q = exported["checks"]["quality"]["int8_vs_fp32"]
+    assert q["passed"] and abs(q["mean_db"] - ours.mean()) < 0.05
+    assert "fp32_vs_teacher" in exported["checks"]["quality"] and "int8_vs_teacher" in exported["checks"]["quality"]
+
+
+def test_fp16_and_ort_files(ws: Workspace, exported: dict) -> None:
+    folder = ws.editor("sepia")
+    fp16 = onnx.load(str(folder / "editor.fp16.onnx"))
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in fp16.graph.initializer)
+    assert exported["checks"]["quality"]["fp16_vs_fp32"]["mean_db"] > 40
+    config = (folder / "required_operators.config").read_text()
+    assert "Conv" in config and "QuantizeLinear" in config  # the ops of both .ort models
+    ort_editor = Editor(folder / "editor.ort")
+    assert ort_editor.fixed_hw == (SIZE, SIZE) and ort_editor.metadata["input_shape"] == f"1x3x{SIZE}x{SIZE}"
+    x = _held_out(ws)[:1]
+    assert np.abs(ort_editor.run(x) - Editor(folder / "editor.onnx").run(x)).max() < 1e-4
+    assert exported["checks"]["ort"]["max_abs_vs_onnx"]["editor.ort"] < 1e-4
+
+
+def test_mobile_check_default_generator_and_a_graph_that_falls_off(exported: dict, tmp_path: Path) -> None:
+    mobile = exported["checks"]["mobile"]
+    assert mobile["passed"] and mobile["checked_shape"] == [1, 3, SIZE, SIZE]
+    assert mobile["fp32"]["nnapi"]["takes_whole"] and mobile["fp32"]["coreml_mlprogram"]["takes_whole"]
+    assert mobile["int8"]["nnapi"]["takes_whole"]
+    legacy = mobile["fp32"]["coreml_neuralnetwork"]  # reported with the reason, not required
+    assert not legacy["takes_whole"] and "ai.onnx:ReduceMean" in legacy["reasons"]
+
+    # pix2pix has InstanceNorm, ConvTranspose and reflect Pad: the check must say which and why
+    from base_gan.pix2pix import Pix2PixConfig, build_pix2pix
+
+    p2p = export_onnx(EditorModule(build_pix2pix(Pix2PixConfig(ngf=4, n_blocks=1, dropout=0.0))), tmp_path / "p.onnx", 32)
+    result = check_mobile(fixed_input_shape(p2p, tmp_path / "fixed.onnx", [1, 3, 32, 32]), ("nnapi", "coreml_mlprogram"))
+    nnapi = result["nnapi"]
+    assert not nnapi.takes_whole and nnapi.partitions > 1
+    assert {"ai.onnx:InstanceNormalization", "ai.onnx:ConvTranspose"} <= set(nnapi.unsupported_ops)
+    assert any(op.startswith("ai.onnx:Pad (mode=reflect)") for op in nnapi.unsupported_ops)
+    assert "instance normalization" in nnapi.reasons["ai.onnx:InstanceNormalization"]
+    assert any(op.startswith("ai.onnx:Pad") for op in result["coreml_mlprogram"].unsupported_ops)
+
+
+def test_failed_check_installs_nothing(ws: Workspace, exported: dict) -> None:
+    before = (ws.editor("sepia") / "editor.onnx").read_bytes()
+    result = CliRunner().invoke(cli, ["--workspace", str(ws.root), "export", "sepia", "--size", str(SIZE),
+                                      "--min-int8-psnr", "200"])
+    assert isinstance(result.exception, FactoryError)
+    message = str(result.exception)
+    assert "\n" not in message and "int8 editor is" in message and "needs >= 200 dB" in message
+    assert (ws.editor("sepia") / "editor.onnx").read_bytes() == before  # the previous editor is untouched
+    failed = json.loads((ws.root / "editors" / "sepia.failed-card.json").read_text())
+    assert failed["checks"]["quality"]["int8_vs_fp32"]["passed"] is False
+    assert not [p for p in (ws.root / "editors").iterdir() if p.name.startswith(".")]  # no temp folders left
+
+
+def test_export_errors_are_one_line(ws: Workspace) -> None:
+    for args, expected in (
+        (["export", "sepia", "--base", "nope"], "base 'nope' not found"),
+        (["export", "sepia", "--size", "72"], "--size 72 is not a multiple of the generator stride 16"),
+        (["export", "sepia", "--adapter", str(ws.root / "missing")], "not a LoRA adapter folder"),
+        (["export", "no-such-concept-xyz"], "unknown concept 'no-such-concept-xyz'"),
+    ):
+        proc = run_factory(ws.root, *args, check=False)
+        assert proc.returncode == 2, (args, proc.stderr)
+        lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+        assert len(lines) == 1 and expected in lines[0], (args, proc.stderr)
