@@ -1,0 +1,280 @@
+"""The weight generator: tokenization round trip, weight dataset, DDPM training, resume, sampling, baselines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from base_gan.checkpoint import load_generator, save_generator
+from base_gan.generator import GeneratorConfig, build_generator, target_modules
+from factory.errors import FactoryError
+from factory.workspace import Workspace
+from weight_generator.baselines import average_adapter, distance_table, retrieve_by_text
+from weight_generator.dataset import WeightDataset, collect_adapters, collect_workspace
+from weight_generator.sample import WeightGenerator, generate_init_adapter
+from weight_generator.tokenize import (ADAPTER_WEIGHTS, AdapterLayout, WeightTokenizer, flatten, read_adapter)
+from weight_generator.train import WeightGenSettings, WeightGenTrainer
+
+from conftest import run_factory
+
+GEN = GeneratorConfig(ngf=8, image_size=32)
+GROUPS = ["down2", "up1"]
+TEXTS = {
+    "sepia": "give it a warm brown sepia tone",
+    "pencil": "turn the photo into a pencil sketch",
+    "sunset": "warm golden sunset light",
+    "icy": "cool icy blue colour grade",
+    "cartoon": "make it look like a cartoon",
+    "noir": "high-contrast black and white film noir",
+}
+TINY = dict(block_size=32, channels=(8, 16, 16), width=32, depth=2, emb_dim=16, heads=2, lr=2e-3, warmup=1,
+            checkpoint_every=1000)
+
+
+def make_adapter(folder: Path, base_dir: Path, instruction: str, seed: int, rank: int = 2,
+                 groups: list[str] = GROUPS) -> Path:
+    """A 'trained' adapter: peft's init with seed 0 (as every factory fine-tune), then B (and A) moved."""
+    from peft import LoraConfig, get_peft_model
+
+    base, _ = load_generator(base_dir)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = get_peft_model(base, LoraConfig(target_modules=target_modules(base, groups), r=rank, lora_alpha=rank))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05 * (1 + seed % 3))
+            elif "lora_A" in name:
+                p.add_(torch.randn(p.shape, generator=g) * 0.01)
+        first_b = next(p for n, p in model.named_parameters() if "lora_B" in n)
+        first_b.view(-1)[:5] = 0.0  # exact zeros must survive the round trip too
+    model.save_pretrained(str(folder))
+    (folder / "metrics.json").write_text(json.dumps({"instruction": instruction, "base": str(base_dir)}))
+    return folder
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and do not fight other jobs for the cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict:
+    """A workspace with a tiny base and six adapters of one layout, plus the text cache."""
+    root = tmp_path_factory.mktemp("wg")
+    ws = Workspace(root / "ws")
+    base_dir = ws.base("tiny")
+    save_generator(base_dir, build_generator(GEN, seed=1), {"generator": GEN.to_dict(), "text_encoder": "minilm"})
+    for i, (concept, text) in enumerate(TEXTS.items()):
+        make_adapter(ws.lora(concept), base_dir, text, seed=i + 1)
+    return {"ws": ws, "base": base_dir, "dataset": collect_workspace(ws)}
+
+
+def adapted_output(base_dir: Path, adapter: Path) -> torch.Tensor:
+    from peft import PeftModel
+
+    base, _ = load_generator(base_dir)
+    model = PeftModel.from_pretrained(base, str(adapter)).eval()
+    x = torch.linspace(-1, 1, 2 * 3 * 32 * 32).reshape(2, 3, 32, 32)
+    text = torch.randn(1, 5, 384, generator=torch.Generator().manual_seed(0)).expand(2, -1, -1)
+    with torch.no_grad():
+        return model(x, text, torch.ones(2, 5, dtype=torch.bool))
+
+
+def trainer(tiny: dict, out: Path, **kw) -> WeightGenTrainer:
+    settings = WeightGenSettings(**{**TINY, **kw})
+    return WeightGenTrainer(out, tiny["dataset"], settings, text_cache=tiny["ws"].text_cache)
+
+
+# -- tokenization -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("stats", ["tensor", "element"])
+def test_tokenization_round_trip_is_exact(tiny, tmp_path, stats):
+    ds = tiny["dataset"]
+    tok = WeightTokenizer.fit(ds.weights, ds.layout, ds.adapter_config, block_size=32, stats=stats)
+    src = tiny["ws"].lora("pencil")
+    blocks = tok.tokenize_adapter(src)
+    assert blocks.shape == (tok.n_blocks, 32) and tok.n_blocks == -(-ds.layout.numel // 32)
+    assert int(tok.valid_mask().sum()) == ds.layout.numel
+    assert torch.all(blocks[~tok.valid_mask()] == 0)
+    normalized = torch.cat([tok.encode(ds.weights)[:, :, :].reshape(len(ds), -1)[:, : ds.layout.numel]])
+    assert 0.3 < float(normalized.std()) < 3.0, "blocks are normalized by the dataset statistics"
+
+    tok.save(tmp_path / "tok")
+    reloaded = WeightTokenizer.load(tmp_path / "tok")
+    out = reloaded.write_adapter(blocks, tmp_path / "back")
+    original, restored = load_file(str(src / ADAPTER_WEIGHTS)), load_file(str(out / ADAPTER_WEIGHTS))
+    assert original.keys() == restored.keys()
+    for k in original:
+        assert torch.equal(original[k], restored[k]), k
+    assert any(bool((v == 0).any()) for v in restored.values())
+    assert torch.equal(adapted_output(tiny["base"], src), adapted_output(tiny["base"], out))
+
+
+def test_canonical_order_and_layout(tiny):
+    tensors, config = read_adapter(tiny["ws"].lora("sepia"))
+    layout = AdapterLayout.of(tensors, config)
+    assert list(layout.keys) == sorted(tensors)
+    assert layout.numel == sum(v.numel() for v in tensors.values())
+    vec = flatten(tensors, layout)
+    first = tensors[layout.keys[0]].reshape(-1)
+    assert torch.equal(vec[: first.numel()].float(), first)
+    assert AdapterLayout.from_dict(json.loads(json.dumps(layout.to_dict()))) == layout
+
+
+# -- the weight dataset -----------------------------------------------------------------------------
+def test_collect_reads_texts_and_refuses_mismatched_adapters(tiny, tmp_path):
+    ds = tiny["dataset"]
+    assert ds.concepts == sorted(TEXTS) and ds.instructions == [TEXTS[c] for c in ds.concepts]
+    assert ds.weights.shape == (6, ds.layout.numel) and ds.base == str(tiny["base"].resolve())
+    ds.save(tmp_path / "saved")
+    again = WeightDataset.load(tmp_path / "saved")
+    assert torch.equal(again.weights, ds.weights) and again.fingerprint() == ds.fingerprint()
+
+    good = [tiny["ws"].lora(c) for c in ("sepia", "icy")]
+    bad_rank = make_adapter(tmp_path / "rank4", tiny["base"], "x", seed=9, rank=4)
+    with pytest.raises(FactoryError, match=r"rank4: adapter layout differs .*'r' is 4 instead of 2"):
+        collect_adapters(good + [bad_rank], ["a", "b", "c"])
+    bad_groups = make_adapter(tmp_path / "groups", tiny["base"], "x", seed=9, groups=["down2", "up2"])
+    with pytest.raises(FactoryError, match=r"groups: adapter layout differs .*target_modules"):
+        collect_adapters(good + [bad_groups], ["a", "b", "c"])
+    other_base = make_adapter(tmp_path / "elsewhere", tiny["base"], "x", seed=9)
+    (other_base / "metrics.json").write_text(json.dumps({"instruction": "x", "base": "/nowhere/other-base"}))
+    with pytest.raises(FactoryError, match=r"elsewhere: fine-tuned on base '/nowhere/other-base'"):
+        collect_adapters(good + [other_base], ["a", "b", "c"])
+
+
+def test_collect_cli_and_mismatch_error(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    base_dir = ws.base("b")
+    save_generator(base_dir, build_generator(GEN), {"generator": GEN.to_dict(), "text_encoder": "minilm"})
+    for i, c in enumerate(("sepia", "icy", "noir")):
+        make_adapter(ws.lora(c), base_dir, TEXTS[c], seed=i)
+    proc = run_factory(ws.root, "weightgen", "collect", "--exclude", "noir")
+    assert "2 adapters" in proc.stdout
+    meta = json.loads((ws.weightgen("default") / "dataset.json").read_text())
+    assert meta["concepts"] == ["icy", "sepia"] and meta["instructions"] == [TEXTS["icy"], TEXTS["sepia"]]
+    make_adapter(ws.lora("wide"), base_dir, "wide", seed=5, rank=3)
+    proc = run_factory(ws.root, "weightgen", "collect", "--name", "all", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and "wide" in proc.stderr and "'r' is 3 instead of 2" in proc.stderr
+    assert "Traceback" not in proc.stderr and not ws.weightgen("all").exists()
+
+
+# -- training ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("variant", ["block", "joint"])
+def test_training_lowers_the_loss(tiny, tmp_path, variant):
+    tr = trainer(tiny, tmp_path / variant, variant=variant, steps=40, batch=32 if variant == "block" else 4)
+    before = tr.eval_loss()
+    tr.train()
+    after = tr.eval_loss()
+    assert after < 0.8 * before, (before, after)
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in tr.state.history)
+
+
+def test_training_resumes_from_a_checkpoint(tiny, tmp_path):
+    a = trainer(tiny, tmp_path / "a", steps=6, checkpoint_every=3, batch=16)
+    a.train()
+    assert sorted(p.name for p in (tmp_path / "a" / "checkpoints").iterdir()) == ["step-0000003", "step-0000006"]
+    a.s.steps = 9
+    a.train()
+    b = trainer(tiny, tmp_path / "a", steps=9, checkpoint_every=3, batch=16)
+    assert b.resume() and b.state.step == 9  # the newest checkpoint of the continued run
+    c_dir = tmp_path / "c"
+    c = trainer(tiny, c_dir, steps=6, checkpoint_every=3, batch=16)
+    c.train()
+    resumed = trainer(tiny, c_dir, steps=9, checkpoint_every=3, batch=16)
+    assert resumed.resume() and resumed.state.step == 6
+    resumed.train()
+    assert [h["step"] for h in resumed.state.history[6:]] == [7, 8, 9]
+    assert [h["loss"] for h in resumed.state.history[6:]] == pytest.approx(
+        [h["loss"] for h in a.state.history[6:]], rel=1e-5)
+    for k, v in resumed.model.state_dict().items():
+        assert torch.allclose(v, a.model.state_dict()[k], atol=1e-6), k
+    changed = trainer(tiny, c_dir, steps=9, checkpoint_every=3, batch=16, lr=1e-4)
+    with pytest.raises(FactoryError, match="different lr"):
+        changed.resume()
+
+
+# -- sampling ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(tiny, tmp_path_factory) -> Path:
+    out = tiny["ws"].weightgen("default")
+    tr = trainer(tiny, out, steps=30, batch=32)
+    tr.train()
+    tr.save_final()
+    return out
+
+
+@pytest.mark.parametrize("steps", [1, 4])
+def test_sampling_gives_a_loadable_adapter(tiny, trained, tmp_path, steps):
+    gen = WeightGenerator.load(trained, text_cache=tiny["ws"].text_cache)
+    out = gen.sample_to_folder("make it look like an old photograph", tmp_path / "gen", steps=steps, seed=3)
+    tensors, config = read_adapter(out)
+    assert AdapterLayout.of(tensors, config) == tiny["dataset"].layout
+    assert all(torch.isfinite(v).all() for v in tensors.values())
+    assert any(float(v.abs().max()) > 0 for v in tensors.values())
+    y = adapted_output(tiny["base"], out)
+    assert y.shape == (2, 3, 32, 32) and torch.isfinite(y).all()
+    meta = json.loads((out / "weightgen.json").read_text())
+    assert meta["steps"] == steps and meta["instruction"].startswith("make it")
+    again = gen.sample("make it look like an old photograph", steps=steps, seed=3)
+    assert all(torch.equal(again[k], tensors[k]) for k in tensors), "same seed, same adapter"
+
+
+def test_cli_train_resume_and_sample(tiny, tmp_path):
+    from factory.cli import cli
+
+    ws = tiny["ws"]
+    tiny["dataset"].save(ws.weightgen("cli"))
+    run = CliRunner().invoke
+    def args(steps: int, *more: str) -> list[str]:
+        return ["--workspace", str(ws.root), "weightgen", "train", "--name", "cli", "--steps", str(steps),
+                "--block-size", "32", "--batch", "8", "--checkpoint-every", "2", *more]
+
+    r = run(cli, args(4), catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "step 4" in r.output and (ws.weightgen("cli") / "model.safetensors").is_file()
+    r = run(cli, args(4))
+    assert isinstance(r.exception, FactoryError) and "--resume" in str(r.exception)
+    r = run(cli, args(6, "--resume"), catch_exceptions=False)
+    assert "resuming" in r.output and "step 6" in r.output
+    r = run(cli, ["--workspace", str(ws.root), "weightgen", "sample", "add a soft pastel look", "--name", "cli",
+                  "--out", str(tmp_path / "s"), "--steps", "2"], catch_exceptions=False)
+    assert r.exit_code == 0 and "nearest training adapter" in r.output
+    assert (tmp_path / "s" / "adapter_config.json").is_file()
+
+
+def test_init_adapter_for_finetune_checks_the_base(tiny, trained, tmp_path):
+    out = generate_init_adapter(tiny["ws"], "make it sepia", tiny["base"], tmp_path / "init", seed=0, name="default")
+    assert AdapterLayout.of(*read_adapter(out)) == tiny["dataset"].layout
+    with pytest.raises(FactoryError, match="trained on adapters of base"):
+        generate_init_adapter(tiny["ws"], "make it sepia", tmp_path / "another", tmp_path / "init2", name="default")
+
+
+# -- baselines --------------------------------------------------------------------------------------
+def test_baselines_and_copy_check(tiny):
+    ds = tiny["dataset"]
+    avg = average_adapter(ds)
+    assert torch.allclose(avg, ds.weights.mean(0), atol=1e-7)
+    i, sim = retrieve_by_text(TEXTS["noir"], ds, cache_dir=tiny["ws"].text_cache)
+    assert ds.concepts[i] == "noir" and sim == pytest.approx(1.0, abs=1e-5)
+    j, _ = retrieve_by_text("a grey pencil drawing", ds, cache_dir=tiny["ws"].text_cache)
+    assert ds.concepts[j] == "pencil"
+    tok = WeightTokenizer.fit(ds.weights, ds.layout, ds.adapter_config, block_size=32)
+    copy = ds.weights[2].clone()
+    table = distance_table({"copy": copy, "average": avg}, ds, tok.scale_vector(), reference=ds.weights[0])
+    rows = {r["candidate"]: r for r in table["rows"]}
+    assert rows["copy"]["nearest_training"] == ds.concepts[2] and rows["copy"]["distance_to_nearest"] == 0.0
+    assert rows["average"]["distance_to_average"] == pytest.approx(0.0, abs=1e-6)
+    assert table["typical"]["train_nearest_median"] > 0
+    assert rows["average"]["distance_to_nearest"] < table["typical"]["train_nearest_median"]

@@ -1,0 +1,60 @@
+"""The joint variant: all blocks of an adapter denoised together, with attention across blocks.
+
+Each block of S values becomes one token (``Linear(S -> width)``); the conditioning vector of the
+per-block model (sinusoidal timestep MLP + learned block-index embedding) is added to every token,
+and the timestep embedding is also prepended as an extra token. ``depth`` diffusers
+``BasicTransformerBlock``s follow (self-attention across the K blocks of the adapter, cross-attention
+on the text tokens, GEGLU feed-forward) with U-ViT long skips: the output of block ``i`` of the first
+half is concatenated to the input of block ``depth - 1 - i`` and projected back. A LayerNorm and a
+zero-initialised ``Linear(width -> S)`` map each token back to its block.
+
+Same interface as ``BlockUNet``: ``model(x [B, K, S], t [B], index [B, K], text, mask) -> [B, K, S]``;
+it must see all K blocks of an adapter at once (training batches are whole adapters).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from weight_generator.denoiser import ConditionEmbedding, DenoiserConfig, text_bias
+
+
+class JointTransformer(nn.Module):
+    def __init__(self, config: DenoiserConfig) -> None:
+        super().__init__()
+        from diffusers.models.attention import BasicTransformerBlock
+
+        self.config = config
+        d, s = config.width, config.block_size
+        self.cond = ConditionEmbedding(d, config.n_blocks)
+        self.proj_in = nn.Linear(s, d)
+        half = config.depth // 2
+
+        def block() -> nn.Module:
+            return BasicTransformerBlock(d, config.heads, d // config.heads, cross_attention_dim=config.text_dim)
+
+        self.in_blocks = nn.ModuleList(block() for _ in range(half))
+        self.mid = block()
+        self.out_blocks = nn.ModuleList(block() for _ in range(half))
+        self.skips = nn.ModuleList(nn.Linear(2 * d, d) for _ in range(half))
+        self.norm_out = nn.LayerNorm(d)
+        self.proj_out = nn.Linear(d, s)
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, index: torch.Tensor, text: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        emb = self.cond(t, index)                                   # [B, K, d]
+        time_token = self.cond.time_mlp(self.cond.time_proj(t).to(x.dtype))[:, None, :]
+        h = torch.cat([time_token, self.proj_in(x) + emb], dim=1)   # [B, 1 + K, d]
+        bias = text_bias(mask, x.dtype)
+        skips = []
+        for blk in self.in_blocks:
+            h = blk(h, encoder_hidden_states=text, encoder_attention_mask=bias)
+            skips.append(h)
+        h = self.mid(h, encoder_hidden_states=text, encoder_attention_mask=bias)
+        for blk, skip in zip(self.out_blocks, self.skips):
+            h = skip(torch.cat([h, skips.pop()], dim=-1))
+            h = blk(h, encoder_hidden_states=text, encoder_attention_mask=bias)
+        return self.proj_out(self.norm_out(h[:, 1:]))

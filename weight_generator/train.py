@@ -1,0 +1,291 @@
+"""Training the weight generator: DDPM on normalized weight blocks, conditioned on the concept text.
+
+Each step draws its adapters, blocks, timesteps and noise from seeds derived from (seed, step), adds
+noise with diffusers' ``DDPMScheduler.add_noise`` and regresses the scheduler's target (``epsilon``:
+the noise; ``sample``: the clean blocks (x0); ``v_prediction``: ``get_velocity``) with an MSE over
+the real (unpadded) values. A run resumed from a checkpoint therefore takes exactly the steps an
+uninterrupted run takes. Checkpoints are whole folders written under a temp name and renamed in.
+
+Output folder (``<workspace>/weightgen/<name>/``)::
+
+    model.safetensors      denoiser weights (EMA weights when --ema)
+    config.json            settings, denoiser config, scheduler config, training texts, dataset fingerprint
+    tokenizer.json/.safetensors   layout, block size, adapter_config template, normalization statistics
+    checkpoints/step-XXXXXXX/     model/ema.safetensors, optim.pt, state.json
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from factory.atomic import atomic_save_file, atomic_write_json
+from factory.errors import FactoryError
+from factory.synth import derive_seed
+from weight_generator.dataset import WeightDataset
+from weight_generator.denoiser import DenoiserConfig, build_denoiser
+from weight_generator.tokenize import DEFAULT_BLOCK_SIZE, WeightTokenizer
+
+MODEL_WEIGHTS = "model.safetensors"
+MODEL_CONFIG = "config.json"
+CHECKPOINTS = "checkpoints"
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+#: settings a resumed run may change (a longer budget, checkpoint cadence); any other change is refused
+RESUMABLE_CHANGES = {"steps", "seconds", "checkpoint_every", "keep_checkpoints"}
+
+
+@dataclass
+class WeightGenSettings:
+    """Hyper-parameters of one weight-generator run (saved in config.json and every checkpoint)."""
+
+    variant: str = "block"               # "block" (per-block 1-D U-Net) or "joint" (attention across blocks)
+    block_size: int = DEFAULT_BLOCK_SIZE
+    stats: str = "element"               # normalization: "tensor" (mean/scale per tensor) or "element"
+    channels: tuple[int, int, int] = (32, 64, 128)
+    width: int = 256
+    depth: int = 6
+    emb_dim: int = 128
+    heads: int = 4
+    prediction_type: str = "sample"      # "sample" (x0), "epsilon" or "v_prediction"
+    beta_schedule: str = "squaredcos_cap_v2"
+    num_train_timesteps: int = 1000
+    steps: int = 2000
+    seconds: float | None = None         # wall-clock budget; stops at whichever of steps/seconds comes first
+    batch: int | None = None             # blocks per step ("block", default 64) or adapters per step ("joint", 4)
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    warmup: int = 50
+    ema: float | None = None
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 2
+    seed: int = 0
+    text_encoder: str = "minilm"
+
+    def __post_init__(self) -> None:
+        self.channels = tuple(int(c) for c in self.channels)
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}")
+        if self.batch is None:
+            self.batch = 64 if self.variant == "block" else 4
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "WeightGenSettings":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def denoiser_config(self, n_blocks: int, text_dim: int) -> DenoiserConfig:
+        return DenoiserConfig(variant=self.variant, block_size=self.block_size, n_blocks=n_blocks, text_dim=text_dim,
+                              heads=self.heads, emb_dim=self.emb_dim, channels=self.channels, width=self.width,
+                              depth=self.depth)
+
+
+def make_scheduler(settings: WeightGenSettings):
+    """diffusers' DDPMScheduler for training (no clipping: normalized weights are not images in [-1, 1])."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=settings.num_train_timesteps, beta_schedule=settings.beta_schedule,
+                         prediction_type=settings.prediction_type, clip_sample=False)
+
+
+@dataclass
+class WeightGenState:
+    step: int = 0
+    seconds: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class WeightGenTrainer:
+    """Owns the tokenizer, the denoiser, its optimizer and the data of one run in ``out_dir``."""
+
+    def __init__(self, out_dir: str | Path, dataset: WeightDataset, settings: WeightGenSettings,
+                 text_cache: str | Path | None = None):
+        from factory.text_encoder import TextEncoder
+
+        self.out_dir = Path(out_dir)
+        self.s = settings
+        self.dataset = dataset
+        self.tokenizer = WeightTokenizer.fit(dataset.weights, dataset.layout, dataset.adapter_config,
+                                             settings.block_size, settings.stats)
+        self.blocks = self.tokenizer.encode(dataset.weights).to(torch.float32)      # [N, K, S]
+        self.valid = self.tokenizer.valid_mask().to(torch.float32)                  # [K, S]
+        encoder = TextEncoder.from_name(settings.text_encoder, cache_dir=text_cache)
+        self.text, self.text_mask = encoder.tokens(dataset.instructions)            # [N, L, D], [N, L]
+        self.denoiser_config = settings.denoiser_config(self.tokenizer.n_blocks, self.text.shape[-1])
+        self.model = build_denoiser(self.denoiser_config, seed=settings.seed).train()
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+        self.ema = None
+        if settings.ema:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(settings.ema))
+        self.scheduler = make_scheduler(settings)
+        self.state = WeightGenState()
+
+    # -- sizes ----------------------------------------------------------------------------------
+    @property
+    def steps_per_epoch(self) -> int:
+        """Steps for one pass over the data: every block once (block) or every adapter once (joint)."""
+        n = len(self.dataset) * (self.tokenizer.n_blocks if self.s.variant == "block" else 1)
+        return max(1, math.ceil(n / self.s.batch))
+
+    # -- one step ---------------------------------------------------------------------------------
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        """The (deterministic) batch of ``step``: clean blocks, their indices, texts, timesteps, noise."""
+        g = torch.Generator().manual_seed(derive_seed(self.s.seed, "weightgen-batch", step))
+        n, k, s = self.blocks.shape
+        adapters = torch.randint(n, (self.s.batch,), generator=g)
+        if self.s.variant == "block":
+            index = torch.randint(k, (self.s.batch, 1), generator=g)
+            x0 = self.blocks[adapters[:, None], index]                               # [B, 1, S]
+        else:
+            index = torch.arange(k).expand(self.s.batch, k)
+            x0 = self.blocks[adapters]                                               # [B, K, S]
+        t = torch.randint(self.s.num_train_timesteps, (self.s.batch,), generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        return {"x0": x0, "index": index, "adapters": adapters, "t": t, "noise": noise,
+                "valid": self.valid[index]}
+
+    def loss(self, model: torch.nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        xt = self.scheduler.add_noise(b["x0"], b["noise"], b["t"])
+        if self.s.prediction_type == "epsilon":
+            target = b["noise"]
+        elif self.s.prediction_type == "sample":
+            target = b["x0"]
+        else:
+            target = self.scheduler.get_velocity(b["x0"], b["noise"], b["t"])
+        pred = model(xt, b["t"], b["index"], self.text[b["adapters"]], self.text_mask[b["adapters"]])
+        return ((pred - target).pow(2) * b["valid"]).sum() / b["valid"].sum()
+
+    def train_step(self, step: int) -> dict[str, float]:
+        for group in self.opt.param_groups:
+            group["lr"] = self.s.lr * min(1.0, (step + 1) / max(1, self.s.warmup))
+        loss = self.loss(self.model, self.batch(step))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return {"step": step + 1, "loss": loss.item()}
+
+    @torch.no_grad()
+    def eval_loss(self, steps: list[int] | None = None, use_final: bool = True) -> float:
+        """Mean loss over fixed batches (those of steps 10**6 + i): comparable across checkpoints."""
+        model = self.final_model() if use_final else self.model
+        was = model.training
+        model.eval()
+        steps = steps or [10**6 + i for i in range(8)]
+        value = sum(self.loss(model, self.batch(s)).item() for s in steps) / len(steps)
+        model.train(was)
+        return value
+
+    # -- loop -------------------------------------------------------------------------------------
+    def train(self, progress: Callable[[dict[str, float]], None] | None = None) -> WeightGenState:
+        """Train until ``steps`` (or the seconds budget); checkpoint every ``checkpoint_every`` steps."""
+        started = time.perf_counter() - self.state.seconds
+        while self.state.step < self.s.steps:
+            if self.s.seconds is not None and time.perf_counter() - started >= self.s.seconds:
+                break
+            log = self.train_step(self.state.step)
+            self.state.step += 1
+            self.state.seconds = time.perf_counter() - started
+            log["seconds"] = round(self.state.seconds, 3)
+            self.state.history.append(log)
+            if progress:
+                progress(log)
+            if self.state.step % self.s.checkpoint_every == 0:
+                self.save_checkpoint()
+        if self.state.step and (not self.state.history or self.state.step % self.s.checkpoint_every):
+            self.save_checkpoint()
+        return self.state
+
+    def final_model(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    def meta(self) -> dict[str, Any]:
+        return {"kind": "weightgen", "settings": self.s.to_dict(), "denoiser": self.denoiser_config.to_dict(),
+                "scheduler": dict(self.scheduler.config), "text_encoder": self.s.text_encoder,
+                "concepts": self.dataset.concepts, "instructions": self.dataset.instructions,
+                "base": self.dataset.base, "dataset_fingerprint": self.dataset.fingerprint(),
+                "steps_done": self.state.step, "seconds": round(self.state.seconds, 1),
+                "final_loss": self.state.history[-1]["loss"] if self.state.history else None}
+
+    def save_final(self) -> Path:
+        """The trained denoiser (EMA weights when enabled), its tokenizer and config.json (written last)."""
+        state = {k: v.detach().contiguous().clone() for k, v in self.final_model().state_dict().items()}
+        self.tokenizer.save(self.out_dir)
+        atomic_save_file(self.out_dir / MODEL_WEIGHTS, lambda tmp: save_file(state, tmp))
+        atomic_write_json(self.out_dir / MODEL_CONFIG, self.meta())
+        return self.out_dir
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        root = self.out_dir / CHECKPOINTS
+        final = root / f"step-{self.state.step:07d}"
+        tmp = root / f".tmp-{final.name}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_file({k: v.detach().contiguous().clone() for k, v in self.model.state_dict().items()},
+                  tmp / MODEL_WEIGHTS)
+        if self.ema is not None:
+            save_file({k: v.detach().contiguous().clone() for k, v in self.ema.state_dict().items()},
+                      tmp / "ema.safetensors")
+        torch.save({"opt": self.opt.state_dict()}, tmp / "optim.pt")
+        atomic_write_json(tmp / "state.json", {"settings": self.s.to_dict(),
+                                               "dataset_fingerprint": self.dataset.fingerprint(),
+                                               **asdict(self.state)})
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in sorted(root.glob("step-*"))[: -self.s.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def check_resumable(self) -> None:
+        """FactoryError when the newest checkpoint was made with other settings or another dataset."""
+        ckpt = latest_checkpoint(self.out_dir)
+        if ckpt is None:
+            return
+        saved = json.loads((ckpt / "state.json").read_text())
+        old, new = saved["settings"], self.s.to_dict()
+        changed = sorted(k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k])
+        if changed:
+            raise FactoryError(f"{self.out_dir}: its checkpoints were trained with different {', '.join(changed)}; "
+                               "pass the same options to resume, --restart to start over, or another --name")
+        if saved.get("dataset_fingerprint") != self.dataset.fingerprint():
+            raise FactoryError(f"{self.out_dir}: the weight dataset changed since its checkpoints were made; "
+                               "--restart to train on the new dataset, or another --name")
+
+    def resume(self) -> bool:
+        """Load the newest complete checkpoint; False when there is none."""
+        ckpt = latest_checkpoint(self.out_dir)
+        if ckpt is None:
+            return False
+        self.check_resumable()
+        self.model.load_state_dict(load_file(ckpt / MODEL_WEIGHTS))
+        if self.ema is not None and (ckpt / "ema.safetensors").exists():
+            self.ema.load_state_dict(load_file(ckpt / "ema.safetensors"))
+        self.opt.load_state_dict(torch.load(ckpt / "optim.pt", weights_only=True)["opt"])
+        state = json.loads((ckpt / "state.json").read_text())
+        self.state = WeightGenState(step=state["step"], seconds=state["seconds"], history=state["history"])
+        return True
+
+
+def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    root = Path(out_dir) / CHECKPOINTS
+    done = sorted(p for p in root.glob("step-*") if (p / "state.json").exists()) if root.is_dir() else []
+    return done[-1] if done else None
