@@ -13,7 +13,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -60,19 +60,37 @@ class TrainState:
 
 
 class Trainer:
-    """Owns the models, optimizers and data of one run in ``out_dir``."""
+    """Owns the models, optimizers and data of one run in ``out_dir``.
+
+    By default it trains a fresh generator built from ``settings.generator``. For fine-tuning, pass a
+    prepared ``generator`` (e.g. a peft-wrapped base) and the ``trainable`` parameters: only those
+    are optimized and only those go into checkpoints (the frozen rest is the caller's to rebuild).
+    ``ids`` restricts the training pairs per concept (``{concept: [pair ids]}``).
+    """
 
     def __init__(self, out_dir: Path, data_dirs: list[Path], settings: TrainSettings,
-                 text_cache: Path | None = None):
+                 text_cache: Path | None = None, *, generator: nn.Module | None = None,
+                 trainable: Iterable[nn.Parameter] | None = None,
+                 ids: dict[str, Sequence[str]] | None = None):
         from base_gan.discriminator import DiscriminatorConfig, build_discriminator
         from base_gan.losses import gan_loss
 
         self.out_dir = Path(out_dir)
         self.s = settings
-        self.data = PairedDataset(data_dirs, split="train", augment=settings.augment)
-        self.G = generator_from_config(settings.generator, seed=settings.seed).train()
+        self.data = PairedDataset(data_dirs, split="train", augment=settings.augment, ids=ids)
+        if generator is None:
+            generator = generator_from_config(settings.generator, seed=settings.seed)
+        self.G = generator.train()
         self.D = build_discriminator(DiscriminatorConfig(nf=settings.disc_nf), seed=settings.seed + 1).train()
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=settings.lr, betas=(settings.beta1, 0.999))
+        params = list(self.G.parameters()) if trainable is None else list(trainable)
+        if not params:
+            raise ValueError("no trainable generator parameters")
+        # names of the parameters checkpoints hold (None: the whole state dict)
+        self._saved_names: set[str] | None = None
+        if trainable is not None:
+            ids_ = {id(p) for p in params}
+            self._saved_names = {n for n, p in self.G.named_parameters() if id(p) in ids_}
+        self.opt_g = torch.optim.Adam(params, lr=settings.lr, betas=(settings.beta1, 0.999))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=settings.lr, betas=(settings.beta1, 0.999))
         self.ema = None
         if settings.ema:
@@ -155,8 +173,13 @@ class Trainer:
         return {"step": step + 1, "loss_g": loss_g.item(), "loss_d": loss_d.item(), "l1": l1.item()}
 
     # -- loop ---------------------------------------------------------------------------------
-    def train(self, progress: Callable[[dict[str, float]], None] | None = None) -> TrainState:
-        """Train until ``steps`` (or the seconds budget); checkpoint every ``checkpoint_every`` steps."""
+    def train(self, progress: Callable[[dict[str, float]], None] | None = None,
+              eval_every: int | None = None, on_eval: Callable[[TrainState], None] | None = None) -> TrainState:
+        """Train until ``steps`` (or the seconds budget); checkpoint every ``checkpoint_every`` steps.
+
+        With ``on_eval``, it is called every ``eval_every`` steps (and its time is not counted in
+        ``state.seconds`` nor against the seconds budget), e.g. to record a held-out quality curve.
+        """
         started = time.perf_counter() - self.state.seconds
         while self.state.step < self.s.steps:
             if self.s.seconds is not None and time.perf_counter() - started >= self.s.seconds:
@@ -168,6 +191,10 @@ class Trainer:
             self.state.history.append(log)
             if progress:
                 progress(log)
+            if on_eval is not None and eval_every and self.state.step % eval_every == 0:
+                paused = time.perf_counter()
+                on_eval(self.state)
+                started += time.perf_counter() - paused
             if self.state.step % self.s.checkpoint_every == 0:
                 self.save_checkpoint()
         if not self.state.history or self.state.step % self.s.checkpoint_every:
@@ -190,7 +217,7 @@ class Trainer:
         tmp = root / f".tmp-{final.name}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        save_file(state_dict_for_save(self.G), tmp / "generator.safetensors")
+        save_file(self._generator_state(), tmp / "generator.safetensors")
         save_file(state_dict_for_save(self.D), tmp / "discriminator.safetensors")
         if self.ema is not None:
             save_file(state_dict_for_save(self.ema), tmp / "ema.safetensors")
@@ -203,12 +230,26 @@ class Trainer:
             shutil.rmtree(old, ignore_errors=True)
         return final
 
+    def _generator_state(self) -> dict[str, torch.Tensor]:
+        state = state_dict_for_save(self.G)
+        if self._saved_names is None:
+            return state
+        return {k: v for k, v in state.items() if k in self._saved_names}
+
+    def _load_generator_state(self, state: dict[str, torch.Tensor]) -> None:
+        if self._saved_names is None:
+            self.G.load_state_dict(state)
+            return
+        if set(state) != self._saved_names:
+            raise ValueError("checkpoint does not hold the same trainable parameters as this run")
+        self.G.load_state_dict(state, strict=False)
+
     def resume(self) -> bool:
         """Load the newest complete checkpoint in ``out_dir``; False when there is none."""
         ckpt = latest_checkpoint(self.out_dir)
         if ckpt is None:
             return False
-        self.G.load_state_dict(load_file(ckpt / "generator.safetensors"))
+        self._load_generator_state(load_file(ckpt / "generator.safetensors"))
         self.D.load_state_dict(load_file(ckpt / "discriminator.safetensors"))
         if self.ema is not None and (ckpt / "ema.safetensors").exists():
             self.ema.load_state_dict(load_file(ckpt / "ema.safetensors"))
