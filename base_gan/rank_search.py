@@ -1,0 +1,70 @@
+"""LoRA rank search: try candidate ranks on a short budget, keep the smallest near the best.
+
+Rule (``RANK_RULE``): among the candidates, keep the smallest rank whose held-out (validation)
+PSNR is within ``tolerance`` dB of the best candidate's. ``global`` mode searches one rank for all
+adapted groups; ``group`` mode starts from the global choice and then, group by group (in layer
+order), sweeps that group's rank with the others fixed and applies the same rule, so each group
+can end at its own rank (peft ``rank_pattern``).
+
+The search is independent of how a candidate is scored: ``score(layout) -> {"psnr": ..., ...}``
+is supplied by the caller (``base_gan.finetune`` trains a short run on the fit pairs and measures
+the validation pairs).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from base_gan.lora import LoraLayout
+from factory.errors import FactoryError
+
+DEFAULT_CANDIDATES = (1, 2, 4, 8, 16)
+DEFAULT_TOLERANCE_DB = 0.2
+RANK_RULE = ("smallest candidate rank whose validation PSNR is within {tol} dB of the best candidate's "
+             "(short equal-step runs, same seed and batches for every candidate)")
+
+Score = Callable[[LoraLayout], dict]
+
+
+def pick_smallest_within(rows: list[dict], tolerance: float) -> int:
+    """The smallest ``rank`` among rows whose ``psnr`` >= best - tolerance."""
+    best = max(r["psnr"] for r in rows)
+    return min(r["rank"] for r in rows if r["psnr"] >= best - tolerance)
+
+
+def search_ranks(score: Score, groups: Sequence[str], candidates: Sequence[int] = DEFAULT_CANDIDATES,
+                 tolerance: float = DEFAULT_TOLERANCE_DB, mode: str = "global",
+                 on_row: Callable[[dict], None] | None = None) -> dict:
+    """Run the search; returns ``{"ranks": {group: rank}, "table": [...], "rule": ..., ...}``."""
+    candidates = sorted({int(c) for c in candidates})
+    if not candidates or candidates[0] < 1:
+        raise FactoryError(f"rank candidates must be whole numbers >= 1, got {list(candidates)}")
+    if mode not in ("global", "group"):
+        raise FactoryError(f"unknown rank search mode {mode!r} (known: global, group)")
+    groups = list(groups)
+    table: list[dict] = []
+
+    def run(layout: LoraLayout, stage: str, rank: int) -> dict:
+        row = {"stage": stage, "rank": rank, "ranks": {g: layout.rank_of(g) for g in groups}, **score(layout)}
+        table.append(row)
+        if on_row:
+            on_row(row)
+        return row
+
+    sweep = [run(LoraLayout(groups, rank=r), "global", r) for r in candidates]
+    chosen = pick_smallest_within(sweep, tolerance)
+    ranks = {g: chosen for g in groups}
+    if mode == "group" and len(groups) > 1:
+        for g in groups:
+            rows = []
+            for r in candidates:
+                trial = dict(ranks, **{g: r})
+                if trial == ranks:  # already measured with exactly these ranks
+                    prev = next(x for x in table if x["ranks"] == trial)
+                    rows.append(dict(prev, stage=f"group:{g}", rank=r, reused=True))
+                    table.append(rows[-1])
+                    continue
+                rows.append(run(LoraLayout(groups, rank=max(trial.values()), ranks=trial), f"group:{g}", r))
+            ranks[g] = pick_smallest_within(rows, tolerance)
+    return {"mode": mode, "candidates": candidates, "tolerance_db": tolerance,
+            "rule": RANK_RULE.format(tol=tolerance), "global_choice": chosen, "ranks": ranks, "table": table}

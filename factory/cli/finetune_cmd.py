@@ -1,0 +1,126 @@
+"""``factory finetune``: a concept's LoRA on the frozen base (or full training from scratch, for comparison)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from factory.cli import Context, pass_ctx
+from factory.errors import FactoryError
+
+
+def resolve_base(ctx: Context, base: str) -> Path:
+    """A base name in <workspace>/base/ or a folder holding generator.safetensors + config.json."""
+    folder = Path(base) if Path(base).is_dir() else ctx.workspace.base(base)
+    if not (folder / "generator.safetensors").is_file():
+        raise FactoryError(f"base '{base}' not found ({folder} has no generator.safetensors); "
+                           "train one with `factory base train --name NAME` or pass its folder")
+    return folder
+
+
+def base_size(folder: Path) -> int:
+    import json
+
+    return int(json.loads((folder / "config.json").read_text())["generator"].get("image_size", 128))
+
+
+def parse_rank(value: str | None) -> str | int | None:
+    if value is None or value == "auto":
+        return value
+    try:
+        r = int(value)
+    except ValueError:
+        raise FactoryError(f"--rank {value}: expected auto or a whole number >= 1") from None
+    if r < 1:
+        raise FactoryError(f"--rank {value}: expected auto or a whole number >= 1")
+    return r
+
+
+def parse_candidates(value: str) -> tuple[int, ...]:
+    try:
+        out = tuple(sorted({int(v) for v in value.split(",") if v.strip()}))
+    except ValueError:
+        raise FactoryError(f"--rank-candidates {value}: expected whole numbers like 1,2,4,8,16") from None
+    if not out or out[0] < 1:
+        raise FactoryError(f"--rank-candidates {value}: expected whole numbers >= 1")
+    return out
+
+
+def register(cli: click.Group) -> None:
+    @cli.command("finetune")
+    @click.argument("concept")
+    @click.option("--base", "base", required=True, help="Base name in <workspace>/base/, or its folder.")
+    @click.option("--init", "init", default="base", show_default=True,
+                  help="base (zero-init LoRA on the base), scratch (full training from random weights, for "
+                       "comparison), weightgen (LoRA predicted from the concept text), or an adapter folder.")
+    @click.option("--layers", default=None,
+                  help="auto (layer probe) or comma-separated groups: stem,down1,res,down2,attn,xattn,ff,up1,up2,head. "
+                       "Default: auto for --init base, the adapter's own otherwise.")
+    @click.option("--rank", default=None, help="auto (rank search) or N. Default: auto for --init base.")
+    @click.option("--pairs", type=click.IntRange(1), help="Train on K pairs picked by --select (default: all).")
+    @click.option("--select", type=click.Choice(["cluster", "random"]), default="cluster", show_default=True,
+                  help="cluster: nearest to k-means centres of the base encoder's features; random: uniform.")
+    @click.option("--steps", type=click.IntRange(1), default=1000, show_default=True)
+    @click.option("--seconds", type=float, help="Wall-clock training budget; stops at whichever of --steps/--seconds first.")
+    @click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
+    @click.option("--lr", type=float, help="Learning rate (default 1e-3 for LoRA, 2e-4 for --init scratch).")
+    @click.option("--eval-every", type=click.IntRange(1), default=50, show_default=True,
+                  help="Steps between held-out PSNR points of the curve.")
+    @click.option("--checkpoint-every", type=click.IntRange(1), default=200, show_default=True)
+    @click.option("--search-steps", type=click.IntRange(1), default=100, show_default=True,
+                  help="Steps of each layer-probe / rank-search run.")
+    @click.option("--rank-candidates", default="1,2,4,8,16", show_default=True)
+    @click.option("--rank-tolerance", type=float, default=0.2, show_default=True,
+                  help="Keep the smallest rank within this many dB of the best (validation PSNR).")
+    @click.option("--rank-mode", type=click.Choice(["global", "group"]), default="global", show_default=True,
+                  help="One rank for all groups, or refine each group's rank (peft rank_pattern).")
+    @click.option("--probe-table", type=click.Path(dir_okay=False),
+                  help="probe.json for --layers auto (default: <workspace>/loras/_probe/<base>/probe.json if present).")
+    @click.option("--synth-pairs", type=click.IntRange(4), default=200, show_default=True,
+                  help="Pairs to synthesize when the concept has no data yet.")
+    @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+                  help="Output folder (default <workspace>/loras/<concept>/, or .../scratch/ for --init scratch).")
+    @click.option("--restart", is_flag=True, help="Discard checkpoints of an earlier run instead of resuming.")
+    @pass_ctx
+    def finetune_cmd(ctx: Context, concept: str, base: str, init: str, layers: str | None, rank: str | None,
+                     pairs: int | None, select: str, steps: int, seconds: float | None, batch: int, lr: float | None,
+                     eval_every: int, checkpoint_every: int, search_steps: int, rank_candidates: str,
+                     rank_tolerance: float, rank_mode: str, probe_table: str | None, synth_pairs: int, out: Path | None, restart: bool) -> None:
+        """Fine-tune CONCEPT on the frozen base with a peft LoRA (saved in peft's format).
+
+        \b
+        Writes <workspace>/loras/<concept>/: adapter_config.json + adapter_model.safetensors,
+        metrics.json (layers and why, rank-search table, pairs used, test figures), curve.csv and
+        curve.png (held-out PSNR vs training seconds), samples.png. Resumes an interrupted run.
+        For one adapter layout across concepts (the weight generator needs it) pass
+        --layers GROUPS --rank N.
+        """
+        from base_gan.finetune import FinetuneOptions, default_out_dir, finetune
+        from factory.cli.base_train_cmd import ensure_data
+        from factory.concepts import find_card
+
+        base_dir = resolve_base(ctx, base)
+        name = find_card(concept, ctx.workspace).name
+        ensure_data(ctx, [name], synth_pairs, base_size(base_dir))
+        opts = FinetuneOptions(init=init, layers=layers, rank=parse_rank(rank), pairs=pairs, select=select,
+                               steps=steps, seconds=seconds, batch=batch, lr=lr, eval_every=eval_every,
+                               checkpoint_every=checkpoint_every, search_steps=search_steps,
+                               rank_candidates=parse_candidates(rank_candidates), rank_tolerance=rank_tolerance, rank_mode=rank_mode, probe_table=probe_table,
+                               seed=ctx.seed)
+        m = finetune(ctx.workspace, name, base_dir, opts, out_dir=out, restart=restart, log=click.echo)
+        out_dir = out or default_out_dir(ctx.workspace, name, opts)
+        t, tr = m["test"], m["training"]
+        what = ("full training from scratch" if init == "scratch" else
+                f"LoRA {_layout(m)} ({m['adapter_params']} params, {100 * m['adapter_fraction']:.2f}% of the generator)")
+        click.echo(f"finetune {name}: {what} on {len(m['pairs']['train'])} pairs, {tr['steps']} steps in "
+                   f"{tr['seconds']:.0f} s (+{m['search_seconds']:.0f} s search): test PSNR {t['student']['psnr']:.2f} dB "
+                   f"(base zero-shot {t['base_zero_shot']['psnr']:.2f}, identity {t['identity']['psnr']:.2f}) "
+                   f"-> {out_dir}")
+
+
+def _layout(m: dict) -> str:
+    ranks = m["layout"]["ranks"]
+    if len(set(ranks.values())) == 1:
+        return f"{','.join(ranks)} @ rank {next(iter(ranks.values()))}"
+    return ", ".join(f"{g}@{r}" for g, r in ranks.items())

@@ -1,0 +1,299 @@
+"""Per-concept LoRA: only adapter weights train, peft loads what we save, merge is exact, searches run,
+pair selection, and `factory finetune` / `factory lora probe` end to end on a tiny base."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+from safetensors.torch import load_file
+
+from base_gan.checkpoint import load_generator
+from base_gan.finetune import HeldOut, read_curve
+from base_gan.lora import (LoraLayout, count_adapter_params, layout_of_adapter, lora_parameters, merge,
+                           save_adapter, wrap)
+from base_gan.pair_selection import cluster_select, select_pairs, train_ids, validation_split
+from base_gan.rank_search import search_ranks
+from base_gan.train import Trainer, TrainSettings
+from factory.cli import cli
+from factory.concepts import find_card
+from factory.errors import FactoryError
+from factory.images import read_image
+from factory.photos import default_photos
+from factory.synth import synthesize
+from factory.teachers import make_teacher
+from factory.text_encoder import TextEncoder
+from factory.workspace import Workspace
+
+TINY = {"arch": "e2gan", "ngf": 8, "heads": 2, "image_size": 32}
+E2GAN_SET = ["down1", "down2", "attn", "xattn", "ff", "up1", "up2"]
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> Workspace:
+    """Data for two base concepts and one held-out concept, and a tiny base trained a few steps."""
+    ws = Workspace(tmp_path_factory.mktemp("lora-ws"))
+    photos = default_photos()
+    for name in ("sepia", "negative", "autumn"):
+        card = find_card(name)
+        synthesize(ws.data(name), name, card.instruction, make_teacher(card.teacher.kind, card.teacher.params),
+                   photos, 27, 32, seed=0)
+    settings = TrainSettings(generator=TINY, disc_nf=8, batch=4, steps=6, checkpoint_every=100, lr=1e-3)
+    trainer = Trainer(ws.base("tiny"), [ws.data("sepia"), ws.data("negative")], settings, text_cache=ws.text_cache)
+    trainer.train()
+    trainer.save_final({"concepts": ["sepia", "negative"], "instructions": trainer.data.instructions,
+                        "text_encoder": "minilm"})
+    return ws
+
+
+def text_for(ws: Workspace, concept: str) -> tuple[torch.Tensor, torch.Tensor]:
+    return TextEncoder.from_name("minilm", cache_dir=ws.text_cache).tokens([find_card(concept).instruction])
+
+
+def images(n: int = 2, size: int = 32, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def adapted(ws: Workspace, layout: LoraLayout, steps: int = 4, seed: int = 0):
+    """A LoRA on the tiny base trained ``steps`` steps on 'autumn' (lr high so weights move visibly)."""
+    base, meta = load_generator(ws.base("tiny"))
+    model = wrap(base, layout, seed=seed)
+    settings = TrainSettings(generator=meta["generator"], disc_nf=8, batch=4, steps=steps, lr=5e-3,
+                             checkpoint_every=10**6)
+    trainer = Trainer(ws.root / "tmp-run", [ws.data("autumn")], settings, ws.text_cache, generator=model,
+                      trainable=lora_parameters(model))
+    trainer.train()
+    return model.eval()
+
+
+def invoke(ws: Workspace, *args: str):
+    result = CliRunner().invoke(cli, ["--workspace", str(ws.root), *args], catch_exceptions=True)
+    return result
+
+
+# -- peft mechanics ---------------------------------------------------------------------------------
+def test_step0_equals_base_and_only_adapter_weights_train(ws: Workspace) -> None:
+    base, _ = load_generator(ws.base("tiny"))
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    x, (tok, mask) = images(), text_for(ws, "autumn")
+    with torch.no_grad():
+        y_base = base(x, tok.expand(2, -1, -1), mask.expand(2, -1))
+
+    model = wrap(base, LoraLayout(E2GAN_SET, rank=2))
+    with torch.no_grad():
+        assert torch.equal(model(x, tok.expand(2, -1, -1), mask.expand(2, -1)), y_base)  # B = 0 at init
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    lora_before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    settings = TrainSettings(generator=TINY, disc_nf=8, batch=4, steps=3, lr=5e-3, checkpoint_every=10**6)
+    trainer = Trainer(ws.root / "run-frozen", [ws.data("autumn")], settings, ws.text_cache, generator=model,
+                      trainable=lora_parameters(model))
+    trainer.train()
+    # every base tensor is bit-identical (peft keeps them as <module>.base_layer.* or in place)
+    after = model.get_base_model().state_dict()
+    for k, v in before.items():
+        parts = k.rsplit(".", 1)
+        key = k if k in after else f"{parts[0]}.base_layer.{parts[1]}"
+        assert torch.equal(after[key], v), k
+    moved = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, lora_before[n])]
+    assert any("lora_B" in n for n in moved)
+    with torch.no_grad():
+        assert not torch.allclose(model.eval()(x, tok.expand(2, -1, -1), mask.expand(2, -1)), y_base, atol=1e-4)
+    # checkpoints hold the adapter weights only
+    ckpt = load_file(next((ws.root / "run-frozen" / "checkpoints").glob("step-*")) / "generator.safetensors")
+    assert set(ckpt) == trainable
+
+
+def test_saved_adapter_loads_with_plain_peft_and_merges(ws: Workspace, tmp_path: Path) -> None:
+    model = adapted(ws, LoraLayout(E2GAN_SET, rank=4, ranks={"attn": 2, "up2": 1}))
+    x, (tok, mask) = images(3), text_for(ws, "autumn")
+    args = (x, tok.expand(3, -1, -1), mask.expand(3, -1))
+    with torch.no_grad():
+        expected = model(*args)
+    save_adapter(model, tmp_path / "a")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+
+    # 1. PeftModel.from_pretrained onto a freshly loaded base
+    fresh, _ = load_generator(ws.base("tiny"))
+    loaded = PeftModel.from_pretrained(fresh, str(tmp_path / "a")).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(*args), expected, rtol=0, atol=1e-6)
+
+    # 2. LoraConfig.from_pretrained + get_peft_model + set_peft_model_state_dict
+    fresh, _ = load_generator(ws.base("tiny"))
+    again = get_peft_model(fresh, LoraConfig.from_pretrained(str(tmp_path / "a")))
+    result = set_peft_model_state_dict(again, load_file(tmp_path / "a" / "adapter_model.safetensors"))
+    assert not result.unexpected_keys
+    with torch.no_grad():
+        torch.testing.assert_close(again.eval()(*args), expected, rtol=0, atol=1e-6)
+
+    # rank_pattern is honoured per group and the layout reads back
+    cfg = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
+    assert cfg["rank_pattern"]["attn.q"] == 2 and cfg["rank_pattern"]["up2.conv"] == 1
+    assert cfg["rank_pattern"]["ff.fc1"] == 4
+    sd = load_file(tmp_path / "a" / "adapter_model.safetensors")
+    assert next(v for k, v in sd.items() if "attn.q.lora_A" in k and "xattn" not in k).shape[0] == 2
+    assert layout_of_adapter(tmp_path / "a").to_dict() == {"groups": E2GAN_SET, "ranks": {
+        **{g: 4 for g in E2GAN_SET}, "attn": 2, "up2": 1}}
+
+    # merge_and_unload gives a plain generator with the same outputs
+    merged = merge(model)
+    assert not any("lora" in n for n, _ in merged.named_parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(merged(*args), expected, rtol=0, atol=1e-5)
+
+
+def test_same_options_give_the_same_layout(ws: Workspace, tmp_path: Path) -> None:
+    layout = LoraLayout(["down2", "attn", "up1"], rank=2)
+    shapes = []
+    for i, seed in enumerate((0, 1)):
+        model = wrap(load_generator(ws.base("tiny"))[0], layout, seed=seed)
+        save_adapter(model, tmp_path / str(i))
+        sd = load_file(tmp_path / str(i) / "adapter_model.safetensors")
+        shapes.append({k: tuple(v.shape) for k, v in sd.items()})
+        assert count_adapter_params(model) == sum(v.numel() for v in sd.values())
+    assert shapes[0] == shapes[1]
+    cfgs = [json.loads((tmp_path / str(i) / "adapter_config.json").read_text()) for i in (0, 1)]
+    assert sorted(cfgs[0]["target_modules"]) == sorted(cfgs[1]["target_modules"])
+    assert cfgs[0]["rank_pattern"] == cfgs[1]["rank_pattern"]
+    with pytest.raises(FactoryError, match="unknown layer group"):
+        LoraLayout(["down2", "resblocks"])
+
+
+# -- pairs ------------------------------------------------------------------------------------------
+def test_pairs_k_distinct_cluster_and_random(ws: Workspace) -> None:
+    d = ws.data("autumn")
+    available = train_ids(d)
+    base, _ = load_generator(ws.base("tiny"))
+    for method in ("cluster", "random"):
+        picked = select_pairs(d, 5, method, base, seed=0)
+        assert len(picked) == 5 == len(set(picked)) and set(picked) <= set(available)
+    assert select_pairs(d, 5, "random", seed=0) != select_pairs(d, 5, "random", seed=1)
+    assert select_pairs(d, len(available), "cluster", base) == available
+    with pytest.raises(FactoryError, match="--pairs"):
+        select_pairs(d, len(available) + 1, "cluster", base)
+
+
+def test_cluster_select_takes_one_pair_per_cluster() -> None:
+    rng = np.random.default_rng(0)
+    centres = np.array([[0, 0], [10, 0], [0, 10], [10, 10]], dtype=float)
+    feats = np.concatenate([c + 0.1 * rng.standard_normal((6, 2)) for c in centres])
+    ids = [f"{i:05d}" for i in range(len(feats))]
+    picked = cluster_select(feats, ids, 4, seed=0)
+    assert sorted({int(p) // 6 for p in picked}) == [0, 1, 2, 3]
+
+
+def test_validation_split_holds_out_whole_train_photos(ws: Workspace) -> None:
+    d = ws.data("autumn")
+    fit, val = validation_split(d)
+    assert val and fit and not set(fit) & set(val) and sorted(fit + val) == train_ids(d)
+    records = {r["id"]: r for r in map(json.loads, (d / "manifest.jsonl").read_text().splitlines())}
+    photos_val = {records[i]["photo"] for i in val}
+    assert not photos_val & {records[i]["photo"] for i in fit}
+    assert all(records[i]["split"] == "train" for i in val)
+    assert len(HeldOut(d, split="train", ids=val)) == len(val)
+
+
+# -- rank search logic ------------------------------------------------------------------------------
+def test_rank_search_keeps_the_smallest_within_tolerance() -> None:
+    psnr = {1: 20.0, 2: 21.3, 4: 21.5, 8: 21.45, 16: 21.2}
+    r = search_ranks(lambda lay: {"psnr": psnr[lay.rank]}, ["attn", "up1"], tolerance=0.2)
+    assert r["ranks"] == {"attn": 2, "up1": 2} and len(r["table"]) == 5
+    r = search_ranks(lambda lay: {"psnr": psnr[lay.rank]}, ["attn"], tolerance=0.1)
+    assert r["ranks"] == {"attn": 4}
+
+    def per_group(lay: LoraLayout) -> dict:  # attn needs rank 8, up1 is happy with 1
+        return {"psnr": min(lay.rank_of("attn"), 8) * 1.0 + 0.01 * lay.rank_of("up1")}
+
+    r = search_ranks(per_group, ["attn", "up1"], candidates=(1, 2, 8), tolerance=0.2, mode="group")
+    assert r["global_choice"] == 8 and r["ranks"] == {"attn": 8, "up1": 1}
+
+
+# -- end to end -------------------------------------------------------------------------------------
+def test_probe_then_finetune_auto(ws: Workspace) -> None:
+    res = invoke(ws, "lora", "probe", "autumn", "sepia", "--base", "tiny", "--groups", "down1,attn,head",
+                 "--steps", "2", "--batch", "2")
+    assert res.exit_code == 0, res.output
+    probe_dir = ws.lora("_probe") / "tiny"
+    probe = json.loads((probe_dir / "probe.json").read_text())
+    assert [r["group"] for r in probe["ranking"]] and len(probe["ranking"]) == 3
+    gains = [r["mean_gain_db"] for r in probe["ranking"]]
+    assert gains == sorted(gains, reverse=True)
+    assert probe["chosen"] == [r["group"] for r in probe["ranking"]][: len(probe["chosen"])]
+    assert set(probe["zero_shot_psnr"]) == {"autumn", "sepia"} and "90%" in probe["rule"]
+    assert probe["e2gan"]["groups"] == ["down1", "attn"] and probe["e2gan"]["gain_db"] is not None
+    md = (probe_dir / "probe.md").read_text()
+    assert "| 1 |" in md and "Chosen" in md and "chosen" in res.output
+
+    res = invoke(ws, "finetune", "autumn", "--base", "tiny", "--layers", "auto", "--rank", "auto",
+                 "--rank-candidates", "1,2", "--search-steps", "2", "--steps", "4", "--eval-every", "2",
+                 "--batch", "2", "--pairs", "6")
+    assert res.exit_code == 0, res.output
+    out = ws.lora("autumn")
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["layers"]["groups"] == probe["chosen"] and "probe table" in m["layers"]["source"]
+    assert [row["rank"] for row in m["rank"]["table"]] == [1, 2] and m["rank"]["rule"].startswith("smallest")
+    assert set(m["layout"]["ranks"].values()) <= {1, 2}
+    assert len(m["pairs"]["train"]) == 6 == len(set(m["pairs"]["train"])) and m["pairs"]["method"] == "cluster"
+    assert not set(m["pairs"]["validation"]) & set(HeldOut(ws.data("autumn"), "test").ids)
+    assert m["training"]["steps"] == 4 and 0 < m["adapter_fraction"] < 1
+    curve = read_curve(out / "curve.csv")
+    assert [r["step"] for r in curve] == [0, 2, 4] and curve[0]["seconds"] == 0
+    assert abs(curve[0]["psnr"] - m["test"]["base_zero_shot"]["psnr"]) < 1e-4  # step 0 is the base
+    assert read_image(out / "curve.png").shape[2] == 3
+    assert "finetune autumn: LoRA" in res.output and str(out) in res.output
+    # the adapter loads with plain peft onto the base and reproduces the final test PSNR
+    fresh, meta = load_generator(ws.base("tiny"))
+    model = PeftModel.from_pretrained(fresh, str(out)).eval()
+    tok, mask = text_for(ws, "autumn")
+    q = HeldOut(ws.data("autumn"), "test").score(lambda x: model(x, tok.expand(len(x), -1, -1), mask.expand(len(x), -1)))
+    assert abs(q["psnr"] - m["test"]["student"]["psnr"]) < 1e-3
+
+
+def test_finetune_resumes_refuses_changes_and_starts_from_an_adapter(ws: Workspace) -> None:
+    args = ["finetune", "negative", "--base", "tiny", "--layers", "down2,up1", "--rank", "2", "--batch", "2",
+            "--eval-every", "2", "--checkpoint-every", "2", "--out", str(ws.root / "neg")]
+    res = invoke(ws, *args, "--steps", "2")
+    assert res.exit_code == 0, res.output
+    res = invoke(ws, *args, "--steps", "4")
+    assert res.exit_code == 0 and "resuming" in res.output and "4 steps" in res.output, res.output
+    assert [r["step"] for r in read_curve(ws.root / "neg" / "curve.csv")] == [0, 2, 4]
+    res = invoke(ws, *args, "--steps", "6", "--lr", "1e-2")
+    assert isinstance(res.exception, FactoryError) and "lr" in str(res.exception)
+
+    m = json.loads((ws.root / "neg" / "metrics.json").read_text())
+    res = invoke(ws, "finetune", "negative", "--base", "tiny", "--init", str(ws.root / "neg"), "--steps", "2",
+                 "--batch", "2", "--eval-every", "2", "--out", str(ws.root / "neg2"))
+    assert res.exit_code == 0, res.output
+    m2 = json.loads((ws.root / "neg2" / "metrics.json").read_text())
+    assert m2["layout"] == m["layout"] and m2["init_adapter"].endswith("neg")
+    # its curve starts where the init adapter ended
+    assert abs(read_curve(ws.root / "neg2" / "curve.csv")[0]["psnr"] - m["test"]["student"]["psnr"]) < 1e-3
+    res = invoke(ws, "finetune", "negative", "--base", "tiny", "--init", str(ws.root / "neg"), "--rank", "4")
+    assert isinstance(res.exception, FactoryError) and "--rank 4 differs" in str(res.exception)
+
+
+def test_scratch_is_a_full_generator_and_weightgen_is_not_there_yet(ws: Workspace, factory_cli) -> None:
+    res = invoke(ws, "finetune", "autumn", "--base", "tiny", "--init", "scratch", "--steps", "2", "--batch", "2",
+                 "--eval-every", "1")
+    assert res.exit_code == 0, res.output
+    out = ws.lora("autumn") / "scratch"
+    model, meta = load_generator(out)
+    base, _ = load_generator(ws.base("tiny"))
+    assert meta["concepts"] == ["autumn"] and meta["generator"] == load_generator(ws.base("tiny"))[1]["generator"]
+    assert not all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), base.state_dict().values()))
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["init"] == "scratch" and "adapter_params" not in m and len(read_curve(out / "curve.csv")) == 3
+
+    # as a user runs it: one-line errors, exit code 2
+    proc = factory_cli("finetune", "autumn", "--base", str(ws.base("tiny")), "--init", "weightgen",
+                       "--synth-pairs", "12", check=False)
+    assert proc.returncode == 2 and "--init weightgen" in proc.stderr and "Traceback" not in proc.stderr
+    proc = factory_cli("finetune", "autumn", "--base", "nope", check=False)
+    assert proc.returncode == 2 and "base 'nope' not found" in proc.stderr
