@@ -107,8 +107,14 @@ def weightgen_adapter(workspace: Workspace, concept: str, instruction: str, base
     Filled in by the weight-generator stage (issue 5); the fine-tune then starts from that adapter
     exactly as from ``--init ADAPTER_DIR``.
     """
-    raise FactoryError("--init weightgen: no weight generator is available in this version yet "
-                       "(it comes with `factory weightgen train`); use --init base or --init ADAPTER_DIR")
+    # -- weight generator (issue 5): sample from <workspace>/weightgen/<default or the only one>/ --
+    from weight_generator.sample import generate_init_adapter
+
+    try:
+        return generate_init_adapter(workspace, instruction, base_dir, out_dir, seed=seed)
+    except FactoryError as exc:
+        raise FactoryError(f"--init weightgen: {exc}") from None
+    # -- end of the weight-generator hook --
 
 
 # -- held-out scoring -----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -278,3 +279,42 @@ def test_baselines_and_copy_check(tiny):
     assert rows["average"]["distance_to_average"] == pytest.approx(0.0, abs=1e-6)
     assert table["typical"]["train_nearest_median"] > 0
     assert rows["average"]["distance_to_nearest"] < table["typical"]["train_nearest_median"]
+
+
+# -- factory finetune --init weightgen ----------------------------------------------------------------
+def test_finetune_starts_from_the_generated_adapter(tiny, trained, tmp_path):
+    from base_gan.finetune import FinetuneOptions, finetune, read_curve
+    from factory.concepts import find_card
+    from factory.photos import default_photos
+    from factory.synth import synthesize
+    from factory.teachers import make_teacher
+
+    ws = tiny["ws"]
+    card = find_card("autumn")
+    synthesize(ws.data("autumn"), "autumn", card.instruction, make_teacher(card.teacher.kind, card.teacher.params),
+               default_photos(), 12, 32, seed=0)
+    out = tmp_path / "ft"
+    m = finetune(ws, "autumn", tiny["base"], FinetuneOptions(init="weightgen", steps=2, batch=2, eval_every=1,
+                                                              disc_nf=8), out_dir=out, quiet=True)
+    init = out / "init"
+    meta = json.loads((init / "weightgen.json").read_text())
+    assert meta["instruction"] == card.instruction and Path(meta["weightgen"]) == ws.weightgen("default")
+    assert m["init_adapter"] == str(init.resolve()) and m["training"]["steps"] == 2
+    assert AdapterLayout.of(*read_adapter(out)) == tiny["dataset"].layout
+    # the curve starts at the generated adapter's quality, not at the base's
+    from base_gan.finetune import HeldOut
+    from base_gan.lora import load_adapter
+    from factory.evaluate import text_conditioned
+
+    base, bmeta = load_generator(tiny["base"])
+    model = load_adapter(base, init).eval()
+    step0 = HeldOut(ws.data("autumn")).score(text_conditioned(model, bmeta, card.instruction, ws.text_cache), model)
+    assert read_curve(out / "curve.csv")[0]["psnr"] == pytest.approx(step0["psnr"], abs=1e-3)
+    assert abs(step0["psnr"] - m["test"]["base_zero_shot"]["psnr"]) > 1e-4, "generated adapter is not a no-op"
+
+    other = Workspace(tmp_path / "other")
+    shutil.copytree(ws.data("autumn"), other.data("autumn"))
+    save_generator(other.base("b"), build_generator(GEN), {"generator": GEN.to_dict(), "text_encoder": "minilm"})
+    with pytest.raises(FactoryError, match="--init weightgen: no trained weight generator"):
+        finetune(other, "autumn", other.base("b"), FinetuneOptions(init="weightgen", steps=1), out_dir=tmp_path / "x",
+                 quiet=True)

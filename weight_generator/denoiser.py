@@ -7,15 +7,17 @@ Every denoiser (this per-block one and ``weight_generator.joint``'s) has one int
 with K blocks of S values per sample (the per-block model treats the K blocks independently; the
 joint model attends across them).
 
-``BlockUNet`` layout (three levels, ``c = channels``)::
+``BlockUNet`` layout (three levels, ``c = channels``; Transformer blocks where ``attn_levels`` says,
+by default only at the lowest level, where a block is S/4 = 64 tokens: attention over positions of
+a flattened weight block is costly and the convolutions already mix neighbours)::
 
     in      conv1d 1 -> c0 (k3) + learned position-in-block embedding [c0, S]
     down    level 0: ResBlock(c0)                           at S      -> skip0, stride-2 conv
-            level 1: ResBlock(c1) + Transformer(c1)         at S/2    -> skip1, stride-2 conv
+            level 1: ResBlock(c1) [+ Transformer(c1)]       at S/2    -> skip1, stride-2 conv
             level 2: ResBlock(c2) + Transformer(c2)         at S/4    -> skip2
     mid     ResBlock(c2) + Transformer(c2) + ResBlock(c2)
     up      level 2: concat skip2, ResBlock(c2) + Transformer(c2), nearest x2 + conv
-            level 1: concat skip1, ResBlock(c1) + Transformer(c1), nearest x2 + conv
+            level 1: concat skip1, ResBlock(c1) [+ Transformer(c1)], nearest x2 + conv
             level 0: concat skip0, ResBlock(c0)
     out     GroupNorm, SiLU, conv1d c0 -> 1 (zero init: the first prediction is 0)
 
@@ -48,12 +50,15 @@ class DenoiserConfig:
     text_dim: int = 384
     heads: int = 4
     emb_dim: int = 128               # timestep + block-index embedding width
-    channels: tuple[int, int, int] = (32, 64, 128)   # BlockUNet: width per level
+    channels: tuple[int, int, int] = (32, 64, 64)   # BlockUNet: width per level
+    attn_levels: tuple[bool, bool, bool] = (False, False, True)  # BlockUNet: Transformer blocks per level
+    ff_mult: int = 2                 # feed-forward inner width / model width in every Transformer block
     width: int = 256                 # JointTransformer: token width
     depth: int = 6                   # JointTransformer: transformer blocks (even: U-ViT skips pair them)
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
+        self.attn_levels = tuple(bool(a) for a in self.attn_levels)
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if len(self.channels) != 3:
@@ -68,6 +73,7 @@ class DenoiserConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["channels"] = list(self.channels)
+        d["attn_levels"] = list(self.attn_levels)
         return d
 
     @classmethod
@@ -131,13 +137,14 @@ class ResBlock1d(nn.Module):
 class Transformer1d(nn.Module):
     """GroupNorm, projection, diffusers' BasicTransformerBlock (self-attn, cross-attn on text, FF), residual."""
 
-    def __init__(self, ch: int, heads: int, text_dim: int) -> None:
+    def __init__(self, ch: int, heads: int, text_dim: int, ff_mult: int = 2) -> None:
         super().__init__()
         from diffusers.models.attention import BasicTransformerBlock
 
         self.norm = nn.GroupNorm(_groups(ch), ch)
         self.proj_in = nn.Linear(ch, ch)
-        self.block = BasicTransformerBlock(ch, heads, ch // heads, cross_attention_dim=text_dim)
+        self.block = BasicTransformerBlock(ch, heads, ch // heads, cross_attention_dim=text_dim,
+                                           ff_inner_dim=ff_mult * ch)
         self.proj_out = nn.Linear(ch, ch)
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
@@ -154,33 +161,34 @@ class BlockUNet(nn.Module):
     def __init__(self, config: DenoiserConfig) -> None:
         super().__init__()
         self.config = config
-        c0, c1, c2 = config.channels
-        e, s = config.emb_dim, config.block_size
+        ch, e = config.channels, config.emb_dim
         self.cond = ConditionEmbedding(e, config.n_blocks)
-        self.conv_in = nn.Conv1d(1, c0, 3, padding=1)
-        self.pos = nn.Parameter(torch.zeros(1, c0, s))
+        self.conv_in = nn.Conv1d(1, ch[0], 3, padding=1)
+        self.pos = nn.Parameter(torch.zeros(1, ch[0], config.block_size))
         nn.init.normal_(self.pos, std=0.02)
-        self.down0 = ResBlock1d(c0, c0, e)
-        self.pool0 = nn.Conv1d(c0, c0, 3, stride=2, padding=1)
-        self.down1 = ResBlock1d(c0, c1, e)
-        self.attn_down1 = Transformer1d(c1, config.heads, config.text_dim)
-        self.pool1 = nn.Conv1d(c1, c1, 3, stride=2, padding=1)
-        self.down2 = ResBlock1d(c1, c2, e)
-        self.attn_down2 = Transformer1d(c2, config.heads, config.text_dim)
-        self.mid1 = ResBlock1d(c2, c2, e)
-        self.attn_mid = Transformer1d(c2, config.heads, config.text_dim)
-        self.mid2 = ResBlock1d(c2, c2, e)
-        self.up2 = ResBlock1d(2 * c2, c2, e)
-        self.attn_up2 = Transformer1d(c2, config.heads, config.text_dim)
-        self.unpool2 = nn.Conv1d(c2, c1, 3, padding=1)
-        self.up1 = ResBlock1d(2 * c1, c1, e)
-        self.attn_up1 = Transformer1d(c1, config.heads, config.text_dim)
-        self.unpool1 = nn.Conv1d(c1, c0, 3, padding=1)
-        self.up0 = ResBlock1d(2 * c0, c0, e)
-        self.norm_out = nn.GroupNorm(_groups(c0), c0)
-        self.conv_out = nn.Conv1d(c0, 1, 3, padding=1)
+
+        def attn(level: int) -> nn.Module | None:
+            if not config.attn_levels[level]:
+                return None
+            return Transformer1d(ch[level], config.heads, config.text_dim, config.ff_mult)
+
+        self.down = nn.ModuleList(ResBlock1d(ch[max(i - 1, 0)], ch[i], e) for i in range(3))
+        self.down_attn = nn.ModuleList(attn(i) or nn.Identity() for i in range(3))
+        self.pool = nn.ModuleList(nn.Conv1d(ch[i], ch[i], 3, stride=2, padding=1) for i in range(2))
+        self.mid1 = ResBlock1d(ch[2], ch[2], e)
+        self.mid_attn = Transformer1d(ch[2], config.heads, config.text_dim, config.ff_mult)
+        self.mid2 = ResBlock1d(ch[2], ch[2], e)
+        self.up = nn.ModuleList(ResBlock1d(2 * ch[i], ch[i], e) for i in range(3))
+        self.up_attn = nn.ModuleList(attn(i) or nn.Identity() for i in range(3))
+        self.unpool = nn.ModuleList(nn.Conv1d(ch[i + 1], ch[i], 3, padding=1) for i in range(2))
+        self.norm_out = nn.GroupNorm(_groups(ch[0]), ch[0])
+        self.conv_out = nn.Conv1d(ch[0], 1, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
+
+    @staticmethod
+    def _attend(layer: nn.Module, h: torch.Tensor, text: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        return layer(h, text, bias) if isinstance(layer, Transformer1d) else h
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, index: torch.Tensor, text: torch.Tensor,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -189,17 +197,17 @@ class BlockUNet(nn.Module):
         text = text.repeat_interleave(k, dim=0)
         bias = text_bias(mask.repeat_interleave(k, dim=0), x.dtype) if mask is not None else None
         h = self.conv_in(x.reshape(b * k, 1, s)) + self.pos
-        h0 = self.down0(h, emb)
-        h = self.pool0(h0)
-        h1 = self.attn_down1(self.down1(h, emb), text, bias)
-        h = self.pool1(h1)
-        h2 = self.attn_down2(self.down2(h, emb), text, bias)
-        h = self.mid2(self.attn_mid(self.mid1(h2, emb), text, bias), emb)
-        h = self.attn_up2(self.up2(torch.cat([h, h2], 1), emb), text, bias)
-        h = self.unpool2(F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        h = self.attn_up1(self.up1(torch.cat([h, h1], 1), emb), text, bias)
-        h = self.unpool1(F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        h = self.up0(torch.cat([h, h0], 1), emb)
+        skips = []
+        for i in range(3):
+            h = self._attend(self.down_attn[i], self.down[i](h, emb), text, bias)
+            skips.append(h)
+            if i < 2:
+                h = self.pool[i](h)
+        h = self.mid2(self.mid_attn(self.mid1(h, emb), text, bias), emb)
+        for i in (2, 1, 0):
+            h = self._attend(self.up_attn[i], self.up[i](torch.cat([h, skips[i]], 1), emb), text, bias)
+            if i > 0:
+                h = self.unpool[i - 1](F.interpolate(h, scale_factor=2.0, mode="nearest"))
         return self.conv_out(F.silu(self.norm_out(h))).reshape(b, k, s)
 
 

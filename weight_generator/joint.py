@@ -32,7 +32,8 @@ class JointTransformer(nn.Module):
         half = config.depth // 2
 
         def block() -> nn.Module:
-            return BasicTransformerBlock(d, config.heads, d // config.heads, cross_attention_dim=config.text_dim)
+            return BasicTransformerBlock(d, config.heads, d // config.heads, cross_attention_dim=config.text_dim,
+                                         ff_inner_dim=config.ff_mult * d)
 
         self.in_blocks = nn.ModuleList(block() for _ in range(half))
         self.mid = block()

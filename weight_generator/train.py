@@ -50,7 +50,9 @@ class WeightGenSettings:
     variant: str = "block"               # "block" (per-block 1-D U-Net) or "joint" (attention across blocks)
     block_size: int = DEFAULT_BLOCK_SIZE
     stats: str = "element"               # normalization: "tensor" (mean/scale per tensor) or "element"
-    channels: tuple[int, int, int] = (32, 64, 128)
+    channels: tuple[int, int, int] = (32, 64, 64)
+    attn_levels: tuple[bool, bool, bool] = (False, False, True)
+    ff_mult: int = 2
     width: int = 256
     depth: int = 6
     emb_dim: int = 128
@@ -72,6 +74,7 @@ class WeightGenSettings:
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
+        self.attn_levels = tuple(bool(a) for a in self.attn_levels)
         if self.prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}")
         if self.batch is None:
@@ -80,6 +83,7 @@ class WeightGenSettings:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["channels"] = list(self.channels)
+        d["attn_levels"] = list(self.attn_levels)
         return d
 
     @classmethod
@@ -89,8 +93,8 @@ class WeightGenSettings:
 
     def denoiser_config(self, n_blocks: int, text_dim: int) -> DenoiserConfig:
         return DenoiserConfig(variant=self.variant, block_size=self.block_size, n_blocks=n_blocks, text_dim=text_dim,
-                              heads=self.heads, emb_dim=self.emb_dim, channels=self.channels, width=self.width,
-                              depth=self.depth)
+                              heads=self.heads, emb_dim=self.emb_dim, channels=self.channels,
+                              attn_levels=self.attn_levels, ff_mult=self.ff_mult, width=self.width, depth=self.depth)
 
 
 def make_scheduler(settings: WeightGenSettings):
