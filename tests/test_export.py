@@ -162,15 +162,25 @@ def test_mobile_check_default_generator_and_a_graph_that_falls_off(exported: dic
 
 
 def test_failed_check_installs_nothing(ws: Workspace, exported: dict) -> None:
+    import shutil
+
     before = (ws.editor("sepia") / "editor.onnx").read_bytes()
-    result = CliRunner().invoke(cli, ["--workspace", str(ws.root), "export", "sepia", "--size", str(SIZE),
-                                      "--min-int8-psnr", "200"])
+    # the LoRA says which base it was fine-tuned on (factory finetune's metrics.json): that base is the default
+    shutil.copytree(ws.base("default"), ws.base("tuned"))
+    metrics = ws.lora("sepia") / "metrics.json"
+    metrics.write_text(json.dumps({"base": str(ws.base("tuned"))}))
+    try:
+        result = CliRunner().invoke(cli, ["--workspace", str(ws.root), "export", "sepia", "--size", str(SIZE),
+                                          "--min-int8-psnr", "200"])
+    finally:
+        metrics.unlink()
     assert isinstance(result.exception, FactoryError)
     message = str(result.exception)
     assert "\n" not in message and "int8 editor is" in message and "needs >= 200 dB" in message
     assert (ws.editor("sepia") / "editor.onnx").read_bytes() == before  # the previous editor is untouched
     failed = json.loads((ws.root / "editors" / "sepia.failed-card.json").read_text())
     assert failed["checks"]["quality"]["int8_vs_fp32"]["passed"] is False
+    assert failed["base"]["path"] == str(ws.base("tuned"))
     assert not [p for p in (ws.root / "editors").iterdir() if p.name.startswith(".")]  # no temp folders left
 
 

@@ -13,11 +13,25 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.2f} MB"
 
 
+def _adapter_base(adapter_dir: Path | None) -> Path | None:
+    """The base folder a LoRA was fine-tuned on, as ``factory finetune`` records it in metrics.json."""
+    import json
+
+    if adapter_dir is None or not (adapter_dir / "metrics.json").is_file():
+        return None
+    try:
+        base = json.loads((adapter_dir / "metrics.json").read_text(encoding="utf-8")).get("base")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    return Path(base) if isinstance(base, str) and base else None
+
+
 def register(cli: click.Group) -> None:
     @cli.command("export")
     @click.argument("concept")
-    @click.option("--base", "base", default="default", show_default=True,
-                  help="A base name in <workspace>/base/, or a folder with generator.safetensors + config.json.")
+    @click.option("--base", "base",
+                  help="A base name in <workspace>/base/, or a folder with generator.safetensors + config.json. "
+                       "Default: the base the LoRA was fine-tuned on (its metrics.json), else 'default'.")
     @click.option("--adapter", type=click.Path(path_type=Path),
                   help="A peft LoRA folder (adapter_config.json + adapter_model.safetensors). "
                        "Default: <workspace>/loras/<concept>/ when it exists, else the base alone.")
@@ -34,7 +48,7 @@ def register(cli: click.Group) -> None:
     @click.option("--allow-cpu-fallback", is_flag=True,
                   help="Export even if NNAPI / CoreML would not take the whole graph (listed in card.json).")
     @pass_ctx
-    def export(ctx: Context, concept: str, base: str, adapter: Path | None, size: int, int8: bool, fp16: bool,
+    def export(ctx: Context, concept: str, base: str | None, adapter: Path | None, size: int, int8: bool, fp16: bool,
                ort_format: bool, threads: int | None, min_int8_psnr: float, allow_cpu_fallback: bool) -> None:
         """Export CONCEPT's editor to <workspace>/editors/<concept>/ (editor.onnx, int8, card.json).
 
@@ -49,10 +63,6 @@ def register(cli: click.Group) -> None:
 
         started = time.perf_counter()
         ws = ctx.workspace
-        base_dir = Path(base) if Path(base).is_dir() else ws.base(base)
-        if not (base_dir / "config.json").is_file():
-            raise FactoryError(f"base '{base}' not found (looked in {base_dir}); train one with "
-                               f"`factory base train --name {base}` or pass --base DIR")
         if adapter is not None:
             if not (adapter / "adapter_config.json").is_file():
                 raise FactoryError(f"{adapter}: not a LoRA adapter folder (no adapter_config.json)")
@@ -61,7 +71,18 @@ def register(cli: click.Group) -> None:
             adapter_dir, note = ws.lora(concept), f"LoRA {ws.lora(concept)} merged"
         else:
             adapter_dir, note = None, f"no LoRA for '{concept}' (none in {ws.lora(concept)}): the base alone, text-conditioned"
-        click.echo(f"export {concept}: {note}", err=True)
+        trained_on = _adapter_base(adapter_dir)
+        if base is None:
+            base_dir = trained_on if trained_on is not None and trained_on.is_dir() else ws.base("default")
+            base = str(base_dir) if base_dir != ws.base("default") else "default"
+        else:
+            base_dir = Path(base) if Path(base).is_dir() else ws.base(base)
+        if not (base_dir / "config.json").is_file():
+            raise FactoryError(f"base '{base}' not found (looked in {base_dir}); train one with "
+                               f"`factory base train --name {base}` or pass --base DIR")
+        if trained_on is not None and trained_on.resolve() != base_dir.resolve():
+            note += f" (note: it was fine-tuned on {trained_on}, merging into {base_dir})"
+        click.echo(f"export {concept}: {note}; base {base_dir}", err=True)
 
         data_dir = ws.data(concept)
         if (data_dir / "synth.json").is_file():
