@@ -233,11 +233,16 @@ def plan_layers(workspace: Workspace, concept: str, base_dir: Path, opts: Finetu
                 out_dir: Path, quiet: bool) -> dict[str, Any]:
     if opts.layers not in (None, "auto"):
         return {"groups": parse_groups(opts.layers), "source": "explicit (--layers)"}
-    from base_gan.layer_probe import AUTO_RULE, probe_layers, write_probe
+    from base_gan.layer_probe import AUTO_RULE, probe_layers, write_probe  # late: it imports this module
 
     table = Path(opts.probe_table) if opts.probe_table else probe_path(workspace, base_dir)
     if table.is_file():
+        from base_gan.layer_probe import base_fingerprint
+
         probe = json.loads(table.read_text(encoding="utf-8"))
+        if probe.get("base_sha256") != base_fingerprint(base_dir):
+            raise FactoryError(f"{table}: measured on another version of the base {base_dir}; rerun "
+                               "`factory lora probe ...` for this base or pass --layers GROUPS")
         return {"groups": probe["chosen"], "source": f"auto: probe table {table} "
                 f"(concepts {', '.join(probe['concepts'])})", "rule": probe["rule"], "probe": _probe_summary(probe)}
     if opts.probe_table:

@@ -99,7 +99,7 @@ def probe_layers(base_dir: Path, data_dirs: Sequence[Path], settings: TrainSetti
     per_concept = {g: {r["concept"]: round(r["gain_db"], 3) for r in runs if r["set"] == g} for g in groups}
     set_params = lambda gs: sum(params[g] for g in gs)  # noqa: E731
     return {
-        "base": str(base_dir), "concepts": concepts, "rank": rank, "steps": settings.steps,
+        "base": str(base_dir), "base_sha256": base_fingerprint(base_dir), "concepts": concepts, "rank": rank, "steps": settings.steps,
         "batch": settings.batch, "lr": settings.lr, "seed": seed, "fraction": fraction,
         "rule": AUTO_RULE.format(frac=fraction), "note": note,
         "zero_shot_psnr": {c: s[3] for c, s in setups.items()},
@@ -114,6 +114,13 @@ def probe_layers(base_dir: Path, data_dirs: Sequence[Path], settings: TrainSetti
                   "adapter_params": set_params(e2gan)},
         "runs": runs, "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def base_fingerprint(base_dir: Path) -> str:
+    """sha256 of the base's weights: a probe table is only valid for the base it measured."""
+    from factory.pair_store import sha256_file
+
+    return sha256_file(Path(base_dir) / "generator.safetensors")
 
 
 def write_probe(result: dict, out_dir: Path) -> tuple[Path, Path]:

@@ -255,6 +255,13 @@ def test_probe_then_finetune_auto(ws: Workspace) -> None:
     q = HeldOut(ws.data("autumn"), "test").score(lambda x: model(x, tok.expand(len(x), -1, -1), mask.expand(len(x), -1)))
     assert abs(q["psnr"] - m["test"]["student"]["psnr"]) < 1e-3
 
+    # a probe table measured on another version of the base is refused
+    stale = dict(probe, base_sha256="0" * 64)
+    (ws.root / "stale.json").write_text(json.dumps(stale))
+    res = invoke(ws, "finetune", "autumn", "--base", "tiny", "--probe-table", str(ws.root / "stale.json"),
+                 "--rank", "1", "--out", str(ws.root / "stale-run"))
+    assert isinstance(res.exception, FactoryError) and "another version of the base" in str(res.exception)
+
 
 def test_finetune_resumes_refuses_changes_and_starts_from_an_adapter(ws: Workspace) -> None:
     args = ["finetune", "negative", "--base", "tiny", "--layers", "down2,up1", "--rank", "2", "--batch", "2",
