@@ -144,9 +144,24 @@ def test_mobile_check_default_generator_and_a_graph_that_falls_off(exported: dic
     mobile = exported["checks"]["mobile"]
     assert mobile["passed"] and mobile["checked_shape"] == [1, 3, SIZE, SIZE]
     assert mobile["fp32"]["nnapi"]["takes_whole"] and mobile["fp32"]["coreml_mlprogram"]["takes_whole"]
-    assert mobile["int8"]["nnapi"]["takes_whole"]
+    assert mobile["fp16"]["coreml_mlprogram"]["takes_whole"]
     legacy = mobile["fp32"]["coreml_neuralnetwork"]  # reported with the reason, not required
     assert not legacy["takes_whole"] and "ai.onnx:ReduceMean" in legacy["reasons"]
+    int8 = mobile["int8"]["nnapi"]  # reported: NNAPI's EP runs few op types as int8 QDQ groups
+    assert not int8["takes_whole"] and "ai.onnx:LeakyRelu (int8 QDQ)" in int8["unsupported_ops"]
+
+    # without the export's exact rewrites the token MatMuls and 3-D Softmaxes fall off NNAPI
+    from factory.runtime import Editor
+
+    gen = build_generator(TINY, seed=0)
+    plain = export_onnx(EditorModule(gen), tmp_path / "plain.onnx", SIZE, mobile_rewrites=False)
+    rewritten = export_onnx(EditorModule(gen), tmp_path / "rewritten.onnx", SIZE)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 32, 48)).astype(np.float32)
+    assert np.abs(Editor(plain).run(x) - Editor(rewritten).run(x)).max() < 1e-5
+    nnapi = check_mobile(fixed_input_shape(plain, tmp_path / "pf.onnx", [1, 3, SIZE, SIZE]), ("nnapi",))["nnapi"]
+    assert not nnapi.takes_whole and "ai.onnx:Softmax (3-D)" in nnapi.unsupported_ops
+    assert check_mobile(fixed_input_shape(rewritten, tmp_path / "rf.onnx", [1, 3, SIZE, SIZE]),
+                        ("nnapi",))["nnapi"].takes_whole
 
     # pix2pix has InstanceNorm, ConvTranspose and reflect Pad: the check must say which and why
     from base_gan.pix2pix import Pix2PixConfig, build_pix2pix

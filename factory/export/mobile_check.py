@@ -7,13 +7,22 @@ inferred, and the tool's partitioner estimates, per execution provider, how many
 the delegate would take, using the operator tables shipped with onnxruntime
 (``nnapi_supported_ops.md``, ``coreml_supported_{mlprogram,neuralnetwork}_ops.md``).
 
-The tool checks operator *types* only and prints the tables' caveats unchecked. A few caveats decide
-real graphs, so they are checked here from the EPs' op builders (onnxruntime source):
+The tool checks operator *types* only and prints the tables' caveats unchecked. The caveats that
+decide real graphs are checked here, as the EPs' op builders in onnxruntime's source state them:
 
+* NNAPI MatMul runs as FULLY_CONNECTED (A 2-D, B a constant 2-D, also as a QDQ int8 group) or, float
+  only, as a batch MatMul of equal-rank (>= 3) inputs with equal leading dims. A [B, N, C] token
+  tensor times a weight (a Linear layer on tokens) is neither.
+* NNAPI Softmax takes 2-D or 4-D input only; as a QDQ int8 group its output must have scale 1/256
+  and zero point 0.
+* NNAPI takes an int8 QDQ node unit (DequantizeLinear -> op -> QuantizeLinear) only for Conv, MatMul,
+  Gemm, Add, Mul, Transpose, Reshape, Softmax, Concat, Resize and AveragePool (its builders reject
+  QDQ groups of any other op, e.g. LeakyRelu, Slice, ReduceMean, Sub, Div, Sqrt, Tanh, Clip).
+* NNAPI Clip is RELU1 or RELU6 only (min/max -1/1 or 0/6); Cast only to float32/int32.
 * Pad: NNAPI and CoreML take only ``mode=constant`` (reflect/edge padding falls off).
-* Cast: NNAPI casts only to float32/int32; CoreML only between float/int32/int64/bool types
-  (a uint8 image Cast at the graph edges falls off both).
-* MatMul, CoreML NeuralNetwork format: input B must be a constant (attention's ``q @ k^T`` is not).
+* Cast for CoreML: only between float/int32/int64/bool (a uint8 image Cast at the graph edges
+  falls off both delegates).
+* CoreML NeuralNetwork MatMul: A and B 2-D and B constant (self-attention's ``q @ k^T`` is not).
 * ConvTranspose, CoreML: only default ``output_padding`` and no ``output_shape``.
 
 Delegates need fixed shapes (NNAPI takes no node with a dynamic input), so callers check a copy of
@@ -44,9 +53,6 @@ KNOWN_REASONS = {
         "(base_gan/attention.py: LayerNorm as ReduceMean/Sub/Mul/Sqrt/Div, chosen because NNAPI lacks "
         "LayerNormalization). MLProgram (iOS 15+) takes it; a MatMul with a constant 1/C column "
         "would also compute the mean",
-    ("coreml_neuralnetwork", "ai.onnx:MatMul"):
-        "CoreML NeuralNetwork needs a constant B in MatMul; self-attention multiplies two activations "
-        "(q @ k^T, p @ v), which only the MLProgram format supports",
     ("coreml_mlprogram", "ai.onnx:QuantizeLinear"):
         "CoreML does not run QDQ int8 graphs; on iOS use the fp32 or fp16 editor",
     ("coreml_mlprogram", "ai.onnx:DequantizeLinear"):
@@ -105,22 +111,79 @@ def fixed_input_shape(src: Path, dst: Path, shape: list[int]) -> Path:
     return dst
 
 
+@dataclass
+class _Graph:
+    """What the caveat rules look at: constants, shapes, producers and consumers of every value."""
+
+    constants: dict[str, Any]
+    shapes: dict[str, list[int | None]]
+    producer: dict[str, Any]
+    consumers: dict[str, list[Any]]
+
+    @classmethod
+    def of(cls, graph) -> "_Graph":
+        from onnx import numpy_helper
+
+        constants: dict[str, Any] = {t.name: t for t in graph.initializer}
+        for n in graph.node:
+            if n.op_type == "Constant":
+                constants.update({o: n.attribute[0].t for o in n.output if n.attribute and n.attribute[0].t})
+        shapes: dict[str, list[int | None]] = {}
+        for v in [*graph.input, *graph.output, *graph.value_info]:
+            if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape"):
+                shapes[v.name] = [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+        for name, t in constants.items():
+            shapes.setdefault(name, list(t.dims))
+        producer = {o: n for n in graph.node for o in n.output}
+        consumers: dict[str, list[Any]] = {}
+        for n in graph.node:
+            for i in n.input:
+                consumers.setdefault(i, []).append(n)
+        _ = numpy_helper
+        return cls(constants, shapes, producer, consumers)
+
+    def value(self, name: str):
+        from onnx import numpy_helper
+
+        t = self.constants.get(name)
+        return None if t is None else numpy_helper.to_array(t)
+
+    def from_dq(self, name: str):
+        """The DequantizeLinear producing ``name``, if any."""
+        p = self.producer.get(name)
+        return p if p is not None and p.op_type == "DequantizeLinear" else None
+
+    def is_constant(self, name: str) -> bool:
+        dq = self.from_dq(name)
+        return name in self.constants or (dq is not None and dq.input[0] in self.constants)
+
+    def in_qdq_group(self, node) -> bool:
+        """Inputs from DequantizeLinear and every output consumer a QuantizeLinear (a QDQ node unit)."""
+        outs = [c for o in node.output for c in self.consumers.get(o, [])]
+        return (self.from_dq(node.input[0]) is not None and bool(outs)
+                and all(c.op_type == "QuantizeLinear" for c in outs))
+
+    def rank(self, name: str) -> int | None:
+        shape = self.shapes.get(name)
+        return None if shape is None else len(shape)
+
+
 def _checker_class():
     from onnxruntime.tools.mobile_helpers.usability_checker import _SupportedOpsChecker
 
     class CaveatAwareChecker(_SupportedOpsChecker):
-        """The tool's table lookup plus the caveats listed in the module docstring; remembers reasons."""
+        """The tool's table lookup plus the caveats listed in the module docstring."""
 
-        def __init__(self, filename: str, ep_key: str, constants: set[str]) -> None:
+        def __init__(self, filename: str, ep_key: str, graph: _Graph) -> None:
             super().__init__(filename)
             self.ep_key = ep_key
-            self.constants = constants
+            self.graph = graph
 
         def in_table(self, node) -> bool:
             return super().is_op_supported(node)
 
         def is_op_supported(self, node) -> bool:
-            return self.in_table(node) and _caveat_violation(self.ep_key, node, self.constants) is None
+            return self.in_table(node) and _caveat_violation(self.ep_key, node, self.graph) is None
 
     return CaveatAwareChecker
 
@@ -132,8 +195,19 @@ def _attr(node, name: str, default=None):
     return default
 
 
-def _caveat_violation(ep_key: str, node, constants: set[str]) -> str | None:
+# Op types whose int8 QDQ node units NNAPI's builders take (QuantizedOpType in the NNAPI EP's helper.h);
+# any other op between DequantizeLinear and QuantizeLinear is refused as a QDQ group.
+NNAPI_QDQ_OPS = frozenset({"Conv", "MatMul", "Gemm", "Add", "Mul", "Transpose", "Reshape", "Softmax", "Concat",
+                           "Resize", "AveragePool"})
+
+
+def _caveat_violation(ep_key: str, node, g: _Graph) -> str | None:
+    """``"label: reason"`` when ``node`` breaks a caveat of ``ep_key`` (see the module docstring), else None."""
     op = node.op_type
+    if (ep_key == "nnapi" and op not in NNAPI_QDQ_OPS and op not in ("QuantizeLinear", "DequantizeLinear")
+            and g.in_qdq_group(node)):
+        return (f"ai.onnx:{op} (int8 QDQ): between quantized neighbours this op is a QDQ node unit, and "
+                f"NNAPI's EP takes those only for {', '.join(sorted(NNAPI_QDQ_OPS))}")
     if op == "Pad":
         mode = _attr(node, "mode", b"constant")
         mode = mode.decode() if isinstance(mode, bytes) else str(mode)
@@ -147,18 +221,41 @@ def _caveat_violation(ep_key: str, node, constants: set[str]) -> str | None:
             onnx.TensorProto.BOOL}
         if to not in allowed:
             return f"ai.onnx:Cast (to={name}): this EP cannot cast to {name}"
-    if op == "MatMul" and ep_key == "coreml_neuralnetwork" and node.input[1] not in constants:
-        return "ai.onnx:MatMul (B not constant): the NeuralNetwork format needs a constant B"
     if op == "ConvTranspose" and ep_key.startswith("coreml") and (
             any(_attr(node, "output_padding", []) or []) or _attr(node, "output_shape") is not None):
         return "ai.onnx:ConvTranspose (output_padding): only default output_padding is supported"
+    if op == "MatMul":
+        a, b = g.shapes.get(node.input[0]), g.shapes.get(node.input[1])
+        ra, rb = g.rank(node.input[0]), g.rank(node.input[1])
+        b_const = g.is_constant(node.input[1])
+        if ep_key == "coreml_neuralnetwork" and not (ra == 2 and rb == 2 and b_const):
+            return (f"ai.onnx:MatMul (A {ra}-D, B {rb}-D{'' if b_const else ' not constant'}): the NeuralNetwork "
+                    "format takes only 2-D A x constant 2-D B (MLProgram takes any MatMul)")
+        if ep_key == "nnapi":
+            qdq = g.in_qdq_group(node)
+            batch = (not qdq and ra is not None and ra >= 3 and ra == rb and a is not None and b is not None
+                     and a[:-2] == b[:-2])
+            if not batch and not (ra == 2 and rb == 2 and b_const):
+                kind = "int8 QDQ, " if qdq else ""
+                return (f"ai.onnx:MatMul ({kind}A {ra}-D, B {rb}-D{'' if b_const else ' not constant'}): NNAPI runs "
+                        "MatMul as FULLY_CONNECTED (2-D A x constant 2-D B) or, float only, as a batch MatMul of "
+                        "equal-rank inputs")
+    if op == "Softmax" and ep_key == "nnapi":
+        r = g.rank(node.input[0])
+        if r not in (2, 4):
+            return f"ai.onnx:Softmax ({r}-D): NNAPI's softmax takes 2-D or 4-D input"
+        if g.in_qdq_group(node):
+            q = g.consumers[node.output[0]][0]
+            scale, zp = g.value(q.input[1]), g.value(q.input[2]) if len(q.input) > 2 else 0
+            if scale is None or abs(float(scale) - 1 / 256) > 1e-9 or int(zp if zp is not None else 0) != 0:
+                return "ai.onnx:Softmax (int8 output scale): NNAPI needs output scale 1/256 and zero point 0"
+    if op == "Clip" and ep_key == "nnapi":
+        lo = g.value(node.input[1]) if len(node.input) > 1 and node.input[1] else None
+        hi = g.value(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        bounds = (None if lo is None else float(lo), None if hi is None else float(hi))
+        if bounds not in ((0.0, 6.0), (-1.0, 1.0)):
+            return f"ai.onnx:Clip {bounds}: NNAPI clips only as RELU1 (-1, 1) or RELU6 (0, 6)"
     return None
-
-
-def _constant_names(graph) -> set[str]:
-    names = {t.name for t in graph.initializer}
-    names.update(o for n in graph.node if n.op_type == "Constant" for o in n.output)
-    return names
 
 
 def _ep_result(model: onnx.ModelProto, key: str) -> EPResult:
@@ -166,7 +263,7 @@ def _ep_result(model: onnx.ModelProto, key: str) -> EPResult:
 
     display, table, max_rank = EPS[key]
     table_path = Path(uc.__file__).parent / table
-    checker = _checker_class()(str(table_path), key, _constant_names(model.graph))
+    checker = _checker_class()(str(table_path), key, _Graph.of(model.graph))
     info = uc.check_partitioning(model.graph, checker, require_fixed_input_sizes=True, max_rank=max_rank)
     counts: Counter[str] = Counter()
     reasons: dict[str, str] = {}
@@ -175,11 +272,10 @@ def _ep_result(model: onnx.ModelProto, key: str) -> EPResult:
             label = f"{node.domain or 'ai.onnx'}:{node.op_type}"
             why = KNOWN_REASONS.get((key, label), f"not in onnxruntime's {display} operator table ({table})")
         else:
-            violation = _caveat_violation(key, node, checker.constants)
+            violation = _caveat_violation(key, node, checker.graph)
             if violation is None:
                 continue
             label, why = violation.split(": ", 1)
-            why = KNOWN_REASONS.get((key, label.split(" ")[0]), why) if label.startswith("ai.onnx:MatMul") else why
         counts[label] += 1
         reasons[label] = why
     return EPResult(

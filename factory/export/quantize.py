@@ -3,7 +3,12 @@
 * int8: ``quant_pre_process`` (ORT optimization + ONNX shape inference) then ``quantize_static`` in
   QDQ format, calibrated (MinMax) on the concept's own source images. Activations uint8, weights
   int8 per output channel: the layout NNAPI's quantized Conv/MatMul take (uint8 input, int8
-  per-channel symmetric weights) and that x86 VNNI / ARM dot-product kernels run. Symbolic shape
+  per-channel symmetric weights) and that x86 VNNI / ARM dot-product kernels run. Softmax outputs
+  get NNAPI's fixed quantization (scale 1/256, zero point 0). Every op type onnxruntime quantizes is
+  quantized: restricting the int8 graph to the ops NNAPI takes as QDQ groups does not make NNAPI take
+  it whole (a float op between quantized neighbours is still a QDQ group, e.g. every LeakyRelu
+  between two convs), while it costs CPU int8 fusions. The int8 editor is for CPUs (ARM/x86 int8
+  kernels) and size; fp32/fp16 are the delegate graphs (see ``mobile_check``). Symbolic shape
   inference is skipped: the editor's height/width are symbolic and the strided-conv / x2-resize
   arithmetic (``floor((h-1)/2)+1`` then ``2*...``) cannot be proven equal without knowing h is a
   multiple of 16; ONNX's own shape inference is enough for a conv network.
@@ -81,10 +86,16 @@ def _quantize(fp32_path: Path, out_path: Path, calibration: Sequence[np.ndarray]
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        model = onnx.load(str(prepared))
+        # NNAPI runs an int8 Softmax only with output scale 1/256 and zero point 0 (its [0, 1) range)
+        softmax_out = [n.output[0] for n in model.graph.node if n.op_type == "Softmax"]
+        overrides = {name: [{"scale": np.array(1.0 / 256, np.float32), "zero_point": np.array(0, np.uint8)}]
+                     for name in softmax_out}
         quantize_static(str(prepared), str(out_path), calibration_reader(input_name, calibration),
                         quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, per_channel=per_channel,
-                        calibrate_method=CalibrationMethod.MinMax)
+                        calibrate_method=CalibrationMethod.MinMax,
+                        extra_options={"TensorQuantOverrides": overrides})
     return out_path
 
 
