@@ -73,7 +73,7 @@ def main() -> None:
     from base_gan.pix2pix import Pix2PixConfig, build_pix2pix
     from factory.atomic import atomic_write_json, atomic_write_text
     from factory.concepts import find_card
-    from factory.export.onnx_export import ExportRequest, export_editor, pix2pix_reference
+    from factory.export.editor import ExportRequest, export_editor, pix2pix_reference
     from factory.photos import default_photos
     from factory.runtime import benchmark
     from factory.synth import synthesize

@@ -18,7 +18,8 @@ from factory.concepts import find_card
 from factory.dataset import pair_refs
 from factory.errors import FactoryError
 from factory.export.mobile_check import check_mobile, fixed_input_shape
-from factory.export.onnx_export import EditorModule, export_onnx, psnr
+from factory.export.editor import psnr
+from factory.export.onnx_export import EditorModule, export_onnx
 from factory.images import read_image
 from factory.photos import default_photos
 from factory.runtime import Editor, to_input
@@ -60,7 +61,7 @@ def exported(ws: Workspace) -> dict:
 
 
 def _held_out(ws: Workspace) -> np.ndarray:
-    from factory.export.onnx_export import _square
+    from factory.export.editor import _square
 
     return to_input([_square(read_image(r.source), SIZE) for r in pair_refs(ws.data("sepia"), "test")])
 

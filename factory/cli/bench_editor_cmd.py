@@ -39,7 +39,7 @@ def register(cli: click.Group) -> None:
             if fp32.name == EDITOR_FILES["fp32"] and sibling.is_file():
                 models[f"editor_{precision}"] = sibling
         if pix2pix:
-            from factory.export.onnx_export import pix2pix_reference
+            from factory.export.editor import pix2pix_reference
 
             ref = pix2pix_reference(ctx.workspace.root / "cache" / "bench" / f"pix2pix-resnet9-{size}", size)
             models.update({f"pix2pix_{k}": v for k, v in ref.items()})

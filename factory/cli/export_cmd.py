@@ -59,7 +59,7 @@ def register(cli: click.Group) -> None:
         import time
 
         from factory.errors import FactoryError
-        from factory.export.onnx_export import ExportRequest, export_editor
+        from factory.export.editor import ExportRequest, export_editor
 
         started = time.perf_counter()
         ws = ctx.workspace
