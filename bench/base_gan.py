@@ -11,13 +11,19 @@ held-out PSNR/SSIM next to the identity baseline (the source itself) to
 
 from __future__ import annotations
 
-import argparse
-import json
+import sys
+from pathlib import Path
+
+# This file is named like the `base_gan` package it benchmarks; drop its own folder from the import
+# path so `python bench/base_gan.py` imports the package, not itself.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse  # noqa: E402  (imports below the path fix)
+import os
 import platform
 import subprocess
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import torch
 
@@ -42,11 +48,16 @@ def synth_all(ws: Workspace, concepts: list[str], pairs: int, size: int, seed: i
         synthesize(ws.data(card.name), card.name, card.instruction, teacher, photos, pairs, size, seed)
 
 
+LOADS: dict[str, list[float]] = {}  # 1-minute load average before and after each training run
+
+
 def train(ws: Workspace, name: str, concepts: list[str], settings: TrainSettings) -> tuple[Trainer, float]:
     trainer = Trainer(ws.base(name), [ws.data(c) for c in concepts], settings, text_cache=ws.text_cache)
+    LOADS[name] = [os.getloadavg()[0]]
     started = time.perf_counter()
     trainer.train()
     elapsed = time.perf_counter() - started
+    LOADS[name].append(os.getloadavg()[0])
     trainer.save_final({"concepts": concepts, "text_encoder": settings.text_encoder})
     return trainer, elapsed
 
@@ -98,7 +109,9 @@ def main() -> None:
         "command": "python bench/base_gan.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items()
                                                        if k not in ("workspace", "out")),
         "size": args.size, "concepts": concepts, "pairs_per_concept": args.pairs,
-        "base": {"seconds": round(base_time, 1), "steps": base.state.step, "params": count_params(base.G),
+        "load_average_before_after": LOADS,
+        "base": {"generator": base.G.config.to_dict(), "seconds": round(base_time, 1), "steps": base.state.step,
+                 "params": count_params(base.G),
                  "images_per_second": round(base.state.step * args.batch / base_time, 2)},
         "pix2pix": {"concept": p2p_concept, "seconds": round(p2p_time, 1), "steps": p2p.state.step,
                     "params": count_params(p2p.G), "images_per_second": round(p2p.state.step * args.batch / p2p_time, 2)},
@@ -118,6 +131,8 @@ def _figures(r: dict) -> dict:
 def _markdown(s: dict) -> str:
     lines = [f"# Base GAN benchmark ({s['size']} px, {s['date']}, commit {s['commit']}, {s['machine']})", "",
              f"Command: `{s['command']}`", "",
+             f"1-minute load average before/after each run (2 cores; other jobs ran too): "
+             f"{s['load_average_before_after']}", "",
              f"- base: {s['base']['params'] / 1e6:.2f}M params, {s['base']['steps']} steps in {s['base']['seconds']} s "
              f"({s['base']['images_per_second']} img/s) on {len(s['concepts'])} concepts",
              f"- pix2pix: {s['pix2pix']['params'] / 1e6:.2f}M params, {s['pix2pix']['steps']} steps in "
