@@ -4,6 +4,7 @@ pair selection, and `factory finetune` / `factory lora probe` end to end on a ti
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,18 @@ TINY = {"arch": "e2gan", "ngf": 8, "heads": 2, "image_size": 32}
 E2GAN_SET = ["down1", "down2", "attn", "xattn", "ff", "up1", "up2"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster, and far faster when the cores are busy (2 OpenMP
+    threads spinning against other processes made each 32 px probe run ~30x slower here)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory) -> Workspace:
+def ws(tmp_path_factory, one_thread) -> Workspace:
     """Data for two base concepts and one held-out concept, and a tiny base trained a few steps."""
     ws = Workspace(tmp_path_factory.mktemp("lora-ws"))
     photos = default_photos()
@@ -275,6 +286,8 @@ def test_finetune_resumes_refuses_changes_and_starts_from_an_adapter(ws: Workspa
     assert isinstance(res.exception, FactoryError) and "lr" in str(res.exception)
 
     m = json.loads((ws.root / "neg" / "metrics.json").read_text())
+    res = invoke(ws, "lora", "info", str(ws.root / "neg"))
+    assert res.exit_code == 0 and "down2.conv" in res.output and f"{m['adapter_params']} parameters" in res.output
     res = invoke(ws, "finetune", "negative", "--base", "tiny", "--init", str(ws.root / "neg"), "--steps", "2",
                  "--batch", "2", "--eval-every", "2", "--out", str(ws.root / "neg2"))
     assert res.exit_code == 0, res.output
@@ -299,8 +312,9 @@ def test_scratch_is_a_full_generator_and_weightgen_is_not_there_yet(ws: Workspac
     assert m["init"] == "scratch" and "adapter_params" not in m and len(read_curve(out / "curve.csv")) == 3
 
     # as a user runs it: one-line errors, exit code 2
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = factory_cli("finetune", "autumn", "--base", str(ws.base("tiny")), "--init", "weightgen",
-                       "--synth-pairs", "12", check=False)
+                       "--synth-pairs", "12", check=False, env=env)
     assert proc.returncode == 2 and "--init weightgen" in proc.stderr and "Traceback" not in proc.stderr
-    proc = factory_cli("finetune", "autumn", "--base", "nope", check=False)
+    proc = factory_cli("finetune", "autumn", "--base", "nope", check=False, env=env)
     assert proc.returncode == 2 and "base 'nope' not found" in proc.stderr
