@@ -79,6 +79,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--e2gan-layers", action="store_true",
                     help="also train LoRA on E2GAN's layer set for the same budget (comparison)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's; use 1 on busy cores)")
     ap.add_argument("--smoke", action="store_true", help="tiny settings to check the script end to end")
     args = ap.parse_args()
     if args.smoke:
@@ -205,6 +206,8 @@ def main() -> None:
     from factory.plot import line_chart
 
     args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     ws = Workspace(args.workspace)
     heldout = [find_card(c).name for c in args.heldout.split(",")]
