@@ -51,6 +51,16 @@ def _make_base(ws, concept: str, seconds: float, batch: int, seed: int) -> Path:
     return folder
 
 
+def _export(ws, card, base: Path, args) -> dict:
+    from factory.export.editor import ExportRequest, export_editor
+
+    return export_editor(ExportRequest(
+        concept=card.name, base_dir=base, adapter_dir=None, adapter_note="base alone (benchmark)",
+        instruction=card.instruction, data_dir=ws.data(card.name), out_dir=ws.editor(card.name), size=args.size,
+        int8=True, fp16=True, ort=True, threads=args.threads, allow_cpu_fallback=True, text_cache=ws.text_cache),
+        log=lambda m: print("  " + m, flush=True))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--concept", default="pencil-sketch")
@@ -64,6 +74,8 @@ def main() -> None:
     ap.add_argument("--base", type=Path, help="a trained base folder to export instead of training one")
     ap.add_argument("--work", type=Path, help="workspace to (re)use; default: a temp folder removed afterwards")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reuse-export", action="store_true",
+                    help="time the editor already exported in --work (its card.json) instead of exporting again")
     args = ap.parse_args()
 
     import onnxruntime
@@ -73,7 +85,7 @@ def main() -> None:
     from base_gan.pix2pix import Pix2PixConfig, build_pix2pix
     from factory.atomic import atomic_write_json, atomic_write_text
     from factory.concepts import find_card
-    from factory.export.editor import ExportRequest, export_editor, pix2pix_reference
+    from factory.export.editor import pix2pix_reference
     from factory.photos import default_photos
     from factory.runtime import benchmark
     from factory.synth import synthesize
@@ -89,13 +101,16 @@ def main() -> None:
                default_photos(), args.pairs, args.size, args.seed)
     base = args.base or _make_base(ws, card.name, args.train_seconds, args.batch, args.seed)
     model, meta = load_generator(base)
-    print(f"base {base} ({meta.get('steps_done', '?')} steps); exporting ...", flush=True)
-    export = export_editor(ExportRequest(
-        concept=card.name, base_dir=base, adapter_dir=None, adapter_note="base alone (benchmark)",
-        instruction=card.instruction, data_dir=ws.data(card.name), out_dir=ws.editor(card.name), size=args.size,
-        int8=True, fp16=True, ort=True, threads=args.threads, allow_cpu_fallback=True, text_cache=ws.text_cache),
-        log=lambda m: print("  " + m, flush=True))
+    card_path = ws.editor(card.name) / "card.json"
+    if args.reuse_export and card_path.is_file():
+        import json
+
+        export = json.loads(card_path.read_text())
+    else:
+        print(f"base {base} ({meta.get('steps_done', '?')} steps); exporting ...", flush=True)
+        export = _export(ws, card, base, args)
     p2p = pix2pix_reference(work / "pix2pix", args.size)
+
     editor_dir = ws.editor(card.name)
     models = {"editor_fp32": editor_dir / "editor.onnx", "editor_int8": editor_dir / "editor.int8.onnx",
               "editor_fp16": editor_dir / "editor.fp16.onnx", "pix2pix_fp32": p2p["fp32"], "pix2pix_int8": p2p["int8"]}
