@@ -180,20 +180,26 @@ def test_training_lowers_the_loss(tiny, tmp_path, variant):
     after = tr.eval_loss()
     assert after < 0.8 * before, (before, after)
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in tr.state.history)
+    tr.save_final()
+    gen = WeightGenerator.load(tmp_path / variant, text_cache=tiny["ws"].text_cache)
+    assert gen.meta["denoiser"]["variant"] == variant
+    tensors, config = read_adapter(gen.sample_to_folder("add a blue tint", tmp_path / "s", steps=2))
+    assert AdapterLayout.of(tensors, config) == tiny["dataset"].layout
+    assert all(torch.isfinite(v).all() for v in tensors.values())
 
 
 def test_training_resumes_from_a_checkpoint(tiny, tmp_path):
-    a = trainer(tiny, tmp_path / "a", steps=6, checkpoint_every=3, batch=16)
+    a = trainer(tiny, tmp_path / "a", steps=6, checkpoint_every=3, batch=16, variant="block")
     a.train()
     assert sorted(p.name for p in (tmp_path / "a" / "checkpoints").iterdir()) == ["step-0000003", "step-0000006"]
     a.s.steps = 9
     a.train()
-    b = trainer(tiny, tmp_path / "a", steps=9, checkpoint_every=3, batch=16)
+    b = trainer(tiny, tmp_path / "a", steps=9, checkpoint_every=3, batch=16, variant="block")
     assert b.resume() and b.state.step == 9  # the newest checkpoint of the continued run
     c_dir = tmp_path / "c"
-    c = trainer(tiny, c_dir, steps=6, checkpoint_every=3, batch=16)
+    c = trainer(tiny, c_dir, steps=6, checkpoint_every=3, batch=16, variant="block")
     c.train()
-    resumed = trainer(tiny, c_dir, steps=9, checkpoint_every=3, batch=16)
+    resumed = trainer(tiny, c_dir, steps=9, checkpoint_every=3, batch=16, variant="block")
     assert resumed.resume() and resumed.state.step == 6
     resumed.train()
     assert [h["step"] for h in resumed.state.history[6:]] == [7, 8, 9]
@@ -201,7 +207,7 @@ def test_training_resumes_from_a_checkpoint(tiny, tmp_path):
         [h["loss"] for h in a.state.history[6:]], rel=1e-5)
     for k, v in resumed.model.state_dict().items():
         assert torch.allclose(v, a.model.state_dict()[k], atol=1e-6), k
-    changed = trainer(tiny, c_dir, steps=9, checkpoint_every=3, batch=16, lr=1e-4)
+    changed = trainer(tiny, c_dir, steps=9, checkpoint_every=3, batch=16, variant="block", lr=1e-4)
     with pytest.raises(FactoryError, match="different lr"):
         changed.resume()
 
@@ -210,7 +216,7 @@ def test_training_resumes_from_a_checkpoint(tiny, tmp_path):
 @pytest.fixture(scope="module")
 def trained(tiny, tmp_path_factory) -> Path:
     out = tiny["ws"].weightgen("default")
-    tr = trainer(tiny, out, steps=30, batch=32)
+    tr = trainer(tiny, out, steps=30, batch=6)  # the default variant (joint)
     tr.train()
     tr.save_final()
     return out
@@ -240,7 +246,7 @@ def test_cli_train_resume_and_sample(tiny, tmp_path):
     run = CliRunner().invoke
     def args(steps: int, *more: str) -> list[str]:
         return ["--workspace", str(ws.root), "weightgen", "train", "--name", "cli", "--steps", str(steps),
-                "--block-size", "32", "--batch", "8", "--checkpoint-every", "2", *more]
+                "--block-size", "32", "--batch", "3", "--checkpoint-every", "2", *more]
 
     r = run(cli, args(4), catch_exceptions=False)
     assert r.exit_code == 0, r.output

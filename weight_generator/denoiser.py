@@ -44,7 +44,7 @@ VARIANTS = ("block", "joint")
 class DenoiserConfig:
     """Everything needed to rebuild a denoiser (saved in the weight generator's config.json)."""
 
-    variant: str = "block"           # "block": BlockUNet; "joint": JointTransformer (weight_generator.joint)
+    variant: str = "joint"           # "joint": JointTransformer (weight_generator.joint); "block": BlockUNet
     block_size: int = 256
     n_blocks: int = 1
     text_dim: int = 384
@@ -53,8 +53,8 @@ class DenoiserConfig:
     channels: tuple[int, int, int] = (32, 64, 64)   # BlockUNet: width per level
     attn_levels: tuple[bool, bool, bool] = (False, False, True)  # BlockUNet: Transformer blocks per level
     ff_mult: int = 2                 # feed-forward inner width / model width in every Transformer block
-    width: int = 256                 # JointTransformer: token width
-    depth: int = 6                   # JointTransformer: transformer blocks (even: U-ViT skips pair them)
+    width: int = 128                 # JointTransformer: token width
+    depth: int = 4                   # JointTransformer: transformer blocks (even: U-ViT skips pair them)
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)

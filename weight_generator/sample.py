@@ -23,7 +23,7 @@ from weight_generator.denoiser import DenoiserConfig, build_denoiser
 from weight_generator.tokenize import WeightTokenizer
 from weight_generator.train import MODEL_CONFIG, MODEL_WEIGHTS
 
-DEFAULT_STEPS = 10
+DEFAULT_STEPS = 1  # one-step x0 prediction: the denoiser's estimate of the adapter given the text
 SAMPLE_META = "weightgen.json"
 
 

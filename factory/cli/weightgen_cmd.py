@@ -44,8 +44,9 @@ def collect_cmd(ctx: Context, name: str, spec: str | None, exclude: str | None) 
 
 @weightgen_group.command("train")
 @click.option("--name", default="default", show_default=True, help="The weight dataset/model in <workspace>/weightgen/<name>/.")
-@click.option("--variant", type=click.Choice(["block", "joint"]), default="block", show_default=True,
-              help="block: each block denoised on its own (1-D U-Net); joint: all blocks of an adapter with attention across blocks.")
+@click.option("--variant", type=click.Choice(["joint", "block"]), default="joint", show_default=True,
+              help="joint: all blocks of an adapter denoised together with attention across blocks; block: each "
+                   "block on its own (1-D U-Net with the block index as a condition).")
 @click.option("--epochs", type=click.IntRange(1), help="Passes over the data (block: every block; joint: every adapter). "
               "Default: --steps.")
 @click.option("--steps", type=click.IntRange(1), default=2000, show_default=True, help="Total steps when --epochs is not given.")
@@ -110,8 +111,9 @@ def train_cmd(ctx: Context, name: str, variant: str, epochs: int | None, steps: 
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the peft adapter.")
 @click.option("--name", default=None, help="Weight generator in <workspace>/weightgen/<name>/ (default: 'default' "
               "or the only one).")
-@click.option("--steps", type=click.IntRange(1), default=10, show_default=True,
-              help="DDIM steps (1 = one-step x0 prediction).")
+@click.option("--steps", type=click.IntRange(1), default=1, show_default=True,
+              help="DDIM steps (1 = one-step x0 prediction, the estimate of the adapter given the text; "
+                   "more steps draw a sample with more detail and cost).")
 @click.option("--seed", "seed", type=int, help="Noise seed (default: the global --seed).")
 @pass_ctx
 def sample_cmd(ctx: Context, text: str, out_dir: str, name: str | None, steps: int, seed: int | None) -> None:
