@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -23,6 +22,7 @@ from base_gan.checkpoint import generator_from_config, save_generator, state_dic
 from factory.atomic import atomic_write_json
 from factory.dataset import PairedDataset
 from factory.synth import derive_seed
+from factory.training_loop import TrainState, run_budgeted
 
 CHECKPOINTS = "checkpoints"
 
@@ -50,13 +50,6 @@ class TrainSettings:
     keep_checkpoints: int = 2
     seed: int = 0
     text_encoder: str = "minilm"
-
-
-@dataclass
-class TrainState:
-    step: int = 0
-    seconds: float = 0.0
-    history: list[dict[str, float]] = field(default_factory=list)
 
 
 class Trainer:
@@ -180,26 +173,10 @@ class Trainer:
         With ``on_eval``, it is called every ``eval_every`` steps (and its time is not counted in
         ``state.seconds`` nor against the seconds budget), e.g. to record a held-out quality curve.
         """
-        started = time.perf_counter() - self.state.seconds
-        while self.state.step < self.s.steps:
-            if self.s.seconds is not None and time.perf_counter() - started >= self.s.seconds:
-                break
-            log = self.train_step(self.state.step)
-            self.state.step += 1
-            self.state.seconds = time.perf_counter() - started
-            log["seconds"] = round(self.state.seconds, 3)
-            self.state.history.append(log)
-            if progress:
-                progress(log)
-            if on_eval is not None and eval_every and self.state.step % eval_every == 0:
-                paused = time.perf_counter()
-                on_eval(self.state)
-                started += time.perf_counter() - paused
-            if self.state.step % self.s.checkpoint_every == 0:
-                self.save_checkpoint()
-        if not self.state.history or self.state.step % self.s.checkpoint_every:
-            self.save_checkpoint()
-        return self.state
+        return run_budgeted(self.state, steps=self.s.steps, seconds=self.s.seconds,
+                            checkpoint_every=self.s.checkpoint_every, train_step=self.train_step,
+                            save_checkpoint=self.save_checkpoint, progress=progress,
+                            pause_every=eval_every, on_pause=on_eval)
 
     def final_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.G

@@ -20,8 +20,7 @@ import json
 import math
 import os
 import shutil
-import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from factory.atomic import atomic_save_file, atomic_write_json
 from factory.errors import FactoryError
 from factory.synth import derive_seed
+from factory.training_loop import TrainState, run_budgeted
 from weight_generator.dataset import WeightDataset
 from weight_generator.denoiser import DenoiserConfig, build_denoiser
 from weight_generator.tokenize import DEFAULT_BLOCK_SIZE, WeightTokenizer
@@ -113,11 +113,7 @@ def make_scheduler(settings: WeightGenSettings):
                          prediction_type=settings.prediction_type, clip_sample=False)
 
 
-@dataclass
-class WeightGenState:
-    step: int = 0
-    seconds: float = 0.0
-    history: list[dict[str, float]] = field(default_factory=list)
+WeightGenState = TrainState  # the shared loop's state
 
 
 class WeightGenTrainer:
@@ -208,22 +204,9 @@ class WeightGenTrainer:
     # -- loop -------------------------------------------------------------------------------------
     def train(self, progress: Callable[[dict[str, float]], None] | None = None) -> WeightGenState:
         """Train until ``steps`` (or the seconds budget); checkpoint every ``checkpoint_every`` steps."""
-        started = time.perf_counter() - self.state.seconds
-        while self.state.step < self.s.steps:
-            if self.s.seconds is not None and time.perf_counter() - started >= self.s.seconds:
-                break
-            log = self.train_step(self.state.step)
-            self.state.step += 1
-            self.state.seconds = time.perf_counter() - started
-            log["seconds"] = round(self.state.seconds, 3)
-            self.state.history.append(log)
-            if progress:
-                progress(log)
-            if self.state.step % self.s.checkpoint_every == 0:
-                self.save_checkpoint()
-        if self.state.step and (not self.state.history or self.state.step % self.s.checkpoint_every):
-            self.save_checkpoint()
-        return self.state
+        return run_budgeted(self.state, steps=self.s.steps, seconds=self.s.seconds,
+                            checkpoint_every=self.s.checkpoint_every, train_step=self.train_step,
+                            save_checkpoint=self.save_checkpoint, progress=progress)
 
     def final_model(self) -> torch.nn.Module:
         return self.ema.module if self.ema is not None else self.model
