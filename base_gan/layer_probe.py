@@ -40,7 +40,8 @@ E2GAN_GROUPS = ["down1", "down2", "attn", "xattn", "ff", "up1", "up2"]
 
 def probe_layers(base_dir: Path, data_dirs: Sequence[Path], settings: TrainSettings, text_cache: Path | None,
                  rank: int = 4, fraction: float = AUTO_FRACTION, groups: Sequence[str] | None = None,
-                 seed: int = 0, ids: dict[str, list[str]] | None = None, quiet: bool = False) -> dict:
+                 seed: int = 0, ids: dict[str, list[str]] | None = None, quiet: bool = False,
+                 bias: bool = False) -> dict:
     """Run the probe over ``data_dirs`` (one concept folder each); returns the full result dict."""
     from tqdm import tqdm
 
@@ -53,7 +54,8 @@ def probe_layers(base_dir: Path, data_dirs: Sequence[Path], settings: TrainSetti
     for d in map(Path, data_dirs):
         fit, val = validation_split(d, seed=seed)
         held = HeldOut(d, split="train", ids=val)
-        setups[d.name] = (d, (ids or {}).get(d.name) or fit, held, base_zero_shot(base_dir, d, held, text_cache)["psnr"])
+        zero = base_zero_shot(base_dir, d, held, text_cache)["psnr"]
+        setups[d.name] = (d, (ids or {}).get(d.name) or fit, held, zero)
 
     runs: list[dict] = []
     bar = tqdm(total=len(concepts) * (len(groups) + 2), desc="layer probe", unit="run", disable=quiet)
@@ -62,7 +64,7 @@ def probe_layers(base_dir: Path, data_dirs: Sequence[Path], settings: TrainSetti
         """Mean gain over concepts of adapting ``set_groups`` together (runs recorded in ``runs``)."""
         gains = []
         for c, (d, fit, held, zero) in setups.items():
-            r = short_run(base_dir, d, LoraLayout(set_groups, rank=rank), fit, held, settings, text_cache)
+            r = short_run(base_dir, d, LoraLayout(set_groups, rank=rank, bias=bias), fit, held, settings, text_cache)
             runs.append({"set": label, "groups": set_groups, "concept": c, "zero_shot_psnr": zero,
                          "gain_db": r["psnr"] - zero, **r})
             gains.append(r["psnr"] - zero)
@@ -99,7 +101,8 @@ def probe_layers(base_dir: Path, data_dirs: Sequence[Path], settings: TrainSetti
     per_concept = {g: {r["concept"]: round(r["gain_db"], 3) for r in runs if r["set"] == g} for g in groups}
     set_params = lambda gs: sum(params[g] for g in gs)  # noqa: E731
     return {
-        "base": str(base_dir), "base_sha256": base_fingerprint(base_dir), "concepts": concepts, "rank": rank, "steps": settings.steps,
+        "base": str(base_dir), "base_sha256": base_fingerprint(base_dir), "concepts": concepts,
+        "rank": rank, "lora_bias": bias, "steps": settings.steps,
         "batch": settings.batch, "lr": settings.lr, "seed": seed, "fraction": fraction,
         "rule": AUTO_RULE.format(frac=fraction), "note": note,
         "zero_shot_psnr": {c: s[3] for c, s in setups.items()},
@@ -126,13 +129,15 @@ def base_fingerprint(base_dir: Path) -> str:
 def write_probe(result: dict, out_dir: Path) -> tuple[Path, Path]:
     """``probe.json`` (everything) and ``probe.md`` (the ranked table and the choice) in ``out_dir``."""
     out_dir = Path(out_dir)
-    return atomic_write_json(out_dir / "probe.json", result), atomic_write_text(out_dir / "probe.md", probe_markdown(result))
+    return (atomic_write_json(out_dir / "probe.json", result),
+            atomic_write_text(out_dir / "probe.md", probe_markdown(result)))
 
 
 def probe_markdown(r: dict) -> str:
     concepts = r["concepts"]
     lines = [f"# Layer probe: {', '.join(concepts)}", "",
-             f"Base `{r['base']}`; each run: LoRA rank {r['rank']}, {r['steps']} steps, batch {r['batch']}, "
+             f"Base `{r['base']}`; each run: LoRA rank {r['rank']}{' + lora bias' if r.get('lora_bias') else ''}, "
+             f"{r['steps']} steps, batch {r['batch']}, "
              f"lr {r['lr']}, seed {r['seed']}. Gain = validation PSNR after the run minus the base's zero-shot "
              "PSNR (dB), validation = train photos held out.", "",
              "| rank | group | mean gain dB | " + " | ".join(concepts) + " | adapter params |",
@@ -146,7 +151,9 @@ def probe_markdown(r: dict) -> str:
         share = "" if p["share_of_all"] is None else f"{p['share_of_all']:.0%}"
         lines.append(f"| {','.join(p['groups'])} | {p['gain_db']:+.3f} | {share} | {p['adapter_params']} |")
     e = r["e2gan"]
-    lines += ["", f"Rule: {r['rule']}.", f"Chosen: **{','.join(r['chosen'])}** ({r['chosen_params']} params); {r['note']}."]
+    lines += ["", f"Rule: {r['rule']}.",
+              f"Chosen: **{','.join(r['chosen'])}** ({r['chosen_params']} params); {r['note']}."]
     if e["gain_db"] is not None:
-        lines.append(f"E2GAN's set ({','.join(e['groups'])}): {e['gain_db']:+.3f} dB with {e['adapter_params']} params.")
+        lines.append(f"E2GAN's set ({','.join(e['groups'])}): {e['gain_db']:+.3f} dB "
+                     f"with {e['adapter_params']} params.")
     return "\n".join(lines) + "\n"

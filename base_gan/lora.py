@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ class LoraLayout:
     groups: list[str]
     rank: int = 4
     ranks: dict[str, int] = field(default_factory=dict)
+    bias: bool = False  # peft lora_bias: a trainable bias on every lora_B (zero at init, merges into the base bias)
 
     def __post_init__(self) -> None:
         self.groups = parse_groups(self.groups)
@@ -67,21 +69,21 @@ class LoraLayout:
         ranks = self.module_ranks(model)
         return LoraConfig(r=self.rank, lora_alpha=self.rank, target_modules=list(ranks),
                           rank_pattern=dict(ranks), alpha_pattern=dict(ranks), lora_dropout=0.0,
-                          bias="none", base_model_name_or_path=base_ref)
+                          bias="none", lora_bias=self.bias, base_model_name_or_path=base_ref)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"groups": list(self.groups), "ranks": {g: self.rank_of(g) for g in self.groups}}
+        return {"groups": list(self.groups), "ranks": {g: self.rank_of(g) for g in self.groups}, "bias": self.bias}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "LoraLayout":
         ranks = {g: int(r) for g, r in d["ranks"].items()}
-        return cls(list(d["groups"]), rank=max(ranks.values()), ranks=ranks)
+        return cls(list(d["groups"]), rank=max(ranks.values()), ranks=ranks, bias=bool(d.get("bias", False)))
 
     def describe(self) -> str:
         rs = {self.rank_of(g) for g in self.groups}
-        if len(rs) == 1:
-            return f"{','.join(self.groups)} @ rank {rs.pop()}"
-        return ", ".join(f"{g}@{self.rank_of(g)}" for g in self.groups)
+        text = (f"{','.join(self.groups)} @ rank {rs.pop()}" if len(rs) == 1
+                else ", ".join(f"{g}@{self.rank_of(g)}" for g in self.groups))
+        return text + (" + lora bias" if self.bias else "")
 
 
 def parse_groups(spec: str | list[str] | tuple[str, ...]) -> list[str]:
@@ -127,8 +129,14 @@ def save_adapter(peft_model: nn.Module, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".tmp-adapter-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
+    # peft 0.21 warns that 1-D lora_B tensors look like unsharded ZeRO-3/FSDP exports; lora_B *biases* are 1-D
+    # by design, so that warning is silenced when they are the only 1-D LoRA tensors
+    bias_only = all(p.dim() >= 2 or n.endswith(".bias") for n, p in peft_model.named_parameters() if "lora_" in n)
     try:
-        peft_model.save_pretrained(str(tmp))
+        with warnings.catch_warnings():
+            if bias_only:
+                warnings.filterwarnings("ignore", message=r".*LoRA tensor\(s\) have invalid shape")
+            peft_model.save_pretrained(str(tmp))
         for name in (ADAPTER_WEIGHTS, ADAPTER_CONFIG):  # weights first: a config always has its weights
             os.replace(tmp / name, folder / name)
     finally:
@@ -175,7 +183,8 @@ def layout_of_adapter(folder: Path) -> LoraLayout:
     if mixed:
         raise FactoryError(f"{folder}: group(s) {', '.join(mixed)} mix ranks; not a factory layout")
     per = {g: rs.pop() for g, rs in ranks.items()}
-    return LoraLayout(list(per), rank=max(per.values()), ranks=per)
+    bias = bool(read_adapter_config(folder).get("lora_bias", False))
+    return LoraLayout(list(per), rank=max(per.values()), ranks=per, bias=bias)
 
 
 def load_adapter(base_model: nn.Module, folder: Path, trainable: bool = False):

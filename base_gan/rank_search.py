@@ -34,7 +34,7 @@ def pick_smallest_within(rows: list[dict], tolerance: float) -> int:
 
 def search_ranks(score: Score, groups: Sequence[str], candidates: Sequence[int] = DEFAULT_CANDIDATES,
                  tolerance: float = DEFAULT_TOLERANCE_DB, mode: str = "global",
-                 on_row: Callable[[dict], None] | None = None) -> dict:
+                 on_row: Callable[[dict], None] | None = None, bias: bool = False) -> dict:
     """Run the search; returns ``{"ranks": {group: rank}, "table": [...], "rule": ..., ...}``."""
     candidates = sorted({int(c) for c in candidates})
     if not candidates or candidates[0] < 1:
@@ -51,7 +51,7 @@ def search_ranks(score: Score, groups: Sequence[str], candidates: Sequence[int] 
             on_row(row)
         return row
 
-    sweep = [run(LoraLayout(groups, rank=r), "global", r) for r in candidates]
+    sweep = [run(LoraLayout(groups, rank=r, bias=bias), "global", r) for r in candidates]
     chosen = pick_smallest_within(sweep, tolerance)
     ranks = {g: chosen for g in groups}
     if mode == "group" and len(groups) > 1:
@@ -64,7 +64,8 @@ def search_ranks(score: Score, groups: Sequence[str], candidates: Sequence[int] 
                     rows.append(dict(prev, stage=f"group:{g}", rank=r, reused=True))
                     table.append(rows[-1])
                     continue
-                rows.append(run(LoraLayout(groups, rank=max(trial.values()), ranks=trial), f"group:{g}", r))
+                rows.append(run(LoraLayout(groups, rank=max(trial.values()), ranks=trial, bias=bias), f"group:{g}", r))
             ranks[g] = pick_smallest_within(rows, tolerance)
     return {"mode": mode, "candidates": candidates, "tolerance_db": tolerance,
-            "rule": RANK_RULE.format(tol=tolerance), "global_choice": chosen, "ranks": ranks, "table": table}
+            "rule": RANK_RULE.format(tol=tolerance), "bias": bias, "global_choice": chosen, "ranks": ranks,
+            "table": table}

@@ -324,7 +324,8 @@ def markdown(s: dict) -> str:
               f"**{','.join(p['chosen'])}**; {p['note']}.",
               f"E2GAN's set ({','.join(e['groups'])}): "
               + ("not measured" if e["gain_db"] is None else f"{e['gain_db']:+.3f} dB") + ".", ""]
-    L += ["## Adapter size", "", "| concept | layout | adapter params | generator params | fraction | file bytes fraction |",
+    L += ["## Adapter size", "",
+          "| concept | layout | adapter params | generator params | fraction | file bytes fraction |",
           "| --- | --- | ---: | ---: | ---: | ---: |"]
     for r in s["adapter_size"]:
         lay = ", ".join(f"{g}@{k}" for g, k in r["layout"]["ranks"].items())
@@ -338,7 +339,8 @@ def markdown(s: dict) -> str:
     for r in s["lora_vs_scratch"]:
         L.append(f"| {r['concept']} | {r['budget_seconds']:.0f} | {r['identity_psnr']} | {r['base_zero_shot_psnr']} | "
                  f"{r['lora_psnr']} | {r['scratch_psnr']} | {na(r['lora_seconds_to_target'])} | "
-                 f"{na(r['scratch_seconds_to_target'])} | {na(r['speedup'], 'x' if isinstance(r['speedup'], float) else '')} | {r['lora_search_seconds']} |")
+                 f"{na(r['scratch_seconds_to_target'])} | "
+                 f"{na(r['speedup'], 'x' if isinstance(r['speedup'], float) else '')} | {r['lora_search_seconds']} |")
     L += ["", "PSNR in dB on the test split (test photos never used in training or selection). Training seconds "
           "exclude evaluation; the LoRA's layer probe and rank search are listed separately.", "",
           f"## Quality vs number of training pairs K ({s['k_sweep']['steps']} steps each)", "",

@@ -95,7 +95,7 @@ def test_step0_equals_base_and_only_adapter_weights_train(ws: Workspace) -> None
     with torch.no_grad():
         y_base = base(x, tok.expand(2, -1, -1), mask.expand(2, -1))
 
-    model = wrap(base, LoraLayout(E2GAN_SET, rank=2))
+    model = wrap(base, LoraLayout(E2GAN_SET, rank=2, bias=True))  # lora_B biases are the adapter's own
     with torch.no_grad():
         assert torch.equal(model(x, tok.expand(2, -1, -1), mask.expand(2, -1)), y_base)  # B = 0 at init
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -122,7 +122,7 @@ def test_step0_equals_base_and_only_adapter_weights_train(ws: Workspace) -> None
 
 
 def test_saved_adapter_loads_with_plain_peft_and_merges(ws: Workspace, tmp_path: Path) -> None:
-    model = adapted(ws, LoraLayout(E2GAN_SET, rank=4, ranks={"attn": 2, "up2": 1}))
+    model = adapted(ws, LoraLayout(E2GAN_SET, rank=4, ranks={"attn": 2, "up2": 1}, bias=True))
     x, (tok, mask) = images(3), text_for(ws, "autumn")
     args = (x, tok.expand(3, -1, -1), mask.expand(3, -1))
     with torch.no_grad():
@@ -150,10 +150,11 @@ def test_saved_adapter_loads_with_plain_peft_and_merges(ws: Workspace, tmp_path:
     assert cfg["rank_pattern"]["ff.fc1"] == 4
     sd = load_file(tmp_path / "a" / "adapter_model.safetensors")
     assert next(v for k, v in sd.items() if "attn.q.lora_A" in k and "xattn" not in k).shape[0] == 2
-    assert layout_of_adapter(tmp_path / "a").to_dict() == {"groups": E2GAN_SET, "ranks": {
+    assert layout_of_adapter(tmp_path / "a").to_dict() == {"groups": E2GAN_SET, "bias": True, "ranks": {
         **{g: 4 for g in E2GAN_SET}, "attn": 2, "up2": 1}}
+    assert any(k.endswith("lora_B.bias") for k in sd) and cfg["lora_bias"] is True
 
-    # merge_and_unload gives a plain generator with the same outputs
+    # merge_and_unload gives a plain generator with the same outputs (lora_B biases fold into the base biases)
     merged = merge(model)
     assert not any("lora" in n for n, _ in merged.named_parameters())
     with torch.no_grad():
@@ -263,7 +264,8 @@ def test_probe_then_finetune_auto(ws: Workspace) -> None:
     fresh, meta = load_generator(ws.base("tiny"))
     model = PeftModel.from_pretrained(fresh, str(out)).eval()
     tok, mask = text_for(ws, "autumn")
-    q = HeldOut(ws.data("autumn"), "test").score(lambda x: model(x, tok.expand(len(x), -1, -1), mask.expand(len(x), -1)))
+    edit = lambda x: model(x, tok.expand(len(x), -1, -1), mask.expand(len(x), -1))  # noqa: E731
+    q = HeldOut(ws.data("autumn"), "test").score(edit)
     assert abs(q["psnr"] - m["test"]["student"]["psnr"]) < 1e-3
 
     # a probe table measured on another version of the base is refused

@@ -58,13 +58,17 @@ def register(cli: click.Group) -> None:
                   help="auto (layer probe) or comma-separated groups: stem,down1,res,down2,attn,xattn,ff,up1,up2,head. "
                        "Default: auto for --init base, the adapter's own otherwise.")
     @click.option("--rank", default=None, help="auto (rank search) or N. Default: auto for --init base.")
+    @click.option("--lora-bias/--no-lora-bias", default=None,
+                  help="Train a bias on every LoRA B (peft lora_bias; merges into the base biases). "
+                       "Default: on for a new LoRA, the adapter's own for an adapter init.")
     @click.option("--pairs", type=click.IntRange(1), help="Train on K pairs picked by --select (default: all).")
     @click.option("--select", type=click.Choice(["cluster", "random"]), default="cluster", show_default=True,
                   help="cluster: nearest to k-means centres of the base encoder's features; random: uniform.")
     @click.option("--steps", type=click.IntRange(1), default=1000, show_default=True)
-    @click.option("--seconds", type=float, help="Wall-clock training budget; stops at whichever of --steps/--seconds first.")
+    @click.option("--seconds", type=float,
+                  help="Wall-clock training budget; stops at whichever of --steps/--seconds first.")
     @click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
-    @click.option("--lr", type=float, help="Learning rate (default 1e-3 for LoRA, 2e-4 for --init scratch).")
+    @click.option("--lr", type=float, help="Learning rate (default 3e-3 for LoRA, 1e-3 for --init scratch).")
     @click.option("--eval-every", type=click.IntRange(1), default=50, show_default=True,
                   help="Steps between held-out PSNR points of the curve.")
     @click.option("--checkpoint-every", type=click.IntRange(1), default=200, show_default=True)
@@ -84,9 +88,11 @@ def register(cli: click.Group) -> None:
     @click.option("--restart", is_flag=True, help="Discard checkpoints of an earlier run instead of resuming.")
     @pass_ctx
     def finetune_cmd(ctx: Context, concept: str, base: str, init: str, layers: str | None, rank: str | None,
-                     pairs: int | None, select: str, steps: int, seconds: float | None, batch: int, lr: float | None,
+                     lora_bias: bool | None, pairs: int | None, select: str, steps: int, seconds: float | None,
+                     batch: int, lr: float | None,
                      eval_every: int, checkpoint_every: int, search_steps: int, rank_candidates: str,
-                     rank_tolerance: float, rank_mode: str, probe_table: str | None, synth_pairs: int, out: Path | None, restart: bool) -> None:
+                     rank_tolerance: float, rank_mode: str, probe_table: str | None, synth_pairs: int,
+                     out: Path | None, restart: bool) -> None:
         """Fine-tune CONCEPT on the frozen base with a peft LoRA (saved in peft's format).
 
         \b
@@ -103,24 +109,25 @@ def register(cli: click.Group) -> None:
         base_dir = resolve_base(ctx, base)
         name = find_card(concept, ctx.workspace).name
         ensure_data(ctx, [name], synth_pairs, base_size(base_dir))
-        opts = FinetuneOptions(init=init, layers=layers, rank=parse_rank(rank), pairs=pairs, select=select,
-                               steps=steps, seconds=seconds, batch=batch, lr=lr, eval_every=eval_every,
-                               checkpoint_every=checkpoint_every, search_steps=search_steps,
-                               rank_candidates=parse_candidates(rank_candidates), rank_tolerance=rank_tolerance, rank_mode=rank_mode, probe_table=probe_table,
-                               seed=ctx.seed)
+        opts = FinetuneOptions(init=init, layers=layers, rank=parse_rank(rank), lora_bias=lora_bias, pairs=pairs,
+                               select=select, steps=steps, seconds=seconds, batch=batch, lr=lr,
+                               eval_every=eval_every, checkpoint_every=checkpoint_every, search_steps=search_steps,
+                               rank_candidates=parse_candidates(rank_candidates), rank_tolerance=rank_tolerance,
+                               rank_mode=rank_mode, probe_table=probe_table, seed=ctx.seed)
         m = finetune(ctx.workspace, name, base_dir, opts, out_dir=out, restart=restart, log=click.echo)
         out_dir = out or default_out_dir(ctx.workspace, name, opts)
         t, tr = m["test"], m["training"]
         what = ("full training from scratch" if init == "scratch" else
-                f"LoRA {_layout(m)} ({m['adapter_params']} params, {100 * m['adapter_fraction']:.2f}% of the generator)")
+                f"LoRA {_layout(m)} ({m['adapter_params']} params, "
+                f"{100 * m['adapter_fraction']:.2f}% of the generator)")
         click.echo(f"finetune {name}: {what} on {len(m['pairs']['train'])} pairs, {tr['steps']} steps in "
-                   f"{tr['seconds']:.0f} s (+{m['search_seconds']:.0f} s search): test PSNR {t['student']['psnr']:.2f} dB "
+                   f"{tr['seconds']:.0f} s (+{m['search_seconds']:.0f} s search): "
+                   f"test PSNR {t['student']['psnr']:.2f} dB "
                    f"(base zero-shot {t['base_zero_shot']['psnr']:.2f}, identity {t['identity']['psnr']:.2f}) "
                    f"-> {out_dir}")
 
 
 def _layout(m: dict) -> str:
-    ranks = m["layout"]["ranks"]
-    if len(set(ranks.values())) == 1:
-        return f"{','.join(ranks)} @ rank {next(iter(ranks.values()))}"
-    return ", ".join(f"{g}@{r}" for g, r in ranks.items())
+    from base_gan.lora import LoraLayout
+
+    return LoraLayout.from_dict(m["layout"]).describe()

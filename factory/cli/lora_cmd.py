@@ -22,15 +22,16 @@ def lora_group() -> None:
 @click.option("--fraction", type=click.FloatRange(0, 1, min_open=True), default=0.9, show_default=True,
               help="--layers auto keeps the smallest ranked prefix reaching this share of the all-groups gain.")
 @click.option("--groups", help="Groups to probe (default: all).")
+@click.option("--lora-bias/--no-lora-bias", default=True, show_default=True, help="peft lora_bias in every probe run.")
 @click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--lr", type=float, default=3e-3, show_default=True)
 @click.option("--synth-pairs", type=click.IntRange(4), default=200, show_default=True,
               help="Pairs to synthesize for a concept that has none yet.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Default <workspace>/loras/_probe/<base>/ (where `finetune --layers auto` looks).")
 @pass_ctx
 def probe_cmd(ctx: Context, concepts: tuple[str, ...], base: str, steps: int, rank: int, fraction: float,
-              groups: str | None, batch: int, lr: float, synth_pairs: int, out: Path | None) -> None:
+              groups: str | None, lora_bias: bool, batch: int, lr: float, synth_pairs: int, out: Path | None) -> None:
     """Score each layer group by the held-out gain of adapting it alone, over CONCEPTS.
 
     Writes probe.json and probe.md (ranked table, combined-gain prefixes, the chosen set and
@@ -48,7 +49,8 @@ def probe_cmd(ctx: Context, concepts: tuple[str, ...], base: str, steps: int, ra
     _, meta = load_base(base_dir)
     settings = settings_for(meta, FinetuneOptions(batch=batch, lr=lr, seed=ctx.seed), steps, None)
     result = probe_layers(base_dir, [ctx.workspace.data(n) for n in names], settings, ctx.workspace.text_cache,
-                          rank=rank, fraction=fraction, groups=groups.split(",") if groups else None, seed=ctx.seed)
+                          rank=rank, fraction=fraction, groups=groups.split(",") if groups else None, seed=ctx.seed,
+                          bias=lora_bias)
     out = out or probe_path(ctx.workspace, base_dir).parent
     json_path, md_path = write_probe(result, out)
     top = ", ".join(f"{r['group']} {r['mean_gain_db']:+.2f}" for r in result["ranking"][:4])
