@@ -93,6 +93,7 @@ class FinetuneOptions:
     rank_tolerance: float = DEFAULT_TOLERANCE_DB
     rank_mode: str = "global"          # global | group
     probe_table: str | None = None     # a probe.json to take --layers auto from (default: the base's)
+    max_fraction: float | None = None  # --rank auto: skip ranks whose adapter exceeds this share of the generator
     seed: int = 0
 
     @property
@@ -296,10 +297,25 @@ def plan_ranks(base_dir: Path, data_dir: Path, groups: list[str], opts: Finetune
         result = search_ranks(lambda lay: short_run(base_dir, data_dir, lay, pairs["search"], val, settings,
                                                     text_cache),
                               groups, opts.rank_candidates, opts.rank_tolerance, opts.rank_mode, on_row=show,
-                              bias=opts.bias())
+                              bias=opts.bias(), fits=size_budget(base_dir, opts.max_fraction))
+    result["max_fraction"] = opts.max_fraction
     result["validation_zero_shot_psnr"] = zero["psnr"]
     result["search_steps"] = opts.search_steps
     return result
+
+
+def size_budget(base_dir: Path, max_fraction: float | None) -> Callable[[LoraLayout], bool] | None:
+    """``fits(layout)``: the layout's adapter is at most ``max_fraction`` of the generator's parameters."""
+    if not max_fraction:
+        return None
+    from base_gan.complexity import count_params
+
+    total = count_params(load_base(base_dir)[0])
+
+    def fits(layout: LoraLayout) -> bool:
+        return count_adapter_params(wrap(load_base(base_dir)[0], layout)) <= max_fraction * total
+
+    return fits
 
 
 def make_plan(workspace: Workspace, concept: str, base_dir: Path, opts: FinetuneOptions, out_dir: Path,

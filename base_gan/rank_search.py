@@ -34,8 +34,13 @@ def pick_smallest_within(rows: list[dict], tolerance: float) -> int:
 
 def search_ranks(score: Score, groups: Sequence[str], candidates: Sequence[int] = DEFAULT_CANDIDATES,
                  tolerance: float = DEFAULT_TOLERANCE_DB, mode: str = "global",
-                 on_row: Callable[[dict], None] | None = None, bias: bool = False) -> dict:
-    """Run the search; returns ``{"ranks": {group: rank}, "table": [...], "rule": ..., ...}``."""
+                 on_row: Callable[[dict], None] | None = None, bias: bool = False,
+                 fits: Callable[[LoraLayout], bool] | None = None) -> dict:
+    """Run the search; returns ``{"ranks": {group: rank}, "table": [...], "rule": ..., ...}``.
+
+    ``fits(layout)`` (optional) is a size budget: layouts that do not fit are listed in the table as
+    ``over budget`` and never trained; if no global candidate fits, the smallest is used anyway.
+    """
     candidates = sorted({int(c) for c in candidates})
     if not candidates or candidates[0] < 1:
         raise FactoryError(f"rank candidates must be whole numbers >= 1, got {list(candidates)}")
@@ -44,14 +49,22 @@ def search_ranks(score: Score, groups: Sequence[str], candidates: Sequence[int] 
     groups = list(groups)
     table: list[dict] = []
 
-    def run(layout: LoraLayout, stage: str, rank: int) -> dict:
-        row = {"stage": stage, "rank": rank, "ranks": {g: layout.rank_of(g) for g in groups}, **score(layout)}
+    def run(layout: LoraLayout, stage: str, rank: int, budget_checked: bool = True) -> dict | None:
+        row = {"stage": stage, "rank": rank, "ranks": {g: layout.rank_of(g) for g in groups}}
+        if budget_checked and fits is not None and not fits(layout):
+            table.append(dict(row, over_budget=True))
+            return None
+        row.update(score(layout))
         table.append(row)
         if on_row:
             on_row(row)
         return row
 
-    sweep = [run(LoraLayout(groups, rank=r, bias=bias), "global", r) for r in candidates]
+    sweep = [r for r in (run(LoraLayout(groups, rank=c, bias=bias), "global", c) for c in candidates) if r]
+    note = None
+    if not sweep:
+        note = f"no candidate fits the size budget; kept the smallest rank {candidates[0]}"
+        sweep = [run(LoraLayout(groups, rank=candidates[0], bias=bias), "global", candidates[0], False)]
     chosen = pick_smallest_within(sweep, tolerance)
     ranks = {g: chosen for g in groups}
     if mode == "group" and len(groups) > 1:
@@ -60,12 +73,14 @@ def search_ranks(score: Score, groups: Sequence[str], candidates: Sequence[int] 
             for r in candidates:
                 trial = dict(ranks, **{g: r})
                 if trial == ranks:  # already measured with exactly these ranks
-                    prev = next(x for x in table if x["ranks"] == trial)
+                    prev = next(x for x in table if x["ranks"] == trial and "psnr" in x)
                     rows.append(dict(prev, stage=f"group:{g}", rank=r, reused=True))
                     table.append(rows[-1])
                     continue
-                rows.append(run(LoraLayout(groups, rank=max(trial.values()), ranks=trial, bias=bias), f"group:{g}", r))
+                row = run(LoraLayout(groups, rank=max(trial.values()), ranks=trial, bias=bias), f"group:{g}", r)
+                if row:
+                    rows.append(row)
             ranks[g] = pick_smallest_within(rows, tolerance)
     return {"mode": mode, "candidates": candidates, "tolerance_db": tolerance,
             "rule": RANK_RULE.format(tol=tolerance), "bias": bias, "global_choice": chosen, "ranks": ranks,
-            "table": table}
+            "budget_note": note, "table": table}

@@ -16,7 +16,7 @@ table is written beside the results; ranks are searched per concept (``--rank au
 is reported separately from training time. Every run is skipped when its outputs exist, so an
 interrupted benchmark resumes.
 
-    # full run (trains a base first; about 2 h 10 min on 2 idle cores, see --help for budgets)
+    # full run (trains a base first; about 2 h on 2 idle cores, see --help for the budgets)
     python bench/lora.py
     # reuse a trained base (its config.json lists the concepts it was trained on)
     python bench/lora.py --base-from factory-workspace/base/default
@@ -71,6 +71,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--probe-concepts", type=int, default=2, help="held-out concepts the probe runs on")
     ap.add_argument("--probe-steps", type=int, default=60)
     ap.add_argument("--search-steps", type=int, default=100)
+    ap.add_argument("--max-fraction", type=float, default=0.02,
+                    help="rank search skips adapters larger than this share of the generator (0: no budget)")
     ap.add_argument("--minutes", type=float, default=6.0, help="training budget of EACH of LoRA and scratch")
     ap.add_argument("--eval-every", type=int, default=25)
     ap.add_argument("--lora-lr", type=float, help="default: base_gan.finetune.ADAPTER_LR")
@@ -225,7 +227,7 @@ def main() -> None:
     for concept in heldout:
         d = runs_root / concept
         lora = run(ws, concept, base_dir, d / "lora", init="base", layers=args.layers, rank=args.rank,
-                   steps=10**9, seconds=budget, lr=lora_lr, **common)
+                   max_fraction=args.max_fraction or None, steps=10**9, seconds=budget, lr=lora_lr, **common)
         scratch = run(ws, concept, base_dir, d / "scratch", init="scratch", steps=10**9, seconds=budget, **common)
         series = {"LoRA on base": read_curve(d / "lora" / "curve.csv"),
                   "scratch (same arch)": read_curve(d / "scratch" / "curve.csv")}
@@ -297,6 +299,7 @@ def main() -> None:
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
             if k not in ("workspace", "out", "smoke") and v not in (None, False))),
         "size": args.size, "heldout": heldout, "base": base_info, "lora_lr": lora_lr,
+        "max_fraction": args.max_fraction or None,
         "probe": None if probe_result is None else {
             k: probe_result[k] for k in ("concepts", "ranking", "all_groups_gain", "prefix", "chosen", "e2gan",
                                          "rule", "note", "steps", "rank")},
@@ -324,7 +327,9 @@ def markdown(s: dict) -> str:
               f"**{','.join(p['chosen'])}**; {p['note']}.",
               f"E2GAN's set ({','.join(e['groups'])}): "
               + ("not measured" if e["gain_db"] is None else f"{e['gain_db']:+.3f} dB") + ".", ""]
-    L += ["## Adapter size", "",
+    budget = (f"rank search limited to adapters <= {100 * s['max_fraction']:.1f}% of the generator"
+              if s.get("max_fraction") else "no size budget in the rank search")
+    L += ["## Adapter size", "", f"({budget})", "",
           "| concept | layout | adapter params | generator params | fraction | file bytes fraction |",
           "| --- | --- | ---: | ---: | ---: | ---: |"]
     for r in s["adapter_size"]:

@@ -227,6 +227,21 @@ def test_rank_search_keeps_the_smallest_within_tolerance() -> None:
     assert r["global_choice"] == 8 and r["ranks"] == {"attn": 8, "up1": 1}
 
 
+def test_rank_search_respects_a_size_budget(ws: Workspace) -> None:
+    from base_gan.finetune import size_budget
+
+    fits = size_budget(ws.base("tiny"), 0.05)
+    assert fits(LoraLayout(["down1"], rank=1)) and not fits(LoraLayout(E2GAN_SET, rank=16))
+    scored = []
+    r = search_ranks(lambda lay: scored.append(lay.rank) or {"psnr": float(lay.rank)}, ["attn", "ff"],
+                     candidates=(1, 2, 4, 8, 16), tolerance=0.2, fits=fits)
+    assert scored and max(scored) < 16 and r["ranks"]["attn"] == max(scored)
+    assert [row["rank"] for row in r["table"] if row.get("over_budget")] == [k for k in (1, 2, 4, 8, 16)
+                                                                            if k not in scored]
+    r = search_ranks(lambda lay: {"psnr": 1.0}, E2GAN_SET, candidates=(16, 32), fits=fits)
+    assert r["ranks"]["attn"] == 16 and "no candidate fits" in r["budget_note"]
+
+
 # -- end to end -------------------------------------------------------------------------------------
 def test_probe_then_finetune_auto(ws: Workspace) -> None:
     res = invoke(ws, "lora", "probe", "autumn", "sepia", "--base", "tiny", "--groups", "down1,attn,head",

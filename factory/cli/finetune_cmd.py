@@ -77,6 +77,9 @@ def register(cli: click.Group) -> None:
     @click.option("--rank-candidates", default="1,2,4,8,16", show_default=True)
     @click.option("--rank-tolerance", type=float, default=0.2, show_default=True,
                   help="Keep the smallest rank within this many dB of the best (validation PSNR).")
+    @click.option("--max-fraction", type=click.FloatRange(0, 1, min_open=True),
+                  help="--rank auto: skip ranks whose adapter exceeds this share of the generator's parameters "
+                       "(e.g. 0.02).")
     @click.option("--rank-mode", type=click.Choice(["global", "group"]), default="global", show_default=True,
                   help="One rank for all groups, or refine each group's rank (peft rank_pattern).")
     @click.option("--probe-table", type=click.Path(dir_okay=False),
@@ -91,7 +94,8 @@ def register(cli: click.Group) -> None:
                      lora_bias: bool | None, pairs: int | None, select: str, steps: int, seconds: float | None,
                      batch: int, lr: float | None,
                      eval_every: int, checkpoint_every: int, search_steps: int, rank_candidates: str,
-                     rank_tolerance: float, rank_mode: str, probe_table: str | None, synth_pairs: int,
+                     rank_tolerance: float, max_fraction: float | None, rank_mode: str, probe_table: str | None,
+                     synth_pairs: int,
                      out: Path | None, restart: bool) -> None:
         """Fine-tune CONCEPT on the frozen base with a peft LoRA (saved in peft's format).
 
@@ -113,7 +117,8 @@ def register(cli: click.Group) -> None:
                                select=select, steps=steps, seconds=seconds, batch=batch, lr=lr,
                                eval_every=eval_every, checkpoint_every=checkpoint_every, search_steps=search_steps,
                                rank_candidates=parse_candidates(rank_candidates), rank_tolerance=rank_tolerance,
-                               rank_mode=rank_mode, probe_table=probe_table, seed=ctx.seed)
+                               max_fraction=max_fraction, rank_mode=rank_mode, probe_table=probe_table,
+                               seed=ctx.seed)
         m = finetune(ctx.workspace, name, base_dir, opts, out_dir=out, restart=restart, log=click.echo)
         out_dir = out or default_out_dir(ctx.workspace, name, opts)
         t, tr = m["test"], m["training"]
