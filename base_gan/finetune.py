@@ -7,7 +7,9 @@
    scores every search run, so the test split is used only for the final figures and the curve;
 2. layers (``--layers auto``): the groups chosen by the layer probe (``layer_probe``): the
    workspace's probe table for this base when there is one, else a probe on this concept;
-3. ranks (``--rank auto``): ``rank_search`` on short runs;
+3. ranks (``--rank auto``): ``rank_search`` on short runs (optionally within a size budget,
+   ``max_fraction`` of the generator's parameters); every lora_B also gets a bias (peft ``lora_bias``,
+   on by default) so an adapter can shift colours cheaply;
 4. the fine-tune itself with the concept's instruction tokens (the base's text encoder), the
    Trainer's LSGAN + 100 L1 loop, only the LoRA weights in the optimizer, held-out PSNR of the test
    split recorded against wall-clock training seconds (evaluation time excluded);
@@ -21,8 +23,9 @@
 starts from a saved adapter (its layout); ``--init weightgen`` asks ``weightgen_adapter`` (the hook
 the weight-generator stage fills) for an adapter predicted from the concept text.
 
-Fixed layout for the weight generator: ``--layers GROUPS --rank N`` gives every concept the same
-target modules and ranks (the automatic choices may differ between concepts).
+Fixed layout for the weight generator: ``--layers GROUPS --rank N`` (and the same ``--lora-bias``
+setting) gives every concept the same target modules, ranks and tensors (the automatic choices may
+differ between concepts; ``--layers auto`` alone is shared once a probe table exists for the base).
 """
 
 from __future__ import annotations

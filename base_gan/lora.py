@@ -6,6 +6,8 @@ an explicit ``rank_pattern`` entry for every one of them (and ``alpha_pattern`` 
 LoRA scaling alpha/r is 1 everywhere and ranks are comparable under one learning rate). The same
 layout on the same base therefore always gives the same tensors, names and shapes: that is what
 the weight generator needs (one layout for all concepts). Force it with ``--layers GROUPS --rank N``.
+``bias=True`` sets peft's ``lora_bias``: each lora_B gets a bias (zero at init, part of the adapter,
+added to the base layer's bias by ``merge_and_unload``), so the base's tensors still never change.
 
 peft's default init (A random, B = 0) makes the adapted model equal to the base at step 0.
 Adapters are saved with ``PeftModel.save_pretrained`` (``adapter_config.json`` +
