@@ -369,6 +369,25 @@ def _check_matches(layout: LoraLayout, opts: FinetuneOptions) -> None:
 
 
 # -- the fine-tune ---------------------------------------------------------------------------------
+def validate(opts: FinetuneOptions) -> None:
+    """Refuse bad options before anything runs (FactoryError naming the option)."""
+    from base_gan.pair_selection import SELECT_METHODS
+
+    if opts.layers not in (None, "auto"):
+        parse_groups(opts.layers)
+    if opts.rank not in (None, "auto") and (not str(opts.rank).isdigit() or int(opts.rank) < 1):
+        raise FactoryError(f"--rank {opts.rank}: expected auto or a whole number >= 1")
+    if opts.select not in SELECT_METHODS:
+        raise FactoryError(f"--select {opts.select}: expected one of {', '.join(SELECT_METHODS)}")
+    if opts.rank_mode not in ("global", "group"):
+        raise FactoryError(f"--rank-mode {opts.rank_mode}: expected global or group")
+    if opts.kind == "adapter" and not is_adapter(Path(opts.init)):
+        raise FactoryError(f"--init {opts.init}: not a LoRA adapter folder (expected adapter_config.json and "
+                           "adapter_model.safetensors), nor base, scratch or weightgen")
+    if opts.kind == "scratch" and (opts.layers not in (None, "auto") or opts.rank not in (None, "auto")):
+        raise FactoryError("--layers/--rank apply to LoRA fine-tunes, not to --init scratch (full training)")
+
+
 def default_out_dir(workspace: Workspace, concept: str, opts: FinetuneOptions) -> Path:
     return workspace.lora(concept) / "scratch" if opts.kind == "scratch" else workspace.lora(concept)
 
@@ -394,6 +413,7 @@ def finetune(workspace: Workspace, concept: str, base_dir: Path, opts: FinetuneO
         shutil.rmtree(out_dir / CHECKPOINTS, ignore_errors=True)
         for name in (RUN_FILE, CURVE_CSV):
             (out_dir / name).unlink(missing_ok=True)
+    validate(opts)
     fingerprint = _fingerprint(concept, base_dir, opts)
     run_file = out_dir / RUN_FILE
     resuming = latest_checkpoint(out_dir) is not None and run_file.is_file()
