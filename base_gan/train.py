@@ -8,8 +8,6 @@ folders written under a temp name and renamed into place.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -22,9 +20,9 @@ from base_gan.checkpoint import generator_from_config, save_generator, state_dic
 from factory.atomic import atomic_write_json
 from factory.dataset import PairedDataset
 from factory.synth import derive_seed
-from factory.training_loop import TrainState, run_budgeted
+from factory.training_loop import CHECKPOINTS, latest_checkpoint  # noqa: F401  (re-exported for callers)
+from factory.training_loop import TrainState, run_budgeted, write_checkpoint
 
-CHECKPOINTS = "checkpoints"
 
 
 @dataclass
@@ -189,23 +187,15 @@ class Trainer:
 
     # -- checkpoints --------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
-        root = self.out_dir / CHECKPOINTS
-        final = root / f"step-{self.state.step:07d}"
-        tmp = root / f".tmp-{final.name}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        save_file(self._generator_state(), tmp / "generator.safetensors")
-        save_file(state_dict_for_save(self.D), tmp / "discriminator.safetensors")
-        if self.ema is not None:
-            save_file(state_dict_for_save(self.ema), tmp / "ema.safetensors")
-        torch.save({"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}, tmp / "optim.pt")
-        atomic_write_json(tmp / "state.json", {"settings": asdict(self.s), **asdict(self.state)})
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        for old in sorted(p for p in root.glob("step-*"))[: -self.s.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
-        return final
+        def write(folder: Path) -> None:
+            save_file(self._generator_state(), folder / "generator.safetensors")
+            save_file(state_dict_for_save(self.D), folder / "discriminator.safetensors")
+            if self.ema is not None:
+                save_file(state_dict_for_save(self.ema), folder / "ema.safetensors")
+            torch.save({"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}, folder / "optim.pt")
+            atomic_write_json(folder / "state.json", {"settings": asdict(self.s), **asdict(self.state)})
+
+        return write_checkpoint(self.out_dir, self.state.step, write, self.s.keep_checkpoints)
 
     def _generator_state(self) -> dict[str, torch.Tensor]:
         state = state_dict_for_save(self.G)
@@ -237,8 +227,3 @@ class Trainer:
         self.state = TrainState(step=state["step"], seconds=state["seconds"], history=state["history"])
         return True
 
-
-def latest_checkpoint(out_dir: Path) -> Path | None:
-    root = Path(out_dir) / CHECKPOINTS
-    done = sorted(p for p in root.glob("step-*") if (p / "state.json").exists()) if root.is_dir() else []
-    return done[-1] if done else None

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 
@@ -46,3 +49,30 @@ def run_budgeted(state: TrainState, *, steps: int, seconds: float | None, checkp
     if state.step and (not state.history or state.step % checkpoint_every):
         save_checkpoint()
     return state
+
+
+CHECKPOINTS = "checkpoints"
+
+
+def write_checkpoint(out_dir: Path, step: int, write: Callable[[Path], None], keep: int) -> Path:
+    """Write ``out_dir/checkpoints/step-NNNNNNN/`` whole: ``write(folder)`` fills a temp folder that is then
+    renamed into place (``state.json`` marks it complete); only the newest ``keep`` are kept."""
+    root = Path(out_dir) / CHECKPOINTS
+    final = root / f"step-{step:07d}"
+    tmp = root / f".tmp-{final.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in sorted(root.glob("step-*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint folder under ``out_dir``, or None."""
+    root = Path(out_dir) / CHECKPOINTS
+    done = sorted(p for p in root.glob("step-*") if (p / "state.json").exists()) if root.is_dir() else []
+    return done[-1] if done else None

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
@@ -30,14 +28,14 @@ from safetensors.torch import load_file, save_file
 from factory.atomic import atomic_save_file, atomic_write_json
 from factory.errors import FactoryError
 from factory.synth import derive_seed
-from factory.training_loop import TrainState, run_budgeted
+from factory.training_loop import CHECKPOINTS, latest_checkpoint  # noqa: F401  (re-exported for callers)
+from factory.training_loop import TrainState, run_budgeted, write_checkpoint
 from weight_generator.dataset import WeightDataset
 from weight_generator.denoiser import DenoiserConfig, build_denoiser
 from weight_generator.tokenize import DEFAULT_BLOCK_SIZE, WeightTokenizer
 
 MODEL_WEIGHTS = "model.safetensors"
 MODEL_CONFIG = "config.json"
-CHECKPOINTS = "checkpoints"
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 #: settings a resumed run may change (a longer budget, checkpoint cadence); any other change is refused
 RESUMABLE_CHANGES = {"steps", "seconds", "checkpoint_every", "keep_checkpoints"}
@@ -229,26 +227,18 @@ class WeightGenTrainer:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
-        root = self.out_dir / CHECKPOINTS
-        final = root / f"step-{self.state.step:07d}"
-        tmp = root / f".tmp-{final.name}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        save_file({k: v.detach().contiguous().clone() for k, v in self.model.state_dict().items()},
-                  tmp / MODEL_WEIGHTS)
-        if self.ema is not None:
-            save_file({k: v.detach().contiguous().clone() for k, v in self.ema.state_dict().items()},
-                      tmp / "ema.safetensors")
-        torch.save({"opt": self.opt.state_dict()}, tmp / "optim.pt")
-        atomic_write_json(tmp / "state.json", {"settings": self.s.to_dict(),
-                                               "dataset_fingerprint": self.dataset.fingerprint(),
-                                               **asdict(self.state)})
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        for old in sorted(root.glob("step-*"))[: -self.s.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
-        return final
+        def write(folder: Path) -> None:
+            save_file({k: v.detach().contiguous().clone() for k, v in self.model.state_dict().items()},
+                      folder / MODEL_WEIGHTS)
+            if self.ema is not None:
+                save_file({k: v.detach().contiguous().clone() for k, v in self.ema.state_dict().items()},
+                          folder / "ema.safetensors")
+            torch.save({"opt": self.opt.state_dict()}, folder / "optim.pt")
+            atomic_write_json(folder / "state.json", {"settings": self.s.to_dict(),
+                                                      "dataset_fingerprint": self.dataset.fingerprint(),
+                                                      **asdict(self.state)})
+
+        return write_checkpoint(self.out_dir, self.state.step, write, self.s.keep_checkpoints)
 
     def check_resumable(self) -> None:
         """FactoryError when the newest checkpoint was made with other settings or another dataset."""
@@ -279,8 +269,3 @@ class WeightGenTrainer:
         self.state = WeightGenState(step=state["step"], seconds=state["seconds"], history=state["history"])
         return True
 
-
-def latest_checkpoint(out_dir: str | Path) -> Path | None:
-    root = Path(out_dir) / CHECKPOINTS
-    done = sorted(p for p in root.glob("step-*") if (p / "state.json").exists()) if root.is_dir() else []
-    return done[-1] if done else None
