@@ -113,7 +113,8 @@ DEFAULT_NAME = "default"
 
 
 def find_weightgen(workspace, name: str | None = None) -> Path:
-    """``<workspace>/weightgen/<name>/``; without a name, ``default`` or else the only trained one."""
+    """``<workspace>/weightgen/<name>/``; without a name, ``default`` or else the only trained one, or else
+    the shipped pretrained weight generator."""
     if name:
         folder = workspace.weightgen(name)
         if not (folder / MODEL_WEIGHTS).is_file():
@@ -128,6 +129,11 @@ def find_weightgen(workspace, name: str | None = None) -> Path:
     if len(trained) == 1:
         return trained[0]
     if not trained:
+        from factory.pretrained import pretrained_weightgen
+
+        shipped = pretrained_weightgen()
+        if shipped is not None:
+            return shipped
         raise FactoryError(f"no trained weight generator under {root}; run `factory weightgen collect` and "
                            "`factory weightgen train` first")
     raise FactoryError(f"several weight generators under {root} ({', '.join(p.name for p in trained)}) and none "

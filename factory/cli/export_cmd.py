@@ -31,7 +31,8 @@ def register(cli: click.Group) -> None:
     @click.argument("concept")
     @click.option("--base", "base",
                   help="A base name in <workspace>/base/, or a folder with generator.safetensors + config.json. "
-                       "Default: the base the LoRA was fine-tuned on (its metrics.json), else 'default'.")
+                       "Default: the base the LoRA was fine-tuned on (its metrics.json), else 'default' (the shipped "
+                       "pretrained base when the workspace has none).")
     @click.option("--adapter", type=click.Path(path_type=Path),
                   help="A peft LoRA folder (adapter_config.json + adapter_model.safetensors). "
                        "Default: <workspace>/loras/<concept>/ when it exists, else the base alone.")
@@ -72,14 +73,12 @@ def register(cli: click.Group) -> None:
         else:
             adapter_dir, note = None, f"no LoRA for '{concept}' (none in {ws.lora(concept)}): the base alone, text-conditioned"
         trained_on = _adapter_base(adapter_dir)
-        if base is None:
-            base_dir = trained_on if trained_on is not None and trained_on.is_dir() else ws.base("default")
-            base = str(base_dir) if base_dir != ws.base("default") else "default"
+        from factory.pretrained import resolve_base
+
+        if base is None and trained_on is not None and trained_on.is_dir():
+            base_dir = trained_on
         else:
-            base_dir = Path(base) if Path(base).is_dir() else ws.base(base)
-        if not (base_dir / "config.json").is_file():
-            raise FactoryError(f"base '{base}' not found (looked in {base_dir}); train one with "
-                               f"`factory base train --name {base}` or pass --base DIR")
+            base_dir = resolve_base(ws, base)
         if trained_on is not None and trained_on.resolve() != base_dir.resolve():
             note += f" (note: it was fine-tuned on {trained_on}, merging into {base_dir})"
         click.echo(f"export {concept}: {note}; base {base_dir}", err=True)

@@ -10,13 +10,12 @@ from factory.cli import Context, pass_ctx
 from factory.errors import FactoryError
 
 
-def resolve_base(ctx: Context, base: str) -> Path:
-    """A base name in <workspace>/base/ or a folder holding generator.safetensors + config.json."""
-    folder = Path(base) if Path(base).is_dir() else ctx.workspace.base(base)
-    if not (folder / "generator.safetensors").is_file():
-        raise FactoryError(f"base '{base}' not found ({folder} has no generator.safetensors); "
-                           "train one with `factory base train --name NAME` or pass its folder")
-    return folder
+def resolve_base(ctx: Context, base: str | None) -> Path:
+    """A base name in <workspace>/base/ or a folder holding generator.safetensors + config.json; the shipped
+    pretrained base for ``default`` when the workspace has none."""
+    from factory.pretrained import resolve_base as resolve
+
+    return resolve(ctx.workspace, base)
 
 
 def base_size(folder: Path) -> int:
@@ -50,7 +49,9 @@ def parse_candidates(value: str) -> tuple[int, ...]:
 def register(cli: click.Group) -> None:
     @cli.command("finetune")
     @click.argument("concept")
-    @click.option("--base", "base", required=True, help="Base name in <workspace>/base/, or its folder.")
+    @click.option("--base", "base", default="default", show_default=True,
+                  help="Base name in <workspace>/base/, or its folder; 'default' falls back to the shipped "
+                       "pretrained base when the workspace has none.")
     @click.option("--init", "init", default="base", show_default=True,
                   help="base (zero-init LoRA on the base), scratch (full training from random weights, for "
                        "comparison), weightgen (LoRA predicted from the concept text), or an adapter folder.")
