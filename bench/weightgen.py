@@ -478,6 +478,9 @@ def sampling_times(args, ws: Workspace, texts: list[str], repeats: int = 3) -> l
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="tiny settings (a few minutes) in a separate workspace")
+    ap.add_argument("--install", action="store_true",
+                    help="afterwards, install the base and the better weight generator as the package's shipped "
+                         "pretrained assets (factory/pretrained/; the recipe recorded is this command)")
     ap.add_argument("--workspace", type=Path, default=Path("bench/work/weightgen"))
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     ap.add_argument("--seed", type=int, default=0)
@@ -614,6 +617,14 @@ def main() -> None:
     atomic_write_text(args.out / "weightgen.md", markdown(results))
     print(markdown(results))
     log(f"done in {results['total_seconds']:.0f} s -> {args.out / 'weightgen.md'}")
+    if args.install:
+        from factory.pretrained import PRETRAINED_DIR, install
+
+        better = results["summary"]["variant_comparison"]["better"]
+        m = install(base_dir, ws.weightgen(f"bench-{better}"), results["command"], heldout, PRETRAINED_DIR,
+                    extra={"benchmark": str(args.out / "weightgen.md"), "commit": commit})
+        log(f"installed the base and the {better} weight generator as the shipped pretrained assets "
+            f"({m['total_bytes'] / 1e6:.1f} MB) -> {PRETRAINED_DIR}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ stops two writers from sharing a folder.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -19,7 +18,6 @@ from typing import Any, Iterator
 import numpy as np
 
 from factory.atomic import atomic_write_bytes, atomic_write_text, encode_png, sweep_temp_files
-from factory.errors import FactoryError
 
 MANIFEST = "manifest.jsonl"
 LOCK = ".lock"
@@ -54,30 +52,29 @@ class PairStore:
 
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
-        self._lock_fd: int | None = None
+        self._lock = None  # the held exclusive_lock context
         self._records: dict[str, dict[str, Any]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> "PairStore":
+        from factory.locks import exclusive_lock
+
         self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        lock = exclusive_lock(self.folder / LOCK, f"{self.folder}: another factory process is writing this concept's "
+                                                  "data; wait for it to finish (or stop it) and run again")
+        lock.__enter__()
+        self._lock = lock
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise FactoryError(
-                f"{self.folder}: another factory process is writing this concept's data; "
-                "wait for it to finish (or stop it) and run again"
-            ) from None
-        self._lock_fd = fd
-        self._recover()
+            self._recover()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        if self._lock is not None:
+            self._lock.__exit__(None, None, None)
+            self._lock = None
 
     def _recover(self) -> None:
         """Drop temp files, torn manifest lines and pairs whose files are missing or altered."""
@@ -114,7 +111,7 @@ class PairStore:
 
     def add(self, pair_id: str, source: np.ndarray, target: np.ndarray, meta: dict[str, Any]) -> dict[str, Any]:
         """Write one pair (both PNGs, then its manifest line) and return its record."""
-        if self._lock_fd is None:
+        if self._lock is None:
             raise RuntimeError("PairStore.add outside its context")
         if pair_id in self._records:
             raise ValueError(f"pair {pair_id} already exists")

@@ -51,3 +51,12 @@ def write_rgb(path: Path, rgb: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_pretrained(tmp_path_factory) -> Path:
+    """A shipped-assets folder with a tiny base and weight generator (see tiny_assets.py); pass it to the
+    CLI as FACTORY_PRETRAINED."""
+    from tiny_assets import make_tiny_pretrained
+
+    return make_tiny_pretrained(tmp_path_factory.mktemp("pretrained"))

@@ -1,0 +1,149 @@
+"""``factory run`` end to end on a tiny configuration, resume after the synth stage, and the report in Chromium.
+
+The tiny configuration is a shipped-assets folder made with ``factory pretrain install`` (a 32 px
+base and a weight generator trained for a few steps on adapters of it; ``tiny_assets.py``), handed
+to the CLI through ``FACTORY_PRETRAINED``, so the run uses the same fallback a fresh machine does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+
+from conftest import run_factory
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = Path(os.environ.get("FACTORY_TEST_ARTIFACTS", REPO / "test-artifacts"))
+NEW_TEXT = "make it look like a chilly blue winter morning"
+RUN = ["--seconds", "4", "--synth-pairs", "24", "--eval-every", "2", "--export-size", "32"]
+
+
+@pytest.fixture(scope="module")
+def shipped(tiny_pretrained) -> Path:
+    return tiny_pretrained
+
+
+@pytest.fixture(scope="module")
+def finished(shipped, tmp_path_factory) -> dict:
+    """``factory run NEW_TEXT`` stopped after synth, then run again to the end, then once more."""
+    ws = tmp_path_factory.mktemp("run") / "ws"
+    env = {**os.environ, "FACTORY_PRETRAINED": str(shipped), "OMP_NUM_THREADS": "1"}
+    first = run_factory(ws, "run", NEW_TEXT, "--teacher", "classic", *RUN, "--stop-after", "synth", env=env)
+    concept = json.loads(next((ws / "runs").glob("*/state.json")).read_text())["stages"]["card"]["info"]["name"]
+    manifest = ws / "data" / concept / "manifest.jsonl"
+    before = (manifest.stat().st_mtime_ns, manifest.read_bytes())
+    second = run_factory(ws, "run", NEW_TEXT, "--teacher", "classic", *RUN, env=env, timeout=600)
+    after = (manifest.stat().st_mtime_ns, manifest.read_bytes())
+    third = run_factory(ws, "run", NEW_TEXT, "--teacher", "classic", *RUN, env=env)
+    return {"ws": ws, "concept": concept, "first": first, "second": second, "third": third,
+            "manifest": (before, after), "shipped": shipped}
+
+
+def test_run_from_text_to_editor_and_report(finished):
+    ws, concept = finished["ws"], finished["concept"]
+    assert concept == "chilly-blue-winter-morning"
+    assert (ws / "concepts" / f"{concept}.yaml").is_file(), "a new text gets its own card"
+    editor = ws / "editors" / concept
+    for name in ("editor.onnx", "editor.int8.onnx", "editor.ort", "editor.int8.ort", "card.json"):
+        assert (editor / name).is_file(), name
+    assert (ws / "loras" / concept / "adapter_model.safetensors").is_file()
+    report = ws / "reports" / f"{concept}.html"
+    assert f"report: {report}" in finished["second"].stdout and f"editor: {editor}" in finished["second"].stdout
+    page = report.read_text(encoding="utf-8")
+    images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    ev = json.loads((ws / "runs" / concept / "eval.json").read_text())
+    assert len(images) == 3 * len(ev["grid"]) + 1, "grid (source, teacher, editor per row) + the training curve"
+    assert "src=\"http" not in page and "<script" not in page, "self-contained"
+    for key in ("identity", "editor_fp32", "editor_int8"):
+        assert f"{ev[key]['psnr']:.2f}" in page
+    state = json.loads((ws / "runs" / concept / "state.json").read_text())
+    init = state["stages"]["init"]["info"]
+    assert init["weightgen"] == str(finished["shipped"] / "editfactory-weightgen"), "the shipped weight generator"
+    metrics = json.loads((ws / "loras" / concept / "metrics.json").read_text())
+    assert metrics["init_adapter"] == init["init"] and metrics["base"].endswith("editfactory-base")
+
+
+def test_run_resumes_after_synth_without_redoing_it(finished):
+    assert "stopped after synth" in finished["first"].stdout
+    assert "2 stage(s) run (card, synth)" in finished["first"].stdout
+    before, after = finished["manifest"]
+    assert before == after, "synth did not rewrite the pairs"
+    second = finished["second"]
+    assert "synth: up to date, skipped" in second.stderr and "card: up to date, skipped" in second.stderr
+    assert "5 stage(s) run (init, finetune, export, eval, report)" in second.stdout
+    assert "0 stage(s) run (none), 7 up to date" in finished["third"].stdout
+
+
+def test_pretrain_install_refuses_a_heldout_concept_the_base_saw(tiny_pretrained, tmp_path):
+    m = json.loads((tiny_pretrained / "manifest.json").read_text())
+    assert m["heldout"] == ["autumn"] and m["weightgen"]["stored_dtype"] == "float16"
+    base = tiny_pretrained / "editfactory-base"
+    wg = tiny_pretrained / "editfactory-weightgen"
+    r = run_factory(tmp_path / "ws", "pretrain", "install", "--base", str(base), "--weightgen", str(wg),
+                    "--heldout", "golden-hour", "--recipe", "x", "--dest", str(tmp_path / "bad"), check=False)
+    assert r.returncode == 2 and "golden-hour" in r.stderr and not (tmp_path / "bad").exists()
+
+
+def test_run_refuses_bad_input(shipped, workspace):
+    env = {**os.environ, "FACTORY_PRETRAINED": str(shipped)}
+    r = run_factory(workspace, "run", "no-such-card", env=env, check=False)
+    assert r.returncode == 2 and "no-such-card" in r.stderr and "Traceback" not in r.stderr
+    r = run_factory(workspace, "run", "   ", env=env, check=False)
+    assert r.returncode == 2 and "empty concept" in r.stderr
+    r = run_factory(workspace, "run", "autumn", "--base", "missing", env=env, check=False)
+    assert r.returncode == 2 and "base 'missing' not found" in r.stderr
+    r = run_factory(workspace, "report", "autumn", check=False)
+    assert r.returncode == 2 and "no evaluation for 'autumn'" in r.stderr
+
+
+# -- the report in headless Chromium ------------------------------------------------------------------
+def ensure_chromium() -> tuple[str, str]:
+    """Debian's chromium and chromium-driver, installed with apt when absent."""
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        cmd = sudo + ["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"]
+        if subprocess.run(cmd, env=env, capture_output=True).returncode != 0:
+            subprocess.run(sudo + ["apt-get", "update", "-q"], env=env, capture_output=True)
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if proc.returncode != 0:
+                pytest.fail(f"could not install chromium + chromium-driver with apt: {proc.stderr[-500:]}")
+    return shutil.which("chromium"), shutil.which("chromedriver")
+
+
+def test_report_renders_in_headless_chromium(finished):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver_path = ensure_chromium()
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1200,3000",
+                 f"--user-data-dir={finished['ws'].parent / 'chromium-profile'}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    try:
+        report = finished["ws"] / "reports" / f"{finished['concept']}.html"
+        driver.get(report.resolve().as_uri())
+        images = driver.execute_script(
+            "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth, i.naturalHeight])")
+        assert len(images) >= 4
+        undecoded = [alt for alt, complete, w, h in images if not (complete and w > 0 and h > 0)]
+        assert not undecoded, f"images not decoded: {undecoded}"
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+        assert finished["concept"] in driver.title
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shot = ARTIFACTS / "report.png"
+        assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    finally:
+        driver.quit()
