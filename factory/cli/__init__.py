@@ -65,7 +65,7 @@ _register()
 def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
     try:
-        cli.main(standalone_mode=False)
+        code = cli.main(standalone_mode=False)  # ctx.exit(N) comes back as the return value here
     except FactoryError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -77,3 +77,5 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    if isinstance(code, int) and code:
+        sys.exit(code)
