@@ -12,6 +12,7 @@ generator's weights stored as float16 to keep the package small; they load back 
     pretrained/manifest.json
     pretrained/editfactory-base/       generator.safetensors + config.json
     pretrained/editfactory-weightgen/  model.safetensors + config.json + tokenizer.json/.safetensors
+                                       (+ dataset.json/.safetensors: the training adapters and texts)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ WEIGHTGEN_NAME = "editfactory-weightgen"
 MAX_BYTES = 30_000_000  # the package's budget for shipped weights
 WEIGHTGEN_FILES = ("model.safetensors", "config.json", "tokenizer.json", "tokenizer.safetensors")
 BASE_FILES = ("generator.safetensors", "config.json")
+DATASET_FILES = ("dataset.json", "dataset.safetensors")  # shipped with the weight generator when present
 
 
 def pretrained_dir() -> Path | None:
@@ -74,6 +76,23 @@ def heldout_concepts() -> list[str]:
 
 def _folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _copy_dataset(weightgen_dir: Path, out: Path, half: bool = False) -> str | None:
+    """The weight dataset the generator was trained on (texts + adapters; for retrieval, the copy check and
+    retraining), re-pointed at the shipped base; float16 when ``half``. Returns the stored dtype."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    if not all((weightgen_dir / f).is_file() for f in DATASET_FILES):
+        return None
+    meta = json.loads((weightgen_dir / "dataset.json").read_text(encoding="utf-8"))
+    meta["base"] = BASE_NAME
+    w = load_file(str(weightgen_dir / "dataset.safetensors"))["weights"]
+    w = (w.to(torch.float16) if half else w.to(torch.float32)).contiguous()
+    save_file({"weights": w}, str(out / "dataset.safetensors"))
+    (out / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return "float16" if half else "float32"
 
 
 def install(base_dir: Path, weightgen_dir: Path, recipe: str, heldout: list[str], dest: Path = PRETRAINED_DIR,
@@ -120,8 +139,13 @@ def install(base_dir: Path, weightgen_dir: Path, recipe: str, heldout: list[str]
         wg_cfg["base"] = BASE_NAME  # the shipped pair: same_base() matches by folder name
         wg_cfg["stored_dtype"] = "float16"
         (out / "config.json").write_text(json.dumps(wg_cfg, indent=2) + "\n", encoding="utf-8")
+        dataset_dtype = _copy_dataset(weightgen_dir, out)
         sizes = {BASE_NAME: _folder_bytes(tmp / BASE_NAME), WEIGHTGEN_NAME: _folder_bytes(out)}
         total = sum(sizes.values())
+        if total > MAX_BYTES and dataset_dtype == "float32":
+            dataset_dtype = _copy_dataset(weightgen_dir, out, half=True)
+            sizes[WEIGHTGEN_NAME] = _folder_bytes(out)
+            total = sum(sizes.values())
         if total > MAX_BYTES:
             raise FactoryError(f"the pretrained assets take {total / 1e6:.1f} MB, over the {MAX_BYTES / 1e6:.0f} MB "
                                "budget; train a smaller weight generator (--joint-width)")
@@ -131,6 +155,7 @@ def install(base_dir: Path, weightgen_dir: Path, recipe: str, heldout: list[str]
                       "generator": base_cfg.get("generator"), "bytes": sizes[BASE_NAME]},
              "weightgen": {"folder": WEIGHTGEN_NAME, "trained_from": str(weightgen_dir), "concepts": wg_concepts,
                            "variant": wg_cfg.get("denoiser", {}).get("variant"), "stored_dtype": "float16",
+                           "dataset_dtype": dataset_dtype,
                            "bytes": sizes[WEIGHTGEN_NAME]},
              "total_bytes": total, **(extra or {})}
         (tmp / MANIFEST).write_text(json.dumps(m, indent=2) + "\n", encoding="utf-8")

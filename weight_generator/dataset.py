@@ -84,7 +84,7 @@ class WeightDataset:
         if not (folder / DATASET_WEIGHTS).is_file() or not (folder / DATASET_META).is_file():
             raise FactoryError(f"{folder}: no weight dataset here; run `factory weightgen collect` first")
         meta = json.loads((folder / DATASET_META).read_text(encoding="utf-8"))
-        weights = load_file(str(folder / DATASET_WEIGHTS))["weights"]
+        weights = load_file(str(folder / DATASET_WEIGHTS))["weights"].to(torch.float32)  # shipped copies: fp16
         return cls(meta["concepts"], meta["instructions"], weights, AdapterLayout.from_dict(meta["layout"]),
                    meta["adapter_config"], meta.get("base"), meta.get("sources", []))
 

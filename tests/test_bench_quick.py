@@ -1,0 +1,51 @@
+"""CI smoke of the benchmark table: ``bench/run_all.py --quick`` completes and writes well-formed results.
+
+It asserts the shape of what is written, not that any figure meets a goal (the quick budgets are
+seconds long); the figures of record come from the full run (BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from factory.pretrained import pretrained_base
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.timeout(900)
+def test_run_all_quick_writes_well_formed_results(tmp_path):
+    if pretrained_base() is None:
+        pytest.fail("no shipped pretrained assets in factory/pretrained/ (bench/run_all.py needs them)")
+    out, work = tmp_path / "out", tmp_path / "work"
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "run_all.py"), "--quick", "--out", str(out),
+                           "--workspace", str(work)], capture_output=True, text=True, timeout=880,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r = json.loads((out / "run_all.json").read_text())
+    assert r["quick"] is True and r["commit"] and r["command"].startswith("python bench/run_all.py")
+    methods = ("pix2pix", "scratch", "zero", "retrieval", "generated")
+    for row in r["time_to_quality"]:
+        assert row["concept"] not in json.loads((REPO / "factory" / "pretrained" / "manifest.json").read_text())[
+            "base"]["concepts"]
+        for m in methods:
+            curve = row["curves"][m]
+            assert curve[0]["step"] == 0 and curve[-1]["step"] > 0
+            assert all(math.isfinite(p["psnr"]) and p["seconds"] >= 0 for p in curve)
+            assert m in row["speedup"]
+        assert (out / f"curves-{row['concept']}.png").stat().st_size > 1000
+    lat = r["sizes"]["latency_ms_256"]
+    assert set(lat) == {"editor_fp32", "editor_int8", "pix2pix_fp32", "pix2pix_int8"} and min(lat.values()) > 0
+    assert r["sizes"]["params"]["adapter"] > 0 and r["weightgen"]["seconds_per_adapter"] > 0
+    assert [x["size"] for x in r["scaling"]["resolution"]] == [64, 128]
+    assert len(r["scaling"]["weightgen"]) == 2
+    md = (out / "run_all.md").read_text()
+    assert md.startswith("# editfactory benchmarks (QUICK") and "## 6. Scaling" in md
+    assert not (work / "BENCHMARKS.md").exists() and "BENCHMARKS.md" not in os.listdir(out)
