@@ -55,7 +55,7 @@ class RunOptions:
     pairs: int | None = None         # K training pairs for the fine-tune (clustered)
     seconds: float = 120.0           # fine-tune wall-clock budget
     steps: int = 100_000             # fine-tune step cap
-    eval_every: int = 10
+    eval_every: int = 20
     export_size: int = 256
     int8: bool = True
     ort: bool = True

@@ -316,7 +316,7 @@ def test_finetune_resumes_refuses_changes_and_starts_from_an_adapter(ws: Workspa
     assert isinstance(res.exception, FactoryError) and "--rank 4 differs" in str(res.exception)
 
 
-def test_scratch_is_a_full_generator_and_weightgen_is_not_there_yet(ws: Workspace, factory_cli) -> None:
+def test_scratch_is_a_full_generator_and_cli_errors_are_one_line(ws: Workspace, factory_cli) -> None:
     res = invoke(ws, "finetune", "autumn", "--base", "tiny", "--init", "scratch", "--steps", "2", "--batch", "2",
                  "--eval-every", "1")
     assert res.exit_code == 0, res.output
@@ -329,9 +329,10 @@ def test_scratch_is_a_full_generator_and_weightgen_is_not_there_yet(ws: Workspac
     assert m["init"] == "scratch" and "adapter_params" not in m and len(read_curve(out / "curve.csv")) == 3
 
     # as a user runs it: one-line errors, exit code 2
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", FACTORY_PRETRAINED="none")  # no weight generator anywhere
     proc = factory_cli("finetune", "autumn", "--base", str(ws.base("tiny")), "--init", "weightgen",
                        "--synth-pairs", "12", check=False, env=env)
-    assert proc.returncode == 2 and "--init weightgen" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "--init weightgen: no trained weight generator" in proc.stderr
+    assert "Traceback" not in proc.stderr
     proc = factory_cli("finetune", "autumn", "--base", "nope", check=False, env=env)
     assert proc.returncode == 2 and "base 'nope' not found" in proc.stderr

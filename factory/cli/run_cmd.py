@@ -29,7 +29,7 @@ def register(cli: click.Group) -> None:
     @click.option("--seconds", type=click.FloatRange(0, min_open=True), default=120.0, show_default=True,
                   help="Fine-tune wall-clock budget (a later run with more continues the saved fine-tune).")
     @click.option("--steps", type=click.IntRange(1), default=100_000, show_default=True, help="Fine-tune step cap.")
-    @click.option("--eval-every", type=click.IntRange(1), default=10, show_default=True,
+    @click.option("--eval-every", type=click.IntRange(1), default=20, show_default=True,
                   help="Steps between held-out points of the training curve.")
     @click.option("--export-size", type=click.IntRange(16), default=256, show_default=True,
                   help="Side the editor is checked, calibrated and timed at.")
