@@ -4,22 +4,27 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 WORKSPACE ?= factory-workspace
-
-comma := ,
 
 .PHONY: install test demo clean
 
 install: $(STAMP)
 
+# the package alone (what `make demo` needs) ...
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e .
 	$(PY) -c "import torch, torchvision, diffusers, peft, kornia, cv2, onnxruntime"
 	touch $(STAMP)
 
-test: $(STAMP)
+# ... and the test extras on top (pytest, selenium for the report's browser test, ray for factory batch)
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(TEST_STAMP)
+
+test: $(TEST_STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 DEMO_CONCEPT ?= autumn
