@@ -179,6 +179,8 @@ def time_to_reach(curve: list[dict], target: float) -> float | None:
 
 def speedup(t_lora: float | None, t_scratch: float | None) -> float | str | None:
     """scratch's seconds / LoRA's seconds to scratch's final PSNR ("base" when the base alone reaches it)."""
+    if t_scratch is not None and t_scratch <= 0:
+        return "undefined (scratch ended no better than its start)"
     if t_lora is None or not t_scratch:
         return None
     return "base already there" if t_lora <= 0 else round(t_scratch / t_lora, 1)
@@ -306,6 +308,10 @@ def main() -> None:
         "adapter_size": sizes, "lora_vs_scratch": rows, "k_sweep": {"steps": args.k_steps, "rows": k_rows},
         "curves": curves_png, "total_seconds": round(time.perf_counter() - t_start, 1),
     }
+    # a resumed invocation reuses finished runs: keep the wall time of the invocation that computed them
+    previous = json.loads((args.out / "lora.json").read_text()) if (args.out / "lora.json").is_file() else {}
+    summary["computed_seconds"] = max(summary["total_seconds"], previous.get("computed_seconds", 0.0)
+                                      if previous.get("command") == summary["command"] else 0.0)
     atomic_write_json(args.out / "lora.json", summary)
     atomic_write_text(args.out / "lora.md", markdown(summary))
     print(markdown(summary))
@@ -313,7 +319,9 @@ def main() -> None:
 
 def markdown(s: dict) -> str:
     L = [f"# LoRA benchmark ({s['size']} px, {s['date']}, commit {s['commit']}, {s['machine']})", "",
-         f"Command: `{s['command']}` ({s['total_seconds'] / 60:.1f} min in all)", "",
+         f"Command: `{s['command']}` ({s.get('computed_seconds', s['total_seconds']) / 60:.1f} min in all"
+         + (f"; this invocation {s['total_seconds'] / 60:.1f} min, resuming finished runs"
+            if s.get("computed_seconds", 0) > s["total_seconds"] + 60 else "") + ")", "",
          f"Base: {s['base'].get('generator')} trained on {', '.join(s['base'].get('concepts') or [])}; "
          f"held-out concepts: {', '.join(s['heldout'])}. LoRA lr {s['lora_lr']}.", ""]
     p = s["probe"]

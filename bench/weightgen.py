@@ -345,7 +345,9 @@ def _fmt_speed(v) -> str:
 def markdown(r: dict) -> str:
     s = r["summary"]
     L = [f"# Weight generator benchmark ({r['size']} px, {r['date']}, commit {r['commit']}, {r['machine']})", "",
-         f"Command: `{r['command']}`", "",
+         f"Command: `{r['command']}` ({r.get('computed_seconds', r['total_seconds']) / 60:.1f} min in all"
+         + (f"; this invocation {r['total_seconds']:.0f} s, resuming finished stages"
+            if r.get("computed_seconds", 0) > r["total_seconds"] + 60 else "") + ")", "",
          f"- base: `{r['base']['folder']}` trained on {', '.join(r['base']['concepts'] or [])}",
          f"- weight dataset: {len(r['train_concepts'])} training concepts, adapters of "
          f"{r['dataset']['numel']} values ({r['dataset']['layout']}), {r['dataset']['n_blocks']} blocks of "
@@ -613,6 +615,11 @@ def main() -> None:
         "total_seconds": round(time.perf_counter() - started, 1),
     }
     results["summary"] = summarize(results)
+    # a resumed invocation reuses finished stages: keep the wall time of the invocation that computed them
+    prev_file = args.out / "weightgen.json"
+    previous = json.loads(prev_file.read_text()) if prev_file.is_file() else {}
+    same = previous.get("command", "").replace(" --install", "") == results["command"].replace(" --install", "")
+    results["computed_seconds"] = max(results["total_seconds"], previous.get("computed_seconds", 0.0) if same else 0.0)
     atomic_write_json(args.out / "weightgen.json", results)
     atomic_write_text(args.out / "weightgen.md", markdown(results))
     print(markdown(results))
