@@ -321,6 +321,11 @@ def test_finetune_starts_from_the_generated_adapter(tiny, trained, tmp_path):
     other = Workspace(tmp_path / "other")
     shutil.copytree(ws.data("autumn"), other.data("autumn"))
     save_generator(other.base("b"), build_generator(GEN), {"generator": GEN.to_dict(), "text_encoder": "minilm"})
-    with pytest.raises(FactoryError, match="--init weightgen: no trained weight generator"):
-        finetune(other, "autumn", other.base("b"), FinetuneOptions(init="weightgen", steps=1), out_dir=tmp_path / "x",
-                 quiet=True)
+    opts = FinetuneOptions(init="weightgen", steps=1)
+    with pytest.MonkeyPatch.context() as mp:  # no weight generator in the workspace nor shipped
+        mp.setenv("FACTORY_PRETRAINED", "none")
+        with pytest.raises(FactoryError, match="--init weightgen: no trained weight generator"):
+            finetune(other, "autumn", other.base("b"), opts, out_dir=tmp_path / "x", quiet=True)
+    # the shipped weight generator is the fallback, and it refuses a base it was not trained on
+    with pytest.raises(FactoryError, match="--init weightgen: .*trained on adapters of base 'editfactory-base'"):
+        finetune(other, "autumn", other.base("b"), opts, out_dir=tmp_path / "y", quiet=True)
