@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from factory.errors import FactoryError
+from factory.report import read_json
 from factory.workspace import Workspace
 
 BATCH_JSON = "batch.json"
@@ -128,26 +129,19 @@ def figures(ws: Workspace, concept: str) -> dict[str, Any]:
     from factory.run import run_dir
 
     out: dict[str, Any] = {}
-    ev = _read(run_dir(ws, concept) / "eval.json")
+    ev = read_json(run_dir(ws, concept) / "eval.json")
     if ev:
         out["quality"] = {k: ev[k] for k in ("identity", "editor_fp32", "editor_int8") if k in ev}
-    card = _read(ws.editor(concept) / "card.json")
+    card = read_json(ws.editor(concept) / "card.json")
     if card:
         out["instruction"] = card["instruction"]
         out["sizes"] = card["files"]
         out["latency_ms"] = {k: round(v["median_ms"], 2) for k, v in card["latency_ms"].items()
                              if isinstance(v, dict) and "median_ms" in v}
-    m = _read(ws.lora(concept) / "metrics.json")
+    m = read_json(ws.lora(concept) / "metrics.json")
     if m and "adapter_params" in m:
         out["adapter_params"] = m["adapter_params"]
     return out
-
-
-def _read(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 # -- executors -------------------------------------------------------------------------------------
@@ -210,7 +204,7 @@ class BatchOptions:
 
 
 def previous_records(ws: Workspace) -> dict[str, dict]:
-    data = _read(ws.reports / BATCH_JSON)
+    data = read_json(ws.reports / BATCH_JSON)
     return {r["target"]: r for r in (data or {}).get("concepts", [])}
 
 

@@ -29,7 +29,8 @@ code{background:#f4f4f4;padding:0 .25em}.good{color:#17692b;font-weight:600}.bad
 """
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON file's content, or None when it is missing or unreadable."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
@@ -140,12 +141,12 @@ def build_report(ws: Workspace, concept: str) -> Path:
     from factory.run import run_dir
 
     folder = run_dir(ws, concept)
-    ev = _read_json(folder / "eval.json")
+    ev = read_json(folder / "eval.json")
     if ev is None:
         raise FactoryError(f"no evaluation for '{concept}' yet ({folder / 'eval.json'}); run `factory run {concept}`")
-    state = _read_json(folder / "state.json")
-    metrics = _read_json(ws.lora(concept) / "metrics.json")
-    card = _read_json(ws.editor(concept) / "card.json")
+    state = read_json(folder / "state.json")
+    metrics = read_json(ws.lora(concept) / "metrics.json")
+    card = read_json(ws.editor(concept) / "card.json")
     instruction = (card or metrics or {}).get("instruction", "")
     parts = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>editfactory: "
              f"{html.escape(concept)}</title><style>{CSS}</style></head><body>",

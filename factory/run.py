@@ -150,7 +150,7 @@ def synth_stage(ws: Workspace, card: ConceptCard, opts: RunOptions, size: int, l
 
     from factory.atomic import atomic_write_json as write_json
     from factory.synth import SYNTH_META, synthesize
-    from factory.teachers import make_teacher
+    from factory.teachers import make_teacher, teacher_params
 
     folder = ws.data(card.name)
     kind = opts.teacher or card.teacher.kind
@@ -166,9 +166,7 @@ def synth_stage(ws: Workspace, card: ConceptCard, opts: RunOptions, size: int, l
         return {"pairs": total, "new": added, "teacher": "pairs"}
     from factory.photos import default_photos, folder_photos
 
-    params = dict(card.teacher.params) if kind == card.teacher.kind else {}
-    if opts.model:
-        params["model"] = opts.model
+    params = teacher_params(card.teacher.kind, card.teacher.params, kind, {"model": opts.model})
     photos = folder_photos(opts.images, 0.1) if opts.images else default_photos()
     if photos.skipped:
         log(f"synth: skipped {len(photos.skipped)} unreadable file(s): "
@@ -318,18 +316,21 @@ def _run_stages(ws: Workspace, opts: RunOptions, card: ConceptCard, started: flo
     def stop(name: str) -> bool:
         return opts.stop_after == name
 
+    def stopped() -> RunResult:
+        return RunResult(concept, None, ws.editor(concept), done, time.perf_counter() - started)
+
     fp = _digest("card", _card_digest(card), opts.teacher, opts.model)
     stage("card", fp, lambda: ([card.path] if card.path else [], {"name": concept, "instruction": card.instruction,
                                                                    "path": str(card.path), "teacher": card.teacher.kind}))
     if stop("card"):
-        return RunResult(concept, None, ws.editor(concept), done, time.perf_counter() - started)
+        return stopped()
 
     fp = _digest(fp, "synth", str(opts.images), opts.n_pairs, size, opts.seed)
     synth = stage("synth", fp, lambda: ([ws.data(concept) / "manifest.jsonl"],
                                         synth_stage(ws, card, opts, size, log)))
     log(f"synth: {synth['pairs']} pairs in {ws.data(concept)}")
     if stop("synth"):
-        return RunResult(concept, None, ws.editor(concept), done, time.perf_counter() - started)
+        return stopped()
 
     base_digest = _file_digest(base_dir / "generator.safetensors")
     fp = _digest(fp, "init", opts.init, base_digest, _weightgen_digest(ws))
@@ -341,7 +342,7 @@ def _run_stages(ws: Workspace, opts: RunOptions, card: ConceptCard, started: flo
     init = stage("init", fp, do_init)
     log(f"init: {'weight generator ' + init['weightgen'] if init['init'] != 'base' else 'zero-init LoRA'}")
     if stop("init"):
-        return RunResult(concept, None, ws.editor(concept), done, time.perf_counter() - started)
+        return stopped()
 
     ft_opts = finetune_options(opts, init["init"])
     fp = _digest(fp, "finetune", {k: v for k, v in asdict(ft_opts).items() if k not in ("steps", "seconds")})
@@ -359,7 +360,7 @@ def _run_stages(ws: Workspace, opts: RunOptions, card: ConceptCard, started: flo
     ft = stage("finetune", fp, do_finetune, budget=[opts.steps, opts.seconds])
     log(f"finetune: {ft['steps']} steps in {ft['seconds']:.0f} s, test PSNR {ft['test_psnr']:.2f} dB")
     if stop("finetune"):
-        return RunResult(concept, None, ws.editor(concept), done, time.perf_counter() - started)
+        return stopped()
 
     fp = _digest(fp, "export", _file_digest(ws.lora(concept) / "adapter_model.safetensors"), opts.export_size,
                  opts.int8, opts.ort)
@@ -376,7 +377,7 @@ def _run_stages(ws: Workspace, opts: RunOptions, card: ConceptCard, started: flo
 
     stage("export", fp, do_export)
     if stop("export"):
-        return RunResult(concept, None, ws.editor(concept), done, time.perf_counter() - started)
+        return stopped()
 
     fp = _digest(fp, "eval", _file_digest(ws.editor(concept) / "card.json"))
     def do_eval():
@@ -385,7 +386,7 @@ def _run_stages(ws: Workspace, opts: RunOptions, card: ConceptCard, started: flo
 
     stage("eval", fp, do_eval)
     if stop("eval"):
-        return RunResult(concept, None, ws.editor(concept), done, time.perf_counter() - started)
+        return stopped()
 
     from factory.report import build_report
 

@@ -90,11 +90,13 @@ def test_ray_batch_on_a_local_loopback_instance(tiny_pretrained, concepts, works
     pytest.importorskip("ray", reason="Ray is the optional extra editfactory[ray] (installed by `make test`)")
     ray_bin = str(Path(sys.executable).with_name("ray"))
     port = free_port()
-    temp = Path("/tmp") / f"ray-{os.getpid()}"  # short: Ray's socket paths must stay under 107 bytes
-    env = {**env_for(tiny_pretrained), "RAY_USAGE_STATS_ENABLED": "0"}
+    home = tmp_path / "home"  # Ray keeps an auth token in ~/.ray: a private home makes the test hermetic
+    home.mkdir()
+    env = {**env_for(tiny_pretrained), "RAY_USAGE_STATS_ENABLED": "0", "HOME": str(home)}
     start = subprocess.run([ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-                            "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
-                            f"--temp-dir={temp}"], capture_output=True, text=True, env=env, timeout=300)
+                            "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
+                           capture_output=True, text=True, env=env, timeout=300)
+    # Ray's default temp dir (/tmp/ray): the driver finds the head's session (and auth token) there
     assert start.returncode == 0, start.stderr[-2000:]
     try:
         address = f"127.0.0.1:{port}"

@@ -13,13 +13,6 @@ from factory.cli import Context, pass_ctx
 DIFFUSION_OPTIONS = ("model", "steps", "guidance_scale", "image_guidance_scale", "strength", "batch_size")
 
 
-def _teacher_params(card_kind: str, card_params: dict[str, Any], kind: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The card's teacher parameters when the kind is the card's own, plus the CLI's overrides."""
-    params = dict(card_params) if kind == card_kind else {}
-    params.update({k: v for k, v in overrides.items() if v is not None})
-    return params
-
-
 def _print_skipped(skipped: list[tuple[str, str]]) -> None:
     if skipped:
         click.echo(f"skipped {len(skipped)} unreadable file(s):", err=True)
@@ -62,7 +55,7 @@ def register(cli: click.Group) -> None:
         from factory.pairs_import import import_pairs
         from factory.photos import default_photos, folder_photos
         from factory.synth import SYNTH_META, synthesize
-        from factory.teachers import make_teacher
+        from factory.teachers import make_teacher, teacher_params
 
         started = time.perf_counter()
         cards = [find_card(c, ctx.workspace) for c in concepts]
@@ -90,7 +83,7 @@ def register(cli: click.Group) -> None:
             teachers: dict[str, Any] = {}
             for card in cards:
                 kind = teacher or card.teacher.kind
-                params = _teacher_params(card.teacher.kind, card.teacher.params, kind, overrides)
+                params = teacher_params(card.teacher.kind, card.teacher.params, kind, overrides)
                 key = repr((kind, sorted(params.items(), key=lambda kv: kv[0])))
                 if key not in teachers:  # one pipeline load serves every concept with the same teacher
                     teachers[key] = make_teacher(kind, params, source=str(card.path or card.name))

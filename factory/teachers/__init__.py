@@ -13,6 +13,13 @@ from factory.teachers.base import Teacher
 TEACHER_KINDS = ("classic", "instruct-pix2pix", "sdedit", "pairs")
 
 
+def teacher_params(card_kind: str, card_params: dict[str, Any], kind: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The card's teacher parameters when ``kind`` is the card's own teacher, plus the non-None overrides."""
+    params = dict(card_params) if kind == card_kind else {}
+    params.update({k: v for k, v in overrides.items() if v is not None})
+    return params
+
+
 def make_teacher(kind: str, params: dict[str, Any], *, source: str = "") -> Teacher:
     """Build the teacher ``kind`` from its parameters (a card's ``teacher`` mapping plus CLI overrides).
 
