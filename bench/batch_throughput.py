@@ -29,6 +29,14 @@ from factory.concepts import builtin_cards  # noqa: E402
 from factory.pretrained import manifest  # noqa: E402
 
 
+def _rel(path: Path) -> str:
+    """A path as recorded in results: relative to the repository when inside it."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--concepts", type=int, default=8)
@@ -73,7 +81,7 @@ def main() -> None:
                             cwd=REPO).stdout.strip()
     result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit,
               "command": "python bench/batch_throughput.py " + " ".join(sys.argv[1:]), "cores": os.cpu_count(),
-              "concepts": concepts, "settings": vars(args) | {"work": str(args.work), "out": str(args.out)},
+              "concepts": concepts, "settings": vars(args) | {"work": _rel(args.work), "out": _rel(args.out)},
               "rows": rows, "speedup_2_vs_1_worker": ratios}
     lines = [f"# factory batch throughput ({result['date']}, commit {commit}, {os.cpu_count()} cores)", "",
              f"Command: `{result['command']}`; {len(concepts)} concepts ({', '.join(concepts)}), "
