@@ -72,11 +72,9 @@ def _digest(*parts: Any) -> str:
 
 
 def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+    from factory.pair_store import sha256_file
+
+    return sha256_file(path)[:16]
 
 
 class RunState:
@@ -148,7 +146,6 @@ def _card_digest(card: ConceptCard) -> str:
 def synth_stage(ws: Workspace, card: ConceptCard, opts: RunOptions, size: int, log: Log) -> dict[str, Any]:
     from tqdm import tqdm
 
-    from factory.atomic import atomic_write_json as write_json
     from factory.synth import SYNTH_META, synthesize
     from factory.teachers import make_teacher, teacher_params
 
@@ -160,7 +157,7 @@ def synth_stage(ws: Workspace, card: ConceptCard, opts: RunOptions, size: int, l
         if opts.images is None:
             raise FactoryError(f"{card.name}: the pairs teacher needs --images DIR (train_A/ + train_B/, or A|B images)")
         found, total, added = import_pairs(folder, opts.images, size, 0.1)
-        write_json(folder / SYNTH_META, {"concept": card.name, "instruction": card.instruction,
+        atomic_write_json(folder / SYNTH_META, {"concept": card.name, "instruction": card.instruction,
                                          "teacher": {"kind": "pairs", "format": found.format, "origin": str(opts.images)},
                                          "size": size, "origin": str(opts.images), "seed": None})
         return {"pairs": total, "new": added, "teacher": "pairs"}
