@@ -19,12 +19,15 @@ $(STAMP): pyproject.toml
 	$(PY) -c "import torch, torchvision, diffusers, peft, kornia, cv2, onnxruntime"
 	touch $(STAMP)
 
-# ... and the test extras on top (pytest, selenium for the report's browser test, ray for factory batch)
+# ... and the test extras on top (pytest, selenium for the report's browser test, ray for factory batch,
+# ruff and import-linter for the code's shape)
 $(TEST_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(TEST_STAMP)
 
 test: $(TEST_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 DEMO_CONCEPT ?= autumn

@@ -126,3 +126,32 @@ def measure(model: nn.Module, size: int = 256, text_len: int | None = None, text
         kwargs["text_tokens"] = torch.zeros(1, text_len, text_dim, device=device)
     macs, by_group = count_macs(probe, (x,), kwargs, transposed_conv=transposed_conv)
     return Complexity(count_params(model), macs, params_by_group(model), by_group)
+
+
+def describe_architecture(arch: str = "e2gan", size: int = 256, ngf: int | None = None,
+                          text_len: int = 16) -> list[str]:
+    """Lines of ``factory base info``: the architecture, its parameter/GMAC table per layer group, totals
+    (for pix2pix also the published convention that counts transposed convs over output positions)."""
+    from base_gan.models import build_model
+    from factory.core.errors import FactoryError
+
+    if size <= 0:
+        raise FactoryError(f"--size must be positive, got {size}")
+    stride = 16 if arch == "e2gan" else 4
+    if size % stride:
+        raise FactoryError(f"--size {size} is not a multiple of the {'generator' if arch == 'e2gan' else 'pix2pix'} "
+                           f"stride {stride}")
+    model = build_model(arch, image_size=size, **({} if ngf is None else {"ngf": ngf}))
+    lines = []
+    if arch == "e2gan":
+        report = measure(model, size, text_len=text_len, text_dim=model.config.text_dim)
+        lines.append(f"e2gan generator, ngf {model.config.ngf}, {size}x{size}, {text_len} text tokens")
+        lines.append(report.table())
+    else:
+        report = measure(model, size)
+        published = measure(model, size, transposed_conv="output")
+        lines += [f"pix2pix ResNet-9, ngf {model.config.ngf}, {size}x{size}", report.table(),
+                  f"(counting ConvTranspose over output positions, as the published 56.8 GMACs does: "
+                  f"{published.gmacs:.3f} GMACs)"]
+    lines.append(f"{report.params / 1e6:.3f}M parameters, {report.gmacs:.3f} GMACs")
+    return lines

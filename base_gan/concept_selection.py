@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
 
 
 def representative_concepts(names: list[str], embeddings: np.ndarray, k: int, seed: int = 0) -> list[str]:

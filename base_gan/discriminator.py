@@ -12,48 +12,26 @@ discriminator is used only in training, so norms that mobile delegates lack do n
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
-
 import torch
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _sn
 
 
-@dataclass
-class DiscriminatorConfig:
-    nf: int = 64
-    n_layers: int = 3
-    norm: str = "batch"
-    spectral_norm: bool = False
-
-    def __post_init__(self) -> None:
-        if self.norm not in ("batch", "instance", "none"):
-            raise ValueError(f"discriminator norm must be batch, instance or none, got {self.norm!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DiscriminatorConfig":
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown discriminator config keys: {', '.join(unknown)}")
-        return cls(**d)
-
-
-class PatchDiscriminator(nn.Module):
+class PatchDiscriminator(ModelMixin, ConfigMixin):
     """``forward(source, image) -> (logits [B, 1, h, w], [features of each hidden layer])``."""
 
-    def __init__(self, config: DiscriminatorConfig | None = None) -> None:
+    @register_to_config
+    def __init__(self, nf: int = 64, n_layers: int = 3, norm: str = "batch", spectral_norm: bool = False) -> None:
         super().__init__()
-        self.config = config = config or DiscriminatorConfig()
-        nf, norm = config.nf, config.norm
+        if norm not in ("batch", "instance", "none"):
+            raise ValueError(f"discriminator norm must be batch, instance or none, got {norm!r}")
         use_bias = norm != "batch"  # as the reference: BatchNorm's shift replaces the bias
 
         def conv(cin: int, cout: int, stride: int, bias: bool = True) -> nn.Module:
             c = nn.Conv2d(cin, cout, 4, stride=stride, padding=1, bias=bias)
-            return _sn(c) if config.spectral_norm else c
+            return _sn(c) if spectral_norm else c
 
         def normalize(ch: int) -> nn.Module:
             if norm == "batch":
@@ -64,9 +42,9 @@ class PatchDiscriminator(nn.Module):
 
         blocks = [nn.Sequential(conv(6, nf, 2), nn.LeakyReLU(0.2, True))]
         mult = 1
-        for n in range(1, config.n_layers + 1):
+        for n in range(1, n_layers + 1):
             prev, mult = mult, min(2 ** n, 8)
-            stride = 2 if n < config.n_layers else 1
+            stride = 2 if n < n_layers else 1
             blocks.append(nn.Sequential(conv(nf * prev, nf * mult, stride, use_bias), normalize(nf * mult),
                                         nn.LeakyReLU(0.2, True)))
         self.blocks = nn.ModuleList(blocks)
@@ -94,8 +72,8 @@ class PatchDiscriminator(nn.Module):
         return self.out(h), feats
 
 
-def build_discriminator(config: DiscriminatorConfig | None = None, seed: int = 0) -> PatchDiscriminator:
-    """A discriminator with deterministic initial weights for ``seed`` (global RNG untouched)."""
+def build_discriminator(seed: int = 0, **config) -> PatchDiscriminator:
+    """A discriminator (PatchDiscriminator's arguments) with deterministic initial weights for ``seed``."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return PatchDiscriminator(config)
+        return PatchDiscriminator(**config)

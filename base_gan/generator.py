@@ -72,11 +72,11 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, fields
-from typing import Any
 
 import torch
 import torch.nn.functional as F
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from base_gan.attention import CrossAttention, FeedForward, SelfAttention
@@ -105,50 +105,22 @@ HEAD_INIT_SCALE = 5e-4  # std of head.conv3's weights at init -> |delta| ~ 5e-3
 BRANCH_INIT_SCALE = 0.1  # residual branch outputs (res conv2, attn/xattn out, ff fc2) at init
 
 
-@dataclass
-class GeneratorConfig:
-    """Everything needed to rebuild the generator; saved as config.json beside the weights."""
-
-    arch: str = "e2gan"
-    ngf: int = 32
-    n_res_enc: int = 2
-    n_res_dec: int = 1
-    text_dim: int = 384
-    heads: int = 4
-    ff_mult: int = 4
-    act: str = "lrelu"
-    norm: str = "none"
-    output: str = "residual"
-    image_size: int = 256  # hint: the size it was trained/exported at; any multiple of 16 works
-
-    def __post_init__(self) -> None:
-        if self.arch != "e2gan":
-            raise ValueError(f"GeneratorConfig is for arch 'e2gan', got {self.arch!r}")
-        if self.ngf < 4 or self.ngf % 2:
-            raise ValueError(f"ngf must be an even number >= 4, got {self.ngf}")
-        if (4 * self.ngf) % self.heads:
-            raise ValueError(f"attention width 4*ngf={4 * self.ngf} is not divisible by heads={self.heads}")
-        for name, allowed in (("act", ACTIVATIONS), ("norm", NORMS), ("output", OUTPUTS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {sorted(allowed)}, got {getattr(self, name)!r}")
-        if self.image_size % STRIDE:
-            raise ValueError(f"image_size must be a multiple of {STRIDE}, got {self.image_size}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GeneratorConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown generator config keys: {', '.join(unknown)}")
-        return cls(**d)
-
-
 ACTIVATIONS = {"lrelu": lambda: nn.LeakyReLU(0.2), "relu": nn.ReLU, "silu": nn.SiLU}
 NORMS = {"none", "group", "batch"}
 OUTPUTS = {"residual", "tanh_residual"}
+
+
+def _check_config(ngf: int, heads: int, act: str, norm: str, output: str, image_size: int) -> None:
+    """ValueError naming the first argument the generator cannot be built with."""
+    if ngf < 4 or ngf % 2:
+        raise ValueError(f"ngf must be an even number >= 4, got {ngf}")
+    if (4 * ngf) % heads:
+        raise ValueError(f"attention width 4*ngf={4 * ngf} is not divisible by heads={heads}")
+    for name, value, allowed in (("act", act, ACTIVATIONS), ("norm", norm, NORMS), ("output", output, OUTPUTS)):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
+    if image_size % STRIDE:
+        raise ValueError(f"image_size must be a multiple of {STRIDE}, got {image_size}")
 
 
 def _norm(kind: str, ch: int) -> nn.Module:
@@ -253,29 +225,40 @@ def soft_bound(y: torch.Tensor, margin: float = OUTPUT_MARGIN, leak: float = OUT
     return inside + ((1.0 - leak) * margin) * torch.tanh(excess * (1.0 / margin)) + leak * excess
 
 
-class Generator(nn.Module):
-    """The E2GAN-shaped generator; see the module docstring for the layout and the decisions."""
+class Generator(ModelMixin, ConfigMixin):
+    """The E2GAN-shaped generator; see the module docstring for the layout and the decisions.
 
+    A diffusers model: ``save_pretrained(folder)`` writes ``config.json`` (these arguments) and the
+    weights, ``Generator.from_pretrained(folder)`` rebuilds it. ``text_encoder`` names the encoder
+    whose token embeddings the cross-attention reads (``factory.text``); ``image_size`` is a hint
+    (the size it was trained or exported at; any multiple of 16 works).
+    """
+
+    arch = "e2gan"
     stride = STRIDE
+    takes_text = True
 
-    def __init__(self, config: GeneratorConfig) -> None:
+    @register_to_config
+    def __init__(self, ngf: int = 32, n_res_enc: int = 2, n_res_dec: int = 1, text_dim: int = 384, heads: int = 4,
+                 ff_mult: int = 4, act: str = "lrelu", norm: str = "none", output: str = "residual",
+                 image_size: int = 256, text_encoder: str = "minilm") -> None:
         super().__init__()
-        self.config = config
-        c, act, norm = config.ngf, ACTIVATIONS[config.act], config.norm
-        self.stem = Stem(c, act, norm)
-        self.down1 = Down(c, 2 * c, act, norm)
-        n_res = config.n_res_enc + config.n_res_dec
+        _check_config(ngf, heads, act, norm, output, image_size)
+        c, act_fn = ngf, ACTIVATIONS[act]
+        self.stem = Stem(c, act_fn, norm)
+        self.down1 = Down(c, 2 * c, act_fn, norm)
+        n_res = n_res_enc + n_res_dec
         for i in range(1, n_res + 1):
-            self.add_module(f"res{i}", ResBlock(2 * c, act, norm))
-        self.down2 = Down(2 * c, 4 * c, act, norm)
-        self.attn = SelfAttention(4 * c, config.heads)
-        self.xattn = CrossAttention(4 * c, config.text_dim, config.heads)
-        self.ff = FeedForward(4 * c, config.ff_mult, act())
-        self.up1 = Up(4 * c, 2 * c, act, norm)
-        self.up2 = Up(2 * c, c, act, norm)
-        self.head = Head(c, act, norm)
-        self.enc_blocks = [f"res{i}" for i in range(1, config.n_res_enc + 1)]
-        self.dec_blocks = [f"res{i}" for i in range(config.n_res_enc + 1, n_res + 1)]
+            self.add_module(f"res{i}", ResBlock(2 * c, act_fn, norm))
+        self.down2 = Down(2 * c, 4 * c, act_fn, norm)
+        self.attn = SelfAttention(4 * c, heads)
+        self.xattn = CrossAttention(4 * c, text_dim, heads)
+        self.ff = FeedForward(4 * c, ff_mult, act_fn())
+        self.up1 = Up(4 * c, 2 * c, act_fn, norm)
+        self.up2 = Up(2 * c, c, act_fn, norm)
+        self.head = Head(c, act_fn, norm)
+        self.enc_blocks = [f"res{i}" for i in range(1, n_res_enc + 1)]
+        self.dec_blocks = [f"res{i}" for i in range(n_res_enc + 1, n_res + 1)]
         self.reset_parameters()
 
     @torch.no_grad()
@@ -408,12 +391,12 @@ def check_input(x: torch.Tensor, stride: int) -> None:
             f"resize or crop to e.g. {max(stride, h // stride * stride)}x{max(stride, w // stride * stride)}")
 
 
-def build_generator(config: GeneratorConfig | None = None, seed: int = 0) -> Generator:
-    """A generator with deterministic initial weights for ``seed`` (the global RNG is left untouched)."""
-    config = config or GeneratorConfig()
+def build_generator(seed: int = 0, **config) -> Generator:
+    """A generator of ``config`` (Generator's arguments) with deterministic initial weights for ``seed``
+    (the global RNG is left untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return Generator(config)
+        return Generator(**config)
 
 
 def target_regex(groups: list[str] | tuple[str, ...]) -> str:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
 
 GAN_KINDS = ("lsgan", "hinge")
 DEFAULT_L1_WEIGHT = 100.0  # pix2pix's lambda_L1

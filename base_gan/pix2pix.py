@@ -16,36 +16,10 @@ by design (InstanceNorm, ConvTranspose, reflect Pad) and is not a LoRA target.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
-
 import torch
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
 from torch import nn
-
-
-@dataclass
-class Pix2PixConfig:
-    """Rebuilds the baseline; saved as config.json beside the weights like GeneratorConfig."""
-
-    arch: str = "pix2pix"
-    ngf: int = 64
-    n_blocks: int = 9
-    dropout: float = 0.5
-    image_size: int = 256  # hint only: any size divisible by 4 works
-
-    def __post_init__(self) -> None:
-        if self.arch != "pix2pix":
-            raise ValueError(f"Pix2PixConfig is for arch 'pix2pix', got {self.arch!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Pix2PixConfig":
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown pix2pix config keys: {', '.join(unknown)}")
-        return cls(**d)
 
 
 def _norm(ch: int) -> nn.InstanceNorm2d:
@@ -67,21 +41,23 @@ class ResnetBlock(nn.Module):
         return x + self.conv_block(x)
 
 
-class Pix2PixResnetGenerator(nn.Module):
+class Pix2PixGenerator(ModelMixin, ConfigMixin):
     """pix2pix ResNet-9 (ngf 64). ``forward(x, text_tokens=None, text_mask=None)``: text is ignored,
-    so it drops into the same training and evaluation code as the text-conditioned generator."""
+    so it drops into the same training and evaluation code as the text-conditioned generator.
+    A diffusers model like ``Generator`` (``save_pretrained`` / ``from_pretrained``)."""
 
+    arch = "pix2pix"
     stride = 4
+    takes_text = False
 
-    def __init__(self, config: Pix2PixConfig) -> None:
+    @register_to_config
+    def __init__(self, ngf: int = 64, n_blocks: int = 9, dropout: float = 0.5, image_size: int = 256) -> None:
         super().__init__()
-        self.config = config
-        ngf = config.ngf
         self.stem = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(3, ngf, 7), _norm(ngf), nn.ReLU(True))
         self.down1 = nn.Sequential(nn.Conv2d(ngf, ngf * 2, 3, stride=2, padding=1), _norm(ngf * 2), nn.ReLU(True))
         self.down2 = nn.Sequential(nn.Conv2d(ngf * 2, ngf * 4, 3, stride=2, padding=1), _norm(ngf * 4), nn.ReLU(True))
-        for i in range(1, config.n_blocks + 1):
-            self.add_module(f"res{i}", ResnetBlock(ngf * 4, config.dropout))
+        for i in range(1, n_blocks + 1):
+            self.add_module(f"res{i}", ResnetBlock(ngf * 4, dropout))
         self.up1 = nn.Sequential(
             nn.ConvTranspose2d(ngf * 4, ngf * 2, 3, stride=2, padding=1, output_padding=1),
             _norm(ngf * 2), nn.ReLU(True))
@@ -109,8 +85,8 @@ class Pix2PixResnetGenerator(nn.Module):
         return self.head(self.up2(self.up1(h)))
 
 
-def build_pix2pix(config: Pix2PixConfig | None = None, seed: int = 0) -> Pix2PixResnetGenerator:
-    """The baseline with deterministic initial weights for ``seed`` (global RNG untouched)."""
+def build_pix2pix(seed: int = 0, **config) -> Pix2PixGenerator:
+    """The baseline (Pix2PixGenerator's arguments) with deterministic weights for ``seed`` (global RNG untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return Pix2PixResnetGenerator(config or Pix2PixConfig())
+        return Pix2PixGenerator(**config)

@@ -8,26 +8,33 @@ folders written under a temp name and renamed into place.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from base_gan.checkpoint import generator_from_config, save_generator, state_dict_for_save
-from factory.atomic import atomic_write_json
-from factory.dataset import PairedDataset
-from factory.synth import derive_seed
-from factory.training_loop import CHECKPOINTS, latest_checkpoint  # noqa: F401  (re-exported for callers)
-from factory.training_loop import TrainState, run_budgeted, write_checkpoint
+from base_gan.models import build_model, save_model, state_dict_for_save, unwrap
+from factory.core.atomic import atomic_write_json
+from factory.core.configs import to_dict
+from factory.core.resume import check_resumable
+from factory.core.seeds import derive_seed
+from factory.core.training_loop import TrainState, latest_checkpoint, run_budgeted, write_checkpoint
+from factory.data.dataset import PairedDataset
 
+#: settings a resumed run may change (a longer budget, another checkpoint cadence); any other change is refused
+RESUMABLE = frozenset({"steps", "seconds", "checkpoint_every", "keep_checkpoints"})
 
 
 @dataclass
 class TrainSettings:
-    """Hyper-parameters of one training run (saved in config.json and in every checkpoint)."""
+    """Hyper-parameters of one training run (saved in training.json and in every checkpoint).
+
+    ``generator`` is ``{"arch": "e2gan" | "pix2pix", **the architecture's arguments}`` (``base_gan.models``).
+    """
 
     generator: dict[str, Any] = field(default_factory=lambda: {"arch": "e2gan"})
     disc_nf: int = 32
@@ -47,7 +54,6 @@ class TrainSettings:
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
     seed: int = 0
-    text_encoder: str = "minilm"
 
 
 class Trainer:
@@ -63,16 +69,16 @@ class Trainer:
                  text_cache: Path | None = None, *, generator: nn.Module | None = None,
                  trainable: Iterable[nn.Parameter] | None = None,
                  ids: dict[str, Sequence[str]] | None = None):
-        from base_gan.discriminator import DiscriminatorConfig, build_discriminator
+        from base_gan.discriminator import build_discriminator
         from base_gan.losses import gan_loss
 
         self.out_dir = Path(out_dir)
         self.s = settings
         self.data = PairedDataset(data_dirs, split="train", augment=settings.augment, ids=ids)
         if generator is None:
-            generator = generator_from_config(settings.generator, seed=settings.seed)
+            generator = build_model(seed=settings.seed, **settings.generator)
         self.G = generator.train()
-        self.D = build_discriminator(DiscriminatorConfig(nf=settings.disc_nf), seed=settings.seed + 1).train()
+        self.D = build_discriminator(seed=settings.seed + 1, nf=settings.disc_nf).train()
         params = list(self.G.parameters()) if trainable is None else list(trainable)
         if not params:
             raise ValueError("no trainable generator parameters")
@@ -99,14 +105,14 @@ class Trainer:
 
     # -- text ---------------------------------------------------------------------------------
     def uses_text(self) -> bool:
-        return self.s.generator.get("arch", "e2gan") == "e2gan"
+        return bool(getattr(unwrap(self.G), "takes_text", False))
 
     def _encode_texts(self, cache: Path | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if not self.uses_text():
             return None, None
-        from factory.text_encoder import TextEncoder
+        from factory.text.encoder import TextEncoder
 
-        enc = TextEncoder.from_name(self.s.text_encoder, cache_dir=cache)
+        enc = TextEncoder.from_name(unwrap(self.G).config.text_encoder, cache_dir=cache)
         return enc.tokens(self.data.instructions)
 
     # -- one step -----------------------------------------------------------------------------
@@ -179,11 +185,12 @@ class Trainer:
     def final_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.G
 
-    def save_final(self, meta: dict[str, Any]) -> Path:
-        """The trained generator (EMA weights when enabled) as the run's model, with its config.json."""
-        return save_generator(self.out_dir, self.final_model(), dict(meta, generator=self.s.generator,
-                                                                     training=asdict(self.s),
-                                                                     steps_done=self.state.step))
+    def save_final(self, training: dict[str, Any]) -> Path:
+        """The trained generator (EMA weights when enabled) as the run's model, with ``training.json``
+        (``training`` plus the settings and the steps done)."""
+        return save_model(self.final_model(), self.out_dir,
+                          dict(training, settings=to_dict(self.s), steps_done=self.state.step,
+                               seconds=round(self.state.seconds, 1)))
 
     # -- checkpoints --------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
@@ -193,7 +200,7 @@ class Trainer:
             if self.ema is not None:
                 save_file(state_dict_for_save(self.ema), folder / "ema.safetensors")
             torch.save({"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}, folder / "optim.pt")
-            atomic_write_json(folder / "state.json", {"settings": asdict(self.s), **asdict(self.state)})
+            atomic_write_json(folder / "state.json", {"settings": to_dict(self.s), **to_dict(self.state)})
 
         return write_checkpoint(self.out_dir, self.state.step, write, self.s.keep_checkpoints)
 
@@ -212,10 +219,13 @@ class Trainer:
         self.G.load_state_dict(state, strict=False)
 
     def resume(self) -> bool:
-        """Load the newest complete checkpoint in ``out_dir``; False when there is none."""
+        """Load the newest complete checkpoint in ``out_dir``; False when there is none. Refuses (FactoryError)
+        a checkpoint made with other settings than ``RESUMABLE`` allows."""
         ckpt = latest_checkpoint(self.out_dir)
         if ckpt is None:
             return False
+        saved = json.loads((ckpt / "state.json").read_text())
+        check_resumable(saved["settings"], to_dict(self.s), self.out_dir, RESUMABLE, retry="another --name")
         self._load_generator_state(load_file(ckpt / "generator.safetensors"))
         self.D.load_state_dict(load_file(ckpt / "discriminator.safetensors"))
         if self.ema is not None and (ckpt / "ema.safetensors").exists():
@@ -223,7 +233,6 @@ class Trainer:
         optim = torch.load(ckpt / "optim.pt", weights_only=True)
         self.opt_g.load_state_dict(optim["opt_g"])
         self.opt_d.load_state_dict(optim["opt_d"])
-        state = json.loads((ckpt / "state.json").read_text())
-        self.state = TrainState(step=state["step"], seconds=state["seconds"], history=state["history"])
+        self.state = TrainState(step=saved["step"], seconds=saved["seconds"], history=saved["history"])
         return True
 

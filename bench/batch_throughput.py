@@ -18,15 +18,14 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from concepts.cards import builtin_cards
+from factory.core.atomic import atomic_write_json, atomic_write_text
+from factory.pipeline.assets import manifest
 
-from factory.atomic import atomic_write_json, atomic_write_text  # noqa: E402
-from factory.concepts import builtin_cards  # noqa: E402
-from factory.pretrained import manifest  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _rel(path: Path) -> str:
@@ -79,7 +78,7 @@ def main() -> None:
         ratios[executor] = round(one["wall_seconds"] / two["wall_seconds"], 2)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=REPO).stdout.strip()
-    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit,
+    result = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "commit": commit,
               "command": "python bench/batch_throughput.py " + " ".join(sys.argv[1:]), "cores": os.cpu_count(),
               "concepts": concepts, "settings": vars(args) | {"work": _rel(args.work), "out": _rel(args.out)},
               "rows": rows, "speedup_2_vs_1_worker": ratios}
@@ -87,8 +86,8 @@ def main() -> None:
              f"Command: `{result['command']}`; {len(concepts)} concepts ({', '.join(concepts)}), "
              f"`--seconds {args.seconds} --synth-pairs {args.synth_pairs} --export-size {args.export_size}` each.", "",
              "| executor | workers | wall s | done | concepts / min |", "| --- | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {r['executor']} | {r['workers']} | {r['wall_seconds']:.0f} | {r['done']} | {r['concepts_per_minute']:.2f} |"
-              for r in rows]
+    lines += [f"| {r['executor']} | {r['workers']} | {r['wall_seconds']:.0f} | {r['done']} | "
+              f"{r['concepts_per_minute']:.2f} |" for r in rows]
     lines += ["", "2 workers vs 1 (wall-time ratio): " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items())]
     atomic_write_json(args.out / "batch.json", result)
     atomic_write_text(args.out / "batch.md", "\n".join(lines) + "\n")

@@ -18,7 +18,7 @@ interrupted benchmark resumes.
 
     # full run (trains a base first; about 2 h on 2 idle cores, see --help for the budgets)
     python bench/lora.py
-    # reuse a trained base (its config.json lists the concepts it was trained on)
+    # reuse a trained base (its training.json lists the concepts it was trained on)
     python bench/lora.py --base-from factory-workspace/base/default
     # smoke (a couple of minutes)
     python bench/lora.py --smoke
@@ -30,19 +30,16 @@ import argparse
 import json
 import platform
 import subprocess
-import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-# run as a script, bench/ is sys.path[0] and bench/base_gan.py would shadow the base_gan package
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import torch
 
-import torch  # noqa: E402
-
-from factory.atomic import atomic_write_json, atomic_write_png, atomic_write_text  # noqa: E402
-from factory.concepts import find_card, list_cards  # noqa: E402
-from factory.workspace import Workspace  # noqa: E402
+from concepts.cards import find_card, list_cards
+from factory.core.atomic import atomic_write_json, atomic_write_png, atomic_write_text
+from factory.core.workspace import Workspace
+from factory.evaluation.curves import time_to_reach
 
 HELDOUT = ["autumn", "watercolor", "cyanotype"]
 BASE_AUTO_K = 12
@@ -75,7 +72,7 @@ def parse_args() -> argparse.Namespace:
                     help="rank search skips adapters larger than this share of the generator (0: no budget)")
     ap.add_argument("--minutes", type=float, default=6.0, help="training budget of EACH of LoRA and scratch")
     ap.add_argument("--eval-every", type=int, default=25)
-    ap.add_argument("--lora-lr", type=float, help="default: base_gan.finetune.ADAPTER_LR")
+    ap.add_argument("--lora-lr", type=float, help="default: factory.lora.finetune.ADAPTER_LR")
     ap.add_argument("--k-values", default="25,50,100,200")
     ap.add_argument("--k-steps", type=int, default=200, help="steps of every K-sweep run (equal for all)")
     ap.add_argument("--e2gan-layers", action="store_true",
@@ -97,42 +94,49 @@ def parse_args() -> argparse.Namespace:
 
 # -- data and base ----------------------------------------------------------------------------------
 def synth(ws: Workspace, concepts: list[str], pairs: int, size: int, seed: int) -> None:
-    from factory.photos import default_photos
-    from factory.synth import synthesize
-    from factory.teachers import make_teacher
+    """The first ``pairs`` pairs of every concept (its card's own teacher; kept when already there)."""
+    from factory.data.card_pairs import PhotoCache, TeacherCache, make_pairs
 
-    photos = default_photos()
+    teachers, photos = TeacherCache(), PhotoCache()
     for name in concepts:
-        card = find_card(name)
-        teacher = make_teacher(card.teacher.kind, card.teacher.params, source=str(card.path))
-        synthesize(ws.data(card.name), card.name, card.instruction, teacher, photos, pairs, size, seed)
+        make_pairs(ws, find_card(name), pairs, size, seed, teachers=teachers, photos=photos)
 
 
 def base_concepts(args, ws: Workspace, heldout: list[str]) -> list[str]:
     if not args.base_concepts.startswith("auto:"):
         return [find_card(c).name for c in args.base_concepts.split(",")]
     from base_gan.concept_selection import representative_concepts
-    from factory.text_encoder import TextEncoder
+    from factory.text.encoder import TextEncoder
 
     pool = [c for c in list_cards() if c.teacher.kind == "classic" and c.name not in heldout]
     emb = TextEncoder.from_name("minilm", cache_dir=ws.text_cache).pooled([c.instruction for c in pool]).numpy()
     return representative_concepts([c.name for c in pool], emb, int(args.base_concepts[5:]), seed=args.seed)
 
 
+def _generator_spec(folder: Path) -> dict:
+    """The generator a base was trained as (``TrainSettings.generator``), else its architecture and config."""
+    from base_gan.models import load_model, model_spec, read_training
+
+    return read_training(folder).get("settings", {}).get("generator") or model_spec(load_model(folder))
+
+
 def ensure_base(args, ws: Workspace, heldout: list[str]) -> tuple[Path, dict]:
+    from base_gan.models import is_model_folder, read_training
     from base_gan.train import Trainer, TrainSettings
 
     if args.base_from:
         folder = args.base_from
-        meta = json.loads((folder / "config.json").read_text())
+        if not is_model_folder(folder):
+            raise SystemExit(f"--base-from {folder}: not a trained base (a diffusers model folder)")
+        meta = read_training(folder)
         overlap = sorted(set(meta.get("concepts", [])) & set(heldout))
         if overlap:
             raise SystemExit(f"--base-from {folder} was trained on {', '.join(overlap)}: not held out")
-        return folder, {"reused": str(folder), "concepts": meta.get("concepts"), "generator": meta["generator"]}
+        return folder, {"reused": str(folder), "concepts": meta.get("concepts"), "generator": _generator_spec(folder)}
     folder = ws.base("bench-base")
-    if (folder / "generator.safetensors").is_file():
-        meta = json.loads((folder / "config.json").read_text())
-        return folder, {"trained_here": True, "concepts": meta["concepts"], "generator": meta["generator"],
+    if is_model_folder(folder):
+        meta = read_training(folder)
+        return folder, {"trained_here": True, "concepts": meta["concepts"], "generator": _generator_spec(folder),
                         "steps": meta.get("steps_done")}
     concepts = base_concepts(args, ws, heldout)
     synth(ws, concepts, args.pairs, args.size, args.seed)
@@ -144,7 +148,7 @@ def ensure_base(args, ws: Workspace, heldout: list[str]) -> tuple[Path, dict]:
         log(f"base: resuming from step {trainer.state.step}")
     log(f"base: training on {', '.join(concepts)} for {args.base_minutes} min")
     trainer.train()
-    trainer.save_final({"concepts": concepts, "instructions": trainer.data.instructions, "text_encoder": "minilm"})
+    trainer.save_final({"concepts": concepts, "instructions": trainer.data.instructions})
     return folder, {"trained_here": True, "concepts": concepts, "generator": settings.generator,
                     "steps": trainer.state.step, "seconds": round(trainer.state.seconds, 1)}
 
@@ -152,29 +156,22 @@ def ensure_base(args, ws: Workspace, heldout: list[str]) -> tuple[Path, dict]:
 # -- runs ---------------------------------------------------------------------------------------------
 def run(ws: Workspace, concept: str, base_dir: Path, out_dir: Path, **opts) -> dict:
     """One ``finetune`` into ``out_dir`` (skipped when its metrics.json exists); returns its metrics."""
-    from base_gan.finetune import FinetuneOptions, finetune
+    from factory.pipeline.steps import finetune
 
     done = out_dir / "metrics.json"
     if done.is_file():
         return json.loads(done.read_text())
     log(f"{concept}: {out_dir.name} ...")
-    m = finetune(ws, concept, base_dir, FinetuneOptions(**opts), out_dir=out_dir, quiet=True, log=log)
+    m = finetune(concept, workspace=ws, base=base_dir, out_dir=out_dir, quiet=True, log=log, **opts)
     log(f"{concept}: {out_dir.name}: test PSNR {m['test']['student']['psnr']:.2f} dB after "
         f"{m['training']['steps']} steps / {m['training']['seconds']:.0f} s")
     return m
 
 
-def time_to_reach(curve: list[dict], target: float) -> float | None:
-    """Training seconds at which the curve first reaches ``target`` PSNR (linear between points)."""
-    prev = None
-    for row in curve:
-        if row["psnr"] >= target:
-            if prev is None or row["psnr"] == prev["psnr"]:
-                return row["seconds"]
-            f = (target - prev["psnr"]) / (row["psnr"] - prev["psnr"])
-            return prev["seconds"] + f * (row["seconds"] - prev["seconds"])
-        prev = row
-    return None
+def seconds_to_reach(curve: list[dict], target: float) -> float | None:
+    """Training seconds at which the curve first reaches ``target`` PSNR (linear between points), or None."""
+    r = time_to_reach(curve, target)
+    return r["interpolated"] if r["reached"] else None
 
 
 def speedup(t_lora: float | None, t_scratch: float | None) -> float | str | None:
@@ -187,27 +184,31 @@ def speedup(t_lora: float | None, t_scratch: float | None) -> float | str | None
 
 
 def probe(args, ws: Workspace, base_dir: Path, heldout: list[str], common: dict) -> dict | None:
-    from base_gan.finetune import load_base, probe_path, settings_for, FinetuneOptions
-    from base_gan.layer_probe import probe_layers, write_probe
+    from base_gan.models import BaseGAN
+    from factory.lora.finetune import FinetuneOptions
+    from factory.lora.plan import probe_path
+    from factory.lora.probe import probe_layers, write_probe
 
     if args.layers != "auto":
         return None
-    path = probe_path(ws, base_dir)
+    base = BaseGAN.load(base_dir).require_e2gan()
+    path = probe_path(ws, base)
     if path.is_file():
         return json.loads(path.read_text())
     concepts = heldout[: args.probe_concepts]
     log(f"layer probe on {', '.join(concepts)} ({args.probe_steps} steps per run)")
-    _, meta = load_base(base_dir)
-    settings = settings_for(meta, FinetuneOptions(**common), args.probe_steps, None)
-    result = probe_layers(base_dir, [ws.data(c) for c in concepts], settings, ws.text_cache, seed=args.seed,
+    settings = FinetuneOptions(**common).train_settings(base, args.probe_steps, None)
+    result = probe_layers(base, [ws.data(c) for c in concepts], settings, ws.text_cache, seed=args.seed,
                           quiet=False)
     write_probe(result, path.parent)
     return result
 
 
 def main() -> None:
-    from base_gan.finetune import ADAPTER_LR, read_curve
-    from factory.plot import line_chart
+    from base_gan.models import WEIGHTS
+    from factory.core.plot import line_chart
+    from factory.evaluation.curves import read_curve
+    from factory.lora.finetune import ADAPTER_LR
 
     args = parse_args()
     if args.threads:
@@ -235,7 +236,7 @@ def main() -> None:
                   "scratch (same arch)": read_curve(d / "scratch" / "curve.csv")}
         extra = {}
         if args.e2gan_layers:
-            from base_gan.layer_probe import E2GAN_GROUPS
+            from factory.lora.probe import E2GAN_GROUPS
 
             rank = max(lora["layout"]["ranks"].values())
             e2 = run(ws, concept, base_dir, d / "lora-e2gan-layers", init="base", layers=",".join(E2GAN_GROUPS),
@@ -244,8 +245,8 @@ def main() -> None:
             extra = {"e2gan_layers_psnr": round(e2["test"]["student"]["psnr"], 2),
                      "e2gan_layers_params": e2["adapter_params"]}
         target = series["scratch (same arch)"][-1]["psnr"]  # scratch's PSNR at the end of its budget
-        t_lora = time_to_reach(series["LoRA on base"], target)
-        t_scratch = time_to_reach(series["scratch (same arch)"], target)
+        t_lora = seconds_to_reach(series["LoRA on base"], target)
+        t_scratch = seconds_to_reach(series["scratch (same arch)"], target)
         rows.append({
             "concept": concept, "budget_seconds": budget, "target_psnr": round(target, 2),
             "lora_psnr": round(lora["test"]["student"]["psnr"], 2),
@@ -259,7 +260,7 @@ def main() -> None:
             "lora_search_seconds": lora["search_seconds"], "layout": lora["layout"], **extra,
         })
         bytes_adapter = (d / "lora" / "adapter_model.safetensors").stat().st_size
-        bytes_gen = (base_dir / "generator.safetensors").stat().st_size
+        bytes_gen = (base_dir / WEIGHTS).stat().st_size
         sizes.append({"concept": concept, "adapter_params": lora["adapter_params"],
                       "generator_params": lora["generator_params"],
                       "fraction": round(lora["adapter_fraction"], 5), "adapter_bytes": bytes_adapter,
@@ -295,7 +296,7 @@ def main() -> None:
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     summary = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"), "commit": commit,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, CPU",
         "command": "python bench/lora.py " + ("--smoke" if args.smoke else " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
@@ -348,7 +349,7 @@ def markdown(s: dict) -> str:
           "| concept | budget s | identity | base zero-shot | LoRA | scratch | LoRA s to scratch's final | "
           "scratch s to its final | speed-up | LoRA search s |",
           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    na = lambda v, unit="": "not reached" if v is None else f"{v}{unit}"  # noqa: E731
+    na = lambda v, unit="": "not reached" if v is None else f"{v}{unit}"
     for r in s["lora_vs_scratch"]:
         L.append(f"| {r['concept']} | {r['budget_seconds']:.0f} | {r['identity_psnr']} | {r['base_zero_shot_psnr']} | "
                  f"{r['lora_psnr']} | {r['scratch_psnr']} | {na(r['lora_seconds_to_target'])} | "

@@ -31,21 +31,19 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
-# run as a script, bench/ is sys.path[0] and bench/base_gan.py would shadow the base_gan package
+import torch
+
+from concepts.cards import find_card
+from factory.core.atomic import atomic_write_json, atomic_write_png, atomic_write_text
+from factory.core.errors import FactoryError
+from factory.core.workspace import Workspace
+from factory.evaluation.curves import time_to_reach
+
 HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-sys.path.insert(0, str(HERE.parent))
-
-import torch  # noqa: E402
-
-from factory.atomic import atomic_write_json, atomic_write_png, atomic_write_text  # noqa: E402
-from factory.concepts import find_card  # noqa: E402
-from factory.errors import FactoryError  # noqa: E402
-from factory.workspace import Workspace  # noqa: E402
 
 FULL = dict(concepts=2, pairs=120, p2p_seconds=300.0, scratch_seconds=300.0, lora_seconds=120.0, eval_every=20,
             p2p_eval_every=40, sizes="128,256,512", wg_counts="10,20,30", wg_seconds=240.0, latency_runs=30,
@@ -89,32 +87,29 @@ def parse_args() -> argparse.Namespace:
 
 # -- shared inputs ------------------------------------------------------------------------------------
 def shipped() -> tuple[Path, Path, dict]:
-    from factory.pretrained import manifest, pretrained_base, pretrained_weightgen
+    from factory.pipeline.assets import manifest, pretrained_base, pretrained_weightgen
 
     m = manifest()
     if m is None or pretrained_base() is None or pretrained_weightgen() is None:
         raise FactoryError("no shipped pretrained assets (factory/pretrained/); make them with "
-                           "`python bench/weightgen.py --install`")
+                           "`factory pretrain train --install`")
     return pretrained_base(), pretrained_weightgen(), m
 
 
 def synth(ws: Workspace, concepts: list[str], pairs: int, size: int, seed: int) -> None:
-    from factory.photos import default_photos
-    from factory.synth import synthesize
-    from factory.teachers import make_teacher
+    """The first ``pairs`` pairs of every concept (its card's own teacher; kept when already there)."""
+    from factory.data.card_pairs import PhotoCache, TeacherCache, make_pairs
 
-    photos = default_photos()
+    teachers, photos = TeacherCache(), PhotoCache()
     for c in concepts:
-        card = find_card(c)
-        synthesize(ws.data(c), c, card.instruction, make_teacher(card.teacher.kind, card.teacher.params), photos,
-                   pairs, size, seed)
+        make_pairs(ws, find_card(c), pairs, size, seed, teachers=teachers, photos=photos)
 
 
 # -- 1 + 2. time to quality and quality ---------------------------------------------------------------
 def time_to_quality(args, ws: Workspace, base_dir: Path, wg_dir: Path, dataset, concept: str,
                     wgb) -> dict:
     """Curves of the five methods on one held-out concept (each resumes/skips when already done)."""
-    from base_gan.lora import layout_of_adapter
+    from factory.lora.adapters import layout_of_adapter
     from weight_generator.baselines import retrieve_by_text, save_vector_adapter
     from weight_generator.sample import WeightGenerator
 
@@ -130,8 +125,9 @@ def time_to_quality(args, ws: Workspace, base_dir: Path, wg_dir: Path, dataset, 
     retrieved = save_vector_adapter(dataset.weights[i], dataset, run / "init-retrieval")
     init_cost["retrieval"] = time.perf_counter() - t0
     layout = layout_of_adapter(generated)
-    ns = SimpleNamespace(layers=",".join(layout.groups), rank=layout.rank, batch=8, seed=args.seed, curve_seconds=args.lora_seconds,
-                         eval_every=args.eval_every, p2p_arch="pix2pix", p2p_minutes=args.p2p_seconds / 60,
+    ns = SimpleNamespace(layers=",".join(layout.groups), rank=layout.max_rank, batch=8, seed=args.seed,
+                         curve_seconds=args.lora_seconds, eval_every=args.eval_every, p2p_arch="pix2pix",
+                         p2p_minutes=args.p2p_seconds / 60,
                          size=args.size, p2p_batch=4, p2p_eval_every=args.p2p_eval_every)
     curves = {}
     for name, init in (("zero", "base"), ("retrieval", str(retrieved)), ("generated", str(generated))):
@@ -143,14 +139,12 @@ def time_to_quality(args, ws: Workspace, base_dir: Path, wg_dir: Path, dataset, 
     ns_scratch = SimpleNamespace(**{**vars(ns), "p2p_arch": "e2gan", "p2p_minutes": args.scratch_seconds / 60})
     curves["scratch"] = wgb.pix2pix_run(ns_scratch, ws, base_dir, concept, run / "scratch")
     target, budget = curves["pix2pix"][-1]["psnr"], curves["pix2pix"][-1]["seconds"]
-    reach = {m: wgb.time_to_reach(curves[m], target, init_cost.get(m, 0.0)) for m in METHODS}
+    reach = {m: time_to_reach(curves[m], target, init_cost.get(m, 0.0)) for m in METHODS}
     speed = {m: (budget / r["interpolated"] if r["reached"] and r["interpolated"] > 0 else
                  ("at step 0" if r.get("reached") else None)) for m, r in reach.items()}
-    from base_gan.finetune import HeldOut
-    from factory.metrics import quality
+    from factory.evaluation.heldout import HeldOutPairs
 
-    held = HeldOut(ws.data(concept), "test")
-    ident = {k: float(v.mean()) for k, v in quality(held.source, held.target).items()}
+    ident = HeldOutPairs(ws.data(concept), "test").identity()
     return {"concept": concept, "instruction": text, "retrieved": dataset.concepts[i], "similarity": round(sim, 3),
             "init_seconds": {k: round(v, 3) for k, v in init_cost.items()}, "curves": curves,
             "target_psnr": target, "pix2pix_seconds": budget, "time_to_reach": reach, "speedup": speed,
@@ -167,16 +161,17 @@ def lpips_note() -> str:
 # -- 3 + 4. sizes and latency -------------------------------------------------------------------------
 def export_and_time(args, ws: Workspace, base_dir: Path, concept: str) -> dict:
     """Export the generated-then-fine-tuned editor of ``concept`` at 256 px and time it next to pix2pix."""
-    from base_gan.checkpoint import load_generator
     from base_gan.complexity import count_params
-    from base_gan.pix2pix import Pix2PixConfig, build_pix2pix
+    from base_gan.models import BaseGAN
+    from base_gan.pix2pix import build_pix2pix
     from factory.export.editor import ExportRequest, export_editor, pix2pix_reference
-    from factory.runtime import benchmark
+    from factory.runtime.latency import benchmark
 
     adapter = args.workspace / "runs" / concept / "generated"
     out = ws.editor(concept)
+    base = BaseGAN.load(base_dir)
     if not (out / "card.json").is_file():
-        req = ExportRequest(concept=concept, base_dir=base_dir, adapter_dir=adapter, adapter_note="generated + fine-tuned",
+        req = ExportRequest(concept=concept, base=base, adapter_dir=adapter, adapter_note="generated + fine-tuned",
                             instruction=find_card(concept).instruction, data_dir=ws.data(concept), out_dir=out,
                             size=256, int8=True, text_cache=ws.text_cache)
         export_editor(req, log=lambda m: None)
@@ -186,10 +181,9 @@ def export_and_time(args, ws: Workspace, base_dir: Path, concept: str) -> dict:
               "pix2pix_fp32": p2p["fp32"], "pix2pix_int8": p2p["int8"]}
     timings = benchmark(models, 256, threads=None, runs=args.latency_runs, warmup=3)
     metrics = json.loads((adapter / "metrics.json").read_text())
-    base, _ = load_generator(base_dir)
     return {"latency_ms_256": {k: round(v["per_image_ms"], 2) for k, v in timings.items()},
             "load_average": [round(v, 2) for v in os.getloadavg()],
-            "params": {"generator": count_params(base), "pix2pix": count_params(build_pix2pix(Pix2PixConfig())),
+            "params": {"generator": count_params(base.model), "pix2pix": count_params(build_pix2pix()),
                        "adapter": metrics["adapter_params"]},
             "adapter_fraction": metrics["adapter_fraction"],
             "bytes": {"adapter_model.safetensors": (adapter / "adapter_model.safetensors").stat().st_size,
@@ -230,13 +224,15 @@ def step_seconds(ws: Workspace, base_dir: Path, concept: str, layout, size: int,
     batch 8) on ``size`` px batches (the concept's pairs resized), after one warm-up step."""
     import torch.nn.functional as F
 
-    from base_gan.finetune import adapted_base, load_base, settings_for, FinetuneOptions
-    from base_gan.lora import lora_parameters
+    from base_gan.models import BaseGAN
     from base_gan.train import Trainer
+    from factory.lora.adapters import lora_parameters
+    from factory.lora.finetune import FinetuneOptions
+    from factory.lora.trials import adapted
 
-    _, meta = load_base(base_dir)
-    model, _ = adapted_base(base_dir, layout, None, seed=0)
-    settings = settings_for(meta, FinetuneOptions(), steps=steps + 1, seconds=None)
+    base = BaseGAN.load(base_dir).require_e2gan()
+    model, _ = adapted(base, layout, None, seed=0)
+    settings = FinetuneOptions().train_settings(base, steps=steps + 1, seconds=None)
     trainer = Trainer(args_tmp(ws) / f"step-{size}", [ws.data(concept)], settings, ws.text_cache, generator=model,
                       trainable=lora_parameters(model))
     real_batch = trainer._batch
@@ -262,7 +258,7 @@ def args_tmp(ws: Workspace) -> Path:
 
 
 def resolution_scaling(args, ws: Workspace, base_dir: Path, concept: str, layout) -> list[dict]:
-    from factory.runtime import Editor
+    from factory.runtime.editor import Editor
 
     editor = Editor(ws.editor(concept) / "editor.onnx")
     editor8 = Editor(ws.editor(concept) / "editor.int8.onnx")
@@ -277,21 +273,24 @@ def resolution_scaling(args, ws: Workspace, base_dir: Path, concept: str, layout
     return rows
 
 
-def weightgen_scaling(args, ws: Workspace, base_dir: Path, wg_dir: Path, dataset, heldout: list[str], wgb) -> list[dict]:
+def weightgen_scaling(args, ws: Workspace, base_dir: Path, wg_dir: Path, dataset, heldout: list[str],
+                      wgb) -> list[dict]:
     """Held-out step-0 PSNR of the generated adapter against the number of training concepts (same
     settings as the shipped generator, equal wall-clock budgets)."""
+    from base_gan.models import read_training
+    from factory.core.configs import from_dict
     from weight_generator.sample import WeightGenerator
-    from weight_generator.train import WeightGenSettings, WeightGenTrainer
+    from weight_generator.train import WeightGenSettings, WeightGenTrainer, is_weightgen
 
-    cfg = json.loads((wg_dir / "config.json").read_text())
+    settings = read_training(wg_dir)["settings"]
     rows = []
     for n in (int(v) for v in args.wg_counts.split(",")):
         n = min(n, len(dataset))
         out = ws.weightgen(f"scaling-{n}")
-        if not (out / "model.safetensors").is_file():
+        if not is_weightgen(out):
             sub = dataset.subset(dataset.concepts[:n])
-            s = WeightGenSettings.from_dict({**cfg["settings"], "steps": 10**9, "seconds": args.wg_seconds,
-                                             "checkpoint_every": 10**6, "seed": args.seed})
+            s = from_dict(WeightGenSettings, {**settings, "steps": 10**9, "seconds": args.wg_seconds,
+                                              "checkpoint_every": 10**6, "seed": args.seed})
             log(f"scaling: weight generator on {n} concepts for {args.wg_seconds:.0f} s")
             tr = WeightGenTrainer(out, sub, s, text_cache=ws.text_cache)
             tr.train()
@@ -299,7 +298,8 @@ def weightgen_scaling(args, ws: Workspace, base_dir: Path, wg_dir: Path, dataset
         gen = WeightGenerator.load(out, text_cache=ws.text_cache)
         psnrs = []
         for c in heldout:
-            folder = gen.sample_to_folder(find_card(c).instruction, args.workspace / "scaling" / f"{n}-{c}", seed=args.seed)
+            folder = gen.sample_to_folder(find_card(c).instruction, args.workspace / "scaling" / f"{n}-{c}",
+                                          seed=args.seed)
             psnrs.append(wgb.adapter_psnr(ws, base_dir, folder, c))
         rows.append({"training_concepts": n, "step0_psnr_mean": round(statistics.mean(psnrs), 3),
                      "per_concept": dict(zip(heldout, [round(p, 3) for p in psnrs]))})
@@ -311,19 +311,6 @@ def _speed(v) -> str:
     if v is None:
         return "not reached"
     return v if isinstance(v, str) else f"{v:.1f}x"
-
-
-def _reach(curve: list[dict], target: float, offset: float) -> float | None:
-    """Seconds (plus ``offset``) at which ``curve`` first reaches ``target`` PSNR, interpolated."""
-    prev = None
-    for p in curve:
-        if p["psnr"] >= target:
-            if prev is None or p["psnr"] == prev["psnr"]:
-                return p["seconds"] + offset
-            f = (target - prev["psnr"]) / (p["psnr"] - prev["psnr"])
-            return prev["seconds"] + f * (p["seconds"] - prev["seconds"]) + offset
-        prev = p
-    return None
 
 
 def markdown(r: dict) -> str:
@@ -342,7 +329,8 @@ def markdown(r: dict) -> str:
     for m in METHODS:
         vals = [x["speedup"][m] for x in ttq]
         nums = [v for v in vals if isinstance(v, (int, float))]
-        med = "at step 0" if all(v == "at step 0" for v in vals) else (f"{statistics.median(nums):.1f}x" if nums else "-")
+        med = ("at step 0" if all(v == "at step 0" for v in vals)
+               else (f"{statistics.median(nums):.1f}x" if nums else "-"))
         if m == "pix2pix":
             cells = [f"budget {x['pix2pix_seconds']:.0f} s -> {x['target_psnr']:.2f} dB" for x in ttq]
             med = "1.0x"
@@ -353,21 +341,26 @@ def markdown(r: dict) -> str:
           "even a random generator's), that method reaches it at once and its ratio only measures its init cost; "
           "the table below uses a target that is hard for every method instead.", "",
           "Wall time to reach our architecture-from-scratch's final PSNR (its budget / that time):", "",
-          "| method | " + " | ".join(x["concept"] for x in ttq) + " |", "| --- | " + " | ".join("---:" for _ in ttq) + " |"]
+          "| method | " + " | ".join(x["concept"] for x in ttq) + " |",
+          "| --- | " + " | ".join("---:" for _ in ttq) + " |"]
     for m in METHODS:
         cells = []
         for x in ttq:
             target, budget = x["curves"]["scratch"][-1]["psnr"], x["curves"]["scratch"][-1]["seconds"]
-            t = _reach(x["curves"][m], target, x["init_seconds"].get(m, 0.0))
-            cells.append("not in its budget" if t is None else (f"{t:.0f} s ({budget / t:.1f}x)" if t > 0 else "at step 0"))
+            hit = time_to_reach(x["curves"][m], target, x["init_seconds"].get(m, 0.0))
+            t = hit["interpolated"] if hit["reached"] else None
+            cells.append("not in its budget" if t is None
+                         else (f"{t:.0f} s ({budget / t:.1f}x)" if t > 0 else "at step 0"))
         L.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
     L += ["", "## 2. Quality against the teacher (held-out photos)", "",
           f"Final PSNR (dB) / SSIM of each method at the end of its budget; LPIPS {r['lpips']}.", "",
-          "| method | " + " | ".join(x["concept"] for x in ttq) + " |", "| --- | " + " | ".join("---:" for _ in ttq) + " |",
+          "| method | " + " | ".join(x["concept"] for x in ttq) + " |",
+          "| --- | " + " | ".join("---:" for _ in ttq) + " |",
           "| identity (source unchanged) | " + " | ".join(f"{x['identity']['psnr']:.2f} / {x['identity']['ssim']:.3f}"
                                                      for x in ttq) + " |"]
     for m in METHODS:
-        L.append(f"| {LABELS[m]} | " + " | ".join(f"{x['curves'][m][-1]['psnr']:.2f} / {x['curves'][m][-1]['ssim']:.3f} "
+        L.append(f"| {LABELS[m]} | " + " | ".join(f"{x['curves'][m][-1]['psnr']:.2f} / "
+                                                  f"{x['curves'][m][-1]['ssim']:.3f} "
                                                   f"({x['curves'][m][-1]['seconds']:.0f} s)" for x in ttq) + " |")
     L.append("| base + generated LoRA at step 0 (no fine-tuning) | "
              + " | ".join(f"{x['curves']['generated'][0]['psnr']:.2f} / {x['curves']['generated'][0]['ssim']:.3f}"
@@ -379,29 +372,36 @@ def markdown(r: dict) -> str:
           f"generator) | about 0.09M, about 1% of the generator (E2GAN) |",
           f"| adapter file (safetensors) | {b['adapter_model.safetensors'] / 1e3:.1f} kB | |",
           f"| editor fp32 / int8 (ONNX) | {b['editor.onnx'] / 1e6:.2f} MB / {b['editor.int8.onnx'] / 1e6:.2f} MB | |",
-          f"| pix2pix fp32 / int8 (ONNX) | {b['pix2pix.onnx'] / 1e6:.2f} MB / {b['pix2pix.int8.onnx'] / 1e6:.2f} MB | |",
+          f"| pix2pix fp32 / int8 (ONNX) | {b['pix2pix.onnx'] / 1e6:.2f} MB / "
+          f"{b['pix2pix.int8.onnx'] / 1e6:.2f} MB | |",
           "", "## 4. Editor latency at 256x256 (onnxruntime, this CPU, batch 1)", "",
           f"1-minute load average when timed: {sz['load_average'][0]}.", "",
           "| model | fp32 ms | int8 ms | published (iPhone 14) |", "| --- | ---: | ---: | --- |",
-          f"| our editor | {sz['latency_ms_256']['editor_fp32']:.1f} | {sz['latency_ms_256']['editor_int8']:.1f} | 15.5 ms (E2GAN) |",
-          f"| pix2pix ResNet-9 | {sz['latency_ms_256']['pix2pix_fp32']:.1f} | {sz['latency_ms_256']['pix2pix_int8']:.1f} | 21.0 ms |",
+          f"| our editor | {sz['latency_ms_256']['editor_fp32']:.1f} | {sz['latency_ms_256']['editor_int8']:.1f} | "
+          "15.5 ms (E2GAN) |",
+          f"| pix2pix ResNet-9 | {sz['latency_ms_256']['pix2pix_fp32']:.1f} | "
+          f"{sz['latency_ms_256']['pix2pix_int8']:.1f} | 21.0 ms |",
           "", "## 5. Weight generation", "",
-          f"{r['weightgen']['seconds_per_adapter']:.3f} s per adapter (one-step sampling, {r['weightgen']['threads']} CPU "
+          f"{r['weightgen']['seconds_per_adapter']:.3f} s per adapter (one-step sampling, "
+          f"{r['weightgen']['threads']} CPU "
           "threads; the paper: 1.19 s on a GPU).", "",
           f"Typical distances between training adapters: nearest-neighbour median "
           f"{r['weightgen']['typical']['train_nearest_median']:.4f}, pairwise median "
           f"{r['weightgen']['typical']['train_pairwise_median']:.4f}.", "",
-          "| held-out concept | nearest training adapter | distance | / typical nearest |", "| --- | --- | ---: | ---: |"]
+          "| held-out concept | nearest training adapter | distance | / typical nearest |",
+          "| --- | --- | ---: | ---: |"]
     typ = r["weightgen"]["typical"]["train_nearest_median"]
     for row in r["weightgen"]["rows"]:
         L.append(f"| {row['candidate']} | {row['nearest_training']} | {row['distance_to_nearest']:.4f} | "
                  f"{row['distance_to_nearest'] / typ:.2f} |")
-    L += ["", "## 6. Scaling", "", "| size px | fine-tune step s (batch 8) | adapter bytes | editor fp32 ms | editor int8 ms |",
+    L += ["", "## 6. Scaling", "",
+          "| size px | fine-tune step s (batch 8) | adapter bytes | editor fp32 ms | editor int8 ms |",
           "| ---: | ---: | ---: | ---: | ---: |"]
     for row in r["scaling"]["resolution"]:
-        L.append(f"| {row['size']} | {row['step_seconds']:.3f} | {row['adapter_bytes']:,} | {row['latency_ms_fp32']:.1f} | "
-                 f"{row['latency_ms_int8']:.1f} |")
-    L += ["", f"Weight generator trained on the first N concepts of the weight dataset ({r['scaling']['wg_seconds']:.0f} s "
+        L.append(f"| {row['size']} | {row['step_seconds']:.3f} | {row['adapter_bytes']:,} | "
+                 f"{row['latency_ms_fp32']:.1f} | {row['latency_ms_int8']:.1f} |")
+    L += ["", "Weight generator trained on the first N concepts of the weight dataset "
+          f"({r['scaling']['wg_seconds']:.0f} s "
           "each, the shipped generator's settings); held-out PSNR of the generated adapter before any fine-tuning:", "",
           "| training concepts | step-0 PSNR (mean, dB) |", "| ---: | ---: |"]
     for row in r["scaling"]["weightgen"]:
@@ -412,7 +412,7 @@ def markdown(r: dict) -> str:
 
 
 def plot_curves(out: Path, row: dict) -> None:
-    from factory.plot import line_chart
+    from factory.core.plot import line_chart
 
     series = {LABELS[m]: ([p["seconds"] for p in row["curves"][m]], [p["psnr"] for p in row["curves"][m]])
               for m in METHODS}
@@ -425,13 +425,14 @@ def main() -> None:
     args = parse_args()
     started = time.perf_counter()
     wgb = bench_module("weightgen")
+    from base_gan.models import config_json, read_training
     from weight_generator.dataset import WeightDataset
 
     base_dir, wg_dir, m = shipped()
-    base_cfg = json.loads((base_dir / "config.json").read_text())
-    args.size = int(base_cfg["generator"]["image_size"])
+    args.size = int(config_json(base_dir)["image_size"])
     dataset = WeightDataset.load(wg_dir)
-    heldout = [c for c in m["heldout"] if c not in dataset.concepts and c not in base_cfg.get("concepts", [])]
+    base_concepts = read_training(base_dir).get("concepts", [])
+    heldout = [c for c in m["heldout"] if c not in dataset.concepts and c not in base_concepts]
     heldout = heldout[: args.concepts]
     if not heldout:
         raise FactoryError("the shipped manifest lists no held-out concepts")
@@ -446,14 +447,16 @@ def main() -> None:
     sizes = export_and_time(args, ws, base_dir, heldout[0])
     log("weight generation")
     weightgen = weight_generation(args, ws, wg_dir, dataset, rows)
-    from base_gan.lora import layout_of_adapter
+    from factory.lora.adapters import layout_of_adapter
 
-    resolution = resolution_scaling(args, ws, base_dir, heldout[0], layout_of_adapter(Path(rows[0]["generated_adapter"])))
+    resolution = resolution_scaling(args, ws, base_dir, heldout[0],
+                                    layout_of_adapter(Path(rows[0]["generated_adapter"])))
     wg_scaling = weightgen_scaling(args, ws, base_dir, wg_dir, dataset, heldout, wgb)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=HERE.parent).stdout.strip()
-    result = {"quick": args.quick, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit,
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, CPU only",
+    result = {"quick": args.quick, "date": datetime.now(UTC).isoformat(timespec="seconds"), "commit": commit,
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
+                         "CPU only",
               "command": "python bench/run_all.py " + " ".join(sys.argv[1:]), "size": args.size,
               "shipped": {"recipe": m["recipe"], "heldout": m["heldout"]},
               "budgets": {k: getattr(args, k) for k in ("p2p_seconds", "scratch_seconds", "lora_seconds", "pairs",

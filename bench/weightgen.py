@@ -2,14 +2,16 @@
 
 On one E2GAN base at 128 px (classic concepts), this
 
-1. picks held-out concepts (seeded random among the classic cards the base was NOT trained on) and
-   training concepts (the rest); synthesizes pairs for all of them;
-2. trains the base on K representative training concepts (k-means on text), or reuses ``--base-from``
-   (refusing a base that saw a held-out concept);
+1. picks held-out concepts (seeded random among the classic cards the base was NOT trained on, or
+   ``--heldout-concepts``) and, with the shipped assets' recipe (``factory pretrain train``:
+   ``factory.pipeline.pretrain``), training concepts (a seeded draw from the rest); pairs for all of them;
+2. trains the base on K representative training concepts (k-means on text; the recipe's base stage),
+   or reuses ``--base-from`` (refusing a base that saw a held-out concept);
 3. fine-tunes one zero-init LoRA per training concept, all with one layout (``--layers``, ``--rank``,
-   one seed, so every adapter shares peft's A init) = ``factory finetune C --init base``;
-4. collects them into a weight dataset and trains both weight-generator variants (per-block 1-D
-   U-Net and joint attention-across-blocks) for the same wall-clock budget;
+   one seed, so every adapter shares peft's A init; the recipe's adapters stage);
+4. collects them into a weight dataset and trains the recipe's weight-generator variant (``--variant``,
+   the recipe's weight-generator stage) and the other variant (per-block 1-D U-Net / joint
+   attention-across-blocks) on the same dataset for the same wall-clock budget;
 5. for every held-out concept (never in the weight dataset, never in the base's training): fine-tunes
    from each initialization, recording held-out PSNR against fine-tuning wall time (evaluation
    excluded; the init's own cost, e.g. sampling, added to the time axis):
@@ -21,7 +23,11 @@ On one E2GAN base at 128 px (classic concepts), this
    distance-to-nearest table (copy check), the block-vs-joint comparison and the sampling time.
 
 Every stage reuses what the workspace already holds and resumes where it stopped (pairs, base
-checkpoints, adapters, weight-generator checkpoints, fine-tune checkpoints and curves).
+checkpoints, adapters, weight-generator checkpoints, fine-tune checkpoints and curves). Stages 1-4
+are ``factory pretrain train``'s own (in the workspace: ``base/pretrain-base/``, ``loras/<concept>/``,
+``weightgen/pretrain-weightgen/`` for ``--variant``, ``weightgen/bench-<other variant>/``); ``--install``
+installs the base and the ``--variant`` weight generator as the shipped assets with that command as
+their recipe.
 
     python bench/weightgen.py                       # full run (see --help for the budgets; ~4.5 h)
     python bench/weightgen.py --smoke               # tiny settings, a few minutes, separate workspace
@@ -34,27 +40,28 @@ import json
 import math
 import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from factory.atomic import atomic_write_json, atomic_write_png, atomic_write_text  # noqa: E402
-from factory.concepts import builtin_cards, find_card  # noqa: E402
-from factory.errors import FactoryError  # noqa: E402
-from factory.workspace import Workspace  # noqa: E402
+from concepts.cards import builtin_cards, find_card
+from factory.core.atomic import atomic_write_json, atomic_write_png, atomic_write_text
+from factory.core.errors import FactoryError
+from factory.core.workspace import Workspace
+from factory.pipeline.pretrain import WEIGHTGEN_NAME, PretrainOptions
+from weight_generator.tokenize import DEFAULT_BLOCK_SIZE
 
 SMOKE = dict(train_concepts=4, heldout=1, pairs=24, size=64, ngf=16, base_concepts=2, base_minutes=0.3, rank=2,
              lora_seconds=6.0, lora_steps=40, wg_minutes=0.3, wg_channels="16,32,32", joint_width=64, joint_depth=2,
              curve_seconds=6.0, eval_every=5, p2p_minutes=0.15, p2p_eval_every=5, sample_steps=1, compare_steps=4,
              workspace=Path("bench/work/weightgen-smoke"), out=Path("bench/results/smoke"))
+VARIANTS = ("block", "joint")
 INITS = ("zero", "retrieval", "average", "generated-block", "generated-joint")
 INIT_LABELS = {"zero": "zero-init LoRA on base (E2GAN)", "retrieval": "retrieval (nearest text)",
                "average": "average adapter", "generated-block": "generated (per-block)",
@@ -66,71 +73,63 @@ def log(msg: str) -> None:
 
 
 # -- 1. concepts and pairs ---------------------------------------------------------------------------
-def choose_concepts(args, base_concepts: list[str] | None) -> tuple[list[str], list[str]]:
-    """(training concepts, held-out concepts): held-out drawn (seeded) from the classic cards the reused
-    base did not see; training concepts a seeded draw from the rest. Same arguments, same choice."""
-    classic = sorted(c.name for c in builtin_cards() if c.teacher.kind == "classic")
-    rng = random.Random(args.seed)
+def choose_heldout(args, base_concepts: list[str] | None) -> list[str]:
+    """Held-out concepts: ``--heldout-concepts``, or a seeded draw of ``--heldout`` classic cards the reused
+    base did not see. Same arguments, same choice."""
     if args.heldout_concepts:
         heldout = sorted(find_card(c).name for c in args.heldout_concepts.split(",") if c.strip())
     else:
+        classic = sorted(c.name for c in builtin_cards() if c.teacher.kind == "classic")
         pool = [c for c in classic if c not in set(base_concepts or [])]
-        heldout = sorted(rng.sample(pool, args.heldout))
+        heldout = sorted(random.Random(args.seed).sample(pool, args.heldout))
     clash = sorted(set(heldout) & set(base_concepts or []))
     if clash:
         raise FactoryError(f"held-out concept(s) {', '.join(clash)} are in the base's training concepts; "
                            "pick others or another base")
-    rest = [c for c in classic if c not in heldout]
-    random.Random(args.seed + 1).shuffle(rest)
-    return sorted(rest[: args.train_concepts]), heldout
+    return heldout
 
 
-def synth_all(ws: Workspace, concepts: list[str], pairs: int, size: int, seed: int) -> None:
-    from factory.photos import default_photos
-    from factory.synth import synthesize
-    from factory.teachers import make_teacher
-
-    photos = default_photos()
-    for name in concepts:
-        card = find_card(name)
-        teacher = make_teacher(card.teacher.kind, card.teacher.params, source=str(card.path))
-        synthesize(ws.data(name), name, card.instruction, teacher, photos, pairs, size, seed)
+def pretrain_options(args, heldout: list[str]) -> PretrainOptions:
+    """The ``factory pretrain train`` recipe these arguments stand for (stages 1-4 run it)."""
+    return PretrainOptions(heldout=",".join(heldout), train_concepts=args.train_concepts, pairs=args.pairs,
+                           size=args.size, ngf=args.ngf, base_concepts=args.base_concepts,
+                           base_minutes=args.base_minutes, batch=args.batch, layers=args.layers, rank=args.rank,
+                           lora_seconds=args.lora_seconds, lora_steps=args.lora_steps, variant=args.variant,
+                           weightgen_minutes=args.wg_minutes, joint_width=args.joint_width,
+                           joint_depth=args.joint_depth, seed=args.seed)
 
 
 # -- 2. base -----------------------------------------------------------------------------------------
 def base_concepts_of(folder: Path) -> list[str] | None:
-    cfg = folder / "config.json"
-    return json.loads(cfg.read_text())["concepts"] if cfg.is_file() else None
+    from base_gan.models import is_model_folder, read_training
+
+    return read_training(folder).get("concepts") if is_model_folder(folder) else None
 
 
-def ensure_base(args, ws: Workspace, train: list[str]) -> tuple[Path, float]:
-    """The base folder (trained here on K representative training concepts unless reused)."""
-    from base_gan.concept_selection import representative_concepts
-    from base_gan.train import Trainer, TrainSettings
-    from factory.text_encoder import TextEncoder
+def reuse_base(ws: Workspace, source: Path) -> Path:
+    """``--base-from``: the base copied into the workspace as the recipe's base (``base/pretrain-base/``), so the
+    recipe's stages use it (a different base already there is refused)."""
+    from base_gan.models import CONFIG, TRAINING, WEIGHTS, is_model_folder
+    from factory.core.files import sha256_file
+    from factory.pipeline.pretrain import BASE_NAME
 
-    if args.base_from:
-        return Path(args.base_from), 0.0
-    out = ws.base("bench-base")
-    if (out / "generator.safetensors").is_file():
-        return out, 0.0
-    texts = [find_card(c).instruction for c in train]
-    emb = TextEncoder.from_name("minilm", cache_dir=ws.text_cache).pooled(texts).numpy()
-    concepts = representative_concepts(train, emb, min(args.base_concepts, len(train)), seed=args.seed)
-    settings = TrainSettings(generator={"arch": "e2gan", "ngf": args.ngf, "image_size": args.size},
-                             steps=10**9, seconds=args.base_minutes * 60, batch=args.batch, seed=args.seed,
-                             decay_from=1.0, checkpoint_every=500)
-    trainer = Trainer(out, [ws.data(c) for c in concepts], settings, text_cache=ws.text_cache)
-    trainer.resume()
-    log(f"base: training on {', '.join(concepts)} for {args.base_minutes} min (from step {trainer.state.step})")
-    trainer.train()
-    trainer.save_final({"concepts": concepts, "instructions": trainer.data.instructions, "text_encoder": "minilm"})
-    return out, trainer.state.seconds
+    source, dest = Path(source), ws.base(BASE_NAME)
+    if not is_model_folder(source):
+        raise FactoryError(f"--base-from {source}: not a trained base (a diffusers model folder)")
+    if is_model_folder(dest):
+        if sha256_file(dest / WEIGHTS) != sha256_file(source / WEIGHTS):
+            raise FactoryError(f"{dest} already holds another base than --base-from {source}; use a fresh --workspace")
+        return dest
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in (TRAINING, WEIGHTS, CONFIG):  # config.json last: it marks the folder complete
+        if (source / name).is_file():
+            shutil.copyfile(source / name, dest / name)
+    return dest
 
 
 # -- 3. training adapters ----------------------------------------------------------------------------
 def lora_options(args, init: str, seconds: float, steps: int, eval_every: int):
-    from base_gan.finetune import FinetuneOptions
+    from factory.lora.finetune import FinetuneOptions
 
     explicit = init == "base"
     return FinetuneOptions(init=init, layers=args.layers if explicit else None, rank=args.rank if explicit else None,
@@ -138,45 +137,81 @@ def lora_options(args, init: str, seconds: float, steps: int, eval_every: int):
                            checkpoint_every=200, seed=args.seed)
 
 
-def ensure_adapters(args, ws: Workspace, base_dir: Path, train: list[str]) -> list[float]:
-    from base_gan.finetune import finetune
-
-    times = []
-    for i, c in enumerate(train):
-        if (ws.lora(c) / "metrics.json").is_file():
-            continue
-        log(f"adapter {i + 1}/{len(train)}: {c}")
-        m = finetune(ws, c, base_dir, lora_options(args, "base", args.lora_seconds, args.lora_steps,
-                                                   eval_every=args.lora_steps), quiet=True, log=log)
-        times.append(m["training"]["seconds"])
-    return times
-
-
 # -- 4. weight generators ----------------------------------------------------------------------------
-def ensure_weightgen(args, ws: Workspace, dataset, variant: str) -> dict:
-    from weight_generator.train import WeightGenSettings, WeightGenTrainer
+def wg_folder(args, ws: Workspace, variant: str) -> Path:
+    """The recipe's weight generator (``--variant``) or the other variant's, trained here for the comparison."""
+    return ws.weightgen(WEIGHTGEN_NAME) if variant == args.variant else ws.weightgen(f"bench-{variant}")
 
-    out = ws.weightgen(f"bench-{variant}")
-    dataset.save(out)
-    channels = tuple(int(c) for c in args.wg_channels.split(","))
-    settings = WeightGenSettings(variant=variant, block_size=args.block_size, channels=channels,
-                                 width=args.joint_width, depth=args.joint_depth, steps=10**9,
-                                 seconds=args.wg_minutes * 60, seed=args.seed, checkpoint_every=500)
-    trainer = WeightGenTrainer(out, dataset, settings, text_cache=ws.text_cache)
-    if trainer.resume():
-        log(f"weightgen {variant}: resuming from step {trainer.state.step}")
-    first = trainer.eval_loss()
-    trainer.train()
-    trainer.save_final()
-    params = sum(p.numel() for p in trainer.model.parameters())
-    info = {"variant": variant, "steps": trainer.state.step, "seconds": round(trainer.state.seconds, 1),
-            "epochs": round(trainer.state.step / trainer.steps_per_epoch, 1), "params": params,
-            "eval_loss_now": trainer.eval_loss(), "eval_loss_at_resume": first, "folder": str(out),
-            "n_blocks": trainer.tokenizer.n_blocks, "block_size": args.block_size,
-            "settings": settings.to_dict()}
+
+def _loss_before(ws: Workspace, folder: Path):
+    """The eval loss a weight-generator run starts (or resumes) from: its newest checkpoint's; "done" when it is
+    finished (its final loss), "fresh" when it starts now (its seeded initial denoiser's)."""
+    from factory.core.configs import from_dict
+    from factory.core.training_loop import latest_checkpoint
+    from weight_generator.dataset import WeightDataset
+    from weight_generator.train import WeightGenSettings, WeightGenTrainer, is_weightgen
+
+    if is_weightgen(folder):
+        return "done"
+    ckpt = latest_checkpoint(folder)
+    if ckpt is None:
+        return "fresh"
+    settings = from_dict(WeightGenSettings, json.loads((ckpt / "state.json").read_text())["settings"])
+    trainer = WeightGenTrainer(folder, WeightDataset.load(folder), settings, text_cache=ws.text_cache)
+    trainer.resume()
+    return trainer.eval_loss()
+
+
+def _weightgen_info(ws: Workspace, folder: Path, variant: str, first) -> dict:
+    """What a trained weight generator is (from its folder): steps, epochs, size, eval loss now and at the start."""
+    from base_gan.models import load_model, read_training
+    from factory.core.configs import from_dict, to_dict
+    from weight_generator.dataset import WeightDataset
+    from weight_generator.train import DENOISER_DIR, DENOISERS, WeightGenSettings, WeightGenTrainer
+
+    training = read_training(folder)
+    if training.get("variant") != variant:
+        raise FactoryError(f"{folder} holds a {training.get('variant')} weight generator, not {variant}; "
+                           "use another --workspace (or that --variant)")
+    settings = from_dict(WeightGenSettings, training["settings"])
+    trainer = WeightGenTrainer(folder, WeightDataset.load(folder), settings, text_cache=ws.text_cache)
+    if first == "fresh":
+        first = trainer.eval_loss()  # the seeded initial denoiser: where this run started
+    trainer.model, trainer.ema = load_model(folder / DENOISER_DIR, tuple(DENOISERS.values())), None
+    now = trainer.eval_loss()
+    steps = training["steps_done"]
+    info = {"variant": variant, "steps": steps, "seconds": training["seconds"],
+            "epochs": round(steps / trainer.steps_per_epoch, 1),
+            "params": sum(p.numel() for p in trainer.model.parameters()),
+            "eval_loss_now": now, "eval_loss_at_resume": now if first == "done" else first, "folder": str(folder),
+            "n_blocks": trainer.tokenizer.n_blocks, "block_size": settings.block_size, "settings": to_dict(settings)}
     log(f"weightgen {variant}: {info['steps']} steps ({info['epochs']} epochs) in {info['seconds']} s, "
         f"eval loss {info['eval_loss_now']:.4f}")
     return info
+
+
+def ensure_weightgens(args, ws: Workspace, opts: PretrainOptions, train: list[str]) -> dict[str, dict]:
+    """The recipe's weight-generator stage (dataset + ``--variant``), then the other variant on the same dataset
+    with the same budget (each skipped when finished, resumed from its checkpoints otherwise)."""
+    from factory.core.training_loop import latest_checkpoint
+    from factory.pipeline.pretrain import weightgen_stage
+    from factory.pipeline.steps import train_weightgen
+    from weight_generator.dataset import WeightDataset
+    from weight_generator.train import is_weightgen
+
+    first = {v: _loss_before(ws, wg_folder(args, ws, v)) for v in VARIANTS}
+    weightgen_stage(ws, opts, train, log)
+    other = next(v for v in VARIANTS if v != opts.variant)
+    out = wg_folder(args, ws, other)
+    if not is_weightgen(out):
+        WeightDataset.load(ws.weightgen(WEIGHTGEN_NAME)).save(out)
+        log(f"weight generator: {other} on {len(train)} adapters for {opts.weightgen_minutes} min (comparison)")
+        train_weightgen(workspace=ws, name=out.name, resume=latest_checkpoint(out) is not None, seed=opts.seed,
+                        log=log, variant=other, block_size=args.block_size,
+                        channels=tuple(int(c) for c in args.wg_channels.split(",")), width=opts.joint_width,
+                        depth=opts.joint_depth, steps=10**9, seconds=opts.weightgen_minutes * 60,
+                        checkpoint_every=500)
+    return {v: _weightgen_info(ws, wg_folder(args, ws, v), v, first[v]) for v in VARIANTS}
 
 
 # -- 5. held-out fine-tunes --------------------------------------------------------------------------
@@ -194,8 +229,8 @@ def prepare_inits(args, ws: Workspace, dataset, concept: str, run_dir: Path) -> 
     t0 = time.perf_counter()
     folder = save_vector_adapter(average_adapter(dataset), dataset, run_dir / "init-average")
     inits["average"] = {"init": str(folder), "seconds": time.perf_counter() - t0}
-    for variant in ("block", "joint"):
-        gen = WeightGenerator.load(ws.weightgen(f"bench-{variant}"), text_cache=ws.text_cache)
+    for variant in VARIANTS:
+        gen = WeightGenerator.load(wg_folder(args, ws, variant), text_cache=ws.text_cache)
         gen.encode_texts([text])  # text encoding is cached; time the generation itself
         t0 = time.perf_counter()
         folder = gen.sample_to_folder(text, run_dir / f"init-generated-{variant}", steps=args.sample_steps,
@@ -206,15 +241,13 @@ def prepare_inits(args, ws: Workspace, dataset, concept: str, run_dir: Path) -> 
 
 def adapter_psnr(ws: Workspace, base_dir: Path, adapter: Path, concept: str) -> float:
     """Held-out (test split) PSNR of the base with ``adapter`` loaded, before any fine-tuning."""
-    from base_gan.checkpoint import load_generator
-    from base_gan.finetune import HeldOut
-    from base_gan.lora import load_adapter
-    from factory.evaluate import text_conditioned
+    from base_gan.models import load_model
+    from factory.evaluation.heldout import HeldOutPairs, text_conditioned
+    from factory.lora.adapters import load_adapter
 
-    base, meta = load_generator(base_dir)
-    model = load_adapter(base, adapter).eval()
-    edit = text_conditioned(model, meta, find_card(concept).instruction, ws.text_cache)
-    return HeldOut(ws.data(concept), "test").score(edit, model)["psnr"]
+    model = load_adapter(load_model(base_dir), adapter).eval()
+    edit = text_conditioned(model, find_card(concept).instruction, ws.text_cache)
+    return HeldOutPairs(ws.data(concept), "test").score(edit, model)["psnr"]
 
 
 def steps_check(args, ws: Workspace, base_dir: Path, concept: str, run_dir: Path) -> list[dict]:
@@ -223,8 +256,8 @@ def steps_check(args, ws: Workspace, base_dir: Path, concept: str, run_dir: Path
 
     text = find_card(concept).instruction
     rows = []
-    for variant in ("block", "joint"):
-        gen = WeightGenerator.load(ws.weightgen(f"bench-{variant}"), text_cache=ws.text_cache)
+    for variant in VARIANTS:
+        gen = WeightGenerator.load(wg_folder(args, ws, variant), text_cache=ws.text_cache)
         gen.encode_texts([text])
         for steps in sorted({args.sample_steps, args.compare_steps}):
             t0 = time.perf_counter()
@@ -236,32 +269,37 @@ def steps_check(args, ws: Workspace, base_dir: Path, concept: str, run_dir: Path
 
 
 def curve_run(args, ws: Workspace, base_dir: Path, concept: str, init: str, out_dir: Path) -> list[dict]:
-    from base_gan.finetune import finetune, read_curve
+    from factory.evaluation.curves import read_curve
+    from factory.pipeline.steps import finetune
 
     if not (out_dir / "metrics.json").is_file():
-        finetune(ws, concept, base_dir, lora_options(args, init, args.curve_seconds, 10**6, args.eval_every),
-                 out_dir=out_dir, quiet=True, log=log)
+        finetune(concept, workspace=ws, base=base_dir,
+                 options=lora_options(args, init, args.curve_seconds, 10**6, args.eval_every), out_dir=out_dir,
+                 quiet=True, log=log)
     return read_curve(out_dir / "curve.csv")
 
 
 def pix2pix_run(args, ws: Workspace, base_dir: Path, concept: str, out_dir: Path) -> list[dict]:
     """pix2pix from scratch on the concept's train split for its budget, with the held-out PSNR curve."""
-    from base_gan.finetune import HeldOut, finetune, read_curve, write_curve
     from base_gan.train import Trainer, TrainSettings
+    from factory.evaluation.curves import read_curve, write_curve
+    from factory.evaluation.heldout import HeldOutPairs
+    from factory.pipeline.steps import finetune
 
     done = out_dir / "done.json"
     if done.is_file():
         return read_curve(out_dir / "curve.csv")
     if args.p2p_arch == "e2gan":
-        finetune(ws, concept, base_dir, lora_options(args, "scratch", args.p2p_minutes * 60, 10**6,
-                                                     args.p2p_eval_every), out_dir=out_dir, quiet=True, log=log)
+        finetune(concept, workspace=ws, base=base_dir,
+                 options=lora_options(args, "scratch", args.p2p_minutes * 60, 10**6, args.p2p_eval_every),
+                 out_dir=out_dir, quiet=True, log=log)
         atomic_write_json(done, {"arch": "e2gan (scratch)"})
         return read_curve(out_dir / "curve.csv")
     settings = TrainSettings(generator={"arch": "pix2pix", "image_size": args.size}, disc_nf=64, steps=10**9,
                              seconds=args.p2p_minutes * 60, batch=args.p2p_batch, seed=args.seed, decay_from=1.0,
                              checkpoint_every=200)
     trainer = Trainer(out_dir, [ws.data(concept)], settings, text_cache=ws.text_cache)
-    test = HeldOut(ws.data(concept), "test")
+    test = HeldOutPairs(ws.data(concept), "test")
     curve = []
     if trainer.resume():
         curve = [r for r in read_curve(out_dir / "curve.csv") if r["step"] <= trainer.state.step]
@@ -278,22 +316,6 @@ def pix2pix_run(args, ws: Workspace, base_dir: Path, concept: str, out_dir: Path
     write_curve(out_dir / "curve.csv", curve)
     atomic_write_json(done, {"arch": "pix2pix ResNet-9", "steps": state.step, "seconds": state.seconds})
     return curve
-
-
-def time_to_reach(curve: list[dict], target: float, offset: float) -> dict:
-    """When a curve (seconds shifted by ``offset``) first reaches ``target`` PSNR: the first evaluation at
-    or above it (an upper bound) and the linear interpolation with the evaluation before it."""
-    prev = None
-    for r in curve:
-        t = r["seconds"] + offset
-        if r["psnr"] >= target:
-            interp = t
-            if prev is not None and r["psnr"] > prev[1]:
-                interp = prev[0] + (target - prev[1]) / (r["psnr"] - prev[1]) * (t - prev[0])
-            return {"reached": True, "by_evaluation": round(t, 2), "interpolated": round(interp, 2), "step": r["step"],
-                    "at_step_0": r["step"] == 0}
-        prev = (t, r["psnr"])
-    return {"reached": False, "budget": round(curve[-1]["seconds"] + offset, 2) if curve else None}
 
 
 # -- 6. report ---------------------------------------------------------------------------------------
@@ -352,7 +374,8 @@ def markdown(r: dict) -> str:
          f"- weight dataset: {len(r['train_concepts'])} training concepts, adapters of "
          f"{r['dataset']['numel']} values ({r['dataset']['layout']}), {r['dataset']['n_blocks']} blocks of "
          f"{r['args']['block_size']}",
-         f"- held-out concepts (not in the weight dataset, not in the base's training): {', '.join(r['heldout_concepts'])}",
+         "- held-out concepts (not in the weight dataset, not in the base's training): "
+         f"{', '.join(r['heldout_concepts'])}",
          f"- budgets: training adapters {r['args']['lora_seconds']} s each; held-out fine-tunes "
          f"{r['args']['curve_seconds']} s per init; pix2pix ({r['args']['p2p_arch']}) {r['args']['p2p_minutes']} min; "
          f"weight generators {r['args']['wg_minutes']} min each", ""]
@@ -368,8 +391,8 @@ def markdown(r: dict) -> str:
                  + f" | {h['curves']['pix2pix'][-1]['psnr']:.2f} |")
     L.append("| **mean** | | " + " | ".join(f"**{s['step0_psnr_mean'][n]:.2f}**" for n in INITS)
              + f" | **{s['final_psnr_mean']['pix2pix']:.2f}** |")
-    L += ["", f"## Wall time to reach pix2pix's final quality (s; init cost included; interpolated, (by the first "
-          f"evaluation at or above it)); speed-up = pix2pix's training time / that time", "",
+    L += ["", "## Wall time to reach pix2pix's final quality (s; init cost included; interpolated, (by the first "
+          "evaluation at or above it)); speed-up = pix2pix's training time / that time", "",
           "| concept | pix2pix target PSNR | pix2pix seconds | " + " | ".join(INIT_LABELS[n] for n in INITS) + " |",
           "| --- | ---: | ---: | " + " | ".join("---" for _ in INITS) + " |"]
     for h in r["heldout"]:
@@ -378,10 +401,11 @@ def markdown(r: dict) -> str:
             t = h["time_to_reach"][n]
             sp = h["speedup"][n]
             cells.append(_fmt_time(t) + (f", {sp:.1f}x" if sp is not None else ""))
-        L.append(f"| {h['concept']} | {h['target_psnr']:.2f} | {h['pix2pix_seconds']:.0f} | " + " | ".join(cells) + " |")
+        L.append(f"| {h['concept']} | {h['target_psnr']:.2f} | {h['pix2pix_seconds']:.0f} | "
+                 + " | ".join(cells) + " |")
     L.append("| **median speed-up (reached)** | | | " + " | ".join(
-        f"**{_fmt_speed(s['speedup_median'][n])}** ({s['reached'][n]})" if s['speedup_median'][n] else f"- ({s['reached'][n]})"
-        for n in INITS) + " |")
+        f"**{_fmt_speed(s['speedup_median'][n])}** ({s['reached'][n]})" if s['speedup_median'][n]
+        else f"- ({s['reached'][n]})" for n in INITS) + " |")
     easy = [h["concept"] for h in r["heldout"] if h["time_to_reach"]["zero"].get("at_step_0")]
     if easy:
         L += ["", f"Note: for {', '.join(easy)} pix2pix's final quality is below the base's zero-shot quality "
@@ -397,18 +421,21 @@ def markdown(r: dict) -> str:
         for n in INITS:
             t, sp = h["time_to_reach_e2gan"][n], h["speedup_vs_e2gan"][n]
             cells.append(_fmt_time(t) + (f", {sp:.2f}x" if sp is not None else ""))
-        L.append(f"| {h['concept']} | {h['e2gan_target_psnr']:.2f} | {h['e2gan_seconds']:.0f} | " + " | ".join(cells) + " |")
+        L.append(f"| {h['concept']} | {h['e2gan_target_psnr']:.2f} | {h['e2gan_seconds']:.0f} | "
+                 + " | ".join(cells) + " |")
     L.append("| **median speed-up (reached)** | | | " + " | ".join(
         f"**{s['speedup_vs_e2gan_median'][n]}x** ({s['reached_e2gan'][n]})" if s['speedup_vs_e2gan_median'][n]
         else f"- ({s['reached_e2gan'][n]})" for n in INITS) + " |")
     L += ["", "## Final held-out PSNR after the fine-tune budget (dB, mean over held-out concepts)", "",
           "| " + " | ".join(INIT_LABELS[n] for n in INITS) + " | pix2pix |",
           "| " + " | ".join("---:" for _ in INITS) + " | ---: |",
-          "| " + " | ".join(f"{s['final_psnr_mean'][n]:.2f}" for n in INITS) + f" | {s['final_psnr_mean']['pix2pix']:.2f} |"]
+          "| " + " | ".join(f"{s['final_psnr_mean'][n]:.2f}" for n in INITS)
+          + f" | {s['final_psnr_mean']['pix2pix']:.2f} |"]
     L += ["", "## Copy check: distance to the nearest training adapter", "",
           "RMS difference in normalized units (each tensor divided by its dataset scale). Typical distances "
           f"between training adapters: nearest-neighbour median {r['typical']['train_nearest_median']:.4f} "
-          f"(min {r['typical']['train_nearest_min']:.4f}), pairwise median {r['typical']['train_pairwise_median']:.4f}, "
+          f"(min {r['typical']['train_nearest_min']:.4f}), pairwise median "
+          f"{r['typical']['train_pairwise_median']:.4f}, "
           f"to the average adapter median {r['typical']['train_to_average_median']:.4f}. 'own' = the held-out "
           "concept's own adapter (zero-init fine-tune at the end of its budget).", "",
           "| concept | candidate | nearest training adapter | distance | / typical | to average | to own adapter |",
@@ -425,14 +452,16 @@ def markdown(r: dict) -> str:
     for v in ("block", "joint"):
         L.append(f"| {v} | {vc['step0_psnr_mean'][v]:.3f} | {vc['final_psnr_mean'][v]:.3f} | "
                  f"{vc['distance_to_own_adapter_mean'][v]:.4f} |")
-    L += ["", f"Better: **{vc['better']}**.", "", "## Sampling time per adapter (this CPU; the paper: 1.19 s on a GPU)", "",
+    L += ["", f"Better: **{vc['better']}**.", "",
+          "## Sampling time per adapter (this CPU; the paper: 1.19 s on a GPU)", "",
           "| variant | DDIM steps | seconds per adapter (median) | min | max | runs |",
           "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for row in r["sampling"]:
         L.append(f"| {row['variant']} | {row['steps']} | {row['seconds']:.3f} | {row['min']:.3f} | {row['max']:.3f} | "
                  f"{row['runs']} |")
     L += ["", "Generated adapter at step 0 by DDIM steps (held-out PSNR, dB; sampling seconds of that one run):", "",
-          "| concept | " + " | ".join(f"{row['variant']} {row['steps']} step(s)" for row in r["heldout"][0]["generated_by_steps"]) + " |",
+          "| concept | " + " | ".join(f"{row['variant']} {row['steps']} step(s)"
+                                     for row in r["heldout"][0]["generated_by_steps"]) + " |",
           "| --- | " + " | ".join("---:" for _ in r["heldout"][0]["generated_by_steps"]) + " |"]
     for h in r["heldout"]:
         L.append(f"| {h['concept']} | " + " | ".join(f"{row['psnr']:.2f} ({row['seconds']:.2f} s)"
@@ -444,7 +473,7 @@ def markdown(r: dict) -> str:
 
 def plot(out: Path, h: dict) -> None:
     try:
-        from factory.plot import line_chart
+        from factory.core.plot import line_chart
     except ImportError:
         return
     series = {INIT_LABELS[n]: ([p["seconds"] + h["init_seconds"].get(n, 0.0) for p in h["curves"][n]],
@@ -460,8 +489,8 @@ def sampling_times(args, ws: Workspace, texts: list[str], repeats: int = 3) -> l
     from weight_generator.sample import WeightGenerator
 
     rows = []
-    for variant in ("block", "joint"):
-        gen = WeightGenerator.load(ws.weightgen(f"bench-{variant}"), text_cache=ws.text_cache)
+    for variant in VARIANTS:
+        gen = WeightGenerator.load(wg_folder(args, ws, variant), text_cache=ws.text_cache)
         gen.encode_texts(texts)
         for steps in sorted({args.sample_steps, args.compare_steps}):
             gen.sample_blocks(texts[:1], steps=steps, seed=args.seed)
@@ -481,8 +510,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="tiny settings (a few minutes) in a separate workspace")
     ap.add_argument("--install", action="store_true",
-                    help="afterwards, install the base and the better weight generator as the package's shipped "
-                         "pretrained assets (factory/pretrained/; the recipe recorded is this command)")
+                    help="afterwards, install the base and the --variant weight generator as the package's shipped "
+                         "pretrained assets (factory/pretrained/; the recipe recorded is the equivalent "
+                         "`factory pretrain train` command)")
     ap.add_argument("--workspace", type=Path, default=Path("bench/work/weightgen"))
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     ap.add_argument("--seed", type=int, default=0)
@@ -491,7 +521,8 @@ def main() -> None:
     ap.add_argument("--train-concepts", type=int, default=30, help="concepts in the weight dataset")
     ap.add_argument("--heldout", type=int, default=5, help="held-out concepts (seeded random)")
     ap.add_argument("--heldout-concepts", help="comma-separated held-out concepts instead of a random pick")
-    ap.add_argument("--base-from", help="reuse this base folder (must not have seen a held-out concept)")
+    ap.add_argument("--base-from", help="reuse this base folder (must not have seen a held-out concept; copied into "
+                                        "the workspace as the recipe's base)")
     ap.add_argument("--base-concepts", type=int, default=8, help="K representative concepts to train the base on")
     ap.add_argument("--base-minutes", type=float, default=20.0)
     ap.add_argument("--ngf", type=int, default=32)
@@ -500,9 +531,14 @@ def main() -> None:
     ap.add_argument("--rank", type=int, default=4)
     ap.add_argument("--lora-seconds", type=float, default=120.0, help="training budget of each dataset adapter")
     ap.add_argument("--lora-steps", type=int, default=2000, help="step cap of each dataset adapter")
-    ap.add_argument("--block-size", type=int, default=256)
+    ap.add_argument("--variant", choices=VARIANTS, default=PretrainOptions.variant,
+                    help="the weight-generator variant of the recipe (the one --install installs); the other is "
+                         "trained on the same dataset for the comparison")
+    ap.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_SIZE,
+                    help="weight block size (the recipe's stage uses the default; other values are refused)")
     ap.add_argument("--wg-minutes", type=float, default=10.0, help="training budget of EACH weight-generator variant")
-    ap.add_argument("--wg-channels", default="32,64,64", help="per-block U-Net widths")
+    ap.add_argument("--wg-channels", default="32,64,64",
+                    help="per-block U-Net widths (of the comparison variant; the recipe's stage uses the default)")
     ap.add_argument("--joint-width", type=int, default=128)
     ap.add_argument("--joint-depth", type=int, default=4)
     ap.add_argument("--sample-steps", type=int, default=1, help="DDIM steps of the generated inits (1 = one-step x0)")
@@ -518,24 +554,39 @@ def main() -> None:
         for k, v in SMOKE.items():
             if getattr(args, k) == ap.get_default(k):
                 setattr(args, k, v)
+    if args.block_size != DEFAULT_BLOCK_SIZE:
+        ap.error(f"--block-size {args.block_size}: the pretrain recipe's weight generator uses blocks of "
+                 f"{DEFAULT_BLOCK_SIZE}, and both variants must share one")
+    if args.variant == "block" and args.wg_channels != ap.get_default("wg_channels"):
+        ap.error("--wg-channels: the pretrain recipe trains --variant block with the default widths")
+    if args.install and args.base_from:
+        ap.error("--install records the `factory pretrain train` command as the recipe, which does not make "
+                 "a --base-from base")
 
-    from base_gan.finetune import HeldOut
+    from base_gan.models import read_training
+    from factory.data.card_pairs import ensure_pairs
+    from factory.evaluation.curves import time_to_reach
+    from factory.evaluation.heldout import HeldOutPairs
+    from factory.pipeline.pretrain import adapters_stage, choose_concepts, train_base_stage
     from weight_generator.baselines import distance_table
-    from weight_generator.dataset import collect_workspace
-    from weight_generator.tokenize import flatten, read_adapter
+    from weight_generator.dataset import WeightDataset
+    from weight_generator.tokenize import WeightTokenizer, flatten, read_adapter
 
     started = time.perf_counter()
     ws = Workspace(args.workspace)
     phases: dict[str, float] = {}
     base_known = base_concepts_of(Path(args.base_from)) if args.base_from else None
-    train, heldout = choose_concepts(args, base_known)
+    opts = pretrain_options(args, choose_heldout(args, base_known))
+    train, heldout = choose_concepts(opts)
     log(f"held out: {', '.join(heldout)}; weight dataset: {len(train)} concepts")
     t0 = time.perf_counter()
-    synth_all(ws, train + heldout, args.pairs, args.size, args.seed)
+    ensure_pairs(ws, train + heldout, opts.pairs, opts.size, opts.seed, log)
     phases["synth"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    base_dir, _ = ensure_base(args, ws, train)
+    if args.base_from:
+        reuse_base(ws, Path(args.base_from))
+    base_dir = train_base_stage(ws, opts, train, log)
     base_seen = base_concepts_of(base_dir) or []
     if set(base_seen) & set(heldout):
         raise FactoryError(f"{base_dir} was trained on held-out concept(s) {sorted(set(base_seen) & set(heldout))}; "
@@ -543,16 +594,14 @@ def main() -> None:
     phases["base"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    ensure_adapters(args, ws, base_dir, train)
+    adapters_stage(ws, opts, train, log)
     phases["adapters"] = time.perf_counter() - t0
-    dataset = collect_workspace(ws, concepts=train)
     t0 = time.perf_counter()
-    wg = {v: ensure_weightgen(args, ws, dataset, v) for v in ("block", "joint")}
+    wg = ensure_weightgens(args, ws, opts, train)
     phases["weightgen"] = time.perf_counter() - t0
+    dataset = WeightDataset.load(ws.weightgen(WEIGHTGEN_NAME))
 
-    from weight_generator.tokenize import WeightTokenizer
-
-    scale = WeightTokenizer.load(ws.weightgen("bench-block")).scale_vector()
+    scale = WeightTokenizer.load(wg_folder(args, ws, "block")).scale_vector()
     t0 = time.perf_counter()
     rows = []
     for c in heldout:
@@ -571,7 +620,8 @@ def main() -> None:
         e2gan_target, e2gan_seconds = curves["zero"][-1]["psnr"], curves["zero"][-1]["seconds"]
         reach_e2gan = {n: time_to_reach(curves[n], e2gan_target, inits[n]["seconds"]) for n in INITS}
         speed_e2gan = {n: (e2gan_seconds / reach_e2gan[n]["interpolated"]
-                           if reach_e2gan[n]["reached"] and reach_e2gan[n]["interpolated"] > 0 else None) for n in INITS}
+                           if reach_e2gan[n]["reached"] and reach_e2gan[n]["interpolated"] > 0 else None)
+                       for n in INITS}
         speed = {n: (p2p_seconds / reach[n]["interpolated"] if reach[n]["reached"] and reach[n]["interpolated"] > 0
                      else None) for n in INITS}
         own_tensors, _ = read_adapter(run_dir / "zero")
@@ -582,18 +632,15 @@ def main() -> None:
             cands[n] = flatten(t, dataset.layout).to(torch.float32)
         cands["own (zero-init fine-tuned)"] = own
         table = distance_table(cands, dataset, scale, reference=own)
-        identity = HeldOut(ws.data(c), "test")
-        from factory.metrics import quality
-
-        id_psnr = float(quality(identity.source, identity.target)["psnr"].mean())
+        id_psnr = HeldOutPairs(ws.data(c), "test").identity()["psnr"]
         h = {"concept": c, "instruction": find_card(c).instruction, "identity_psnr": id_psnr,
              "retrieved": inits["retrieval"]["retrieved"], "similarity": inits["retrieval"]["similarity"],
              "init_seconds": {n: round(inits[n]["seconds"], 3) for n in INITS},
              "curves": curves, "target_psnr": target, "pix2pix_seconds": p2p_seconds,
              "pix2pix_first_reached_own_final": time_to_reach(curves["pix2pix"], target, 0.0),
              "time_to_reach": reach, "speedup": speed, "e2gan_target_psnr": e2gan_target,
-             "e2gan_seconds": e2gan_seconds, "time_to_reach_e2gan": reach_e2gan, "speedup_vs_e2gan": speed_e2gan, "generated_by_steps": by_steps,
-             "distances": {row["candidate"]: row for row in table["rows"]}}
+             "e2gan_seconds": e2gan_seconds, "time_to_reach_e2gan": reach_e2gan, "speedup_vs_e2gan": speed_e2gan,
+             "generated_by_steps": by_steps, "distances": {row["candidate"]: row for row in table["rows"]}}
         rows.append(h)
         plot(args.out / "weightgen", h)
     phases["heldout"] = time.perf_counter() - t0
@@ -602,12 +649,14 @@ def main() -> None:
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     results = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"), "commit": commit,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, CPU",
         "command": "python bench/weightgen.py " + " ".join(sys.argv[1:]),
+        "recipe": opts.command(),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "size": args.size, "train_concepts": train, "heldout_concepts": heldout,
-        "base": {"folder": str(base_dir), "concepts": base_seen},
+        "base": {"folder": str(base_dir), "concepts": base_seen,
+                 **({"reused": str(args.base_from)} if args.base_from else {})},
         "dataset": {"numel": dataset.layout.numel, "n_blocks": wg["block"]["n_blocks"],
                     "layout": f"{args.layers} @ rank {args.rank}", "fingerprint": dataset.fingerprint()},
         "weightgen": wg, "heldout": rows, "typical": typical, "sampling": sampling,
@@ -625,13 +674,19 @@ def main() -> None:
     print(markdown(results))
     log(f"done in {results['total_seconds']:.0f} s -> {args.out / 'weightgen.md'}")
     if args.install:
-        from factory.pretrained import PRETRAINED_DIR, install
+        from factory.pipeline.assets import PRETRAINED_DIR, install
 
         better = results["summary"]["variant_comparison"]["better"]
-        m = install(base_dir, ws.weightgen(f"bench-{better}"), results["command"], heldout, PRETRAINED_DIR,
+        if better != opts.variant:
+            log(f"note: the {better} variant did better at step 0 here; installing the recipe's {opts.variant} "
+                f"variant (rerun with --variant {better} in a fresh --workspace to install that one)")
+        folder = wg_folder(args, ws, opts.variant)
+        if read_training(folder).get("variant") != opts.variant:
+            raise FactoryError(f"{folder} is not a {opts.variant} weight generator")
+        m = install(base_dir, folder, opts.command(), heldout, PRETRAINED_DIR,
                     extra={"benchmark": str(args.out / "weightgen.md"), "commit": commit})
-        log(f"installed the base and the {better} weight generator as the shipped pretrained assets "
-            f"({m['total_bytes'] / 1e6:.1f} MB) -> {PRETRAINED_DIR}")
+        log(f"installed the base and the {opts.variant} weight generator as the shipped pretrained assets "
+            f"({m['total_bytes'] / 1e6:.1f} MB) -> {PRETRAINED_DIR}; recipe: {opts.command()}")
 
 
 if __name__ == "__main__":

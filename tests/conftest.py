@@ -22,12 +22,16 @@ def workspace(tmp_path: Path) -> Path:
     return ws
 
 
-def run_factory(workspace: Path, *args: str, check: bool = True, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+def run_factory(
+    workspace: Path, *args: str, check: bool = True, timeout: float = 300, **kw
+) -> subprocess.CompletedProcess:
     """Run ``factory --workspace WS ARGS...`` in a subprocess, exactly as a user would."""
     cmd = [sys.executable, "-m", "factory", "--workspace", str(workspace), *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
     return proc
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from factory.atomic import atomic_save_file, sweep_temp_files
+from factory.core.atomic import atomic_save_file, sweep_temp_files
 
 
 def test_files_get_the_permissions_open_would_give(tmp_path: Path) -> None:
-    code = (f"from pathlib import Path; from factory.atomic import atomic_write_bytes, atomic_save_file; "
+    code = (f"from pathlib import Path; from factory.core.atomic import atomic_write_bytes, atomic_save_file; "
             f"atomic_write_bytes({str(tmp_path / 'a.bin')!r}, b'x'); "
             f"atomic_save_file({str(tmp_path / 'b.bin')!r}, lambda p: Path(p).write_bytes(b'y'))")
     subprocess.run(["sh", "-c", 'umask 022 && exec "$0" -c "$1"', sys.executable, code], check=True)

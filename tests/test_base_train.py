@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from base_gan.checkpoint import load_generator
-from base_gan.train import Trainer, TrainSettings, latest_checkpoint
-from factory.concepts import find_card
-from factory.images import read_image
-from factory.photos import default_photos
-from factory.synth import synthesize
-from factory.teachers import make_teacher
-from factory.workspace import Workspace
+from base_gan.models import WEIGHTS, load_model, read_training
+from base_gan.train import Trainer, TrainSettings
+from concepts.cards import find_card
+from factory.core.images import read_image
+from factory.core.training_loop import latest_checkpoint
+from factory.core.workspace import Workspace
+from factory.data.card_pairs import make_pairs
 
 TINY = {"arch": "e2gan", "ngf": 8, "heads": 2, "image_size": 32}
 
@@ -24,11 +23,8 @@ TINY = {"arch": "e2gan", "ngf": 8, "heads": 2, "image_size": 32}
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> Workspace:
     ws = Workspace(tmp_path_factory.mktemp("ws"))
-    photos = default_photos()
     for name in ("sepia", "negative"):
-        card = find_card(name)
-        synthesize(ws.data(name), name, card.instruction, make_teacher(card.teacher.kind, card.teacher.params),
-                   photos, 24, 32, seed=0)
+        make_pairs(ws, find_card(name), 24, 32, seed=0)
     return ws
 
 
@@ -63,20 +59,20 @@ def test_resume_gives_the_same_next_steps(tiny_data: Workspace, tmp_path: Path) 
 def test_final_model_loads_back(tiny_data: Workspace, tmp_path: Path) -> None:
     trainer = make_trainer(tiny_data, tmp_path / "c", steps=2, ema=0.9)
     trainer.train()
-    trainer.save_final({"concepts": ["sepia", "negative"], "text_encoder": "minilm"})
-    model, meta = load_generator(tmp_path / "c")
+    trainer.save_final({"concepts": ["sepia", "negative"]})
+    model, training = load_model(tmp_path / "c"), read_training(tmp_path / "c")
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     tok, mask = trainer.text_tokens[:1], trainer.text_mask[:1]
     with torch.no_grad():
         assert torch.allclose(model(x, tok, mask), trainer.ema.module.eval()(x, tok, mask))
-    assert meta["generator"]["ngf"] == 8 and meta["training"]["ema"] == 0.9
+    assert model.config.ngf == 8 and training["settings"]["ema"] == 0.9
 
 
 def test_cli_train_eval_and_resume(workspace: Path, factory_cli) -> None:
     args = ["base", "train", "--concepts", "sepia,negative", "--size", "32", "--ngf", "8", "--batch", "2",
             "--pairs", "12", "--checkpoint-every", "2", "--name", "tiny"]
     out = factory_cli(*args, "--steps", "2")
-    assert "step 2" in out.stdout and (workspace / "base" / "tiny" / "generator.safetensors").is_file()
+    assert "step 2" in out.stdout and (workspace / "base" / "tiny" / WEIGHTS).is_file()
     out = factory_cli(*args, "--steps", "4")
     assert "resuming" in out.stdout and "step 4" in out.stdout
     refused = factory_cli(*args, "--steps", "6", "--lr", "1e-3", check=False)

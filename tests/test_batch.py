@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import run_factory
-from factory.pair_store import sha256_file
+
+from factory.core.files import sha256_file
 
 RUN = ["--seconds", "2", "--synth-pairs", "16", "--export-size", "32", "--steps", "6"]
 BROKEN = """name: broken-card

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.pretrained import pretrained_base
+from factory.pipeline.assets import pretrained_base
 
 REPO = Path(__file__).resolve().parents[1]
 

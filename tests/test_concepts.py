@@ -14,8 +14,7 @@ from click.testing import CliRunner
 from skimage import data
 
 from concepts import CARDS_DIR
-from factory.cli import cli
-from factory.concepts import (
+from concepts.cards import (
     ConceptCard,
     TeacherSpec,
     builtin_cards,
@@ -23,12 +22,12 @@ from factory.concepts import (
     find_card,
     list_cards,
     load_card,
-    nearest_builtin,
-    new_card,
 )
-from factory.errors import FactoryError
-from factory.recipes import apply_recipe, validate_recipe
-from factory.workspace import Workspace
+from concepts.new_card import nearest_builtin, new_card
+from factory.cli import cli
+from factory.core.errors import FactoryError
+from factory.core.workspace import Workspace
+from factory.teachers.recipes import apply_recipe, validate_recipe
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -136,7 +135,7 @@ def test_bad_cards_are_refused_naming_file_and_problem(tmp_path: Path, old: str,
 
 
 def test_missing_card_file(tmp_path: Path) -> None:
-    with pytest.raises(FactoryError, match="nope.yaml: concept card not found"):
+    with pytest.raises(FactoryError, match=r"nope\.yaml: concept card not found"):
         find_card(str(tmp_path / "nope.yaml"))
 
 
@@ -144,7 +143,8 @@ def test_diffusion_cards_keep_their_parameters(tmp_path: Path) -> None:
     text = "name: zombie\ninstruction: turn them into a zombie\nteacher:\n  kind: sdedit\n  strength: 0.6\n"
     card = load_card(_write(tmp_path, "zombie.yaml", text))
     assert card.teacher == TeacherSpec("sdedit", {"strength": 0.6}) and card.tags == ()
-    with pytest.raises(FactoryError, match=r"zombie2\.yaml: unknown key 'strenght' in teacher \(sdedit takes: .*strength"):
+    expected = r"zombie2\.yaml: unknown key 'strenght' in teacher \(sdedit takes: .*strength"
+    with pytest.raises(FactoryError, match=expected):
         load_card(_write(tmp_path, "zombie2.yaml", text.replace("strength", "strenght")))
 
 
@@ -173,7 +173,7 @@ def test_duplicate_user_card_names_are_refused(tmp_path: Path) -> None:
 
 
 def test_unknown_name_suggests_close_matches() -> None:
-    with pytest.raises(FactoryError, match="unknown concept 'pencil-skech'.*did you mean pencil-sketch"):
+    with pytest.raises(FactoryError, match=r"unknown concept 'pencil-skech'.*did you mean pencil-sketch"):
         find_card("pencil-skech")
 
 
@@ -226,8 +226,17 @@ def test_cli_list_show(tmp_path: Path) -> None:
 
 def test_cli_new_classic_writes_a_loadable_card_and_refuses_a_second(tmp_path: Path, photo: np.ndarray) -> None:
     runner = CliRunner()
-    args = ["--workspace", str(tmp_path), "concepts", "new", "turn my photo into a pencil drawing",
-            "--teacher", "classic", "--name", "my-sketch"]
+    args = [
+        "--workspace",
+        str(tmp_path),
+        "concepts",
+        "new",
+        "turn my photo into a pencil drawing",
+        "--teacher",
+        "classic",
+        "--name",
+        "my-sketch",
+    ]
     result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
     path = Workspace(tmp_path).concepts / "my-sketch.yaml"
@@ -246,3 +255,20 @@ def test_cli_new_classic_writes_a_loadable_card_and_refuses_a_second(tmp_path: P
 
     listed = runner.invoke(cli, ["--workspace", str(tmp_path), "concepts", "list", "--tag", "user"])
     assert "my-sketch" in listed.output and "(yours)" in listed.output
+
+
+def test_a_bad_workspace_card_is_listed_and_skipped_not_fatal(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws")
+    ws.concepts.mkdir(parents=True)
+    (ws.concepts / "broken.yaml").write_text("name: broken\ninstruction: x\nteacher:\n  kind: classic\n"
+                                             "  recipe:\n    - op: no-such-op\n")
+    (ws.concepts / "mine.yaml").write_text("name: mine\ninstruction: make it mine\nteacher:\n  kind: classic\n"
+                                           "  recipe:\n    - op: grayscale\n")
+    names = {c.name for c in list_cards(ws)}
+    assert "mine" in names and "sepia" in names and "broken" not in names
+    assert find_card("sepia", ws).name == "sepia" and find_card("mine", ws).name == "mine"
+    with pytest.raises(FactoryError, match=r"broken\.yaml.*no-such-op"):
+        find_card("broken", ws)
+    result = CliRunner().invoke(cli, ["--workspace", str(ws.root), "concepts", "list"])
+    assert result.exit_code == 0, result.output
+    assert "mine" in result.output and "skipped" in result.output and "broken.yaml" in result.output

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from factory.dataset import PairedDataset, to_tensor, to_uint8
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
+from factory.data.dataset import PairedDataset, to_tensor, to_uint8
 from tests.conftest import photo
 from tests.test_synth import BLUR_CARD, add_card
 
@@ -27,7 +27,7 @@ def test_items_and_splits(blur_data: Path) -> None:
     assert not {r.pair_id for r in train.refs} & {r.pair_id for r in test.refs}
     item = train[0]
     assert item["source"].shape == item["target"].shape == (3, 32, 32)
-    assert -1.0 <= item["source"].min() and item["source"].max() <= 1.0
+    assert item["source"].min() >= -1.0 and item["source"].max() <= 1.0
     assert item["instruction"] == "blur the photo softly" and train.concepts[item["concept"]] == "test-blur"
 
 

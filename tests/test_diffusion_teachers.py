@@ -10,14 +10,15 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tiny_pipelines import build_tiny_img2img, build_tiny_instruct_pix2pix
 
 from factory.cli import cli, main
-from factory.errors import FactoryError
-from factory.images import read_image
-from factory.pair_store import read_manifest, sha256_file
+from factory.core.errors import FactoryError
+from factory.core.files import sha256_file
+from factory.core.images import read_image
+from factory.data.pair_store import read_manifest
 from factory.teachers import make_teacher
 from factory.teachers.diffusion import InstructPix2PixTeacher, SDEditTeacher
-from tiny_pipelines import build_tiny_img2img, build_tiny_instruct_pix2pix
 
 FAST = {"steps": 2, "batch_size": 2}
 
@@ -156,7 +157,8 @@ def test_damaged_pipeline_folder_is_refused_with_the_cause(tmp_path, ip2p_folder
     truncated = shutil.copytree(ip2p_folder, tmp_path / "truncated")
     weights = next((truncated / "unet").glob("*.safetensors"))
     weights.write_bytes(weights.read_bytes()[:1000])
-    with pytest.raises(FactoryError, match=r"'.*truncated' could not be loaded as a diffusers pipeline \(SafetensorError"):
+    expected = r"'.*truncated' could not be loaded as a diffusers pipeline \(SafetensorError"
+    with pytest.raises(FactoryError, match=expected):
         InstructPix2PixTeacher.from_params({"model": str(truncated)})
     incomplete = shutil.copytree(ip2p_folder, tmp_path / "incomplete")
     shutil.rmtree(incomplete / "vae")
@@ -211,16 +213,44 @@ def check_diffusion_pairs(folder, kind, model, n, size):
 
 def test_synth_with_instruct_pix2pix_loads_the_model_folder_as_a_user_would(workspace, factory_cli, ip2p_folder):
     concept = "autumn"  # a built-in classic card; --teacher overrides its teacher
-    out = factory_cli("synth", concept, "--teacher", "instruct-pix2pix", "--model", str(ip2p_folder),
-                      "--steps", "2", "-n", "2", "--size", "64")
+    out = factory_cli(
+        "synth",
+        concept,
+        "--teacher",
+        "instruct-pix2pix",
+        "--model",
+        str(ip2p_folder),
+        "--steps",
+        "2",
+        "-n",
+        "2",
+        "--size",
+        "64",
+    )
     assert "2 pairs (2 new" in out.stdout
     check_diffusion_pairs(workspace / "data" / concept, "instruct-pix2pix", ip2p_folder, 2, 64)
 
 
 def test_synth_with_sdedit(workspace, img2img_folder):
     # in-process (the subprocess path is covered above; a second one would only re-import torch)
-    args = ["--workspace", str(workspace), "synth", "black-and-white", "--teacher", "sdedit",
-            "--model", str(img2img_folder), "--steps", "2", "--strength", "0.6", "-n", "2", "--size", "64"]
+    args = [
+        "--workspace",
+        str(workspace),
+        "synth",
+        "black-and-white",
+        "--teacher",
+        "sdedit",
+        "--model",
+        str(img2img_folder),
+        "--steps",
+        "2",
+        "--strength",
+        "0.6",
+        "-n",
+        "2",
+        "--size",
+        "64",
+    ]
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0 and "2 pairs (2 new" in result.output
     records = check_diffusion_pairs(workspace / "data" / "black-and-white", "sdedit", img2img_folder, 2, 64)
@@ -228,8 +258,25 @@ def test_synth_with_sdedit(workspace, img2img_folder):
 
 
 def test_synth_with_a_missing_model_exits_2_with_one_line(workspace, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["factory", "--workspace", str(workspace), "synth", "autumn",
-                                      "--teacher", "instruct-pix2pix", "--model", "/nonexistent", "-n", "2", "--size", "64"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "factory",
+            "--workspace",
+            str(workspace),
+            "synth",
+            "autumn",
+            "--teacher",
+            "instruct-pix2pix",
+            "--model",
+            "/nonexistent",
+            "-n",
+            "2",
+            "--size",
+            "64",
+        ],
+    )
     with pytest.raises(SystemExit) as exited:
         main()
     assert exited.value.code == 2

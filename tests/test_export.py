@@ -11,26 +11,24 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from base_gan.checkpoint import load_generator, save_generator
-from base_gan.generator import GeneratorConfig, build_generator, target_modules
+from base_gan.generator import build_generator, target_modules
+from base_gan.models import load_model, save_model
+from concepts.cards import find_card
 from factory.cli import cli
-from factory.concepts import find_card
-from factory.dataset import pair_refs
-from factory.errors import FactoryError
-from factory.export.mobile_check import check_mobile, fixed_input_shape
+from factory.core.errors import FactoryError
+from factory.core.images import read_image
+from factory.core.workspace import Workspace
+from factory.data.card_pairs import make_pairs
+from factory.data.dataset import pair_refs
 from factory.export.editor import psnr
+from factory.export.mobile_check import check_mobile, fixed_input_shape
 from factory.export.onnx_export import EditorModule, export_onnx
-from factory.images import read_image
-from factory.photos import default_photos
-from factory.runtime import Editor, to_input
-from factory.synth import synthesize
-from factory.teachers import make_teacher
-from factory.text_encoder import TextEncoder
-from factory.workspace import Workspace
+from factory.runtime.editor import Editor, to_input
+from factory.text.encoder import TextEncoder
 from tests.conftest import run_factory
 
 SIZE = 64
-TINY = GeneratorConfig(ngf=8, heads=2, image_size=SIZE)
+TINY = dict(ngf=8, heads=2, image_size=SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +37,11 @@ def ws(tmp_path_factory) -> Workspace:
     from peft import LoraConfig, get_peft_model
 
     ws = Workspace(tmp_path_factory.mktemp("ws"))
-    card = find_card("sepia")
-    synthesize(ws.data("sepia"), "sepia", card.instruction, make_teacher(card.teacher.kind, card.teacher.params),
-               default_photos(), 14, SIZE, seed=0)
-    base = build_generator(TINY, seed=0)
-    save_generator(ws.base("default"), base, {"generator": TINY.to_dict(), "text_encoder": "minilm",
-                                              "concepts": ["sepia"]})
-    lora = get_peft_model(build_generator(TINY, seed=0), LoraConfig(
+    make_pairs(ws, find_card("sepia"), 14, SIZE, seed=0)
+    base = build_generator(seed=0, **TINY)
+    save_model(base, ws.base("default"), {"concepts": ["sepia"]})
+    torch.manual_seed(0)  # the global RNG's state depends on which libraries were imported before
+    lora = get_peft_model(build_generator(seed=0, **TINY), LoraConfig(
         r=4, lora_alpha=8, init_lora_weights=False,  # random A and B: the merge visibly changes the output
         target_modules=target_modules(base, ["down1", "xattn", "up1", "head"])))
     lora.save_pretrained(str(ws.lora("sepia")))
@@ -73,14 +69,14 @@ def test_editor_is_the_merged_text_conditioned_model(ws: Workspace, exported: di
     folder = ws.editor("sepia")
     assert {"editor.onnx", "editor.int8.onnx", "editor.fp16.onnx", "card.json"} <= {p.name for p in folder.iterdir()}
     tokens, mask = TextEncoder.from_name("minilm", ws.text_cache).tokens([find_card("sepia").instruction])
-    base, _ = load_generator(ws.base("default"))
+    base = load_model(ws.base("default"))
     unmerged = PeftModel.from_pretrained(base, str(ws.lora("sepia"))).eval()  # LoRA applied on the fly
     x = _held_out(ws)
     want = unmerged(torch.from_numpy(x), tokens, mask).numpy()
     editor = Editor(folder / "editor.onnx")
     got = editor.run(x)
     assert np.abs(got - want).max() < 1e-4
-    plain, _ = load_generator(ws.base("default"))
+    plain = load_model(ws.base("default"))
     assert np.abs(got - plain(torch.from_numpy(x), tokens, mask).numpy()).max() > 1e-2  # the adapter matters
     no_text = unmerged(torch.from_numpy(x)).numpy()  # the null token only: differs, so the text is baked in
     assert np.abs(got - no_text).max() > 1e-3
@@ -121,7 +117,7 @@ def test_int8_is_quantized_and_close_to_fp32(ws: Workspace, exported: dict) -> N
     fp32_out = Editor(folder / "editor.onnx").run(x)
     int8_out = Editor(folder / "editor.int8.onnx").run(x)
     ours = psnr(int8_out, fp32_out)
-    assert ours.mean() >= 30 and 0 < np.abs(int8_out - fp32_out).max()
+    assert ours.mean() >= 30 and np.abs(int8_out - fp32_out).max() > 0
     q = exported["checks"]["quality"]["int8_vs_fp32"]
     assert q["passed"] and abs(q["mean_db"] - ours.mean()) < 0.05
     assert "fp32_vs_teacher" in exported["checks"]["quality"] and "int8_vs_teacher" in exported["checks"]["quality"]
@@ -152,9 +148,9 @@ def test_mobile_check_default_generator_and_a_graph_that_falls_off(exported: dic
     assert not int8["takes_whole"] and "ai.onnx:LeakyRelu (int8 QDQ)" in int8["unsupported_ops"]
 
     # without the export's exact rewrites the token MatMuls and 3-D Softmaxes fall off NNAPI
-    from factory.runtime import Editor
+    from factory.runtime.editor import Editor
 
-    gen = build_generator(TINY, seed=0)
+    gen = build_generator(seed=0, **TINY)
     plain = export_onnx(EditorModule(gen), tmp_path / "plain.onnx", SIZE, mobile_rewrites=False)
     rewritten = export_onnx(EditorModule(gen), tmp_path / "rewritten.onnx", SIZE)
     x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 32, 48)).astype(np.float32)
@@ -165,10 +161,11 @@ def test_mobile_check_default_generator_and_a_graph_that_falls_off(exported: dic
                         ("nnapi",))["nnapi"].takes_whole
 
     # pix2pix has InstanceNorm, ConvTranspose and reflect Pad: the check must say which and why
-    from base_gan.pix2pix import Pix2PixConfig, build_pix2pix
+    from base_gan.pix2pix import build_pix2pix
 
-    p2p = export_onnx(EditorModule(build_pix2pix(Pix2PixConfig(ngf=4, n_blocks=1, dropout=0.0))), tmp_path / "p.onnx", 32)
-    result = check_mobile(fixed_input_shape(p2p, tmp_path / "fixed.onnx", [1, 3, 32, 32]), ("nnapi", "coreml_mlprogram"))
+    p2p = export_onnx(EditorModule(build_pix2pix(ngf=4, n_blocks=1, dropout=0.0)), tmp_path / "p.onnx", 32)
+    fixed = fixed_input_shape(p2p, tmp_path / "fixed.onnx", [1, 3, 32, 32])
+    result = check_mobile(fixed, ("nnapi", "coreml_mlprogram"))
     nnapi = result["nnapi"]
     assert not nnapi.takes_whole and nnapi.partitions > 1
     assert {"ai.onnx:InstanceNormalization", "ai.onnx:ConvTranspose"} <= set(nnapi.unsupported_ops)
@@ -186,8 +183,9 @@ def test_failed_check_installs_nothing(ws: Workspace, exported: dict) -> None:
     metrics = ws.lora("sepia") / "metrics.json"
     metrics.write_text(json.dumps({"base": str(ws.base("tuned"))}))
     try:
-        result = CliRunner().invoke(cli, ["--workspace", str(ws.root), "export", "sepia", "--size", str(SIZE),
-                                          "--min-int8-psnr", "200"])
+        result = CliRunner().invoke(
+            cli, ["--workspace", str(ws.root), "export", "sepia", "--size", str(SIZE), "--min-int8-psnr", "200"]
+        )
     finally:
         metrics.unlink()
     assert isinstance(result.exception, FactoryError)
@@ -209,5 +207,5 @@ def test_export_errors_are_one_line(ws: Workspace) -> None:
     ):
         proc = run_factory(ws.root, *args, check=False)
         assert proc.returncode == 2, (args, proc.stderr)
-        lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+        lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
         assert len(lines) == 1 and expected in lines[0], (args, proc.stderr)

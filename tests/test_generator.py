@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 
@@ -10,17 +11,23 @@ import pytest
 import torch
 from torch import nn
 
-from base_gan import build_model, config_from_dict
 from base_gan.complexity import count_macs, count_params, measure
-from base_gan.discriminator import DiscriminatorConfig, build_discriminator
-from base_gan.generator import (LAYER_GROUPS, STRIDE, GeneratorConfig, build_generator, group_of,
-                                target_modules, target_regex)
-from base_gan.losses import (LPIPSLoss, feature_matching_loss, gan_loss, l1_loss, lpips_available,
-                             lpips_backbone_path, make_lpips)
-from base_gan.pix2pix import Pix2PixConfig, build_pix2pix
-from factory.errors import FactoryError
+from base_gan.discriminator import build_discriminator
+from base_gan.generator import LAYER_GROUPS, STRIDE, build_generator, group_of, target_modules, target_regex
+from base_gan.losses import (
+    LPIPSLoss,
+    feature_matching_loss,
+    gan_loss,
+    l1_loss,
+    lpips_available,
+    lpips_backbone_path,
+    make_lpips,
+)
+from base_gan.models import build_model, load_model, save_model
+from base_gan.pix2pix import build_pix2pix
+from factory.core.errors import FactoryError
 
-SMALL = GeneratorConfig(ngf=16, text_dim=24, heads=2)
+SMALL = dict(ngf=16, text_dim=24, heads=2)
 
 
 def images(b: int = 2, size: int = 64, seed: int = 0) -> torch.Tensor:
@@ -44,7 +51,7 @@ def grad_norm(model: nn.Module, name: str) -> float:
 
 @pytest.mark.parametrize("with_text", [True, False])
 def test_forward_backward_reaches_every_stage(with_text):
-    g = build_generator(SMALL)
+    g = build_generator(**SMALL)
     x = images()
     tokens, mask = text() if with_text else (None, None)
     out = g(x, tokens, mask)
@@ -64,7 +71,7 @@ def test_forward_backward_reaches_every_stage(with_text):
 
 @pytest.mark.parametrize("output", ["residual", "tanh_residual"])
 def test_init_output_is_close_to_the_source(output):
-    g = build_generator(GeneratorConfig(ngf=16, text_dim=24, heads=2, output=output))
+    g = build_generator(ngf=16, text_dim=24, heads=2, output=output)
     x = images(4)
     x[0, :, :8, :8] = 1.0  # saturated pixels stay (almost) put too
     x[1, :, :8, :8] = -1.0
@@ -89,7 +96,7 @@ def test_output_bound_is_soft_and_keeps_gradients():
 
 
 def test_text_conditions_the_output_and_padding_is_ignored():
-    g = build_generator(SMALL)
+    g = build_generator(**SMALL)
     with torch.no_grad():  # make the text path strong enough to see
         g.xattn.out.weight.mul_(100)
         g.head.conv3.weight.mul_(100)
@@ -114,10 +121,10 @@ def test_init_is_deterministic_per_seed_and_leaves_global_rng_alone():
     torch.manual_seed(123)
     before = torch.rand(3)
     torch.manual_seed(123)
-    a = build_generator(SMALL, seed=0).state_dict()
+    a = build_generator(seed=0, **SMALL).state_dict()
     after = torch.rand(3)
-    b = build_generator(SMALL, seed=0).state_dict()
-    c = build_generator(SMALL, seed=1).state_dict()
+    b = build_generator(seed=0, **SMALL).state_dict()
+    c = build_generator(seed=1, **SMALL).state_dict()
     assert torch.equal(before, after)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], c[k]) for k in a)
@@ -125,13 +132,13 @@ def test_init_is_deterministic_per_seed_and_leaves_global_rng_alone():
 
 @pytest.mark.parametrize("h,w", [(64, 96), (16, 48)])
 def test_any_multiple_of_the_stride_works(h, w):
-    g = build_generator(SMALL)
+    g = build_generator(**SMALL)
     with torch.no_grad():
         assert g(images(1, 16)[:, :, :1, :1].expand(1, 3, h, w).contiguous()).shape == (1, 3, h, w)
 
 
 def test_sizes_off_the_stride_are_refused_clearly():
-    g = build_generator(SMALL)
+    g = build_generator(**SMALL)
     with pytest.raises(ValueError, match=rf"72x64 is not a multiple of the generator stride {STRIDE}"):
         g(torch.zeros(1, 3, 72, 64))
     with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
@@ -140,25 +147,30 @@ def test_sizes_off_the_stride_are_refused_clearly():
         g(torch.zeros(1, 3, 64, 64), torch.zeros(1, 4, 7))
 
 
-def test_config_round_trip_and_refusals():
-    cfg = GeneratorConfig(ngf=24, heads=3, text_dim=512)
-    d = cfg.to_dict()
-    assert GeneratorConfig.from_dict(d) == cfg and config_from_dict(d) == cfg
-    assert isinstance(build_model(Pix2PixConfig(ngf=8).to_dict()), nn.Module)
-    with pytest.raises(ValueError, match="unknown generator config keys: bogus"):
-        GeneratorConfig.from_dict({**d, "bogus": 1})
+def test_config_round_trip_and_refusals(tmp_path):
+    g = build_generator(seed=4, ngf=24, heads=3, text_dim=512)
+    save_model(g, tmp_path / "g", {"concepts": ["x"]})
+    back = load_model(tmp_path / "g")
+    assert type(back) is type(g) and {k: v for k, v in back.config.items() if not k.startswith("_")} == \
+        {k: v for k, v in g.config.items() if not k.startswith("_")}
+    assert all(torch.equal(a, b) for a, b in zip(g.state_dict().values(), back.state_dict().values()))
+    assert isinstance(build_model("pix2pix", ngf=8), nn.Module)
+    cfg = json.loads((tmp_path / "g" / "config.json").read_text())
+    (tmp_path / "g" / "config.json").write_text(json.dumps({**cfg, "bogus": 1}))
+    with pytest.raises(FactoryError, match=r"unknown Generator setting.*bogus"):
+        load_model(tmp_path / "g")
     with pytest.raises(ValueError, match="not divisible by heads"):
-        GeneratorConfig(ngf=16, heads=5)
+        build_generator(ngf=16, heads=5)
     with pytest.raises(ValueError, match="output must be one of"):
-        GeneratorConfig(output="clamp")
-    with pytest.raises(ValueError, match="unknown generator arch"):
-        config_from_dict({"arch": "unet"})
+        build_generator(output="clamp")
+    with pytest.raises(FactoryError, match="unknown generator architecture"):
+        build_model("unet")
 
 
 def test_layer_groups_cover_every_layer_once_and_work_with_peft():
     from peft import LoraConfig, get_peft_model
 
-    g = build_generator(SMALL)
+    g = build_generator(**SMALL)
     layers = [n for n, m in g.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     assert all(group_of(n) is not None for n in layers), [n for n in layers if group_of(n) is None]
     by_group = {grp: target_modules(g, [grp]) for grp in LAYER_GROUPS}
@@ -171,7 +183,7 @@ def test_layer_groups_cover_every_layer_once_and_work_with_peft():
 
     x = images(1)
     for targets in (target_modules(g, ["down1", "attn", "up2"]), target_regex(["down1", "attn", "up2"])):
-        peft_model = get_peft_model(build_generator(SMALL), LoraConfig(r=2, target_modules=targets))
+        peft_model = get_peft_model(build_generator(**SMALL), LoraConfig(r=2, target_modules=targets))
         wrapped = sorted(n.removeprefix("base_model.model.").removesuffix(".lora_A")
                          for n, _ in peft_model.named_modules() if n.endswith(".lora_A"))
         assert wrapped == sorted(["down1.conv", "attn.q", "attn.k", "attn.v", "attn.out", "up2.conv"])
@@ -180,11 +192,11 @@ def test_layer_groups_cover_every_layer_once_and_work_with_peft():
 
 
 def test_default_generator_fits_the_mobile_budget_at_256():
-    cfg = GeneratorConfig()
-    report = measure(build_generator(cfg), 256, text_len=16, text_dim=cfg.text_dim)
+    g = build_generator()
+    report = measure(g, 256, text_len=16, text_dim=g.config.text_dim)
     assert report.params <= 2.5e6, report.params
     assert report.macs <= 3e9, report.macs
-    assert report.params == count_params(build_generator(cfg))
+    assert report.params == count_params(build_generator())
     assert set(report.macs_by_group) >= {"stem", "down1", "res1", "attn", "xattn", "ff", "up1", "up2", "head"}
     assert sum(report.macs_by_group.values()) == report.macs
     assert sum(report.params_by_group.values()) == report.params
@@ -202,7 +214,7 @@ def test_pix2pix_resnet9_matches_the_published_size():
     assert published.macs - real.macs == 3 * (real.macs_by_group["up1"] + real.macs_by_group["up2"])
     assert not any(isinstance(m, nn.ConvTranspose2d) for m in build_generator().modules())
     with torch.no_grad():
-        out = build_pix2pix(Pix2PixConfig(ngf=8, n_blocks=2))(images(1, 32), None)
+        out = build_pix2pix(ngf=8, n_blocks=2)(images(1, 32), None)
     assert out.shape == (1, 3, 32, 32) and out.abs().max() <= 1
 
 
@@ -228,7 +240,7 @@ def test_base_info_cli_prints_groups_and_totals():
 
     res = CliRunner().invoke(cli, ["base", "info", "--size", "128", "--ngf", "16"])
     assert res.exit_code == 0, res.output
-    report = measure(build_generator(GeneratorConfig(ngf=16)), 128, text_len=16, text_dim=384)
+    report = measure(build_generator(ngf=16), 128, text_len=16, text_dim=384)
     for group in ("stem", "res3", "attn", "xattn", "ff", "head", "total"):
         assert re.search(rf"^{group}\s+[\d,]+\s+\d+\.\d{{3}}$", res.output, re.M), group
     assert f"{report.params:,d}" in res.output and f"{report.gmacs:.3f} GMACs" in res.output
@@ -238,9 +250,9 @@ def test_base_info_cli_prints_groups_and_totals():
 
 # -- discriminator and losses ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("cfg", [DiscriminatorConfig(nf=8), DiscriminatorConfig(nf=8, norm="none", spectral_norm=True)])
+@pytest.mark.parametrize("cfg", [dict(nf=8), dict(nf=8, norm="none", spectral_norm=True)])
 def test_patch_discriminator_shapes(cfg):
-    d = build_discriminator(cfg)
+    d = build_discriminator(**cfg)
     logits, feats = d(images(2), images(2, seed=3))
     assert logits.shape == (2, 1, 6, 6)  # 64 -> 32 -> 16 -> 8 -> 7 -> 6
     assert [f.shape[1] for f in feats] == [8, 16, 32, 64]
@@ -254,7 +266,7 @@ def test_gan_losses_have_the_right_sign_and_train_a_discriminator(kind):
     assert loss.d_loss(hi, lo) < loss.d_loss(lo, hi)
     assert loss.g_loss(hi) < loss.g_loss(lo)
 
-    d = build_discriminator(DiscriminatorConfig(nf=8, norm="none"))
+    d = build_discriminator(nf=8, norm="none")
     opt = torch.optim.Adam(d.parameters(), 2e-3, betas=(0.5, 0.999))
     src, real, fake = images(4), images(4, seed=5).clamp(0, 1), images(4, seed=6).clamp(-1, 0)
     losses = []
@@ -330,7 +342,7 @@ def _export(model: nn.Module, args: tuple, names: list[str], path, dynamic: dict
 def test_onnx_export_with_text_input_matches_torch(tmp_path):
     import onnxruntime as ort
 
-    g = build_generator(SMALL).eval()
+    g = build_generator(**SMALL).eval()
     x, (tokens, mask) = images(2), text(2)
     path = tmp_path / "g.onnx"
     dyn = {"image": {0: "b", 2: "h", 3: "w"}, "text_tokens": {0: "b", 1: "L"}, "text_mask": {0: "b", 1: "L"},
@@ -351,7 +363,7 @@ def test_onnx_export_without_text_is_whole_on_mobile_delegates(tmp_path):
     from onnxruntime.tools.mobile_helpers import usability_checker as uc
     from onnxruntime.tools.onnx_model_utils import ModelProtoWithShapeInfo, optimize_model
 
-    g = build_generator(SMALL).eval()
+    g = build_generator(**SMALL).eval()
     x = images(1)
     path = tmp_path / "g.onnx"
     _export(g, (x,), ["image"], path)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from factory.errors import FactoryError
-from factory.images import UnreadableImage, read_image
-from factory.photos import DEFAULT_TEST_PHOTOS, DEFAULT_TRAIN_PHOTOS, default_photos, folder_photos
+from factory.core.errors import FactoryError
+from factory.core.images import UnreadableImage, read_image
+from factory.data.photos import DEFAULT_TEST_PHOTOS, DEFAULT_TRAIN_PHOTOS, default_photos, folder_photos
 from tests.conftest import photo, write_rgb
 
 
@@ -54,7 +54,7 @@ def test_each_kind_of_file(tmp_path: Path) -> None:
 
 
 def test_folder_skips_and_lists_bad_files(tmp_path: Path) -> None:
-    files = make_bad_folder(tmp_path)
+    make_bad_folder(tmp_path)
     photos = folder_photos(tmp_path, test_fraction=0.25)
     assert sorted(p.name for p in photos.photos) == ["alpha.png", "deep.png", "good.jpg", "gray.bmp"]
     assert sorted(Path(p).name for p, _ in photos.skipped) == ["corrupt.jpg", "empty.png", "notes.png"]

@@ -14,22 +14,29 @@ from click.testing import CliRunner
 from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
 from safetensors.torch import load_file
 
-from base_gan.checkpoint import load_generator
-from base_gan.finetune import HeldOut, read_curve
-from base_gan.lora import (LoraLayout, count_adapter_params, layout_of_adapter, lora_parameters, merge,
-                           save_adapter, wrap)
-from base_gan.pair_selection import cluster_select, select_pairs, train_ids, validation_split
-from base_gan.rank_search import search_ranks
+from base_gan.models import BaseGAN, load_model, model_spec, read_training
 from base_gan.train import Trainer, TrainSettings
+from concepts.cards import find_card
 from factory.cli import cli
-from factory.concepts import find_card
-from factory.errors import FactoryError
-from factory.images import read_image
-from factory.photos import default_photos
-from factory.synth import synthesize
-from factory.teachers import make_teacher
-from factory.text_encoder import TextEncoder
-from factory.workspace import Workspace
+from factory.core.configs import to_dict
+from factory.core.errors import FactoryError
+from factory.core.images import read_image
+from factory.core.workspace import Workspace
+from factory.data.card_pairs import make_pairs
+from factory.evaluation.curves import read_curve
+from factory.evaluation.heldout import HeldOutPairs
+from factory.lora.adapters import (
+    LoraLayout,
+    count_adapter_params,
+    layout_of_adapter,
+    lora_parameters,
+    merge,
+    save_adapter,
+    wrap,
+)
+from factory.lora.pair_selection import cluster_select, select_pairs, train_ids, validation_split
+from factory.lora.rank_search import search_ranks
+from factory.text.encoder import TextEncoder
 
 TINY = {"arch": "e2gan", "ngf": 8, "heads": 2, "image_size": 32}
 E2GAN_SET = ["down1", "down2", "attn", "xattn", "ff", "up1", "up2"]
@@ -49,16 +56,12 @@ def one_thread():
 def ws(tmp_path_factory, one_thread) -> Workspace:
     """Data for two base concepts and one held-out concept, and a tiny base trained a few steps."""
     ws = Workspace(tmp_path_factory.mktemp("lora-ws"))
-    photos = default_photos()
     for name in ("sepia", "negative", "autumn"):
-        card = find_card(name)
-        synthesize(ws.data(name), name, card.instruction, make_teacher(card.teacher.kind, card.teacher.params),
-                   photos, 27, 32, seed=0)
+        make_pairs(ws, find_card(name), 27, 32, seed=0)
     settings = TrainSettings(generator=TINY, disc_nf=8, batch=4, steps=6, checkpoint_every=100, lr=1e-3)
     trainer = Trainer(ws.base("tiny"), [ws.data("sepia"), ws.data("negative")], settings, text_cache=ws.text_cache)
     trainer.train()
-    trainer.save_final({"concepts": ["sepia", "negative"], "instructions": trainer.data.instructions,
-                        "text_encoder": "minilm"})
+    trainer.save_final({"concepts": ["sepia", "negative"], "instructions": trainer.data.instructions})
     return ws
 
 
@@ -72,9 +75,9 @@ def images(n: int = 2, size: int = 32, seed: int = 0) -> torch.Tensor:
 
 def adapted(ws: Workspace, layout: LoraLayout, steps: int = 4, seed: int = 0):
     """A LoRA on the tiny base trained ``steps`` steps on 'autumn' (lr high so weights move visibly)."""
-    base, meta = load_generator(ws.base("tiny"))
+    base = load_model(ws.base("tiny"))
     model = wrap(base, layout, seed=seed)
-    settings = TrainSettings(generator=meta["generator"], disc_nf=8, batch=4, steps=steps, lr=5e-3,
+    settings = TrainSettings(generator=model_spec(base), disc_nf=8, batch=4, steps=steps, lr=5e-3,
                              checkpoint_every=10**6)
     trainer = Trainer(ws.root / "tmp-run", [ws.data("autumn")], settings, ws.text_cache, generator=model,
                       trainable=lora_parameters(model))
@@ -89,7 +92,7 @@ def invoke(ws: Workspace, *args: str):
 
 # -- peft mechanics ---------------------------------------------------------------------------------
 def test_step0_equals_base_and_only_adapter_weights_train(ws: Workspace) -> None:
-    base, _ = load_generator(ws.base("tiny"))
+    base = load_model(ws.base("tiny"))
     before = {k: v.clone() for k, v in base.state_dict().items()}
     x, (tok, mask) = images(), text_for(ws, "autumn")
     with torch.no_grad():
@@ -131,13 +134,13 @@ def test_saved_adapter_loads_with_plain_peft_and_merges(ws: Workspace, tmp_path:
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
 
     # 1. PeftModel.from_pretrained onto a freshly loaded base
-    fresh, _ = load_generator(ws.base("tiny"))
+    fresh = load_model(ws.base("tiny"))
     loaded = PeftModel.from_pretrained(fresh, str(tmp_path / "a")).eval()
     with torch.no_grad():
         torch.testing.assert_close(loaded(*args), expected, rtol=0, atol=1e-6)
 
     # 2. LoraConfig.from_pretrained + get_peft_model + set_peft_model_state_dict
-    fresh, _ = load_generator(ws.base("tiny"))
+    fresh = load_model(ws.base("tiny"))
     again = get_peft_model(fresh, LoraConfig.from_pretrained(str(tmp_path / "a")))
     result = set_peft_model_state_dict(again, load_file(tmp_path / "a" / "adapter_model.safetensors"))
     assert not result.unexpected_keys
@@ -150,8 +153,8 @@ def test_saved_adapter_loads_with_plain_peft_and_merges(ws: Workspace, tmp_path:
     assert cfg["rank_pattern"]["ff.fc1"] == 4
     sd = load_file(tmp_path / "a" / "adapter_model.safetensors")
     assert next(v for k, v in sd.items() if "attn.q.lora_A" in k and "xattn" not in k).shape[0] == 2
-    assert layout_of_adapter(tmp_path / "a").to_dict() == {"groups": E2GAN_SET, "bias": True, "ranks": {
-        **{g: 4 for g in E2GAN_SET}, "attn": 2, "up2": 1}}
+    assert to_dict(layout_of_adapter(tmp_path / "a")) == {"groups": E2GAN_SET, "bias": True, "ranks": {
+        **dict.fromkeys(E2GAN_SET, 4), "attn": 2, "up2": 1}}
     assert any(k.endswith("lora_B.bias") for k in sd) and cfg["lora_bias"] is True
 
     # merge_and_unload gives a plain generator with the same outputs (lora_B biases fold into the base biases)
@@ -165,7 +168,7 @@ def test_same_options_give_the_same_layout(ws: Workspace, tmp_path: Path) -> Non
     layout = LoraLayout(["down2", "attn", "up1"], rank=2)
     shapes = []
     for i, seed in enumerate((0, 1)):
-        model = wrap(load_generator(ws.base("tiny"))[0], layout, seed=seed)
+        model = wrap(load_model(ws.base("tiny")), layout, seed=seed)
         save_adapter(model, tmp_path / str(i))
         sd = load_file(tmp_path / str(i) / "adapter_model.safetensors")
         shapes.append({k: tuple(v.shape) for k, v in sd.items()})
@@ -182,7 +185,7 @@ def test_same_options_give_the_same_layout(ws: Workspace, tmp_path: Path) -> Non
 def test_pairs_k_distinct_cluster_and_random(ws: Workspace) -> None:
     d = ws.data("autumn")
     available = train_ids(d)
-    base, _ = load_generator(ws.base("tiny"))
+    base = load_model(ws.base("tiny"))
     for method in ("cluster", "random"):
         picked = select_pairs(d, 5, method, base, seed=0)
         assert len(picked) == 5 == len(set(picked)) and set(picked) <= set(available)
@@ -209,15 +212,15 @@ def test_validation_split_holds_out_whole_train_photos(ws: Workspace) -> None:
     photos_val = {records[i]["photo"] for i in val}
     assert not photos_val & {records[i]["photo"] for i in fit}
     assert all(records[i]["split"] == "train" for i in val)
-    assert len(HeldOut(d, split="train", ids=val)) == len(val)
+    assert len(HeldOutPairs(d, split="train", ids=val)) == len(val)
 
 
 # -- rank search logic ------------------------------------------------------------------------------
 def test_rank_search_keeps_the_smallest_within_tolerance() -> None:
     psnr = {1: 20.0, 2: 21.3, 4: 21.5, 8: 21.45, 16: 21.2}
-    r = search_ranks(lambda lay: {"psnr": psnr[lay.rank]}, ["attn", "up1"], tolerance=0.2)
+    r = search_ranks(lambda lay: {"psnr": psnr[lay.max_rank]}, ["attn", "up1"], tolerance=0.2)
     assert r["ranks"] == {"attn": 2, "up1": 2} and len(r["table"]) == 5
-    r = search_ranks(lambda lay: {"psnr": psnr[lay.rank]}, ["attn"], tolerance=0.1)
+    r = search_ranks(lambda lay: {"psnr": psnr[lay.max_rank]}, ["attn"], tolerance=0.1)
     assert r["ranks"] == {"attn": 4}
 
     def per_group(lay: LoraLayout) -> dict:  # attn needs rank 8, up1 is happy with 1
@@ -228,12 +231,12 @@ def test_rank_search_keeps_the_smallest_within_tolerance() -> None:
 
 
 def test_rank_search_respects_a_size_budget(ws: Workspace) -> None:
-    from base_gan.finetune import size_budget
+    from factory.lora.plan import size_budget
 
-    fits = size_budget(ws.base("tiny"), 0.05)
+    fits = size_budget(BaseGAN.load(ws.base("tiny")), 0.05)
     assert fits(LoraLayout(["down1"], rank=1)) and not fits(LoraLayout(E2GAN_SET, rank=16))
     scored = []
-    r = search_ranks(lambda lay: scored.append(lay.rank) or {"psnr": float(lay.rank)}, ["attn", "ff"],
+    r = search_ranks(lambda lay: scored.append(lay.max_rank) or {"psnr": float(lay.max_rank)}, ["attn", "ff"],
                      candidates=(1, 2, 4, 8, 16), tolerance=0.2, fits=fits)
     assert scored and max(scored) < 16 and r["ranks"]["attn"] == max(scored)
     assert [row["rank"] for row in r["table"] if row.get("over_budget")] == [k for k in (1, 2, 4, 8, 16)
@@ -268,7 +271,7 @@ def test_probe_then_finetune_auto(ws: Workspace) -> None:
     assert [row["rank"] for row in m["rank"]["table"]] == [1, 2] and m["rank"]["rule"].startswith("smallest")
     assert set(m["layout"]["ranks"].values()) <= {1, 2}
     assert len(m["pairs"]["train"]) == 6 == len(set(m["pairs"]["train"])) and m["pairs"]["method"] == "cluster"
-    assert not set(m["pairs"]["validation"]) & set(HeldOut(ws.data("autumn"), "test").ids)
+    assert not set(m["pairs"]["validation"]) & set(HeldOutPairs(ws.data("autumn"), "test").ids)
     assert m["training"]["steps"] == 4 and 0 < m["adapter_fraction"] < 1
     curve = read_curve(out / "curve.csv")
     assert [r["step"] for r in curve] == [0, 2, 4] and curve[0]["seconds"] == 0
@@ -276,11 +279,11 @@ def test_probe_then_finetune_auto(ws: Workspace) -> None:
     assert read_image(out / "curve.png").shape[2] == 3
     assert "finetune autumn: LoRA" in res.output and str(out) in res.output
     # the adapter loads with plain peft onto the base and reproduces the final test PSNR
-    fresh, meta = load_generator(ws.base("tiny"))
+    fresh = load_model(ws.base("tiny"))
     model = PeftModel.from_pretrained(fresh, str(out)).eval()
     tok, mask = text_for(ws, "autumn")
-    edit = lambda x: model(x, tok.expand(len(x), -1, -1), mask.expand(len(x), -1))  # noqa: E731
-    q = HeldOut(ws.data("autumn"), "test").score(edit)
+    edit = lambda x: model(x, tok.expand(len(x), -1, -1), mask.expand(len(x), -1))
+    q = HeldOutPairs(ws.data("autumn"), "test").score(edit)
     assert abs(q["psnr"] - m["test"]["student"]["psnr"]) < 1e-3
 
     # a probe table measured on another version of the base is refused
@@ -321,9 +324,9 @@ def test_scratch_is_a_full_generator_and_cli_errors_are_one_line(ws: Workspace, 
                  "--eval-every", "1")
     assert res.exit_code == 0, res.output
     out = ws.lora("autumn") / "scratch"
-    model, meta = load_generator(out)
-    base, _ = load_generator(ws.base("tiny"))
-    assert meta["concepts"] == ["autumn"] and meta["generator"] == load_generator(ws.base("tiny"))[1]["generator"]
+    model = load_model(out)
+    base = load_model(ws.base("tiny"))
+    assert read_training(out)["concepts"] == ["autumn"] and model_spec(model) == model_spec(base)
     assert not all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), base.state_dict().values()))
     m = json.loads((out / "metrics.json").read_text())
     assert m["init"] == "scratch" and "adapter_params" not in m and len(read_curve(out / "curve.csv")) == 3

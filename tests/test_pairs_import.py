@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from factory.images import read_image
-from factory.pair_store import read_manifest
+from factory.core.images import read_image
+from factory.data.pair_store import read_manifest
 from tests.conftest import photo, write_rgb
 from tests.test_synth import BLUR_CARD, add_card, check_folder
 

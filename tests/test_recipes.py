@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from skimage import data
 
-from factory.errors import FactoryError
-from factory.recipes import OPS, apply_recipe, validate_recipe
+from factory.core.errors import FactoryError
 from factory.teachers import make_teacher
 from factory.teachers.classic import ClassicTeacher
+from factory.teachers.recipes import OPS, apply_recipe, validate_recipe
 
 # parameters that make an operation visibly act when its defaults are the identity
 NON_IDENTITY = {
@@ -88,7 +88,10 @@ def test_blend_original_mixes_by_amount(photo: np.ndarray) -> None:
     "recipe, words",
     [
         ([{"op": "blurr"}], ["card.yaml", "step 1", "unknown operation 'blurr'", "gaussian_blur"]),
-        ([{"op": "sepia"}, {"op": "vignette", "strength": 0.3}], ["card.yaml", "step 2", "vignette", "unknown parameter 'strength'", "amount"]),
+        (
+            [{"op": "sepia"}, {"op": "vignette", "strength": 0.3}],
+            ["card.yaml", "step 2", "vignette", "unknown parameter 'strength'", "amount"],
+        ),
         ([{"op": "saturation", "amount": 9}], ["card.yaml", "saturation", "'amount' = 9", "out of range [0, 4]"]),
         ([{"op": "median", "ksize": 4}], ["median", "'ksize'", "must be odd"]),
         ([{"op": "pixelate", "block": 2.5}], ["pixelate", "'block'", "integer"]),

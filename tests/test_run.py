@@ -15,8 +15,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-
 from conftest import run_factory
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,18 +11,18 @@ import numpy as np
 import pytest
 import torch
 
-from factory.errors import FactoryError
-from factory.runtime import Editor, locate_editor, to_input, to_pixels
+from factory.core.errors import FactoryError
+from factory.runtime.editor import Editor, locate_editor, to_input, to_pixels
 from tests.conftest import photo, run_factory, write_rgb
 
 
 @pytest.fixture(scope="module")
 def editor_path(tmp_path_factory) -> Path:
     """A tiny exported editor that is far from the identity (so geometry mistakes would show)."""
-    from base_gan.generator import GeneratorConfig, build_generator
+    from base_gan.generator import build_generator
     from factory.export.onnx_export import EditorModule, export_onnx, set_metadata
 
-    gen = build_generator(GeneratorConfig(ngf=8, heads=2), seed=3)
+    gen = build_generator(seed=3, ngf=8, heads=2)
     with torch.no_grad():
         gen.head.conv3.weight.mul_(300.0)  # the delta is now tens of grey levels, not ~1
     folder = tmp_path_factory.mktemp("editor")
@@ -48,6 +48,15 @@ def test_edit_matches_the_model_and_keeps_sizes(editor_path: Path) -> None:
     assert resized.shape == (96, 128, 3)
 
 
+def test_an_editor_folder_is_accepted_like_factory_apply_does(editor_path: Path) -> None:
+    by_folder = Editor(editor_path.parent, threads=1)
+    assert by_folder.path == editor_path
+    img = photo(4, 64, 64)
+    np.testing.assert_array_equal(by_folder.edit([img])[0], Editor(editor_path, threads=1).edit([img])[0])
+    with pytest.raises(FactoryError, match=r"no editor\.int8\.onnx"):
+        Editor(editor_path.parent, precision="int8")
+
+
 def test_tiles_cover_the_image_and_blend(editor_path: Path) -> None:
     ed = Editor(editor_path, threads=1)
     img = photo(5, 150, 200)
@@ -68,7 +77,7 @@ def test_runtime_errors(editor_path: Path, tmp_path: Path) -> None:
     with pytest.raises(FactoryError, match="not found"):
         locate_editor("no-such-concept", tmp_path)
     (tmp_path / "editors" / "half").mkdir(parents=True)
-    with pytest.raises(FactoryError, match="no editor.int8.onnx"):
+    with pytest.raises(FactoryError, match=r"no editor\.int8\.onnx"):
         locate_editor("half", tmp_path, "int8")
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"not a model")
@@ -90,7 +99,11 @@ def _read_video(path: Path) -> tuple[int, float, tuple[int, int]]:
     n = 0
     while cap.read()[0]:
         n += 1
-    info = (n, cap.get(cv2.CAP_PROP_FPS), (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))))
+    info = (
+        n,
+        cap.get(cv2.CAP_PROP_FPS),
+        (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))),
+    )
     cap.release()
     return info
 
@@ -106,8 +119,18 @@ def test_apply_folder_with_bad_files_and_videos(editor_path: Path, workspace: Pa
     _write_video(tmp_path / "walk.mp4", 5, (64, 48), 24.0)
     out = tmp_path / "out"
 
-    proc = run_factory(workspace, "apply", str(editor_path), str(src), str(tmp_path / "walk.mp4"),
-                       str(tmp_path / "missing.png"), "-o", str(out), "--batch", "3")
+    proc = run_factory(
+        workspace,
+        "apply",
+        str(editor_path),
+        str(src),
+        str(tmp_path / "walk.mp4"),
+        str(tmp_path / "missing.png"),
+        "-o",
+        str(out),
+        "--batch",
+        "3",
+    )
     assert "3 image(s), 2 video(s) (12 frames)" in proc.stdout and "3 skipped" in proc.stdout
     for bad in ("truncated.jpg", "text.png", "missing.png"):
         assert bad in proc.stderr
@@ -129,11 +152,13 @@ def test_apply_single_file_output_and_errors(editor_path: Path, workspace: Path,
     missing = run_factory(workspace, "apply", "nope", str(img), "-o", str(tmp_path / "o"), check=False)
     assert missing.returncode == 2 and missing.stderr.strip().startswith("error: editor 'nope' not found")
     assert len(missing.stderr.strip().splitlines()) == 1
-    bad_size = run_factory(workspace, "apply", str(editor_path), str(img), "-o", str(tmp_path / "o"), "--size", "40",
-                           check=False)
+    bad_size = run_factory(
+        workspace, "apply", str(editor_path), str(img), "-o", str(tmp_path / "o"), "--size", "40", check=False
+    )
     assert bad_size.returncode == 2 and "--size 40 is not a multiple of the editor's stride 16" in bad_size.stderr
-    nothing = run_factory(workspace, "apply", str(editor_path), str(tmp_path / "none"), "-o", str(tmp_path / "o"),
-                          check=False)
+    nothing = run_factory(
+        workspace, "apply", str(editor_path), str(tmp_path / "none"), "-o", str(tmp_path / "o"), check=False
+    )
     assert nothing.returncode == 2 and "no images or videos to edit" in nothing.stderr
 
 
@@ -146,12 +171,18 @@ def test_apply_never_imports_torch(editor_path: Path, workspace: Path, tmp_path:
         f"sys.argv = ['factory', '--workspace', {str(workspace)!r}, 'apply', {str(editor_path)!r}, "
         f"{str(img.parent)!r}, '-o', {str(tmp_path / 'out')!r}]\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'transformers', 'diffusers', 'peft', 'kornia'))\n"
+        "heavy = sorted(m for m in sys.modules\n"
+        "    if m.split('.')[0] in ('torch', 'torchvision', 'transformers', 'diffusers', 'peft', 'kornia'))\n"
         "print('HEAVY', heavy)\n"
         "print('ORT', 'onnxruntime' in sys.modules, 'cv2' in sys.modules)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parents[1])
+    proc = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stdout, proc.stdout
     assert "ORT True True" in proc.stdout  # the probe did run the editor

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from factory.images import read_image
-from factory.pair_store import PairStore, read_manifest, sha256_file
+from factory.core.files import sha256_file
+from factory.core.images import read_image
+from factory.data.pair_store import PairStore, read_manifest
 from tests.conftest import run_factory
 from tests.test_images import make_bad_folder
 
@@ -131,7 +132,8 @@ def test_sigkill_mid_run_loses_nothing(workspace: Path) -> None:
     fresh.mkdir()
     add_card(fresh, SLOW_CARD)
     run_factory(fresh, "synth", name, "-n", str(n), "--size", "96")
-    assert {r["id"]: r["sha256"] for r in records} == {r["id"]: r["sha256"] for r in read_manifest(fresh / "data" / name)}
+    again = read_manifest(fresh / "data" / name)
+    assert {r["id"]: r["sha256"] for r in records} == {r["id"]: r["sha256"] for r in again}
 
 
 def test_second_writer_is_refused(workspace: Path, factory_cli) -> None:
@@ -169,8 +171,8 @@ def test_unknown_concept_is_a_clear_error(factory_cli) -> None:
 
 
 def test_resume_ignores_runtime_settings_only(tmp_path: Path) -> None:
-    from factory.errors import FactoryError
-    from factory.synth import _check_meta
+    from factory.core.errors import FactoryError
+    from factory.data.synthesize import _check_meta
 
     teacher = {"kind": "sdedit", "model": "m", "strength": 0.5, "batch_size": 8, "device": "cuda", "dtype": "float16"}
     meta = {"teacher": teacher, "size": 64, "origin": "o", "seed": 0}
@@ -180,3 +182,34 @@ def test_resume_ignores_runtime_settings_only(tmp_path: Path) -> None:
         _check_meta(tmp_path, dict(meta, teacher=dict(teacher, strength=0.6)))
     with pytest.raises(FactoryError, match="different size"):
         _check_meta(tmp_path, dict(meta, size=32))
+
+
+def test_a_full_disk_is_one_line_and_a_rerun_completes(workspace: Path, monkeypatch) -> None:
+    import errno
+
+    from concepts.cards import find_card
+    from factory.core.errors import FactoryError
+    from factory.core.workspace import Workspace
+    from factory.data import pair_store
+    from factory.data.card_pairs import make_pairs
+
+    ws = Workspace(workspace)
+    name = add_card(workspace, BLUR_CARD)
+    card = find_card(name, ws)
+    real, writes = pair_store.atomic_write_bytes, []
+
+    def fill_up(path, data):
+        writes.append(path)
+        if len(writes) > 6:  # three pairs fit, the fourth's first image does not
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, data)
+
+    monkeypatch.setattr(pair_store, "atomic_write_bytes", fill_up)
+    with pytest.raises(FactoryError) as err:
+        make_pairs(ws, card, 6, 32, seed=0)
+    message = str(err.value)
+    assert "\n" not in message and "disk is full" in message and "kept the 3 complete pairs" in message
+    assert len(check_folder(ws.data(name))) == 3
+    monkeypatch.setattr(pair_store, "atomic_write_bytes", real)
+    result = make_pairs(ws, card, 6, 32, seed=0)
+    assert result.total == 6 and result.new == 3 and len(check_folder(ws.data(name))) == 6

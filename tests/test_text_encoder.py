@@ -7,9 +7,9 @@ import shutil
 import pytest
 import torch
 
-from factory import text_encoder as te
-from factory.errors import FactoryError
-from factory.text_encoder import TextEncoder
+from factory.core.errors import FactoryError
+from factory.text import encoder as te
+from factory.text.encoder import TextEncoder
 
 TEXTS = ["make it a watercolor painting", "turn the photo into a pencil sketch"]
 

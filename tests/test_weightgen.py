@@ -9,21 +9,21 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import run_factory
 from safetensors.torch import load_file
 
-from base_gan.checkpoint import load_generator, save_generator
-from base_gan.generator import GeneratorConfig, build_generator, target_modules
-from factory.errors import FactoryError
-from factory.workspace import Workspace
+from base_gan.generator import build_generator, target_modules
+from base_gan.models import load_model, save_model
+from factory.core.errors import FactoryError
+from factory.core.workspace import Workspace
+from factory.pipeline.steps import generate_adapter
 from weight_generator.baselines import average_adapter, distance_table, retrieve_by_text
 from weight_generator.dataset import WeightDataset, collect_adapters, collect_workspace
-from weight_generator.sample import WeightGenerator, generate_init_adapter
-from weight_generator.tokenize import (ADAPTER_WEIGHTS, AdapterLayout, WeightTokenizer, flatten, read_adapter)
+from weight_generator.sample import WeightGenerator
+from weight_generator.tokenize import ADAPTER_WEIGHTS, AdapterLayout, WeightTokenizer, flatten, read_adapter
 from weight_generator.train import WeightGenSettings, WeightGenTrainer
 
-from conftest import run_factory
-
-GEN = GeneratorConfig(ngf=8, image_size=32)
+GEN = dict(ngf=8, image_size=32)
 GROUPS = ["down2", "up1"]
 TEXTS = {
     "sepia": "give it a warm brown sepia tone",
@@ -42,7 +42,7 @@ def make_adapter(folder: Path, base_dir: Path, instruction: str, seed: int, rank
     """A 'trained' adapter: peft's init with seed 0 (as every factory fine-tune), then B (and A) moved."""
     from peft import LoraConfig, get_peft_model
 
-    base, _ = load_generator(base_dir)
+    base = load_model(base_dir)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = get_peft_model(base, LoraConfig(target_modules=target_modules(base, groups), r=rank, lora_alpha=rank))
@@ -75,7 +75,7 @@ def tiny(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("wg")
     ws = Workspace(root / "ws")
     base_dir = ws.base("tiny")
-    save_generator(base_dir, build_generator(GEN, seed=1), {"generator": GEN.to_dict(), "text_encoder": "minilm"})
+    save_model(build_generator(seed=1, **GEN), base_dir)
     for i, (concept, text) in enumerate(TEXTS.items()):
         make_adapter(ws.lora(concept), base_dir, text, seed=i + 1)
     return {"ws": ws, "base": base_dir, "dataset": collect_workspace(ws)}
@@ -84,7 +84,7 @@ def tiny(tmp_path_factory) -> dict:
 def adapted_output(base_dir: Path, adapter: Path) -> torch.Tensor:
     from peft import PeftModel
 
-    base, _ = load_generator(base_dir)
+    base = load_model(base_dir)
     model = PeftModel.from_pretrained(base, str(adapter)).eval()
     x = torch.linspace(-1, 1, 2 * 3 * 32 * 32).reshape(2, 3, 32, 32)
     text = torch.randn(1, 5, 384, generator=torch.Generator().manual_seed(0)).expand(2, -1, -1)
@@ -157,7 +157,7 @@ def test_collect_reads_texts_and_refuses_mismatched_adapters(tiny, tmp_path):
 def test_collect_cli_and_mismatch_error(tmp_path):
     ws = Workspace(tmp_path / "ws")
     base_dir = ws.base("b")
-    save_generator(base_dir, build_generator(GEN), {"generator": GEN.to_dict(), "text_encoder": "minilm"})
+    save_model(build_generator(**GEN), base_dir)
     for i, c in enumerate(("sepia", "icy", "noir")):
         make_adapter(ws.lora(c), base_dir, TEXTS[c], seed=i)
     proc = run_factory(ws.root, "weightgen", "collect", "--exclude", "noir")
@@ -182,7 +182,7 @@ def test_training_lowers_the_loss(tiny, tmp_path, variant):
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in tr.state.history)
     tr.save_final()
     gen = WeightGenerator.load(tmp_path / variant, text_cache=tiny["ws"].text_cache)
-    assert gen.meta["denoiser"]["variant"] == variant
+    assert gen.model.variant == variant == gen.training["variant"]
     tensors, config = read_adapter(gen.sample_to_folder("add a blue tint", tmp_path / "s", steps=2))
     assert AdapterLayout.of(tensors, config) == tiny["dataset"].layout
     assert all(torch.isfinite(v).all() for v in tensors.values())
@@ -250,7 +250,7 @@ def test_cli_train_resume_and_sample(tiny, tmp_path):
 
     r = run(cli, args(4), catch_exceptions=False)
     assert r.exit_code == 0, r.output
-    assert "step 4" in r.output and (ws.weightgen("cli") / "model.safetensors").is_file()
+    assert "step 4" in r.output and (ws.weightgen("cli") / "denoiser" / "diffusion_pytorch_model.safetensors").is_file()
     r = run(cli, args(4))
     assert isinstance(r.exception, FactoryError) and "--resume" in str(r.exception)
     r = run(cli, args(6, "--resume"), catch_exceptions=False)
@@ -262,10 +262,13 @@ def test_cli_train_resume_and_sample(tiny, tmp_path):
 
 
 def test_init_adapter_for_finetune_checks_the_base(tiny, trained, tmp_path):
-    out = generate_init_adapter(tiny["ws"], "make it sepia", tiny["base"], tmp_path / "init", seed=0, name="default")
+    out = generate_adapter("make it sepia", tmp_path / "init", workspace=tiny["ws"], base=tiny["base"], seed=0,
+                           name="default")
     assert AdapterLayout.of(*read_adapter(out)) == tiny["dataset"].layout
+    save_model(build_generator(**GEN), tmp_path / "another")
     with pytest.raises(FactoryError, match="trained on adapters of base"):
-        generate_init_adapter(tiny["ws"], "make it sepia", tmp_path / "another", tmp_path / "init2", name="default")
+        generate_adapter("make it sepia", tmp_path / "init2", workspace=tiny["ws"], base=tmp_path / "another",
+                         name="default")
 
 
 # -- baselines --------------------------------------------------------------------------------------
@@ -289,43 +292,39 @@ def test_baselines_and_copy_check(tiny):
 
 # -- factory finetune --init weightgen ----------------------------------------------------------------
 def test_finetune_starts_from_the_generated_adapter(tiny, trained, tmp_path):
-    from base_gan.finetune import FinetuneOptions, finetune, read_curve
-    from factory.concepts import find_card
-    from factory.photos import default_photos
-    from factory.synth import synthesize
-    from factory.teachers import make_teacher
+    from concepts.cards import find_card
+    from factory.data.card_pairs import make_pairs
+    from factory.evaluation.curves import read_curve
+    from factory.pipeline.steps import finetune
 
     ws = tiny["ws"]
     card = find_card("autumn")
-    synthesize(ws.data("autumn"), "autumn", card.instruction, make_teacher(card.teacher.kind, card.teacher.params),
-               default_photos(), 12, 32, seed=0)
+    make_pairs(ws, card, 12, 32, seed=0)
     out = tmp_path / "ft"
-    m = finetune(ws, "autumn", tiny["base"], FinetuneOptions(init="weightgen", steps=2, batch=2, eval_every=1,
-                                                              disc_nf=8), out_dir=out, quiet=True)
+    m = finetune("autumn", workspace=ws, base=tiny["base"], init="weightgen", steps=2, batch=2, eval_every=1,
+                 disc_nf=8, out_dir=out, quiet=True)
     init = out / "init"
     meta = json.loads((init / "weightgen.json").read_text())
     assert meta["instruction"] == card.instruction and Path(meta["weightgen"]) == ws.weightgen("default")
     assert m["init_adapter"] == str(init.resolve()) and m["training"]["steps"] == 2
     assert AdapterLayout.of(*read_adapter(out)) == tiny["dataset"].layout
     # the curve starts at the generated adapter's quality, not at the base's
-    from base_gan.finetune import HeldOut
-    from base_gan.lora import load_adapter
-    from factory.evaluate import text_conditioned
+    from factory.evaluation.heldout import HeldOutPairs, text_conditioned
+    from factory.lora.adapters import load_adapter
 
-    base, bmeta = load_generator(tiny["base"])
-    model = load_adapter(base, init).eval()
-    step0 = HeldOut(ws.data("autumn")).score(text_conditioned(model, bmeta, card.instruction, ws.text_cache), model)
+    model = load_adapter(load_model(tiny["base"]), init).eval()
+    step0 = HeldOutPairs(ws.data("autumn")).score(text_conditioned(model, card.instruction, ws.text_cache), model)
     assert read_curve(out / "curve.csv")[0]["psnr"] == pytest.approx(step0["psnr"], abs=1e-3)
     assert abs(step0["psnr"] - m["test"]["base_zero_shot"]["psnr"]) > 1e-4, "generated adapter is not a no-op"
 
     other = Workspace(tmp_path / "other")
     shutil.copytree(ws.data("autumn"), other.data("autumn"))
-    save_generator(other.base("b"), build_generator(GEN), {"generator": GEN.to_dict(), "text_encoder": "minilm"})
-    opts = FinetuneOptions(init="weightgen", steps=1)
+    save_model(build_generator(**GEN), other.base("b"))
+    opts = dict(init="weightgen", steps=1)
     with pytest.MonkeyPatch.context() as mp:  # no weight generator in the workspace nor shipped
         mp.setenv("FACTORY_PRETRAINED", "none")
         with pytest.raises(FactoryError, match="--init weightgen: no trained weight generator"):
-            finetune(other, "autumn", other.base("b"), opts, out_dir=tmp_path / "x", quiet=True)
+            finetune("autumn", workspace=other, base=other.base("b"), out_dir=tmp_path / "x", quiet=True, **opts)
     # the shipped weight generator is the fallback, and it refuses a base it was not trained on
-    with pytest.raises(FactoryError, match="--init weightgen: .*trained on adapters of base 'editfactory-base'"):
-        finetune(other, "autumn", other.base("b"), opts, out_dir=tmp_path / "y", quiet=True)
+    with pytest.raises(FactoryError, match=r"--init weightgen: .*trained on adapters of base 'editfactory-base'"):
+        finetune("autumn", workspace=other, base=other.base("b"), out_dir=tmp_path / "y", quiet=True, **opts)

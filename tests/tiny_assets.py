@@ -5,17 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-
-from base_gan.checkpoint import save_generator
-from base_gan.generator import GeneratorConfig, build_generator
-from factory.workspace import Workspace
-from weight_generator.dataset import collect_workspace
-from weight_generator.train import WeightGenSettings, WeightGenTrainer
-
 from conftest import run_factory
 from test_weightgen import make_adapter
 
-GEN = GeneratorConfig(ngf=8, image_size=32)
+from base_gan.generator import build_generator
+from base_gan.models import save_model
+from factory.core.workspace import Workspace
+from weight_generator.dataset import collect_workspace
+from weight_generator.train import WeightGenSettings, WeightGenTrainer
+
+GEN = dict(ngf=8, image_size=32)
 GROUPS = ["down2", "xattn", "up1"]
 TEXTS = {"warm": "give it a warm golden tone", "cold": "make it cold and blue", "grey": "make it black and white",
          "sketch": "turn it into a pencil sketch"}
@@ -27,8 +26,7 @@ def make_tiny_pretrained(root: Path) -> Path:
     """Build the tiny base, four adapters and a weight generator under ``root`` and install them."""
     ws = Workspace(root / "ws")
     base_dir = ws.base("tiny")
-    save_generator(base_dir, build_generator(GEN, seed=1),
-                   {"generator": GEN.to_dict(), "text_encoder": "minilm", "concepts": BASE_CONCEPTS})
+    save_model(build_generator(seed=1, **GEN), base_dir, {"concepts": BASE_CONCEPTS})
     for i, (concept, text) in enumerate(TEXTS.items()):
         make_adapter(ws.lora(concept), base_dir, text, seed=i + 1, groups=GROUPS)
     out = ws.weightgen("tiny")

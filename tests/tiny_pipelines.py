@@ -127,7 +127,9 @@ def build_tiny_instruct_pix2pix(folder: Path, *, seed: int = 0, safety: str | No
     """
     from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline
 
-    scheduler = EulerAncestralDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1)
+    scheduler = EulerAncestralDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1
+    )
     pipe = StableDiffusionInstructPix2PixPipeline(**_components(8, scheduler, seed, safety))
     pipe.save_pretrained(folder)
     return Path(folder)
@@ -137,7 +139,9 @@ def build_tiny_img2img(folder: Path, *, seed: int = 0, safety: str | None = None
     """Save a tiny ``StableDiffusionImg2ImgPipeline`` (UNet with 4 input channels) to ``folder``."""
     from diffusers import PNDMScheduler, StableDiffusionImg2ImgPipeline
 
-    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1)
+    scheduler = PNDMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1
+    )
     pipe = StableDiffusionImg2ImgPipeline(**_components(4, scheduler, seed, safety))
     pipe.save_pretrained(folder)
     return Path(folder)

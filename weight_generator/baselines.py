@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from weight_generator.dataset import WeightDataset
-from weight_generator.tokenize import write_adapter, unflatten
+from weight_generator.tokenize import unflatten, write_adapter
 
 
 def average_adapter(dataset: WeightDataset) -> torch.Tensor:
@@ -35,7 +35,7 @@ def average_adapter(dataset: WeightDataset) -> torch.Tensor:
 def text_similarities(text: str, dataset: WeightDataset, encoder_name: str = "minilm",
                       cache_dir: str | Path | None = None) -> torch.Tensor:
     """Cosine similarity [N] of ``text`` to each training instruction (pooled, L2-normalized embeddings)."""
-    from factory.text_encoder import TextEncoder
+    from factory.text.encoder import TextEncoder
 
     enc = TextEncoder.from_name(encoder_name, cache_dir=cache_dir)
     return enc.pooled(dataset.instructions) @ enc.pooled([text])[0]

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
-from factory.atomic import atomic_save_file, atomic_write_json
-from factory.errors import FactoryError
-from factory.workspace import Workspace
+from factory.core.atomic import atomic_save_file, atomic_write_json
+from factory.core.errors import FactoryError
+from factory.core.workspace import Workspace
 from weight_generator.tokenize import ADAPTER_CONFIG, ADAPTER_WEIGHTS, AdapterLayout, flatten, read_adapter
 
 DATASET_WEIGHTS = "dataset.safetensors"
@@ -52,7 +53,7 @@ class WeightDataset:
             raise FactoryError(f"concept '{concept}' is not in the weight dataset "
                                f"(it has {', '.join(self.concepts)})") from None
 
-    def subset(self, keep: Iterable[str]) -> "WeightDataset":
+    def subset(self, keep: Iterable[str]) -> WeightDataset:
         idx = [self.index(c) for c in keep]
         return WeightDataset([self.concepts[i] for i in idx], [self.instructions[i] for i in idx],
                              self.weights[idx].clone(), self.layout, self.adapter_config, self.base,
@@ -77,7 +78,7 @@ class WeightDataset:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "WeightDataset":
+    def load(cls, folder: str | Path) -> WeightDataset:
         from safetensors.torch import load_file
 
         folder = Path(folder)
@@ -122,7 +123,7 @@ def concept_text(concept: str, folder: Path, workspace: Workspace | None) -> str
     if isinstance(text, str) and text.strip():
         return text
     try:
-        from factory.concepts import find_card
+        from concepts.cards import find_card
 
         return find_card(concept, workspace).instruction
     except FactoryError:
@@ -144,6 +145,7 @@ def collect_adapters(folders: list[Path], instructions: list[str], concepts: lis
         raise ValueError("one instruction per adapter folder")
     concepts = concepts or [Path(f).name for f in folders]
     first_tensors, first_config = read_adapter(folders[0])
+    first_config = dict(first_config, base_model_name_or_path=None)  # no build path in a shipped template
     layout = AdapterLayout.of(first_tensors, first_config)
     base = adapter_base(folders[0])
     rows, sources = [], []

@@ -1,6 +1,7 @@
 """The denoiser: a 1-D U-Net over one weight block, conditioned on timestep, block index and text.
 
-Every denoiser (this per-block one and ``weight_generator.joint``'s) has one interface::
+Every denoiser (this per-block one and ``weight_generator.joint``'s) is a diffusers model
+(``save_pretrained``/``from_pretrained``) with one interface::
 
     model(x [B, K, S], t [B], index [B, K], text [B, L, D], mask [B, L] bool) -> prediction [B, K, S]
 
@@ -30,87 +31,13 @@ the block, cross-attention on the text, GEGLU feed-forward).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
-
 import torch
 import torch.nn.functional as F
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-VARIANTS = ("block", "joint")
-
-
-@dataclass
-class DenoiserConfig:
-    """Everything needed to rebuild a denoiser (saved in the weight generator's config.json)."""
-
-    variant: str = "joint"           # "joint": JointTransformer (weight_generator.joint); "block": BlockUNet
-    block_size: int = 256
-    n_blocks: int = 1
-    text_dim: int = 384
-    heads: int = 4
-    emb_dim: int = 128               # timestep + block-index embedding width
-    channels: tuple[int, int, int] = (32, 64, 64)   # BlockUNet: width per level
-    attn_levels: tuple[bool, bool, bool] = (False, False, True)  # BlockUNet: Transformer blocks per level
-    ff_mult: int = 2                 # feed-forward inner width / model width in every Transformer block
-    width: int = 128                 # JointTransformer: token width
-    depth: int = 4                   # JointTransformer: transformer blocks (even: U-ViT skips pair them)
-
-    def __post_init__(self) -> None:
-        self.channels = tuple(int(c) for c in self.channels)
-        self.attn_levels = tuple(bool(a) for a in self.attn_levels)
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
-        if len(self.channels) != 3:
-            raise ValueError(f"channels must give 3 levels, got {self.channels}")
-        if self.block_size % 4:
-            raise ValueError(f"block_size must be a multiple of 4 (two downsamplings), got {self.block_size}")
-        if any(c % self.heads for c in self.channels[1:]) or self.width % self.heads:
-            raise ValueError(f"widths {self.channels[1:]} / {self.width} must be divisible by heads={self.heads}")
-        if self.depth % 2:
-            raise ValueError(f"depth must be even, got {self.depth}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        d["attn_levels"] = list(self.attn_levels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DenoiserConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown denoiser config keys: {', '.join(unknown)}")
-        return cls(**d)
-
-
-def _groups(ch: int) -> int:
-    return next(g for g in (8, 4, 2, 1) if ch % g == 0)
-
-
-def text_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    """A bool [B, L] keep-mask -> diffusers' additive attention bias [B, 1, L]."""
-    if mask is None:
-        return None
-    return ((1.0 - mask.to(dtype)) * -10000.0).unsqueeze(1)
-
-
-class ConditionEmbedding(nn.Module):
-    """emb = MLP(sinusoidal(t)) + Embedding(block index) (diffusers' Timesteps + TimestepEmbedding)."""
-
-    def __init__(self, emb_dim: int, n_blocks: int) -> None:
-        super().__init__()
-        from diffusers.models.embeddings import TimestepEmbedding, Timesteps
-
-        self.time_proj = Timesteps(emb_dim, flip_sin_to_cos=True, downscale_freq_shift=0)
-        self.time_mlp = TimestepEmbedding(emb_dim, emb_dim)
-        self.index = nn.Embedding(n_blocks, emb_dim)
-
-    def forward(self, t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """t [B] (int) and index [B, K] -> [B, K, emb_dim]."""
-        temb = self.time_mlp(self.time_proj(t).to(self.index.weight.dtype))
-        return temb[:, None, :] + self.index(index)
+from weight_generator.conditioning import ConditionEmbedding, group_count, text_bias
 
 
 class ResBlock1d(nn.Module):
@@ -118,10 +45,10 @@ class ResBlock1d(nn.Module):
 
     def __init__(self, cin: int, cout: int, emb_dim: int) -> None:
         super().__init__()
-        self.norm1 = nn.GroupNorm(_groups(cin), cin)
+        self.norm1 = nn.GroupNorm(group_count(cin), cin)
         self.conv1 = nn.Conv1d(cin, cout, 3, padding=1)
         self.emb = nn.Linear(emb_dim, 2 * cout)
-        self.norm2 = nn.GroupNorm(_groups(cout), cout)
+        self.norm2 = nn.GroupNorm(group_count(cout), cout)
         self.conv2 = nn.Conv1d(cout, cout, 3, padding=1)
         self.skip = nn.Conv1d(cin, cout, 1) if cin != cout else nn.Identity()
         nn.init.zeros_(self.conv2.weight)
@@ -141,7 +68,7 @@ class Transformer1d(nn.Module):
         super().__init__()
         from diffusers.models.attention import BasicTransformerBlock
 
-        self.norm = nn.GroupNorm(_groups(ch), ch)
+        self.norm = nn.GroupNorm(group_count(ch), ch)
         self.proj_in = nn.Linear(ch, ch)
         self.block = BasicTransformerBlock(ch, heads, ch // heads, cross_attention_dim=text_dim,
                                            ff_inner_dim=ff_mult * ch)
@@ -155,33 +82,44 @@ class Transformer1d(nn.Module):
         return x + self.proj_out(h).transpose(1, 2)
 
 
-class BlockUNet(nn.Module):
+class BlockUNet(ModelMixin, ConfigMixin):
     """The per-block denoiser (see the module docstring)."""
 
-    def __init__(self, config: DenoiserConfig) -> None:
+    variant = "block"
+
+    @register_to_config
+    def __init__(self, block_size: int = 256, n_blocks: int = 1, text_dim: int = 384, heads: int = 4,
+                 emb_dim: int = 128, channels: tuple[int, int, int] = (32, 64, 64),
+                 attn_levels: tuple[bool, bool, bool] = (False, False, True), ff_mult: int = 2) -> None:
         super().__init__()
-        self.config = config
-        ch, e = config.channels, config.emb_dim
-        self.cond = ConditionEmbedding(e, config.n_blocks)
+        ch = tuple(int(c) for c in channels)
+        if len(ch) != 3 or len(attn_levels) != 3:
+            raise ValueError(f"channels and attn_levels must give 3 levels, got {channels} / {attn_levels}")
+        if block_size % 4:
+            raise ValueError(f"block_size must be a multiple of 4 (two downsamplings), got {block_size}")
+        if any(c % heads for c in ch[1:]):
+            raise ValueError(f"widths {ch[1:]} must be divisible by heads={heads}")
+        e = emb_dim
+        self.cond = ConditionEmbedding(e, n_blocks)
         self.conv_in = nn.Conv1d(1, ch[0], 3, padding=1)
-        self.pos = nn.Parameter(torch.zeros(1, ch[0], config.block_size))
+        self.pos = nn.Parameter(torch.zeros(1, ch[0], block_size))
         nn.init.normal_(self.pos, std=0.02)
 
         def attn(level: int) -> nn.Module | None:
-            if not config.attn_levels[level]:
+            if not attn_levels[level]:
                 return None
-            return Transformer1d(ch[level], config.heads, config.text_dim, config.ff_mult)
+            return Transformer1d(ch[level], heads, text_dim, ff_mult)
 
         self.down = nn.ModuleList(ResBlock1d(ch[max(i - 1, 0)], ch[i], e) for i in range(3))
         self.down_attn = nn.ModuleList(attn(i) or nn.Identity() for i in range(3))
         self.pool = nn.ModuleList(nn.Conv1d(ch[i], ch[i], 3, stride=2, padding=1) for i in range(2))
         self.mid1 = ResBlock1d(ch[2], ch[2], e)
-        self.mid_attn = Transformer1d(ch[2], config.heads, config.text_dim, config.ff_mult)
+        self.mid_attn = Transformer1d(ch[2], heads, text_dim, ff_mult)
         self.mid2 = ResBlock1d(ch[2], ch[2], e)
         self.up = nn.ModuleList(ResBlock1d(2 * ch[i], ch[i], e) for i in range(3))
         self.up_attn = nn.ModuleList(attn(i) or nn.Identity() for i in range(3))
         self.unpool = nn.ModuleList(nn.Conv1d(ch[i + 1], ch[i], 3, padding=1) for i in range(2))
-        self.norm_out = nn.GroupNorm(_groups(ch[0]), ch[0])
+        self.norm_out = nn.GroupNorm(group_count(ch[0]), ch[0])
         self.conv_out = nn.Conv1d(ch[0], 1, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
@@ -209,14 +147,3 @@ class BlockUNet(nn.Module):
             if i > 0:
                 h = self.unpool[i - 1](F.interpolate(h, scale_factor=2.0, mode="nearest"))
         return self.conv_out(F.silu(self.norm_out(h))).reshape(b, k, s)
-
-
-def build_denoiser(config: DenoiserConfig, seed: int = 0) -> nn.Module:
-    """A denoiser of ``config.variant`` with deterministic initial weights (global RNG untouched)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        if config.variant == "joint":
-            from weight_generator.joint import JointTransformer
-
-            return JointTransformer(config)
-        return BlockUNet(config)

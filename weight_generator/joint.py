@@ -8,32 +8,51 @@ on the text tokens, GEGLU feed-forward) with U-ViT long skips: the output of blo
 half is concatenated to the input of block ``depth - 1 - i`` and projected back. A LayerNorm and a
 zero-initialised ``Linear(width -> S)`` map each token back to its block.
 
-Same interface as ``BlockUNet``: ``model(x [B, K, S], t [B], index [B, K], text, mask) -> [B, K, S]``;
+A diffusers model like ``BlockUNet``, with the same interface:
+``model(x [B, K, S], t [B], index [B, K], text, mask) -> [B, K, S]``;
 it must see all K blocks of an adapter at once (training batches are whole adapters).
 """
 
 from __future__ import annotations
 
 import torch
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from weight_generator.denoiser import ConditionEmbedding, DenoiserConfig, text_bias
+from weight_generator.conditioning import ConditionEmbedding, text_bias
 
 
-class JointTransformer(nn.Module):
-    def __init__(self, config: DenoiserConfig) -> None:
+class JointTransformer(ModelMixin, ConfigMixin):
+    """All K blocks of an adapter as K tokens of one transformer (see the module docstring)."""
+
+    variant = "joint"
+
+    @register_to_config
+    def __init__(
+        self,
+        block_size: int = 256,
+        n_blocks: int = 1,
+        text_dim: int = 384,
+        heads: int = 4,
+        width: int = 128,
+        depth: int = 4,
+        ff_mult: int = 2,
+    ) -> None:
         super().__init__()
         from diffusers.models.attention import BasicTransformerBlock
 
-        self.config = config
-        d, s = config.width, config.block_size
-        self.cond = ConditionEmbedding(d, config.n_blocks)
+        if depth % 2:
+            raise ValueError(f"depth must be even, got {depth}")
+        if width % heads:
+            raise ValueError(f"width {width} must be divisible by heads={heads}")
+        d, s = width, block_size
+        self.cond = ConditionEmbedding(d, n_blocks)
         self.proj_in = nn.Linear(s, d)
-        half = config.depth // 2
+        half = depth // 2
 
         def block() -> nn.Module:
-            return BasicTransformerBlock(d, config.heads, d // config.heads, cross_attention_dim=config.text_dim,
-                                         ff_inner_dim=config.ff_mult * d)
+            return BasicTransformerBlock(d, heads, d // heads, cross_attention_dim=text_dim, ff_inner_dim=ff_mult * d)
 
         self.in_blocks = nn.ModuleList(block() for _ in range(half))
         self.mid = block()
@@ -44,11 +63,17 @@ class JointTransformer(nn.Module):
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, index: torch.Tensor, text: torch.Tensor,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
-        emb = self.cond(t, index)                                   # [B, K, d]
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        index: torch.Tensor,
+        text: torch.Tensor,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        emb = self.cond(t, index)  # [B, K, d]
         time_token = self.cond.time_mlp(self.cond.time_proj(t).to(x.dtype))[:, None, :]
-        h = torch.cat([time_token, self.proj_in(x) + emb], dim=1)   # [B, 1 + K, d]
+        h = torch.cat([time_token, self.proj_in(x) + emb], dim=1)  # [B, 1 + K, d]
         bias = text_bias(mask, x.dtype)
         skips = []
         for blk in self.in_blocks:

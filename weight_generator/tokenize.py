@@ -30,8 +30,8 @@ from typing import Any
 
 import torch
 
-from factory.atomic import atomic_save_file, atomic_write_json
-from factory.errors import FactoryError
+from factory.core.atomic import atomic_save_file, atomic_write_json
+from factory.core.errors import FactoryError
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -65,7 +65,7 @@ class AdapterLayout:
     config: tuple[tuple[str, str], ...]  # (field, json of its canonical value)
 
     @classmethod
-    def of(cls, tensors: dict[str, torch.Tensor], adapter_config: dict[str, Any]) -> "AdapterLayout":
+    def of(cls, tensors: dict[str, torch.Tensor], adapter_config: dict[str, Any]) -> AdapterLayout:
         keys = tuple(sorted(tensors))
         cfg = tuple((k, json.dumps(_canonical(adapter_config.get(k)), sort_keys=True)) for k in LAYOUT_CONFIG_KEYS)
         return cls(keys, tuple(tuple(int(s) for s in tensors[k].shape) for k in keys), cfg)
@@ -78,7 +78,7 @@ class AdapterLayout:
     def numel(self) -> int:
         return sum(self.numels)
 
-    def difference(self, other: "AdapterLayout") -> str | None:
+    def difference(self, other: AdapterLayout) -> str | None:
         """A short description of the first way ``other`` differs from this layout (None when equal)."""
         mine, theirs = dict(self.config), dict(other.config)
         for k in LAYOUT_CONFIG_KEYS:
@@ -87,7 +87,9 @@ class AdapterLayout:
         missing = sorted(set(self.keys) - set(other.keys))
         extra = sorted(set(other.keys) - set(self.keys))
         if missing or extra:
-            parts = ([f"lacks {_short(missing)}"] if missing else []) + ([f"has extra {_short(extra)}"] if extra else [])
+            parts = ([f"lacks {_short(missing)}"] if missing else []) + (
+                [f"has extra {_short(extra)}"] if extra else []
+            )
             return "tensors differ: it " + " and ".join(parts)
         shapes = dict(zip(other.keys, other.shapes))
         for k, s in zip(self.keys, self.shapes):
@@ -96,11 +98,14 @@ class AdapterLayout:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"keys": list(self.keys), "shapes": [list(s) for s in self.shapes],
-                "config": {k: json.loads(v) for k, v in self.config}}
+        return {
+            "keys": list(self.keys),
+            "shapes": [list(s) for s in self.shapes],
+            "config": {k: json.loads(v) for k, v in self.config},
+        }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "AdapterLayout":
+    def from_dict(cls, d: dict[str, Any]) -> AdapterLayout:
         cfg = tuple((k, json.dumps(_canonical(d["config"].get(k)), sort_keys=True)) for k in LAYOUT_CONFIG_KEYS)
         return cls(tuple(d["keys"]), tuple(tuple(s) for s in d["shapes"]), cfg)
 
@@ -134,14 +139,15 @@ def read_adapter(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict[str,
 
 
 def write_adapter(folder: str | Path, tensors: dict[str, torch.Tensor], adapter_config: dict[str, Any]) -> Path:
-    """Write a peft adapter folder (weights first, config last, each atomically)."""
+    """Write a peft adapter folder (weights first, config last, each atomically). The config names no base
+    (``base_model_name_or_path`` None): an adapter carries no path of the machine that made it."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     data = {k: v.detach().to(torch.float32).contiguous() for k, v in tensors.items()}
     atomic_save_file(folder / ADAPTER_WEIGHTS, lambda tmp: save_file(data, tmp, metadata={"format": "pt"}))
-    atomic_write_json(folder / ADAPTER_CONFIG, adapter_config)
+    atomic_write_json(folder / ADAPTER_CONFIG, dict(adapter_config, base_model_name_or_path=None))
     return folder
 
 
@@ -170,8 +176,15 @@ def _power_of_two(x: float) -> float:
 class WeightTokenizer:
     """Adapter vector <-> [n_blocks, block_size] normalized blocks, with the dataset's statistics."""
 
-    def __init__(self, layout: AdapterLayout, block_size: int, tensor_mean: torch.Tensor, tensor_scale: torch.Tensor,
-                 element_mean: torch.Tensor | None, adapter_config: dict[str, Any]):
+    def __init__(
+        self,
+        layout: AdapterLayout,
+        block_size: int,
+        tensor_mean: torch.Tensor,
+        tensor_scale: torch.Tensor,
+        element_mean: torch.Tensor | None,
+        adapter_config: dict[str, Any],
+    ):
         if block_size < 1:
             raise ValueError(f"block_size must be positive, got {block_size}")
         self.layout = layout
@@ -199,8 +212,14 @@ class WeightTokenizer:
         return self.n_blocks * self.block_size
 
     @classmethod
-    def fit(cls, vectors: torch.Tensor, layout: AdapterLayout, adapter_config: dict[str, Any],
-            block_size: int = DEFAULT_BLOCK_SIZE, stats: str = "tensor") -> "WeightTokenizer":
+    def fit(
+        cls,
+        vectors: torch.Tensor,
+        layout: AdapterLayout,
+        adapter_config: dict[str, Any],
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        stats: str = "tensor",
+    ) -> WeightTokenizer:
         """Statistics over a dataset of adapter vectors [N, P] (float32 or float64)."""
         if stats not in STATS_KINDS:
             raise ValueError(f"stats must be one of {STATS_KINDS}, got {stats!r}")
@@ -213,8 +232,14 @@ class WeightTokenizer:
         for part in torch.split(resid, layout.numels, dim=1):
             means.append(0.0 if element_mean is not None else _float32_value(part.mean().item()))
             scales.append(_power_of_two(part.std(unbiased=False).item()) if part.numel() > 1 else 1.0)
-        return cls(layout, block_size, torch.tensor(means, dtype=torch.float64),
-                   torch.tensor(scales, dtype=torch.float64), element_mean, adapter_config)
+        return cls(
+            layout,
+            block_size,
+            torch.tensor(means, dtype=torch.float64),
+            torch.tensor(scales, dtype=torch.float64),
+            element_mean,
+            adapter_config,
+        )
 
     # -- vector <-> blocks ------------------------------------------------------------------------
     def encode(self, vectors: torch.Tensor) -> torch.Tensor:
@@ -256,15 +281,23 @@ class WeightTokenizer:
     def to_tensors(self, blocks: torch.Tensor) -> dict[str, torch.Tensor]:
         return unflatten(self.decode(blocks), self.layout)
 
-    def write_adapter(self, blocks: torch.Tensor, folder: str | Path, config_updates: dict[str, Any] | None = None) -> Path:
+    def write_adapter(
+        self, blocks: torch.Tensor, folder: str | Path, config_updates: dict[str, Any] | None = None
+    ) -> Path:
         """Blocks -> a peft adapter folder loadable with ``PeftModel.from_pretrained`` on the base."""
         cfg = dict(self.adapter_config, **(config_updates or {}))
         return write_adapter(folder, self.to_tensors(blocks), cfg)
 
     # -- persistence ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"block_size": self.block_size, "stats": self.stats, "n_blocks": self.n_blocks,
-                "numel": self.layout.numel, "layout": self.layout.to_dict(), "adapter_config": self.adapter_config}
+        return {
+            "block_size": self.block_size,
+            "stats": self.stats,
+            "n_blocks": self.n_blocks,
+            "numel": self.layout.numel,
+            "layout": self.layout.to_dict(),
+            "adapter_config": self.adapter_config,
+        }
 
     def save(self, folder: str | Path) -> Path:
         from safetensors.torch import save_file
@@ -278,13 +311,21 @@ class WeightTokenizer:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "WeightTokenizer":
+    def load(cls, folder: str | Path) -> WeightTokenizer:
         from safetensors.torch import load_file
 
         folder = Path(folder)
         if not (folder / TOKENIZER_CONFIG).is_file() or not (folder / TOKENIZER_STATS).is_file():
-            raise FactoryError(f"{folder}: no weight tokenizer here (expected {TOKENIZER_CONFIG} and {TOKENIZER_STATS})")
+            raise FactoryError(
+                f"{folder}: no weight tokenizer here (expected {TOKENIZER_CONFIG} and {TOKENIZER_STATS})"
+            )
         d = json.loads((folder / TOKENIZER_CONFIG).read_text(encoding="utf-8"))
         t = load_file(str(folder / TOKENIZER_STATS))
-        return cls(AdapterLayout.from_dict(d["layout"]), d["block_size"], t["tensor_mean"], t["tensor_scale"],
-                   t.get("element_mean"), d["adapter_config"])
+        return cls(
+            AdapterLayout.from_dict(d["layout"]),
+            d["block_size"],
+            t["tensor_mean"],
+            t["tensor_scale"],
+            t.get("element_mean"),
+            d["adapter_config"],
+        )

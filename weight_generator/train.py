@@ -6,11 +6,13 @@ the noise; ``sample``: the clean blocks (x0); ``v_prediction``: ``get_velocity``
 the real (unpadded) values. A run resumed from a checkpoint therefore takes exactly the steps an
 uninterrupted run takes. Checkpoints are whole folders written under a temp name and renamed in.
 
-Output folder (``<workspace>/weightgen/<name>/``)::
+Output folder (``<workspace>/weightgen/<name>/``), laid out like a diffusers pipeline::
 
-    model.safetensors      denoiser weights (EMA weights when --ema)
-    config.json            settings, denoiser config, scheduler config, training texts, dataset fingerprint
+    denoiser/              the denoiser as a diffusers model (config.json + weights; EMA weights when --ema)
+    scheduler/             the DDPM scheduler's scheduler_config.json (sampling builds its DDIM from it)
     tokenizer.json/.safetensors   layout, block size, adapter_config template, normalization statistics
+    training.json          settings, training texts, base, dataset fingerprint, steps, final loss
+    dataset.json/.safetensors     the weight dataset it was trained on (``weightgen collect``)
     checkpoints/step-XXXXXXX/     model/ema.safetensors, optim.pt, state.json
 """
 
@@ -18,24 +20,31 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
+from diffusers import ModelMixin
 from safetensors.torch import load_file, save_file
 
-from factory.atomic import atomic_save_file, atomic_write_json
-from factory.errors import FactoryError
-from factory.synth import derive_seed
-from factory.training_loop import CHECKPOINTS, latest_checkpoint  # noqa: F401  (re-exported for callers)
-from factory.training_loop import TrainState, run_budgeted, write_checkpoint
+from base_gan.models import TRAINING, is_model_folder, save_model, state_dict_for_save
+from factory.core.atomic import atomic_write_json
+from factory.core.configs import to_dict
+from factory.core.errors import FactoryError
+from factory.core.resume import check_resumable
+from factory.core.seeds import derive_seed
+from factory.core.training_loop import TrainState, latest_checkpoint, run_budgeted, write_checkpoint
 from weight_generator.dataset import WeightDataset
-from weight_generator.denoiser import DenoiserConfig, build_denoiser
+from weight_generator.denoiser import BlockUNet
+from weight_generator.joint import JointTransformer
 from weight_generator.tokenize import DEFAULT_BLOCK_SIZE, WeightTokenizer
 
-MODEL_WEIGHTS = "model.safetensors"
-MODEL_CONFIG = "config.json"
+DENOISER_DIR = "denoiser"
+SCHEDULER_DIR = "scheduler"
+CHECKPOINT_WEIGHTS = "model.safetensors"
+DENOISERS: dict[str, type[ModelMixin]] = {"block": BlockUNet, "joint": JointTransformer}
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 #: settings a resumed run may change (a longer budget, checkpoint cadence); any other change is refused
 RESUMABLE_CHANGES = {"steps", "seconds", "checkpoint_every", "keep_checkpoints"}
@@ -43,7 +52,7 @@ RESUMABLE_CHANGES = {"steps", "seconds", "checkpoint_every", "keep_checkpoints"}
 
 @dataclass
 class WeightGenSettings:
-    """Hyper-parameters of one weight-generator run (saved in config.json and every checkpoint).
+    """Hyper-parameters of one weight-generator run (saved in training.json and every checkpoint).
 
     Default variant ``joint``: on a 12-adapter dataset (64 px, rank 4, 59 blocks of 256) with 300 steps
     each, the per-block U-Net's one-step samples for held-out texts were the average adapter (distance
@@ -83,24 +92,28 @@ class WeightGenSettings:
         self.attn_levels = tuple(bool(a) for a in self.attn_levels)
         if self.prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}")
+        if self.variant not in DENOISERS:
+            raise ValueError(f"variant must be one of {', '.join(DENOISERS)}, got {self.variant!r}")
         if self.batch is None:
             self.batch = 64 if self.variant == "block" else 4
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        d["attn_levels"] = list(self.attn_levels)
-        return d
+    def denoiser(self, n_blocks: int, text_dim: int) -> ModelMixin:
+        """A fresh denoiser of ``variant`` for ``n_blocks`` blocks and ``text_dim``-wide text, seeded."""
+        common = dict(block_size=self.block_size, n_blocks=n_blocks, text_dim=text_dim, heads=self.heads,
+                      ff_mult=self.ff_mult)
+        extra = (dict(emb_dim=self.emb_dim, channels=self.channels, attn_levels=self.attn_levels)
+                 if self.variant == "block" else dict(width=self.width, depth=self.depth))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            try:
+                return DENOISERS[self.variant](**common, **extra)
+            except ValueError as exc:
+                raise FactoryError(f"weight generator: {exc}") from None
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "WeightGenSettings":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
-    def denoiser_config(self, n_blocks: int, text_dim: int) -> DenoiserConfig:
-        return DenoiserConfig(variant=self.variant, block_size=self.block_size, n_blocks=n_blocks, text_dim=text_dim,
-                              heads=self.heads, emb_dim=self.emb_dim, channels=self.channels,
-                              attn_levels=self.attn_levels, ff_mult=self.ff_mult, width=self.width, depth=self.depth)
+def is_weightgen(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a trained weight generator."""
+    return is_model_folder(Path(folder) / DENOISER_DIR)
 
 
 def make_scheduler(settings: WeightGenSettings):
@@ -111,15 +124,12 @@ def make_scheduler(settings: WeightGenSettings):
                          prediction_type=settings.prediction_type, clip_sample=False)
 
 
-WeightGenState = TrainState  # the shared loop's state
-
-
 class WeightGenTrainer:
     """Owns the tokenizer, the denoiser, its optimizer and the data of one run in ``out_dir``."""
 
     def __init__(self, out_dir: str | Path, dataset: WeightDataset, settings: WeightGenSettings,
                  text_cache: str | Path | None = None):
-        from factory.text_encoder import TextEncoder
+        from factory.text.encoder import TextEncoder
 
         self.out_dir = Path(out_dir)
         self.s = settings
@@ -130,8 +140,7 @@ class WeightGenTrainer:
         self.valid = self.tokenizer.valid_mask().to(torch.float32)                  # [K, S]
         encoder = TextEncoder.from_name(settings.text_encoder, cache_dir=text_cache)
         self.text, self.text_mask = encoder.tokens(dataset.instructions)            # [N, L, D], [N, L]
-        self.denoiser_config = settings.denoiser_config(self.tokenizer.n_blocks, self.text.shape[-1])
-        self.model = build_denoiser(self.denoiser_config, seed=settings.seed).train()
+        self.model = settings.denoiser(self.tokenizer.n_blocks, self.text.shape[-1]).train()
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
         self.ema = None
         if settings.ema:
@@ -139,7 +148,7 @@ class WeightGenTrainer:
 
             self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(settings.ema))
         self.scheduler = make_scheduler(settings)
-        self.state = WeightGenState()
+        self.state = TrainState()
 
     # -- sizes ----------------------------------------------------------------------------------
     @property
@@ -152,7 +161,7 @@ class WeightGenTrainer:
     def batch(self, step: int) -> dict[str, torch.Tensor]:
         """The (deterministic) batch of ``step``: clean blocks, their indices, texts, timesteps, noise."""
         g = torch.Generator().manual_seed(derive_seed(self.s.seed, "weightgen-batch", step))
-        n, k, s = self.blocks.shape
+        n, k, _ = self.blocks.shape
         adapters = torch.randint(n, (self.s.batch,), generator=g)
         if self.s.variant == "block":
             index = torch.randint(k, (self.s.batch, 1), generator=g)
@@ -200,7 +209,7 @@ class WeightGenTrainer:
         return value
 
     # -- loop -------------------------------------------------------------------------------------
-    def train(self, progress: Callable[[dict[str, float]], None] | None = None) -> WeightGenState:
+    def train(self, progress: Callable[[dict[str, float]], None] | None = None) -> TrainState:
         """Train until ``steps`` (or the seconds budget); checkpoint every ``checkpoint_every`` steps."""
         return run_budgeted(self.state, steps=self.s.steps, seconds=self.s.seconds,
                             checkpoint_every=self.s.checkpoint_every, train_step=self.train_step,
@@ -209,34 +218,33 @@ class WeightGenTrainer:
     def final_model(self) -> torch.nn.Module:
         return self.ema.module if self.ema is not None else self.model
 
-    def meta(self) -> dict[str, Any]:
-        return {"kind": "weightgen", "settings": self.s.to_dict(), "denoiser": self.denoiser_config.to_dict(),
-                "scheduler": dict(self.scheduler.config), "text_encoder": self.s.text_encoder,
-                "concepts": self.dataset.concepts, "instructions": self.dataset.instructions,
-                "base": self.dataset.base, "dataset_fingerprint": self.dataset.fingerprint(),
-                "steps_done": self.state.step, "seconds": round(self.state.seconds, 1),
+    def training(self) -> dict[str, Any]:
+        """What ``training.json`` records: settings, texts, base, dataset fingerprint, steps and loss."""
+        return {"kind": "weightgen", "settings": to_dict(self.s), "variant": self.s.variant,
+                "text_encoder": self.s.text_encoder, "concepts": self.dataset.concepts,
+                "instructions": self.dataset.instructions, "base": self.dataset.base,
+                "dataset_fingerprint": self.dataset.fingerprint(), "steps_done": self.state.step,
+                "seconds": round(self.state.seconds, 1),
                 "final_loss": self.state.history[-1]["loss"] if self.state.history else None}
 
     def save_final(self) -> Path:
-        """The trained denoiser (EMA weights when enabled), its tokenizer and config.json (written last)."""
-        state = {k: v.detach().contiguous().clone() for k, v in self.final_model().state_dict().items()}
+        """The trained denoiser (EMA weights when enabled), its scheduler, tokenizer and training.json (last)."""
         self.tokenizer.save(self.out_dir)
-        atomic_save_file(self.out_dir / MODEL_WEIGHTS, lambda tmp: save_file(state, tmp))
-        atomic_write_json(self.out_dir / MODEL_CONFIG, self.meta())
+        self.scheduler.save_pretrained(str(self.out_dir / SCHEDULER_DIR))
+        save_model(self.final_model(), self.out_dir / DENOISER_DIR)
+        atomic_write_json(self.out_dir / TRAINING, self.training())
         return self.out_dir
 
     # -- checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
         def write(folder: Path) -> None:
-            save_file({k: v.detach().contiguous().clone() for k, v in self.model.state_dict().items()},
-                      folder / MODEL_WEIGHTS)
+            save_file(state_dict_for_save(self.model), folder / CHECKPOINT_WEIGHTS)
             if self.ema is not None:
-                save_file({k: v.detach().contiguous().clone() for k, v in self.ema.state_dict().items()},
-                          folder / "ema.safetensors")
+                save_file(state_dict_for_save(self.ema), folder / "ema.safetensors")
             torch.save({"opt": self.opt.state_dict()}, folder / "optim.pt")
-            atomic_write_json(folder / "state.json", {"settings": self.s.to_dict(),
+            atomic_write_json(folder / "state.json", {"settings": to_dict(self.s),
                                                       "dataset_fingerprint": self.dataset.fingerprint(),
-                                                      **asdict(self.state)})
+                                                      **to_dict(self.state)})
 
         return write_checkpoint(self.out_dir, self.state.step, write, self.s.keep_checkpoints)
 
@@ -246,11 +254,7 @@ class WeightGenTrainer:
         if ckpt is None:
             return
         saved = json.loads((ckpt / "state.json").read_text())
-        old, new = saved["settings"], self.s.to_dict()
-        changed = sorted(k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k])
-        if changed:
-            raise FactoryError(f"{self.out_dir}: its checkpoints were trained with different {', '.join(changed)}; "
-                               "pass the same options to resume, --restart to start over, or another --name")
+        check_resumable(saved["settings"], to_dict(self.s), self.out_dir, RESUMABLE_CHANGES, retry="another --name")
         if saved.get("dataset_fingerprint") != self.dataset.fingerprint():
             raise FactoryError(f"{self.out_dir}: the weight dataset changed since its checkpoints were made; "
                                "--restart to train on the new dataset, or another --name")
@@ -261,11 +265,11 @@ class WeightGenTrainer:
         if ckpt is None:
             return False
         self.check_resumable()
-        self.model.load_state_dict(load_file(ckpt / MODEL_WEIGHTS))
+        self.model.load_state_dict(load_file(ckpt / CHECKPOINT_WEIGHTS))
         if self.ema is not None and (ckpt / "ema.safetensors").exists():
             self.ema.load_state_dict(load_file(ckpt / "ema.safetensors"))
         self.opt.load_state_dict(torch.load(ckpt / "optim.pt", weights_only=True)["opt"])
         state = json.loads((ckpt / "state.json").read_text())
-        self.state = WeightGenState(step=state["step"], seconds=state["seconds"], history=state["history"])
+        self.state = TrainState(step=state["step"], seconds=state["seconds"], history=state["history"])
         return True
 

@@ -1,30 +1,21 @@
 """The ``factory`` command line: one click group; each pipeline stage adds its commands from its own module.
 
-Command modules import heavy libraries (torch, diffusers) inside the command bodies so that
-``factory --help`` stays fast.
+Every command body is a thin call into the library (``factory.pipeline.steps``, ``factory.pipeline.run``,
+...); command modules import heavy libraries (torch, diffusers) inside the command bodies so that
+``factory --help`` stays fast, and no command module imports another.
 """
 
 from __future__ import annotations
 
+import errno
 import sys
-from dataclasses import dataclass
 
 import click
 
 from factory import __version__
-from factory.errors import FactoryError
-from factory.workspace import DEFAULT_WORKSPACE, WORKSPACE_ENV, Workspace
-
-
-@dataclass
-class Context:
-    """What every command receives: the workspace and the global seed."""
-
-    workspace: Workspace
-    seed: int
-
-
-pass_ctx = click.make_pass_decorator(Context)
+from factory.core.errors import FactoryError
+from factory.core.workspace import DEFAULT_WORKSPACE, WORKSPACE_ENV, Workspace
+from factory.pipeline.session import Session
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -46,7 +37,7 @@ def cli(ctx: click.Context, workspace: str, seed: int) -> None:
     Pipeline:  synth (teacher makes pairs) -> base GAN -> per-concept LoRA
                -> weight generator -> export (ONNX fp32/int8/.ort) -> apply
     """
-    ctx.obj = Context(workspace=Workspace.from_option(workspace), seed=seed)
+    ctx.obj = Session(workspace=Workspace.from_option(workspace), seed=seed)
 
 
 def _register() -> None:
@@ -63,11 +54,17 @@ _register()
 
 
 def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit code 2."""
+    """Console entry point: user errors (and a full disk) become one line on stderr and exit code 2."""
     try:
         code = cli.main(standalone_mode=False)  # ctx.exit(N) comes back as the return value here
     except FactoryError as exc:
         click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        click.echo(f"error: the disk is full ({exc.filename or 'while writing'}); free some space and run the same "
+                   "command again (finished outputs are kept, the rest resumes)", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

@@ -1,8 +1,12 @@
-"""``factory base ...``: the shared base GAN. For now ``info`` (parameters and MACs per layer group)."""
+"""``factory base info|train`` and ``factory eval``: the shared base GAN (and the pix2pix baseline)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+
+from factory.pipeline.session import Session
 
 ARCHS = ("e2gan", "pix2pix")
 
@@ -20,41 +24,107 @@ def base_group() -> None:
               help="Text tokens fed to the cross-attention while counting (e2gan only).")
 def info_cmd(size: int, ngf: int | None, arch: str, text_len: int) -> None:
     """Print parameters and GMACs per layer group and in total for one SIZE x SIZE image."""
-    from factory.errors import FactoryError
+    from base_gan.complexity import describe_architecture
 
-    if size <= 0:
-        raise FactoryError(f"--size must be positive, got {size}")
-    from base_gan.complexity import measure
+    for line in describe_architecture(arch, size, ngf, text_len):
+        click.echo(line)
 
-    if arch == "e2gan":
-        from base_gan.generator import STRIDE, GeneratorConfig, build_generator
 
-        if size % STRIDE:
-            raise FactoryError(f"--size {size} is not a multiple of the generator stride {STRIDE}")
-        try:
-            config = GeneratorConfig(**({} if ngf is None else {"ngf": ngf}), image_size=size)
-        except ValueError as exc:
-            raise FactoryError(str(exc)) from None
-        model = build_generator(config)
-        report = measure(model, size, text_len=text_len, text_dim=config.text_dim)
-        note = f"e2gan generator, ngf {config.ngf}, {size}x{size}, {text_len} text tokens"
-    else:
-        from base_gan.pix2pix import Pix2PixConfig, build_pix2pix
+@base_group.command("train")
+@click.option("--concepts", "spec", required=True,
+              help="Comma-separated concept names, or auto:K for K representative classic concepts (k-means).")
+@click.option("--name", default="default", show_default=True, help="Saved as <workspace>/base/<name>/.")
+@click.option("--arch", type=click.Choice(ARCHS), default="e2gan", show_default=True,
+              help="e2gan: the text-conditioned base; pix2pix: the ResNet-9 baseline on one concept.")
+@click.option(
+    "--size", type=int, default=128, show_default=True, help="Training resolution (pairs are made at it when missing)."
+)
+@click.option("--steps", type=click.IntRange(1), default=2000, show_default=True)
+@click.option("--seconds", type=float, help="Wall-clock budget; stops at whichever of --steps/--seconds comes first.")
+@click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--ngf", type=int, help="Generator width (default: the architecture's own).")
+@click.option("--lr", type=float, default=2e-4, show_default=True)
+@click.option("--l1-weight", type=float, default=100.0, show_default=True)
+@click.option("--gan-loss", type=click.Choice(["lsgan", "hinge"]), default="lsgan", show_default=True)
+@click.option(
+    "--lpips-weight",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="LPIPS loss weight; needs the LPIPS backbone weights in the torch cache.",
+)
+@click.option("--fm-weight", type=float, default=0.0, show_default=True, help="Discriminator feature matching.")
+@click.option("--ema", type=float, help="Keep an EMA of the generator with this decay (e.g. 0.999) and save it.")
+@click.option(
+    "--pairs",
+    type=click.IntRange(2),
+    default=200,
+    show_default=True,
+    help="Pairs to synthesize for a concept that has none yet.",
+)
+@click.option("--checkpoint-every", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--restart", is_flag=True, help="Discard existing checkpoints instead of resuming from them.")
+@click.pass_obj
+def train_cmd(
+    session: Session, spec: str, name: str, arch: str, size: int, ngf: int | None, pairs: int, restart: bool, **settings
+) -> None:
+    """Train a base GAN on many concepts at once; each sample carries its own concept text.
 
-        if size % 4:
-            raise FactoryError(f"--size {size} is not a multiple of the pix2pix stride 4")
-        config = Pix2PixConfig(**({} if ngf is None else {"ngf": ngf}), image_size=size)
-        model = build_pix2pix(config)
-        report = measure(model, size)
-        published = measure(model, size, transposed_conv="output")
-        note = f"pix2pix ResNet-9, ngf {config.ngf}, {size}x{size}"
-    click.echo(note)
-    click.echo(report.table())
-    if arch == "pix2pix":
-        click.echo(f"(counting ConvTranspose over output positions, as the published 56.8 GMACs does: "
-                   f"{published.gmacs:.3f} GMACs)")
-    click.echo(f"{report.params / 1e6:.3f}M parameters, {report.gmacs:.3f} GMACs")
+    Resumes from the last checkpoint of <workspace>/base/<name>/ unless --restart.
+    """
+    import time
+
+    from base_gan.models import read_training
+    from factory.pipeline.steps import train_base
+
+    started = time.perf_counter()
+    out = train_base(
+        spec,
+        workspace=session.workspace,
+        name=name,
+        arch=arch,
+        size=size,
+        ngf=ngf,
+        pairs=pairs,
+        restart=restart,
+        seed=session.seed,
+        log=click.echo,
+        **settings,
+    )
+    done = read_training(out)
+    click.echo(
+        f"base train: {arch} on {len(done['concepts'])} concept(s) ({', '.join(done['concepts'])}), step "
+        f"{done['steps_done']}, {time.perf_counter() - started:.0f} s this run -> {out}"
+    )
+
+
+@click.command("eval")
+@click.argument("concept")
+@click.option(
+    "--model", required=True, help="A base name in <workspace>/base/, or a folder holding a trained generator."
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write <concept>-<model>.json and .png (default <workspace>/reports/eval).",
+)
+@click.pass_obj
+def eval_cmd(session: Session, concept: str, model: str, out: Path | None) -> None:
+    """PSNR, SSIM and L1 (LPIPS when available) on CONCEPT's test photos, next to the identity baseline.
+
+    Also writes a grid PNG of source | teacher | student for a few test images.
+    """
+    from factory.pipeline.steps import evaluate_model
+
+    result = evaluate_model(concept, model, workspace=session.workspace, out=out)
+    s, i = result["student"], result["identity"]
+    click.echo(
+        f"eval {concept} ({result['test_pairs']} test pairs): student PSNR {s['psnr']:.2f} dB, "
+        f"SSIM {s['ssim']:.3f}; identity PSNR {i['psnr']:.2f} dB, SSIM {i['ssim']:.3f}; "
+        f"LPIPS {result['lpips']} -> {Path(result['grid']).with_suffix('.json')}"
+    )
 
 
 def register(cli: click.Group) -> None:
     cli.add_command(base_group)
+    cli.add_command(eval_cmd)

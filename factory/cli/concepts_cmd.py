@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from factory.cli import Context, pass_ctx
+from factory.pipeline.session import Session
 
 
 @click.group("concepts")
@@ -34,17 +34,20 @@ def concepts() -> None:
 @concepts.command("list")
 @click.option("--tag", "tags", multiple=True, metavar="TAG",
               help="Only cards with this tag (repeat to require several, e.g. --tag npr --tag drawing).")
-@pass_ctx
-def list_cmd(ctx: Context, tags: tuple[str, ...]) -> None:
+@click.pass_obj
+def list_cmd(session: Session, tags: tuple[str, ...]) -> None:
     """List the concept cards (built-in and the workspace's) as a table."""
-    from factory.concepts import list_cards
-    from factory.errors import FactoryError
+    from concepts.cards import list_cards, warn_problems
+    from factory.core.errors import FactoryError
 
-    cards = [c for c in list_cards(ctx.workspace) if all(t in c.tags for t in tags)]
+    warn_problems(session.workspace)
+    cards = [c for c in list_cards(session.workspace) if all(t in c.tags for t in tags)]
     if not cards:
-        known = sorted({t for c in list_cards(ctx.workspace) for t in c.tags})
+        known = sorted({t for c in list_cards(session.workspace) for t in c.tags})
         raise FactoryError(f"no concept card has the tag(s) {', '.join(tags)} (tags in use: {', '.join(known)})")
-    rows = [(c.name, c.teacher.kind + ("" if c.builtin else " (yours)"), ",".join(c.tags), c.instruction) for c in cards]
+    rows = [
+        (c.name, c.teacher.kind + ("" if c.builtin else " (yours)"), ",".join(c.tags), c.instruction) for c in cards
+    ]
     header = ("NAME", "TEACHER", "TAGS", "INSTRUCTION")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
     for row in [header, *rows]:
@@ -54,35 +57,44 @@ def list_cmd(ctx: Context, tags: tuple[str, ...]) -> None:
 
 @concepts.command("show")
 @click.argument("name")
-@pass_ctx
-def show_cmd(ctx: Context, name: str) -> None:
+@click.pass_obj
+def show_cmd(session: Session, name: str) -> None:
     """Print a card's YAML and where it lives. NAME is a card name or a path to a .yaml card."""
-    from factory.concepts import find_card
+    from concepts.cards import find_card
 
-    card = find_card(name, ctx.workspace)
+    card = find_card(name, session.workspace)
     click.echo(f"# {card.path.resolve()}" + (" (built-in)" if card.builtin else ""))
     click.echo(card.path.read_text(encoding="utf-8").rstrip("\n"))
 
 
 @concepts.command("new")
 @click.argument("instruction")
-@click.option("--teacher", type=click.Choice(["classic", "instruct-pix2pix", "sdedit"]), default="instruct-pix2pix",
-              show_default=True,
-              help="Who makes the targets. classic starts from the recipe of the built-in card with the nearest "
-                   "instruction (edit it to taste); the diffusion teachers get their default parameters.")
-@click.option("--name", default=None, metavar="NAME",
-              help="Card name (lowercase letters, digits, '-'); default: made from the instruction.")
-@pass_ctx
-def new_cmd(ctx: Context, instruction: str, teacher: str, name: str | None) -> None:
+@click.option(
+    "--teacher",
+    type=click.Choice(["classic", "instruct-pix2pix", "sdedit"]),
+    default="instruct-pix2pix",
+    show_default=True,
+    help="Who makes the targets. classic starts from the recipe of the built-in card with the nearest "
+    "instruction (edit it to taste); the diffusion teachers get their default parameters.",
+)
+@click.option(
+    "--name",
+    default=None,
+    metavar="NAME",
+    help="Card name (lowercase letters, digits, '-'); default: made from the instruction.",
+)
+@click.pass_obj
+def new_cmd(session: Session, instruction: str, teacher: str, name: str | None) -> None:
     """Write a new card for INSTRUCTION into <workspace>/concepts/ (never overwrites one).
 
     \b
     Example:
       factory concepts new "make it look like a faded summer photo" --teacher classic
     """
-    from factory.concepts import create_card, display_path
+    from concepts.cards import display_path
+    from concepts.new_card import create_card
 
-    created = create_card(instruction, teacher=teacher, workspace=ctx.workspace, name=name)
+    created = create_card(instruction, teacher=teacher, workspace=session.workspace, name=name)
     click.echo(f"wrote {display_path(created.path)} (card '{created.card.name}'): {created.note}")
 
 
@@ -90,8 +102,8 @@ def new_cmd(ctx: Context, instruction: str, teacher: str, name: str | None) -> N
 @click.argument("op", required=False)
 def ops_cmd(op: str | None) -> None:
     """Reference of the classic recipe operations and their parameters (or of one OP)."""
-    from factory.errors import FactoryError
-    from factory.recipes import OPS, describe_op, describe_ops
+    from factory.core.errors import FactoryError
+    from factory.teachers.recipes import OPS, describe_op, describe_ops
 
     if op is None:
         click.echo(describe_ops())

@@ -6,22 +6,8 @@ from pathlib import Path
 
 import click
 
-from factory.cli import Context, pass_ctx
-from factory.errors import FactoryError
-
-
-def resolve_base(ctx: Context, base: str | None) -> Path:
-    """A base name in <workspace>/base/ or a folder holding generator.safetensors + config.json; the shipped
-    pretrained base for ``default`` when the workspace has none."""
-    from factory.pretrained import resolve_base as resolve
-
-    return resolve(ctx.workspace, base)
-
-
-def base_size(folder: Path) -> int:
-    import json
-
-    return int(json.loads((folder / "config.json").read_text())["generator"].get("image_size", 128))
+from factory.core.errors import FactoryError
+from factory.pipeline.session import Session
 
 
 def parse_rank(value: str | None) -> str | int | None:
@@ -46,94 +32,81 @@ def parse_candidates(value: str) -> tuple[int, ...]:
     return out
 
 
+@click.command("finetune")
+@click.argument("concept")
+@click.option("--base", "base", default="default", show_default=True,
+              help="Base name in <workspace>/base/, or its folder; 'default' falls back to the shipped "
+                   "pretrained base when the workspace has none.")
+@click.option("--init", "init", default="base", show_default=True,
+              help="base (zero-init LoRA on the base), scratch (full training from random weights, for "
+                   "comparison), weightgen (LoRA predicted from the concept text), or an adapter folder.")
+@click.option("--layers", default=None,
+              help="auto (layer probe) or comma-separated groups: stem,down1,res,down2,attn,xattn,ff,up1,up2,head. "
+                   "Default: auto for --init base, the adapter's own otherwise.")
+@click.option("--rank", default=None, help="auto (rank search) or N. Default: auto for --init base.")
+@click.option("--lora-bias/--no-lora-bias", default=None,
+              help="Train a bias on every LoRA B (peft lora_bias; merges into the base biases). "
+                   "Default: on for a new LoRA, the adapter's own for an adapter init.")
+@click.option("--pairs", type=click.IntRange(1), help="Train on K pairs picked by --select (default: all).")
+@click.option("--select", type=click.Choice(["cluster", "random"]), default="cluster", show_default=True,
+              help="cluster: nearest to k-means centres of the base encoder's features; random: uniform.")
+@click.option("--steps", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--seconds", type=float,
+              help="Wall-clock training budget; stops at whichever of --steps/--seconds first.")
+@click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--lr", type=float, help="Learning rate (default 3e-3 for LoRA, 1e-3 for --init scratch).")
+@click.option("--eval-every", type=click.IntRange(1), default=50, show_default=True,
+              help="Steps between held-out PSNR points of the curve.")
+@click.option("--checkpoint-every", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--search-steps", type=click.IntRange(1), default=100, show_default=True,
+              help="Steps of each layer-probe / rank-search run.")
+@click.option("--rank-candidates", default="1,2,4,8,16", show_default=True)
+@click.option("--rank-tolerance", type=float, default=0.2, show_default=True,
+              help="Keep the smallest rank within this many dB of the best (validation PSNR).")
+@click.option("--max-fraction", type=click.FloatRange(0, 1, min_open=True),
+              help="--rank auto: skip ranks whose adapter exceeds this share of the generator's parameters "
+                   "(e.g. 0.02).")
+@click.option("--rank-mode", type=click.Choice(["global", "group"]), default="global", show_default=True,
+              help="One rank for all groups, or refine each group's rank (peft rank_pattern).")
+@click.option("--probe-table", type=click.Path(dir_okay=False),
+              help="probe.json for --layers auto (default: <workspace>/loras/_probe/<base>/probe.json if present).")
+@click.option("--synth-pairs", type=click.IntRange(4), default=200, show_default=True,
+              help="Pairs to synthesize when the concept has no data yet.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder (default <workspace>/loras/<concept>/, or .../scratch/ for --init scratch).")
+@click.option("--restart", is_flag=True, help="Discard checkpoints of an earlier run instead of resuming.")
+@click.pass_obj
+def finetune_cmd(session: Session, concept: str, base: str, rank: str | None, rank_candidates: str,
+                 synth_pairs: int, out: Path | None, restart: bool, **options) -> None:
+    """Fine-tune CONCEPT on the frozen base with a peft LoRA (saved in peft's format).
+
+    \b
+    Writes <workspace>/loras/<concept>/: adapter_config.json + adapter_model.safetensors,
+    metrics.json (layers and why, rank-search table, pairs used, test figures), curve.csv and
+    curve.png (held-out PSNR vs training seconds), samples.png. Resumes an interrupted run.
+    For one adapter layout across concepts (the weight generator needs it) pass
+    --layers GROUPS --rank N.
+    """
+    from factory.pipeline.steps import finetune
+
+    m = finetune(concept, workspace=session.workspace, base=base, out_dir=out, restart=restart,
+                 synth_pairs=synth_pairs, log=click.echo, rank=parse_rank(rank),
+                 rank_candidates=parse_candidates(rank_candidates), seed=session.seed, **options)
+    t, tr = m["test"], m["training"]
+    what = ("full training from scratch" if m["init"] == "scratch" else
+            f"LoRA {_layout(m)} ({m['adapter_params']} params, {100 * m['adapter_fraction']:.2f}% of the generator)")
+    click.echo(f"finetune {m['concept']}: {what} on {len(m['pairs']['train'])} pairs, {tr['steps']} steps in "
+               f"{tr['seconds']:.0f} s (+{m['search_seconds']:.0f} s search): "
+               f"test PSNR {t['student']['psnr']:.2f} dB "
+               f"(base zero-shot {t['base_zero_shot']['psnr']:.2f}, identity {t['identity']['psnr']:.2f}) "
+               f"-> {m['out_dir']}")
+
+
 def register(cli: click.Group) -> None:
-    @cli.command("finetune")
-    @click.argument("concept")
-    @click.option("--base", "base", default="default", show_default=True,
-                  help="Base name in <workspace>/base/, or its folder; 'default' falls back to the shipped "
-                       "pretrained base when the workspace has none.")
-    @click.option("--init", "init", default="base", show_default=True,
-                  help="base (zero-init LoRA on the base), scratch (full training from random weights, for "
-                       "comparison), weightgen (LoRA predicted from the concept text), or an adapter folder.")
-    @click.option("--layers", default=None,
-                  help="auto (layer probe) or comma-separated groups: stem,down1,res,down2,attn,xattn,ff,up1,up2,head. "
-                       "Default: auto for --init base, the adapter's own otherwise.")
-    @click.option("--rank", default=None, help="auto (rank search) or N. Default: auto for --init base.")
-    @click.option("--lora-bias/--no-lora-bias", default=None,
-                  help="Train a bias on every LoRA B (peft lora_bias; merges into the base biases). "
-                       "Default: on for a new LoRA, the adapter's own for an adapter init.")
-    @click.option("--pairs", type=click.IntRange(1), help="Train on K pairs picked by --select (default: all).")
-    @click.option("--select", type=click.Choice(["cluster", "random"]), default="cluster", show_default=True,
-                  help="cluster: nearest to k-means centres of the base encoder's features; random: uniform.")
-    @click.option("--steps", type=click.IntRange(1), default=1000, show_default=True)
-    @click.option("--seconds", type=float,
-                  help="Wall-clock training budget; stops at whichever of --steps/--seconds first.")
-    @click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
-    @click.option("--lr", type=float, help="Learning rate (default 3e-3 for LoRA, 1e-3 for --init scratch).")
-    @click.option("--eval-every", type=click.IntRange(1), default=50, show_default=True,
-                  help="Steps between held-out PSNR points of the curve.")
-    @click.option("--checkpoint-every", type=click.IntRange(1), default=200, show_default=True)
-    @click.option("--search-steps", type=click.IntRange(1), default=100, show_default=True,
-                  help="Steps of each layer-probe / rank-search run.")
-    @click.option("--rank-candidates", default="1,2,4,8,16", show_default=True)
-    @click.option("--rank-tolerance", type=float, default=0.2, show_default=True,
-                  help="Keep the smallest rank within this many dB of the best (validation PSNR).")
-    @click.option("--max-fraction", type=click.FloatRange(0, 1, min_open=True),
-                  help="--rank auto: skip ranks whose adapter exceeds this share of the generator's parameters "
-                       "(e.g. 0.02).")
-    @click.option("--rank-mode", type=click.Choice(["global", "group"]), default="global", show_default=True,
-                  help="One rank for all groups, or refine each group's rank (peft rank_pattern).")
-    @click.option("--probe-table", type=click.Path(dir_okay=False),
-                  help="probe.json for --layers auto (default: <workspace>/loras/_probe/<base>/probe.json if present).")
-    @click.option("--synth-pairs", type=click.IntRange(4), default=200, show_default=True,
-                  help="Pairs to synthesize when the concept has no data yet.")
-    @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-                  help="Output folder (default <workspace>/loras/<concept>/, or .../scratch/ for --init scratch).")
-    @click.option("--restart", is_flag=True, help="Discard checkpoints of an earlier run instead of resuming.")
-    @pass_ctx
-    def finetune_cmd(ctx: Context, concept: str, base: str, init: str, layers: str | None, rank: str | None,
-                     lora_bias: bool | None, pairs: int | None, select: str, steps: int, seconds: float | None,
-                     batch: int, lr: float | None,
-                     eval_every: int, checkpoint_every: int, search_steps: int, rank_candidates: str,
-                     rank_tolerance: float, max_fraction: float | None, rank_mode: str, probe_table: str | None,
-                     synth_pairs: int,
-                     out: Path | None, restart: bool) -> None:
-        """Fine-tune CONCEPT on the frozen base with a peft LoRA (saved in peft's format).
-
-        \b
-        Writes <workspace>/loras/<concept>/: adapter_config.json + adapter_model.safetensors,
-        metrics.json (layers and why, rank-search table, pairs used, test figures), curve.csv and
-        curve.png (held-out PSNR vs training seconds), samples.png. Resumes an interrupted run.
-        For one adapter layout across concepts (the weight generator needs it) pass
-        --layers GROUPS --rank N.
-        """
-        from base_gan.finetune import FinetuneOptions, default_out_dir, finetune
-        from factory.cli.base_train_cmd import ensure_data
-        from factory.concepts import find_card
-
-        base_dir = resolve_base(ctx, base)
-        name = find_card(concept, ctx.workspace).name
-        ensure_data(ctx, [name], synth_pairs, base_size(base_dir))
-        opts = FinetuneOptions(init=init, layers=layers, rank=parse_rank(rank), lora_bias=lora_bias, pairs=pairs,
-                               select=select, steps=steps, seconds=seconds, batch=batch, lr=lr,
-                               eval_every=eval_every, checkpoint_every=checkpoint_every, search_steps=search_steps,
-                               rank_candidates=parse_candidates(rank_candidates), rank_tolerance=rank_tolerance,
-                               max_fraction=max_fraction, rank_mode=rank_mode, probe_table=probe_table,
-                               seed=ctx.seed)
-        m = finetune(ctx.workspace, name, base_dir, opts, out_dir=out, restart=restart, log=click.echo)
-        out_dir = out or default_out_dir(ctx.workspace, name, opts)
-        t, tr = m["test"], m["training"]
-        what = ("full training from scratch" if init == "scratch" else
-                f"LoRA {_layout(m)} ({m['adapter_params']} params, "
-                f"{100 * m['adapter_fraction']:.2f}% of the generator)")
-        click.echo(f"finetune {name}: {what} on {len(m['pairs']['train'])} pairs, {tr['steps']} steps in "
-                   f"{tr['seconds']:.0f} s (+{m['search_seconds']:.0f} s search): "
-                   f"test PSNR {t['student']['psnr']:.2f} dB "
-                   f"(base zero-shot {t['base_zero_shot']['psnr']:.2f}, identity {t['identity']['psnr']:.2f}) "
-                   f"-> {out_dir}")
+    cli.add_command(finetune_cmd)
 
 
 def _layout(m: dict) -> str:
-    from base_gan.lora import LoraLayout
+    from factory.lora.adapters import LoraLayout
 
-    return LoraLayout.from_dict(m["layout"]).describe()
+    return LoraLayout(**m["layout"]).describe()

@@ -1,4 +1,5 @@
-"""``factory pretrain``: what the shipped pretrained base and weight generator are, and installing new ones."""
+"""``factory pretrain``: the shipped pretrained base and weight generator: what they are, the recipe that
+makes them, and installing new ones."""
 
 from __future__ import annotations
 
@@ -6,55 +7,98 @@ from pathlib import Path
 
 import click
 
-from factory.cli import Context, pass_ctx
+from factory.pipeline.session import Session
+
+
+@click.group("pretrain")
+def pretrain() -> None:
+    """The pretrained base GAN and weight generator shipped in the package (used when a workspace
+    has none of its own).
+
+    \b
+    `factory pretrain train` is their recipe: pairs for the classic concepts, the base on K of them,
+    one LoRA per training concept, the weight generator on those adapters; --install makes the
+    result the shipped assets. `factory pretrain info` prints the command that made the shipped ones.
+    """
+
+
+@pretrain.command("info")
+def info() -> None:
+    """Print the shipped assets' manifest: recipe, concepts, held-out concepts, sizes."""
+    from factory.core.errors import FactoryError
+    from factory.pipeline.assets import manifest, pretrained_dir
+
+    m = manifest()
+    if m is None:
+        raise FactoryError("no pretrained assets are installed (or FACTORY_PRETRAINED=none)")
+    b, w = m["base"], m["weightgen"]
+    click.echo(f"folder: {pretrained_dir()}")
+    click.echo(f"recipe: {m['recipe']}")
+    if m.get("recipe_now"):
+        click.echo(f"the same recipe today: {m['recipe_now']}")
+    click.echo(f"created: {m['created']}")
+    click.echo(f"base: {b['folder']} ({b['bytes'] / 1e6:.1f} MB), {b['generator'].get('_class_name')} ngf "
+               f"{b['generator'].get('ngf')} at {b['generator'].get('image_size')} px, trained on "
+               f"{len(b['concepts'])} concepts: {', '.join(b['concepts'])}")
+    click.echo(f"weight generator: {w['folder']} ({w['bytes'] / 1e6:.1f} MB, {w['variant']}, {w['stored_dtype']}), "
+               f"{len(w['concepts'])} training adapters: {', '.join(w['concepts'])}")
+    click.echo(f"held out of both (try `factory run` on one): {', '.join(m['heldout'])}")
+
+
+@pretrain.command("train")
+@click.option("--heldout", default="autumn,cyanotype,day-to-night,pastel,watercolor", show_default=True,
+              help="Comma-separated classic concepts kept out of the base and the weight generator.")
+@click.option("--train-concepts", type=click.IntRange(2), default=30, show_default=True,
+              help="Classic concepts (a seeded draw) with one training adapter each.")
+@click.option("--pairs", type=click.IntRange(4), default=120, show_default=True, help="Pairs per concept.")
+@click.option("--size", type=click.IntRange(16), default=128, show_default=True, help="Training resolution.")
+@click.option("--ngf", type=click.IntRange(4), default=32, show_default=True, help="Base generator width.")
+@click.option("--base-concepts", type=click.IntRange(1), default=12, show_default=True,
+              help="K representative training concepts the base trains on.")
+@click.option("--base-minutes", type=float, default=18.0, show_default=True)
+@click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--layers", default="down1,down2,attn,xattn,ff,up1,up2", show_default=True,
+              help="The adapters' layer groups (one layout for all).")
+@click.option("--rank", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--lora-seconds", type=float, default=40.0, show_default=True, help="Budget of each adapter.")
+@click.option("--lora-steps", type=click.IntRange(1), default=2000, show_default=True, help="Step cap of each adapter.")
+@click.option("--variant", type=click.Choice(["joint", "block"]), default="joint", show_default=True)
+@click.option("--weightgen-minutes", type=float, default=4.0, show_default=True)
+@click.option("--joint-width", type=click.IntRange(8), default=128, show_default=True)
+@click.option("--joint-depth", type=click.IntRange(2), default=4, show_default=True)
+@click.option("--install", is_flag=True, help="Install the result as the package's shipped assets.")
+@click.option("--dest", type=click.Path(file_okay=False, path_type=Path),
+              help="With --install: install here instead of the package's factory/pretrained/.")
+@click.pass_obj
+def train_cmd(session: Session, install: bool, dest: Path | None, **options) -> None:
+    """Run (or resume) the shipped assets' recipe in --workspace (each finished stage is kept)."""
+    from factory.pipeline.pretrain import PretrainOptions
+    from factory.pipeline.pretrain import pretrain as run_pretrain
+
+    result = run_pretrain(session.workspace, PretrainOptions(seed=session.seed, **options), install=install,
+                          dest=dest, log=click.echo)
+    click.echo(f"pretrain: base {result['base']}, weight generator {result['weightgen']} "
+               f"({len(result['train'])} adapters)" + (f"; installed {result['manifest']['total_bytes'] / 1e6:.1f} MB"
+                                                       if install else ""))
+    click.echo(f"recipe: {result['command']}")
+
+
+@pretrain.command("install")
+@click.option("--base", "base", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A trained base folder (a diffusers model folder).")
+@click.option("--weightgen", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A weight generator trained on adapters of that base.")
+@click.option("--heldout", required=True, help="Comma-separated classic concepts neither model saw.")
+@click.option("--recipe", required=True, help="The command that trained them (recorded in the manifest).")
+@click.option("--dest", type=click.Path(file_okay=False, path_type=Path),
+              help="Install here instead of the package's factory/pretrained/.")
+def install_cmd(base: Path, weightgen: Path, heldout: str, recipe: str, dest: Path | None) -> None:
+    """Install a base and weight generator as the shipped pretrained assets (weight generator in fp16)."""
+    from factory.pipeline.assets import PRETRAINED_DIR, install
+
+    m = install(base, weightgen, recipe, [c.strip() for c in heldout.split(",") if c.strip()], dest or PRETRAINED_DIR)
+    click.echo(f"pretrain: installed {m['total_bytes'] / 1e6:.1f} MB -> {dest or PRETRAINED_DIR}")
 
 
 def register(cli: click.Group) -> None:
-    @cli.group("pretrain")
-    def pretrain() -> None:
-        """The pretrained base GAN and weight generator shipped in the package (used when a workspace
-        has none of its own).
-
-        \b
-        They are made by one command, the weight-generator benchmark, which trains the base on classic
-        concepts, one LoRA per training concept and the weight generator, measures them on held-out
-        concepts, and installs them:
-          python bench/weightgen.py --install   (budgets: see `factory pretrain info`)
-        """
-
-    @pretrain.command("info")
-    def info() -> None:
-        """Print the shipped assets' manifest: recipe, concepts, held-out concepts, sizes."""
-        from factory.errors import FactoryError
-        from factory.pretrained import manifest, pretrained_dir
-
-        m = manifest()
-        if m is None:
-            raise FactoryError("no pretrained assets are installed (or FACTORY_PRETRAINED=none)")
-        click.echo(f"folder: {pretrained_dir()}")
-        click.echo(f"recipe: {m['recipe']}")
-        click.echo(f"created: {m['created']}")
-        b, w = m["base"], m["weightgen"]
-        click.echo(f"base: {b['folder']} ({b['bytes'] / 1e6:.1f} MB), {b['generator']}, trained on "
-                   f"{len(b['concepts'])} concepts: {', '.join(b['concepts'])}")
-        click.echo(f"weight generator: {w['folder']} ({w['bytes'] / 1e6:.1f} MB, {w['variant']}, {w['stored_dtype']}), "
-                   f"{len(w['concepts'])} training adapters: {', '.join(w['concepts'])}")
-        click.echo(f"held out of both (try `factory run` on one): {', '.join(m['heldout'])}")
-
-    @pretrain.command("install")
-    @click.option("--base", "base", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-                  help="A trained base folder (generator.safetensors + config.json).")
-    @click.option("--weightgen", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-                  help="A weight generator trained on adapters of that base.")
-    @click.option("--heldout", required=True, help="Comma-separated classic concepts neither model saw.")
-    @click.option("--recipe", required=True, help="The command that trained them (recorded in the manifest).")
-    @click.option("--dest", type=click.Path(file_okay=False, path_type=Path),
-                  help="Install here instead of the package's factory/pretrained/.")
-    @pass_ctx
-    def install_cmd(ctx: Context, base: Path, weightgen: Path, heldout: str, recipe: str, dest: Path | None) -> None:
-        """Install a base and weight generator as the shipped pretrained assets (weight generator in fp16)."""
-        from factory.pretrained import PRETRAINED_DIR, install
-
-        m = install(base, weightgen, recipe, [c.strip() for c in heldout.split(",") if c.strip()],
-                    dest or PRETRAINED_DIR)
-        click.echo(f"pretrain: installed {m['total_bytes'] / 1e6:.1f} MB -> {dest or PRETRAINED_DIR}")
+    cli.add_command(pretrain)

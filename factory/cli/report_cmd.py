@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import click
 
-from factory.cli import Context, pass_ctx
+from factory.pipeline.session import Session
+
+
+@click.command("report")
+@click.argument("concept")
+@click.pass_obj
+def report_cmd(session: Session, concept: str) -> None:
+    """Rebuild <workspace>/reports/<CONCEPT>.html (self-contained: images inlined) and print its path."""
+    from factory.pipeline.report import build_report
+
+    click.echo(f"report: {build_report(session.workspace, concept)}")
 
 
 def register(cli: click.Group) -> None:
-    @cli.command("report")
-    @click.argument("concept")
-    @pass_ctx
-    def report_cmd(ctx: Context, concept: str) -> None:
-        """Rebuild <workspace>/reports/<CONCEPT>.html (self-contained: images inlined) and print its path."""
-        from factory.report import build_report
-
-        click.echo(f"report: {build_report(ctx.workspace, concept)}")
+    cli.add_command(report_cmd)

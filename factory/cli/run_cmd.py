@@ -6,67 +6,70 @@ from pathlib import Path
 
 import click
 
-from factory.cli import Context, pass_ctx
+from factory.pipeline.session import Session
+
+
+@click.command("run")
+@click.argument("concept")
+@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of source photos (default: scikit-image's bundled photos, fixed train/test split). "
+                   "For --teacher pairs: the folder of pairs.")
+@click.option("--teacher", type=click.Choice(["classic", "instruct-pix2pix", "sdedit", "pairs"]),
+              help="Override the card's teacher; for a new text, the teacher of its new card "
+                   "(default instruct-pix2pix; classic starts from the nearest built-in recipe).")
+@click.option("--model", help="Diffusers model of a diffusion teacher: a Hub id or a local pipeline folder.")
+@click.option("--base", help="Base name in <workspace>/base/ or its folder (default: the workspace's "
+                             "'default', else the shipped pretrained base).")
+@click.option("--init", type=click.Choice(["auto", "weightgen", "base"]), default="auto", show_default=True,
+              help="auto: the weight generator's adapter when one fits the base, else zero-init LoRA.")
+@click.option("--synth-pairs", type=click.IntRange(4), default=120, show_default=True,
+              help="Pairs the teacher makes (train and test together).")
+@click.option("--pairs", type=click.IntRange(1), help="Fine-tune on K training pairs (clustered; default all).")
+@click.option("--seconds", type=click.FloatRange(0, min_open=True), default=120.0, show_default=True,
+              help="Fine-tune wall-clock budget (a later run with more continues the saved fine-tune).")
+@click.option("--steps", type=click.IntRange(1), default=100_000, show_default=True, help="Fine-tune step cap.")
+@click.option("--eval-every", type=click.IntRange(1), default=20, show_default=True,
+              help="Steps between held-out points of the training curve.")
+@click.option("--export-size", type=click.IntRange(16), default=256, show_default=True,
+              help="Side the editor is checked, calibrated and timed at.")
+@click.option("--ort/--no-ort", default=True, show_default=True, help="Also write .ort files for mobile.")
+@click.option("--stop-after", type=click.Choice(["card", "synth", "init", "finetune", "export", "eval"]),
+              help="Stop after this stage (a later run resumes from the next one).")
+@click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the run's outcome (concept, editor, report, stages, seconds) to this JSON file.")
+@click.pass_obj
+def run_cmd(session: Session, concept: str, images: Path | None, teacher: str | None, model: str | None,
+            base: str | None, init: str, synth_pairs: int, pairs: int | None, seconds: float, steps: int,
+            eval_every: int, export_size: int, ort: bool, stop_after: str | None,
+            summary_json: Path | None) -> None:
+    """Make a mobile editor for CONCEPT: a card name, or the edit as text ("make it a watercolor painting").
+
+    \b
+    Stages: card -> synth -> init (weight generator) -> finetune (LoRA) -> export (fp32, int8, .ort)
+    -> eval -> report. Each stage is skipped when its output is there and up to date, so an
+    interrupted run continues where it stopped. Prints where the editor and the report are.
+    """
+    from factory.pipeline.run import RunOptions, run
+
+    opts = RunOptions(target=concept, teacher=teacher, model=model, images=images, base=base, init=init,
+                      n_pairs=synth_pairs, pairs=pairs, seconds=seconds, steps=steps, eval_every=eval_every,
+                      export_size=export_size, ort=ort, stop_after=stop_after, seed=session.seed)
+    result = run(session.workspace, opts, log=lambda m: click.echo(m, err=True))
+    if summary_json is not None:
+        from factory.core.atomic import atomic_write_json
+
+        atomic_write_json(summary_json, {"concept": result.concept, "editor": str(result.editor),
+                                         "report": str(result.report) if result.report else None,
+                                         "stages": result.stages, "seconds": round(result.seconds, 2)})
+    ran = [s for s, how in result.stages.items() if how == "ran"]
+    click.echo(f"run {result.concept}: {len(ran)} stage(s) run ({', '.join(ran) or 'none'}), "
+               f"{len(result.stages) - len(ran)} up to date, {result.seconds:.1f} s")
+    if result.report is not None:
+        click.echo(f"editor: {result.editor}")
+        click.echo(f"report: {result.report}")
+    else:
+        click.echo(f"stopped after {stop_after}; run the same command without --stop-after to continue")
 
 
 def register(cli: click.Group) -> None:
-    @cli.command("run")
-    @click.argument("concept")
-    @click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path),
-                  help="Folder of source photos (default: scikit-image's bundled photos, fixed train/test split). "
-                       "For --teacher pairs: the folder of pairs.")
-    @click.option("--teacher", type=click.Choice(["classic", "instruct-pix2pix", "sdedit", "pairs"]),
-                  help="Override the card's teacher; for a new text, the teacher of its new card "
-                       "(default instruct-pix2pix; classic starts from the nearest built-in recipe).")
-    @click.option("--model", help="Diffusers model of a diffusion teacher: a Hub id or a local pipeline folder.")
-    @click.option("--base", help="Base name in <workspace>/base/ or its folder (default: the workspace's "
-                                 "'default', else the shipped pretrained base).")
-    @click.option("--init", type=click.Choice(["auto", "weightgen", "base"]), default="auto", show_default=True,
-                  help="auto: the weight generator's adapter when one fits the base, else zero-init LoRA.")
-    @click.option("--synth-pairs", type=click.IntRange(4), default=120, show_default=True,
-                  help="Pairs the teacher makes (train and test together).")
-    @click.option("--pairs", type=click.IntRange(1), help="Fine-tune on K training pairs (clustered; default all).")
-    @click.option("--seconds", type=click.FloatRange(0, min_open=True), default=120.0, show_default=True,
-                  help="Fine-tune wall-clock budget (a later run with more continues the saved fine-tune).")
-    @click.option("--steps", type=click.IntRange(1), default=100_000, show_default=True, help="Fine-tune step cap.")
-    @click.option("--eval-every", type=click.IntRange(1), default=20, show_default=True,
-                  help="Steps between held-out points of the training curve.")
-    @click.option("--export-size", type=click.IntRange(16), default=256, show_default=True,
-                  help="Side the editor is checked, calibrated and timed at.")
-    @click.option("--ort/--no-ort", default=True, show_default=True, help="Also write .ort files for mobile.")
-    @click.option("--stop-after", type=click.Choice(["card", "synth", "init", "finetune", "export", "eval"]),
-                  help="Stop after this stage (a later run resumes from the next one).")
-    @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path),
-                  help="Also write the run's outcome (concept, editor, report, stages, seconds) to this JSON file.")
-    @pass_ctx
-    def run_cmd(ctx: Context, concept: str, images: Path | None, teacher: str | None, model: str | None,
-                base: str | None, init: str, synth_pairs: int, pairs: int | None, seconds: float, steps: int,
-                eval_every: int, export_size: int, ort: bool, stop_after: str | None,
-                summary_json: Path | None) -> None:
-        """Make a mobile editor for CONCEPT: a card name, or the edit as text ("make it a watercolor painting").
-
-        \b
-        Stages: card -> synth -> init (weight generator) -> finetune (LoRA) -> export (fp32, int8, .ort)
-        -> eval -> report. Each stage is skipped when its output is there and up to date, so an
-        interrupted run continues where it stopped. Prints where the editor and the report are.
-        """
-        from factory.run import RunOptions, run
-
-        opts = RunOptions(target=concept, teacher=teacher, model=model, images=images, base=base, init=init,
-                          n_pairs=synth_pairs, pairs=pairs, seconds=seconds, steps=steps, eval_every=eval_every,
-                          export_size=export_size, ort=ort, stop_after=stop_after, seed=ctx.seed)
-        result = run(ctx.workspace, opts, log=lambda m: click.echo(m, err=True))
-        if summary_json is not None:
-            from factory.atomic import atomic_write_json
-
-            atomic_write_json(summary_json, {"concept": result.concept, "editor": str(result.editor),
-                                             "report": str(result.report) if result.report else None,
-                                             "stages": result.stages, "seconds": round(result.seconds, 2)})
-        ran = [s for s, how in result.stages.items() if how == "ran"]
-        click.echo(f"run {result.concept}: {len(ran)} stage(s) run ({', '.join(ran) or 'none'}), "
-                   f"{len(result.stages) - len(ran)} up to date, {result.seconds:.1f} s")
-        if result.report is not None:
-            click.echo(f"editor: {result.editor}")
-            click.echo(f"report: {result.report}")
-        else:
-            click.echo(f"stopped after {stop_after}; run the same command without --stop-after to continue")
+    cli.add_command(run_cmd)

@@ -6,6 +6,6 @@
 * ``mobile_check``: which ops NNAPI / CoreML would not take, and why.
 * ``editor``: the whole checked export into ``editors/<concept>/`` and card.json; the pix2pix reference.
 
-Import the submodules directly; this package imports nothing heavy (the runtime, ``factory.runtime``,
+Import the submodules directly; this package imports nothing heavy (the runtime, ``factory.runtime.editor``,
 never needs torch).
 """

@@ -9,6 +9,7 @@ FactoryError and installs nothing (the candidate card is kept beside the editor 
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 from dataclasses import dataclass
@@ -19,9 +20,21 @@ import numpy as np
 import onnx
 import torch
 
-from factory.errors import FactoryError
-from factory.export.onnx_export import (INPUT_CONTRACT, OPSET, OUTPUT_CONTRACT, EditorModule, export_onnx,
-                                        merge_adapter, set_metadata, sha256_file, text_condition, torch_vs_onnx)
+from base_gan.models import WEIGHTS, BaseGAN
+from factory.core.atomic import atomic_folder, atomic_write_json
+from factory.core.errors import FactoryError
+from factory.core.files import sha256_file
+from factory.export.onnx_export import (
+    INPUT_CONTRACT,
+    OPSET,
+    OUTPUT_CONTRACT,
+    EditorModule,
+    export_onnx,
+    merge_adapter,
+    set_metadata,
+    text_condition,
+    torch_vs_onnx,
+)
 
 PARITY_MAX_ABS = 1e-3  # on the [-1, 1] scale: 1/8 of a grey level (1 level = 2/255 = 7.8e-3)
 # int8 vs fp32, mean PSNR over held-out images. Quantization error is unrelated to the student's own
@@ -44,7 +57,7 @@ class ExportImages:
 
 
 def _square(rgb: np.ndarray, size: int) -> np.ndarray:
-    from factory.images import center_square, crop_and_resize
+    from factory.core.images import center_square, crop_and_resize
 
     return crop_and_resize(rgb, center_square(rgb.shape), size)
 
@@ -53,9 +66,9 @@ def export_images(data_dir: Path, size: int, n_calibration: int = CALIBRATION_IM
                   n_held_out: int = HELD_OUT_IMAGES) -> ExportImages:
     """The concept's own sources (train split for calibration, test split held out, with targets);
     scikit-image's sample photos (fixed train/test split, random crops) when the concept has no pairs."""
-    from factory.dataset import pair_refs
-    from factory.images import read_image
-    from factory.pair_store import read_manifest
+    from factory.core.images import read_image
+    from factory.data.dataset import pair_refs
+    from factory.data.pair_store import read_manifest
 
     if read_manifest(data_dir):
         train = pair_refs(data_dir, "train")[:n_calibration]
@@ -76,12 +89,14 @@ def export_images(data_dir: Path, size: int, n_calibration: int = CALIBRATION_IM
 
 def photo_crops(split: str, n: int, size: int, seed: int = 0) -> list[np.ndarray]:
     """``n`` random square crops of scikit-image's sample photos of ``split`` (train/test), resized to ``size``."""
-    from factory.images import crop_and_resize, random_square
-    from factory.photos import default_photos
+    from factory.core.images import crop_and_resize, random_square
+    from factory.data.photos import default_photos
 
     pool = default_photos().split(split)
     rng = np.random.default_rng(seed)
-    return [crop_and_resize(p.rgb, random_square(p.rgb.shape, rng), size) for p in (pool[i % len(pool)] for i in range(n))]
+    return [
+        crop_and_resize(p.rgb, random_square(p.rgb.shape, rng), size) for p in (pool[i % len(pool)] for i in range(n))
+    ]
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -105,8 +120,10 @@ def _stats(values: np.ndarray) -> dict[str, float]:
 
 @dataclass
 class ExportRequest:
+    """One editor to export: ``base`` (loaded once) + the LoRA in ``adapter_dir``, text baked in."""
+
     concept: str
-    base_dir: Path
+    base: BaseGAN
     adapter_dir: Path | None
     adapter_note: str
     instruction: str
@@ -122,43 +139,30 @@ class ExportRequest:
     text_cache: Path | None = None
 
 
-def _metadata(req: ExportRequest, base_sha: str, adapter_sha: str, stride: int, meta: dict, precision: str,
-              input_shape: str) -> dict[str, str]:
+def _metadata(
+    req: ExportRequest, base_sha: str, adapter_sha: str, stride: int, precision: str, input_shape: str
+) -> dict[str, str]:
     from factory import __version__
 
     return {
-        "concept": req.concept, "instruction": req.instruction, "precision": precision,
-        "input_size": str(req.size), "stride": str(stride), "input_shape": input_shape,
-        "input_layout": "NCHW float32 RGB", "value_range": "[-1, 1]", "pixel_to_input": "x / 127.5 - 1",
+        "concept": req.concept,
+        "instruction": req.instruction,
+        "precision": precision,
+        "input_size": str(req.size),
+        "stride": str(stride),
+        "input_shape": input_shape,
+        "input_layout": "NCHW float32 RGB",
+        "value_range": "[-1, 1]",
+        "pixel_to_input": "x / 127.5 - 1",
         "output_to_pixel": "round(clip((y + 1) * 127.5, 0, 255))",
-        "factory_version": __version__, "base": str(req.base_dir), "base_sha256": base_sha,
-        "adapter": str(req.adapter_dir) if req.adapter_dir else "none", "adapter_sha256": adapter_sha,
-        "text_encoder": str(meta.get("text_encoder", "none")), "generator_arch": str(meta["generator"].get("arch", "e2gan")),
+        "factory_version": __version__,
+        "base": req.base.name,
+        "base_sha256": base_sha,
+        "adapter": req.adapter_dir.name if req.adapter_dir else "none",
+        "adapter_sha256": adapter_sha,
+        "text_encoder": str(req.base.model.config.get("text_encoder", "none")),
+        "generator_arch": req.base.arch,
     }
-
-
-def _install(tmp: Path, final: Path) -> None:
-    """Swap the finished folder ``tmp`` into ``final`` (rename; the previous editor is removed after)."""
-    import shutil
-
-    old = None
-    if final.exists():
-        old = final.parent / f".{final.name}.{os.getpid()}.old"
-        os.replace(final, old)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp made it private
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _sweep_stale(parent: Path, name: str) -> None:
-    import shutil
-
-    for p in parent.glob(f".{name}.*"):
-        if p.is_dir() and (p.name.endswith(".tmp") or p.name.endswith(".old")):
-            shutil.rmtree(p, ignore_errors=True)
 
 
 def export_editor(req: ExportRequest, log=print) -> dict[str, Any]:
@@ -168,79 +172,98 @@ def export_editor(req: ExportRequest, log=print) -> dict[str, Any]:
 
     import onnxruntime
 
-    from base_gan.checkpoint import WEIGHTS, load_generator
     from factory import __version__
-    from factory.atomic import atomic_write_json
 
-    model, meta = load_generator(req.base_dir)
+    model = copy.deepcopy(req.base.model)
     stride = int(getattr(model, "stride", 16))
     if req.size % stride:
         raise FactoryError(f"--size {req.size} is not a multiple of the generator stride {stride}")
-    base_sha = sha256_file(req.base_dir / WEIGHTS)
+    base_sha = sha256_file(req.base.folder / WEIGHTS)
     adapter_sha = "none"
     if req.adapter_dir is not None:
+        adapter_sha = (
+            sha256_file(req.adapter_dir / "adapter_model.safetensors")
+            if (req.adapter_dir / "adapter_model.safetensors").is_file()
+            else "none"
+        )
         model = merge_adapter(model, req.adapter_dir)
-        adapter_sha = sha256_file(req.adapter_dir / "adapter_model.safetensors") \
-            if (req.adapter_dir / "adapter_model.safetensors").is_file() else "none"
-    cond = text_condition(meta, req.instruction, req.text_cache)
+    cond = text_condition(model, req.instruction, req.text_cache)
     module = EditorModule(model, *(cond or (None, None))).eval()
 
     images = export_images(req.data_dir, req.size)
     log(f"images: {images.origin}")
 
-    req.out_dir.parent.mkdir(parents=True, exist_ok=True)
-    _sweep_stale(req.out_dir.parent, req.out_dir.name)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{req.out_dir.name}.", suffix=".tmp", dir=req.out_dir.parent))
-    scratch = Path(tempfile.mkdtemp(prefix=f".{req.out_dir.name}.scratch.", suffix=".tmp", dir=req.out_dir.parent))
-    try:
-        card = _build(req, module, meta, stride, base_sha, adapter_sha, images, tmp, scratch, log)
-        card["versions"] = {"factory": __version__, "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__,
-                            "torch": torch.__version__, "opset": OPSET}
+    failed = req.out_dir.parent / f"{req.out_dir.name}.failed-card.json"
+    with atomic_folder(req.out_dir) as tmp:
+        scratch = Path(tempfile.mkdtemp(prefix=f".{req.out_dir.name}.scratch.", suffix=".tmp", dir=req.out_dir.parent))
+        try:
+            card = _build(req, module, stride, base_sha, adapter_sha, images, tmp, scratch, log)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        card["versions"] = {
+            "factory": __version__,
+            "onnxruntime": onnxruntime.__version__,
+            "onnx": onnx.__version__,
+            "torch": torch.__version__,
+            "opset": OPSET,
+        }
         failures = card["checks"]["failures"]
         if failures:
-            failed = req.out_dir.parent / f"{req.out_dir.name}.failed-card.json"
             atomic_write_json(failed, card)
-            raise FactoryError(f"export of '{req.concept}' failed its checks: {'; '.join(failures)} "
-                               f"(nothing installed; details in {failed})")
+            raise FactoryError(
+                f"export of '{req.concept}' failed its checks: {'; '.join(failures)} "
+                f"(nothing installed; details in {failed})"
+            )
         atomic_write_json(tmp / "card.json", card)
-        (req.out_dir.parent / f"{req.out_dir.name}.failed-card.json").unlink(missing_ok=True)
-        _install(tmp, req.out_dir)
-    finally:
-        for folder in (tmp, scratch):
-            shutil.rmtree(folder, ignore_errors=True)
+    failed.unlink(missing_ok=True)
     return card
 
 
-def _build(req: ExportRequest, module: EditorModule, meta: dict[str, Any], stride: int, base_sha: str,
-           adapter_sha: str, images: ExportImages, tmp: Path, scratch: Path, log) -> dict[str, Any]:
+def _build(
+    req: ExportRequest,
+    module: EditorModule,
+    stride: int,
+    base_sha: str,
+    adapter_sha: str,
+    images: ExportImages,
+    tmp: Path,
+    scratch: Path,
+    log,
+) -> dict[str, Any]:
     """Write every file of the editor into ``tmp`` (fixed-shape copies into ``scratch``) and run the checks;
     returns the card (failures listed)."""
     import cv2
 
     from factory.export.mobile_check import check_mobile, fixed_input_shape
     from factory.export.quantize import convert_fp16, convert_to_ort, quantize_int8
-    from factory.runtime import Editor, to_input
+    from factory.runtime.editor import Editor, to_input
 
     held_out = to_input(images.held_out)
     calibration = [to_input([im])[0] for im in images.calibration]
     failures: list[str] = []
     files: dict[str, Path] = {}
-    props = lambda precision, shape="dynamic": _metadata(req, base_sha, adapter_sha, stride, meta, precision, shape)  # noqa: E731
+
+    def props(precision: str, shape: str = "dynamic") -> dict[str, str]:
+        return _metadata(req, base_sha, adapter_sha, stride, precision, shape)
 
     # fp32 export + parity with torch (held-out batch at the export size, plus an odd batch/shape)
     fp32 = export_onnx(module, tmp / "editor.onnx", req.size)
     set_metadata(fp32, props("fp32"))
     files["editor.onnx"] = fp32
-    odd = cv2.resize(images.held_out[0], (req.size + stride, max(stride, req.size - stride)), interpolation=cv2.INTER_AREA)
+    odd = cv2.resize(
+        images.held_out[0], (req.size + stride, max(stride, req.size - stride)), interpolation=cv2.INTER_AREA
+    )
     other = to_input([odd, odd[:, ::-1]])  # batch 2, non-square: the dynamic axes work
-    parity = torch_vs_onnx(module, fp32, [held_out[i:i + 4] for i in range(0, len(held_out), 4)] + [other], req.threads)
+    parity = torch_vs_onnx(
+        module, fp32, [held_out[i : i + 4] for i in range(0, len(held_out), 4)] + [other], req.threads
+    )
     parity_ok = parity.max_abs <= PARITY_MAX_ABS
     if not parity_ok:
         failures.append(f"torch vs onnxruntime max abs error {parity.max_abs:.2e} > {PARITY_MAX_ABS:.0e}")
     log(f"parity: max abs {parity.max_abs:.2e} over shapes {parity.shapes}")
 
     fp32_editor = Editor(fp32, req.threads)
-    fp32_out = np.concatenate([fp32_editor.run(held_out[i:i + 4]) for i in range(0, len(held_out), 4)])
+    fp32_out = fp32_editor.run_batched(held_out, 4)
     checks: dict[str, Any] = {"parity": {**parity.to_dict(), "threshold_max_abs": PARITY_MAX_ABS, "passed": parity_ok}}
     quality: dict[str, Any] = {"held_out_images": len(held_out)}
     if images.held_out_targets is not None:
@@ -253,24 +276,32 @@ def _build(req: ExportRequest, module: EditorModule, meta: dict[str, Any], strid
         int8 = quantize_int8(fp32, tmp / "editor.int8.onnx", calibration)
         set_metadata(int8, props("int8"))
         files["editor.int8.onnx"] = variants["int8"] = int8
-        int8_out = np.concatenate([Editor(int8, req.threads).run(held_out[i:i + 4]) for i in range(0, len(held_out), 4)])
+        int8_out = Editor(int8, req.threads).run_batched(held_out, 4)
         vs_fp32 = psnr(int8_out, fp32_out)
         ok = float(vs_fp32.mean()) >= req.min_int8_psnr
-        quality["int8_vs_fp32"] = {**_stats(vs_fp32), "threshold_mean_db": req.min_int8_psnr, "passed": ok,
-                                   "calibration_images": len(calibration)}
+        quality["int8_vs_fp32"] = {
+            **_stats(vs_fp32),
+            "threshold_mean_db": req.min_int8_psnr,
+            "passed": ok,
+            "calibration_images": len(calibration),
+        }
         if images.held_out_targets is not None:
             quality["int8_vs_teacher"] = _stats(psnr(int8_out, targets))
         if not ok:
-            failures.append(f"int8 editor is {vs_fp32.mean():.1f} dB from fp32 on {len(held_out)} held-out images "
-                            f"(needs >= {req.min_int8_psnr:.0f} dB)")
+            failures.append(
+                f"int8 editor is {vs_fp32.mean():.1f} dB from fp32 on {len(held_out)} held-out images "
+                f"(needs >= {req.min_int8_psnr:.0f} dB)"
+            )
         log(f"int8: {vs_fp32.mean():.1f} dB PSNR vs fp32 (min {vs_fp32.min():.1f}) on {len(held_out)} held-out images")
     if req.fp16:
         fp16 = convert_fp16(fp32, tmp / "editor.fp16.onnx")
         set_metadata(fp16, props("fp16"))
         files["editor.fp16.onnx"] = variants["fp16"] = fp16
-        fp16_out = np.concatenate([Editor(fp16, req.threads).run(held_out[i:i + 4]) for i in range(0, len(held_out), 4)])
-        quality["fp16_vs_fp32"] = {**_stats(psnr(fp16_out, fp32_out)),
-                                   "max_abs": float(np.abs(fp16_out - fp32_out).max())}
+        fp16_out = Editor(fp16, req.threads).run_batched(held_out, 4)
+        quality["fp16_vs_fp32"] = {
+            **_stats(psnr(fp16_out, fp32_out)),
+            "max_abs": float(np.abs(fp16_out - fp32_out).max()),
+        }
     checks["quality"] = quality
 
     # mobile delegates, on fixed-shape copies (what an app runs and what the .ort files hold)
@@ -287,13 +318,18 @@ def _build(req: ExportRequest, module: EditorModule, meta: dict[str, Any], strid
         else:
             fixed[name] = fixed_input_shape(path, fixed_dir / path.name, shape)
         set_metadata(fixed[name], props(name, "x".join(map(str, shape))))
-    eps_for = {"fp32": ("nnapi", "coreml_mlprogram", "coreml_neuralnetwork"), "int8": ("nnapi", "coreml_mlprogram"),
-               "fp16": ("coreml_mlprogram",)}
+    eps_for = {
+        "fp32": ("nnapi", "coreml_mlprogram", "coreml_neuralnetwork"),
+        "int8": ("nnapi", "coreml_mlprogram"),
+        "fp16": ("coreml_mlprogram",),
+    }
     # the delegate graphs are fp32 (NNAPI, CoreML) and fp16 (CoreML); the int8 QDQ graph is for CPUs:
     # NNAPI's EP takes QDQ groups only for a few op types (mobile_check.NNAPI_QDQ_OPS), so it is reported
     required = {"fp32": ("nnapi", "coreml_mlprogram"), "int8": (), "fp16": ()}
-    mobile: dict[str, Any] = {"checked_shape": shape, "required": {k: list(v) for k, v in required.items()
-                                                                    if k in variants}}
+    mobile: dict[str, Any] = {
+        "checked_shape": shape,
+        "required": {k: list(v) for k, v in required.items() if k in variants},
+    }
     mobile_ok = True
     for name, path in fixed.items():
         results = check_mobile(path, eps_for[name], optimize=name != "fp16")
@@ -326,8 +362,12 @@ def _build(req: ExportRequest, module: EditorModule, meta: dict[str, Any], strid
         checks["ort"] = {"input_shape": shape, "optimization_style": "Runtime", "max_abs_vs_onnx": ort_parity}
         log(f".ort: {', '.join(p.name for p in ort_files)} + {config.name}")
 
-    latency = {"threads": req.threads or os.cpu_count(), "size": req.size, "batch": 1,
-               "load_average_1min": _load_average()}
+    latency = {
+        "threads": req.threads or os.cpu_count(),
+        "size": req.size,
+        "batch": 1,
+        "load_average_1min": _load_average(),
+    }
     for name, path in variants.items():
         latency[name] = Editor(path, req.threads).latency(req.size, warmup=2, runs=10)
     sizes = {name: p.stat().st_size for name, p in files.items()}
@@ -335,8 +375,7 @@ def _build(req: ExportRequest, module: EditorModule, meta: dict[str, Any], strid
     return {
         "concept": req.concept,
         "instruction": req.instruction,
-        "base": {"path": str(req.base_dir), "sha256": base_sha, "generator": meta["generator"],
-                 "text_encoder": meta.get("text_encoder")},
+        "base": {"path": str(req.base.folder), "sha256": base_sha, "generator": dict(req.base.model.config)},
         "adapter": {"path": str(req.adapter_dir), "sha256": adapter_sha} if req.adapter_dir else None,
         "adapter_note": req.adapter_note,
         "input": {**INPUT_CONTRACT, "stride": stride, "export_size": req.size},
@@ -346,14 +385,17 @@ def _build(req: ExportRequest, module: EditorModule, meta: dict[str, Any], strid
         "images": images.origin,
         "checks": checks,
         "latency_ms": latency,
-        "use": {"android": "editor.onnx / editor.ort with the NNAPI EP (whole graph); editor.int8 on the CPU EP",
-                "ios": "editor.onnx / editor.fp16.onnx (or .ort) with the CoreML EP in MLProgram format",
-                "desktop": "factory apply, or onnxruntime on editor.onnx / editor.int8.onnx"},
+        "use": {
+            "android": "editor.onnx / editor.ort with the NNAPI EP (whole graph); editor.int8 on the CPU EP",
+            "ios": "editor.onnx / editor.fp16.onnx (or .ort) with the CoreML EP in MLProgram format",
+            "desktop": "factory apply, or onnxruntime on editor.onnx / editor.int8.onnx",
+        },
     }
 
 
 # ---------------------------------------------------------------------------------------------
 # the pix2pix ResNet-9 reference for latency, exported exactly like an editor
+
 
 def pix2pix_reference(folder: Path, size: int = 256, int8: bool = True) -> dict[str, Path]:
     """pix2pix ResNet-9 (ngf 64, random weights, seed 0) as fp32 and static-QDQ int8 ONNX in ``folder``.
@@ -361,19 +403,20 @@ def pix2pix_reference(folder: Path, size: int = 256, int8: bool = True) -> dict[
     Same exporter, opset, optimization and quantization settings as ``export_editor`` (calibrated on
     scikit-image photo crops at ``size``); reused when already there. Latency does not depend on weights.
     """
-    from base_gan.pix2pix import Pix2PixConfig, build_pix2pix
-    from factory.atomic import atomic_save_file
+    from base_gan.pix2pix import build_pix2pix
+    from factory.core.atomic import atomic_save_file
     from factory.export.quantize import quantize_int8
-    from factory.runtime import to_input
+    from factory.runtime.editor import to_input
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"fp32": folder / "pix2pix.onnx"}
-    module = EditorModule(build_pix2pix(Pix2PixConfig(dropout=0.0), seed=0)).eval()
+    module = EditorModule(build_pix2pix(seed=0, dropout=0.0)).eval()
     if not paths["fp32"].is_file():
         atomic_save_file(paths["fp32"], lambda tmp: export_onnx(module, Path(tmp), size))
-        set_metadata(paths["fp32"], {"concept": "pix2pix-resnet9", "precision": "fp32", "stride": "4",
-                                     "input_size": str(size)})
+        set_metadata(
+            paths["fp32"], {"concept": "pix2pix-resnet9", "precision": "fp32", "stride": "4", "input_size": str(size)}
+        )
     if int8:
         paths["int8"] = folder / "pix2pix.int8.onnx"
         if not paths["int8"].is_file():
@@ -381,8 +424,10 @@ def pix2pix_reference(folder: Path, size: int = 256, int8: bool = True) -> dict[
 
             def write(tmp: str) -> None:
                 quantize_int8(paths["fp32"], Path(tmp), calibration)
-                set_metadata(Path(tmp), {"concept": "pix2pix-resnet9", "precision": "int8", "stride": "4",
-                                         "input_size": str(size)})
+                set_metadata(
+                    Path(tmp),
+                    {"concept": "pix2pix-resnet9", "precision": "int8", "stride": "4", "input_size": str(size)},
+                )
 
             atomic_save_file(paths["int8"], write)
     return paths

@@ -121,7 +121,7 @@ class _Graph:
     consumers: dict[str, list[Any]]
 
     @classmethod
-    def of(cls, graph) -> "_Graph":
+    def of(cls, graph) -> _Graph:
         from onnx import numpy_helper
 
         constants: dict[str, Any] = {t.name: t for t in graph.initializer}
@@ -131,7 +131,8 @@ class _Graph:
         shapes: dict[str, list[int | None]] = {}
         for v in [*graph.input, *graph.output, *graph.value_info]:
             if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape"):
-                shapes[v.name] = [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+                dims = v.type.tensor_type.shape.dim
+                shapes[v.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
         for name, t in constants.items():
             shapes.setdefault(name, list(t.dims))
         producer = {o: n for n in graph.node for o in n.output}
@@ -160,8 +161,9 @@ class _Graph:
     def in_qdq_group(self, node) -> bool:
         """Inputs from DequantizeLinear and every output consumer a QuantizeLinear (a QDQ node unit)."""
         outs = [c for o in node.output for c in self.consumers.get(o, [])]
-        return (self.from_dq(node.input[0]) is not None and bool(outs)
-                and all(c.op_type == "QuantizeLinear" for c in outs))
+        return (
+            self.from_dq(node.input[0]) is not None and bool(outs) and all(c.op_type == "QuantizeLinear" for c in outs)
+        )
 
     def rank(self, name: str) -> int | None:
         shape = self.shapes.get(name)
@@ -197,17 +199,24 @@ def _attr(node, name: str, default=None):
 
 # Op types whose int8 QDQ node units NNAPI's builders take (QuantizedOpType in the NNAPI EP's helper.h);
 # any other op between DequantizeLinear and QuantizeLinear is refused as a QDQ group.
-NNAPI_QDQ_OPS = frozenset({"Conv", "MatMul", "Gemm", "Add", "Mul", "Transpose", "Reshape", "Softmax", "Concat",
-                           "Resize", "AveragePool"})
+NNAPI_QDQ_OPS = frozenset(
+    {"Conv", "MatMul", "Gemm", "Add", "Mul", "Transpose", "Reshape", "Softmax", "Concat", "Resize", "AveragePool"}
+)
 
 
 def _caveat_violation(ep_key: str, node, g: _Graph) -> str | None:
     """``"label: reason"`` when ``node`` breaks a caveat of ``ep_key`` (see the module docstring), else None."""
     op = node.op_type
-    if (ep_key == "nnapi" and op not in NNAPI_QDQ_OPS and op not in ("QuantizeLinear", "DequantizeLinear")
-            and g.in_qdq_group(node)):
-        return (f"ai.onnx:{op} (int8 QDQ): between quantized neighbours this op is a QDQ node unit, and "
-                f"NNAPI's EP takes those only for {', '.join(sorted(NNAPI_QDQ_OPS))}")
+    if (
+        ep_key == "nnapi"
+        and op not in NNAPI_QDQ_OPS
+        and op not in ("QuantizeLinear", "DequantizeLinear")
+        and g.in_qdq_group(node)
+    ):
+        return (
+            f"ai.onnx:{op} (int8 QDQ): between quantized neighbours this op is a QDQ node unit, and "
+            f"NNAPI's EP takes those only for {', '.join(sorted(NNAPI_QDQ_OPS))}"
+        )
     if op == "Pad":
         mode = _attr(node, "mode", b"constant")
         mode = mode.decode() if isinstance(mode, bytes) else str(mode)
@@ -216,30 +225,52 @@ def _caveat_violation(ep_key: str, node, g: _Graph) -> str | None:
     if op == "Cast":
         to = int(_attr(node, "to", 0))
         name = onnx.TensorProto.DataType.Name(to)
-        allowed = {onnx.TensorProto.FLOAT, onnx.TensorProto.INT32} if ep_key == "nnapi" else {
-            onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.INT32, onnx.TensorProto.INT64,
-            onnx.TensorProto.BOOL}
+        allowed = (
+            {onnx.TensorProto.FLOAT, onnx.TensorProto.INT32}
+            if ep_key == "nnapi"
+            else {
+                onnx.TensorProto.FLOAT,
+                onnx.TensorProto.FLOAT16,
+                onnx.TensorProto.INT32,
+                onnx.TensorProto.INT64,
+                onnx.TensorProto.BOOL,
+            }
+        )
         if to not in allowed:
             return f"ai.onnx:Cast (to={name}): this EP cannot cast to {name}"
-    if op == "ConvTranspose" and ep_key.startswith("coreml") and (
-            any(_attr(node, "output_padding", []) or []) or _attr(node, "output_shape") is not None):
+    if (
+        op == "ConvTranspose"
+        and ep_key.startswith("coreml")
+        and (any(_attr(node, "output_padding", []) or []) or _attr(node, "output_shape") is not None)
+    ):
         return "ai.onnx:ConvTranspose (output_padding): only default output_padding is supported"
     if op == "MatMul":
         a, b = g.shapes.get(node.input[0]), g.shapes.get(node.input[1])
         ra, rb = g.rank(node.input[0]), g.rank(node.input[1])
         b_const = g.is_constant(node.input[1])
         if ep_key == "coreml_neuralnetwork" and not (ra == 2 and rb == 2 and b_const):
-            return (f"ai.onnx:MatMul (A {ra}-D, B {rb}-D{'' if b_const else ' not constant'}): the NeuralNetwork "
-                    "format takes only 2-D A x constant 2-D B (MLProgram takes any MatMul)")
+            return (
+                f"ai.onnx:MatMul (A {ra}-D, B {rb}-D{'' if b_const else ' not constant'}): the NeuralNetwork "
+                "format takes only 2-D A x constant 2-D B (MLProgram takes any MatMul)"
+            )
         if ep_key == "nnapi":
             qdq = g.in_qdq_group(node)
-            batch = (not qdq and ra is not None and ra >= 3 and ra == rb and a is not None and b is not None
-                     and a[:-2] == b[:-2])
+            batch = (
+                not qdq
+                and ra is not None
+                and ra >= 3
+                and ra == rb
+                and a is not None
+                and b is not None
+                and a[:-2] == b[:-2]
+            )
             if not batch and not (ra == 2 and rb == 2 and b_const):
                 kind = "int8 QDQ, " if qdq else ""
-                return (f"ai.onnx:MatMul ({kind}A {ra}-D, B {rb}-D{'' if b_const else ' not constant'}): NNAPI runs "
-                        "MatMul as FULLY_CONNECTED (2-D A x constant 2-D B) or, float only, as a batch MatMul of "
-                        "equal-rank inputs")
+                return (
+                    f"ai.onnx:MatMul ({kind}A {ra}-D, B {rb}-D{'' if b_const else ' not constant'}): NNAPI runs "
+                    "MatMul as FULLY_CONNECTED (2-D A x constant 2-D B) or, float only, as a batch MatMul of "
+                    "equal-rank inputs"
+                )
     if op == "Softmax" and ep_key == "nnapi":
         r = g.rank(node.input[0])
         if r not in (2, 4):
@@ -279,15 +310,23 @@ def _ep_result(model: onnx.ModelProto, key: str) -> EPResult:
         counts[label] += 1
         reasons[label] = why
     return EPResult(
-        ep=display, nodes=info.num_nodes, supported_nodes=info.num_supported_nodes,
-        partitions=info.num_partitions, partition_sizes=[len(g) for g in info.supported_groups],
-        suitability=info.suitability().name, unsupported_ops=dict(counts), reasons=reasons,
+        ep=display,
+        nodes=info.num_nodes,
+        supported_nodes=info.num_supported_nodes,
+        partitions=info.num_partitions,
+        partition_sizes=[len(g) for g in info.supported_groups],
+        suitability=info.suitability().name,
+        unsupported_ops=dict(counts),
+        reasons=reasons,
         dynamic_shape_nodes=info.nodes_unsupported_due_to_dynamic_input,
         unsupported_rank_nodes=info.num_unsupported_nodes_due_to_rank,
-        caveats=checker.get_caveats())
+        caveats=checker.get_caveats(),
+    )
 
 
-def check_mobile(model_path: str | Path, eps: tuple[str, ...] = tuple(EPS), optimize: bool = True) -> dict[str, EPResult]:
+def check_mobile(
+    model_path: str | Path, eps: tuple[str, ...] = tuple(EPS), optimize: bool = True
+) -> dict[str, EPResult]:
     """Partitioning of ``model_path`` (fixed input shape expected) for each EP key in ``eps``.
 
     ``optimize`` runs onnxruntime's BASIC optimization first, as the tool does. Turn it off for fp16

@@ -23,20 +23,19 @@ ops only, unused opset imports dropped), then metadata.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
 import torch
 from torch import nn
 
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "edited"
@@ -80,36 +79,22 @@ class EditorModule(nn.Module):
         return self.generator(image)
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def merge_adapter(model: nn.Module, adapter_dir: Path) -> nn.Module:
-    """``model`` with the peft LoRA adapter in ``adapter_dir`` merged into its weights."""
-    from peft import PeftModel
+    """``model`` with the peft LoRA adapter in ``adapter_dir`` merged into its weights (``model`` is modified)."""
+    from factory.lora.adapters import load_adapter, merge
 
-    adapter_dir = Path(adapter_dir)
-    if not (adapter_dir / "adapter_config.json").is_file():
-        raise FactoryError(f"{adapter_dir}: not a LoRA adapter (no adapter_config.json)")
-    try:
-        merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
-    except (ValueError, KeyError, RuntimeError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FactoryError(f"{adapter_dir}: cannot merge this adapter into the base ({first})") from None
-    return merged.eval()
+    return merge(load_adapter(model, adapter_dir)).eval()
 
 
-def text_condition(meta: dict[str, Any], instruction: str, cache_dir: Path | None) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Token embeddings and mask for ``instruction`` with the base's text encoder (None for text-free archs)."""
-    if meta.get("generator", {}).get("arch", "e2gan") != "e2gan":
+def text_condition(
+    model: nn.Module, instruction: str, cache_dir: Path | None
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Token embeddings and mask for ``instruction`` with the model's text encoder (None when it takes no text)."""
+    if not getattr(model, "takes_text", False):
         return None
-    from factory.text_encoder import TextEncoder
+    from factory.text.encoder import TextEncoder
 
-    return TextEncoder.from_name(meta.get("text_encoder", "minilm"), cache_dir=cache_dir).tokens([instruction])
+    return TextEncoder.from_name(model.config.text_encoder, cache_dir=cache_dir).tokens([instruction])
 
 
 def export_onnx(module: nn.Module, path: Path, size: int, dynamic: bool = True, mobile_rewrites: bool = True) -> Path:
@@ -120,16 +105,25 @@ def export_onnx(module: nn.Module, path: Path, size: int, dynamic: bool = True, 
     module = module.eval()
     dummy = torch.zeros(1, 3, size, size)
     axes = {"batch": 0, "height": 2, "width": 3}
-    dynamic_axes = ({INPUT_NAME: {v: k for k, v in axes.items()}, OUTPUT_NAME: {v: k for k, v in axes.items()}}
-                    if dynamic else None)
+    dynamic_axes = (
+        {INPUT_NAME: {v: k for k, v in axes.items()}, OUTPUT_NAME: {v: k for k, v in axes.items()}} if dynamic else None
+    )
     path = Path(path)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         raw = Path(tmp) / "raw.onnx"
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # TracerWarnings on shape checks that are constant by design
-            torch.onnx.export(module, (dummy,), str(raw), dynamo=False, opset_version=OPSET,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=dynamic_axes,
-                              do_constant_folding=True)
+            torch.onnx.export(
+                module,
+                (dummy,),
+                str(raw),
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes=dynamic_axes,
+                do_constant_folding=True,
+            )
         optimized = Path(tmp) / "optimized.onnx"
         optimize_model(raw, optimized)
         model = onnx.load(str(optimized))
@@ -169,9 +163,11 @@ class Parity:
 
 
 @torch.no_grad()
-def torch_vs_onnx(module: nn.Module, onnx_path: Path, batches: Sequence[np.ndarray], threads: int | None = None) -> Parity:
+def torch_vs_onnx(
+    module: nn.Module, onnx_path: Path, batches: Sequence[np.ndarray], threads: int | None = None
+) -> Parity:
     """Largest and mean absolute difference between the torch module and onnxruntime on ``batches`` (NCHW)."""
-    from factory.runtime import make_session
+    from factory.runtime.editor import make_session
 
     session = make_session(onnx_path, threads)
     worst, total, count, shapes = 0.0, 0.0, 0, []

@@ -25,13 +25,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import onnx
 
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
 
 
 def _calibration_reader_class():

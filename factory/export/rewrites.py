@@ -42,7 +42,7 @@ def fold_static_dims(model: onnx.ModelProto) -> int:
                 and shape_node.input[0] in dims):
             index = numpy_helper.to_array(inits[node.input[1]])
             bounds = {a.name: helper.get_attribute_value(a) for a in shape_node.attribute}
-            shape = dims[shape_node.input[0]][bounds.get("start", 0):bounds.get("end", None)]
+            shape = dims[shape_node.input[0]][bounds.get("start", 0):bounds.get("end")]
             if index.ndim == 0 and -len(shape) <= int(index) < len(shape) and shape[int(index)] is not None:
                 folded.append(numpy_helper.from_array(np.array(shape[int(index)], np.int64), node.output[0]))
                 continue

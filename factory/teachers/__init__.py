@@ -1,13 +1,13 @@
 """Teachers that make paired data: ``classic`` recipes, ``instruct-pix2pix`` and ``sdedit`` (diffusers).
 
-(The user's own pairs are imported by ``factory.pairs_import``; they need no teacher.)
+(The user's own pairs are imported by ``factory.data.pairs_import``; they need no teacher.)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
 from factory.teachers.base import Teacher
 
 TEACHER_KINDS = ("classic", "instruct-pix2pix", "sdedit", "pairs")

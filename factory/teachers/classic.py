@@ -6,13 +6,13 @@ from typing import Any
 
 import numpy as np
 
-from factory.errors import FactoryError
-from factory.recipes import apply_recipe, validate_recipe
+from factory.core.errors import FactoryError
 from factory.teachers.base import Teacher
+from factory.teachers.recipes import apply_recipe, validate_recipe
 
 
 class ClassicTeacher(Teacher):
-    """Applies a ``classic`` recipe (see ``factory.recipes``); deterministic for a given seed."""
+    """Applies a ``classic`` recipe (see ``factory.teachers.recipes``); deterministic for a given seed."""
 
     kind = "classic"
     batch_size = 1
@@ -21,7 +21,7 @@ class ClassicTeacher(Teacher):
         self.recipe = validate_recipe(recipe, source)
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], source: str = "") -> "ClassicTeacher":
+    def from_params(cls, params: dict[str, Any], source: str = "") -> ClassicTeacher:
         """Build from a card's ``teacher`` parameters; the only key is ``recipe``."""
         where = source or "teacher"
         if not isinstance(params, dict):

@@ -33,15 +33,17 @@ model folder has a safety checker) come back as None instead of a black image.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from PIL import Image
 
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
 from factory.teachers.base import Teacher
 
 if TYPE_CHECKING:
@@ -100,9 +102,13 @@ def _resolve_device(value: str, where: str) -> str:
     try:
         device = torch.device(value)
     except (RuntimeError, TypeError):
-        raise FactoryError(f"{where}: teacher parameter 'device' {value!r} is not a torch device (use auto, cpu, cuda, cuda:N or mps)") from None
+        raise FactoryError(
+            f"{where}: teacher parameter 'device' {value!r} is not a torch device (use auto, cpu, cuda, cuda:N or mps)"
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise FactoryError(f"{where}: teacher parameter 'device' is {value!r} but CUDA is not available here (use device auto or cpu)")
+        raise FactoryError(
+            f"{where}: teacher parameter 'device' is {value!r} but CUDA is not available here (use device auto or cpu)"
+        )
     return str(device)
 
 
@@ -110,7 +116,10 @@ def _resolve_dtype(value: str, device: str, where: str) -> str:
     if value == "auto":
         return "float16" if device.startswith("cuda") else "float32"
     if value not in _DTYPE_NAMES:
-        raise FactoryError(f"{where}: teacher parameter 'dtype' {value!r} is unknown (known: auto, {', '.join(sorted(set(_DTYPE_NAMES.values())))})")
+        raise FactoryError(
+            f"{where}: teacher parameter 'dtype' {value!r} is unknown "
+            f"(known: auto, {', '.join(sorted(set(_DTYPE_NAMES.values())))})"
+        )
     return _DTYPE_NAMES[value]
 
 
@@ -120,7 +129,9 @@ def _resolve_dtype(value: str, device: str, where: str) -> str:
 def _hub_offline() -> bool:
     from huggingface_hub import constants
 
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"} or bool(constants.HF_HUB_OFFLINE)
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"} or bool(
+        constants.HF_HUB_OFFLINE
+    )
 
 
 def _is_hub_id(model: str) -> bool:
@@ -155,20 +166,31 @@ def _load_failure_message(model: str, local_path: Path | None, err: BaseExceptio
     """One line naming ``model``, what went wrong and what to pass instead."""
     if local_path is not None:
         if not (local_path / "model_index.json").is_file():
-            return (f"model '{model}' is a folder but not a diffusers pipeline (no model_index.json): "
-                    "pass --model a folder written by a pipeline's save_pretrained, or a Hugging Face Hub id")
-        return (f"model '{model}' could not be loaded as a diffusers pipeline ({_reason(err)}): "
-                "pass --model a complete diffusers pipeline folder or a Hugging Face Hub id")
+            return (
+                f"model '{model}' is a folder but not a diffusers pipeline (no model_index.json): "
+                "pass --model a folder written by a pipeline's save_pretrained, or a Hugging Face Hub id"
+            )
+        return (
+            f"model '{model}' could not be loaded as a diffusers pipeline ({_reason(err)}): "
+            "pass --model a complete diffusers pipeline folder or a Hugging Face Hub id"
+        )
     if not _is_hub_id(model):
-        return (f"model '{model}' not found: no such folder, and it is not a Hugging Face Hub id: "
-                "pass --model /path/to/a/diffusers/pipeline/folder or a Hub id like owner/name")
+        return (
+            f"model '{model}' not found: no such folder, and it is not a Hugging Face Hub id: "
+            "pass --model /path/to/a/diffusers/pipeline/folder or a Hub id like owner/name"
+        )
     if _hub_offline():
         return f"model '{model}' not found locally (no network and not in the Hugging Face cache): {_OFFLINE_HINT}"
     if not _in_hub_cache(model):
-        return (f"model '{model}' not found locally (not in the Hugging Face cache) and could not be downloaded "
-                f"({_reason(err)}): check the id and your network (huggingface-cli login for gated models), or {_OFFLINE_HINT}")
-    return (f"model '{model}' is in the Hugging Face cache but could not be loaded ({_reason(err)}): "
-            f"download it again, or {_OFFLINE_HINT}")
+        return (
+            f"model '{model}' not found locally (not in the Hugging Face cache) and could not be downloaded "
+            f"({_reason(err)}): check the id and your network (huggingface-cli login for gated models), "
+            f"or {_OFFLINE_HINT}"
+        )
+    return (
+        f"model '{model}' is in the Hugging Face cache but could not be loaded ({_reason(err)}): "
+        f"download it again, or {_OFFLINE_HINT}"
+    )
 
 
 @contextlib.contextmanager
@@ -201,10 +223,10 @@ def _quiet_loading() -> Iterator[None]:
 def _dtype_keyword() -> str:
     """Recent diffusers take ``dtype=`` and deprecate (with a warning) the older ``torch_dtype=``."""
     try:
-        from diffusers.utils.deprecation_utils import _resolve_dtype  # noqa: F401  (present since the rename)
+        module = importlib.import_module("diffusers.utils.deprecation_utils")
     except ImportError:
         return "torch_dtype"
-    return "dtype"
+    return "dtype" if hasattr(module, "_resolve_dtype") else "torch_dtype"  # present since the rename
 
 
 def load_pipeline(pipeline_class: type[DiffusionPipeline], model: str, *, device: str, dtype: str) -> DiffusionPipeline:
@@ -260,7 +282,12 @@ class DiffusionTeacher(Teacher):
     #: input channels of the UNet this pipeline needs (8 for InstructPix2Pix: noise + source latents)
     unet_in_channels: ClassVar[int] = 4
     defaults: ClassVar[dict[str, Any]] = {}
-    common_defaults: ClassVar[dict[str, Any]] = {"batch_size": 4, "device": "auto", "dtype": "auto", "negative_prompt": None}
+    common_defaults: ClassVar[dict[str, Any]] = {
+        "batch_size": 4,
+        "device": "auto",
+        "dtype": "auto",
+        "negative_prompt": None,
+    }
 
     def __init__(self, settings: dict[str, Any]) -> None:
         """Load the pipeline for already-checked ``settings`` (use :meth:`from_params`)."""
@@ -268,8 +295,12 @@ class DiffusionTeacher(Teacher):
 
         self.settings = settings
         self.batch_size = settings["batch_size"]
-        self.pipe = load_pipeline(getattr(diffusers, self.pipeline_class_name), settings["model"],
-                                  device=settings["device"], dtype=settings["dtype"])
+        self.pipe = load_pipeline(
+            getattr(diffusers, self.pipeline_class_name),
+            settings["model"],
+            device=settings["device"],
+            dtype=settings["dtype"],
+        )
         self._check_model(self.pipe.unet.config.in_channels)
         self.size_multiple = math.lcm(SIZE_MULTIPLE, int(getattr(self.pipe, "vae_scale_factor", 1)))
 
@@ -284,8 +315,10 @@ class DiffusionTeacher(Teacher):
         allowed = {**cls.common_defaults, **cls.defaults}
         unknown = sorted(set(params) - set(allowed))
         if unknown:
-            raise FactoryError(f"{where}: unknown {cls.kind} teacher parameter(s) {', '.join(map(repr, unknown))} "
-                               f"(known: {', '.join(sorted(allowed))})")
+            raise FactoryError(
+                f"{where}: unknown {cls.kind} teacher parameter(s) {', '.join(map(repr, unknown))} "
+                f"(known: {', '.join(sorted(allowed))})"
+            )
         merged = {key: default if params.get(key) is None else params[key] for key, default in allowed.items()}
         return cls(cls._check(merged, where))
 
@@ -333,9 +366,13 @@ class DiffusionTeacher(Teacher):
             by_size.setdefault(_working_size(src.shape[0], src.shape[1], self.size_multiple), []).append(i)
         for (height, width), indices in by_size.items():
             for start in range(0, len(indices), self.batch_size):
-                batch = indices[start:start + self.batch_size]
-                images = [Image.fromarray(sources[i]).resize((width, height), Image.Resampling.BICUBIC)
-                          if sources[i].shape[:2] != (height, width) else Image.fromarray(sources[i]) for i in batch]
+                batch = indices[start : start + self.batch_size]
+                images = [
+                    Image.fromarray(sources[i]).resize((width, height), Image.Resampling.BICUBIC)
+                    if sources[i].shape[:2] != (height, width)
+                    else Image.fromarray(sources[i])
+                    for i in batch
+                ]
                 generators = [torch.Generator(device="cpu").manual_seed(int(seeds[i])) for i in batch]
                 output = self._run(images, instruction, generators)
                 flagged = output.nsfw_content_detected or [False] * len(batch)
@@ -356,7 +393,8 @@ class InstructPix2PixTeacher(DiffusionTeacher):
     kind = "instruct-pix2pix"
     pipeline_class_name = "StableDiffusionInstructPix2PixPipeline"
     unet_in_channels = 8
-    defaults = {"model": "timbrooks/instruct-pix2pix", "guidance_scale": 7.5, "image_guidance_scale": 1.5, "steps": 20}
+    defaults: ClassVar[dict[str, Any]] = {"model": "timbrooks/instruct-pix2pix", "guidance_scale": 7.5,
+                                          "image_guidance_scale": 1.5, "steps": 20}
 
     @classmethod
     def _check(cls, params: dict[str, Any], where: str) -> dict[str, Any]:
@@ -369,7 +407,8 @@ class InstructPix2PixTeacher(DiffusionTeacher):
             raise FactoryError(
                 f"model '{self.settings['model']}' is not an InstructPix2Pix model (its UNet takes {in_channels} input "
                 f"channels, InstructPix2Pix needs {self.unet_in_channels}): pass an InstructPix2Pix pipeline such as "
-                f"{self.defaults['model']}, or use --teacher sdedit for a text-to-image model")
+                f"{self.defaults['model']}, or use --teacher sdedit for a text-to-image model"
+            )
 
     def _run(self, images, instruction, generators):
         n = len(images)
@@ -392,7 +431,8 @@ class SDEditTeacher(DiffusionTeacher):
     kind = "sdedit"
     pipeline_class_name = "StableDiffusionImg2ImgPipeline"
     unet_in_channels = 4
-    defaults = {"model": "stabilityai/sd-turbo", "strength": 0.5, "guidance_scale": 0.0, "steps": 2, "prompt": None}
+    defaults: ClassVar[dict[str, Any]] = {"model": "stabilityai/sd-turbo", "strength": 0.5, "guidance_scale": 0.0,
+                                          "steps": 2, "prompt": None}
 
     @classmethod
     def _check(cls, params: dict[str, Any], where: str) -> dict[str, Any]:
@@ -402,18 +442,23 @@ class SDEditTeacher(DiffusionTeacher):
         if denoising_steps < 1:
             raise FactoryError(
                 f"{where}: teacher parameters steps {settings['steps']} x strength {strength} give no denoising step "
-                f"(img2img runs int(steps x strength)): raise 'steps' to at least {math.ceil(1 / strength)} or 'strength'")
+                f"(img2img runs int(steps x strength)): raise 'steps' to at least {math.ceil(1 / strength)} "
+                "or 'strength'"
+            )
         settings["strength"] = strength
         settings["prompt"] = _check_text(params, "prompt", where, optional=True)
         return settings
 
     def _check_model(self, in_channels: int) -> None:
         if in_channels != self.unet_in_channels:
-            hint = "; it looks like an InstructPix2Pix model, use --teacher instruct-pix2pix" if in_channels == 8 else ""
+            hint = (
+                "; it looks like an InstructPix2Pix model, use --teacher instruct-pix2pix" if in_channels == 8 else ""
+            )
             raise FactoryError(
                 f"model '{self.settings['model']}' is not a text-to-image model usable for img2img (its UNet takes "
                 f"{in_channels} input channels, SDEdit needs {self.unet_in_channels}{hint}): pass a Stable Diffusion "
-                f"text-to-image pipeline such as {self.defaults['model']}")
+                f"text-to-image pipeline such as {self.defaults['model']}"
+            )
 
     def _run(self, images, instruction, generators):
         n = len(images)

@@ -1,0 +1,174 @@
+"""Per-concept fine-tuning: a peft LoRA on the frozen, text-conditioned base (or full training from scratch).
+
+``finetune(workspace, concept, base, FinetuneOptions(...))`` (``base``: a ``BaseGAN`` loaded once) does,
+in order:
+
+1. plan (``factory.lora.plan``): the training pairs (all of the train split or K of them), the layer
+   groups (``--layers auto``: the probe) and their ranks (``--rank auto``: the rank search), each scored
+   on validation pairs held out of the train split; the test split is used only for the final figures
+   and the curve. Every lora_B also gets a bias (peft ``lora_bias``, on by default);
+2. the fine-tune itself with the concept's instruction tokens, the Trainer's LSGAN + 100 L1 loop,
+   only the LoRA weights in the optimizer, held-out PSNR of the test split recorded against wall-clock
+   training seconds (evaluation time excluded);
+3. outputs in ``<workspace>/loras/<concept>/`` (written atomically): ``adapter_config.json`` +
+   ``adapter_model.safetensors`` (peft's format), ``metrics.json`` (the plan and why, the search
+   tables, the final figures), ``curve.csv``, ``curve.png``, ``samples.png``; ``run.json`` and
+   ``checkpoints/`` make an interrupted run resume where it stopped.
+
+``init``: ``base`` (a zero-init LoRA), ``scratch`` (the same architecture from random weights, a full
+generator saved in ``loras/<concept>/scratch/``), or a folder holding a peft adapter to start from
+(its layout); ``factory.pipeline.steps.finetune`` turns ``weightgen`` into such a folder.
+
+Fixed layout for the weight generator: ``--layers GROUPS --rank N`` (and the same ``--lora-bias``
+setting) gives every concept the same target modules, ranks and tensors.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from base_gan.models import BaseGAN, build_model, model_spec
+from base_gan.train import Trainer
+from factory.core.atomic import atomic_write_json, atomic_write_png
+from factory.core.configs import to_dict
+from factory.core.progress import BudgetBar
+from factory.core.resume import check_resumable
+from factory.core.training_loop import CHECKPOINTS, latest_checkpoint
+from factory.core.workspace import Workspace
+from factory.data.dataset import concept_instruction
+from factory.evaluation.curves import plot_curve, read_curve, write_curve
+from factory.evaluation.heldout import HeldOutPairs, save_grid
+from factory.lora.adapters import LoraLayout, count_adapter_params, lora_parameters, save_adapter
+from factory.lora.options import ADAPTER_LR, LORA_BIAS, SCRATCH_LR, FinetuneOptions
+from factory.lora.trials import adapted, conditioned, zero_shot
+
+__all__ = ["ADAPTER_LR", "LORA_BIAS", "SCRATCH_LR", "FinetuneOptions", "default_out_dir", "finetune"]
+
+RUN_FILE = "run.json"
+METRICS = "metrics.json"
+CURVE_CSV = "curve.csv"
+CURVE_PNG = "curve.png"
+#: options a resumed run may change (a longer budget, another evaluation cadence)
+RESUMABLE = {"steps", "seconds", "eval_every", "checkpoint_every"}
+
+def default_out_dir(workspace: Workspace, concept: str, opts: FinetuneOptions) -> Path:
+    return workspace.lora(concept) / "scratch" if opts.kind == "scratch" else workspace.lora(concept)
+
+
+def _fingerprint(concept: str, base: BaseGAN, opts: FinetuneOptions) -> dict[str, Any]:
+    return {"concept": concept, "base": str(base.folder.resolve()), "base_sha256": base.sha256, **to_dict(opts)}
+
+
+def _plan_or_resume(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOptions, out_dir: Path,
+                    quiet: bool) -> tuple[dict, bool]:
+    """(the plan, resuming?): the saved plan when checkpoints of the same options are there, else a new one."""
+    from factory.lora.plan import make_plan
+
+    fingerprint = _fingerprint(concept, base, opts)
+    run_file = out_dir / RUN_FILE
+    if latest_checkpoint(out_dir) is not None and run_file.is_file():
+        saved = json.loads(run_file.read_text(encoding="utf-8"))
+        check_resumable(saved["options"], fingerprint, out_dir, RESUMABLE, retry="another --out")
+        return saved["plan"], True
+    plan = make_plan(workspace, concept, base, opts, out_dir, quiet)
+    atomic_write_json(run_file, {"options": fingerprint, "plan": plan})
+    return plan, False
+
+
+def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOptions,
+             out_dir: Path | None = None, restart: bool = False, quiet: bool = False,
+             log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or resume) one fine-tune and write its outputs; returns the metrics dict."""
+    base.require_e2gan()
+    data_dir = workspace.data(concept)
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(workspace, concept, opts)
+    instruction = concept_instruction(data_dir)
+    if restart:
+        shutil.rmtree(out_dir / CHECKPOINTS, ignore_errors=True)
+        for name in (RUN_FILE, CURVE_CSV):
+            (out_dir / name).unlink(missing_ok=True)
+    opts.validate()
+    plan, resuming = _plan_or_resume(workspace, concept, base, opts, out_dir, quiet)
+
+    settings = opts.train_settings(base, opts.steps, opts.seconds)
+    layout = None
+    if opts.kind == "scratch":
+        model = build_model(seed=opts.seed, **model_spec(base.model))
+        trainable = None
+    else:
+        init = Path(plan["init_adapter"]) if plan.get("init_adapter") else None
+        model, layout = adapted(base, LoraLayout(**plan["layout"]), init, opts.seed)
+        trainable = lora_parameters(model)
+    trainer = Trainer(out_dir, [data_dir], settings, workspace.text_cache, generator=model,
+                      trainable=trainable, ids={concept: plan["pairs"]["train"]})
+    test = HeldOutPairs(data_dir, split="test")
+    edit = conditioned(model, trainer)
+    curve: list[dict[str, float]] = []
+    if resuming and trainer.resume():
+        curve = [r for r in read_curve(out_dir / CURVE_CSV) if r["step"] <= trainer.state.step]
+        log(f"resuming {out_dir} from step {trainer.state.step}")
+    if not curve:
+        curve = [{"step": 0, "seconds": 0.0, **test.score(edit, model)}]
+
+    def record(state) -> None:
+        curve.append({"step": state.step, "seconds": round(state.seconds, 3), **test.score(edit, model)})
+        write_curve(out_dir / CURVE_CSV, curve)
+
+    with BudgetBar(f"finetune {concept}", opts.steps, opts.seconds, trainer.state.step, trainer.state.seconds,
+                   disable=quiet) as bar:
+        state = trainer.train(progress=lambda e: bar.update(e["step"], e["seconds"], l1=f"{e['l1']:.3f}",
+                                                             psnr=f"{curve[-1]['psnr']:.2f}"),
+                              eval_every=opts.eval_every, on_eval=record)
+    if curve[-1]["step"] != state.step:
+        curve.append({"step": state.step, "seconds": round(state.seconds, 3), **test.score(edit, model)})
+    write_curve(out_dir / CURVE_CSV, curve)
+    return _finish(workspace, concept, instruction, base, opts, plan, trainer, model, layout, curve, test, out_dir)
+
+
+def _finish(workspace: Workspace, concept: str, instruction: str, base: BaseGAN, opts: FinetuneOptions,
+            plan: dict, trainer: Trainer, model: nn.Module, layout: LoraLayout | None, curve: list[dict],
+            test: HeldOutPairs, out_dir: Path) -> dict[str, Any]:
+    from base_gan.complexity import count_params
+
+    model.eval()
+    result, triples = test.evaluate(conditioned(model, trainer), model)
+    base_q = zero_shot(base, instruction, test, workspace.text_cache)
+    save_grid(out_dir / "samples.png", triples)
+    gen_params = count_params(base.model)
+    metrics: dict[str, Any] = {
+        "concept": concept, "instruction": instruction, "base": str(base.folder), "init": opts.init,
+        "options": to_dict(opts),
+        "pairs": {k: v for k, v in plan["pairs"].items() if k != "search"},
+        "search_seconds": plan.get("search_seconds", 0.0),
+        "training": {"steps": trainer.state.step, "seconds": round(trainer.state.seconds, 2),
+                     "settings": to_dict(trainer.s)},
+        "test": {"student": result["student"], "identity": result["identity"], "base_zero_shot": base_q,
+                 "test_pairs": result["test_pairs"], "lpips": result["lpips"]},
+        "curve": {"csv": CURVE_CSV, "png": CURVE_PNG, "x": "training wall-clock seconds (evaluation excluded)",
+                  "y": "held-out (test split) PSNR, dB"},
+        "generator_params": gen_params,
+        "out_dir": str(out_dir),
+    }
+    if opts.kind == "scratch":
+        trainer.save_final({"concepts": [concept], "instructions": [instruction]})
+        metrics["saved"] = {"model": "diffusers model folder (config.json + diffusion_pytorch_model.safetensors)"}
+    else:
+        save_adapter(model, out_dir)
+        n = count_adapter_params(model)
+        metrics.update(layers=plan.get("layers"), rank=plan.get("rank"), layout=to_dict(layout),
+                       layout_fixed_with=f"--layers {','.join(layout.groups)} --rank N "
+                                         f"--{'' if layout.bias else 'no-'}lora-bias (same for every concept)",
+                       adapter_params=n, adapter_fraction=n / gen_params,
+                       saved={"adapter": ["adapter_config.json", "adapter_model.safetensors"], "format": "peft LoRA"})
+        if plan.get("init_adapter"):
+            metrics["init_adapter"] = plan["init_adapter"]
+    refs = {"identity (source)": result["identity"]["psnr"], "base zero-shot": base_q["psnr"]}
+    atomic_write_png(out_dir / CURVE_PNG, plot_curve(curve, concept, refs))
+    atomic_write_json(out_dir / METRICS, metrics)
+    return metrics

@@ -1,0 +1,39 @@
+"""What ``factory run`` is asked for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from factory.core.errors import FactoryError
+from factory.pipeline.run_state import STAGES
+
+
+@dataclass
+class RunOptions:
+    """What ``factory run`` was asked for."""
+
+    target: str                      # a card name, a card .yaml path, or the instruction text of a new concept
+    teacher: str | None = None       # override the card's teacher (and the teacher of a new card)
+    model: str | None = None         # diffusers model for a diffusion teacher (Hub id or local folder)
+    images: Path | None = None       # source photos (default: scikit-image's, fixed split)
+    base: str | None = None          # base name/folder (default: the workspace's 'default', else the shipped one)
+    init: str = "auto"               # auto | weightgen | base
+    n_pairs: int = 120               # pairs to synthesize (train + test)
+    pairs: int | None = None         # K training pairs for the fine-tune (clustered)
+    seconds: float = 120.0           # fine-tune wall-clock budget
+    steps: int = 100_000             # fine-tune step cap
+    eval_every: int = 20
+    export_size: int = 256
+    int8: bool = True
+    ort: bool = True
+    stop_after: str | None = None
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.stop_after is not None and self.stop_after not in STAGES:
+            raise FactoryError(f"--stop-after {self.stop_after}: expected one of {', '.join(STAGES)}")
+        if self.init not in ("auto", "weightgen", "base"):
+            raise FactoryError(f"--init {self.init}: expected auto, weightgen or base")
+        if self.seconds <= 0 or self.steps < 1 or self.n_pairs < 4:
+            raise FactoryError("--seconds must be > 0, --steps >= 1 and --synth-pairs >= 4")

@@ -1,0 +1,183 @@
+"""What each stage of ``factory run`` does (the chain and its bookkeeping are in ``factory.pipeline.run``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from concepts.cards import SLUG_RE, ConceptCard, builtin_cards, find_card, list_cards, slugify
+from concepts.new_card import create_card
+from factory.core.atomic import atomic_write_json, atomic_write_png
+from factory.core.errors import FactoryError
+from factory.core.workspace import Workspace
+from factory.pipeline.run_state import run_dir
+
+if TYPE_CHECKING:
+    from base_gan.models import BaseGAN
+    from factory.pipeline.run_options import RunOptions
+
+Log = Callable[[str], None]
+#: the LoRA layout of a zero-init run when no weight generator fixes one (the pretrained weight
+#: generator's layout)
+DEFAULT_LAYERS = "down1,down2,attn,xattn,ff,up1,up2"
+DEFAULT_RANK = 4
+
+
+# -- 1. card -----------------------------------------------------------------------------------------
+def resolve_card(ws: Workspace, target: str, teacher: str | None, log: Log) -> ConceptCard:
+    """The card for ``target``: a card name or path as is; otherwise ``target`` is the instruction of a
+    new concept, whose card is reused if an earlier run wrote it, else written now."""
+    text = " ".join(target.split())
+    if not text:
+        raise FactoryError("empty concept: pass a card name (see `factory concepts list`) or the edit as text, "
+                           "e.g. \"make it a watercolor painting\"")
+    if SLUG_RE.match(text) or text.endswith((".yaml", ".yml")):
+        return find_card(text, ws)
+    for card in list_cards(ws):  # the same instruction already has a card (built-in or from an earlier run)
+        if card.instruction.lower() == text.lower() and (teacher is None or card.teacher.kind == teacher):
+            return card
+    kind = teacher or "instruct-pix2pix"
+    if kind == "pairs":
+        raise FactoryError("--teacher pairs needs a card (its pairs come from --images); run "
+                           "`factory concepts new` first or pass a card name")
+    created = create_card(text, teacher=kind, workspace=ws, name=_free_name(ws, slugify(text)))
+    log(f"card: wrote {created.path} ({created.note})")
+    return created.card
+
+
+def _free_name(ws: Workspace, name: str) -> str:
+    taken = {c.name for c in list_cards(ws)} | {c.name for c in builtin_cards()}
+    if name not in taken:
+        return name
+    i = 2
+    while f"{name}-{i}" in taken:
+        i += 1
+    return f"{name}-{i}"
+
+
+# -- 2. synth ----------------------------------------------------------------------------------------
+def synth_stage(ws: Workspace, card: ConceptCard, opts: RunOptions, size: int, log: Log) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from factory.data.card_pairs import TeacherCache, make_pairs
+
+    teachers = TeacherCache()
+    teachers.for_card(card, opts.teacher, {"model": opts.model})  # load (or refuse) it before the progress bar
+    with tqdm(total=opts.n_pairs, desc=f"synth {card.name}", unit="pair", leave=False) as bar:
+        result = make_pairs(ws, card, opts.n_pairs, size, opts.seed, images=opts.images, teacher=opts.teacher,
+                            overrides={"model": opts.model}, teachers=teachers, progress=bar.update)
+    if result.skipped:
+        log(f"synth: skipped {len(result.skipped)} unreadable file(s): "
+            + "; ".join(f"{p}: {why}" for p, why in result.skipped[:5]))
+    if result.refused:
+        log(f"synth: the teacher declined {len(result.refused)} pair(s)")
+    return {"pairs": result.total, "new": result.new, "teacher": result.teacher}
+
+
+# -- 3. init -----------------------------------------------------------------------------------------
+def init_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, opts: RunOptions, log: Log) -> dict[str, Any]:
+    """Sample the weight generator's adapter for the concept text into runs/<concept>/init/ (or zero-init)."""
+    import time
+
+    from factory.pipeline.assets import find_weightgen
+    from factory.pipeline.steps import generate_adapter
+
+    if opts.init == "base":
+        return {"init": "base", "why": "--init base (zero-init LoRA)"}
+    out = run_dir(ws, card.name) / "init"
+    try:
+        folder = find_weightgen(ws)
+        started = time.perf_counter()
+        generate_adapter(card.instruction, out, workspace=ws, base=base.folder, seed=opts.seed)
+    except FactoryError as exc:
+        if opts.init == "weightgen":
+            raise
+        log(f"init: no usable weight generator ({exc}); starting from zero-init LoRA")
+        return {"init": "base", "why": str(exc)}
+    return {"init": str(out), "weightgen": str(folder), "sample_seconds": round(time.perf_counter() - started, 3),
+            "why": "adapter sampled by the weight generator from the concept text"}
+
+
+def weightgen_digest(ws: Workspace) -> str:
+    """Which weight generator ``find_weightgen`` would use now (folder and weights), or 'none'."""
+    from factory.pipeline.assets import find_weightgen
+    from factory.pipeline.run_state import digest
+    from weight_generator.train import DENOISER_DIR
+
+    try:
+        folder = find_weightgen(ws)
+    except FactoryError:
+        return "none"
+    w = folder / DENOISER_DIR / "diffusion_pytorch_model.safetensors"
+    return digest(str(folder), w.stat().st_size, w.stat().st_mtime_ns)
+
+
+# -- 4. finetune -------------------------------------------------------------------------------------
+def finetune_options(opts: RunOptions, init: str):
+    from factory.lora.options import FinetuneOptions
+
+    zero = init == "base"
+    return FinetuneOptions(init=init, layers=DEFAULT_LAYERS if zero else None, rank=DEFAULT_RANK if zero else None,
+                           pairs=opts.pairs, steps=opts.steps, seconds=opts.seconds, eval_every=opts.eval_every,
+                           seed=opts.seed)
+
+
+def finetune_stage(ws: Workspace, concept: str, base: BaseGAN, opts: RunOptions, init: str, restart: bool,
+                   log: Log) -> dict[str, Any]:
+    from factory.lora.finetune import finetune
+
+    m = finetune(ws, concept, base, finetune_options(opts, init), restart=restart, log=log)
+    return {"steps": m["training"]["steps"], "seconds": m["training"]["seconds"],
+            "test_psnr": m["test"]["student"]["psnr"], "adapter_params": m["adapter_params"]}
+
+
+# -- 5. export ---------------------------------------------------------------------------------------
+def export_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, opts: RunOptions, log: Log) -> dict[str, Any]:
+    from factory.export.editor import ExportRequest, export_editor
+
+    concept = card.name
+    req = ExportRequest(concept=concept, base=base, adapter_dir=ws.lora(concept),
+                        adapter_note=f"LoRA {ws.lora(concept)} merged", instruction=card.instruction,
+                        data_dir=ws.data(concept), out_dir=ws.editor(concept), size=opts.export_size,
+                        int8=opts.int8, ort=opts.ort, text_cache=ws.text_cache)
+    return {"files": export_editor(req, log=lambda m: log(f"export: {m}"))["files"]}
+
+
+# -- 6. eval -----------------------------------------------------------------------------------------
+def eval_stage(ws: Workspace, concept: str, log: Log) -> dict[str, Any]:
+    """The exported editors (fp32, int8) on the concept's test pairs at the data's size: PSNR/SSIM against
+    the teacher next to the identity baseline; a source | teacher | editor grid image per test pair."""
+    from factory.data.dataset import to_uint8
+    from factory.evaluation.heldout import HeldOutPairs, editor_edit
+    from factory.runtime.editor import EDITOR_FILES, Editor
+
+    held = HeldOutPairs(ws.data(concept), split="test")
+    if len(held) == 0:
+        raise FactoryError(f"{ws.data(concept)}: no test pairs to evaluate on (the photos' test split is empty)")
+    outputs = {p: held.outputs(editor_edit(Editor(ws.editor(concept) / EDITOR_FILES[p]))) for p in ("fp32", "int8")
+               if (ws.editor(concept) / EDITOR_FILES[p]).is_file()}
+    round4 = lambda q: {k: round(v, 4) for k, v in q.items()}
+    result: dict[str, Any] = {"test_pairs": len(held), "size": int(held.source.shape[-1]),
+                              "identity": round4(held.identity())}
+    for name, out in outputs.items():
+        result[f"editor_{name}"] = round4(held.score_outputs(out))
+    grid_dir = run_dir(ws, concept) / "grid"
+    shown = "fp32" if "fp32" in outputs else next(iter(outputs), None)
+    rows = []
+    for i in range(min(len(held), 6)):
+        cells = [("source", held.source[i]), ("teacher", held.target[i])]
+        if shown:
+            cells.append((f"editor ({shown})", outputs[shown][i]))
+        row = []
+        for label, t in cells:
+            path = grid_dir / f"{i:02d}-{label.split()[0]}.png"
+            atomic_write_png(path, to_uint8(t))
+            row.append([label, str(path)])
+        rows.append(row)
+    result["grid"] = rows
+    atomic_write_json(run_dir(ws, concept) / "eval.json", result)
+    e = result.get("editor_int8") or result.get("editor_fp32")
+    if e:
+        log(f"eval: editor PSNR {e['psnr']:.2f} dB / SSIM {e['ssim']:.3f} vs identity "
+            f"{result['identity']['psnr']:.2f} dB / {result['identity']['ssim']:.3f} on {len(held)} test pairs")
+    return result

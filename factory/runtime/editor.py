@@ -1,0 +1,281 @@
+"""The editor runtime: onnxruntime + numpy + OpenCV only (no torch), for images and video.
+
+An exported editor (``factory export``) maps float32 NCHW RGB in [-1, 1] to the same; its height
+and width must be multiples of its stride (16, read from the model's metadata). ``Editor.edit``
+takes HxWx3 uint8 RGB images of any size and returns edited images of the same size:
+
+* ``size=None`` (default): native resolution; the image is reflect-padded up to a multiple of the
+  stride and the output cropped back. Images larger than ``tile`` on a side are cut into
+  overlapping ``tile`` x ``tile`` tiles blended with linear ramps over the overlap (attention
+  memory grows with the square of the pixel count, so a 12 MP photo is never run in one piece).
+* ``size=S``: the image is resized so its longer side is S (both sides rounded to multiples of the
+  stride), edited, and the output resized back to the input's size: fast previews and video.
+
+Work items of the same shape (equal-size images, video frames, tiles) run as one batch of up to
+``batch`` inputs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from factory.core.errors import FactoryError
+
+DEFAULT_STRIDE = 16
+DEFAULT_TILE = 1024
+EDITOR_FILES = {"fp32": "editor.onnx", "int8": "editor.int8.onnx", "fp16": "editor.fp16.onnx"}
+
+
+def make_session(path: str | os.PathLike, threads: int | None = None) -> ort.InferenceSession:
+    """A CPU inference session; ``threads`` sets the intra-op thread count (None: onnxruntime's default)."""
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if threads:
+        so.intra_op_num_threads = int(threads)
+        so.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+
+
+def to_input(images: Sequence[np.ndarray]) -> np.ndarray:
+    """HxWx3 uint8 RGB images (same size) -> [B, 3, H, W] float32 in [-1, 1]."""
+    x = np.stack([np.asarray(im) for im in images]).astype(np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2) * (1.0 / 127.5) - 1.0)
+
+
+def to_pixels(y: np.ndarray) -> list[np.ndarray]:
+    """[B, 3, H, W] float in [-1, 1] -> HxWx3 uint8 RGB images (clipped, rounded)."""
+    u8 = np.clip(np.rint((y + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    return [np.ascontiguousarray(im.transpose(1, 2, 0)) for im in u8]
+
+
+def round_to_stride(n: float, stride: int) -> int:
+    return max(stride, int(round(n / stride)) * stride)
+
+
+def locate_editor(spec: str | os.PathLike, workspace_root: str | os.PathLike | None = None,
+                  precision: str = "fp32") -> Path:
+    """An editor model from a .onnx/.ort file, an editor folder, or a concept name in the workspace."""
+    if precision not in EDITOR_FILES:
+        raise FactoryError(f"unknown precision '{precision}' (known: {', '.join(EDITOR_FILES)})")
+    path = Path(spec).expanduser()
+    if path.is_file():
+        if path.suffix.lower() not in (".onnx", ".ort"):
+            raise FactoryError(f"{path}: not an editor model (expected a .onnx or .ort file or an editor folder)")
+        return path
+    candidates = [path] if path.is_dir() else []
+    if (
+        workspace_root is not None
+        and os.sep not in str(spec)
+        and (Path(workspace_root) / "editors" / str(spec)).is_dir()
+    ):
+        candidates.append(Path(workspace_root) / "editors" / str(spec))
+    for folder in candidates:
+        model = folder / EDITOR_FILES[precision]
+        if model.is_file():
+            return model
+        raise FactoryError(
+            f"{folder}: no {EDITOR_FILES[precision]} in this editor folder"
+            + (
+                " (export with --int8)"
+                if precision == "int8"
+                else " (export with --fp16)"
+                if precision == "fp16"
+                else ""
+            )
+        )
+    raise FactoryError(
+        f"editor '{spec}' not found: pass a .onnx file, an editor folder, or a concept "
+        f"exported with `factory export {Path(str(spec)).name}`"
+    )
+
+
+@dataclass(frozen=True)
+class _Job:
+    image: int  # index of the image in the call
+    array: np.ndarray  # HxWx3 uint8 (already padded/resized to multiples of the stride)
+    box: tuple[int, int] | None = None  # tile origin (y, x) in the padded image, None for whole images
+
+
+class Editor:
+    """An exported editor loaded with onnxruntime (CPU): a .onnx/.ort file, or an editor folder (its
+    ``precision`` model: editor.onnx, editor.int8.onnx or editor.fp16.onnx)."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, precision: str = "fp32") -> None:
+        self.path = locate_editor(path, precision=precision) if Path(path).is_dir() else Path(path)
+        if not self.path.is_file():
+            raise FactoryError(f"{self.path}: editor model not found")
+        try:
+            self.session = make_session(self.path, threads)
+        except Exception as exc:  # onnxruntime raises its own exception types for corrupt models
+            raise FactoryError(f"{self.path}: not a loadable ONNX model ({str(exc).strip().splitlines()[0]})") from None
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.input_shape = list(inp.shape)
+        self.stride = int(self.metadata.get("stride", DEFAULT_STRIDE))
+        self.size = int(self.metadata.get("input_size", 256))
+        if len(self.input_shape) != 4 or self.input_shape[1] not in (3, "3"):
+            raise FactoryError(
+                f"{self.path}: expected an image input [batch, 3, height, width], got {self.input_shape}"
+            )
+        self.fixed_hw = tuple(d if isinstance(d, int) else None for d in self.input_shape[2:])
+        self.fixed_batch = self.input_shape[0] if isinstance(self.input_shape[0], int) else None
+
+    def describe(self) -> str:
+        concept = self.metadata.get("concept", self.path.stem)
+        return f"{concept} ({self.metadata.get('precision', 'fp32')}, {self.path.name})"
+
+    # -- raw model ------------------------------------------------------------------------------
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """[B, 3, H, W] float32 in [-1, 1] -> edited, same shape. H and W must be multiples of the stride."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise FactoryError(f"expected an image batch [B, 3, H, W], got shape {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        if h % self.stride or w % self.stride:
+            raise FactoryError(f"input size {h}x{w} is not a multiple of the editor's stride {self.stride}")
+        if any(f is not None and f != d for f, d in zip(self.fixed_hw, (h, w))):
+            raise FactoryError(f"{self.path.name} takes only {self.fixed_hw[0]}x{self.fixed_hw[1]} inputs, got {h}x{w}")
+        if self.fixed_batch is not None and x.shape[0] != self.fixed_batch:
+            return np.concatenate([self.run(x[i : i + 1]) for i in range(x.shape[0])])
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    def run_batched(self, x: np.ndarray, batch: int = 8) -> np.ndarray:
+        """``run`` over a long [N, 3, H, W] batch, ``batch`` images per onnxruntime call."""
+        return np.concatenate([self.run(x[i : i + batch]) for i in range(0, len(x), max(1, batch))])
+
+    # -- images of any size -----------------------------------------------------------------------
+    def edit(
+        self, images: Sequence[np.ndarray], size: int | None = None, batch: int = 4, tile: int = DEFAULT_TILE
+    ) -> list[np.ndarray]:
+        """Edit HxWx3 uint8 RGB images; each output has its input's size (see the module docstring)."""
+        if size is not None and size % self.stride:
+            raise FactoryError(
+                f"size {size} is not a multiple of the editor's stride {self.stride} "
+                f"(try {round_to_stride(size, self.stride)})"
+            )
+        if tile % self.stride or tile < self.stride:
+            raise FactoryError(f"tile {tile} is not a multiple of the editor's stride {self.stride}")
+        plans, jobs = [], []
+        for i, image in enumerate(images):
+            image = np.asarray(image)
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise FactoryError(f"expected HxWx3 uint8 RGB images, got {image.shape} {image.dtype}")
+            plan, image_jobs = self._plan(i, image, size, tile)
+            plans.append(plan)
+            jobs.extend(image_jobs)
+        outputs = self._run_jobs(jobs, max(1, batch))
+        return [
+            self._assemble(plan, [o for j, o in zip(jobs, outputs) if j.image == i]) for i, plan in enumerate(plans)
+        ]
+
+    def _plan(self, index: int, image: np.ndarray, size: int | None, tile: int) -> tuple[dict, list[_Job]]:
+        h, w = image.shape[:2]
+        s = self.stride
+        if self.fixed_hw[0] is not None and size is None:
+            size = max(self.fixed_hw)  # a fixed-shape model (e.g. a mobile .ort): resize to it
+        if size is not None:
+            scale = size / max(h, w)
+            if self.fixed_hw[0] is not None:
+                rh, rw = self.fixed_hw
+            else:
+                rh, rw = round_to_stride(h * scale, s), round_to_stride(w * scale, s)
+            interp = cv2.INTER_AREA if rh * rw < h * w else cv2.INTER_CUBIC
+            resized = cv2.resize(image, (rw, rh), interpolation=interp)
+            return {"mode": "resize", "shape": (h, w)}, [_Job(index, resized)]
+        ph, pw = -(-h // s) * s, -(-w // s) * s
+        padded = image
+        if (ph, pw) != (h, w):
+            mode = cv2.BORDER_REFLECT_101 if min(h, w) > 1 else cv2.BORDER_REPLICATE
+            padded = cv2.copyMakeBorder(image, 0, ph - h, 0, pw - w, mode)
+        if max(ph, pw) <= tile:
+            return {"mode": "pad", "shape": (h, w)}, [_Job(index, padded)]
+        th, tw = min(tile, ph), min(tile, pw)
+        overlap = max(s, (tile // 8) // s * s)
+        boxes = [(y, x) for y in _starts(ph, th, overlap) for x in _starts(pw, tw, overlap)]
+        jobs = [_Job(index, padded[y : y + th, x : x + tw], (y, x)) for y, x in boxes]
+        return {"mode": "tiles", "shape": (h, w), "padded": (ph, pw), "tile": (th, tw), "overlap": overlap}, jobs
+
+    def _run_jobs(self, jobs: list[_Job], batch: int) -> list[np.ndarray]:
+        outputs: list[np.ndarray | None] = [None] * len(jobs)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for k, job in enumerate(jobs):
+            by_shape.setdefault(job.array.shape, []).append(k)
+        for indices in by_shape.values():
+            for start in range(0, len(indices), batch):
+                chunk = indices[start : start + batch]
+                y = self.run(to_input([jobs[k].array for k in chunk]))
+                for k, out in zip(chunk, y):
+                    outputs[k] = out
+        return outputs  # type: ignore[return-value]
+
+    def _assemble(self, plan: dict, outs: list[np.ndarray]) -> np.ndarray:
+        h, w = plan["shape"]
+        if plan["mode"] == "resize":
+            img = to_pixels(outs[0][None])[0]
+            interp = cv2.INTER_CUBIC if img.shape[0] * img.shape[1] < h * w else cv2.INTER_AREA
+            return img if img.shape[:2] == (h, w) else cv2.resize(img, (w, h), interpolation=interp)
+        if plan["mode"] == "pad":
+            return to_pixels(outs[0][None])[0][:h, :w]
+        ph, pw = plan["padded"]
+        th, tw = plan["tile"]
+        wy, wx = _ramp(th, plan["overlap"]), _ramp(tw, plan["overlap"])
+        weight = wy[:, None] * wx[None, :]
+        acc = np.zeros((3, ph, pw), np.float32)
+        norm = np.zeros((ph, pw), np.float32)
+        boxes = [(y, x) for y in _starts(ph, th, plan["overlap"]) for x in _starts(pw, tw, plan["overlap"])]
+        for (y, x), out in zip(boxes, outs):
+            acc[:, y : y + th, x : x + tw] += out * weight
+            norm[y : y + th, x : x + tw] += weight
+        return to_pixels((acc / norm)[None])[0][:h, :w]
+
+    # -- timing -----------------------------------------------------------------------------------
+    def latency(
+        self, size: int | None = None, batch: int = 1, warmup: int = 3, runs: int = 20, seed: int = 0
+    ) -> dict[str, float]:
+        """Median (and p10/p90) milliseconds per call on random [batch, 3, size, size] input after warm-up."""
+        size = size or self.size
+        if self.fixed_hw[0] is not None:
+            size = self.fixed_hw[0]
+        x = np.random.default_rng(seed).uniform(-1, 1, (batch, 3, size, size)).astype(np.float32)
+        for _ in range(warmup):
+            self.run(x)
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            self.run(x)
+            times.append((time.perf_counter() - t0) * 1000.0)
+        t = np.asarray(times)
+        return {
+            "median_ms": float(np.median(t)),
+            "p10_ms": float(np.percentile(t, 10)),
+            "p90_ms": float(np.percentile(t, 90)),
+            "per_image_ms": float(np.median(t)) / batch,
+            "runs": runs,
+            "warmup": warmup,
+            "batch": batch,
+            "size": size,
+        }
+
+
+def _starts(total: int, length: int, overlap: int) -> list[int]:
+    """Tile origins covering [0, total) with tiles of ``length`` overlapping by at least ``overlap``."""
+    if total <= length:
+        return [0]
+    step = length - overlap
+    starts = list(range(0, total - length, step))
+    starts.append(total - length)
+    return starts
+
+
+def _ramp(length: int, overlap: int) -> np.ndarray:
+    """Blend weights along one tile side: rising linearly over ``overlap`` pixels at both ends."""
+    i = np.arange(length, dtype=np.float32)
+    return np.minimum(np.minimum(i + 1, length - i) / (overlap + 1), 1.0)
