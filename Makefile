@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet -e .
 	$(PY) -c "import torch, torchvision, diffusers, peft, kornia, cv2, onnxruntime"
+	$(VENV)/bin/factory photos fetch || echo "warning: no wallpaper photos (apt-get download failed): the default photo set is the 11 wheel photos"
 	touch $(STAMP)
 
 # ... and the test extras on top (pytest, selenium for the report's browser test, ray for factory batch,
@@ -35,7 +36,7 @@ DEMO_SECONDS ?= 120
 
 # The main job on its built-in default, offline: `factory run` on a classic concept that the shipped
 # pretrained base and weight generator never saw (see `factory pretrain info`): the classic teacher
-# makes pairs from scikit-image's photos, the weight generator predicts the LoRA from the text, a
+# makes pairs from the default photos (`factory photos list`), the weight generator predicts the LoRA from the text, a
 # short fine-tune finishes it, and the editor is exported (fp32, int8, .ort), evaluated on held-out
 # photos and reported.
 demo: $(STAMP)

@@ -11,7 +11,9 @@ Layers are the reference's, only named by group (stem, down1, down2, res1..res9,
 instead of ``model.<index>``, so ``factory base info`` can print the same table for both
 architectures. ``dropout`` defaults to 0.5 like the reference pix2pix (its ``--no_dropout`` is off);
 set 0 to drop it. This model is for training comparisons and CPU latency; it is not mobile-friendly
-by design (InstanceNorm, ConvTranspose, reflect Pad) and is not a LoRA target.
+by design (InstanceNorm, ConvTranspose, reflect Pad) and is not a LoRA target. ``residual=True`` is the
+same network with our generator's global residual (output = soft_bound(source + head)), to measure
+that prior on its own.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import torch
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
+
+from base_gan.generator import soft_bound
 
 
 def _norm(ch: int) -> nn.InstanceNorm2d:
@@ -51,7 +55,8 @@ class Pix2PixGenerator(ModelMixin, ConfigMixin):
     takes_text = False
 
     @register_to_config
-    def __init__(self, ngf: int = 64, n_blocks: int = 9, dropout: float = 0.5, image_size: int = 256) -> None:
+    def __init__(self, ngf: int = 64, n_blocks: int = 9, dropout: float = 0.5, image_size: int = 256,
+                 residual: bool = False) -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(3, ngf, 7), _norm(ngf), nn.ReLU(True))
         self.down1 = nn.Sequential(nn.Conv2d(ngf, ngf * 2, 3, stride=2, padding=1), _norm(ngf * 2), nn.ReLU(True))
@@ -64,7 +69,10 @@ class Pix2PixGenerator(ModelMixin, ConfigMixin):
         self.up2 = nn.Sequential(
             nn.ConvTranspose2d(ngf * 2, ngf, 3, stride=2, padding=1, output_padding=1),
             _norm(ngf), nn.ReLU(True))
-        self.head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7), nn.Tanh())
+        head = [nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7)]
+        # residual: the head predicts a change added to the source (our generator's global residual,
+        # ``soft_bound(source + delta)``) instead of the image through a tanh: the prior measured on its own
+        self.head = nn.Sequential(*head) if residual else nn.Sequential(*head, nn.Tanh())
         self.reset_parameters()
 
     @torch.no_grad()
@@ -82,7 +90,8 @@ class Pix2PixGenerator(ModelMixin, ConfigMixin):
         h = self.down2(self.down1(self.stem(x)))
         for i in range(1, self.config.n_blocks + 1):
             h = getattr(self, f"res{i}")(h)
-        return self.head(self.up2(self.up1(h)))
+        out = self.head(self.up2(self.up1(h)))
+        return soft_bound(x + out) if self.config.residual else out
 
 
 def build_pix2pix(seed: int = 0, **config) -> Pix2PixGenerator:

@@ -171,16 +171,18 @@ class Trainer:
 
     # -- loop ---------------------------------------------------------------------------------
     def train(self, progress: Callable[[dict[str, float]], None] | None = None,
-              eval_every: int | None = None, on_eval: Callable[[TrainState], None] | None = None) -> TrainState:
+              eval_every: int | None = None, on_eval: Callable[[TrainState], None] | None = None,
+              eval_seconds: float | None = None) -> TrainState:
         """Train until ``steps`` (or the seconds budget); checkpoint every ``checkpoint_every`` steps.
 
-        With ``on_eval``, it is called every ``eval_every`` steps (and its time is not counted in
-        ``state.seconds`` nor against the seconds budget), e.g. to record a held-out quality curve.
+        With ``on_eval``, it is called every ``eval_every`` steps or every ``eval_seconds`` of training (its
+        time is not counted in ``state.seconds`` nor against the seconds budget), e.g. to record a held-out
+        quality curve.
         """
         return run_budgeted(self.state, steps=self.s.steps, seconds=self.s.seconds,
                             checkpoint_every=self.s.checkpoint_every, train_step=self.train_step,
                             save_checkpoint=self.save_checkpoint, progress=progress,
-                            pause_every=eval_every, on_pause=on_eval)
+                            pause_every=eval_every, on_pause=on_eval, pause_seconds=eval_seconds)
 
     def final_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.G

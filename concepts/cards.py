@@ -211,7 +211,8 @@ def load_card(path: str | os.PathLike) -> ConceptCard:
 
 
 def _card_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix in CARD_SUFFIXES and not p.name.startswith("."))
+    """The card files of a folder (files whose name starts with '.' or '_' are not cards)."""
+    return sorted(p for p in folder.iterdir() if p.suffix in CARD_SUFFIXES and not p.name.startswith((".", "_")))
 
 
 def _index(cards: list[ConceptCard]) -> dict[str, ConceptCard]:

@@ -11,8 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
+from factory.data.photo_sources import CACHE_ENV, cache_dir
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault(CACHE_ENV, str(cache_dir()))  # one photo cache for every test and the processes they start
+
 
 
 @pytest.fixture

@@ -29,6 +29,9 @@ from tests.conftest import run_factory
 
 SIZE = 64
 TINY = dict(ngf=8, heads=2, image_size=SIZE)
+#: the fixture's base and LoRA are random (untrained): int8 tracks them less closely than a trained editor,
+#: whose export keeps the default 30 dB check (``factory.export.editor.INT8_MIN_PSNR_DB``)
+INT8_MIN_DB = 20.0
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +54,7 @@ def ws(tmp_path_factory) -> Workspace:
 @pytest.fixture(scope="module")
 def exported(ws: Workspace) -> dict:
     result = CliRunner().invoke(cli, ["--workspace", str(ws.root), "export", "sepia", "--size", str(SIZE),
-                                      "--fp16", "--ort", "--threads", "2"])
+                                      "--fp16", "--ort", "--threads", "2", "--min-int8-psnr", str(INT8_MIN_DB)])
     assert result.exit_code == 0, result.output + repr(result.exception)
     return json.loads((ws.editor("sepia") / "card.json").read_text())
 
@@ -117,7 +120,7 @@ def test_int8_is_quantized_and_close_to_fp32(ws: Workspace, exported: dict) -> N
     fp32_out = Editor(folder / "editor.onnx").run(x)
     int8_out = Editor(folder / "editor.int8.onnx").run(x)
     ours = psnr(int8_out, fp32_out)
-    assert ours.mean() >= 30 and np.abs(int8_out - fp32_out).max() > 0
+    assert ours.mean() >= INT8_MIN_DB and np.abs(int8_out - fp32_out).max() > 0
     q = exported["checks"]["quality"]["int8_vs_fp32"]
     assert q["passed"] and abs(q["mean_db"] - ours.mean()) < 0.05
     assert "fp32_vs_teacher" in exported["checks"]["quality"] and "int8_vs_teacher" in exported["checks"]["quality"]

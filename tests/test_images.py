@@ -11,7 +11,7 @@ from PIL import Image
 
 from factory.core.errors import FactoryError
 from factory.core.images import UnreadableImage, read_image
-from factory.data.photos import DEFAULT_TEST_PHOTOS, DEFAULT_TRAIN_PHOTOS, default_photos, folder_photos
+from factory.data.photos import default_photos, folder_photos
 from tests.conftest import photo, write_rgb
 
 
@@ -76,10 +76,51 @@ def test_empty_folder_is_a_clear_error(tmp_path: Path) -> None:
         folder_photos(tmp_path)
 
 
-def test_default_photos_split_never_overlaps() -> None:
+def _cross_split_distances(photos) -> list[tuple[int, str, str]]:
+    """(pixel-level near-duplicate distance, train photo, test photo) for every train x test pair."""
+    from factory.data.near_duplicates import _distance, photo_hashes
+
+    hashes = {p.name: photo_hashes(p.rgb) for p in photos.photos}
+    return [(_distance(hashes[a.name], hashes[b.name]), a.name, b.name)
+            for a in photos.split("train") for b in photos.split("test")]
+
+
+def test_default_photos_split_is_disjoint_by_pixels() -> None:
+    from factory.data.near_duplicates import THRESHOLD, near_duplicate_groups
+
     photos = default_photos()
-    train = {p.name for p in photos.split("train")}
-    test = {p.name for p in photos.split("test")}
-    assert train == set(DEFAULT_TRAIN_PHOTOS) and test == set(DEFAULT_TEST_PHOTOS)
-    assert not train & test and len(test) >= 2
+    assert len(photos.split("test")) >= 20, "the protocol needs >= 20 test photos (factory photos fetch)"
     assert all(p.rgb.ndim == 3 and p.rgb.shape[2] == 3 for p in photos.photos)
+    closest = min(_cross_split_distances(photos))
+    assert closest[0] > THRESHOLD, f"a train photo and a test photo show one scene: {closest}"
+    # the fixed groups are the ones the pixels give (the stereo pair is one group)
+    groups = near_duplicate_groups([p.rgb for p in photos.photos])
+    by_group: dict[int, set[str]] = {}
+    for p, g in zip(photos.photos, groups):
+        by_group.setdefault(g, set()).add(p.group)
+    assert all(len(names) == 1 for names in by_group.values())
+    assert len({p.group for p in photos.photos}) == len(set(groups))
+
+
+def test_a_user_folder_keeps_near_duplicates_on_one_side(tmp_path: Path) -> None:
+    from skimage import data
+
+    from factory.data.near_duplicates import THRESHOLD
+
+    scene = data.astronaut()
+    h, w = scene.shape[:2]
+    write_rgb(tmp_path / "a-scene.png", scene)
+    write_rgb(tmp_path / "m-scene-smaller.jpg", cv2.resize(scene, (300, 300), interpolation=cv2.INTER_AREA))
+    write_rgb(tmp_path / "z-scene-crop.png", scene[int(0.3 * h):int(0.85 * h), int(0.1 * w):int(0.65 * w)])
+    left, right = data.stereo_motorcycle()[:2]
+    write_rgb(tmp_path / "b-left.png", left)
+    write_rgb(tmp_path / "y-right.png", right)
+    for i, im in enumerate((data.coffee(), data.chelsea(), data.rocket(), data.retina(), data.hubble_deep_field())):
+        write_rgb(tmp_path / f"other-{i}.png", im)
+    photos = folder_photos(tmp_path, test_fraction=0.5)
+    assert photos.split("test") and photos.split("train")
+    closest = min(_cross_split_distances(photos))
+    assert closest[0] > THRESHOLD, f"near-duplicates on both sides: {closest}"
+    groups = {p.name: p.group for p in photos.photos}
+    assert groups["a-scene.png"] == groups["m-scene-smaller.jpg"] == groups["z-scene-crop.png"]
+    assert groups["b-left.png"] == groups["y-right.png"] and groups["other-0.png"] != groups["a-scene.png"]

@@ -91,12 +91,12 @@ def test_same_seed_same_pairs(tmp_path: Path) -> None:
         ws = tmp_path / run
         ws.mkdir()
         name = add_card(ws, BLUR_CARD)
-        run_factory(ws, "--seed", "7", "synth", name, "-n", "10", "--size", "32")
+        run_factory(ws, "--seed", "7", "synth", name, "-n", "24", "--size", "32")
         hashes.append({r["id"]: r["sha256"] for r in read_manifest(ws / "data" / name)})
     assert hashes[0] == hashes[1]
     ws = tmp_path / "c"
     ws.mkdir()
-    run_factory(ws, "--seed", "8", "synth", add_card(ws, BLUR_CARD), "-n", "10", "--size", "32")
+    run_factory(ws, "--seed", "8", "synth", add_card(ws, BLUR_CARD), "-n", "24", "--size", "32")
     assert {r["id"]: r["sha256"] for r in read_manifest(ws / "data" / "test-blur")} != hashes[0]
 
 

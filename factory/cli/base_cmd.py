@@ -110,7 +110,8 @@ def train_cmd(
 )
 @click.pass_obj
 def eval_cmd(session: Session, concept: str, model: str, out: Path | None) -> None:
-    """PSNR, SSIM and L1 (LPIPS when available) on CONCEPT's test photos, next to the identity baseline.
+    """Quality on CONCEPT's test photos next to the identity baseline: PSNR, SSIM, L1, PSNR at 1/4
+    resolution, HaarPSI, FSIM, MS-SSIM, GMSD (LPIPS when available), and whether it is learned.
 
     Also writes a grid PNG of source | teacher | student for a few test images.
     """
@@ -118,11 +119,10 @@ def eval_cmd(session: Session, concept: str, model: str, out: Path | None) -> No
 
     result = evaluate_model(concept, model, workspace=session.workspace, out=out)
     s, i = result["student"], result["identity"]
-    click.echo(
-        f"eval {concept} ({result['test_pairs']} test pairs): student PSNR {s['psnr']:.2f} dB, "
-        f"SSIM {s['ssim']:.3f}; identity PSNR {i['psnr']:.2f} dB, SSIM {i['ssim']:.3f}; "
-        f"LPIPS {result['lpips']} -> {Path(result['grid']).with_suffix('.json')}"
-    )
+    figures = lambda q: ", ".join(f"{k} {q[k]:.3f}" for k in ("psnr", "ssim", "haarpsi", "fsim", "gmsd"))
+    click.echo(f"eval {concept} ({result['test_pairs']} test pairs): student {figures(s)}; identity {figures(i)}; "
+               f"{'learned' if result['learned'] else 'NOT learned'} (PSNR and every structural metric beat identity); "
+               f"LPIPS {result['lpips']} -> {Path(result['grid']).with_suffix('.json')}")
 
 
 def register(cli: click.Group) -> None:

@@ -57,6 +57,9 @@ def parse_candidates(value: str) -> tuple[int, ...]:
 @click.option("--lr", type=float, help="Learning rate (default 3e-3 for LoRA, 1e-3 for --init scratch).")
 @click.option("--eval-every", type=click.IntRange(1), default=50, show_default=True,
               help="Steps between held-out PSNR points of the curve.")
+@click.option("--eval-seconds", type=click.FloatRange(0, min_open=True),
+              help="Instead: a held-out point every this many training seconds (one cadence for runs that differ "
+                   "in step cost).")
 @click.option("--checkpoint-every", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--search-steps", type=click.IntRange(1), default=100, show_default=True,
               help="Steps of each layer-probe / rank-search run.")

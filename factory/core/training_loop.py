@@ -23,14 +23,18 @@ class TrainState:
 def run_budgeted(state: TrainState, *, steps: int, seconds: float | None, checkpoint_every: int,
                  train_step: Callable[[int], dict[str, float]], save_checkpoint: Callable[[], object],
                  progress: Callable[[dict[str, float]], None] | None = None,
-                 pause_every: int | None = None, on_pause: Callable[[TrainState], None] | None = None) -> TrainState:
+                 pause_every: int | None = None, on_pause: Callable[[TrainState], bool | None] | None = None,
+                 pause_seconds: float | None = None) -> TrainState:
     """Run ``train_step(step)`` until ``steps`` or the ``seconds`` budget, whichever comes first.
 
     Checkpoints every ``checkpoint_every`` steps and once at the end (unless nothing was trained).
-    ``on_pause`` is called every ``pause_every`` steps; its time counts neither in ``state.seconds``
-    nor against the budget (e.g. measuring a held-out quality curve).
+    ``on_pause`` is called every ``pause_every`` steps, or with ``pause_seconds`` after the first step at
+    or past each multiple of that many training seconds (the same cadence in time for runs whose steps
+    cost differently); its time counts neither in ``state.seconds`` nor against the budget (e.g.
+    measuring a held-out quality curve); when it returns True the loop stops (e.g. at a plateau).
     """
     started = time.perf_counter() - state.seconds
+    next_pause = (int(state.seconds // pause_seconds) + 1) * pause_seconds if pause_seconds else None
     while state.step < steps:
         if seconds is not None and time.perf_counter() - started >= seconds:
             break
@@ -41,12 +45,19 @@ def run_budgeted(state: TrainState, *, steps: int, seconds: float | None, checkp
         state.history.append(log)
         if progress:
             progress(log)
-        if on_pause is not None and pause_every and state.step % pause_every == 0:
+        due = (next_pause is not None and state.seconds >= next_pause) or \
+            (next_pause is None and pause_every and state.step % pause_every == 0)
+        stop = False
+        if on_pause is not None and due:
             paused = time.perf_counter()
-            on_pause(state)
+            stop = bool(on_pause(state))
             started += time.perf_counter() - paused
+            if next_pause is not None:
+                next_pause = (int(state.seconds // pause_seconds) + 1) * pause_seconds
         if state.step % checkpoint_every == 0:
             save_checkpoint()
+        if stop:
+            break
     if state.step and (not state.history or state.step % checkpoint_every):
         save_checkpoint()
     return state

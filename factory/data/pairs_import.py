@@ -8,8 +8,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,9 +25,20 @@ class ImportedPairs:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _hash_split(names: list[str], test_fraction: float) -> set[str]:
-    n_test = math.ceil(test_fraction * len(names)) if len(names) > 1 and test_fraction > 0 else 0
-    return set(sorted(names, key=lambda s: hashlib.sha256(s.encode()).hexdigest())[:n_test])
+def _group_split(folder: Path, names: list[str], files: list[Path], test_fraction: float) -> set[str]:
+    """The A|B files of the test split: whole near-duplicate groups of their source halves (a crop or another
+    size of one scene never sits on both sides); an unreadable file is its own group (it is skipped later)."""
+    from factory.data.near_duplicates import near_duplicate_groups, split_by_group
+
+    sources, kept = [], []
+    for name, path in zip(names, files):
+        try:
+            sources.append(_split_aligned(read_image(path))[0])
+            kept.append(name)
+        except UnreadableImage:
+            continue
+    groups = near_duplicate_groups(sources) if sources else []
+    return split_by_group(kept, groups, test_fraction)
 
 
 def scan_pairs(folder: Path, test_fraction: float = 0.1) -> ImportedPairs:
@@ -57,7 +66,7 @@ def scan_pairs(folder: Path, test_fraction: float = 0.1) -> ImportedPairs:
     files = find_images(folder)
     names = [f.relative_to(folder).as_posix() for f in files]
     has_split_dirs = any(n.split("/", 1)[0] in ("test", "val") for n in names)
-    hashed_test = set() if has_split_dirs else _hash_split(names, test_fraction)
+    hashed_test = set() if has_split_dirs else _group_split(folder, names, files, test_fraction)
     pairs = []
     for name, path in zip(names, files):
         split = (

@@ -52,19 +52,40 @@ class SynthResult:
     refused: list[str] = field(default_factory=list)  # pair ids the teacher declined (e.g. safety checker)
 
 
+#: every TEST_EVERY-th pair (indices 3, 7, 11, ...) is a test pair when the photo set has test photos
+TEST_EVERY = 4
+#: the planning rule's version, recorded with the pairs: a folder planned by another rule is refused
+PLAN_VERSION = 2
+
+
+def pair_split(i: int, has_test: bool, has_train: bool = True) -> tuple[str, int]:
+    """(split, position within that split) of pair ``i``: one pair in ``TEST_EVERY`` is a test pair,
+    interleaved so that any prefix of the pairs holds both splits; independent of how many are planned."""
+    if not has_test:
+        return "train", i
+    if not has_train:
+        return "test", i
+    if i % TEST_EVERY == TEST_EVERY - 1:
+        return "test", i // TEST_EVERY
+    return "train", i - (i + 1) // TEST_EVERY
+
+
 def plan_pairs(photos: PhotoSet, n: int, seed: int, concept: str) -> list[PairPlan]:
-    """Pair i uses photo ``i mod P``: its centred square on the first pass, random squares after."""
+    """Pair i is a crop of a photo of its split (``pair_split``): the j-th pair of a split uses that split's
+    photo ``j mod P``, its centred square on the first pass, random squares after."""
     if not photos.photos:
         raise FactoryError("no source photos")
+    by_split = {name: [k for k, p in enumerate(photos.photos) if p.split == name] for name in ("train", "test")}
     plans = []
     for i in range(n):
-        k = i % len(photos.photos)
+        split, j = pair_split(i, bool(by_split["test"]), bool(by_split["train"]))
+        k = by_split[split][j % len(by_split[split])]
         photo = photos.photos[k]
-        if i < len(photos.photos):
+        if j < len(by_split[split]):
             crop = center_square(photo.rgb.shape)
         else:
             crop = random_square(photo.rgb.shape, np.random.default_rng(derive_seed(seed, "crop", photo.name, i)))
-        plans.append(PairPlan(i, k, crop, derive_seed(seed, concept, i), photo.split))
+        plans.append(PairPlan(i, k, crop, derive_seed(seed, concept, i), split))
     return plans
 
 
@@ -74,7 +95,7 @@ def _check_meta(folder: Path, meta: dict[str, Any]) -> None:
     if not path.exists():
         return
     old = json.loads(path.read_text(encoding="utf-8"))
-    for key in ("teacher", "size", "origin", "seed"):
+    for key in ("teacher", "size", "origin", "seed", "plan"):
         before, now = old.get(key), meta.get(key)
         if key == "teacher":  # resuming with another batch size, device or library version is fine
             before, now = ({k: v for k, v in (t or {}).items() if k not in RUNTIME_SETTINGS} for t in (before, now))
@@ -101,7 +122,7 @@ def synthesize(
     ``progress(k)`` is called after every k finished pairs (for a progress bar).
     """
     meta = {"concept": concept, "instruction": instruction, "teacher": teacher.describe(), "size": size,
-            "origin": photos.origin, "seed": seed}
+            "origin": photos.origin, "seed": seed, "plan": PLAN_VERSION}
     result = SynthResult(concept, folder)
     with PairStore(folder) as store:
         _check_meta(folder, meta)
@@ -145,19 +166,11 @@ def _run_teacher(
                 continue
             if tgt.shape != src.shape or tgt.dtype != np.uint8:
                 raise FactoryError(f"teacher {teacher.kind} returned {tgt.shape} {tgt.dtype} for {src.shape} uint8")
-            store.add(
-                plan.pair_id,
-                src,
-                tgt,
-                {
-                    "photo": photos.photos[plan.photo].name,
-                    "crop": list(plan.crop),
-                    "seed": plan.seed,
-                    "split": plan.split,
-                    "size": size,
-                    "teacher": described,
-                },
-            )
+            photo = photos.photos[plan.photo]
+            store.add(plan.pair_id, src, tgt, {
+                "photo": photo.name, "group": photo.group, "crop": list(plan.crop), "seed": plan.seed,
+                "split": plan.split, "size": size, "teacher": described,
+            })
             result.new += 1
         if progress:
             progress(len(chunk))

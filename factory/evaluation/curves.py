@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from factory.core.atomic import atomic_write_text
+from factory.core.errors import FactoryError
 
 CURVE_FIELDS = ("step", "seconds", "psnr", "ssim", "l1")
 
@@ -33,21 +35,72 @@ def read_curve(path: Path) -> list[dict[str, float]]:
         return [{k: (int(v) if k == "step" else float(v)) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
-def time_to_reach(curve: list[dict], target: float, offset: float = 0.0) -> dict[str, Any]:
-    """When ``curve`` (its seconds shifted by ``offset``, e.g. an init's own cost) first reaches ``target`` PSNR:
-    the first evaluation at or above it (``by_evaluation``, an upper bound) and the linear interpolation with
-    the evaluation before it (``interpolated``)."""
-    prev = None
+def time_to_quality(curve: list[dict], target: float, costs: dict[str, float] | None = None,
+                    identity: float | None = None) -> dict[str, Any]:
+    """When ``curve`` first reaches ``target`` PSNR: the first evaluation at or above it (no interpolation:
+    a curve evaluated more often gets no finer answer than its cadence allows), as training seconds plus
+    every cost charged to the arm (``costs``: loading, text encoding, sampling, probe, rank search...).
+
+    ``status`` is "reached", "not reached" (within the curve) or "target below identity" (``identity``
+    is the unchanged photo's PSNR: a target below it measures nothing and is never used).
+    """
+    charged = {k: float(v) for k, v in (costs or {}).items()}
+    extra = sum(charged.values())
+    base = {"target": target, "costs": charged}
+    if identity is not None and target < identity:
+        return {**base, "status": "target below identity", "identity": identity}
     for r in curve:
-        t = r["seconds"] + offset
         if r["psnr"] >= target:
-            interp = t
-            if prev is not None and r["psnr"] > prev[1]:
-                interp = prev[0] + (target - prev[1]) / (r["psnr"] - prev[1]) * (t - prev[0])
-            return {"reached": True, "by_evaluation": round(t, 2), "interpolated": round(interp, 2),
-                    "step": r["step"], "at_step_0": r["step"] == 0}
-        prev = (t, r["psnr"])
-    return {"reached": False, "budget": round(curve[-1]["seconds"] + offset, 2) if curve else None}
+            return {**base, "status": "reached", "seconds": r["seconds"] + extra, "training_seconds": r["seconds"],
+                    "step": r["step"]}
+    return {**base, "status": "not reached", "budget_seconds": (curve[-1]["seconds"] + extra) if curve else extra}
+
+
+def cadence(curve: list[dict]) -> float | None:
+    """The median interval in training seconds between a curve's evaluations after step 0 (None for < 2)."""
+    times = [r["seconds"] for r in curve]
+    gaps = sorted(b - a for a, b in itertools.pairwise(times))
+    return gaps[len(gaps) // 2] if gaps else None
+
+
+def check_cadence(curves: dict[str, list[dict]], seconds: float, tolerance: float = 0.35) -> None:
+    """FactoryError naming the curves not evaluated every ``seconds`` of training (within ``tolerance``):
+    "first evaluation at or above" favours the more often evaluated curve, so arms are only compared
+    on one cadence."""
+    off = {name: c for name, c in ((n, cadence(cv)) for n, cv in curves.items())
+           if c is not None and abs(c - seconds) > tolerance * seconds}
+    if off:
+        raise FactoryError("curves evaluated on another cadence than every "
+                           f"{seconds:g} s: " + ", ".join(f"{n} ({c:.1f} s)" for n, c in off.items()))
+
+
+def speedup(reference: dict[str, Any], method: dict[str, Any]) -> float | str:
+    """``reference`` seconds / ``method`` seconds (both ``time_to_quality`` results), or why there is none."""
+    if "target below identity" in (reference["status"], method["status"]):
+        return "target below identity"
+    if reference["status"] != "reached":
+        return "reference did not reach the target"
+    if method["status"] != "reached":
+        return "not reached"
+    return reference["seconds"] / max(method["seconds"], 1e-9)
+
+
+def plateau(curve: list[dict], min_gain_db: float = 0.2, last_fraction: float = 0.25,
+            min_seconds: float = 0.0) -> dict[str, Any] | None:
+    """The plateau of a (growing) curve: once it has run ``min_seconds``, the first evaluation at which the
+    best PSNR of the last ``last_fraction`` of the run beats the best before it by less than ``min_gain_db``.
+    None while the curve still climbs."""
+    for i, r in enumerate(curve):
+        t = r["seconds"]
+        if t < min_seconds or t <= 0:
+            continue
+        cut = (1 - last_fraction) * t
+        before = [x["psnr"] for x in curve[:i + 1] if x["seconds"] <= cut]
+        last = [x["psnr"] for x in curve[:i + 1] if x["seconds"] > cut]
+        if before and last and max(last) - max(before) < min_gain_db:
+            return {"seconds": t, "step": r["step"], "psnr": max(x["psnr"] for x in curve[:i + 1]),
+                    "gain_over_last_fraction_db": max(last) - max(before)}
+    return None
 
 
 def plot_curve(curve: list[dict], concept: str, references: dict[str, float] | None = None) -> np.ndarray:

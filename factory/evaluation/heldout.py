@@ -1,8 +1,10 @@
 """The one evaluation of a student (a torch model or an exported editor) against its teacher on held-out pairs.
 
 ``HeldOutPairs(data_dir)`` keeps a concept's test pairs (or any split / subset) in memory;
-``score(edit)`` gives the mean metrics of an edit function, ``evaluate(edit)`` the student and
-identity (the unchanged source) figures with the images for a grid. An edit function maps
+``score(edit)`` gives the mean metrics of an edit function (the pixel metrics, fast enough for a
+training curve; all of them with ``full``), ``evaluate(edit)`` every metric for the student and for
+identity (the unchanged source), whether the concept is ``learned`` (``metrics.learned``), and the
+images for a grid. An edit function maps
 [B, 3, H, W] in [-1, 1] to the same; ``text_conditioned`` makes one from a generator and a concept
 text, ``editor_edit`` from an onnxruntime ``Editor``.
 """
@@ -20,7 +22,7 @@ from torch import nn
 from factory.core.atomic import atomic_write_json, atomic_write_png
 from factory.core.errors import FactoryError
 from factory.data.dataset import PairedDataset, to_uint8
-from factory.evaluation.metrics import quality
+from factory.evaluation.metrics import learned, quality
 
 EditFn = Callable[[torch.Tensor], torch.Tensor]  # [B,3,H,W] in [-1,1] -> same
 
@@ -52,17 +54,18 @@ class HeldOutPairs:
             if model is not None:
                 model.train(was)
 
-    def score(self, edit: EditFn, model: nn.Module | None = None, batch: int = 16) -> dict[str, float]:
-        """Mean PSNR/SSIM/L1 of ``edit``'s outputs against the targets."""
-        return self.score_outputs(self.outputs(edit, model, batch))
+    def score(self, edit: EditFn, model: nn.Module | None = None, batch: int = 16,
+              full: bool = False) -> dict[str, float]:
+        """Mean metrics of ``edit``'s outputs against the targets (PSNR/SSIM/L1; all of them with ``full``)."""
+        return self.score_outputs(self.outputs(edit, model, batch), full)
 
-    def score_outputs(self, outputs: torch.Tensor) -> dict[str, float]:
-        """Mean PSNR/SSIM/L1 of outputs already computed for every source, in order."""
-        return _means(quality(outputs, self.target))
+    def score_outputs(self, outputs: torch.Tensor, full: bool = False) -> dict[str, float]:
+        """Mean metrics of outputs already computed for every source, in order."""
+        return _means(quality(outputs, self.target, full))
 
-    def identity(self) -> dict[str, float]:
+    def identity(self, full: bool = True) -> dict[str, float]:
         """The same metrics for the unchanged sources: the baseline a student must beat."""
-        return _means(quality(self.source, self.target))
+        return _means(quality(self.source, self.target, full))
 
     def evaluate(self, edit: EditFn, model: nn.Module | None = None) -> tuple[dict[str, Any], list]:
         """Student and identity figures (plus LPIPS when its weights are cached) and (source, target, output)
@@ -70,8 +73,11 @@ class HeldOutPairs:
         from base_gan.losses import make_lpips
 
         out = self.outputs(edit, model).clamp(-1, 1)
-        result: dict[str, Any] = {"concept": self.data_dir.name, "test_pairs": len(self),
-                                  "student": _means(quality(out, self.target)), "identity": self.identity()}
+        student = _means(quality(out, self.target))
+        result: dict[str, Any] = {"concept": self.data_dir.name, "test_pairs": len(self), "student": student,
+                                  "identity": self.identity(), "metrics": "PSNR/SSIM/L1, PSNR at 1/4 resolution, "
+                                  "HaarPSI, FSIM, MS-SSIM (higher is better), GMSD (lower is better)"}
+        result["learned"] = learned(student, result["identity"])
         lpips_fn, note = make_lpips()
         if lpips_fn is not None:
             for key, pred in (("student", out), ("identity", self.source)):

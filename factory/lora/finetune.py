@@ -55,7 +55,7 @@ METRICS = "metrics.json"
 CURVE_CSV = "curve.csv"
 CURVE_PNG = "curve.png"
 #: options a resumed run may change (a longer budget, another evaluation cadence)
-RESUMABLE = {"steps", "seconds", "eval_every", "checkpoint_every"}
+RESUMABLE = {"steps", "seconds", "eval_every", "eval_seconds", "checkpoint_every"}
 
 def default_out_dir(workspace: Workspace, concept: str, opts: FinetuneOptions) -> Path:
     return workspace.lora(concept) / "scratch" if opts.kind == "scratch" else workspace.lora(concept)
@@ -124,7 +124,7 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
                    disable=quiet) as bar:
         state = trainer.train(progress=lambda e: bar.update(e["step"], e["seconds"], l1=f"{e['l1']:.3f}",
                                                              psnr=f"{curve[-1]['psnr']:.2f}"),
-                              eval_every=opts.eval_every, on_eval=record)
+                              eval_every=opts.eval_every, on_eval=record, eval_seconds=opts.eval_seconds)
     if curve[-1]["step"] != state.step:
         curve.append({"step": state.step, "seconds": round(state.seconds, 3), **test.score(edit, model)})
     write_curve(out_dir / CURVE_CSV, curve)
@@ -149,7 +149,7 @@ def _finish(workspace: Workspace, concept: str, instruction: str, base: BaseGAN,
         "training": {"steps": trainer.state.step, "seconds": round(trainer.state.seconds, 2),
                      "settings": to_dict(trainer.s)},
         "test": {"student": result["student"], "identity": result["identity"], "base_zero_shot": base_q,
-                 "test_pairs": result["test_pairs"], "lpips": result["lpips"]},
+                 "learned": result["learned"], "test_pairs": result["test_pairs"], "lpips": result["lpips"]},
         "curve": {"csv": CURVE_CSV, "png": CURVE_PNG, "x": "training wall-clock seconds (evaluation excluded)",
                   "y": "held-out (test split) PSNR, dB"},
         "generator_params": gen_params,

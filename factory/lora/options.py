@@ -36,6 +36,7 @@ class FinetuneOptions:
     lr: float | None = None            # None: ADAPTER_LR for LoRA, SCRATCH_LR for --init scratch
     disc_nf: int = 32
     eval_every: int = 50
+    eval_seconds: float | None = None  # evaluate every N training seconds instead of every eval_every steps
     checkpoint_every: int = 200
     search_steps: int = 100            # steps of every probe / rank-search run
     probe_rank: int = 4

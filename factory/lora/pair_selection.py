@@ -7,8 +7,9 @@
   and the distinct pair nearest each centre (E2GAN's recipe).
 * ``random``: K pairs drawn uniformly without replacement, the comparison.
 
-``validation_split`` holds out whole source photos from the train split (falls back to single
-pairs when there are fewer than three photos), so layer probes and rank searches select on pairs
+``validation_split`` holds out whole source photos from the train split, a near-duplicate group (a
+stereo pair, crops of one scene) at a time (falls back to single pairs when there are fewer than
+three groups), so layer probes and rank searches select on pairs
 that are neither in their training subset nor in the test split used for final figures.
 """
 
@@ -43,9 +44,9 @@ def validation_split(data_dir: Path, fraction: float = VALIDATION_FRACTION,
     if len(records) < 4:
         raise FactoryError(f"{data_dir}: {len(records)} training pairs; need at least 4 to hold some out "
                            "for validation (synthesize more with --synth-pairs)")
-    by_photo: dict[str, list[str]] = {}
+    by_photo: dict[str, list[str]] = {}  # near-duplicate group (else photo) -> its pairs
     for r in records:
-        by_photo.setdefault(str(r.get("photo", r["id"])), []).append(r["id"])
+        by_photo.setdefault(str(r.get("group") or r.get("photo") or r["id"]), []).append(r["id"])
     want = max(1, int(round(fraction * len(records))))
     rng = np.random.default_rng(derive_seed(seed, "validation", Path(data_dir).name))
     val: list[str] = []

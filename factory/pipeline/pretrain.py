@@ -26,6 +26,7 @@ from typing import Any
 from concepts.cards import builtin_cards, find_card
 from factory.core.errors import FactoryError
 from factory.core.workspace import Workspace
+from factory.evaluation.protocol import concept_split
 
 BASE_NAME = "pretrain-base"
 WEIGHTGEN_NAME = "pretrain-weightgen"
@@ -74,7 +75,9 @@ def choose_concepts(opts: PretrainOptions) -> tuple[list[str], list[str]]:
         raise FactoryError(
             f"--train-concepts {opts.train_concepts}: only {len(rest)} classic concepts are not held out"
         )
-    return sorted(rest[: opts.train_concepts]), heldout
+    train = sorted(rest[: opts.train_concepts])
+    concept_split().refuse_in_training(train, f"factory pretrain train --seed {opts.seed}")
+    return train, heldout
 
 
 def train_base_stage(ws: Workspace, opts: PretrainOptions, train: list[str], log: Callable[[str], None]) -> Path:

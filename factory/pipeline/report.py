@@ -24,16 +24,20 @@ def _mb(n: int | float) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
 
 
+#: (key, column title, format) of the quality table; structural metrics say what pixel metrics miss
+QUALITY_COLUMNS = (("psnr", "PSNR dB", "%.2f"), ("psnr_quarter", "PSNR at 1/4 res", "%.2f"), ("ssim", "SSIM", "%.3f"),
+                   ("haarpsi", "HaarPSI", "%.3f"), ("fsim", "FSIM", "%.3f"), ("gmsd", "GMSD (lower is better)", "%.3f"))
+
+
 def _quality(ev: dict, metrics: dict | None) -> list[dict[str, Any]]:
     ident = ev["identity"]
-    rows = [{"label": "identity (the source unchanged)", "psnr": ident["psnr"], "ssim": ident["ssim"], "gain": None}]
+    rows = [{"label": "identity (the source unchanged)", "values": ident, "gain": None}]
     for key, label in (("editor_fp32", "editor, fp32 ONNX"), ("editor_int8", "editor, int8 ONNX")):
         if key in ev:
-            rows.append({"label": label, "psnr": ev[key]["psnr"], "ssim": ev[key]["ssim"],
-                         "gain": ev[key]["psnr"] - ident["psnr"]})
+            rows.append({"label": label, "values": ev[key], "gain": ev[key]["psnr"] - ident["psnr"]})
     zero = (metrics or {}).get("test", {}).get("base_zero_shot")
     if zero:
-        rows.append({"label": "base without the LoRA (text only)", "psnr": zero["psnr"], "ssim": zero["ssim"],
+        rows.append({"label": "base without the LoRA (text only)", "values": zero,
                      "gain": zero["psnr"] - ident["psnr"]})
     return rows
 
@@ -104,6 +108,8 @@ def build_report(ws: Workspace, concept: str) -> Path:
         ev=ev,
         grid=[[(label, data_uri(Path(path))) for label, path in row] for row in ev.get("grid") or []],
         quality=_quality(ev, metrics),
+        columns=QUALITY_COLUMNS,
+        learned=ev.get("learned"),
         init=(state["stages"].get("init") or {}).get("info"),
         training=training,
         curve=data_uri(curve) if curve.is_file() else None,

@@ -149,6 +149,7 @@ def eval_stage(ws: Workspace, concept: str, log: Log) -> dict[str, Any]:
     the teacher next to the identity baseline; a source | teacher | editor grid image per test pair."""
     from factory.data.dataset import to_uint8
     from factory.evaluation.heldout import HeldOutPairs, editor_edit
+    from factory.evaluation.metrics import learned
     from factory.runtime.editor import EDITOR_FILES, Editor
 
     held = HeldOutPairs(ws.data(concept), split="test")
@@ -160,9 +161,11 @@ def eval_stage(ws: Workspace, concept: str, log: Log) -> dict[str, Any]:
     result: dict[str, Any] = {"test_pairs": len(held), "size": int(held.source.shape[-1]),
                               "identity": round4(held.identity())}
     for name, out in outputs.items():
-        result[f"editor_{name}"] = round4(held.score_outputs(out))
-    grid_dir = run_dir(ws, concept) / "grid"
+        result[f"editor_{name}"] = round4(held.score_outputs(out, full=True))
     shown = "fp32" if "fp32" in outputs else next(iter(outputs), None)
+    if shown:
+        result["learned"] = learned(result[f"editor_{shown}"], result["identity"])
+    grid_dir = run_dir(ws, concept) / "grid"
     rows = []
     for i in range(min(len(held), 6)):
         cells = [("source", held.source[i]), ("teacher", held.target[i])]
@@ -178,6 +181,9 @@ def eval_stage(ws: Workspace, concept: str, log: Log) -> dict[str, Any]:
     atomic_write_json(run_dir(ws, concept) / "eval.json", result)
     e = result.get("editor_int8") or result.get("editor_fp32")
     if e:
-        log(f"eval: editor PSNR {e['psnr']:.2f} dB / SSIM {e['ssim']:.3f} vs identity "
-            f"{result['identity']['psnr']:.2f} dB / {result['identity']['ssim']:.3f} on {len(held)} test pairs")
+        i = result["identity"]
+        log(f"eval: editor PSNR {e['psnr']:.2f} dB / HaarPSI {e['haarpsi']:.3f} / GMSD {e['gmsd']:.3f} vs identity "
+            f"{i['psnr']:.2f} dB / {i['haarpsi']:.3f} / {i['gmsd']:.3f} on {len(held)} test pairs: "
+            + ("learned" if result.get("learned") else "NOT learned (it does not beat the unchanged photo on PSNR "
+                                                       "and every structural metric)"))
     return result

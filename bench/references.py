@@ -1,0 +1,158 @@
+"""Reference students trained to a plateau, each run once and kept as a reusable curve (issue 14).
+
+For each reference concept and architecture: the concept's pairs (the protocol's photos), training from
+random weights with a held-out (test-split) PSNR point every ``EVAL_SECONDS`` of training, until the
+plateau rule holds (``factory.evaluation.protocol.PLATEAU``: PSNR gains less than 0.2 dB over the last
+quarter of the run, after at least 10 minutes) or the cap:
+
+* ``pix2pix``: ResNet-9 with the reference recipe (GAN + 100 x L1, Adam 2e-4, beta1 0.5, batch 1,
+  constant learning rate), cap 2 hours;
+* ``pix2pix-residual``: the same with our generator's global residual (the prior on its own), cap 1 hour;
+* ``scratch``: our architecture (ngf 32) from random weights, lr 1e-3, batch 8, cap 30 minutes.
+
+Writes ``bench/results/references/<arch>-<concept>.json`` (curve, plateau or "cap reached", settings,
+identity baseline) and ``.png``. Resumable: a run continues from its checkpoint and curve.
+
+    python bench/references.py                                   # the protocol's reference runs
+    python bench/references.py --archs scratch --concepts halftone
+    python bench/references.py --quick                           # a smoke run (tiny budgets, separate outputs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+from base_gan.train import Trainer, TrainSettings
+from concepts.cards import find_card
+from factory.core.atomic import atomic_write_json, atomic_write_png
+from factory.core.workspace import Workspace
+from factory.data.card_pairs import make_pairs
+from factory.data.photos import default_photos
+from factory.evaluation.curves import plateau, read_curve, write_curve
+from factory.evaluation.heldout import HeldOutPairs
+from factory.evaluation.protocol import EVAL_SECONDS, PLATEAU, check_photos, concept_split
+
+ARCHS = {  # in the order they run: the scratch plateaus set run_all's targets
+    "scratch": dict(generator={"arch": "e2gan", "ngf": 32, "image_size": 128}, disc_nf=32, lr=1e-3, batch=8,
+                    cap=1800.0),
+    "pix2pix": dict(generator={"arch": "pix2pix", "image_size": 128}, disc_nf=64, lr=2e-4, batch=1, cap=7200.0),
+    "pix2pix-residual": dict(generator={"arch": "pix2pix", "image_size": 128, "residual": True}, disc_nf=64,
+                             lr=2e-4, batch=1, cap=3600.0),
+}
+PAIRS, SIZE, DATA_SEED = 160, 128, 0
+#: the reference concepts: every test concept for ``scratch`` (its plateau sets the time-to-quality target),
+#: one colour and one structural test concept for the pix2pix references (hours each on two cores)
+PIX2PIX_CONCEPTS = ("cross-process", "pencil-sketch")
+
+
+def log(msg: str) -> None:
+    print(f"[{datetime.now().strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def reference_concepts(arch: str) -> list[str]:
+    split = concept_split()
+    return list(split.test) if arch == "scratch" else [c for c in PIX2PIX_CONCEPTS if c in split.test]
+
+
+def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float | None, eval_seconds: float,
+                  min_seconds: float, seed: int = 0) -> dict:
+    """Train ``arch`` on ``concept`` to its plateau (or the cap); returns the result written to ``out``."""
+    spec = ARCHS[arch]
+    folder = ws.root / "runs" / f"{arch}-{concept}"
+    settings = TrainSettings(generator=spec["generator"], disc_nf=spec["disc_nf"], steps=10**9,
+                             seconds=cap or spec["cap"], batch=spec["batch"], lr=spec["lr"], beta1=0.5,
+                             decay_from=1.0, checkpoint_every=200, seed=seed)
+    trainer = Trainer(folder, [ws.data(concept)], settings, text_cache=ws.text_cache)
+    test = HeldOutPairs(ws.data(concept), "test")
+    model = trainer.G
+
+    def edit(x: torch.Tensor) -> torch.Tensor:
+        tokens = trainer.text_tokens
+        return model(x) if tokens is None else model(x, tokens[:1].expand(len(x), -1, -1),
+                                                      trainer.text_mask[:1].expand(len(x), -1))
+
+    curve = []
+    if trainer.resume():
+        curve = [r for r in read_curve(folder / "curve.csv") if r["step"] <= trainer.state.step]
+        log(f"{arch} {concept}: resuming at step {trainer.state.step} ({trainer.state.seconds:.0f} s)")
+    if not curve:
+        curve = [{"step": 0, "seconds": 0.0, **test.score(edit, model)}]
+
+    def at_plateau() -> dict | None:
+        return plateau(curve, PLATEAU["min_gain_db"], PLATEAU["last_fraction"], min_seconds)
+
+    def record(state) -> bool:
+        curve.append({"step": state.step, "seconds": round(state.seconds, 3), **test.score(edit, model)})
+        write_curve(folder / "curve.csv", curve)
+        return at_plateau() is not None
+
+    started = time.perf_counter()
+    if at_plateau() is None:
+        trainer.train(eval_seconds=eval_seconds, on_eval=record)
+    reached = at_plateau()
+    result = {
+        "arch": arch, "concept": concept, "group": concept_split().group.get(concept),
+        "instruction": find_card(concept).instruction, "settings": spec | {"cap_seconds": cap or spec["cap"]},
+        "seed": seed, "eval_seconds": eval_seconds, "plateau_rule": PLATEAU | {"min_seconds": min_seconds},
+        "plateau": reached, "stopped": "plateau" if reached else "cap reached (no plateau yet: said plainly)",
+        "steps": trainer.state.step, "training_seconds": round(trainer.state.seconds, 1),
+        "best_psnr": max(r["psnr"] for r in curve), "final": curve[-1], "identity": test.identity(),
+        "test_pairs": len(test), "curve": curve, "wall_seconds_this_run": round(time.perf_counter() - started, 1),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.machine(),
+        "load_average_1min": round(os.getloadavg()[0], 2)}
+    atomic_write_json(out / f"{arch}-{concept}.json", result)
+    atomic_write_png(out / f"{arch}-{concept}.png", plot(result))
+    return result
+
+
+def plot(result: dict) -> object:
+    from factory.core.plot import line_chart
+
+    curve = result["curve"]
+    refs = {"identity (source)": result["identity"]["psnr"]}
+    if result["plateau"]:
+        refs["plateau"] = result["plateau"]["psnr"]
+    return line_chart({result["arch"]: ([r["seconds"] for r in curve], [r["psnr"] for r in curve])},
+                      title=f"{result['concept']}: {result['arch']} to its plateau", xlabel="training seconds",
+                      ylabel="held-out PSNR dB", hlines=refs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--archs", default=",".join(ARCHS))
+    ap.add_argument("--concepts", help="comma-separated (default: the protocol's reference concepts per arch)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 20 s caps, 5 s cadence, separate outputs")
+    ap.add_argument("--workspace", type=Path, default=Path("bench/work/protocol"))
+    ap.add_argument("--out", type=Path, default=Path("bench/results/references"))
+    args = ap.parse_args()
+    if args.quick:
+        args.workspace, args.out = Path("bench/work/references-quick"), Path("bench/results/smoke/references")
+    ws = Workspace(args.workspace)
+    photos = default_photos()
+    if not args.quick:
+        check_photos(photos)
+    for arch in args.archs.split(","):
+        concepts = args.concepts.split(",") if args.concepts else reference_concepts(arch)
+        for concept in concepts:
+            make_pairs(ws, find_card(concept), 40 if args.quick else PAIRS, 64 if args.quick else SIZE, DATA_SEED)
+            done = args.out / f"{arch}-{concept}.json"
+            if done.is_file() and json.loads(done.read_text()).get("stopped") and not args.quick:
+                log(f"{arch} {concept}: done before ({done})")
+                continue
+            log(f"{arch} {concept}: training to its plateau")
+            r = run_reference(ws, arch, concept, args.out, 20.0 if args.quick else None,
+                              5.0 if args.quick else EVAL_SECONDS, 10.0 if args.quick else PLATEAU["min_seconds"])
+            log(f"{arch} {concept}: {r['stopped']} after {r['training_seconds']:.0f} s, best PSNR {r['best_psnr']:.2f} "
+                f"dB (identity {r['identity']['psnr']:.2f})")
+
+
+if __name__ == "__main__":
+    main()
