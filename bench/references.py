@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from base_gan.models import load_model, model_spec
 from base_gan.train import Trainer, TrainSettings
 from concepts.cards import find_card
 from factory.core.atomic import atomic_write_json, atomic_write_png
@@ -39,10 +40,12 @@ from factory.data.photos import default_photos
 from factory.evaluation.curves import plateau, read_curve, write_curve
 from factory.evaluation.heldout import HeldOutPairs
 from factory.evaluation.protocol import EVAL_SECONDS, PLATEAU, check_photos, concept_split
+from factory.lora.options import SCRATCH_LR
+from factory.pipeline.assets import pretrained_base
 
 ARCHS = {  # in the order they run: the scratch plateaus set run_all's targets
-    "scratch": dict(generator={"arch": "e2gan", "ngf": 32, "image_size": 128}, disc_nf=32, lr=1e-3, batch=8,
-                    cap=1800.0),
+    # exactly run_all's "scratch" arm (FinetuneOptions(init="scratch")): the shipped base's architecture
+    "scratch": dict(generator="shipped base", disc_nf=32, lr=SCRATCH_LR, batch=8, cap=1800.0),
     "pix2pix": dict(generator={"arch": "pix2pix", "image_size": 128}, disc_nf=64, lr=2e-4, batch=1, cap=7200.0),
     "pix2pix-residual": dict(generator={"arch": "pix2pix", "image_size": 128, "residual": True}, disc_nf=64,
                              lr=2e-4, batch=1, cap=3600.0),
@@ -66,8 +69,11 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
                   min_seconds: float, seed: int = 0) -> dict:
     """Train ``arch`` on ``concept`` to its plateau (or the cap); returns the result written to ``out``."""
     spec = ARCHS[arch]
+    generator = spec["generator"]
+    if generator == "shipped base":
+        generator = model_spec(load_model(pretrained_base()))
     folder = ws.root / "runs" / f"{arch}-{concept}"
-    settings = TrainSettings(generator=spec["generator"], disc_nf=spec["disc_nf"], steps=10**9,
+    settings = TrainSettings(generator=generator, disc_nf=spec["disc_nf"], steps=10**9,
                              seconds=cap or spec["cap"], batch=spec["batch"], lr=spec["lr"], beta1=0.5,
                              decay_from=1.0, checkpoint_every=200, seed=seed)
     trainer = Trainer(folder, [ws.data(concept)], settings, text_cache=ws.text_cache)
@@ -100,7 +106,8 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
     reached = at_plateau()
     result = {
         "arch": arch, "concept": concept, "group": concept_split().group.get(concept),
-        "instruction": find_card(concept).instruction, "settings": spec | {"cap_seconds": cap or spec["cap"]},
+        "instruction": find_card(concept).instruction,
+        "settings": spec | {"generator": generator, "cap_seconds": cap or spec["cap"]},
         "seed": seed, "eval_seconds": eval_seconds, "plateau_rule": PLATEAU | {"min_seconds": min_seconds},
         "plateau": reached, "stopped": "plateau" if reached else "cap reached (no plateau yet: said plainly)",
         "steps": trainer.state.step, "training_seconds": round(trainer.state.seconds, 1),
