@@ -22,10 +22,12 @@ from concepts.cards import (
     parse_card,
     slugify,
 )
+from concepts.family import FAMILY_OPS, parse_instruction, recipe_of
 from factory.core.errors import FactoryError
 from factory.core.workspace import Workspace
 
 NEW_CARD_TEACHERS = ("classic", *DIFFUSION_KINDS)
+LEVEL_NAMES = {1: "a little", 2: "plain", 3: "strongly"}
 
 
 def nearest_builtin(instruction: str, cache_dir: Path | None = None) -> tuple[ConceptCard, float]:
@@ -56,8 +58,9 @@ def create_card(
 ) -> CreatedCard:
     """Write ``<workspace>/concepts/<name>.yaml`` for ``instruction``; never overwrites an existing card.
 
-    ``classic`` cannot turn text into a recipe, so it starts from the recipe of the built-in card with
-    the nearest instruction (MiniLM) and says so; the diffusion teachers get their default parameters.
+    ``classic`` composes the recipe from the text when the text is within the concept family's grammar
+    (``concepts.family``), else starts from the recipe of the built-in card with the nearest instruction
+    (MiniLM) and says why; the diffusion teachers get their default parameters.
     """
     workspace = workspace or Workspace.from_option(None)
     instruction = " ".join(str(instruction).split())
@@ -78,11 +81,20 @@ def create_card(
 
     header = [f"# Concept card written by `factory concepts new` ({teacher} teacher)."]
     if teacher == "classic":
-        base, similarity = nearest_builtin(instruction, workspace.text_cache)
-        params: dict[str, Any] = {"recipe": base.teacher.params["recipe"]}
-        tags = ["user", *base.tags]
-        note = (f"recipe copied from the built-in card '{base.name}' (\"{base.instruction}\"), the nearest "
-                f"instruction by MiniLM similarity {similarity:.2f}; edit its steps to match your instruction")
+        parsed = parse_instruction(instruction)
+        if parsed.ops is not None:
+            params: dict[str, Any] = {"recipe": recipe_of(parsed.ops)}
+            tags = ["user", "family"]
+            note = ("recipe composed from the text by the concept family's grammar: "
+                    + ", ".join(f"{key} ({LEVEL_NAMES[level] if len(FAMILY_OPS[key].levels) > 1 else 'on'})"
+                                for key, level in parsed.ops))
+        else:
+            base, similarity = nearest_builtin(instruction, workspace.text_cache)
+            params = {"recipe": base.teacher.params["recipe"]}
+            tags = ["user", *base.tags]
+            note = (f"the text is outside the concept family's grammar ({parsed.reason}), so the recipe is copied "
+                    f"from the built-in card '{base.name}' (\"{base.instruction}\"), the nearest instruction by "
+                    f"MiniLM similarity {similarity:.2f}; edit its steps to match your instruction")
         header += textwrap.wrap(f"{note[0].upper()}{note[1:]}.", 98, initial_indent="# ", subsequent_indent="# ")
         header.append("# Operations and their parameters: `factory concepts ops`.")
     else:
