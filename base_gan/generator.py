@@ -97,7 +97,10 @@ LAYER_GROUPS: dict[str, list[str]] = {
     "up1": [r"up1\.conv"],
     "up2": [r"up2\.conv"],
     "head": [r"head\.conv\d+"],
+    "film": [r"text_film\.\w+"],
 }
+#: FiLM (``film=True``): per-channel scale and shift from the pooled text at these feature maps, by width
+FILM_SITES = {"s4": 1, "d1": 2, "u1": 2, "u2": 1, "h1": 1, "h2": 0.5}
 
 OUTPUT_MARGIN = 0.1   # soft bound: height of the tanh shoulder beyond ±1
 OUTPUT_LEAK = 0.05    # soft bound: minimum slope outside [-1, 1]
@@ -175,9 +178,9 @@ class Up(nn.Module):
         self.norm = _norm(norm, cout)
         self.act = act()
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, skip: torch.Tensor, film: tuple | None = None) -> torch.Tensor:
         x = upsample2x(x)
-        return self.act(self.norm(self.conv(x)) + skip)
+        return self.act(modulate(self.norm(self.conv(x)), film) + skip)
 
 
 class ResBlock(nn.Module):
@@ -206,11 +209,31 @@ class Head(nn.Module):
         self.norm1 = _norm(norm, c)
         self.act = act()
 
-    def forward(self, x: torch.Tensor, s2: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
-        x = self.act(self.norm1(self.conv1(upsample2x(x))) + s2)
+    def forward(self, x: torch.Tensor, s2: torch.Tensor, s1: torch.Tensor, film1: tuple | None = None,
+                film2: tuple | None = None) -> torch.Tensor:
+        x = self.act(modulate(self.norm1(self.conv1(upsample2x(x))), film1) + s2)
         x = upsample2x(x)
-        x = self.act(self.conv2(x) + s1)
+        x = self.act(modulate(self.conv2(x), film2) + s1)
         return self.conv3(x)
+
+
+def modulate(h: torch.Tensor, film: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """FiLM: ``h * (1 + scale) + shift`` with per-channel [B, C] scale and shift (``h`` unchanged for None)."""
+    if film is None:
+        return h
+    scale, shift = film
+    return h * (1.0 + scale[:, :, None, None]) + shift[:, :, None, None]
+
+
+def pooled_text(text_tokens: torch.Tensor | None, text_mask: torch.Tensor | None, dim: int,
+                like: torch.Tensor) -> torch.Tensor:
+    """The masked mean of the text tokens [B or 1, D]; zeros [1, D] without text."""
+    if text_tokens is None:
+        return like.new_zeros(1, dim)
+    if text_mask is None:
+        return text_tokens.mean(1)
+    m = text_mask.to(text_tokens.dtype)[..., None]
+    return (text_tokens * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
 def soft_bound(y: torch.Tensor, margin: float = OUTPUT_MARGIN, leak: float = OUTPUT_LEAK) -> torch.Tensor:
@@ -241,7 +264,7 @@ class Generator(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, ngf: int = 32, n_res_enc: int = 2, n_res_dec: int = 1, text_dim: int = 384, heads: int = 4,
                  ff_mult: int = 4, act: str = "lrelu", norm: str = "none", output: str = "residual",
-                 image_size: int = 256, text_encoder: str = "minilm") -> None:
+                 image_size: int = 256, text_encoder: str = "minilm", film: bool = False) -> None:
         super().__init__()
         _check_config(ngf, heads, act, norm, output, image_size)
         c, act_fn = ngf, ACTIVATIONS[act]
@@ -257,6 +280,8 @@ class Generator(ModelMixin, ConfigMixin):
         self.up1 = Up(4 * c, 2 * c, act_fn, norm)
         self.up2 = Up(2 * c, c, act_fn, norm)
         self.head = Head(c, act_fn, norm)
+        if film:
+            self.text_film = nn.ModuleDict({k: nn.Linear(text_dim, 2 * int(w * c)) for k, w in FILM_SITES.items()})
         self.enc_blocks = [f"res{i}" for i in range(1, n_res_enc + 1)]
         self.dec_blocks = [f"res{i}" for i in range(n_res_enc + 1, n_res + 1)]
         self.reset_parameters()
@@ -276,14 +301,19 @@ class Generator(ModelMixin, ConfigMixin):
         for lin in (self.attn.out, self.xattn.out, self.ff.fc2):
             lin.weight.mul_(BRANCH_INIT_SCALE)
         nn.init.normal_(self.head.conv3.weight, std=HEAD_INIT_SCALE)
+        if self.config.film:  # FiLM starts as the identity (scale 0, shift 0)
+            for lin in self.text_film.values():
+                nn.init.zeros_(lin.weight)
 
     def forward(self, x: torch.Tensor, text_tokens: torch.Tensor | None = None,
                 text_mask: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, 3, H, W] in [-1, 1] (H, W multiples of 16) -> edited image [B, 3, H, W]."""
         if not torch.jit.is_tracing():
             check_input(x, self.stride)
+        film = self._film(x, text_tokens, text_mask)
         s1, s2, s4 = self.stem(x)
-        h = self.down1(s4)
+        s4 = modulate(s4, film.get("s4"))  # encoder sites: on the block's output
+        h = modulate(self.down1(s4), film.get("d1"))
         for name in self.enc_blocks:
             h = getattr(self, name)(h)
         s8 = h
@@ -293,14 +323,23 @@ class Generator(ModelMixin, ConfigMixin):
         t = t + self.xattn(t, text_tokens, text_mask)
         t = t + self.ff(t)
         h = from_tokens(t, h)
-        h = self.up1(h, s8)
+        h = self.up1(h, s8, film.get("u1"))
         for name in self.dec_blocks:
             h = getattr(self, name)(h)
-        h = self.up2(h, s4)
-        delta = self.head(h, s2, s1)
+        h = self.up2(h, s4, film.get("u2"))
+        delta = self.head(h, s2, s1, film.get("h1"), film.get("h2"))
         if self.config.output == "tanh_residual":
             return torch.tanh(torch.atanh(x.clamp(-0.999, 0.999)) + delta)
         return soft_bound(x + delta)
+
+
+    def _film(self, x: torch.Tensor, text_tokens: torch.Tensor | None,
+              text_mask: torch.Tensor | None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per-site (scale, shift) from the pooled text, each [B or 1, C]; {} without FiLM."""
+        if not self.config.film:
+            return {}
+        pooled = pooled_text(text_tokens, text_mask, self.config.text_dim, x)
+        return {k: tuple(lin(pooled).chunk(2, dim=1)) for k, lin in self.text_film.items()}
 
 
 class _ExportUpsample2x(torch.autograd.Function):

@@ -51,9 +51,17 @@ class TrainSettings:
     fm_weight: float = 0.0
     ema: float | None = None
     augment: bool = True
+    text_dropout: float = 0.0  # share of samples trained as the identity under an empty or unrelated text
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
     seed: int = 0
+
+
+#: texts a base trained with ``text_dropout`` maps to the unchanged photo: no text, and texts that name no edit
+NULL_TEXTS = ("", "a photo", "a photo of a cat on a sofa", "people walking down a city street",
+              "my holiday pictures", "leave the photo unchanged", "no edit", "keep it exactly as it is",
+              "a landscape with mountains and a lake",
+              "the quick brown fox jumps over the lazy dog", "table chair window door", "hello")
 
 
 class Trainer:
@@ -113,7 +121,11 @@ class Trainer:
         from factory.text.encoder import TextEncoder
 
         enc = TextEncoder.from_name(unwrap(self.G).config.text_encoder, cache_dir=cache)
-        return enc.tokens(self.data.instructions)
+        if not self.s.text_dropout:
+            return enc.tokens(self.data.instructions)
+        tokens, mask = enc.tokens(list(self.data.instructions) + [t or "-" for t in NULL_TEXTS])
+        mask[len(self.data.instructions) + NULL_TEXTS.index("")] = False  # no text at all: every token masked
+        return tokens, mask
 
     # -- one step -----------------------------------------------------------------------------
     def _batch(self, step: int) -> dict[str, torch.Tensor]:
@@ -123,6 +135,11 @@ class Trainer:
         items = [self.data[i] for i in idx]
         batch = {k: torch.stack([it[k] for it in items]) for k in ("source", "target")}
         batch["concept"] = torch.tensor([it["concept"] for it in items])
+        if self.s.text_dropout:  # these samples learn "no known edit -> the photo unchanged"
+            drop = torch.rand(self.s.batch, generator=g) < self.s.text_dropout
+            null = len(self.data.instructions) + torch.randint(len(NULL_TEXTS), (self.s.batch,), generator=g)
+            batch["target"] = torch.where(drop[:, None, None, None], batch["source"], batch["target"])
+            batch["concept"] = torch.where(drop, null, batch["concept"])
         return batch
 
     def generate(self, model: nn.Module, source: torch.Tensor, concept: torch.Tensor) -> torch.Tensor:
@@ -227,7 +244,8 @@ class Trainer:
         if ckpt is None:
             return False
         saved = json.loads((ckpt / "state.json").read_text())
-        check_resumable(saved["settings"], to_dict(self.s), self.out_dir, RESUMABLE, retry="another --name")
+        before = {**to_dict(TrainSettings()), **saved["settings"]}  # a setting added since: its default then
+        check_resumable(before, to_dict(self.s), self.out_dir, RESUMABLE, retry="another --name")
         self._load_generator_state(load_file(ckpt / "generator.safetensors"))
         self.D.load_state_dict(load_file(ckpt / "discriminator.safetensors"))
         if self.ema is not None and (ckpt / "ema.safetensors").exists():

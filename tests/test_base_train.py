@@ -100,3 +100,24 @@ def test_auto_k_picks_distinct_representatives(workspace: Path) -> None:
 def test_pix2pix_needs_one_concept(factory_cli) -> None:
     out = factory_cli("base", "train", "--concepts", "sepia,negative", "--arch", "pix2pix", check=False)
     assert out.returncode == 2 and "exactly one concept" in out.stderr
+
+
+def test_text_dropout_teaches_the_identity_for_no_text(tiny_data: Workspace, tmp_path: Path) -> None:
+    from base_gan.train import NULL_TEXTS
+
+    settings = TrainSettings(generator={**TINY, "film": True}, disc_nf=8, batch=8, steps=150, lr=3e-3,
+                             checkpoint_every=1000, text_dropout=0.5)
+    trainer = Trainer(tmp_path / "drop", [tiny_data.data("negative")], settings, text_cache=tiny_data.text_cache)
+    trainer.train()
+    batch = trainer._batch(10**6)
+    x = batch["source"]
+    null = torch.full((len(x),), 1 + NULL_TEXTS.index(""))
+    other = torch.full((len(x),), 1 + NULL_TEXTS.index("a photo of a cat on a sofa"))
+    with torch.no_grad():
+        edited = trainer.generate(trainer.G, x, torch.zeros(len(x), dtype=torch.long))
+        no_text = trainer.generate(trainer.G, x, null)
+        unrelated = trainer.generate(trainer.G, x, other)
+    negative = -x  # the concept's edit, for reference
+    assert (edited - negative).abs().mean() < 0.5 * (x - negative).abs().mean()  # the text gives the edit
+    assert (no_text - x).abs().mean() < 0.25 * (edited - x).abs().mean()  # no text: the photo unchanged
+    assert (unrelated - x).abs().mean() < 0.25 * (edited - x).abs().mean()

@@ -380,3 +380,32 @@ def test_onnx_export_without_text_is_whole_on_mobile_delegates(tmp_path):
     for info in (uc.check_nnapi_partitions(model, True),
                  uc.check_coreml_partitions(model, True, "coreml_supported_mlprogram_ops.md")):
         assert info.num_partitions == 1 and info.num_supported_nodes == info.num_nodes, info.unsupported_ops
+
+
+def test_film_starts_as_the_identity_and_then_lets_the_text_steer(tmp_path):
+    import onnxruntime as ort
+
+    g = build_generator(**SMALL, film=True)
+    x, (tokens, mask) = images(2), text(2)
+    with torch.no_grad():
+        film = g._film(x, tokens, mask)
+        assert set(film) == {"s4", "d1", "u1", "u2", "h1", "h2"}
+        assert all(torch.equal(t, torch.zeros_like(t)) for pair in film.values() for t in pair)
+        g.xattn.out.weight.zero_()  # the text now reaches the image through FiLM alone
+        g.xattn.out.bias.zero_()
+        g.head.conv3.weight.mul_(100)
+        assert torch.allclose(g(x, tokens, mask), g(x, tokens.flip(0), mask.flip(0)), atol=1e-6)
+        for lin in g.text_film.values():
+            nn.init.normal_(lin.weight, std=0.5)
+        steered, other = g(x, tokens, mask), g(x, tokens.flip(0), mask.flip(0))
+    assert (steered - other).abs().max() > 1e-3
+    g(x, tokens, mask).abs().mean().backward()
+    assert grad_norm(g, "text_film.h2.weight") > 0 and grad_norm(g, "text_film.s4.weight") > 0
+
+    path = tmp_path / "film.onnx"
+    dyn = {"image": {0: "b", 2: "h", 3: "w"}, "text_tokens": {0: "b", 1: "L"}, "text_mask": {0: "b", 1: "L"},
+           "edited": {0: "b", 2: "h", 3: "w"}}
+    _export(g.eval(), (x, tokens, mask), ["image", "text_tokens", "text_mask"], path, dyn)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"image": x.numpy(), "text_tokens": tokens.numpy(), "text_mask": mask.numpy()})[0]
+    assert np.abs(got - steered.numpy()).max() < 1e-4
