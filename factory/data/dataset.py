@@ -89,6 +89,11 @@ class PairedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.refs)
 
+    def members(self, concept: int) -> list[int]:
+        """The item indices of concept ``concept`` (an index into ``self.concepts``)."""
+        name = self.concepts[concept]
+        return [i for i, r in enumerate(self.refs) if r.concept == name]
+
     def __getitem__(self, i: int) -> dict:
         src, tgt = (to_tensor(a) for a in self._images[i])
         if self.augment is not None:
