@@ -11,7 +11,8 @@ quarter of the run, after at least 10 minutes) or the cap:
 * ``scratch``: our architecture (ngf 32) from random weights, lr 1e-3, batch 8, cap 30 minutes.
 
 Writes ``bench/results/references/<arch>-<concept>.json`` (curve, plateau or "cap reached", settings,
-identity baseline) and ``.png``. Resumable: a run continues from its checkpoint and curve.
+identity baseline) and ``.png``, and ``references.md``: one table of every finished run. Resumable: a
+run continues from its checkpoint and curve.
 
     python bench/references.py                                   # the protocol's reference runs
     python bench/references.py --archs scratch --concepts halftone
@@ -33,7 +34,7 @@ import torch
 from base_gan.models import load_model, model_spec
 from base_gan.train import Trainer, TrainSettings
 from concepts.cards import find_card
-from factory.core.atomic import atomic_write_json, atomic_write_png
+from factory.core.atomic import atomic_write_json, atomic_write_png, atomic_write_text
 from factory.core.workspace import Workspace
 from factory.data.card_pairs import make_pairs
 from factory.data.photos import default_photos
@@ -132,6 +133,22 @@ def plot(result: dict) -> object:
                       ylabel="held-out PSNR dB", hlines=refs)
 
 
+def summary(out: Path) -> str:
+    """A markdown table of every finished reference run in ``out`` (the figures the README may quote)."""
+    rows = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+    lines = ["# Plateau references", "",
+             "Held-out (test-split pairs, test photos) PSNR in dB of each reference student trained from random",
+             f"weights, one seed, evaluated every {EVAL_SECONDS:g} s of training; written by",
+             "`python bench/references.py`.",
+             "", "| arch | concept | group | stopped | training s | steps | best PSNR | final PSNR | identity PSNR "
+             "| load avg |", "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(f"| {r['arch']} | {r['concept']} | {r['group']} | {r['stopped']} | {r['training_seconds']:.0f} "
+                     f"| {r['steps']} | {r['best_psnr']:.2f} | {r['final']['psnr']:.2f} | {r['identity']['psnr']:.2f} "
+                     f"| {r['load_average_1min']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--archs", default=",".join(ARCHS))
@@ -157,6 +174,7 @@ def main() -> None:
             log(f"{arch} {concept}: training to its plateau")
             r = run_reference(ws, arch, concept, args.out, 20.0 if args.quick else None,
                               5.0 if args.quick else EVAL_SECONDS, 10.0 if args.quick else PLATEAU["min_seconds"])
+            atomic_write_text(args.out / "references.md", summary(args.out))
             log(f"{arch} {concept}: {r['stopped']} after {r['training_seconds']:.0f} s, best PSNR {r['best_psnr']:.2f} "
                 f"dB (identity {r['identity']['psnr']:.2f})")
 

@@ -620,7 +620,7 @@ def main() -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": commit,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, CPU",
-        "command": "python bench/run_all.py" + (" --quick" if args.quick else ""),
+        "command": " ".join(["python", "bench/run_all.py", *sys.argv[1:]]),
         "results_file": str(args.out / "run_all.json"),
         "split": {s: {g: split.of(s, g) for g in GROUPS} for s in ("test", "validation")},
         "photos": {
