@@ -25,6 +25,7 @@ another machine, another task, another baseline.
 
     python bench/run_all.py            # full: 4 test concepts x 3 seeds x 4 arms (~2 h) + sections 4-6
     python bench/run_all.py --quick    # smoke (a few minutes): same code, one concept, one seed, tiny budgets
+    python bench/run_all.py --render   # rewrite run_all.md and BENCHMARKS.md from run_all.json (no measuring)
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument(
         "--quick", action="store_true", help="tiny budgets (a few minutes), outputs in bench/results/all-quick"
     )
+    ap.add_argument("--render", action="store_true",
+                    help="measure nothing: rewrite run_all.md (and --doc) from the --out folder's run_all.json")
     for k, v in FULL.items():
         ap.add_argument(f"--{k.replace('_', '-')}", type=type(v) if v is not None else str, default=None)
     args = ap.parse_args()
@@ -375,7 +378,7 @@ def summarize(r: dict) -> dict:
         eq = {}
         for arm in ARMS:
             cell = {}
-            for key in ("psnr_at_equal", "psnr_final", "haarpsi", "fsim", "gmsd"):
+            for key in ("step0_psnr", "psnr_at_equal", "psnr_final", "haarpsi", "fsim", "gmsd"):
                 vals = [s[arm][key] for c in rows for s in c["seeds"]]
                 cell[key] = mean_spread(vals)
             cell["learned"] = (
@@ -405,6 +408,8 @@ def summarize(r: dict) -> dict:
 
 def markdown(r: dict) -> str:
     q, s, split = r["quick"], r["summary"], r["split"]
+    times = [r["equal_at"]] if r["equal_at"] == r["budget"] else [r["equal_at"], r["budget"]]
+    budgets = " and ".join(f"{t:g} s" for t in times)
     L = [
         f"# editfactory benchmarks{' (QUICK smoke run: budgets too small to mean anything)' if q else ''}",
         "",
@@ -432,28 +437,33 @@ def markdown(r: dict) -> str:
         f"concepts for a group). Every arm is evaluated every {r['eval_seconds']:g} s of training (evaluation time "
         "excluded) on all test pairs.",
         "",
-        f"## 2. Quality at equal budgets ({r['equal_at']:g} s and {r['budget']:g} s of training)",
+        f"## 2. Quality at equal budgets ({budgets} of training)",
         "",
-        "HaarPSI and FSIM: higher is better; GMSD: lower is better. *Learned* = beats the unchanged photo on PSNR "
-        "and on every structural metric.",
+        "PSNR in dB on the test pairs; *at 0 s* is the start before any training (the base with the starting "
+        "adapter; for scratch, random weights). HaarPSI, FSIM, GMSD at the end of the budget: HaarPSI and FSIM "
+        "higher is better, GMSD lower is better. *Learned* = beats the unchanged photo on PSNR and on every "
+        "structural metric.",
         "",
     ]
     for group, eq in s["equal"].items():
+        at = [f"PSNR at {t:g} s" for t in times]
         L += [
             f"**{group}** concepts",
             "",
-            f"| start | PSNR at {r['equal_at']:g} s | PSNR at {r['budget']:g} s | HaarPSI | FSIM | GMSD | learned |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+            f"| start | PSNR at 0 s | {' | '.join(at)} | HaarPSI | FSIM | GMSD | learned |",
+            "| --- | ---: | " + "---: | " * len(at) + "---: | ---: | ---: | ---: |",
         ]
         ident = eq["identity"]
+        same = " | ".join([fmt(ident["psnr"])] * (len(at) + 1))
         L.append(
-            f"| unchanged photo (identity) | {fmt(ident['psnr'])} | {fmt(ident['psnr'])} | {fmt(ident['haarpsi'], 3)} "
+            f"| unchanged photo (identity) | {same} | {fmt(ident['haarpsi'], 3)} "
             f"| {fmt(ident['fsim'], 3)} | {fmt(ident['gmsd'], 3)} | |"
         )
         for arm in ARMS:
             c = eq[arm]
+            cells = " | ".join(fmt(c[k]) for k in (["psnr_at_equal", "psnr_final"][: len(at)]))
             L.append(
-                f"| {LABELS[arm]} | {fmt(c['psnr_at_equal'])} | {fmt(c['psnr_final'])} | {fmt(c['haarpsi'], 3)} | "
+                f"| {LABELS[arm]} | {fmt(c['step0_psnr'])} | {cells} | {fmt(c['haarpsi'], 3)} | "
                 f"{fmt(c['fsim'], 3)} | {fmt(c['gmsd'], 3)} | {c['learned']} |"
             )
         L.append("")
@@ -546,6 +556,16 @@ def main() -> None:
     from factory.evaluation.heldout import HeldOutPairs
 
     args = parse_args()
+    if args.render:
+        r = json.loads((args.out / "run_all.json").read_text())
+        r["summary"] = summarize(r)
+        atomic_write_json(args.out / "run_all.json", r)
+        md = markdown(r)
+        atomic_write_text(args.out / "run_all.md", md)
+        if args.doc:
+            atomic_write_text(Path(args.doc), md)
+        log(f"rendered {args.out / 'run_all.md'}" + (f" and {args.doc}" if args.doc else ""))
+        return
     started = time.perf_counter()
     ws = Workspace(args.workspace)
     base_dir, wg_dir, m = shipped()

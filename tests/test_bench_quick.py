@@ -52,3 +52,8 @@ def test_run_all_quick_writes_well_formed_results(tmp_path):
     md = (out / "run_all.md").read_text()
     assert md.startswith("# editfactory benchmarks (QUICK") and "## 1. Protocol" in md and "## 3. Time to quality" in md
     assert not (work / "BENCHMARKS.md").exists() and "BENCHMARKS.md" not in os.listdir(out)
+    assert "| start | PSNR at 0 s | PSNR at" in md
+    (out / "run_all.md").unlink()  # --render rewrites the table from the results file alone
+    subprocess.run([sys.executable, str(REPO / "bench" / "run_all.py"), "--quick", "--render", "--out", str(out)],
+                   check=True, capture_output=True, timeout=120)
+    assert (out / "run_all.md").read_text() == md
