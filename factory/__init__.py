@@ -24,6 +24,8 @@ _API = {
     "finetune": "factory.pipeline.steps",
     "probe_layers": "factory.pipeline.steps",
     "generate_adapter": "factory.pipeline.steps",
+    "family_weights": "factory.pipeline.steps",
+    "initial_adapter": "factory.pipeline.steps",
     "collect_weights": "factory.pipeline.steps",
     "train_weightgen": "factory.pipeline.steps",
     "evaluate_model": "factory.pipeline.steps",

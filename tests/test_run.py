@@ -66,6 +66,8 @@ def test_run_from_text_to_editor_and_report(finished):
     assert init["weightgen"] == str(finished["shipped"] / "editfactory-weightgen"), "the shipped weight generator"
     metrics = json.loads((ws / "loras" / concept / "metrics.json").read_text())
     assert metrics["init_adapter"] == init["init"] and metrics["base"].endswith("editfactory-base")
+    start = metrics["test"]["init_adapter"]  # the zero-shot editor's quality, next to the fine-tuned one
+    assert start["init"] == "weightgen" and f"{start['psnr']:.2f}" in page
 
 
 def test_run_resumes_after_synth_without_redoing_it(finished):
@@ -77,6 +79,31 @@ def test_run_resumes_after_synth_without_redoing_it(finished):
     assert "synth: up to date, skipped" in second.stderr and "card: up to date, skipped" in second.stderr
     assert "5 stage(s) run (init, finetune, export, eval, report)" in second.stdout
     assert "0 stage(s) run (none), 7 up to date" in finished["third"].stdout
+
+
+def test_zero_shot_editor_needs_no_teacher_data_and_is_evaluated_when_pairs_exist(finished, tmp_path):
+    env = {**os.environ, "FACTORY_PRETRAINED": str(finished["shipped"]), "OMP_NUM_THREADS": "1"}
+    concept = finished["concept"]
+    fresh = tmp_path / "fresh"
+    r = run_factory(fresh, "run", NEW_TEXT, "--teacher", "classic", "--zero-shot", "--init", "ridge",
+                    "--export-size", "32", "--no-ort", env=env)
+    assert not (fresh / "data" / concept / "manifest.jsonl").exists(), "no teacher data"
+    assert (fresh / "editors" / concept / "editor.int8.onnx").is_file()
+    assert (fresh / "loras" / concept / "adapter_model.safetensors").read_bytes() == (
+        fresh / "runs" / concept / "init" / "adapter_model.safetensors").read_bytes()
+    assert json.loads((fresh / "runs" / concept / "init" / "init.json").read_text())["init"] == "ridge"
+    assert json.loads((fresh / "runs" / concept / "eval.json").read_text())["test_pairs"] == 0
+    assert "quality not measured" in r.stderr and (fresh / "reports" / f"{concept}.html").is_file()
+
+    copy = tmp_path / "copy"  # the finished run's workspace: its teacher pairs serve the evaluation
+    shutil.copytree(finished["ws"], copy)
+    run_factory(copy, "run", NEW_TEXT, "--teacher", "classic", "--zero-shot", "--export-size", "32", "--no-ort",
+                env=env)
+    ev = json.loads((copy / "runs" / concept / "eval.json").read_text())
+    assert ev["test_pairs"] > 0 and "psnr" in ev["editor_int8"]
+    assert json.loads((copy / "loras" / concept / "metrics.json").read_text())["zero_shot"] is True
+    r = run_factory(fresh, "run", NEW_TEXT, "--zero-shot", "--init", "base", env=env, check=False)
+    assert r.returncode == 2 and "needs a starting adapter" in r.stderr
 
 
 def test_pretrain_install_refuses_a_heldout_concept_the_base_saw(tiny_pretrained, tmp_path):

@@ -121,6 +121,33 @@ def test_tokenization_round_trip_is_exact(tiny, tmp_path, stats):
     assert torch.equal(adapted_output(tiny["base"], src), adapted_output(tiny["base"], out))
 
 
+@pytest.mark.parametrize("stats", ["tensor", "element"])
+def test_a_tensor_every_adapter_shares_is_stored_once_and_left_out_of_the_blocks(tiny, tmp_path, stats):
+    ds = tiny["dataset"]
+    weights = ds.weights.clone()
+    a_keys = [k for k in ds.layout.keys if "lora_A" in k]
+    spans = dict(zip(ds.layout.keys, torch.tensor(ds.layout.numels).cumsum(0).tolist()))
+    n_a = 0
+    for k, n in zip(ds.layout.keys, ds.layout.numels):
+        if k in a_keys:  # one frozen A for every concept, as batched adapter training makes them
+            weights[:, spans[k] - n : spans[k]] = weights[0, spans[k] - n : spans[k]]
+            n_a += n
+    tok = WeightTokenizer.fit(weights, ds.layout, ds.adapter_config, block_size=32, stats=stats)
+    assert tok.n_free == ds.layout.numel - n_a and tok.n_blocks == -(-tok.n_free // 32)
+    assert int(tok.valid_mask().sum()) == tok.n_free
+    tok.save(tmp_path / "tok")
+    reloaded = WeightTokenizer.load(tmp_path / "tok")
+    assert torch.equal(reloaded.decode(tok.encode(weights)).to(torch.float32), weights)  # exact round trip
+    noise = torch.randn(tok.n_blocks, 32, generator=torch.Generator().manual_seed(0))
+    generated = reloaded.decode(noise)  # whatever the blocks hold, the shared A comes back exactly
+    for k, n in zip(ds.layout.keys, ds.layout.numels):
+        if k in a_keys:
+            assert torch.equal(generated[spans[k] - n : spans[k]].to(torch.float32),
+                               weights[0, spans[k] - n : spans[k]])
+    unshared = WeightTokenizer.fit(weights, ds.layout, ds.adapter_config, block_size=32, share_fixed=False)
+    assert unshared.n_free == ds.layout.numel and unshared.fixed is None
+
+
 def test_canonical_order_and_layout(tiny):
     tensors, config = read_adapter(tiny["ws"].lora("sepia"))
     layout = AdapterLayout.of(tensors, config)
@@ -216,6 +243,7 @@ def test_training_resumes_from_a_checkpoint(tiny, tmp_path):
 @pytest.fixture(scope="module")
 def trained(tiny, tmp_path_factory) -> Path:
     out = tiny["ws"].weightgen("default")
+    tiny["dataset"].save(out)  # as `factory weightgen collect` leaves it
     tr = trainer(tiny, out, steps=30, batch=6)  # the default variant (joint)
     tr.train()
     tr.save_final()
@@ -328,3 +356,47 @@ def test_finetune_starts_from_the_generated_adapter(tiny, trained, tmp_path):
     # the shipped weight generator is the fallback, and it refuses a base it was not trained on
     with pytest.raises(FactoryError, match=r"--init weightgen: .*trained on adapters of base 'editfactory-base'"):
         finetune("autumn", workspace=other, base=other.base("b"), out_dir=tmp_path / "y", quiet=True, **opts)
+
+
+def test_ridge_leave_one_out_is_exact_and_beats_the_mean_when_the_text_predicts_the_adapter():
+    from weight_generator.baselines import Ridge
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(24, 8, generator=g), dim=1)
+    y = x @ torch.randn(8, 30, generator=g) + 0.5 + 0.05 * torch.randn(24, 30, generator=g)
+    fit = Ridge.fit(x, y)
+    brute = []
+    for i in range(len(x)):
+        keep = [j for j in range(len(x)) if j != i]
+        one = Ridge.fit(x[keep], y[keep], alphas=(fit.alpha,))
+        brute.append(float(((one.predict(x[i : i + 1]) - y[i : i + 1]) ** 2).mean()))
+    assert fit.loo_error == pytest.approx(sum(brute) / len(brute), rel=1e-6)
+    assert fit.loo_error < 0.1 * fit.mean_loo_error
+    noise = Ridge.fit(x, torch.randn(24, 30, generator=g))  # texts that say nothing about the adapter
+    assert noise.loo_error > 0.9 * noise.mean_loo_error
+    with pytest.raises(FactoryError, match="at least 3"):
+        Ridge.fit(x[:2], y[:2])
+
+
+@pytest.mark.parametrize("kind", ["mean", "ridge", "retrieval"])
+def test_baseline_inits_are_adapters_of_the_generators_layout(tiny, trained, tmp_path, kind):
+    from factory.pipeline.steps import initial_adapter
+
+    out = initial_adapter(kind, TEXTS["noir"], tmp_path / kind, workspace=tiny["ws"], base=tiny["base"],
+                          name="default")
+    ds = tiny["dataset"]
+    tensors, config = read_adapter(out)
+    assert AdapterLayout.of(tensors, config) == ds.layout
+    vec = flatten(tensors, ds.layout).to(torch.float32)
+    want = {"mean": ds.weights.mean(0), "retrieval": ds.weights[ds.index("noir")]}.get(kind)
+    if want is not None:
+        torch.testing.assert_close(vec, want, rtol=1e-5, atol=1e-6)
+    else:  # ridge: between the mean and the concept's own adapter for its own text
+        own = ds.weights[ds.index("noir")]
+        assert (vec - own).norm() < (ds.weights.mean(0) - own).norm()
+    meta = json.loads((out / "init.json").read_text())
+    assert meta["init"] == kind and meta["instruction"] == TEXTS["noir"]
+    save_model(build_generator(**GEN), tmp_path / "another")
+    with pytest.raises(FactoryError, match="fine-tuned on base"):
+        initial_adapter(kind, "make it sepia", tmp_path / "x", workspace=tiny["ws"], base=tmp_path / "another",
+                        name="default")

@@ -35,7 +35,9 @@ def make_tiny_pretrained(root: Path) -> Path:
     try:
         settings = WeightGenSettings(block_size=32, channels=(8, 16, 16), width=32, depth=2, emb_dim=16, heads=2,
                                      lr=2e-3, warmup=1, steps=20, batch=4, checkpoint_every=1000)
-        trainer = WeightGenTrainer(out, collect_workspace(ws), settings, text_cache=ws.text_cache)
+        dataset = collect_workspace(ws)
+        dataset.save(out)  # as `factory weightgen collect` leaves it: the baselines (--init mean/ridge) read it
+        trainer = WeightGenTrainer(out, dataset, settings, text_cache=ws.text_cache)
         trainer.train()
         trainer.save_final()
     finally:

@@ -6,7 +6,11 @@ Baselines for the starting adapter of a concept the weight generator never saw:
   ``factory finetune --init base``; nothing to compute here;
 * ``retrieve_by_text``: the training adapter whose instruction's pooled text embedding is nearest
   (cosine) to the new instruction;
-* ``average_adapter``: the element-wise mean of the training adapters.
+* ``average_adapter``: the element-wise mean of the training adapters;
+* ``ridge_adapter``: ridge regression from the pooled text embedding to the adapter vector (kernel
+  form, so P can be large), its penalty chosen by leave-one-out error over the training adapters.
+
+``BASELINES`` names them for ``--init`` (next to ``weightgen`` and ``base``).
 
 The memorization trap (DESIGN.md section 2): generated weights are often near-copies or averages
 of training weights. ``distance_table`` reports, for each candidate adapter, the distance to its
@@ -18,11 +22,13 @@ weighs the same whatever its magnitude; 0 means identical.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from factory.core.errors import FactoryError
 from weight_generator.dataset import WeightDataset
 from weight_generator.tokenize import unflatten, write_adapter
 
@@ -47,6 +53,83 @@ def retrieve_by_text(text: str, dataset: WeightDataset, encoder_name: str = "min
     sims = text_similarities(text, dataset, encoder_name, cache_dir)
     i = int(sims.argmax())
     return i, float(sims[i])
+
+
+#: the weight generator's baselines by their ``--init`` names
+BASELINES = ("mean", "ridge", "retrieval")
+#: ridge penalties tried by leave-one-out (pooled MiniLM embeddings are unit vectors: kernel values in [-1, 1])
+RIDGE_ALPHAS = (1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0)
+
+
+#: the intercept enters as a constant feature this large, so its penalty is alpha / 100: nearly free
+INTERCEPT_FEATURE = 10.0
+
+
+@dataclass(frozen=True)
+class Ridge:
+    """Kernel ridge regression with an intercept from unit text embeddings X [N, D] to adapter vectors [N, P]."""
+
+    x: torch.Tensor       # [N, D] float64
+    coef: torch.Tensor    # [N, P] float64: (K + alpha I)^-1 Y, K = X X^T + INTERCEPT_FEATURE^2
+    alpha: float
+    loo_error: float      # mean squared leave-one-out error at ``alpha``, per value, in ``scale`` units
+    mean_loo_error: float  # the same for the leave-one-out mean adapter: what ridge must beat
+
+    @staticmethod
+    def kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a.to(torch.float64) @ b.to(torch.float64).T + INTERCEPT_FEATURE**2
+
+    @classmethod
+    def fit(cls, x: torch.Tensor, y: torch.Tensor, scale: torch.Tensor | None = None,
+            alphas: tuple[float, ...] = RIDGE_ALPHAS) -> Ridge:
+        """Fit with the penalty whose exact leave-one-out error (residual / (1 - H_ii)) is least."""
+        x, y = x.to(torch.float64), y.to(torch.float64)
+        n = len(x)
+        if n < 3:
+            raise FactoryError(f"ridge needs at least 3 training adapters, got {n}")
+        scale = torch.ones(y.shape[1], dtype=torch.float64) if scale is None else scale.to(torch.float64)
+        k = cls.kernel(x, x)
+        best = None
+        for alpha in alphas:
+            inv = torch.linalg.inv(k + alpha * torch.eye(n, dtype=torch.float64))
+            h = k @ inv
+            loo = (y - h @ y) / (1 - torch.diagonal(h))[:, None]
+            err = float(((loo / scale) ** 2).mean())
+            if best is None or err < best[0]:
+                best = (err, alpha, inv @ y)
+        mean_loo = float((((y - y.mean(0)) * n / (n - 1) / scale) ** 2).mean())  # y_i - mean of the others
+        err, alpha, coef = best
+        return cls(x, coef, alpha, err, mean_loo)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Adapter vectors [M, P] (float32) for unit text embeddings x [M, D]."""
+        return (self.kernel(x, self.x) @ self.coef).to(torch.float32)
+
+
+def ridge_adapter(text: str, dataset: WeightDataset, encoder_name: str = "minilm",
+                  cache_dir: str | Path | None = None) -> tuple[torch.Tensor, Ridge]:
+    """The ridge prediction [P] for ``text`` from the dataset's (instruction, adapter) pairs, and the fit."""
+    from factory.text.encoder import TextEncoder
+
+    enc = TextEncoder.from_name(encoder_name, cache_dir=cache_dir)
+    scale = dataset.weights.to(torch.float64).std(0).clamp_min(1e-8)
+    fit = Ridge.fit(enc.pooled(dataset.instructions), dataset.weights, scale)
+    return fit.predict(enc.pooled([text]))[0], fit
+
+
+def baseline_vector(kind: str, text: str, dataset: WeightDataset, encoder_name: str = "minilm",
+                    cache_dir: str | Path | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The ``kind`` baseline's adapter vector [P] for ``text`` and what it was made from."""
+    if kind == "mean":
+        return average_adapter(dataset), {"adapters": len(dataset)}
+    if kind == "retrieval":
+        i, sim = retrieve_by_text(text, dataset, encoder_name, cache_dir)
+        return dataset.weights[i].clone(), {"concept": dataset.concepts[i], "similarity": round(sim, 4)}
+    if kind == "ridge":
+        vec, fit = ridge_adapter(text, dataset, encoder_name, cache_dir)
+        return vec, {"alpha": fit.alpha, "loo_error": round(fit.loo_error, 6),
+                     "mean_loo_error": round(fit.mean_loo_error, 6), "adapters": len(dataset)}
+    raise FactoryError(f"unknown baseline '{kind}': expected one of {', '.join(BASELINES)}")
 
 
 def save_vector_adapter(vector: torch.Tensor, dataset: WeightDataset, folder: str | Path) -> Path:

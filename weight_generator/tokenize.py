@@ -11,7 +11,10 @@
   then all zeros in token space). The mean is stored as a float32 value and the scale as a power of
   two, and the arithmetic runs in float64, so ``x -> (x - mean) / scale -> * scale + mean`` gives back
   the same float32 bits (exact for zero and for any value within 2^29 of the mean's magnitude).
-* Blocks: the normalized vector padded with zeros to a multiple of ``block_size`` and cut into
+* Shared tensors: a tensor equal in every training adapter (adapters trained against one frozen
+  lora_A, ``factory.lora.batched``) is stored once in the tokenizer (``fixed``) and left out of the
+  blocks, so the generator spends nothing on it and every generated adapter carries it exactly.
+* Blocks: the normalized (free) values padded with zeros to a multiple of ``block_size`` and cut into
   ``n_blocks`` rows; block ``i`` has index ``i``. ``valid_mask`` marks the real (unpadded) elements.
 
 ``WeightTokenizer.save(folder)`` writes ``tokenizer.json`` (layout, block size, adapter_config
@@ -184,10 +187,17 @@ class WeightTokenizer:
         tensor_scale: torch.Tensor,
         element_mean: torch.Tensor | None,
         adapter_config: dict[str, Any],
+        fixed: torch.Tensor | None = None,
     ):
         if block_size < 1:
             raise ValueError(f"block_size must be positive, got {block_size}")
         self.layout = layout
+        #: values of tensors every training adapter shares exactly (e.g. one frozen lora_A), stored once here
+        #: and left out of the blocks; NaN marks the free values the blocks carry
+        self.fixed = None if fixed is None else fixed.to(torch.float64)
+        self._free = (torch.ones(layout.numel, dtype=torch.bool) if self.fixed is None
+                      else torch.isnan(self.fixed))
+        self.n_free = int(self._free.sum())
         self.block_size = int(block_size)
         self.tensor_mean = tensor_mean.to(torch.float64)
         self.tensor_scale = tensor_scale.to(torch.float64)
@@ -205,7 +215,7 @@ class WeightTokenizer:
 
     @property
     def n_blocks(self) -> int:
-        return -(-self.layout.numel // self.block_size)
+        return -(-self.n_free // self.block_size)
 
     @property
     def padded(self) -> int:
@@ -219,8 +229,10 @@ class WeightTokenizer:
         adapter_config: dict[str, Any],
         block_size: int = DEFAULT_BLOCK_SIZE,
         stats: str = "tensor",
+        share_fixed: bool = True,
     ) -> WeightTokenizer:
-        """Statistics over a dataset of adapter vectors [N, P] (float32 or float64)."""
+        """Statistics over a dataset of adapter vectors [N, P] (float32 or float64). With ``share_fixed``,
+        a tensor equal in every adapter (N >= 2) is stored once and left out of the blocks."""
         if stats not in STATS_KINDS:
             raise ValueError(f"stats must be one of {STATS_KINDS}, got {stats!r}")
         v = vectors.to(torch.float64).reshape(len(vectors), -1)
@@ -228,10 +240,17 @@ class WeightTokenizer:
             raise ValueError(f"vectors have {v.shape[1]} values, the layout needs {layout.numel}")
         element_mean = v.mean(0).to(torch.float32) if stats == "element" else None
         resid = v - element_mean.to(torch.float64) if element_mean is not None else v
-        means, scales = [], []
-        for part in torch.split(resid, layout.numels, dim=1):
+        means, scales, fixed = [], [], []
+        for part, raw in zip(torch.split(resid, layout.numels, dim=1), torch.split(v, layout.numels, dim=1)):
+            shared = share_fixed and len(v) > 1 and bool((raw == raw[:1]).all())
+            fixed.append(raw[0] if shared else torch.full((raw.shape[1],), float("nan"), dtype=torch.float64))
+            if shared:
+                means.append(0.0)
+                scales.append(1.0)
+                continue
             means.append(0.0 if element_mean is not None else _float32_value(part.mean().item()))
             scales.append(_power_of_two(part.std(unbiased=False).item()) if part.numel() > 1 else 1.0)
+        fixed_values = torch.cat(fixed)
         return cls(
             layout,
             block_size,
@@ -239,6 +258,7 @@ class WeightTokenizer:
             torch.tensor(scales, dtype=torch.float64),
             element_mean,
             adapter_config,
+            fixed_values if not torch.isnan(fixed_values).all() else None,
         )
 
     # -- vector <-> blocks ------------------------------------------------------------------------
@@ -246,16 +266,18 @@ class WeightTokenizer:
         """Adapter vector(s) [P] or [N, P] -> float64 blocks [n_blocks, S] or [N, n_blocks, S]."""
         single = vectors.dim() == 1
         v = vectors.to(torch.float64).reshape(-1, self.layout.numel)
-        z = (v - self._mean) / self._scale
-        z = torch.nn.functional.pad(z, (0, self.padded - self.layout.numel))
+        z = ((v - self._mean) / self._scale)[:, self._free]
+        z = torch.nn.functional.pad(z, (0, self.padded - self.n_free))
         blocks = z.reshape(len(v), self.n_blocks, self.block_size)
         return blocks[0] if single else blocks
 
     def decode(self, blocks: torch.Tensor) -> torch.Tensor:
         """Blocks [n_blocks, S] or [N, n_blocks, S] -> float64 adapter vector(s) [P] or [N, P]."""
         single = blocks.dim() == 2
-        b = blocks.to(torch.float64).reshape(-1, self.padded)[:, : self.layout.numel]
-        v = b * self._scale + self._mean
+        b = blocks.to(torch.float64).reshape(-1, self.padded)[:, : self.n_free]
+        v = torch.zeros(len(b), self.layout.numel, dtype=torch.float64) if self.fixed is None else \
+            self.fixed.expand(len(b), -1).clone()
+        v[:, self._free] = b * self._scale[self._free] + self._mean[self._free]
         return v[0] if single else v
 
     def scale_vector(self) -> torch.Tensor:
@@ -264,7 +286,7 @@ class WeightTokenizer:
 
     def valid_mask(self) -> torch.Tensor:
         """bool [n_blocks, S]: True on real values, False on the zero padding of the last block."""
-        return (torch.arange(self.padded) < self.layout.numel).reshape(self.n_blocks, self.block_size)
+        return (torch.arange(self.padded) < self.n_free).reshape(self.n_blocks, self.block_size)
 
     def block_index(self) -> torch.Tensor:
         return torch.arange(self.n_blocks)
@@ -276,7 +298,11 @@ class WeightTokenizer:
         diff = self.layout.difference(AdapterLayout.of(tensors, config))
         if diff:
             raise FactoryError(f"{folder}: adapter layout does not match the weight generator's: {diff}")
-        return self.encode(flatten(tensors, self.layout))
+        vector = flatten(tensors, self.layout).to(torch.float64)
+        if self.fixed is not None and not torch.equal(vector[~self._free], self.fixed[~self._free]):
+            raise FactoryError(f"{folder}: its shared tensors (e.g. lora_A) differ from the ones every training "
+                               "adapter of this weight generator has; it was trained against another lora_A")
+        return self.encode(vector)
 
     def to_tensors(self, blocks: torch.Tensor) -> dict[str, torch.Tensor]:
         return unflatten(self.decode(blocks), self.layout)
@@ -295,6 +321,7 @@ class WeightTokenizer:
             "stats": self.stats,
             "n_blocks": self.n_blocks,
             "numel": self.layout.numel,
+            "fixed_values": self.layout.numel - self.n_free,
             "layout": self.layout.to_dict(),
             "adapter_config": self.adapter_config,
         }
@@ -306,6 +333,8 @@ class WeightTokenizer:
         tensors = {"tensor_mean": self.tensor_mean.contiguous(), "tensor_scale": self.tensor_scale.contiguous()}
         if self.element_mean is not None:
             tensors["element_mean"] = self.element_mean.to(torch.float32).contiguous()
+        if self.fixed is not None:
+            tensors["fixed"] = self.fixed.contiguous()
         atomic_save_file(folder / TOKENIZER_STATS, lambda tmp: save_file(tensors, tmp))
         atomic_write_json(folder / TOKENIZER_CONFIG, self.to_dict())
         return folder
@@ -328,4 +357,5 @@ class WeightTokenizer:
             t["tensor_scale"],
             t.get("element_mean"),
             d["adapter_config"],
+            t.get("fixed"),
         )

@@ -27,7 +27,7 @@ RUN_OPTIONS = ("--teacher", "--model", "--images", "--base", "--init", "--synth-
 @click.option("--model", help="Diffusers model of a diffusion teacher.")
 @click.option("--images", type=click.Path(exists=True, file_okay=False), help="Source photos for every concept.")
 @click.option("--base", help="Base for every concept (default: the workspace's, else the shipped one).")
-@click.option("--init", type=click.Choice(["auto", "weightgen", "base"]))
+@click.option("--init", type=click.Choice(["auto", "weightgen", "mean", "ridge", "retrieval", "base"]))
 @click.option("--synth-pairs", type=click.IntRange(4))
 @click.option("--pairs", type=click.IntRange(1))
 @click.option("--seconds", type=click.FloatRange(0, min_open=True), help="Fine-tune budget per concept.")

@@ -39,7 +39,9 @@ def parse_candidates(value: str) -> tuple[int, ...]:
                    "pretrained base when the workspace has none.")
 @click.option("--init", "init", default="base", show_default=True,
               help="base (zero-init LoRA on the base), scratch (full training from random weights, for "
-                   "comparison), weightgen (LoRA predicted from the concept text), or an adapter folder.")
+                   "comparison), weightgen (LoRA predicted from the concept text), a baseline over the weight "
+                   "generator's training adapters (mean, ridge from the text embedding, retrieval of the "
+                   "nearest text), or an adapter folder.")
 @click.option("--layers", default=None,
               help="auto (layer probe) or comma-separated groups: stem,down1,res,down2,attn,xattn,ff,up1,up2,head. "
                    "Default: auto for --init base, the adapter's own otherwise.")

@@ -20,8 +20,10 @@ from factory.pipeline.session import Session
 @click.option("--model", help="Diffusers model of a diffusion teacher: a Hub id or a local pipeline folder.")
 @click.option("--base", help="Base name in <workspace>/base/ or its folder (default: the workspace's "
                              "'default', else the shipped pretrained base).")
-@click.option("--init", type=click.Choice(["auto", "weightgen", "base"]), default="auto", show_default=True,
-              help="auto: the weight generator's adapter when one fits the base, else zero-init LoRA.")
+@click.option("--init", type=click.Choice(["auto", "weightgen", "mean", "ridge", "retrieval", "base"]), default="auto",
+              show_default=True,
+              help="auto: the weight generator's adapter when one fits the base, else zero-init LoRA (base); "
+                   "mean / ridge / retrieval: its baselines over the training adapters.")
 @click.option("--synth-pairs", type=click.IntRange(4), default=120, show_default=True,
               help="Pairs the teacher makes (train and test together).")
 @click.option("--pairs", type=click.IntRange(1), help="Fine-tune on K training pairs (clustered; default all).")
@@ -35,12 +37,15 @@ from factory.pipeline.session import Session
 @click.option("--ort/--no-ort", default=True, show_default=True, help="Also write .ort files for mobile.")
 @click.option("--stop-after", type=click.Choice(["card", "synth", "init", "finetune", "export", "eval"]),
               help="Stop after this stage (a later run resumes from the next one).")
+@click.option("--zero-shot", is_flag=True,
+              help="No teacher data and no training: the editor is the base with the starting adapter (--init) "
+                   "for the text. Evaluated only when the concept already has teacher pairs.")
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the run's outcome (concept, editor, report, stages, seconds) to this JSON file.")
 @click.pass_obj
 def run_cmd(session: Session, concept: str, images: Path | None, teacher: str | None, model: str | None,
             base: str | None, init: str, synth_pairs: int, pairs: int | None, seconds: float, steps: int,
-            eval_every: int, export_size: int, ort: bool, stop_after: str | None,
+            eval_every: int, export_size: int, ort: bool, stop_after: str | None, zero_shot: bool,
             summary_json: Path | None) -> None:
     """Make a mobile editor for CONCEPT: a card name, or the edit as text ("make it a watercolor painting").
 
@@ -53,7 +58,8 @@ def run_cmd(session: Session, concept: str, images: Path | None, teacher: str | 
 
     opts = RunOptions(target=concept, teacher=teacher, model=model, images=images, base=base, init=init,
                       n_pairs=synth_pairs, pairs=pairs, seconds=seconds, steps=steps, eval_every=eval_every,
-                      export_size=export_size, ort=ort, stop_after=stop_after, seed=session.seed)
+                      export_size=export_size, ort=ort, stop_after=stop_after, zero_shot=zero_shot,
+                      seed=session.seed)
     result = run(session.workspace, opts, log=lambda m: click.echo(m, err=True))
     if summary_json is not None:
         from factory.core.atomic import atomic_write_json

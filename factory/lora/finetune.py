@@ -168,6 +168,11 @@ def _finish(workspace: Workspace, concept: str, instruction: str, base: BaseGAN,
                        saved={"adapter": ["adapter_config.json", "adapter_model.safetensors"], "format": "peft LoRA"})
         if plan.get("init_adapter"):
             metrics["init_adapter"] = plan["init_adapter"]
+            if curve[0]["step"] == 0:  # the zero-shot editor: the starting adapter before any training
+                meta = Path(plan["init_adapter"]) / "init.json"
+                kind = json.loads(meta.read_text())["init"] if meta.is_file() else "adapter"
+                metrics["test"]["init_adapter"] = {**{k: curve[0][k] for k in ("psnr", "ssim", "l1")},
+                                                   "init": kind, "size": int(test.source.shape[-1])}
     refs = {"identity (source)": result["identity"]["psnr"], "base zero-shot": base_q["psnr"]}
     atomic_write_png(out_dir / CURVE_PNG, plot_curve(curve, concept, refs))
     atomic_write_json(out_dir / METRICS, metrics)

@@ -31,10 +31,16 @@ QUALITY_COLUMNS = (("psnr", "PSNR dB", "%.2f"), ("psnr_quarter", "PSNR at 1/4 re
 
 def _quality(ev: dict, metrics: dict | None) -> list[dict[str, Any]]:
     ident = ev["identity"]
+    if ident is None:  # --zero-shot with no teacher pairs: nothing to measure against
+        return []
     rows = [{"label": "identity (the source unchanged)", "values": ident, "gain": None}]
     for key, label in (("editor_fp32", "editor, fp32 ONNX"), ("editor_int8", "editor, int8 ONNX")):
         if key in ev:
             rows.append({"label": label, "values": ev[key], "gain": ev[key]["psnr"] - ident["psnr"]})
+    start = (metrics or {}).get("test", {}).get("init_adapter")
+    if start:
+        rows.append({"label": f"starting adapter ({start['init']}), no training (torch, {start['size']} px)",
+                     "values": start, "gain": start["psnr"] - ident["psnr"]})
     zero = (metrics or {}).get("test", {}).get("base_zero_shot")
     if zero:
         rows.append({"label": "base without the LoRA (text only)", "values": zero,
@@ -100,6 +106,7 @@ def build_report(ws: Workspace, concept: str) -> Path:
             "seconds": metrics["training"]["seconds"],
             "pairs": len(metrics["pairs"]["train"]),
             "base": metrics["base"],
+            "zero_shot": bool(metrics.get("zero_shot")),
         }
     page = render(
         "report.html.j2",

@@ -7,7 +7,8 @@ and is skipped when that record matches and its outputs are there):
 2. synth     the teacher's pairs at the base's resolution (``factory synth``; resumable itself);
 3. init      the starting adapter: sampled by the weight generator from the concept text
              (the workspace's own or the shipped pretrained one), else zero-init LoRA;
-4. finetune  the LoRA on the frozen base (``factory finetune``; resumes its own checkpoints);
+4. finetune  the LoRA on the frozen base (``factory finetune``; resumes its own checkpoints); with
+             ``--zero-shot`` there is no synth and no fine-tune: the starting adapter is the LoRA;
 5. export    fp32 + int8 ONNX and .ort files, checked (``factory export``);
 6. eval      the exported editors on the concept's held-out test pairs, next to the identity baseline;
 7. report    ``<workspace>/reports/<concept>.html`` (``factory report``).
@@ -104,6 +105,11 @@ class _Chain:
 
     def _synth(self) -> None:
         opts, size = self.opts, self.base.image_size
+        if opts.zero_shot:  # no teacher data: pairs made earlier, if any, still serve the evaluation
+            self.fp = digest(self.fp, "synth", "zero-shot")
+            self.log("synth: skipped (--zero-shot: no teacher data)")
+            self.done["synth"] = "skipped"
+            return
         self.fp = digest(self.fp, "synth", str(opts.images), opts.n_pairs, size, opts.seed)
         info = self.stage("synth", self.fp, lambda: ([self.ws.data(self.concept) / "manifest.jsonl"],
                                                      st.synth_stage(self.ws, self.card, opts, size, self.log)))
@@ -117,10 +123,19 @@ class _Chain:
             return ([Path(info["init"])] if info["init"] != "base" else []), info
 
         self.init = self.stage("init", self.fp, body)
-        self.log("init: " + (f"weight generator {self.init['weightgen']}" if self.init["init"] != "base"
-                             else "zero-init LoRA"))
+        kind = self.init.get("kind", "weightgen")
+        self.log("init: " + ("zero-init LoRA" if self.init["init"] == "base" else
+                             f"weight generator {self.init['weightgen']}" if kind == "weightgen" else
+                             f"{kind} baseline over {self.init['weightgen']}'s training adapters"))
 
     def _finetune(self) -> None:
+        if self.opts.zero_shot:
+            self.fp = digest(self.fp, "finetune", "zero-shot")
+            out = self.ws.lora(self.concept)
+            self.stage("finetune", self.fp, lambda: (
+                [out / "adapter_model.safetensors"], st.zero_shot_stage(self.ws, self.card, self.base, self.init)))
+            self.log(f"finetune: none (--zero-shot): the starting adapter is the editor's LoRA ({out})")
+            return
         ft = st.finetune_options(self.opts, self.init["init"])
         self.fp = digest(self.fp, "finetune", {k: v for k, v in to_dict(ft).items() if k not in ("steps", "seconds")})
         rec = self.state.get("finetune")
@@ -143,7 +158,7 @@ class _Chain:
         self.fp = digest(self.fp, "eval", file_digest(self.ws.editor(self.concept) / "card.json"))
 
         def body() -> tuple[list[Path], dict]:
-            result = st.eval_stage(self.ws, self.concept, self.log)
+            result = st.eval_stage(self.ws, self.concept, self.log, zero_shot=self.opts.zero_shot)
             return [run_dir(self.ws, self.concept) / "eval.json"], {k: v for k, v in result.items() if k != "grid"}
 
         self.stage("eval", self.fp, body)

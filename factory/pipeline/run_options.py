@@ -8,6 +8,9 @@ from pathlib import Path
 from factory.core.errors import FactoryError
 from factory.pipeline.run_state import STAGES
 
+#: where a run's LoRA starts (``factory.pipeline.steps.INITS`` plus auto and zero-init ``base``)
+INIT_CHOICES = ("auto", "weightgen", "mean", "ridge", "retrieval", "base")
+
 
 @dataclass
 class RunOptions:
@@ -18,7 +21,7 @@ class RunOptions:
     model: str | None = None         # diffusers model for a diffusion teacher (Hub id or local folder)
     images: Path | None = None       # source photos (default: scikit-image's, fixed split)
     base: str | None = None          # base name/folder (default: the workspace's 'default', else the shipped one)
-    init: str = "auto"               # auto | weightgen | base
+    init: str = "auto"               # auto | weightgen | mean | ridge | retrieval | base
     n_pairs: int = 120               # pairs to synthesize (train + test)
     pairs: int | None = None         # K training pairs for the fine-tune (clustered)
     seconds: float = 120.0           # fine-tune wall-clock budget
@@ -28,12 +31,16 @@ class RunOptions:
     int8: bool = True
     ort: bool = True
     stop_after: str | None = None
+    zero_shot: bool = False          # no teacher data, no training: the starting adapter is the editor
     seed: int = 0
 
     def validate(self) -> None:
         if self.stop_after is not None and self.stop_after not in STAGES:
             raise FactoryError(f"--stop-after {self.stop_after}: expected one of {', '.join(STAGES)}")
-        if self.init not in ("auto", "weightgen", "base"):
-            raise FactoryError(f"--init {self.init}: expected auto, weightgen or base")
+        if self.init not in INIT_CHOICES:
+            raise FactoryError(f"--init {self.init}: expected one of {', '.join(INIT_CHOICES)}")
+        if self.zero_shot and self.init == "base":
+            raise FactoryError("--zero-shot --init base: a zero-shot editor needs a starting adapter "
+                               "(--init auto, weightgen, mean, ridge or retrieval)")
         if self.seconds <= 0 or self.steps < 1 or self.n_pairs < 4:
             raise FactoryError("--seconds must be > 0, --steps >= 1 and --synth-pairs >= 4")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from concepts.cards import SLUG_RE, ConceptCard, builtin_cards, find_card, list_cards, slugify
@@ -76,26 +77,33 @@ def synth_stage(ws: Workspace, card: ConceptCard, opts: RunOptions, size: int, l
 
 # -- 3. init -----------------------------------------------------------------------------------------
 def init_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, opts: RunOptions, log: Log) -> dict[str, Any]:
-    """Sample the weight generator's adapter for the concept text into runs/<concept>/init/ (or zero-init)."""
+    """The concept's starting LoRA in runs/<concept>/init/: the weight generator's (``auto``, ``weightgen``) or
+    a baseline's (``mean``, ``ridge``, ``retrieval``), or zero-init (``base``, or ``auto`` with no usable
+    weight generator)."""
     import time
 
     from factory.pipeline.assets import find_weightgen
-    from factory.pipeline.steps import generate_adapter
+    from factory.pipeline.steps import initial_adapter
 
     if opts.init == "base":
         return {"init": "base", "why": "--init base (zero-init LoRA)"}
+    kind = "weightgen" if opts.init == "auto" else opts.init
     out = run_dir(ws, card.name) / "init"
     try:
         folder = find_weightgen(ws)
         started = time.perf_counter()
-        generate_adapter(card.instruction, out, workspace=ws, base=base.folder, seed=opts.seed)
+        initial_adapter(kind, card.instruction, out, workspace=ws, base=base.folder, seed=opts.seed)
     except FactoryError as exc:
-        if opts.init == "weightgen":
+        if opts.init != "auto":
             raise
         log(f"init: no usable weight generator ({exc}); starting from zero-init LoRA")
         return {"init": "base", "why": str(exc)}
-    return {"init": str(out), "weightgen": str(folder), "sample_seconds": round(time.perf_counter() - started, 3),
-            "why": "adapter sampled by the weight generator from the concept text"}
+    why = {"weightgen": "adapter sampled by the weight generator from the concept text",
+           "mean": "the mean of the weight generator's training adapters",
+           "ridge": "ridge regression from the concept text's embedding to the training adapters",
+           "retrieval": "the training adapter of the nearest text"}[kind]
+    return {"init": str(out), "kind": kind, "weightgen": str(folder),
+            "sample_seconds": round(time.perf_counter() - started, 3), "why": why}
 
 
 def weightgen_digest(ws: Workspace) -> str:
@@ -131,6 +139,26 @@ def finetune_stage(ws: Workspace, concept: str, base: BaseGAN, opts: RunOptions,
             "test_psnr": m["test"]["student"]["psnr"], "adapter_params": m["adapter_params"]}
 
 
+def zero_shot_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, init: dict[str, Any]) -> dict[str, Any]:
+    """``--zero-shot``: the starting adapter, untrained, becomes the concept's LoRA (loras/<concept>/)."""
+    import shutil
+
+    from factory.core.atomic import atomic_folder
+
+    if init["init"] == "base":
+        raise FactoryError(f"--zero-shot: no starting adapter ({init.get('why', 'zero-init LoRA')}); a zero-shot "
+                           "editor needs a weight generator for this base (see `factory pretrain info`)")
+    with atomic_folder(ws.lora(card.name)) as tmp:
+        for f in Path(init["init"]).iterdir():
+            if f.is_file():
+                shutil.copy2(f, tmp / f.name)
+        atomic_write_json(tmp / "metrics.json", {
+            "concept": card.name, "instruction": card.instruction, "base": str(base.folder), "zero_shot": True,
+            "init": init.get("kind", "weightgen"), "init_adapter": init["init"],
+            "training": {"steps": 0, "seconds": 0.0}, "pairs": {"train": []}})
+    return {"zero_shot": True, "steps": 0, "seconds": 0.0, "init": init.get("kind", "weightgen")}
+
+
 # -- 5. export ---------------------------------------------------------------------------------------
 def export_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, opts: RunOptions, log: Log) -> dict[str, Any]:
     from factory.export.editor import ExportRequest, export_editor
@@ -144,14 +172,21 @@ def export_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, opts: RunOptio
 
 
 # -- 6. eval -----------------------------------------------------------------------------------------
-def eval_stage(ws: Workspace, concept: str, log: Log) -> dict[str, Any]:
+def eval_stage(ws: Workspace, concept: str, log: Log, zero_shot: bool = False) -> dict[str, Any]:
     """The exported editors (fp32, int8) on the concept's test pairs at the data's size: PSNR/SSIM against
     the teacher next to the identity baseline; a source | teacher | editor grid image per test pair."""
     from factory.data.dataset import to_uint8
+    from factory.data.pair_store import read_manifest
     from factory.evaluation.heldout import HeldOutPairs, editor_edit
     from factory.evaluation.metrics import learned
     from factory.runtime.editor import EDITOR_FILES, Editor
 
+    if zero_shot and not read_manifest(ws.data(concept)):
+        result = {"test_pairs": 0, "identity": None,
+                  "why": "--zero-shot and no teacher pairs: quality not measured (run `factory synth` for them)"}
+        atomic_write_json(run_dir(ws, concept) / "eval.json", result)
+        log(f"eval: {result['why']}")
+        return result
     held = HeldOutPairs(ws.data(concept), split="test")
     if len(held) == 0:
         raise FactoryError(f"{ws.data(concept)}: no test pairs to evaluate on (the photos' test split is empty)")

@@ -62,9 +62,18 @@ def synthesize(concepts: Iterable[str], n: int = 200, size: int = 256, *, worksp
 
 
 def resolve_concepts(spec: str | Iterable[str], workspace: WorkspaceLike = None, seed: int = 0) -> list[str]:
-    """``"A,B,C"`` (or a list) as card names, or ``"auto:K"``: K representative classic concepts (k-means over
-    their MiniLM text embeddings, E2GAN's recipe)."""
+    """``"A,B,C"`` (or a list) as card names, ``"auto:K"``: K representative classic concepts (k-means over
+    their MiniLM text embeddings, E2GAN's recipe), or ``"family:N"``: N concepts sampled from the concept
+    family's training region (``concepts.family``; their cards are written to the workspace)."""
     ws = workspace_of(workspace)
+    if isinstance(spec, str) and spec.startswith("family:"):
+        from concepts.family import family_cards
+
+        try:
+            n = int(spec.split(":", 1)[1])
+        except ValueError:
+            raise FactoryError(f"--concepts {spec}: expected family:N with N a whole number") from None
+        return [c.name for c in family_cards(ws, n, seed)]
     if isinstance(spec, str) and spec.startswith("auto:"):
         from base_gan.concept_selection import representative_concepts
         from factory.text.encoder import TextEncoder
@@ -82,7 +91,7 @@ def resolve_concepts(spec: str | Iterable[str], workspace: WorkspaceLike = None,
 
 # -- the base -----------------------------------------------------------------------------------------
 def train_base(concepts: str | Iterable[str], *, workspace: WorkspaceLike = None, name: str = "default",
-               arch: str = "e2gan", size: int = 128, ngf: int | None = None, pairs: int = 200,
+               arch: str = "e2gan", size: int = 128, ngf: int | None = None, film: bool = False, pairs: int = 200,
                restart: bool = False, seed: int = 0, log: Log = _quiet, progress: bool = True,
                **settings: Any) -> Path:
     """Train a base GAN on many concepts at once (``auto:K`` or names; each sample carries its own
@@ -100,7 +109,9 @@ def train_base(concepts: str | Iterable[str], *, workspace: WorkspaceLike = None
         raise FactoryError(f"--size {size} is not a multiple of 16 (the generator's stride)")
     check_known(TrainSettings, settings, "train_base")
     ensure_pairs(ws, names, pairs, size, seed, log)
-    spec = {"arch": arch, "image_size": size, **({"ngf": ngf} if ngf else {})}
+    if film and arch != "e2gan":
+        raise FactoryError("--film conditions the e2gan generator; pix2pix has no text input")
+    spec = {"arch": arch, "image_size": size, **({"ngf": ngf} if ngf else {}), **({"film": True} if film else {})}
     s = TrainSettings(generator=spec, disc_nf=64 if arch == "pix2pix" else 32, seed=seed, **settings)
     out = ws.base(name)
     if restart:
@@ -145,12 +156,49 @@ def generate_adapter(text: str, out_dir: str | os.PathLike, *, workspace: Worksp
     return gen.sample_to_folder(text, out_dir, steps=steps, seed=seed)
 
 
+#: what a per-concept LoRA can start from besides zero-init: the weight generator or one of its baselines
+INITS = ("weightgen", "mean", "ridge", "retrieval")
+
+
+def initial_adapter(kind: str, text: str, out_dir: str | os.PathLike, *, workspace: WorkspaceLike = None,
+                    name: str | None = None, base: str | os.PathLike | None = None, seed: int = 0) -> Path:
+    """A starting LoRA for ``text`` as a peft adapter folder: ``weightgen`` (sampled by the weight generator)
+    or a baseline over its training adapters (``mean``, ``ridge`` from the text embedding, ``retrieval`` of
+    the nearest training text). ``init.json`` in the folder says which and from what."""
+    import time
+
+    from factory.core.atomic import atomic_write_json
+    from factory.pipeline.assets import find_weightgen, resolve_base, same_base
+    from weight_generator.baselines import baseline_vector, save_vector_adapter
+    from weight_generator.dataset import WeightDataset
+
+    if kind not in INITS:
+        raise FactoryError(f"unknown init '{kind}': expected one of {', '.join(INITS)}")
+    ws = workspace_of(workspace)
+    started = time.perf_counter()
+    if kind == "weightgen":
+        out = generate_adapter(text, out_dir, workspace=ws, name=name, base=base, seed=seed)
+        info: dict = {}
+    else:
+        folder = find_weightgen(ws, name)
+        dataset = WeightDataset.load(folder)
+        if base is not None and not same_base(dataset.base, resolve_base(ws, base)):
+            raise FactoryError(f"{folder}: its training adapters were fine-tuned on base '{dataset.base}', "
+                               f"not {resolve_base(ws, base)}")
+        vector, info = baseline_vector(kind, text, dataset, cache_dir=ws.text_cache)
+        out = save_vector_adapter(vector, dataset, out_dir)
+        info["weightgen"] = str(folder)
+    atomic_write_json(out / "init.json", {"init": kind, "instruction": text, "seed": seed,
+                                          "seconds": round(time.perf_counter() - started, 3), **info})
+    return out
+
+
 def finetune(concept: str, *, workspace: WorkspaceLike = None, base: str | os.PathLike | None = "default",
              options: Any = None, out_dir: str | os.PathLike | None = None, restart: bool = False,
              synth_pairs: int = 200, quiet: bool = False, log: Log = print, **option_values: Any) -> dict[str, Any]:
-    """Fine-tune ``concept`` on the frozen base with a peft LoRA (``init``: base, scratch, weightgen or an
-    adapter folder); returns its metrics. ``option_values`` are ``FinetuneOptions`` fields (layers, rank,
-    steps, seconds, ...). Pairs are synthesized first when the concept has none."""
+    """Fine-tune ``concept`` on the frozen base with a peft LoRA (``init``: base, scratch, weightgen, mean, ridge,
+    retrieval or an adapter folder); returns its metrics. ``option_values`` are ``FinetuneOptions`` fields
+    (layers, rank, steps, seconds, ...). Pairs are synthesized first when the concept has none."""
     from factory.lora.finetune import default_out_dir
     from factory.lora.finetune import finetune as run_finetune
     from factory.lora.options import FinetuneOptions
@@ -162,15 +210,15 @@ def finetune(concept: str, *, workspace: WorkspaceLike = None, base: str | os.Pa
     loaded = load_base(base, ws).require_e2gan()
     ensure_pairs(ws, [name], synth_pairs, loaded.image_size, opts.seed, log)
     out = Path(out_dir) if out_dir is not None else None
-    if opts.init == "weightgen":
+    if opts.init in INITS:
         from factory.data.dataset import concept_instruction
 
         init_dir = (out or default_out_dir(ws, name, opts)) / "init"
         try:
-            generate_adapter(concept_instruction(ws.data(name)), init_dir, workspace=ws, base=loaded.folder,
-                             seed=opts.seed)
+            initial_adapter(opts.init, concept_instruction(ws.data(name)), init_dir, workspace=ws,
+                            base=loaded.folder, seed=opts.seed)
         except FactoryError as exc:
-            raise FactoryError(f"--init weightgen: {exc}") from None
+            raise FactoryError(f"--init {opts.init}: {exc}") from None
         opts = replace(opts, init=str(init_dir))
     return run_finetune(ws, name, loaded, opts, out_dir=out, restart=restart, quiet=quiet, log=log)
 
@@ -276,6 +324,25 @@ def collect_weights(*, workspace: WorkspaceLike = None, name: str = "default", c
 
     ws = workspace_of(workspace)
     ds = collect_workspace(ws, list(concepts) or None, list(exclude))
+    ds.save(ws.weightgen(name))
+    return ds
+
+
+def family_weights(n: int, *, workspace: WorkspaceLike = None, base: str | os.PathLike | None = "default",
+                   name: str = "family", layers: str = "down1,up2,head", rank: int = 4, lora_bias: bool = True,
+                   steps: int = 300, per_concept: int = 4, lr: float = 3e-3, chunk: int = 32, pairs: int = 64,
+                   seed: int = 0, log: Log = _quiet):
+    """A weight dataset of ``n`` concept-family adapters trained in batches over one frozen lora_A on the
+    frozen base (``factory.pipeline.weight_dataset``), saved to ``<workspace>/weightgen/<name>/``; resumable."""
+    from factory.lora.adapters import LoraLayout
+    from factory.lora.batched import AdapterTraining
+    from factory.pipeline.weight_dataset import family_weight_dataset
+
+    ws = workspace_of(workspace)
+    loaded = load_base(base, ws).require_e2gan()
+    layout = LoraLayout([g.strip() for g in layers.split(",") if g.strip()], ranks=rank, bias=lora_bias)
+    settings = AdapterTraining(steps=steps, per_concept=per_concept, lr=lr, seed=seed)
+    ds = family_weight_dataset(ws, loaded, n, layout, settings, pairs=pairs, seed=seed, chunk=chunk, log=log)
     ds.save(ws.weightgen(name))
     return ds
 
