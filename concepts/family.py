@@ -23,7 +23,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from concepts.cards import ConceptCard
 from factory.core.errors import FactoryError
+from factory.core.workspace import Workspace
 from factory.teachers.recipes import validate_recipe
 
 # level words: 1 = a little, 2 = plain, 3 = strongly. A parsed chunk's level is 1 when it holds a word of
@@ -589,3 +591,21 @@ def parse_instruction(text: str) -> Parsed:
     if len(structure) > 1:
         return Parsed(None, f"{' and '.join(structure)} both redraw the image; the family combines at most one")
     return Parsed(_canonical(list(found.values())))
+
+
+# -- cards in a workspace ------------------------------------------------------------------------------
+def family_cards(workspace: Workspace, n: int, seed: int = 0, region: str = "train") -> list[ConceptCard]:
+    """``sample_concepts(n, seed, region)`` as cards in ``<workspace>/concepts/`` (written once, then read
+    back), so every command (``synth``, ``base train``, ``run``) finds them by name."""
+    import yaml
+
+    from concepts.cards import load_card
+    from factory.core.atomic import atomic_write_text
+
+    cards = []
+    for concept in sample_concepts(n, seed, region):
+        path = workspace.concepts / f"{concept.name}.yaml"
+        if not path.is_file():
+            atomic_write_text(path, yaml.safe_dump(concept.card_data(), sort_keys=False))
+        cards.append(load_card(path))
+    return cards

@@ -77,3 +77,63 @@ def test_a_saved_adapter_is_the_batched_one_in_peft(ws: Workspace, tmp_path: Pat
     a_keys = [key for key in a0 if "lora_A" in key]
     assert a_keys and all(torch.equal(a0[key], a1[key]) for key in a_keys)  # one shared, frozen A
     assert any(not torch.equal(a0[key], a1[key]) for key in a0 if "lora_B" in key)
+
+
+def test_a_family_weight_dataset_shares_one_frozen_a_and_resumes(tmp_path: Path) -> None:
+    from base_gan.models import BaseGAN, save_model
+    from factory.pipeline.weight_dataset import family_weight_dataset
+    from weight_generator.tokenize import WeightTokenizer
+
+    ws = Workspace(tmp_path / "ws")
+    save_model(base_model(), ws.base("tiny"))
+    base = BaseGAN.load(ws.base("tiny"))
+    layout = LoraLayout(["down1", "head"], ranks=2, bias=True)
+    settings = AdapterTraining(steps=3, per_concept=2, lr=1e-2)
+    logs: list[str] = []
+    ds = family_weight_dataset(ws, base, 4, layout, settings, pairs=8, chunk=3, log=logs.append)
+    assert len(ds) == 4 and all(c.startswith("fam-") for c in ds.concepts)
+    assert len(set(ds.instructions)) == 4 and sum("adapters:" in m for m in logs) == 2  # chunks of 3 and 1
+    tok = WeightTokenizer.fit(ds.weights, ds.layout, ds.adapter_config, block_size=32)
+    a_values = sum(n for k, n in zip(ds.layout.keys, ds.layout.numels) if "lora_A" in k)
+    assert a_values > 0 and tok.n_free == ds.layout.numel - a_values  # one frozen A: not generated
+    assert not torch.equal(ds.weights[0], ds.weights[1])
+    saved = {c: ws.lora(c).joinpath("adapter_model.safetensors").stat().st_mtime_ns for c in ds.concepts}
+    again = family_weight_dataset(ws, base, 4, layout, settings, pairs=8, chunk=3, log=logs.append)
+    assert again.concepts == ds.concepts and torch.equal(again.weights, ds.weights)
+    assert saved == {c: ws.lora(c).joinpath("adapter_model.safetensors").stat().st_mtime_ns for c in ds.concepts}
+
+    from conftest import run_factory  # the command: same concepts (seed 0), nothing trained again, dataset saved
+
+    r = run_factory(ws.root, "weightgen", "family", "4", "--base", "tiny", "--layers", "down1,head", "--rank", "2",
+                    "--steps", "3", "--per-concept", "2", "--lr", "1e-2", "--chunk", "3", "--pairs", "8")
+    assert "weightgen family: 4 adapters" in r.stdout and "adapters:" not in r.stdout
+    assert saved == {c: ws.lora(c).joinpath("adapter_model.safetensors").stat().st_mtime_ns for c in ds.concepts}
+    assert (ws.weightgen("family") / "dataset.safetensors").is_file()
+    bad = run_factory(ws.root, "weightgen", "family", "1", check=False)
+    assert bad.returncode == 2 and "1 is not in the range x>=2" in bad.stderr
+
+
+def test_the_hypernetwork_learns_text_to_adapter_through_the_frozen_base(ws: Workspace, tmp_path: Path) -> None:
+    from weight_generator.hypernet import HypernetTraining, TextToLora, hypernet_adapter, train_hypernet
+
+    dirs = [ws.data(c) for c in ("sepia", "negative", "film-noir")]
+    settings = HypernetTraining(steps=150, concepts_per_step=3, per_concept=2, lr=3e-3, hidden=32)
+    net, history = train_hypernet(base_model(), LAYOUT, dirs, settings, ws.text_cache)
+    first, last = history[:5], history[-5:]
+    assert sum(h["l1"] for h in last) < 0.8 * sum(h["l1"] for h in first)  # loss falls
+    net.save_pretrained(tmp_path / "hnet")
+    net = TextToLora.from_pretrained(tmp_path / "hnet")
+    data = PairedDataset(dirs, split="test")
+    tokens, mask = TextEncoder.from_name("minilm", ws.text_cache).tokens(data.instructions)
+    errors = {}
+    for k in range(len(dirs)):  # each text's adapter, loaded in plain peft, on each concept's test pairs
+        folder = hypernet_adapter(net, base_model(), LAYOUT, data.instructions[k], tmp_path / f"a{k}", ws.text_cache)
+        peft = load_adapter(base_model(), folder).eval()
+        for j in range(len(dirs)):
+            items = [data[i] for i in data.members(j)]
+            x, y = torch.stack([i["source"] for i in items]), torch.stack([i["target"] for i in items])
+            ids = torch.full((len(x),), j)
+            with torch.no_grad():
+                errors[k, j] = float((peft(x, tokens[ids], mask[ids]) - y).abs().mean())
+    for j in range(len(dirs)):  # it follows the text: a concept's own text gives the adapter nearest its edit
+        assert errors[j, j] == min(errors[k, j] for k in range(len(dirs))), errors

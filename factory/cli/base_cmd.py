@@ -32,7 +32,8 @@ def info_cmd(size: int, ngf: int | None, arch: str, text_len: int) -> None:
 
 @base_group.command("train")
 @click.option("--concepts", "spec", required=True,
-              help="Comma-separated concept names, or auto:K for K representative classic concepts (k-means).")
+              help="Comma-separated concept names, auto:K for K representative classic concepts (k-means), "
+                   "or family:N for N concepts sampled from the concept family (cards written to the workspace).")
 @click.option("--name", default="default", show_default=True, help="Saved as <workspace>/base/<name>/.")
 @click.option("--arch", type=click.Choice(ARCHS), default="e2gan", show_default=True,
               help="e2gan: the text-conditioned base; pix2pix: the ResNet-9 baseline on one concept.")
@@ -62,11 +63,16 @@ def info_cmd(size: int, ngf: int | None, arch: str, text_len: int) -> None:
     show_default=True,
     help="Pairs to synthesize for a concept that has none yet.",
 )
+@click.option("--text-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Share of samples trained to leave the photo unchanged under an empty or unrelated text, so an "
+                   "unknown text gives (near) the identity.")
+@click.option("--film", is_flag=True, help="Also condition every stage on the pooled text (FiLM, zero-init).")
 @click.option("--checkpoint-every", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--restart", is_flag=True, help="Discard existing checkpoints instead of resuming from them.")
 @click.pass_obj
 def train_cmd(
-    session: Session, spec: str, name: str, arch: str, size: int, ngf: int | None, pairs: int, restart: bool, **settings
+    session: Session, spec: str, name: str, arch: str, size: int, ngf: int | None, pairs: int, restart: bool,
+    film: bool, **settings
 ) -> None:
     """Train a base GAN on many concepts at once; each sample carries its own concept text.
 
@@ -85,6 +91,7 @@ def train_cmd(
         arch=arch,
         size=size,
         ngf=ngf,
+        film=film,
         pairs=pairs,
         restart=restart,
         seed=session.seed,
@@ -92,8 +99,9 @@ def train_cmd(
         **settings,
     )
     done = read_training(out)
+    shown = ", ".join(done["concepts"][:6]) + (", ..." if len(done["concepts"]) > 6 else "")
     click.echo(
-        f"base train: {arch} on {len(done['concepts'])} concept(s) ({', '.join(done['concepts'])}), step "
+        f"base train: {arch} on {len(done['concepts'])} concept(s) ({shown}), step "
         f"{done['steps_done']}, {time.perf_counter() - started:.0f} s this run -> {out}"
     )
 

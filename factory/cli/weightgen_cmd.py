@@ -1,4 +1,4 @@
-"""``factory weightgen collect|train|sample``: the weight generator (a concept's LoRA from its text)."""
+"""``factory weightgen collect|family|train|sample``: the weight generator (a concept's LoRA from its text)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ def weightgen_group() -> None:
 
     \b
     collect  gather (instruction, adapter) pairs from <workspace>/loras/ into a weight dataset
+    family   train N concept-family adapters in batches (one frozen lora_A) into a weight dataset
     train    train the denoiser on it (DDPM), with checkpoints and --resume
     sample   write the adapter generated for a text as a peft adapter folder
     """
@@ -34,6 +35,32 @@ def collect_cmd(session: Session, name: str, spec: str | None, exclude: str | No
     ds = collect_weights(workspace=session.workspace, name=name, concepts=_names(spec), exclude=_names(exclude))
     click.echo(f"weightgen collect: {len(ds)} adapters ({', '.join(ds.concepts)}), {ds.layout.numel} values each, "
                f"{len(ds.layout.keys)} tensors -> {session.workspace.weightgen(name)}")
+
+
+@weightgen_group.command("family")
+@click.argument("n", type=click.IntRange(2))
+@click.option("--name", default="family", show_default=True, help="Written to <workspace>/weightgen/<name>/.")
+@click.option("--base", default="default", show_default=True, help="The frozen base the adapters are trained on.")
+@click.option("--layers", default="down1,up2,head", show_default=True, help="Adapted layer groups.")
+@click.option("--rank", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--lora-bias/--no-lora-bias", default=True, show_default=True)
+@click.option("--steps", type=click.IntRange(1), default=300, show_default=True, help="Training steps per adapter.")
+@click.option("--per-concept", type=click.IntRange(1), default=4, show_default=True, help="Pairs per concept per step.")
+@click.option("--lr", type=float, default=3e-3, show_default=True)
+@click.option("--chunk", type=click.IntRange(1), default=32, show_default=True, help="Concepts trained in one batch.")
+@click.option("--pairs", type=click.IntRange(4), default=64, show_default=True, help="Teacher pairs per concept.")
+@click.pass_obj
+def family_cmd(session: Session, n: int, **options) -> None:
+    """Train N concept-family adapters (one shared frozen lora_A, trained in batches) into a weight dataset.
+
+    Samples N concepts of the concept family's training region, writes their cards and pairs to the
+    workspace, trains each adapter on the frozen base and collects them; a rerun continues.
+    """
+    from factory.pipeline.steps import family_weights
+
+    ds = family_weights(n, workspace=session.workspace, seed=session.seed, log=click.echo, **options)
+    click.echo(f"weightgen family: {len(ds)} adapters, {ds.layout.numel} values each -> "
+               f"{session.workspace.weightgen(options['name'])}")
 
 
 @weightgen_group.command("train")

@@ -118,14 +118,21 @@ class BatchedAdapters(nn.Module):
         """(out, rank) of each adapted layer's B."""
         return {n: tuple(layer.b.shape[1:]) for n, layer in self.layers.items()}
 
-    @torch.no_grad()
     def save(self, k: int, folder: Path) -> Path:
         """Adapter ``k`` as a peft adapter folder (the shared A, its B and bias): plain peft loads it."""
+        return self.save_weights({name: (layer.b[k], None if layer.b_bias is None else layer.b_bias[k])
+                                  for name, layer in self.layers.items()}, folder)
+
+    @torch.no_grad()
+    def save_weights(self, weights: dict[str, tuple[torch.Tensor, torch.Tensor | None]], folder: Path) -> Path:
+        """One adapter given as tensors (``weights[name]`` = (B [out, r], bias [out] or None)) as a peft
+        adapter folder over the shared A."""
         for name, layer in self.layers.items():
+            b, bias = weights[name]
             lora_b = self.peft.get_submodule(f"base_model.model.{name}").lora_B["default"]
-            lora_b.weight.copy_(layer.b[k].reshape(lora_b.weight.shape))
+            lora_b.weight.copy_(b.reshape(lora_b.weight.shape))
             if layer.b_bias is not None:
-                lora_b.bias.copy_(layer.b_bias[k])
+                lora_b.bias.copy_(bias)
         return save_adapter(self.peft, folder)
 
 
@@ -183,7 +190,8 @@ def train_adapters(base_model: nn.Module, layout: LoraLayout, data_dirs: Sequenc
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        history.append({"step": step + 1, "loss": float(loss), "l1": per.detach().numpy().astype(np.float64).tolist()})
+        l1 = per.detach().numpy().astype(np.float64).tolist()
+        history.append({"step": step + 1, "loss": float(loss.detach()), "l1": l1})
         if progress:
             progress(step + 1, float(per.mean()))
     return model, history
