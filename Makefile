@@ -29,7 +29,7 @@ $(TEST_STAMP): $(STAMP)
 test: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=15
 
 DEMO_CONCEPT ?= autumn
 DEMO_SECONDS ?= 120
