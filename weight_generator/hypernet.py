@@ -105,7 +105,7 @@ def train_hypernet(base_model: nn.Module, layout: LoraLayout, data_dirs: Sequenc
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        history.append({"step": step + 1, "l1": float(loss)})
+        history.append({"step": step + 1, "l1": float(loss.detach())})
         if progress:
             progress(step + 1, float(loss))
     return net.eval(), history
