@@ -409,6 +409,7 @@ def summarize(r: dict) -> dict:
 def markdown(r: dict) -> str:
     q, s, split = r["quick"], r["summary"], r["split"]
     times = [r["equal_at"]] if r["equal_at"] == r["budget"] else [r["equal_at"], r["budget"]]
+    costs = ", ".join(f"{k} {v:.2f} s" for k, v in sorted(r["costs_example"].items()))  # as the JSON file keeps it
     budgets = " and ".join(f"{t:g} s" for t in times)
     L = [
         f"# editfactory benchmarks{' (QUICK smoke run: budgets too small to mean anything)' if q else ''}",
@@ -471,7 +472,7 @@ def markdown(r: dict) -> str:
         "## 3. Time to quality",
         "",
         "Time = the first evaluation at or above the target, plus every cost charged to the arm "
-        f"(per concept: {', '.join(f'{k} {v:.2f} s' for k, v in r['costs_example'].items())}). Speed-up = the "
+        f"(per concept: {costs}). Speed-up = the "
         "reference's own time to the target / the arm's (same cadence, same costs rule), per seed. Target *scratch "
         f"plateau - {TARGET_BELOW_PLATEAU_DB} dB*: our architecture trained from scratch to its plateau; target "
         "*pix2pix plateau*: pix2pix ResNet-9's plateau quality. A target below the unchanged photo is not used.",
