@@ -40,6 +40,7 @@ def one_run(seed: int, workspace: Path) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
     ev = json.loads((workspace / "runs" / CONCEPT / "eval.json").read_text())
+    ev.pop("grid", None)  # image paths in a temporary workspace: not results
     state = json.loads((workspace / "runs" / CONCEPT / "state.json").read_text())
     return {"seed": seed, "wall_seconds": round(wall, 1), "finetune": state["stages"]["finetune"]["info"],
             "stage_seconds": {k: v["seconds"] for k, v in state["stages"].items()}, "eval": ev}
