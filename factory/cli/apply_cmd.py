@@ -16,34 +16,45 @@ from factory.pipeline.session import Session
               help="Output folder (or an output file when the input is one image or video).")
 @click.option("--batch", type=click.IntRange(1), default=4, show_default=True,
               help="Images, frames or tiles per onnxruntime call.")
+@click.option("--path", "path", type=click.Choice(["auto", "guided", "tiled"]), default="auto", show_default=True,
+              help="How photos larger than the editor's size are edited. auto: what the editor's card.json chose "
+                   "at export (full_size: guided when it measured within 0.5 dB of tiled), tiled for a .onnx file "
+                   "without a card; --size or --tile alone override it. guided: the editor at a low resolution "
+                   "(--size, default the card's low_side or 512) and its colour edit applied to the full-size "
+                   "photo: fast, for colour edits. tiled: native resolution in overlapping tiles (--tile): any "
+                   "edit.")
 @click.option("--size", type=click.IntRange(16),
-              help="Edit at this longer side (a multiple of 16) and resize back; default: native resolution.")
-@click.option("--tile", type=click.IntRange(16), default=1024, show_default=True,
-              help="At native resolution, larger images are edited in overlapping tiles of this side.")
+              help="Edit at this longer side (a multiple of 16) and resize back (a preview); with --path guided, "
+                   "the editor's resolution before guided upsampling.")
+@click.option("--tile", type=click.IntRange(16),
+              help="Tile side for native-resolution editing (a multiple of 16); default: the card's, else 512.")
 @click.option("--precision", type=click.Choice(["fp32", "int8", "fp16"]), default="fp32", show_default=True,
               help="Which model of an editor folder to run.")
 @click.option("--threads", type=click.IntRange(1), help="onnxruntime threads (default: all cores).")
 @click.pass_obj
-def apply(session: Session, editor: str, inputs: tuple[str, ...], out: Path, batch: int, size: int | None,
-          tile: int, precision: str, threads: int | None) -> None:
+def apply(session: Session, editor: str, inputs: tuple[str, ...], out: Path, batch: int, path: str,
+          size: int | None, tile: int | None, precision: str, threads: int | None) -> None:
     """Edit images, folders (recursive) and videos with EDITOR (an editor folder, a .onnx/.ort file,
     or a concept name exported to <workspace>/editors/).
 
     Outputs keep each input's name, format and size (videos: frame count, fps and frame size; no
     audio), under OUT/<input folder name>/... for folders. Unreadable files are skipped and listed.
+    Photos larger than the editor's size are edited at full size the way --path says.
     """
     from tqdm import tqdm
 
     from factory.runtime.apply import apply_files
     from factory.runtime.editor import Editor, locate_editor
+    from factory.runtime.fullsize import describe
 
     model = Editor(locate_editor(editor, session.workspace.root, precision), threads)
+    how = describe(model.full_size, path, size, tile)  # a bad combination fails here, before any work
     with tqdm(unit="img", desc=f"apply {model.describe()}", leave=False) as bar:
         def show(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
-        r = apply_files(model, inputs, out, size=size, batch=batch, tile=tile, progress=show)
+        r = apply_files(model, inputs, out, size=size, batch=batch, tile=tile, path=path, progress=show)
     if r.skipped:
         click.echo(f"skipped {len(r.skipped)} input(s):", err=True)
         for path, reason in r.skipped:
@@ -51,7 +62,7 @@ def apply(session: Session, editor: str, inputs: tuple[str, ...], out: Path, bat
     done = r.images + r.frames
     rate = f", {1000 * r.seconds / done:.1f} ms per image/frame" if done else ""
     click.echo(f"apply {model.describe()}: {r.images} image(s), {r.videos} video(s) ({r.frames} frames) in "
-               f"{r.seconds:.1f} s{rate}; {len(r.skipped)} skipped -> {out}")
+               f"{r.seconds:.1f} s{rate}; {len(r.skipped)} skipped; large images {how} -> {out}")
 
 
 def register(cli: click.Group) -> None:

@@ -63,6 +63,7 @@ def decode_image(data: bytes | np.ndarray, name: str = "") -> np.ndarray:
         bgr = bgra[..., :3] * alpha + (1.0 - alpha)
         img = np.round(bgr * 255.0).astype(np.uint8)
     else:
+        del raw  # freed before decoding again (a 9000x9000 photo is 243 MB per copy)
         # IMREAD_COLOR applies EXIF orientation and expands grayscale; ANYDEPTH keeps 16-bit for scaling
         img = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
         if img is None:

@@ -2,7 +2,8 @@
 
 ``export_editor(ExportRequest(...))`` merges the LoRA, bakes the text in, writes editor.onnx (and
 int8, fp16, .ort), runs the checks (torch/onnxruntime parity, int8 PSNR vs fp32 on held-out images,
-the mobile delegates), measures latency, and writes card.json. A failed check raises a one-line
+the mobile delegates), measures latency, chooses how full-size photos are edited (guided or tiled,
+measured on held-out photos: ``factory.export.fullsize``), and writes card.json. A failed check raises a one-line
 FactoryError and installs nothing (the candidate card is kept beside the editor folder).
 ``pix2pix_reference`` exports pix2pix ResNet-9 the same way for latency comparisons.
 """
@@ -137,6 +138,7 @@ class ExportRequest:
     allow_cpu_fallback: bool = False
     min_int8_psnr: float = INT8_MIN_PSNR_DB
     text_cache: Path | None = None
+    full_size: bool = True  # measure guided vs tiled on held-out photos at full size (factory.export.fullsize)
 
 
 def _metadata(
@@ -362,6 +364,14 @@ def _build(
         checks["ort"] = {"input_shape": shape, "optimization_style": "Runtime", "max_abs_vs_onnx": ort_parity}
         log(f".ort: {', '.join(p.name for p in ort_files)} + {config.name}")
 
+    from factory.export.fullsize import measure_full_size, skipped_section
+
+    if req.full_size and not failures:
+        full_size = measure_full_size(fp32_editor, req.data_dir, req.size,
+                                      quality.get("fp32_vs_teacher", {}).get("mean_db"), log=log)
+    else:  # skipped, or the export fails anyway
+        full_size = skipped_section(req.size, stride, "a check failed" if failures else "skipped at export")
+
     latency = {
         "threads": req.threads or os.cpu_count(),
         "size": req.size,
@@ -385,6 +395,7 @@ def _build(
         "images": images.origin,
         "checks": checks,
         "latency_ms": latency,
+        "full_size": full_size,
         "use": {
             "android": "editor.onnx / editor.ort with the NNAPI EP (whole graph); editor.int8 on the CPU EP",
             "ios": "editor.onnx / editor.fp16.onnx (or .ort) with the CoreML EP in MLProgram format",

@@ -9,13 +9,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from factory.core.atomic import atomic_write_bytes
 from factory.core.errors import FactoryError
 from factory.core.images import IMAGE_EXTENSIONS, UnreadableImage, find_images, read_image
-from factory.runtime.editor import DEFAULT_TILE, Editor
+from factory.runtime.editor import Editor
+from factory.runtime.fullsize import resolve
 from factory.runtime.video import VIDEO_EXTENSIONS, AtomicVideoWriter, encode_image, open_video, video_frames
 
 MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+#: images edited in one call hold at most this many pixels together (a full-size photo goes alone)
+CHUNK_PIXELS = 4_000_000
 
 
 @dataclass
@@ -75,16 +80,18 @@ def collect(inputs: Sequence[str | os.PathLike], out: Path) -> tuple[list[Item],
 
 
 def apply_files(editor: Editor, inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
-                size: int | None = None, batch: int = 4, tile: int = DEFAULT_TILE,
+                size: int | None = None, batch: int = 4, tile: int | None = None, path: str = "auto",
                 progress: Callable[[int, int], None] | None = None) -> ApplyResult:
     """Edit every image and video of ``inputs`` into ``out`` (each output written atomically); unreadable
-    inputs are skipped and listed. ``progress(done, total)`` counts images and frames."""
+    inputs are skipped and listed. ``size``, ``tile`` and ``path`` as ``Editor.edit`` (path auto: the
+    editor card's choice). ``progress(done, total)`` counts images and frames."""
     started = time.perf_counter()
     if size is not None and size % editor.stride:
         raise FactoryError(f"--size {size} is not a multiple of the editor's stride {editor.stride} "
                            f"(try {size // editor.stride * editor.stride or editor.stride})")
-    if tile % editor.stride:
+    if tile is not None and tile % editor.stride:
         raise FactoryError(f"--tile {tile} is not a multiple of the editor's stride {editor.stride}")
+    resolve(editor.full_size, path, size, tile)  # a bad combination fails before any file is read
     items, skipped = collect(inputs, Path(out))
     if not items:
         raise FactoryError(f"no images or videos to edit ({'; '.join(f'{p}: {r}' for p, r in skipped)})")
@@ -105,21 +112,32 @@ def apply_files(editor: Editor, inputs: Sequence[str | os.PathLike], out: str | 
         if progress:
             progress(done, total)
 
-    for start in range(0, len(images), batch):
-        chunk, pixels = [], []
-        for item in images[start:start + batch]:
-            try:
-                pixels.append(read_image(item.path))
-                chunk.append(item)
-            except UnreadableImage as exc:
-                skipped.append((str(item.path), str(exc)))
-                tick(1)
-        for item, edited in zip(chunk, editor.edit(pixels, size=size, batch=batch, tile=tile)):
-            atomic_write_bytes(item.out, encode_image(edited, item.out.suffix or ".png"))
+    chunk: list[tuple[Item, np.ndarray]] = []
+
+    def flush() -> None:
+        items = [item for item, _ in chunk]
+        edited = editor.edit([rgb for _, rgb in chunk], size=size, batch=batch, tile=tile, path=path)
+        chunk.clear()  # the inputs are not needed while the outputs are written
+        for item, rgb in zip(items, edited):
+            atomic_write_bytes(item.out, encode_image(rgb, item.out.suffix or ".png"))
             result.images += 1
             tick(1)
+
+    for item in images:  # read one by one: a chunk is at most `batch` images and CHUNK_PIXELS pixels
+        try:
+            rgb = read_image(item.path)
+        except UnreadableImage as exc:
+            skipped.append((str(item.path), str(exc)))
+            tick(1)
+            continue
+        if chunk and (len(chunk) >= batch or sum(a.shape[0] * a.shape[1] for _, a in chunk)
+                      + rgb.shape[0] * rgb.shape[1] > CHUNK_PIXELS):
+            flush()
+        chunk.append((item, rgb))
+    if chunk:
+        flush()
     for item in (i for i in items if i.kind == "video" and i.path in videos):
-        frames = _apply_video(editor, item, videos[item.path], size, batch, tile, tick, skipped)
+        frames = _apply_video(editor, item, videos[item.path], size, batch, tile, path, tick, skipped)
         if frames:
             result.videos += 1
             result.frames += frames
@@ -127,14 +145,14 @@ def apply_files(editor: Editor, inputs: Sequence[str | os.PathLike], out: str | 
     return result
 
 
-def _apply_video(editor: Editor, item: Item, opened, size: int | None, batch: int, tile: int,
+def _apply_video(editor: Editor, item: Item, opened, size: int | None, batch: int, tile: int | None, path: str,
                  tick: Callable[[int], None], skipped: list[tuple[str, str]]) -> int:
     """Edit one video frame by frame into ``item.out``; the number of frames written (0 when skipped)."""
     cap, info = opened
     try:
         with AtomicVideoWriter(item.out, info) as writer:
             for frames in video_frames(cap, batch):
-                for edited in editor.edit(frames, size=size, batch=batch, tile=tile):
+                for edited in editor.edit(frames, size=size, batch=batch, tile=tile, path=path):
                     writer.write(edited)
                 tick(len(frames))
             if writer.frames == 0:

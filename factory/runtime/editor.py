@@ -4,19 +4,24 @@ An exported editor (``factory export``) maps float32 NCHW RGB in [-1, 1] to the 
 and width must be multiples of its stride (16, read from the model's metadata). ``Editor.edit``
 takes HxWx3 uint8 RGB images of any size and returns edited images of the same size:
 
-* ``size=None`` (default): native resolution; the image is reflect-padded up to a multiple of the
-  stride and the output cropped back. Images larger than ``tile`` on a side are cut into
-  overlapping ``tile`` x ``tile`` tiles blended with linear ramps over the overlap (attention
-  memory grows with the square of the pixel count, so a 12 MP photo is never run in one piece).
-* ``size=S``: the image is resized so its longer side is S (both sides rounded to multiples of the
-  stride), edited, and the output resized back to the input's size: fast previews and video.
+* ``path="tiled"``: native resolution; the image is reflect-padded up to a multiple of the stride and
+  the output cropped back. Images larger than ``tile`` on a side are edited in overlapping tiles
+  blended with linear ramps, streamed band by band (``factory.runtime.tiles``: attention memory
+  grows with the square of the pixel count, so a 12 MP photo is never run in one piece).
+* ``path="guided"``: the editor runs at longer side ``size`` (default 512) and its edit is applied at
+  full resolution by a local affine colour model (``factory.runtime.guided``): for colour edits.
+* ``size=S`` (with the default ``path="auto"``): the image is resized so its longer side is S (both
+  sides rounded to multiples of the stride), edited, and the output resized back: previews, video.
+* ``path="auto"`` (default): what the editor's card.json chose at export (``full_size``), else tiled
+  (``factory.runtime.fullsize``).
 
-Work items of the same shape (equal-size images, video frames, tiles) run as one batch of up to
-``batch`` inputs.
+Work items of the same shape (equal-size images, video frames) run as one batch of up to ``batch``
+inputs; tiles run in batches of at most ``batch`` and ``tiles.TILE_BATCH_PIXELS`` pixels.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Sequence
@@ -28,20 +33,28 @@ import numpy as np
 import onnxruntime as ort
 
 from factory.core.errors import FactoryError
+from factory.runtime.fullsize import FullSize, card_full_size, resolve
+from factory.runtime.guided import guided_edit
+from factory.runtime.tiles import DEFAULT_TILE as DEFAULT_TILE  # re-exported
+from factory.runtime.tiles import edit_tiled
 
 DEFAULT_STRIDE = 16
-DEFAULT_TILE = 1024
 EDITOR_FILES = {"fp32": "editor.onnx", "int8": "editor.int8.onnx", "fp16": "editor.fp16.onnx"}
 
 
-def make_session(path: str | os.PathLike, threads: int | None = None) -> ort.InferenceSession:
-    """A CPU inference session; ``threads`` sets the intra-op thread count (None: onnxruntime's default)."""
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    """CPU session options; ``threads`` sets the intra-op thread count (None: onnxruntime's default)."""
     so = ort.SessionOptions()
     so.log_severity_level = 3
     if threads:
         so.intra_op_num_threads = int(threads)
         so.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+    return so
+
+
+def make_session(path: str | os.PathLike, threads: int | None = None) -> ort.InferenceSession:
+    """A CPU inference session of the model file ``path``."""
+    return ort.InferenceSession(str(path), sess_options=session_options(threads), providers=["CPUExecutionProvider"])
 
 
 def to_input(images: Sequence[np.ndarray]) -> np.ndarray:
@@ -101,7 +114,6 @@ def locate_editor(spec: str | os.PathLike, workspace_root: str | os.PathLike | N
 class _Job:
     image: int  # index of the image in the call
     array: np.ndarray  # HxWx3 uint8 (already padded/resized to multiples of the stride)
-    box: tuple[int, int] | None = None  # tile origin (y, x) in the padded image, None for whole images
 
 
 class Editor:
@@ -113,9 +125,24 @@ class Editor:
         if not self.path.is_file():
             raise FactoryError(f"{self.path}: editor model not found")
         try:
-            self.session = make_session(self.path, threads)
+            session = make_session(self.path, threads)
         except Exception as exc:  # onnxruntime raises its own exception types for corrupt models
             raise FactoryError(f"{self.path}: not a loadable ONNX model ({str(exc).strip().splitlines()[0]})") from None
+        self._use(session)
+
+    @classmethod
+    def from_pack(cls, folder: str | os.PathLike, concept: str, threads: int | None = None) -> Editor:
+        """``concept`` of the filter pack in ``folder`` (``factory export --pack``), merged as onnxruntime loads it."""
+        from factory.runtime.pack import pack_session
+
+        editor = cls.__new__(cls)
+        editor.path = Path(folder) / f"{concept}.pack"
+        editor._use(pack_session(folder, concept, session_options(threads)))
+        editor.metadata["concept"] = concept
+        return editor
+
+    def _use(self, session: ort.InferenceSession) -> None:
+        self.session = session
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
@@ -152,10 +179,17 @@ class Editor:
         return np.concatenate([self.run(x[i : i + batch]) for i in range(0, len(x), max(1, batch))])
 
     # -- images of any size -----------------------------------------------------------------------
+    @functools.cached_property
+    def full_size(self) -> FullSize:
+        """How images larger than a tile are edited by default: the card.json beside the model, else tiled."""
+        return card_full_size(self.path)
+
     def edit(
-        self, images: Sequence[np.ndarray], size: int | None = None, batch: int = 4, tile: int = DEFAULT_TILE
+        self, images: Sequence[np.ndarray], size: int | None = None, batch: int = 4, tile: int | None = None,
+        path: str = "auto",
     ) -> list[np.ndarray]:
         """Edit HxWx3 uint8 RGB images; each output has its input's size (see the module docstring)."""
+        mode, size, tile = resolve(self.full_size, path, size, tile)
         if size is not None and size % self.stride:
             raise FactoryError(
                 f"size {size} is not a multiple of the editor's stride {self.stride} "
@@ -163,18 +197,31 @@ class Editor:
             )
         if tile % self.stride or tile < self.stride:
             raise FactoryError(f"tile {tile} is not a multiple of the editor's stride {self.stride}")
-        plans, jobs = [], []
-        for i, image in enumerate(images):
+        arrays = []
+        for image in images:
             image = np.asarray(image)
-            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape:
                 raise FactoryError(f"expected HxWx3 uint8 RGB images, got {image.shape} {image.dtype}")
-            plan, image_jobs = self._plan(i, image, size, tile)
+            arrays.append(image)
+        if mode == "guided":
+            return [self._guided(image, size, batch, tile) for image in arrays]  # type: ignore[arg-type]
+        plans, jobs = [], []
+        for i, image in enumerate(arrays):
+            plan, image_jobs = self._plan(i, image, size if mode == "resize" else None, tile)
             plans.append(plan)
             jobs.extend(image_jobs)
         outputs = self._run_jobs(jobs, max(1, batch))
         return [
-            self._assemble(plan, [o for j, o in zip(jobs, outputs) if j.image == i]) for i, plan in enumerate(plans)
+            edit_tiled(self.run, arrays[i], tile, self.stride, batch) if plan["mode"] == "tiles"
+            else self._assemble(plan, [o for j, o in zip(jobs, outputs) if j.image == i])
+            for i, plan in enumerate(plans)
         ]
+
+    def _guided(self, image: np.ndarray, side: int, batch: int, tile: int) -> np.ndarray:
+        if max(image.shape[:2]) <= side:  # nothing to upsample
+            return self.edit([image], batch=batch, tile=max(tile, side), path="tiled")[0]
+        return guided_edit(lambda small: self.edit([small], batch=batch, tile=max(tile, side), path="tiled")[0],
+                           image, side, self.stride)[0]
 
     def _plan(self, index: int, image: np.ndarray, size: int | None, tile: int) -> tuple[dict, list[_Job]]:
         h, w = image.shape[:2]
@@ -191,17 +238,13 @@ class Editor:
             resized = cv2.resize(image, (rw, rh), interpolation=interp)
             return {"mode": "resize", "shape": (h, w)}, [_Job(index, resized)]
         ph, pw = -(-h // s) * s, -(-w // s) * s
+        if max(ph, pw) > tile:
+            return {"mode": "tiles", "shape": (h, w)}, []  # streamed by edit_tiled
         padded = image
         if (ph, pw) != (h, w):
             mode = cv2.BORDER_REFLECT_101 if min(h, w) > 1 else cv2.BORDER_REPLICATE
             padded = cv2.copyMakeBorder(image, 0, ph - h, 0, pw - w, mode)
-        if max(ph, pw) <= tile:
-            return {"mode": "pad", "shape": (h, w)}, [_Job(index, padded)]
-        th, tw = min(tile, ph), min(tile, pw)
-        overlap = max(s, (tile // 8) // s * s)
-        boxes = [(y, x) for y in _starts(ph, th, overlap) for x in _starts(pw, tw, overlap)]
-        jobs = [_Job(index, padded[y : y + th, x : x + tw], (y, x)) for y, x in boxes]
-        return {"mode": "tiles", "shape": (h, w), "padded": (ph, pw), "tile": (th, tw), "overlap": overlap}, jobs
+        return {"mode": "pad", "shape": (h, w)}, [_Job(index, padded)]
 
     def _run_jobs(self, jobs: list[_Job], batch: int) -> list[np.ndarray]:
         outputs: list[np.ndarray | None] = [None] * len(jobs)
@@ -218,23 +261,11 @@ class Editor:
 
     def _assemble(self, plan: dict, outs: list[np.ndarray]) -> np.ndarray:
         h, w = plan["shape"]
-        if plan["mode"] == "resize":
-            img = to_pixels(outs[0][None])[0]
-            interp = cv2.INTER_CUBIC if img.shape[0] * img.shape[1] < h * w else cv2.INTER_AREA
-            return img if img.shape[:2] == (h, w) else cv2.resize(img, (w, h), interpolation=interp)
+        img = to_pixels(outs[0][None])[0]
         if plan["mode"] == "pad":
-            return to_pixels(outs[0][None])[0][:h, :w]
-        ph, pw = plan["padded"]
-        th, tw = plan["tile"]
-        wy, wx = _ramp(th, plan["overlap"]), _ramp(tw, plan["overlap"])
-        weight = wy[:, None] * wx[None, :]
-        acc = np.zeros((3, ph, pw), np.float32)
-        norm = np.zeros((ph, pw), np.float32)
-        boxes = [(y, x) for y in _starts(ph, th, plan["overlap"]) for x in _starts(pw, tw, plan["overlap"])]
-        for (y, x), out in zip(boxes, outs):
-            acc[:, y : y + th, x : x + tw] += out * weight
-            norm[y : y + th, x : x + tw] += weight
-        return to_pixels((acc / norm)[None])[0][:h, :w]
+            return img[:h, :w]
+        interp = cv2.INTER_CUBIC if img.shape[0] * img.shape[1] < h * w else cv2.INTER_AREA
+        return img if img.shape[:2] == (h, w) else cv2.resize(img, (w, h), interpolation=interp)
 
     # -- timing -----------------------------------------------------------------------------------
     def latency(
@@ -264,18 +295,3 @@ class Editor:
             "size": size,
         }
 
-
-def _starts(total: int, length: int, overlap: int) -> list[int]:
-    """Tile origins covering [0, total) with tiles of ``length`` overlapping by at least ``overlap``."""
-    if total <= length:
-        return [0]
-    step = length - overlap
-    starts = list(range(0, total - length, step))
-    starts.append(total - length)
-    return starts
-
-
-def _ramp(length: int, overlap: int) -> np.ndarray:
-    """Blend weights along one tile side: rising linearly over ``overlap`` pixels at both ends."""
-    i = np.arange(length, dtype=np.float32)
-    return np.minimum(np.minimum(i + 1, length - i) / (overlap + 1), 1.0)

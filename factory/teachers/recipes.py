@@ -1036,7 +1036,12 @@ def apply_recipe(rgb: np.ndarray, recipe: list[dict], seed: int = 0) -> np.ndarr
     """Apply ``recipe`` to an HxWx3 uint8 RGB image; the same seed always gives the same output."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected HxWx3 uint8 RGB, got {rgb.shape} {rgb.dtype}")
-    steps = validate_recipe(recipe, "recipe")
+    return run_steps(rgb, validate_recipe(recipe, "recipe"), seed)
+
+
+def run_steps(rgb: np.ndarray, steps: list[dict], seed: int = 0) -> np.ndarray:
+    """Apply validated steps (``validate_recipe``) to an HxWx3 uint8 RGB image, without range checks (so
+    ``factory.teachers.rescale`` can scale pixel sizes beyond a card's ranges)."""
     original = to_float(rgb)
     img = original
     for i, step in enumerate(steps):

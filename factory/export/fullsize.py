@@ -1,0 +1,168 @@
+"""The export's choice of how an editor edits full-size photos: guided upsampling or native tiles.
+
+On a few of the concept's held-out photos at full size (the largest test-split photos its pairs came
+from, centre-cropped to at most ``max_pixels``), both paths are compared with the teacher's output at
+full resolution: the classic recipe with its pixel sizes scaled to the photo
+(``factory.teachers.rescale``), i.e. the training pairs' look on the whole photo. Guided is chosen when
+its mean PSNR is within ``MARGIN_DB`` of tiled's (it is several times faster), else tiled. Without a
+full-resolution reference (a diffusion or imported-pairs teacher, a recipe that cannot be rescaled,
+no held-out photos) nothing is measured and the path is tiled, the one that works for any edit.
+The result is card.json's ``full_size`` section, next to the editor's 256 px figure.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from factory.core.files import read_json
+from factory.runtime.editor import Editor
+from factory.runtime.guided import DEFAULT_EPS, guided_edit, radius_for
+from factory.runtime.tiles import DEFAULT_TILE
+
+MARGIN_DB = 0.5
+PHOTOS = 3
+MAX_PIXELS = 2_000_000
+#: the measured crops are at most this many export sizes on a side (so small test editors measure fast)
+MAX_SIDE_IN_EXPORT_SIZES = 6
+
+
+def low_side_for(export_size: int, stride: int) -> int:
+    """The guided path's editor resolution: twice the export size (512 for a 256 px editor)."""
+    return max(stride, 2 * export_size // stride * stride)
+
+
+def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float32) - b.astype(np.float32)) ** 2))
+    return 10 * math.log10(255.0**2 / max(mse, 1e-10))
+
+
+def _centre_crop(rgb: np.ndarray, max_pixels: int) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    if h * w <= max_pixels:
+        return rgb
+    s = math.sqrt(max_pixels / (h * w))
+    ch, cw = max(1, int(h * s)), max(1, int(w * s))
+    y, x = (h - ch) // 2, (w - cw) // 2
+    return np.ascontiguousarray(rgb[y : y + ch, x : x + cw])
+
+
+def held_out_photos(data_dir: Path, n: int) -> tuple[list[tuple[str, np.ndarray]], str]:
+    """The ``n`` largest test-split photos the concept's pairs were cut from, and where they came from."""
+    from factory.core.images import UnreadableImage, read_image
+    from factory.data.pair_store import read_manifest
+
+    meta = read_json(data_dir / "synth.json") or {}
+    test = [r for r in read_manifest(data_dir) if r.get("split") == "test" and r.get("photo")]
+    names = list(dict.fromkeys(r["photo"] for r in sorted(test, key=lambda r: r["id"])))
+    origin = str(meta.get("origin", ""))
+    found: list[tuple[str, np.ndarray]] = []
+    if origin.startswith("default photos"):
+        from factory.data.photos import default_photos
+
+        pool = {p.name: p.rgb for p in default_photos(fetch=False).photos}
+        found = [(name, pool[name]) for name in names if name in pool]
+    elif origin and Path(origin).is_dir():
+        for name in names:
+            try:
+                found.append((name, read_image(Path(origin) / name)))
+            except UnreadableImage:
+                continue
+    found.sort(key=lambda item: -item[1].shape[0] * item[1].shape[1])  # stable: ties keep the pairs' order
+    return found[:n], origin
+
+
+def full_resolution_reference(data_dir: Path) -> tuple[list | None, int, str]:
+    """(the classic recipe or None, the pairs' size, why there is no full-resolution reference)."""
+    meta = read_json(data_dir / "synth.json")
+    if not isinstance(meta, dict):
+        return None, 0, f"no readable synth.json in {data_dir}: the concept has no teacher pairs"
+    teacher = meta.get("teacher") or {}
+    if teacher.get("kind") != "classic":
+        return None, 0, f"the {teacher.get('kind', 'unknown')} teacher cannot be run at full resolution here"
+    return teacher["recipe"], int(meta["size"]), ""
+
+
+def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_db: float | None = None,
+                      photos: int = PHOTOS, max_pixels: int = MAX_PIXELS, log=print) -> dict[str, Any]:
+    """card.json's ``full_size`` section for ``editor`` (see the module docstring)."""
+    from factory.teachers.rescale import RescaleError, apply_recipe_at, rescale_recipe
+
+    low_side = low_side_for(export_size, editor.stride)
+    tile = DEFAULT_TILE
+    section: dict[str, Any] = {
+        "path": "tiled", "low_side": low_side, "tile": tile, "guided_radius": radius_for(low_side),
+        "guided_eps": DEFAULT_EPS, "margin_db": MARGIN_DB, "measured": False,
+        "editor_psnr_db": editor_db,  # the editor vs its teacher at the export size, held-out pairs
+    }
+    recipe, pair_size, why = full_resolution_reference(data_dir)
+    if recipe is not None:
+        try:
+            rescale_recipe(recipe, 2.0)
+        except RescaleError as exc:
+            recipe, why = None, f"the recipe cannot be run at full resolution ({exc})"
+    chosen: list[tuple[str, np.ndarray]] = []
+    if recipe is not None:
+        chosen, origin = held_out_photos(data_dir, photos)
+        if not chosen:
+            recipe, why = None, f"no readable test-split photo among the concept's pairs (from {origin or 'unknown'})"
+    if recipe is None:
+        section["why"] = f"not measured: {why}; tiled works for any edit"
+        log(f"full size: {section['why']}")
+        return section
+
+    cap = min(max_pixels, (MAX_SIDE_IN_EXPORT_SIZES * export_size) ** 2)
+    rows, seconds = [], {"guided": 0.0, "tiled": 0.0}
+    megapixels = 0.0
+    try:
+        for name, full in chosen:
+            factor = min(full.shape[:2]) / pair_size
+            img = _centre_crop(full, cap)
+            reference = apply_recipe_at(img, recipe, factor)
+            t0 = time.perf_counter()
+            tiled = editor.edit([img], tile=tile, batch=1, path="tiled")[0]
+            t1 = time.perf_counter()
+            guided, low = guided_edit(lambda s: editor.edit([s], tile=max(tile, low_side), path="tiled")[0],
+                                      img, low_side, editor.stride)
+            t2 = time.perf_counter()
+            resized = cv2.resize(low, img.shape[1::-1], interpolation=cv2.INTER_CUBIC)
+            seconds["tiled"] += t1 - t0
+            seconds["guided"] += t2 - t1
+            megapixels += img.shape[0] * img.shape[1] / 1e6
+            rows.append({"photo": name, "photo_size": list(full.shape[:2]), "measured_size": list(img.shape[:2]),
+                         "scale": round(factor, 3),
+                         "psnr_db": {k: round(psnr_u8(v, reference), 2)
+                                     for k, v in (("guided", guided), ("tiled", tiled), ("resize", resized))}})
+    except RescaleError as exc:  # e.g. a bilateral diameter that grows too large on a large photo
+        section["why"] = f"not measured: the recipe cannot be run at full resolution ({exc}); tiled works for any edit"
+        log(f"full size: {section['why']}")
+        return section
+    mean = {k: round(float(np.mean([r["psnr_db"][k] for r in rows])), 2) for k in ("guided", "tiled", "resize")}
+    guided_ok = mean["guided"] >= mean["tiled"] - MARGIN_DB
+    section.update({
+        "path": "guided" if guided_ok else "tiled",
+        "measured": True,
+        "reference": f"the classic recipe at full resolution (pixel sizes x photo side / {pair_size} px pair side)",
+        "psnr_db": mean,
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "megapixels": round(megapixels, 3),
+        "photos": rows,
+        "why": f"guided {mean['guided']:.2f} dB vs tiled {mean['tiled']:.2f} dB: "
+               f"{'within' if guided_ok else 'beyond'} the {MARGIN_DB} dB margin",
+    })
+    ref = f", {export_size} px {editor_db:.2f} dB" if editor_db is not None else ""
+    log(f"full size: guided {mean['guided']:.2f} dB, tiled {mean['tiled']:.2f} dB{ref} vs the teacher at full "
+        f"resolution on {len(rows)} held-out photos ({megapixels:.1f} MP) -> {section['path']}")
+    return section
+
+
+def skipped_section(export_size: int, stride: int, why: str = "skipped at export") -> dict[str, Any]:
+    """The ``full_size`` section when nothing was measured (``--no-full-size``, or a failed check)."""
+    return {"path": "tiled", "low_side": low_side_for(export_size, stride), "tile": DEFAULT_TILE, "measured": False,
+            "why": f"not measured ({why}); tiled works for any edit"}
+

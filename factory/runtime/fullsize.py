@@ -1,0 +1,85 @@
+"""Which way an editor edits photos larger than its training size: the card's choice, or an override.
+
+* ``tiled``: native resolution in overlapping tiles (``factory.runtime.tiles``): any edit.
+* ``guided``: the editor at a low resolution, its edit applied at full resolution by a local affine
+  colour model (``factory.runtime.guided``): fast, for smooth colour edits.
+* ``resize``: the editor at a low resolution and the output resized back (previews, video).
+
+``factory export`` measures guided against tiled on held-out photos and writes its choice into the
+editor's card.json (``full_size``: path, low_side, tile). Without a card (a bare .onnx file) or without
+that section, the path is ``tiled``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from factory.core.errors import FactoryError
+from factory.runtime.guided import DEFAULT_LOW_SIDE
+from factory.runtime.tiles import DEFAULT_TILE
+
+PATHS = ("guided", "tiled")
+CHOICES = ("auto", *PATHS)
+
+
+@dataclass(frozen=True)
+class FullSize:
+    """How large images are edited: ``path`` (guided or tiled), its ``low_side`` and ``tile``."""
+
+    path: str = "tiled"
+    low_side: int = DEFAULT_LOW_SIDE
+    tile: int = DEFAULT_TILE
+    origin: str = "default (no card.json)"
+
+
+def card_full_size(model: str | Path) -> FullSize:
+    """The ``full_size`` section of the card.json beside the editor model ``model`` (defaults without one)."""
+    card = Path(model).parent / "card.json"
+    if not card.is_file():
+        return FullSize()
+    try:
+        section = json.loads(card.read_text(encoding="utf-8")).get("full_size")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise FactoryError(f"{card}: not a readable editor card ({exc})") from None
+    if not section:
+        return FullSize(origin=f"default ({card} has no full_size section)")
+    path, low, tile = section.get("path"), section.get("low_side", DEFAULT_LOW_SIDE), section.get("tile", DEFAULT_TILE)
+    if path not in PATHS or not all(isinstance(v, int) and v >= 16 for v in (low, tile)):
+        raise FactoryError(f"{card}: full_size must have path guided or tiled and integer low_side and tile "
+                           f"(got path {path!r}, low_side {low!r}, tile {tile!r}); export the editor again")
+    return FullSize(path=path, low_side=low, tile=tile, origin=str(card))
+
+
+def resolve(card: FullSize, path: str = "auto", size: int | None = None, tile: int | None = None
+            ) -> tuple[str, int | None, int]:
+    """(mode, size, tile) for one edit: mode ``resize``, ``guided`` or ``tiled``.
+
+    ``path`` auto follows the card unless ``size`` (then resize) or ``tile`` (then tiled) is given;
+    guided runs the editor at longer side ``size`` (default: the card's low_side); tiled takes no size.
+    """
+    if path not in CHOICES:
+        raise FactoryError(f"unknown path '{path}' (choose {', '.join(CHOICES)})")
+    if path == "auto":
+        if size is not None:
+            return "resize", size, tile or card.tile
+        path = "tiled" if tile is not None else card.path
+    if path == "guided":
+        return "guided", size or card.low_side, tile or card.tile
+    if size is not None:
+        raise FactoryError(f"a size (--size {size}) does not apply to --path tiled: it edits at native "
+                           "resolution (a size alone edits at that size and resizes back; with --path guided "
+                           "it is the editor's resolution)")
+    return "tiled", None, tile or card.tile
+
+
+def describe(card: FullSize, path: str = "auto", size: int | None = None, tile: int | None = None) -> str:
+    """One line on how large images will be edited, e.g. ``guided, editor at 512 px (from .../card.json)``."""
+    where = f"from {card.origin}" if path == "auto" and size is None and tile is None else "from the options"
+    mode, size, tile = resolve(card, path, size, tile)
+    if mode == "resize":
+        return f"resized to {size} px and back ({where})"
+    if mode == "guided":
+        return f"guided, editor at {size} px ({where})"
+    return f"tiled, {tile} px tiles ({where})"

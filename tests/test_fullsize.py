@@ -1,0 +1,277 @@
+"""Full-size photos: guided upsampling, streamed tiles, the export's choice and `factory apply --path`."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import TensorProto, helper
+
+from factory.cli import cli
+from factory.core.errors import FactoryError
+from factory.runtime.editor import Editor
+from factory.runtime.fullsize import FullSize, card_full_size, resolve
+from factory.runtime.guided import guided_edit
+from factory.runtime.tiles import axis_tiles, edit_tiled
+from tests.conftest import photo, write_rgb
+
+MIX = np.array([[0.7, 0.3, 0.1], [0.1, 0.8, 0.1], [0.05, 0.25, 0.6]], np.float32)  # a channel mixer
+
+
+def textured(h: int, w: int, seed: int = 0, noise: float = 10.0) -> np.ndarray:
+    """A smooth photo-like image with fine texture (what a low-resolution edit never sees)."""
+    img = photo(seed, h, w).astype(np.float32)
+    img += np.random.default_rng(seed).normal(0.0, noise, img.shape).astype(np.float32)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
+
+
+def per_pixel(x: np.ndarray) -> np.ndarray:
+    """A per-pixel 'editor' on [B, 3, H, W] in [-1, 1]: a colour mix and a tone curve."""
+    return np.tanh(1.4 * np.einsum("ci,bihw->bchw", MIX, x) + 0.15)
+
+
+def whole(run, img: np.ndarray, stride: int = 16) -> np.ndarray:
+    """``run`` on the whole reflect-padded image, cropped back (what tiles must reproduce)."""
+    h, w = img.shape[:2]
+    ph, pw = -(-h // stride) * stride, -(-w // stride) * stride
+    border = cv2.BORDER_REFLECT_101 if min(h, w) > 1 else cv2.BORDER_REPLICATE
+    pad = cv2.copyMakeBorder(img, 0, ph - h, 0, pw - w, border)
+    y = run(pad.astype(np.float32).transpose(2, 0, 1)[None] / 127.5 - 1)[0]
+    return np.clip(np.rint((y + 1) * 127.5), 0, 255).astype(np.uint8).transpose(1, 2, 0)[:h, :w]
+
+
+# -- tiles ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("h, w, tile", [(333, 517, 128), (700, 450, 256), (100, 60, 64), (17, 900, 64), (1, 5, 16)])
+def test_streamed_tiles_equal_the_whole_image_for_a_per_pixel_editor(h: int, w: int, tile: int) -> None:
+    img = textured(h, w, seed=h)
+    calls = []
+
+    def run(x: np.ndarray) -> np.ndarray:
+        calls.append(x.shape)
+        return per_pixel(x)
+
+    tiled = edit_tiled(run, img, tile, 16, batch=3)
+    assert tiled.shape == img.shape and tiled.dtype == np.uint8
+    assert np.abs(tiled.astype(int) - whole(per_pixel, img)).max() <= 1
+    assert all(s[2] <= tile and s[3] <= tile and s[2] % 16 == 0 and s[3] % 16 == 0 for s in calls)
+
+
+def test_tile_grid_covers_with_overlap_and_little_waste() -> None:
+    for total, tile in [(4000, 512), (3008, 512), (9008, 512), (1088, 1024), (512, 512), (48, 512)]:
+        length, starts = axis_tiles(total, tile, 64, 16)
+        assert length <= tile and length % 16 == 0 and all(s % 16 == 0 for s in starts)
+        assert starts[0] == 0 and starts[-1] + length == total
+        assert all(b - a <= length - 48 for a, b in itertools.pairwise(starts))  # overlap >= overlap - stride
+        assert len(starts) * length < total * 1.15 + length  # shrunk tiles, not a last tile mostly overlapping
+
+
+# -- guided upsampling --------------------------------------------------------------------------------
+
+
+def test_guided_reproduces_global_and_smooth_colour_transforms_at_full_resolution() -> None:
+    img = textured(900, 1200, seed=4)
+
+    def affine(im: np.ndarray) -> np.ndarray:
+        return np.clip(im.astype(np.float32) @ MIX.T + 12.0, 0, 255).round().astype(np.uint8)
+
+    def curve(im: np.ndarray) -> np.ndarray:
+        return np.clip(255 * (im.astype(np.float32) / 255) ** 0.7, 0, 255).round().astype(np.uint8)
+
+    def graded(im: np.ndarray) -> np.ndarray:  # the curve and a vignette: smooth in space, relative to the image
+        h, w = im.shape[:2]
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        v = 1.0 - 1.4 * (((xx + 0.5) / w - 0.5) ** 2 + ((yy + 0.5) / h - 0.5) ** 2)
+        return np.clip(curve(im) * v[..., None], 0, 255).round().astype(np.uint8)
+
+    for edit, floor in ((affine, 45.0), (curve, 38.0), (graded, 36.0)):
+        out, low = guided_edit(edit, img, 256, 16)
+        assert out.shape == img.shape and low.shape[:2] == (192, 256)
+        exact = edit(img)
+        upsized = cv2.resize(low, (1200, 900), interpolation=cv2.INTER_CUBIC)
+        assert psnr(out, exact) > max(floor, psnr(upsized, exact) + 6), (edit.__name__, psnr(out, exact))
+
+
+# -- the editor runtime: paths, card, errors ---------------------------------------------------------
+
+
+def onnx_editor(path: Path, kernel: np.ndarray) -> Path:
+    """A conv editor (``kernel``: out x in x k x k, then a tone curve; dynamic shapes) with editor metadata."""
+    k = kernel.shape[-1]
+    w = helper.make_tensor("w", TensorProto.FLOAT, list(kernel.shape), kernel.astype(np.float32).flatten().tolist())
+    b = helper.make_tensor("b", TensorProto.FLOAT, [3], [0.15] * 3)
+    conv = helper.make_node("Conv", ["image", "w", "b"], ["mixed"], pads=[k // 2] * 4)
+    dims = ["batch", 3, "height", "width"]
+    graph = helper.make_graph(
+        [conv, helper.make_node("Tanh", ["mixed"], ["edited"])], "editor",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("edited", TensorProto.FLOAT, dims)], [w, b])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for key, v in {"concept": path.parent.name, "stride": "16", "input_size": "64", "precision": "fp32"}.items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=v))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def editors(tmp_path_factory) -> dict[str, Path]:
+    """A per-pixel editor ('mix': ``per_pixel``) and a spatial one ('sharp': the mix plus strong sharpening,
+    which no colour model reproduces), each in a folder whose card chooses guided at 64 px, tiles of 64."""
+    root = tmp_path_factory.mktemp("editors")
+    mix = (1.4 * MIX)[:, :, None, None]
+    laplacian = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], np.float32)
+    sharp = np.pad(mix, ((0, 0), (0, 0), (1, 1), (1, 1))) + 1.5 * np.eye(3)[:, :, None, None] * laplacian
+    paths = {"mix": onnx_editor(root / "mix" / "editor.onnx", mix),
+             "sharp": onnx_editor(root / "sharp" / "editor.onnx", sharp)}
+    for p in paths.values():
+        (p.parent / "card.json").write_text(json.dumps({"full_size": {"path": "guided", "low_side": 64, "tile": 64}}))
+    return paths
+
+
+def test_editor_paths_follow_the_card_and_overrides(editors: dict[str, Path]) -> None:
+    img = textured(150, 230, seed=7)
+    mix = Editor(editors["mix"].parent, threads=1)
+    assert mix.full_size == FullSize("guided", 64, 64, str(editors["mix"].parent / "card.json"))
+    exact = whole(per_pixel, img)
+    assert np.abs(mix.edit([img], path="tiled")[0].astype(int) - exact).max() <= 1
+    assert psnr(mix.edit([img])[0], exact) > 38  # the card's guided path, from a 64 px edit
+    sharp = Editor(editors["sharp"], threads=1)
+    guided, tiled = sharp.edit([img])[0], sharp.edit([img], path="tiled")[0]
+    assert psnr(guided, tiled) < 35  # the two paths really differ on this editor
+    np.testing.assert_array_equal(guided, sharp.edit([img], path="guided", size=64)[0])
+    np.testing.assert_array_equal(tiled, sharp.edit([img], tile=64)[0])  # --tile alone means tiled
+    assert sharp.edit([img], size=48)[0].shape == img.shape  # --size alone means resize
+    small = img[:40, :60]
+    np.testing.assert_array_equal(sharp.edit([small])[0], sharp.edit([small], path="tiled")[0])  # nothing to upsample
+
+
+def test_card_and_path_errors(editors: dict[str, Path], tmp_path: Path) -> None:
+    assert card_full_size(tmp_path / "bare.onnx") == FullSize()  # no card: tiled
+    assert resolve(FullSize(), "auto") == ("tiled", None, 512)
+    with pytest.raises(FactoryError, match="unknown path 'fast'"):
+        resolve(FullSize(), "fast")
+    with pytest.raises(FactoryError, match="does not apply to --path tiled"):
+        resolve(FullSize(), "tiled", size=256)
+    bad = tmp_path / "bad"
+    shutil.copytree(editors["mix"].parent, bad)
+    (bad / "card.json").write_text(json.dumps({"full_size": {"path": "magic", "low_side": 64}}))
+    with pytest.raises(FactoryError, match=r"card\.json: full_size must have path guided or tiled"):
+        Editor(bad).edit([photo(1)])
+    (bad / "card.json").write_text("{not json")
+    with pytest.raises(FactoryError, match="not a readable editor card"):
+        Editor(bad).edit([photo(1)])
+    with pytest.raises(FactoryError, match="expected HxWx3 uint8"):
+        Editor(editors["mix"]).edit([np.zeros((0, 5, 3), np.uint8)])
+
+
+def _apply(workspace: Path, *args: str):
+    return CliRunner().invoke(cli, ["--workspace", str(workspace), "apply", *args])
+
+
+def test_factory_apply_honours_the_card_and_overrides(editors: dict[str, Path], workspace: Path,
+                                                      tmp_path: Path) -> None:
+    img = textured(150, 230, seed=9)
+    src = write_rgb(tmp_path / "in" / "shot.png", img)
+    folder = editors["sharp"].parent
+    sharp = Editor(folder, threads=1)
+    names = itertools.count()
+
+    def applied(*args: str) -> tuple[np.ndarray, str]:
+        out = tmp_path / "out" / f"{next(names)}.png"
+        r = _apply(workspace, *args[:1], str(src), "-o", str(out), *args[1:])
+        assert r.exit_code == 0, r.output
+        return cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB), r.output
+
+    out, msg = applied(str(folder))
+    np.testing.assert_array_equal(out, sharp.edit([img], path="guided")[0])
+    assert "guided, editor at 64 px (from" in msg and "card.json" in msg
+    out, msg = applied(str(folder), "--path", "tiled")
+    np.testing.assert_array_equal(out, sharp.edit([img], path="tiled")[0])
+    assert "tiled, 64 px tiles (from the options)" in msg
+    out, _ = applied(str(folder), "--tile", "32")
+    np.testing.assert_array_equal(out, sharp.edit([img], path="tiled", tile=32)[0])
+    out, msg = applied(str(folder), "--size", "48")
+    assert out.shape == img.shape and "resized to 48 px" in msg
+    bare = tmp_path / "bare" / "model.onnx"  # a .onnx without a card: tiled
+    bare.parent.mkdir()
+    shutil.copy(editors["sharp"], bare)
+    out, msg = applied(str(bare))
+    np.testing.assert_array_equal(out, sharp.edit([img], path="tiled", tile=512)[0])
+    assert "tiled, 512 px tiles (from default (no card.json))" in msg
+
+    bad_path = _apply(workspace, str(folder), str(src), "-o", str(tmp_path / "x.png"), "--path", "fast")
+    assert bad_path.exit_code == 2 and "Invalid value for '--path'" in bad_path.output
+    conflict = _apply(workspace, str(folder), str(src), "-o", str(tmp_path / "x.png"), "--path", "tiled",
+                      "--size", "64")
+    assert isinstance(conflict.exception, FactoryError)  # `factory` prints it as one line, exit code 2
+    assert "(--size 64) does not apply to --path tiled" in str(conflict.exception)
+    (tmp_path / "notes.png").write_text("not an image")
+    not_image = _apply(workspace, str(folder), str(tmp_path / "notes.png"), "-o", str(tmp_path / "y"))
+    assert not_image.exit_code == 0 and "notes.png" in not_image.output and "1 skipped" in not_image.output
+
+
+# -- the export's measurement -------------------------------------------------------------------------
+
+
+def _concept(tmp_path: Path, teacher: dict, photos: list[str]) -> Path:
+    data = tmp_path / "data" / "mix"
+    data.mkdir(parents=True)
+    (data / "synth.json").write_text(json.dumps({"origin": "default photos (test)", "size": 64, "teacher": teacher}))
+    lines = [json.dumps({"id": f"{i:05d}", "split": "test", "photo": name}) for i, name in enumerate(photos)]
+    (data / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    return data
+
+
+def test_export_measures_both_paths_against_the_full_resolution_teacher(editors: dict[str, Path],
+                                                                        tmp_path: Path) -> None:
+    from factory.export.fullsize import measure_full_size
+
+    # the teacher: a channel mix (the per-pixel editor is a similar mix with a tone curve)
+    recipe = [{"op": "channel_mix", "matrix": MIX.tolist()}]
+    data = _concept(tmp_path, {"kind": "classic", "recipe": recipe}, ["skimage:coffee", "skimage:rocket"])
+    ed = Editor(editors["mix"], threads=1)
+    section = measure_full_size(ed, data, 64, editor_db=20.0, photos=2, log=lambda m: None)
+    assert section["measured"] and section["low_side"] == 128 and section["editor_psnr_db"] == 20.0
+    assert [r["photo"] for r in section["photos"]] == ["skimage:rocket", "skimage:coffee"]  # largest first
+    assert max(r["measured_size"][0] * r["measured_size"][1] for r in section["photos"]) <= (6 * 64) ** 2
+    assert set(section["psnr_db"]) == {"guided", "tiled", "resize"} and section["seconds"]["tiled"] > 0
+    # guided matches tiled on a colour edit, so it is chosen
+    assert section["psnr_db"]["guided"] > section["psnr_db"]["tiled"] - 0.5 and section["path"] == "guided"
+
+    emboss = _concept(tmp_path / "e", {"kind": "classic", "recipe": [{"op": "emboss"}]}, ["skimage:coffee"])
+    section = measure_full_size(ed, emboss, 64, log=lambda m: None)
+    assert not section["measured"] and section["path"] == "tiled" and "Sobel" in section["why"]
+    diffusion = _concept(tmp_path / "d", {"kind": "instruct-pix2pix"}, ["skimage:coffee"])
+    section = measure_full_size(ed, diffusion, 64, log=lambda m: None)
+    assert section["path"] == "tiled" and "instruct-pix2pix teacher cannot be run" in section["why"]
+
+
+def test_every_recipe_operation_has_a_full_resolution_rule() -> None:
+    from factory.teachers.recipes import OPS, apply_recipe
+    from factory.teachers.rescale import FIXED_SIZE, PIXEL_PARAMS, SCALE_FREE, apply_recipe_at, rescale_recipe
+
+    assert set(OPS) == SCALE_FREE | set(PIXEL_PARAMS) | set(FIXED_SIZE)
+    steps = rescale_recipe([{"op": "gaussian_blur", "sigma": 2.0}, {"op": "median", "ksize": 5},
+                            {"op": "halftone", "cell": 6}, {"op": "curve"}], 3.0)
+    assert [s.get("sigma") or s.get("ksize") or s.get("cell") for s in steps[:3]] == [6.0, 15, 18.0]
+    # a blur at 3x on a 3x image is the blur at 1x upsampled
+    img = photo(5, 64, 96)
+    big = cv2.resize(img, (288, 192), interpolation=cv2.INTER_CUBIC)
+    at_1x = apply_recipe(img, [{"op": "gaussian_blur", "sigma": 3.0}])
+    at_3x = apply_recipe_at(big, [{"op": "gaussian_blur", "sigma": 3.0}], 3.0)
+    assert psnr(cv2.resize(at_3x, (96, 64), interpolation=cv2.INTER_AREA), at_1x) > 35
