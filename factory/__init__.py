@@ -30,6 +30,7 @@ _API = {
     "train_weightgen": "factory.pipeline.steps",
     "evaluate_model": "factory.pipeline.steps",
     "export_editor": "factory.pipeline.steps",
+    "export_pack": "factory.pipeline.steps",
     "bench_editor": "factory.pipeline.steps",
     "run": "factory.pipeline.api_run",
     "batch": "factory.pipeline.api_run",

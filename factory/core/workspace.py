@@ -35,6 +35,9 @@ class Workspace:
     def editor(self, concept: str) -> Path:
         return self.root / "editors" / concept
 
+    def pack(self, name: str) -> Path:
+        return self.root / "packs" / name
+
     @property
     def reports(self) -> Path:
         return self.root / "reports"

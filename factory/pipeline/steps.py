@@ -292,14 +292,16 @@ def _adapter_and_base(ws: Workspace, concept: str, adapter: str | os.PathLike | 
 def export_editor(concept: str, *, workspace: WorkspaceLike = None, base: str | os.PathLike | None = None,
                   adapter: str | os.PathLike | None = None, size: int = 256, int8: bool = True, fp16: bool = False,
                   ort: bool = False, threads: int | None = None, min_int8_psnr: float | None = None,
-                  allow_cpu_fallback: bool = False, log: Log = _quiet) -> dict[str, Any]:
+                  allow_cpu_fallback: bool = False, full_size: bool = True, log: Log = _quiet) -> dict[str, Any]:
     """Export ``concept``'s editor to ``<workspace>/editors/<concept>/`` (LoRA merged, text baked in; fp32,
     int8, optionally fp16 and .ort), checked; returns its card.json. Fails and installs nothing when
-    torch/onnxruntime parity, int8 quality or the mobile check fails."""
+    torch/onnxruntime parity, int8 quality or the mobile check fails. ``full_size`` measures how full-size
+    photos are best edited (guided or tiled) on held-out photos; without it the card says tiled."""
     from base_gan.models import BaseGAN
     from factory.data.dataset import concept_instruction
     from factory.export.editor import INT8_MIN_PSNR_DB, ExportRequest
     from factory.export.editor import export_editor as run_export
+    from factory.pipeline.manifest import write_manifest
 
     ws = workspace_of(workspace)
     adapter_dir, note, base_dir = _adapter_and_base(ws, concept, adapter, base)
@@ -311,9 +313,46 @@ def export_editor(concept: str, *, workspace: WorkspaceLike = None, base: str | 
                         instruction=instruction, data_dir=data_dir, out_dir=ws.editor(concept), size=size,
                         int8=int8, fp16=fp16, ort=ort, threads=threads, allow_cpu_fallback=allow_cpu_fallback,
                         min_int8_psnr=INT8_MIN_PSNR_DB if min_int8_psnr is None else min_int8_psnr,
-                        text_cache=ws.text_cache)
-    return run_export(req, log=log)
+                        text_cache=ws.text_cache, full_size=full_size)
+    card = run_export(req, log=log)
+    write_manifest(ws)  # editors/manifest.json lists the new editor
+    return card
 
+
+
+def export_pack(concepts: Iterable[str], name: str, *, workspace: WorkspaceLike = None,
+                base: str | os.PathLike | None = None, precision: str = "fp32", size: int = 256,
+                images: int = 4, threads: int | None = None, log: Log = _quiet) -> dict[str, Any]:
+    """A filter pack of ``concepts`` in ``<workspace>/packs/<name>/``: the base once, per concept only its LoRA
+    and text, merged when onnxruntime loads it; each concept checked against its standalone editor graph on
+    ``images`` held-out images. Returns pack.json."""
+    from base_gan.models import BaseGAN
+    from factory.data.dataset import concept_instruction
+    from factory.export.editor import export_images
+    from factory.export.pack import PackConcept, build_pack, write_pack
+    from factory.runtime.editor import to_input
+
+    ws = workspace_of(workspace)
+    concepts = list(dict.fromkeys(concepts))
+    chosen, members, held_out = None, [], {}
+    for concept in concepts:
+        adapter_dir, note, base_dir = _adapter_and_base(ws, concept, None, base)
+        if chosen is None:
+            chosen = base_dir
+        elif base_dir.resolve() != chosen.resolve():
+            raise FactoryError(f"'{concept}' was fine-tuned on {base_dir}, the pack's first concept on {chosen}: "
+                               "a pack holds concepts of one base (pass --base to merge them all into one)")
+        data_dir = ws.data(concept)
+        instruction = (concept_instruction(data_dir) if (data_dir / "synth.json").is_file()
+                       else find_card(concept, ws).instruction)
+        members.append(PackConcept(concept, instruction, adapter_dir))
+        held_out[concept] = to_input(export_images(data_dir, size, n_calibration=1, n_held_out=images).held_out)
+        log(f"{concept}: {note}")
+    if chosen is None:
+        raise FactoryError("a pack needs at least one concept")
+    base_gan = BaseGAN.load(chosen)
+    parts = build_pack(base_gan, members, size=size, precision=precision, text_cache=ws.text_cache)
+    return write_pack(parts, ws.pack(name), name, held_out, precision, base_gan, threads=threads, log=log)
 
 # -- the weight generator -----------------------------------------------------------------------------
 def collect_weights(*, workspace: WorkspaceLike = None, name: str = "default", concepts: Iterable[str] = (),

@@ -1,0 +1,403 @@
+"""Filter packs: one base graph for many concepts, and per concept only what differs.
+
+A pack folder holds::
+
+    pack.json            format, layout, concepts (file, bytes, sha256), checks
+    base.onnx            the generator graph; every weight is an initializer stored outside the graph
+    base.weights         the base's weights (external data, written once)
+    concepts/<name>.bin  one concept: its LoRA factors and its text, in one fixed layout
+
+``base.onnx`` computes every adapted layer's weight as ``W + B @ A`` (and bias ``b + b_lora``) and the
+text's projections from initializers only: all of them are constants, so onnxruntime's constant folding
+merges them when the session is created and inference costs what the merged standalone editor costs.
+The graph names two external-data files, ``base.weights`` and ``concept.bin``; an app (or the browser,
+with onnxruntime-web's ``externalData`` option; Python: ``factory.runtime.pack``) passes the base's file
+and the chosen concept's ``.bin`` as ``concept.bin``. Every concept file of a pack has the same layout:
+the union of the concepts' adapted layers at the largest rank (zero rows and columns elsewhere, which
+change nothing) and the longest text (masked tokens elsewhere); the LoRA scaling is folded into B.
+
+``precision="fp16"`` stores the weights and factors as float16 (cast to float32 in the graph, folded at
+load): half the bytes, outputs within float16 rounding of the standalone editor's.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+from torch import nn
+
+from base_gan.models import BaseGAN
+from factory.core.errors import FactoryError
+from factory.export.onnx_export import (
+    INPUT_CONTRACT,
+    INPUT_NAME,
+    OPSET,
+    OUTPUT_CONTRACT,
+    OUTPUT_NAME,
+    EditorModule,
+    export_onnx,
+    merge_adapter,
+    text_condition,
+)
+from factory.runtime.pack import BASE_DATA, BASE_MODEL, CONCEPT_DATA, PACK_FORMAT, PACK_MANIFEST
+
+PRECISIONS = ("fp32", "fp16")
+ALIGN = 64  # byte alignment of each tensor in the external files
+INLINE_BELOW = 256  # base tensors smaller than this many bytes stay inside the graph
+
+
+@dataclass
+class PackConcept:
+    """One concept of a pack: its name, instruction and LoRA folder (None: the base alone)."""
+
+    name: str
+    instruction: str
+    adapter_dir: Path | None
+
+
+@dataclass
+class Factors:
+    """One adapted layer's LoRA as matrices: ``delta = b @ a`` (scaling folded into ``b``), ``bias`` or None."""
+
+    a: torch.Tensor  # [rank, fan_in]
+    b: torch.Tensor  # [out, rank]
+    bias: torch.Tensor | None
+
+
+def adapter_factors(base: BaseGAN, adapter_dir: Path | None) -> dict[str, Factors]:
+    """The adapter's factors per module name of the base (peft loads it; {} for None)."""
+    if adapter_dir is None:
+        return {}
+    from peft.tuners.lora import LoraLayer
+
+    from factory.lora.adapters import load_adapter
+
+    peft_model = load_adapter(base.copy(), adapter_dir)
+    prefix = "base_model.model."
+    out: dict[str, Factors] = {}
+    for name, module in peft_model.named_modules():
+        if not isinstance(module, LoraLayer) or "default" not in module.lora_A:
+            continue
+        scale = float(module.scaling["default"])
+        a = module.lora_A["default"].weight.detach().float()
+        lora_b = module.lora_B["default"]
+        b = lora_b.weight.detach().float().reshape(lora_b.weight.shape[0], -1) * scale
+        bias = lora_b.bias.detach().float() * scale if getattr(lora_b, "bias", None) is not None else None
+        out[name.removeprefix(prefix)] = Factors(a.reshape(a.shape[0], -1), b, bias)
+    return out
+
+
+@dataclass
+class PackLayout:
+    """The fixed per-concept layout: rank and bias per adapted module, the text's length and width."""
+
+    ranks: dict[str, int]
+    bias: dict[str, bool]
+    text_len: int
+    text_dim: int
+
+    @classmethod
+    def of(cls, factors: list[dict[str, Factors]], texts: list[tuple[torch.Tensor, torch.Tensor] | None]) -> PackLayout:
+        ranks: dict[str, int] = {}
+        bias: dict[str, bool] = {}
+        for concept in factors:
+            for name, f in concept.items():
+                ranks[name] = max(ranks.get(name, 0), f.a.shape[0])
+                bias[name] = bias.get(name, False) or f.bias is not None
+        lengths = [t[0].shape[1] for t in texts if t is not None]
+        dims = [t[0].shape[2] for t in texts if t is not None]
+        return cls(dict(sorted(ranks.items())), {k: bias[k] for k in sorted(bias)}, max(lengths, default=0),
+                   max(dims, default=0))
+
+
+class LoraDelta(nn.Module):
+    """A parametrization ``W -> W + (b @ a).reshape(W.shape)`` whose buffers are one concept's factors."""
+
+    def __init__(self, rank: int, out: int, fan_in: int) -> None:
+        super().__init__()
+        self.register_buffer("a", torch.zeros(rank, fan_in))
+        self.register_buffer("b", torch.zeros(out, rank))
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight + (self.b @ self.a).reshape(weight.shape)
+
+
+class BiasDelta(nn.Module):
+    """A parametrization ``bias -> bias + delta`` (peft's lora_bias, scaled)."""
+
+    def __init__(self, out: int) -> None:
+        super().__init__()
+        self.register_buffer("delta", torch.zeros(out))
+
+    def forward(self, bias: torch.Tensor) -> torch.Tensor:
+        return bias + self.delta
+
+
+class PackModule(nn.Module):
+    """The base generator with every adapted layer parametrized as ``W + B @ A`` (``bias + b``) and the text as
+    buffers: ``forward(image) -> edited``; ``fill`` sets one concept's tensors (zero-padded to the layout)."""
+
+    def __init__(self, generator: nn.Module, layout: PackLayout) -> None:
+        from torch.nn.utils import parametrize
+
+        super().__init__()
+        self.generator = generator
+        self.layout = layout
+        modules = dict(generator.named_modules())
+        self.deltas: dict[str, tuple[LoraDelta, BiasDelta | None]] = {}
+        for name, rank in layout.ranks.items():
+            if name not in modules:
+                raise FactoryError(f"an adapter of this pack targets '{name}', which this base does not have")
+            module = modules[name]
+            w = module.weight
+            delta = LoraDelta(rank, w.shape[0], int(np.prod(w.shape[1:])))
+            parametrize.register_parametrization(module, "weight", delta, unsafe=True)
+            bias = None
+            if layout.bias[name]:
+                if module.bias is None:
+                    raise FactoryError(f"an adapter of this pack has a bias on '{name}', which has none in the base")
+                bias = BiasDelta(w.shape[0])
+                parametrize.register_parametrization(module, "bias", bias, unsafe=True)
+            self.deltas[name] = (delta, bias)
+        self.has_text = layout.text_len > 0
+        if self.has_text:
+            self.register_buffer("text_tokens", torch.zeros(1, layout.text_len, layout.text_dim))
+            self.register_buffer("text_mask", torch.zeros(1, layout.text_len, dtype=torch.bool))
+
+    def concept_tensors(self) -> dict[str, torch.Tensor]:
+        """Every per-concept tensor by its name in the exported graph (the ``concept.bin`` part)."""
+        return {k: v for k, v in self.state_dict().items()
+                if (".parametrizations." in k and not k.endswith(".original")) or k.startswith("text_")}
+
+    @torch.no_grad()
+    def fill(self, factors: dict[str, Factors], text: tuple[torch.Tensor, torch.Tensor] | None) -> PackModule:
+        for name, (delta, bias) in self.deltas.items():
+            delta.a.zero_(), delta.b.zero_()
+            f = factors.get(name)
+            if f is not None:
+                delta.a[: f.a.shape[0]] = f.a
+                delta.b[:, : f.b.shape[1]] = f.b
+            if bias is not None:
+                bias.delta.copy_(f.bias if f is not None and f.bias is not None else torch.zeros_like(bias.delta))
+        unknown = sorted(set(factors) - set(self.deltas))
+        if unknown:
+            raise FactoryError(f"adapted layers outside the pack's layout: {', '.join(unknown)}")
+        if self.has_text:
+            self.text_tokens.zero_(), self.text_mask.zero_()
+            if text is not None:
+                tokens, mask = text
+                self.text_tokens[:, : tokens.shape[1]] = tokens
+                self.text_mask[:, : tokens.shape[1]] = mask
+        return self
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if self.has_text:
+            return self.generator(image, self.text_tokens, self.text_mask)
+        return self.generator(image)
+
+
+def _export_graph(module: PackModule, size: int) -> onnx.ModelProto:
+    """The pack graph with no constant folding (the merge must stay in the graph until load)."""
+    import tempfile
+    import warnings
+
+    axes = {0: "batch", 2: "height", 3: "width"}
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        raw = Path(tmp) / "raw.onnx"
+        torch.onnx.export(module.eval(), (torch.zeros(1, 3, size, size),), str(raw), dynamo=False,
+                          opset_version=OPSET, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes}, do_constant_folding=False)
+        return onnx.load(str(raw))
+
+
+def _to_fp16(graph: onnx.GraphProto, names: set[str]) -> None:
+    """Store the float32 initializers ``names`` as float16, each followed by a Cast back to float32."""
+    casts = []
+    for init in graph.initializer:
+        if init.name in names and init.data_type == onnx.TensorProto.FLOAT:
+            arr = numpy_helper.to_array(init).astype(np.float16)
+            original = init.name
+            init.CopyFrom(numpy_helper.from_array(arr, f"{original}.fp16"))
+            casts.append(onnx.helper.make_node("Cast", [f"{original}.fp16"], [original], to=onnx.TensorProto.FLOAT,
+                                               name=f"cast/{original}"))
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(casts + nodes)
+
+
+def _externalize(graph: onnx.GraphProto, location: str, select) -> tuple[bytes, list[dict[str, Any]]]:
+    """Move the initializers ``select(init)`` accepts into one external file; returns its bytes and entries."""
+    blob = bytearray()
+    entries = []
+    for init in graph.initializer:
+        if not select(init):
+            continue
+        data = numpy_helper.to_array(init).tobytes()
+        blob.extend(b"\0" * (-len(blob) % ALIGN))
+        offset = len(blob)
+        blob.extend(data)
+        name, dims, dtype = init.name, list(init.dims), init.data_type
+        init.Clear()
+        init.name = name
+        init.dims.extend(dims)
+        init.data_type = dtype
+        init.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in (("location", location), ("offset", str(offset)), ("length", str(len(data)))):
+            entry = init.external_data.add()
+            entry.key, entry.value = key, value
+        entries.append({"name": name, "offset": offset, "bytes": len(data), "shape": dims,
+                        "dtype": onnx.helper.tensor_dtype_to_np_dtype(dtype).name})
+    return bytes(blob), entries
+
+
+def _concept_blob(graph_entries: list[dict[str, Any]], module: PackModule, precision: str) -> bytes:
+    """One concept's ``concept.bin`` in the layout ``graph_entries`` recorded (the same for every concept)."""
+    state = module.concept_tensors()
+    blob = bytearray()
+    for e in graph_entries:
+        name = e["name"].removesuffix(".fp16")
+        arr = state[name].numpy()
+        if arr.dtype == np.float32 and precision == "fp16":
+            arr = arr.astype(np.float16)
+        data = np.ascontiguousarray(arr).tobytes()
+        if len(data) != e["bytes"] or arr.dtype.name != e["dtype"]:
+            raise FactoryError(f"concept tensor {name}: {arr.dtype.name} {len(data)} bytes, layout says {e}")
+        blob.extend(b"\0" * (e["offset"] - len(blob)))
+        blob.extend(data)
+    return bytes(blob)
+
+
+@dataclass
+class PackParts:
+    """A built pack in memory: the graph, the base's weights and each concept's file, before anything is written."""
+
+    graph: onnx.ModelProto
+    base_weights: bytes
+    concepts: dict[str, bytes]
+    layout: PackLayout
+    concept_entries: list[dict[str, Any]]
+    references: dict[str, EditorModule]
+    instructions: dict[str, str]
+
+
+def build_pack(base: BaseGAN, concepts: list[PackConcept], size: int = 256, precision: str = "fp32",
+               text_cache: Path | None = None) -> PackParts:
+    """The pack of ``concepts`` on ``base`` (nothing written); ``references`` holds each concept's merged
+    torch editor (what its standalone editor exports) for the checks."""
+    if precision not in PRECISIONS:
+        raise FactoryError(f"unknown pack precision '{precision}' (known: {', '.join(PRECISIONS)})")
+    if not concepts:
+        raise FactoryError("a pack needs at least one concept")
+    names = [c.name for c in concepts]
+    if len(set(names)) != len(names):
+        raise FactoryError(f"a concept is named twice in the pack: {', '.join(names)}")
+    factors = [adapter_factors(base, c.adapter_dir) for c in concepts]
+    texts = [text_condition(base.model, c.instruction, text_cache) for c in concepts]
+    layout = PackLayout.of(factors, texts)
+    module = PackModule(copy.deepcopy(base.model).eval(), layout)
+    with torch.no_grad():  # distinct values while exporting: the exporter merges initializers of equal content
+        g = torch.Generator().manual_seed(0)
+        for t in module.concept_tensors().values():
+            values = torch.rand(t.shape, generator=g)
+            t.copy_(values > 0.5 if t.dtype == torch.bool else values)
+    graph = _export_graph(module, size)
+    concept_names = set(module.concept_tensors())
+    missing = concept_names - {i.name for i in graph.graph.initializer}
+    if missing:
+        raise FactoryError(f"pack export lost the names of per-concept tensors: {', '.join(sorted(missing)[:5])}")
+    if precision == "fp16":
+        _to_fp16(graph.graph, {i.name for i in graph.graph.initializer})
+    _, concept_entries = _externalize(graph.graph, CONCEPT_DATA,
+                                      lambda i: i.name.removesuffix(".fp16") in concept_names)
+    base_weights, _ = _externalize(
+        graph.graph, BASE_DATA,
+        lambda i: i.data_location != onnx.TensorProto.EXTERNAL and len(i.raw_data) >= INLINE_BELOW)
+    graph.producer_name = "editfactory"
+    blobs, references = {}, {}
+    for concept, f, text in zip(concepts, factors, texts):
+        blobs[concept.name] = _concept_blob(concept_entries, module.fill(f, text), precision)
+        merged = merge_adapter(copy.deepcopy(base.model), concept.adapter_dir) if concept.adapter_dir else \
+            copy.deepcopy(base.model)
+        references[concept.name] = EditorModule(merged.eval(), *(text or (None, None))).eval()
+    return PackParts(graph, base_weights, blobs, layout, concept_entries, references,
+                     {c.name: c.instruction for c in concepts})
+
+
+#: pack vs standalone editor, max abs difference on the [-1, 1] scale, per precision (fp16: about 1/255)
+MAX_ABS = {"fp32": 1e-4, "fp16": 4e-3}
+
+
+def write_pack(parts: PackParts, out_dir: Path, name: str, images: dict[str, np.ndarray], precision: str,
+               base: BaseGAN, threads: int | None = None, log=print) -> dict[str, Any]:
+    """Check ``parts`` against each concept's standalone editor graph on ``images[concept]`` ([B,3,H,W]) and
+    install the pack in ``out_dir`` atomically; returns pack.json. A failed check installs nothing."""
+    import hashlib
+    import shutil
+    import tempfile
+
+    from factory import __version__
+    from factory.core.atomic import atomic_folder, atomic_write_json
+    from factory.runtime.editor import Editor
+
+    def sha(data: bytes) -> str:
+        return hashlib.sha256(data).hexdigest()
+
+    checks: dict[str, Any] = {"threshold_max_abs": MAX_ABS[precision], "vs": "the standalone editor.onnx graph"}
+    failures = []
+    with atomic_folder(out_dir) as tmp:
+        onnx.save(parts.graph, str(tmp / BASE_MODEL))
+        (tmp / BASE_DATA).write_bytes(parts.base_weights)
+        (tmp / "concepts").mkdir()
+        entries = []
+        for concept, blob in parts.concepts.items():
+            (tmp / "concepts" / f"{concept}.bin").write_bytes(blob)
+            entries.append({"name": concept, "instruction": _instruction(parts, concept),
+                            "file": f"concepts/{concept}.bin", "bytes": len(blob), "sha256": sha(blob)})
+        manifest = {
+            "format": PACK_FORMAT, "name": name, "precision": precision, "model": BASE_MODEL,
+            "external_data": {"base": BASE_DATA, "concept": CONCEPT_DATA},
+            "base": {"path": str(base.folder), "sha256": base.sha256,
+                     "generator": dict(base.model.config), "model_bytes": (tmp / BASE_MODEL).stat().st_size,
+                     "weights_bytes": len(parts.base_weights), "weights_sha256": sha(parts.base_weights)},
+            "layout": {"ranks": parts.layout.ranks, "bias": parts.layout.bias, "text_len": parts.layout.text_len,
+                       "text_dim": parts.layout.text_dim, "tensors": parts.concept_entries},
+            "concepts": entries, "input": INPUT_CONTRACT, "output": OUTPUT_CONTRACT,
+            "stride": int(getattr(base.model, "stride", 16)), "factory_version": __version__,
+        }
+        atomic_write_json(tmp / PACK_MANIFEST, manifest)
+        scratch = Path(tempfile.mkdtemp(prefix=".pack-check.", dir=out_dir.parent))
+        try:
+            for concept, ref in parts.references.items():
+                x = images[concept]
+                standalone = Editor(export_onnx(ref, scratch / f"{concept}.onnx", x.shape[-1]), threads)
+                packed = Editor.from_pack(tmp, concept, threads)
+                a, b = packed.run_batched(x, 4), standalone.run_batched(x, 4)
+                diff = np.abs(a.astype(np.float64) - b)
+                row = {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()), "images": len(x)}
+                row["passed"] = row["max_abs"] <= MAX_ABS[precision]
+                checks[concept] = row
+                log(f"pack {concept}: max abs {row['max_abs']:.1e} vs its standalone editor over {len(x)} images")
+                if not row["passed"]:
+                    failures.append(f"{concept}: max abs {row['max_abs']:.1e} > {MAX_ABS[precision]:.0e}")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        checks["failures"] = failures
+        manifest["checks"] = checks
+        manifest["bytes"] = {"base": manifest["base"]["model_bytes"] + len(parts.base_weights),
+                             "concepts": sum(e["bytes"] for e in entries)}
+        if failures:
+            raise FactoryError(f"pack '{name}' failed its checks: {'; '.join(failures)} (nothing installed)")
+        atomic_write_json(tmp / PACK_MANIFEST, manifest)
+    return manifest
+
+
+def _instruction(parts: PackParts, concept: str) -> str:
+    return parts.instructions.get(concept, "")

@@ -1,0 +1,125 @@
+"""Filter packs: one base graph + per-concept files, equal to the standalone editors, loaded in onnxruntime."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from base_gan.generator import build_generator, target_modules
+from base_gan.models import BaseGAN, load_model, save_model
+from factory.core.errors import FactoryError
+from factory.export.pack import PackConcept, build_pack, write_pack
+from factory.runtime.editor import Editor
+from factory.runtime.pack import read_pack
+
+GEN = dict(ngf=8, image_size=32)
+
+
+def lora(folder: Path, base_dir: Path, seed: int, rank: int, groups: list[str], bias: bool,
+         scale: float = 0.1) -> Path:
+    """A 'trained' peft adapter: random B (``scale``) and a moved A, optionally with lora_bias."""
+    from peft import LoraConfig, get_peft_model
+
+    base = load_model(base_dir)
+    torch.manual_seed(seed)
+    model = get_peft_model(base, LoraConfig(target_modules=target_modules(base, groups), r=rank,
+                                            lora_alpha=2 * rank, lora_bias=bias))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape) * scale)
+            elif "lora_A" in name:
+                p.add_(torch.randn(p.shape) * 0.05)
+    model.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("pack")
+    torch.set_num_threads(1)
+    base_dir = root / "base"
+    save_model(build_generator(seed=3, **GEN), base_dir, {})
+    concepts = [
+        PackConcept("warm", "give it a warm golden tone", lora(root / "a1", base_dir, 1, 2, ["down2", "xattn"], True)),
+        PackConcept("sketch", "turn it into a strongly contrasted pencil sketch with heavy lines",
+                    lora(root / "a2", base_dir, 2, 4, ["up1", "head"], False)),
+        PackConcept("plain", "make it plain", None),
+    ]
+    rng = np.random.default_rng(0)
+    images = {c.name: rng.uniform(-1, 1, (3, 3, 32, 48)).astype(np.float32) for c in concepts}
+    return {"root": root, "base": BaseGAN.load(base_dir), "concepts": concepts, "images": images}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_pack_equals_standalone_editors(tiny, precision):
+    base = tiny["base"]
+    parts = build_pack(base, tiny["concepts"], size=32, precision=precision)
+    out = tiny["root"] / f"pack-{precision}"
+    manifest = write_pack(parts, out, "tiny", tiny["images"], precision, base, threads=1, log=lambda m: None)
+    # one base, one small file per concept, all of the same size (one layout)
+    sizes = {e["name"]: (out / e["file"]).stat().st_size for e in manifest["concepts"]}
+    assert len(set(sizes.values())) == 1
+    assert (out / "base.weights").stat().st_size > 5 * max(sizes.values())
+    for name in ("warm", "sketch", "plain"):
+        assert manifest["checks"][name]["max_abs"] <= (1e-4 if precision == "fp32" else 4e-3)
+    # the concepts really differ (the check is not comparing one model with itself)
+    x = tiny["images"]["warm"]
+    outs = {c: Editor.from_pack(out, c, threads=1).run(x) for c in ("warm", "sketch", "plain")}
+    assert np.abs(outs["warm"] - outs["sketch"]).max() > 1e-2
+    assert np.abs(outs["warm"] - outs["plain"]).max() > 1e-3  # 10x the fp32 bound
+    if precision == "fp16":
+        fp32_bytes = (tiny["root"] / "pack-fp32" / "base.weights").stat().st_size
+        assert (out / "base.weights").stat().st_size < 0.6 * fp32_bytes
+
+
+def test_a_corrupt_or_missing_pack_part_is_a_clear_error(tiny):
+    out = tiny["root"] / "pack-fp32"
+    if not out.is_dir():
+        write_pack(build_pack(tiny["base"], tiny["concepts"], size=32), out, "tiny", tiny["images"], "fp32",
+                   tiny["base"], threads=1, log=lambda m: None)
+    with pytest.raises(FactoryError, match=r"no concept 'nope'.*warm"):
+        Editor.from_pack(out, "nope")
+    bad = tiny["root"] / "broken"
+    import shutil
+
+    shutil.copytree(out, bad)
+    part = bad / "concepts" / "warm.bin"
+    part.write_bytes(part.read_bytes()[:-8] + b"\xff" * 8)
+    with pytest.raises(FactoryError, match="corrupt pack file"):
+        Editor.from_pack(bad, "warm")
+    (bad / "pack.json").write_text("{not json")
+    with pytest.raises(FactoryError, match="corrupt pack manifest"):
+        read_pack(bad)
+    with pytest.raises(FactoryError, match="not a filter pack"):
+        read_pack(tiny["root"])
+    manifest = json.loads((out / "pack.json").read_text())
+    assert manifest["format"] == "editfactory-pack/1"
+
+
+def test_factory_export_pack_from_the_workspace(tiny, tmp_path):
+    from conftest import run_factory
+
+    from factory.core.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    base_dir = ws.base("tiny")
+    save_model(load_model(tiny["base"].folder), base_dir, {})
+    for i, concept in enumerate(("sepia", "negative")):
+        lora(ws.lora(concept), base_dir, i + 5, 2, ["head"], True)
+        (ws.lora(concept) / "metrics.json").write_text(json.dumps({"base": str(base_dir)}))
+    r = run_factory(ws.root, "export", "sepia", "negative", "--pack", "duo", "--size", "32", "--threads", "1")
+    assert "pack duo: 2 concept(s)" in r.stdout, r.stdout + r.stderr
+    manifest = read_pack(ws.pack("duo"))
+    assert [c["name"] for c in manifest["concepts"]] == ["sepia", "negative"]
+    assert all(manifest["checks"][c]["max_abs"] <= 1e-4 for c in ("sepia", "negative"))
+    photo = np.random.default_rng(1).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    a = Editor.from_pack(ws.pack("duo"), "sepia", threads=1).edit([photo])[0]
+    b = Editor.from_pack(ws.pack("duo"), "negative", threads=1).edit([photo])[0]
+    assert a.shape == photo.shape and np.abs(a.astype(int) - b).max() > 2
+    r = run_factory(ws.root, "export", "sepia", "negative", check=False)
+    assert r.returncode == 2 and "--pack NAME" in r.stderr
