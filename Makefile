@@ -7,9 +7,14 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 WORKSPACE ?= factory-workspace
 
-.PHONY: install test demo clean
+WEB := factory/web
+WEB_STAMP := $(WEB)/static/vendor/VERSION.json
 
+.PHONY: install web test demo clean
+
+# the package, and onnxruntime-web for `factory web` when npm is there (`make test` requires it)
 install: $(STAMP)
+	@$(MAKE) --no-print-directory web || echo "warning: onnxruntime-web not installed (needs Node.js + npm); 'factory web' needs it: 'make web'"
 
 # the package alone (what `make demo` needs) ...
 $(STAMP): pyproject.toml
@@ -20,13 +25,20 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/factory photos fetch || echo "warning: no wallpaper photos (apt-get download failed): the default photo set is the 11 wheel photos"
 	touch $(STAMP)
 
+# onnxruntime-web for the browser editor (`factory web`): `npm ci` in factory/web/ (the exact versions of
+# package-lock.json, from the npm registry), then the wasm build's few files copied to factory/web/static/vendor/
+web: $(WEB_STAMP)
+
+$(WEB_STAMP): $(WEB)/package.json $(WEB)/package-lock.json | $(STAMP)
+	$(PY) -m factory.web.vendor
+
 # ... and the test extras on top (pytest, selenium for the report's browser test, ray for factory batch,
 # ruff and import-linter for the code's shape)
 $(TEST_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(TEST_STAMP)
 
-test: $(TEST_STAMP)
+test: $(TEST_STAMP) $(WEB_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=15
@@ -39,8 +51,8 @@ DEMO_SECONDS ?= 120
 # makes pairs from the default photos (`factory photos list`), the weight generator predicts the LoRA from the text, a
 # short fine-tune finishes it, and the editor is exported (fp32, int8, .ort), evaluated on held-out
 # photos and reported.
-demo: $(STAMP)
+demo: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/factory --workspace $(WORKSPACE) run $(DEMO_CONCEPT) --seconds $(DEMO_SECONDS)
 
 clean:
-	rm -rf $(VENV) $(WORKSPACE) .pytest_cache
+	rm -rf $(VENV) $(WORKSPACE) .pytest_cache $(WEB)/node_modules $(WEB)/static/vendor

@@ -109,6 +109,17 @@ def test_card_records_parity_and_passes(exported: dict) -> None:
     assert lat["fp32"]["median_ms"] > 0 and lat["int8"]["median_ms"] > 0 and lat["threads"] == 2
 
 
+def test_card_records_the_full_size_choice(ws: Workspace, exported: dict) -> None:
+    full = exported["full_size"]  # sepia's recipe runs at any resolution: both paths were measured
+    assert full["measured"] and full["path"] in ("guided", "tiled") and full["low_side"] == 2 * SIZE
+    assert full["tile"] % 16 == 0 and full["editor_psnr_db"] == exported["checks"]["quality"][
+        "fp32_vs_teacher"]["mean_db"]
+    assert set(full["psnr_db"]) == {"guided", "tiled", "resize"} and full["seconds"]["guided"] > 0
+    assert (full["path"] == "guided") == (full["psnr_db"]["guided"] >= full["psnr_db"]["tiled"] - full["margin_db"])
+    assert full["photos"] and all(r["scale"] > 1 for r in full["photos"])  # photos larger than the pairs
+    assert Editor(ws.editor("sepia")).full_size.path == full["path"]  # what `factory apply` follows
+
+
 def test_int8_is_quantized_and_close_to_fp32(ws: Workspace, exported: dict) -> None:
     folder = ws.editor("sepia")
     int8 = onnx.load(str(folder / "editor.int8.onnx"))
@@ -212,3 +223,14 @@ def test_export_errors_are_one_line(ws: Workspace) -> None:
         assert proc.returncode == 2, (args, proc.stderr)
         lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
         assert len(lines) == 1 and expected in lines[0], (args, proc.stderr)
+
+
+def test_export_keeps_the_editors_manifest_current(ws: Workspace, exported: dict) -> None:
+    from factory.core.files import sha256_file
+
+    manifest = json.loads((ws.root / "editors" / "manifest.json").read_text())
+    (entry,) = [e for e in manifest["editors"] if e["name"] == "sepia"]
+    assert entry["instruction"] == exported["instruction"] and entry["input"] == exported["input"]
+    assert {"editor.onnx", "editor.int8.onnx", "editor.ort"} <= set(entry["files"])
+    for f in entry["files"].values():
+        assert sha256_file(ws.root / "editors" / f["path"]) == f["sha256"]

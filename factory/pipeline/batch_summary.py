@@ -2,48 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any
 
 from factory.core.atomic import atomic_write_json, atomic_write_text
-from factory.core.files import sha256_file
 from factory.core.workspace import Workspace
+from factory.pipeline.manifest import MANIFEST, write_manifest
 from factory.pipeline.templates import render
-
-MANIFEST = "manifest.json"
-#: the files an app ships, in the order it prefers them
-APP_FILES = ("editor.ort", "editor.int8.ort", "editor.onnx", "editor.int8.onnx")
-
-
-def app_manifest(ws: Workspace, records: list[dict]) -> dict[str, Any]:
-    """Every finished editor with its name, instruction, input contract and files (bytes, sha256)."""
-    editors = []
-    for r in records:
-        if r.get("status") != "done":
-            continue
-        folder = Path(r["editor"])
-        card = json.loads((folder / "card.json").read_text(encoding="utf-8"))
-        files = {
-            name: {
-                "path": os.path.relpath(folder / name, ws.root / "editors"),
-                "bytes": (folder / name).stat().st_size,
-                "sha256": sha256_file(folder / name),
-            }
-            for name in APP_FILES
-            if (folder / name).is_file()
-        }
-        editors.append(
-            {
-                "name": r["concept"],
-                "instruction": card["instruction"],
-                "input": card["input"],
-                "output": card["output"],
-                "files": files,
-            }
-        )
-    return {"format": "editfactory-editors/1", "editors": editors}
 
 
 def batch_html(ws: Workspace, records: list[dict], meta: dict) -> str:
@@ -91,5 +56,5 @@ def write_summary(ws: Workspace, records: list[dict], meta: dict) -> dict[str, A
     }
     atomic_write_json(ws.reports / "batch.json", summary)
     atomic_write_text(ws.reports / "batch.html", batch_html(ws, records, meta))
-    atomic_write_json(ws.editor(MANIFEST), app_manifest(ws, records))
+    write_manifest(ws)  # every editor installed in the workspace, this batch's and any exported before
     return summary

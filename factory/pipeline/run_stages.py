@@ -162,13 +162,16 @@ def zero_shot_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, init: dict[
 # -- 5. export ---------------------------------------------------------------------------------------
 def export_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, opts: RunOptions, log: Log) -> dict[str, Any]:
     from factory.export.editor import ExportRequest, export_editor
+    from factory.pipeline.manifest import write_manifest
 
     concept = card.name
     req = ExportRequest(concept=concept, base=base, adapter_dir=ws.lora(concept),
                         adapter_note=f"LoRA {ws.lora(concept)} merged", instruction=card.instruction,
                         data_dir=ws.data(concept), out_dir=ws.editor(concept), size=opts.export_size,
                         int8=opts.int8, ort=opts.ort, text_cache=ws.text_cache)
-    return {"files": export_editor(req, log=lambda m: log(f"export: {m}"))["files"]}
+    files = export_editor(req, log=lambda m: log(f"export: {m}"))["files"]
+    write_manifest(ws)  # editors/manifest.json lists the new editor
+    return {"files": files}
 
 
 # -- 6. eval -----------------------------------------------------------------------------------------
