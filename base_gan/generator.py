@@ -108,6 +108,11 @@ HEAD_INIT_SCALE = 5e-4  # std of head.conv3's weights at init -> |delta| ~ 5e-3
 BRANCH_INIT_SCALE = 0.1  # residual branch outputs (res conv2, attn/xattn out, ff fc2) at init
 
 
+#: coordinate channels (``screen_periods``): sin and cos of the pixel row and column at these periods, for
+#: position-dependent patterns (a fixed halftone screen, scanlines) that a translation-equivariant network
+#: cannot place. Each period divides the stride, so the phase is the same in every stride-aligned tile.
+SCREEN_PERIODS = (4, 8, 16)
+
 ACTIVATIONS = {"lrelu": lambda: nn.LeakyReLU(0.2), "relu": nn.ReLU, "silu": nn.SiLU}
 NORMS = {"none", "group", "batch"}
 OUTPUTS = {"residual", "tanh_residual"}
@@ -138,12 +143,27 @@ def _conv(cin: int, cout: int, stride: int = 1, k: int = 3) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
 
 
+def screen_phase(periods: list[int] | tuple[int, ...]) -> torch.Tensor:
+    """[1, 4 * len(periods), STRIDE, STRIDE]: sin/cos of the row, then sin/cos of the column, per period."""
+    i = torch.arange(STRIDE, dtype=torch.float32)
+    planes = []
+    for p in periods:
+        if p not in SCREEN_PERIODS:
+            raise ValueError(f"screen periods must be among {SCREEN_PERIODS} (divisors of the stride), got {p}")
+        angle = 2 * math.pi * i / p
+        for f in (torch.sin(angle), torch.cos(angle)):
+            planes.append(f[:, None].expand(STRIDE, STRIDE))  # by row
+        for f in (torch.sin(angle), torch.cos(angle)):
+            planes.append(f[None, :].expand(STRIDE, STRIDE))  # by column
+    return torch.stack(planes)[None].contiguous()
+
+
 class Stem(nn.Module):
     """Full-resolution conv then two stride-2 convs; returns the /4 features and the s1, s2, s4 skips."""
 
-    def __init__(self, c: int, act, norm: str) -> None:
+    def __init__(self, c: int, act, norm: str, extra_in: int = 0) -> None:
         super().__init__()
-        self.conv1 = _conv(3, c // 2)
+        self.conv1 = _conv(3 + extra_in, c // 2)
         self.conv2 = _conv(c // 2, c, stride=2)
         self.conv3 = _conv(c, c, stride=2)
         self.norm2, self.norm3 = _norm(norm, c), _norm(norm, c)
@@ -264,11 +284,15 @@ class Generator(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, ngf: int = 32, n_res_enc: int = 2, n_res_dec: int = 1, text_dim: int = 384, heads: int = 4,
                  ff_mult: int = 4, act: str = "lrelu", norm: str = "none", output: str = "residual",
-                 image_size: int = 256, text_encoder: str = "minilm", film: bool = False) -> None:
+                 image_size: int = 256, text_encoder: str = "minilm", film: bool = False,
+                 screen_periods: list[int] | None = None) -> None:
         super().__init__()
         _check_config(ngf, heads, act, norm, output, image_size)
         c, act_fn = ngf, ACTIVATIONS[act]
-        self.stem = Stem(c, act_fn, norm)
+        periods = list(screen_periods or [])
+        if periods:  # not saved: rebuilt from the config
+            self.register_buffer("screen", screen_phase(periods), persistent=False)
+        self.stem = Stem(c, act_fn, norm, extra_in=4 * len(periods))
         self.down1 = Down(c, 2 * c, act_fn, norm)
         n_res = n_res_enc + n_res_dec
         for i in range(1, n_res + 1):
@@ -311,7 +335,7 @@ class Generator(ModelMixin, ConfigMixin):
         if not torch.jit.is_tracing():
             check_input(x, self.stride)
         film = self._film(x, text_tokens, text_mask)
-        s1, s2, s4 = self.stem(x)
+        s1, s2, s4 = self.stem(self._with_screen(x))
         s4 = modulate(s4, film.get("s4"))  # encoder sites: on the block's output
         h = modulate(self.down1(s4), film.get("d1"))
         for name in self.enc_blocks:
@@ -332,6 +356,14 @@ class Generator(ModelMixin, ConfigMixin):
             return torch.tanh(torch.atanh(x.clamp(-0.999, 0.999)) + delta)
         return soft_bound(x + delta)
 
+
+    def _with_screen(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` with the coordinate channels appended (``screen_periods``), else ``x``."""
+        if not self.config.screen_periods:
+            return x
+        b, _, h, w = x.shape
+        phase = self.screen.repeat(1, 1, h // STRIDE, w // STRIDE).expand(b, -1, -1, -1)
+        return torch.cat([x, phase.to(x.dtype)], dim=1)
 
     def _film(self, x: torch.Tensor, text_tokens: torch.Tensor | None,
               text_mask: torch.Tensor | None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -273,6 +273,7 @@ def export_and_time(args, ws: Workspace, base, concept: str) -> dict:
                 size=256,
                 int8=True,
                 text_cache=ws.text_cache,
+                full_size=False,  # sizes and latency at 256 px only (full-size photos: bench/fullsize.py)
             ),
             log=lambda m: None,
         )

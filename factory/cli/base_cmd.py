@@ -67,12 +67,15 @@ def info_cmd(size: int, ngf: int | None, arch: str, text_len: int) -> None:
               help="Share of samples trained to leave the photo unchanged under an empty or unrelated text, so an "
                    "unknown text gives (near) the identity.")
 @click.option("--film", is_flag=True, help="Also condition every stage on the pooled text (FiLM, zero-init).")
+@click.option("--coords", is_flag=True,
+              help="Append sin/cos of the pixel position (periods 4, 8, 16 px) to the input, so the generator can "
+                   "place position-dependent patterns (a halftone screen, scanlines).")
 @click.option("--checkpoint-every", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--restart", is_flag=True, help="Discard existing checkpoints instead of resuming from them.")
 @click.pass_obj
 def train_cmd(
     session: Session, spec: str, name: str, arch: str, size: int, ngf: int | None, pairs: int, restart: bool,
-    film: bool, **settings
+    film: bool, coords: bool, **settings
 ) -> None:
     """Train a base GAN on many concepts at once; each sample carries its own concept text.
 
@@ -92,6 +95,7 @@ def train_cmd(
         size=size,
         ngf=ngf,
         film=film,
+        coords=coords,
         pairs=pairs,
         restart=restart,
         seed=session.seed,

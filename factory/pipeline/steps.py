@@ -91,8 +91,8 @@ def resolve_concepts(spec: str | Iterable[str], workspace: WorkspaceLike = None,
 
 # -- the base -----------------------------------------------------------------------------------------
 def train_base(concepts: str | Iterable[str], *, workspace: WorkspaceLike = None, name: str = "default",
-               arch: str = "e2gan", size: int = 128, ngf: int | None = None, film: bool = False, pairs: int = 200,
-               restart: bool = False, seed: int = 0, log: Log = _quiet, progress: bool = True,
+               arch: str = "e2gan", size: int = 128, ngf: int | None = None, film: bool = False, coords: bool = False,
+               pairs: int = 200, restart: bool = False, seed: int = 0, log: Log = _quiet, progress: bool = True,
                **settings: Any) -> Path:
     """Train a base GAN on many concepts at once (``auto:K`` or names; each sample carries its own
     concept text), or ``arch="pix2pix"`` on exactly one; resumes ``<workspace>/base/<name>/`` unless
@@ -111,7 +111,12 @@ def train_base(concepts: str | Iterable[str], *, workspace: WorkspaceLike = None
     ensure_pairs(ws, names, pairs, size, seed, log)
     if film and arch != "e2gan":
         raise FactoryError("--film conditions the e2gan generator; pix2pix has no text input")
-    spec = {"arch": arch, "image_size": size, **({"ngf": ngf} if ngf else {}), **({"film": True} if film else {})}
+    if coords and arch != "e2gan":
+        raise FactoryError("--coords adds coordinate channels to the e2gan generator only")
+    from base_gan.generator import SCREEN_PERIODS
+
+    spec = {"arch": arch, "image_size": size, **({"ngf": ngf} if ngf else {}), **({"film": True} if film else {}),
+            **({"screen_periods": list(SCREEN_PERIODS)} if coords else {})}
     s = TrainSettings(generator=spec, disc_nf=64 if arch == "pix2pix" else 32, seed=seed, **settings)
     out = ws.base(name)
     if restart:
