@@ -257,7 +257,8 @@ def markdown(r: dict) -> str:
         f"median of {s['runs']} runs after {s['warmup']} warm-up; webcam loop: the page's live preview (fake camera, "
         f"square crop to {s['size']}x{s['size']}; capture, resize, conversion, inference and drawing) over "
         f"{s['webcam_seconds']:.0f} s, at most 30 frames/s (the camera's rate). Load average (1/5/15 min) before "
-        f"{r['load_average']['before']}, after {r['load_average']['after']}: other processes shared these cores.",
+        f"{r['load_average']['before']}, after {r['load_average']['after']} "
+        "(a load at the start can be the previous minute's work: the average lags).",
         "",
         "| runtime | mode | threads | ms per frame | frames/s |",
         "|---|---|---:|---:|---:|",
