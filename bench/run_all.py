@@ -278,7 +278,8 @@ def export_and_time(args, ws: Workspace, base, concept: str) -> dict:
             log=lambda m: None,
         )
     card = json.loads((out / "card.json").read_text())
-    p2p = pix2pix_reference(args.workspace / "pix2pix-latency", 256)
+    # latency does not depend on weights or calibration; the quick smoke calibrates on 2 images to save time
+    p2p = pix2pix_reference(args.workspace / "pix2pix-latency", 256, calibration_images=2 if args.quick else 16)
     models = {
         "editor_fp32": out / "editor.onnx",
         "editor_int8": out / "editor.int8.onnx",

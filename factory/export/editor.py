@@ -408,7 +408,8 @@ def _build(
 # the pix2pix ResNet-9 reference for latency, exported exactly like an editor
 
 
-def pix2pix_reference(folder: Path, size: int = 256, int8: bool = True) -> dict[str, Path]:
+def pix2pix_reference(folder: Path, size: int = 256, int8: bool = True,
+                      calibration_images: int = 16) -> dict[str, Path]:
     """pix2pix ResNet-9 (ngf 64, random weights, seed 0) as fp32 and static-QDQ int8 ONNX in ``folder``.
 
     Same exporter, opset, optimization and quantization settings as ``export_editor`` (calibrated on
@@ -431,7 +432,7 @@ def pix2pix_reference(folder: Path, size: int = 256, int8: bool = True) -> dict[
     if int8:
         paths["int8"] = folder / "pix2pix.int8.onnx"
         if not paths["int8"].is_file():
-            calibration = [to_input([im])[0] for im in photo_crops("train", 16, size)]
+            calibration = [to_input([im])[0] for im in photo_crops("train", calibration_images, size)]
 
             def write(tmp: str) -> None:
                 quantize_int8(paths["fp32"], Path(tmp), calibration)
