@@ -82,6 +82,8 @@ def test_a_corrupt_or_missing_pack_part_is_a_clear_error(tiny):
     if not out.is_dir():
         write_pack(build_pack(tiny["base"], tiny["concepts"], size=32), out, "tiny", tiny["images"], "fp32",
                    tiny["base"], threads=1, log=lambda m: None)
+    with pytest.raises(FactoryError, match="must be file names"):
+        build_pack(tiny["base"], [PackConcept("../evil", "x", None)], size=32)
     with pytest.raises(FactoryError, match=r"no concept 'nope'.*warm"):
         Editor.from_pack(out, "nope")
     bad = tiny["root"] / "broken"

@@ -297,6 +297,11 @@ def build_pack(base: BaseGAN, concepts: list[PackConcept], size: int = 256, prec
     if not concepts:
         raise FactoryError("a pack needs at least one concept")
     names = [c.name for c in concepts]
+    import re
+
+    bad = [n for n in names if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", n)]
+    if bad:
+        raise FactoryError(f"pack concept names must be file names (letters, digits, '.', '_', '-'): {', '.join(bad)}")
     if len(set(names)) != len(names):
         raise FactoryError(f"a concept is named twice in the pack: {', '.join(names)}")
     factors = [adapter_factors(base, c.adapter_dir) for c in concepts]
