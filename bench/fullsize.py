@@ -144,18 +144,18 @@ def child(spec: dict) -> None:
 
 
 def measure(spec: dict) -> dict:
-    """Run ``child(spec)`` in a fresh interpreter; its JSON plus ru_maxrss from wait4 (MB)."""
+    """Run ``child(spec)`` in a fresh interpreter; its JSON (the peak is the child's own VmHWM: wait4's ru_maxrss
+    would also count the RSS this parent had when it forked)."""
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen([sys.executable, __file__, "--child", json.dumps(spec)], stdout=subprocess.PIPE,
                                 stderr=err, text=True, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         stdout = proc.stdout.read()  # type: ignore[union-attr]
-        _, status, usage = os.wait4(proc.pid, 0)
+        _, status, _ = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0:
             err.seek(0)
             raise SystemExit(f"child {spec} failed ({proc.returncode}):\n{err.read()[-3000:]}")
     r = json.loads(stdout.strip().splitlines()[-1])
-    r["ru_maxrss_mb"] = usage.ru_maxrss / 1024
     r["seconds"] = min(r["edit_seconds"])
     r["first_seconds"] = r["edit_seconds"][0]
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}
