@@ -364,7 +364,7 @@ def write_pack(parts: PackParts, out_dir: Path, name: str, images: dict[str, np.
         entries = []
         for concept, blob in parts.concepts.items():
             (tmp / "concepts" / f"{concept}.bin").write_bytes(blob)
-            entries.append({"name": concept, "instruction": _instruction(parts, concept),
+            entries.append({"name": concept, "instruction": parts.instructions[concept],
                             "file": f"concepts/{concept}.bin", "bytes": len(blob), "sha256": sha(blob)})
         manifest = {
             "format": PACK_FORMAT, "name": name, "precision": precision, "model": BASE_MODEL,
@@ -377,7 +377,7 @@ def write_pack(parts: PackParts, out_dir: Path, name: str, images: dict[str, np.
             "concepts": entries, "input": INPUT_CONTRACT, "output": OUTPUT_CONTRACT,
             "stride": int(getattr(base.model, "stride", 16)), "factory_version": __version__,
         }
-        atomic_write_json(tmp / PACK_MANIFEST, manifest)
+        atomic_write_json(tmp / PACK_MANIFEST, manifest)  # what Editor.from_pack reads for the checks below
         scratch = Path(tempfile.mkdtemp(prefix=".pack-check.", dir=out_dir.parent))
         try:
             for concept, ref in parts.references.items():
@@ -402,7 +402,3 @@ def write_pack(parts: PackParts, out_dir: Path, name: str, images: dict[str, np.
             raise FactoryError(f"pack '{name}' failed its checks: {'; '.join(failures)} (nothing installed)")
         atomic_write_json(tmp / PACK_MANIFEST, manifest)
     return manifest
-
-
-def _instruction(parts: PackParts, concept: str) -> str:
-    return parts.instructions.get(concept, "")

@@ -294,6 +294,15 @@ def _adapter_and_base(ws: Workspace, concept: str, adapter: str | os.PathLike | 
     return adapter_dir, note, base_dir
 
 
+def _export_instruction(ws: Workspace, concept: str) -> str:
+    """The text an editor bakes in: the one its pairs were made from, else its card's."""
+    from factory.data.dataset import concept_instruction
+
+    data_dir = ws.data(concept)
+    return (concept_instruction(data_dir) if (data_dir / "synth.json").is_file()
+            else find_card(concept, ws).instruction)
+
+
 def export_editor(concept: str, *, workspace: WorkspaceLike = None, base: str | os.PathLike | None = None,
                   adapter: str | os.PathLike | None = None, size: int = 256, int8: bool = True, fp16: bool = False,
                   ort: bool = False, threads: int | None = None, min_int8_psnr: float | None = None,
@@ -303,7 +312,6 @@ def export_editor(concept: str, *, workspace: WorkspaceLike = None, base: str | 
     torch/onnxruntime parity, int8 quality or the mobile check fails. ``full_size`` measures how full-size
     photos are best edited (guided or tiled) on held-out photos; without it the card says tiled."""
     from base_gan.models import BaseGAN
-    from factory.data.dataset import concept_instruction
     from factory.export.editor import INT8_MIN_PSNR_DB, ExportRequest
     from factory.export.editor import export_editor as run_export
     from factory.pipeline.manifest import write_manifest
@@ -312,8 +320,7 @@ def export_editor(concept: str, *, workspace: WorkspaceLike = None, base: str | 
     adapter_dir, note, base_dir = _adapter_and_base(ws, concept, adapter, base)
     log(f"{note}; base {base_dir}")
     data_dir = ws.data(concept)
-    instruction = (concept_instruction(data_dir) if (data_dir / "synth.json").is_file()
-                   else find_card(concept, ws).instruction)
+    instruction = _export_instruction(ws, concept)
     req = ExportRequest(concept=concept, base=BaseGAN.load(base_dir), adapter_dir=adapter_dir, adapter_note=note,
                         instruction=instruction, data_dir=data_dir, out_dir=ws.editor(concept), size=size,
                         int8=int8, fp16=fp16, ort=ort, threads=threads, allow_cpu_fallback=allow_cpu_fallback,
@@ -332,7 +339,6 @@ def export_pack(concepts: Iterable[str], name: str, *, workspace: WorkspaceLike 
     and text, merged when onnxruntime loads it; each concept checked against its standalone editor graph on
     ``images`` held-out images. Returns pack.json."""
     from base_gan.models import BaseGAN
-    from factory.data.dataset import concept_instruction
     from factory.export.editor import export_images
     from factory.export.pack import PackConcept, build_pack, write_pack
     from factory.runtime.editor import to_input
@@ -348,9 +354,7 @@ def export_pack(concepts: Iterable[str], name: str, *, workspace: WorkspaceLike 
             raise FactoryError(f"'{concept}' was fine-tuned on {base_dir}, the pack's first concept on {chosen}: "
                                "a pack holds concepts of one base (pass --base to merge them all into one)")
         data_dir = ws.data(concept)
-        instruction = (concept_instruction(data_dir) if (data_dir / "synth.json").is_file()
-                       else find_card(concept, ws).instruction)
-        members.append(PackConcept(concept, instruction, adapter_dir))
+        members.append(PackConcept(concept, _export_instruction(ws, concept), adapter_dir))
         held_out[concept] = to_input(export_images(data_dir, size, n_calibration=1, n_held_out=images).held_out)
         log(f"{concept}: {note}")
     if chosen is None:
