@@ -10,17 +10,17 @@ WORKSPACE ?= factory-workspace
 WEB := factory/web
 WEB_STAMP := $(WEB)/static/vendor/VERSION.json
 
-.PHONY: install web test demo clean
+.PHONY: install web test demo clean constraints
 
 # the package, and onnxruntime-web for `factory web` when npm is there (`make test` requires it)
 install: $(STAMP)
 	@$(MAKE) --no-print-directory web || echo "warning: onnxruntime-web not installed (needs Node.js + npm); 'factory web' needs it: 'make web'"
 
 # the package alone (what `make demo` needs) ...
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -c constraints.txt -e .
 	$(PY) -c "import torch, torchvision, diffusers, peft, kornia, cv2, onnxruntime"
 	$(VENV)/bin/factory photos fetch || echo "warning: no wallpaper photos (apt-get download failed): the default photo set is the 11 wheel photos"
 	touch $(STAMP)
@@ -35,13 +35,16 @@ $(WEB_STAMP): $(WEB)/package.json $(WEB)/package-lock.json | $(STAMP)
 # ... and the test extras on top (pytest, selenium for the report's browser test, ray for factory batch,
 # ruff and import-linter for the code's shape)
 $(TEST_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(TEST_STAMP)
+
+# tests run in TEST_WORKERS processes (pytest-xdist; a test file stays in one process), the cores shared out
+TEST_WORKERS ?= 2
 
 test: $(TEST_STAMP) $(WEB_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=15
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
 DEMO_CONCEPT ?= autumn
 DEMO_SECONDS ?= 120
@@ -56,3 +59,9 @@ demo: install
 
 clean:
 	rm -rf $(VENV) $(WORKSPACE) .pytest_cache $(WEB)/node_modules $(WEB)/static/vendor
+
+# constraints.txt: the versions of the test environment, pinned (run after an upgrade that passed `make test`)
+constraints: $(TEST_STAMP)
+	{ echo "# The versions CI tested: \`make\` installs with \`pip install -c constraints.txt\`. Regenerate after an upgrade"; \
+	  echo "# that passed \`make test\`: \`make constraints\`."; \
+	  $(PY) -m pip freeze --exclude-editable | grep -v '@ file'; } > constraints.txt

@@ -17,6 +17,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault(CACHE_ENV, str(cache_dir()))  # one photo cache for every test and the processes they start
 
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # `pytest -n N`: the N workers share the cores out
+    _threads = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    os.environ.setdefault("OMP_NUM_THREADS", _threads)  # for the processes the tests start
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 
 
 @pytest.fixture
