@@ -30,12 +30,14 @@ from factory.pipeline.session import Session
               help="Tile side for native-resolution editing (a multiple of 16); default: the card's, else 512.")
 @click.option("--precision", type=click.Choice(["fp32", "int8", "fp16"]), default="fp32", show_default=True,
               help="Which model of an editor folder to run.")
+@click.option("--concept", help="With EDITOR a filter pack (a pack folder, or a pack name in <workspace>/packs/): "
+                                 "the pack's concept to run.")
 @click.option("--threads", type=click.IntRange(1), help="onnxruntime threads (default: all cores).")
 @click.pass_obj
 def apply(session: Session, editor: str, inputs: tuple[str, ...], out: Path, batch: int, path: str,
-          size: int | None, tile: int | None, precision: str, threads: int | None) -> None:
+          size: int | None, tile: int | None, precision: str, concept: str | None, threads: int | None) -> None:
     """Edit images, folders (recursive) and videos with EDITOR (an editor folder, a .onnx/.ort file,
-    or a concept name exported to <workspace>/editors/).
+    a concept name exported to <workspace>/editors/, or a filter pack with --concept).
 
     Outputs keep each input's name, format and size (videos: frame count, fps and frame size; no
     audio), under OUT/<input folder name>/... for folders. Unreadable files are skipped and listed.
@@ -44,10 +46,10 @@ def apply(session: Session, editor: str, inputs: tuple[str, ...], out: Path, bat
     from tqdm import tqdm
 
     from factory.runtime.apply import apply_files
-    from factory.runtime.editor import Editor, locate_editor
+    from factory.runtime.editor import open_editor
     from factory.runtime.fullsize import describe
 
-    model = Editor(locate_editor(editor, session.workspace.root, precision), threads)
+    model = open_editor(editor, session.workspace.root, precision, concept, threads)
     how = describe(model.full_size, path, size, tile)  # a bad combination fails here, before any work
     with tqdm(unit="img", desc=f"apply {model.describe()}", leave=False) as bar:
         def show(done: int, total: int) -> None:

@@ -110,6 +110,31 @@ def locate_editor(spec: str | os.PathLike, workspace_root: str | os.PathLike | N
     )
 
 
+def open_editor(spec: str | os.PathLike, workspace_root: str | os.PathLike | None = None, precision: str = "fp32",
+                concept: str | None = None, threads: int | None = None) -> Editor:
+    """The editor a user names: as ``locate_editor``, or with ``concept`` one concept of a filter pack (a pack
+    folder, or a pack name in ``<workspace>/packs/``)."""
+    from factory.runtime.pack import is_pack
+
+    path = Path(spec).expanduser()
+    in_workspace = Path(workspace_root) / "packs" / str(spec) if workspace_root is not None else None
+    if not path.exists() and os.sep not in str(spec) and in_workspace is not None and is_pack(in_workspace):
+        if concept is None and (Path(workspace_root) / "editors" / str(spec)).is_dir():
+            return Editor(locate_editor(spec, workspace_root, precision), threads)
+        path = in_workspace
+    if is_pack(path):
+        if concept is None:
+            raise FactoryError(f"{path} is a filter pack: name one of its concepts with --concept")
+        if precision != "fp32":
+            raise FactoryError(f"a filter pack has one precision (its own); --precision {precision} applies to "
+                               "editor folders only")
+        return Editor.from_pack(path, concept, threads)
+    if concept is not None:
+        raise FactoryError(f"--concept {concept}: '{spec}' is not a filter pack (a folder with pack.json, or a pack "
+                           f"name in the workspace's packs/)")
+    return Editor(locate_editor(spec, workspace_root, precision), threads)
+
+
 @dataclass(frozen=True)
 class _Job:
     image: int  # index of the image in the call
