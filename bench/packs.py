@@ -1,8 +1,9 @@
 """Benchmark: filter packs for apps with many filters (issue 16, goal "Packs").
 
-For 20 concepts on the shipped pretrained base, each with the shipped weight generator's LoRA for its
-instruction (an adapter of the real layout and size; pack bytes and equality do not depend on how well
-an adapter is trained):
+For 20 concepts on the shipped pretrained base, float16-exact as ``factory pretrain install`` now installs a
+base (``round_to_float16_``: the workspace's ``default`` base), each with the shipped weight generator's
+LoRA for its instruction (an adapter of the real layout and size; pack bytes and equality do not depend on
+how well an adapter is trained):
 
 * standalone editors as ``factory export`` writes their model files: ``editor.onnx`` (``export_onnx``) and
   ``editor.int8.onnx`` (``quantize_int8``, calibrated on the protocol's train photos), one per concept;
@@ -45,16 +46,35 @@ def concepts(n: int) -> list[str]:
     return names[:n]
 
 
+def exact_base(ws: Workspace) -> None:
+    """The shipped base, float16-exact, as the workspace's ``default`` base (what every part below uses); the
+    editors and adapters of an earlier run on another base are made again."""
+    import shutil
+
+    from base_gan.models import load_model, round_to_float16_, save_model
+    from factory.core.files import sha256_file
+    from factory.pipeline.assets import pretrained_base
+
+    out = ws.base("default")
+    source = sha256_file(pretrained_base() / "diffusion_pytorch_model.safetensors")
+    stamp = out / "made_from.txt"
+    if stamp.is_file() and stamp.read_text() == source:
+        return
+    for stale in (ws.root / "standalone", ws.root / "loras", ws.root / "packs"):
+        shutil.rmtree(stale, ignore_errors=True)
+    save_model(round_to_float16_(load_model(pretrained_base())), out, {"made_from": str(pretrained_base())})
+    stamp.write_text(source)
+
+
 def standalone_sizes(ws: Workspace, names: list[str], out: Path) -> dict[str, dict]:
     """Each concept's editor.onnx and editor.int8.onnx, written as ``export_editor`` writes them."""
     from base_gan.models import BaseGAN
     from factory.export.editor import photo_crops
     from factory.export.onnx_export import EditorModule, export_onnx, merge_adapter, text_condition
     from factory.export.quantize import quantize_int8
-    from factory.pipeline.assets import pretrained_base
     from factory.runtime.editor import to_input
 
-    base = BaseGAN.load(pretrained_base())
+    base = BaseGAN.load(ws.base("default"))
     calibration = [to_input([im])[0] for im in photo_crops("train", 16, 256)]
     sizes = {}
     for name in names:
@@ -99,6 +119,7 @@ def main() -> None:
     ws = Workspace(args.workspace)
     names = concepts(args.concepts)
     started = time.perf_counter()
+    exact_base(ws)
     for name in names:  # the weight generator's adapter for the instruction, as `factory run --init weightgen` starts
         if not (ws.lora(name) / "adapter_model.safetensors").is_file():
             factory.generate_adapter(find_card(name).instruction, ws.lora(name), workspace=ws)
@@ -160,8 +181,9 @@ def render(r: dict) -> str:
         return f"{b / 1e6:.2f} MB"
 
     lines = ["# Filter packs", "", f"Written by `{r['command']}` ({r['date']}, {r['machine']}, load average "
-             f"{r['load_average_1min']}). {r['n']} concepts on the shipped base, each with the shipped weight "
-             "generator's LoRA for its instruction.", "",
+             f"{r['load_average_1min']}). {r['n']} concepts on the shipped base made float16-exact (as `factory "
+             "pretrain install` installs a base), each with the shipped weight generator's LoRA for its "
+             "instruction.", "",
              f"Standalone: {r['n']} int8 editors {mb(r['standalone_totals']['int8'])}, {r['n']} fp32 editors "
              f"{mb(r['standalone_totals']['fp32'])}; adapter file "
              f"{r['standalone_totals']['adapter_max'] / 1e3:.1f} KB.",

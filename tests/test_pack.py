@@ -20,8 +20,9 @@ GEN = dict(ngf=8, image_size=32)
 
 
 def lora(folder: Path, base_dir: Path, seed: int, rank: int, groups: list[str], bias: bool,
-         scale: float = 0.1) -> Path:
-    """A 'trained' peft adapter: random B (``scale``) and a moved A, optionally with lora_bias."""
+         scale: float = 0.1, exact: bool = False) -> Path:
+    """A 'trained' peft adapter: random B (``scale``) and a moved A, optionally with lora_bias; ``exact``:
+    every factor float16-exact."""
     from peft import LoraConfig, get_peft_model
 
     base = load_model(base_dir)
@@ -34,6 +35,8 @@ def lora(folder: Path, base_dir: Path, seed: int, rank: int, groups: list[str], 
                 p.copy_(torch.randn(p.shape) * scale)
             elif "lora_A" in name:
                 p.add_(torch.randn(p.shape) * 0.05)
+            if exact and "lora_" in name:
+                p.copy_(p.half().float())
     model.save_pretrained(str(folder))
     return folder
 
@@ -64,7 +67,7 @@ def test_pack_equals_standalone_editors(tiny, precision):
     # one base, one small file per concept, all of the same size (one layout)
     sizes = {e["name"]: (out / e["file"]).stat().st_size for e in manifest["concepts"]}
     assert len(set(sizes.values())) == 1
-    assert (out / "base.weights").stat().st_size > 5 * max(sizes.values())
+    assert (out / "base.weights").stat().st_size > 3 * max(sizes.values())
     for name in ("warm", "sketch", "plain"):
         assert manifest["checks"][name]["max_abs"] <= (1e-4 if precision == "fp32" else 4e-3)
     # the concepts really differ (the check is not comparing one model with itself)
@@ -75,6 +78,28 @@ def test_pack_equals_standalone_editors(tiny, precision):
     if precision == "fp16":
         fp32_bytes = (tiny["root"] / "pack-fp32" / "base.weights").stat().st_size
         assert (out / "base.weights").stat().st_size < 0.6 * fp32_bytes
+
+
+def test_fp16_pack_of_float16_exact_weights_equals_the_standalone_editor(tiny):
+    """A base saved float16-exact (as training and `factory pretrain install` save it) and float16-exact LoRA
+    factors: the float16 pack stores every value exactly, so it meets the fp32 bound at half the bytes."""
+    from base_gan.models import round_to_float16_
+
+    root = tiny["root"] / "exact"
+    base_dir = save_model(round_to_float16_(load_model(tiny["base"].folder)), root / "base", {})
+    adapter = lora(root / "raw", base_dir, 7, 4, ["up1", "head"], True, scale=0.3)
+    lora(root / "exact-adapter", base_dir, 7, 4, ["up1", "head"], True, scale=0.3, exact=True)
+    base = BaseGAN.load(base_dir)
+    images = {"exact": np.random.default_rng(3).uniform(-1, 1, (3, 3, 32, 48)).astype(np.float32)}
+    parts = build_pack(base, [PackConcept("exact", "make it exact", root / "exact-adapter")], size=32,
+                       precision="fp16")
+    assert parts.lossless
+    manifest = write_pack(parts, root / "pack", "exact", images, "fp16", base, threads=1, log=lambda m: None)
+    assert manifest["checks"]["stored_exactly"] and manifest["checks"]["threshold_max_abs"] == 1e-4
+    assert manifest["checks"]["exact"]["max_abs"] <= 1e-4
+    # the same adapter unrounded is not stored exactly: the float16 bound applies
+    loose = build_pack(base, [PackConcept("loose", "make it exact", adapter)], size=32, precision="fp16")
+    assert not loose.lossless
 
 
 def test_a_corrupt_or_missing_pack_part_is_a_clear_error(tiny):
@@ -125,3 +150,17 @@ def test_factory_export_pack_from_the_workspace(tiny, tmp_path):
     assert a.shape == photo.shape and np.abs(a.astype(int) - b).max() > 2
     r = run_factory(ws.root, "export", "sepia", "negative", check=False)
     assert r.returncode == 2 and "--pack NAME" in r.stderr
+    # factory apply runs a pack's concept by the pack's name in the workspace: the library's pixels
+    from conftest import write_rgb
+
+    from factory.core.images import read_image
+
+    write_rgb(tmp_path / "in.png", photo)
+    run_factory(ws.root, "apply", "duo", str(tmp_path / "in.png"), "--concept", "negative", "-o",
+                str(tmp_path / "out.png"), "--threads", "1")
+    assert np.array_equal(read_image(tmp_path / "out.png"), b)
+    for args, message in ((["duo"], "is a filter pack: name one of its concepts with --concept"),
+                          (["duo", "--concept", "nope"], "no concept 'nope'"),
+                          ([str(tmp_path / "in.png"), "--concept", "sepia"], "is not a filter pack")):
+        r = run_factory(ws.root, "apply", *args, str(tmp_path / "in.png"), "-o", str(tmp_path / "x"), check=False)
+        assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr, r.stderr

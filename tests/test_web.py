@@ -61,27 +61,31 @@ def _tiny_editor(folder: Path, name: str) -> Path:
 
 
 def _pack(folder: Path) -> dict[str, bytes]:
-    """A real filter pack (what `factory export --pack` builds) of two concepts on a tiny base far from the
-    identity, plus an entry whose file is cut short ('torn'); returns the good concepts' .bin bytes."""
+    """A real float16 filter pack (what `factory export --pack --pack-precision fp16` builds: the size that
+    meets the pack goals) of two concepts on a tiny float16-exact base far from the identity, plus an entry
+    whose file is cut short ('torn'); returns the good concepts' .bin bytes."""
     import torch
     from test_pack import lora
 
     from base_gan.generator import build_generator
-    from base_gan.models import BaseGAN, save_model
+    from base_gan.models import BaseGAN, round_to_float16_, save_model
     from factory.export.pack import PackConcept, build_pack, write_pack
 
     gen = build_generator(seed=3, ngf=8, heads=2)
     with torch.no_grad():
         gen.head.conv3.weight.mul_(300.0)
     base_dir = folder.parent.parent / "base" / "tiny"
-    save_model(gen, base_dir, {})
-    members = [PackConcept("warm", "make it warm", lora(base_dir.parent / "warm", base_dir, 1, 2, ["head"], True)),
+    save_model(round_to_float16_(gen), base_dir, {})
+    members = [PackConcept("warm", "make it warm", lora(base_dir.parent / "warm", base_dir, 1, 2, ["head"], True,
+                                                       exact=True)),
                PackConcept("cool", "make it cool and blue",
-                           lora(base_dir.parent / "cool", base_dir, 2, 4, ["up1", "head"], False, scale=0.5))]
+                           lora(base_dir.parent / "cool", base_dir, 2, 4, ["up1", "head"], False, scale=0.5,
+                                exact=True))]
     base = BaseGAN.load(base_dir)
     images = {m.name: np.random.default_rng(0).uniform(-1, 1, (2, 3, 64, 64)).astype(np.float32) for m in members}
-    manifest = write_pack(build_pack(base, members, size=64), folder, folder.name, images, "fp32", base, threads=1,
-                          log=lambda m: None)
+    manifest = write_pack(build_pack(base, members, size=64, precision="fp16"), folder, folder.name, images, "fp16",
+                          base, threads=1, log=lambda m: None)
+    assert manifest["precision"] == "fp16" and manifest["checks"]["stored_exactly"]
     good = {e["name"]: (folder / e["file"]).read_bytes() for e in manifest["concepts"]}
     (folder / "concepts" / "torn.bin").write_bytes(good["warm"][:100])  # a download cut short
     manifest["concepts"].append(dict(manifest["concepts"][0], name="torn", file="concepts/torn.bin"))

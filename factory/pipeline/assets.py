@@ -130,11 +130,11 @@ def _folder_bytes(folder: Path) -> int:
 
 
 def _copy_base(base_dir: Path, out: Path) -> dict[str, Any]:
-    from base_gan.models import CONFIG, TRAINING, WEIGHTS
+    """The base, float16-exact (``round_to_float16_``: a filter pack then stores it losslessly in float16)."""
+    from base_gan.models import CONFIG, TRAINING, load_model, round_to_float16_, save_model
 
-    out.mkdir()
-    for name in (CONFIG, WEIGHTS):
-        shutil.copyfile(base_dir / name, out / name)
+    save_model(round_to_float16_(load_model(base_dir)), out)
+    shutil.copyfile(base_dir / CONFIG, out / CONFIG)
     training = read_json(base_dir / TRAINING) or {}
     atomic_write_json(out / TRAINING, training)
     return training
