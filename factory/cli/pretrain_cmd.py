@@ -83,6 +83,52 @@ def train_cmd(session: Session, install: bool, dest: Path | None, **options) -> 
     click.echo(f"recipe: {result['command']}")
 
 
+@pretrain.command("family")
+@click.option("--base-concepts", type=click.IntRange(2), default=300, show_default=True,
+              help="Concept-family concepts (training region) the base trains on.")
+@click.option("--base-pairs", type=click.IntRange(4), default=32, show_default=True, help="Pairs per base concept.")
+@click.option("--size", type=click.IntRange(16), default=128, show_default=True, help="The base's resolution.")
+@click.option("--ngf", type=click.IntRange(4), default=32, show_default=True, help="Base generator width.")
+@click.option("--film/--no-film", default=True, show_default=True, help="Pooled-text FiLM in the base.")
+@click.option("--coords/--no-coords", default=False, show_default=True, help="Coordinate channels in the base.")
+@click.option("--text-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
+              help="Share of samples trained to the unchanged photo under an empty or unrelated text.")
+@click.option("--base-minutes", type=float, default=90.0, show_default=True)
+@click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--adapters", type=click.IntRange(2), default=512, show_default=True,
+              help="Family concepts with one adapter each in the weight dataset.")
+@click.option("--adapter-pairs", type=click.IntRange(4), default=32, show_default=True)
+@click.option("--adapter-size", type=click.IntRange(16), default=64, show_default=True,
+              help="Resolution the adapters train at.")
+@click.option("--adapter-steps", type=click.IntRange(1), default=300, show_default=True)
+@click.option("--per-concept", type=click.IntRange(1), default=4, show_default=True,
+              help="Samples per concept in each batched adapter step.")
+@click.option("--adapter-lr", type=float, default=3e-3, show_default=True)
+@click.option("--chunk", type=click.IntRange(1), default=32, show_default=True, help="Adapters trained together.")
+@click.option("--layers", default="down1,up2,head", show_default=True, help="The adapters' layer groups.")
+@click.option("--rank", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--variant", type=click.Choice(["joint", "block"]), default="joint", show_default=True)
+@click.option("--weightgen-minutes", type=float, default=20.0, show_default=True)
+@click.option("--install", is_flag=True, help="Install the result as the package's shipped assets.")
+@click.option("--dest", type=click.Path(file_okay=False, path_type=Path),
+              help="With --install: install here instead of the package's factory/pretrained/.")
+@click.pass_obj
+def family_cmd(session: Session, install: bool, dest: Path | None, **options) -> None:
+    """Run (or resume) the concept-family recipe in --workspace: a base on family concepts with text
+    dropout, a weight dataset of batched family adapters, the weight generator on it.
+
+    Hours on a CPU at the defaults; every stage resumes from its checkpoints when run again.
+    """
+    from factory.pipeline.pretrain_family import FamilyPretrainOptions, pretrain_family
+
+    result = pretrain_family(session.workspace, FamilyPretrainOptions(seed=session.seed, **options), install=install,
+                             dest=dest, log=click.echo)
+    click.echo(f"pretrain family: base {result['base']}, weight generator {result['weightgen']} "
+               f"({result['adapters']} adapters)" + (f"; installed {result['manifest']['total_bytes'] / 1e6:.1f} MB"
+                                                     if install else ""))
+    click.echo(f"recipe: {result['command']}")
+
+
 @pretrain.command("install")
 @click.option("--base", "base", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A trained base folder (a diffusers model folder).")

@@ -1,0 +1,48 @@
+"""``factory pretrain family``: the concept-family recipe end to end on a tiny scale; stages resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from base_gan.models import read_training
+from factory.core.errors import FactoryError
+from factory.core.workspace import Workspace
+from factory.pipeline.pretrain_family import FamilyPretrainOptions, heldout_concepts, pretrain_family
+from weight_generator.dataset import WeightDataset
+
+TINY = dict(base_concepts=3, base_pairs=4, size=32, ngf=8, base_minutes=0.05, batch=2, adapters=3, adapter_pairs=4,
+            adapter_size=32, adapter_steps=3, per_concept=2, chunk=2, layers="up2,head", rank=2,
+            weightgen_minutes=0.03)
+
+
+def test_family_recipe_trains_installs_and_resumes(tmp_path):
+    torch.set_num_threads(1)
+    ws = Workspace(tmp_path / "ws")
+    opts = FamilyPretrainOptions(**TINY)
+    logs: list[str] = []
+    r = pretrain_family(ws, opts, install=True, dest=tmp_path / "assets", log=logs.append, progress=False)
+    base = read_training(ws.base("family-base"))
+    assert len(base["concepts"]) == 3 and all(c.startswith("fam-") for c in base["concepts"])
+    assert base["settings"]["text_dropout"] == pytest.approx(0.1)
+    dataset = WeightDataset.load(ws.weightgen("family-weightgen"))
+    assert len(dataset) == r["adapters"] == 3
+    manifest = json.loads((tmp_path / "assets" / "manifest.json").read_text())
+    assert manifest["recipe"] == opts.command() and "--film" in opts.command() and "--no-coords" in opts.command()
+    assert set(manifest["heldout"]) == set(heldout_concepts()) and "halftone" in manifest["heldout"]
+    # run again: every stage is found finished, nothing is trained again
+    stamps = {p: p.stat().st_mtime_ns for p in (ws.root / "base" / "family-base").rglob("*.safetensors")}
+    stamps |= {p: p.stat().st_mtime_ns for p in (ws.root / "loras").rglob("*.safetensors")}
+    again: list[str] = []
+    pretrain_family(ws, opts, log=again.append, progress=False)
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    assert not any("trained (chunk" in m for m in again), again
+
+
+def test_family_recipe_refuses_bad_settings():
+    with pytest.raises(FactoryError, match="multiples of 16"):
+        FamilyPretrainOptions(size=40)
+    with pytest.raises(FactoryError, match="text-dropout"):
+        FamilyPretrainOptions(text_dropout=1.5)
