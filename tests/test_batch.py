@@ -147,3 +147,34 @@ def test_batch_refuses_bad_input(workspace, tmp_path):
     assert r.returncode == 2 and "no concepts to run" in r.stderr
     r = run_factory(workspace, "batch", "sepia", "--address", "127.0.0.1:1", check=False)
     assert r.returncode == 2 and "--address is for --executor ray" in r.stderr
+
+
+def test_local_workers_take_gpus_round_robin_one_job_per_gpu(monkeypatch):
+    import threading
+
+    from factory.pipeline.batch import gpu_for, run_local, visible_gpus
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    gpus = visible_gpus()
+    assert gpus == ["2", "5"]
+    busy: set[str] = set()
+    lock = threading.Lock()
+    used: list[str] = []
+
+    def job(target: str, slot: int) -> dict:
+        gpu = gpu_for(slot, gpus, [])
+        with lock:
+            assert gpu not in busy, f"two jobs on GPU {gpu} at once"
+            busy.add(gpu)
+            used.append(gpu)
+        time.sleep(0.05)
+        with lock:
+            busy.discard(gpu)
+        return {"target": target, "status": "done", "gpu": gpu}
+
+    records: list[dict] = []
+    run_local([f"c{i}" for i in range(6)], job, 2, records.append)
+    assert len(records) == 6 and set(used) == {"2", "5"}
+    assert gpu_for(1, gpus, ["--device", "cuda:0"]) is None  # the user's --device stands
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert visible_gpus() == [] and gpu_for(0, [], []) is None

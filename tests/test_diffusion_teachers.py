@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from tiny_pipelines import build_tiny_img2img, build_tiny_instruct_pix2pix
+from tiny_pipelines import build_tiny_img2img, build_tiny_instruct_pix2pix, build_tiny_sdxl
 
 from factory.cli import cli, main
 from factory.core.errors import FactoryError
@@ -40,7 +40,10 @@ def ip2p(ip2p_folder):
 
 @pytest.fixture(scope="module")
 def sdedit(img2img_folder):
-    return SDEditTeacher.from_params({"model": str(img2img_folder), "strength": 0.5, **FAST}, source="test")
+    # 10 steps x strength 0.1: one denoising step from timestep 101 of the tiny pipeline's leading PNDM schedule,
+    # little enough noise for the random-weight UNet to leave the source visible
+    return SDEditTeacher.from_params({"model": str(img2img_folder), "strength": 0.1, "steps": 10, "batch_size": 2},
+                                     source="test")
 
 
 def photos(*shapes, seed=0):
@@ -76,9 +79,10 @@ def test_edit_is_seeded_per_pair_and_keeps_source_size(teacher_name, request):
     alone = teacher.edit([sources[2]], "make it look like winter", [13])[0]
     assert np.abs(alone.astype(int) - out[2].astype(int)).max() <= 2
 
-    # the source image and the text both condition the result
+    # the source image and the text both condition the result (the same inputs gave identical pixels above, so
+    # any difference is theirs; the random-weight UNet's text effect is small under SDEdit's noise)
     assert differ(teacher.edit([sources[1]], "make it look like winter", [11])[0], out[0]) > 1
-    assert differ(teacher.edit([sources[0]], "turn it into a pencil sketch", [11])[0], out[0]) > 1
+    assert differ(teacher.edit([sources[0]], "turn it into a pencil sketch", [11])[0], out[0]) > 0.2
 
 
 def test_sdedit_prompt_replaces_the_instruction(img2img_folder):
@@ -95,10 +99,17 @@ def test_describe_records_model_and_parameters_as_json(ip2p, sdedit, ip2p_folder
         described = json.loads(json.dumps(teacher.describe()))
         assert described == teacher.describe()
         assert described["kind"] == kind and described["model"] == str(folder)
-        assert described["steps"] == 2 and described["batch_size"] == 2
-        assert described["device"] == "cpu" and described["dtype"] == "float32"
+        assert described["steps"] == (2 if kind == "instruct-pix2pix" else 10) and described["batch_size"] == 2
+        # the fixtures say device/dtype "auto": CUDA and float16 where there is a GPU, else the CPU in float32
+        import torch
+
+        gpu = torch.cuda.is_available()
+        assert described["device"] == ("cuda" if gpu else "cpu")
+        assert described["dtype"] == ("float16" if gpu else "float32")
+        assert described["revision"] == "local folder" and described["working_size_at_least"] == 64
     assert ip2p.describe()["guidance_scale"] == 7.5 and ip2p.describe()["image_guidance_scale"] == 1.5
-    assert sdedit.describe()["strength"] == 0.5 and sdedit.describe()["prompt"] is None
+    assert sdedit.describe()["strength"] == 0.1 and sdedit.describe()["prompt"] is None
+    assert sdedit.describe()["first_timestep"] == 101 and sdedit.describe()["timestep_spacing"] == "leading"
     assert ip2p.describe()["pipeline"] == "StableDiffusionInstructPix2PixPipeline"
     assert sdedit.describe()["pipeline"] == "StableDiffusionImg2ImgPipeline"
 
@@ -171,6 +182,75 @@ def test_pipeline_of_the_wrong_kind_is_refused(ip2p_folder, img2img_folder):
         InstructPix2PixTeacher.from_params({"model": str(img2img_folder)})
     with pytest.raises(FactoryError, match=r"use --teacher instruct-pix2pix"):
         SDEditTeacher.from_params({"model": str(ip2p_folder)})
+
+
+def test_a_leading_schedule_that_barely_noises_is_switched_to_trailing(img2img_folder, capfd):
+    # the tiny img2img pipeline ships PNDM with leading spacing and steps_offset 1, as plain SD 1.5 and BK-SDM
+    # do: sd-turbo's defaults (2 steps, strength 0.5) would start at t=1 of 1000 (target = the source via the VAE)
+    teacher = SDEditTeacher.from_params({"model": str(img2img_folder), "strength": 0.5, **FAST})
+    described = teacher.describe()
+    assert described["timestep_spacing"] == "trailing" and described["first_timestep"] == 499
+    assert "leading started at timestep 1 of 1000" in described["schedule_note"]
+    assert "switched from leading to trailing" in capfd.readouterr().err
+    assert teacher.pipe.scheduler.config.timestep_spacing == "trailing"  # what the next edit runs with
+    # a schedule that starts high enough is left alone
+    fine = SDEditTeacher.from_params({"model": str(img2img_folder), "strength": 0.5, "steps": 30})
+    assert fine.describe()["timestep_spacing"] == "leading" and fine.describe()["first_timestep"] >= 450
+    assert "schedule_note" not in fine.describe()
+
+
+def test_cards_with_the_same_model_share_one_pipeline_and_keep_their_own_schedule(img2img_folder):
+    weak = SDEditTeacher.from_params({"model": str(img2img_folder), "strength": 0.5, "steps": 30, "batch_size": 1})
+    source = photos((32, 32))
+    before = weak.edit(source, "make it red", [3])[0]
+    strong = SDEditTeacher.from_params({"model": str(img2img_folder), "strength": 0.9, **FAST})
+    assert strong.pipe is weak.pipe  # one copy of the model for both cards
+    strong.edit(source, "make it red", [3])
+    np.testing.assert_array_equal(weak.edit(source, "make it red", [3])[0], before)
+
+
+def test_sources_run_at_least_at_the_models_native_size():
+    from factory.teachers.diffusion import _working_size
+
+    assert _working_size(256, 256, 8, 512) == (512, 512)  # sd-turbo at the pair size 256 runs at 512
+    assert _working_size(256, 384, 8, 512) == (512, 768)  # the shorter side reaches it, aspect kept
+    assert _working_size(1024, 768, 8, 512) == (1024, 768)  # never scaled down
+    assert _working_size(28, 44, 8, 0) == (24, 40)  # no native size: rounded down, as before
+
+
+def test_a_pipeline_that_returns_nan_stores_no_pair_and_lists_it(workspace, tmp_path):
+    import torch
+
+    folder = build_tiny_img2img(tmp_path / "nan")
+    teacher = SDEditTeacher.from_params({"model": str(folder), "strength": 0.5, **FAST})
+    with torch.no_grad():
+        teacher.pipe.unet.conv_out.bias.fill_(float("nan"))  # as an fp16 overflow does
+    assert teacher.edit(photos((32, 32), (32, 32)), "make it red", [1, 2]) == [None, None]
+    assert "non-finite output" in teacher.declined[0]
+    args = ["--workspace", str(workspace), "synth", "black-and-white", "--teacher", "sdedit", "--model", str(folder),
+            "--steps", "2", "-n", "2", "--size", "32"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0 and "0 pairs (0 new" in result.stdout
+    assert "declined 2 pair(s), not stored (non-finite output" in result.stderr and "00000, 00001" in result.stderr
+    assert read_manifest(workspace / "data" / "black-and-white") == []
+
+
+def test_sdxl_folders_run_through_the_xl_pipeline_or_are_refused_before_loading(tmp_path):
+    folder = build_tiny_sdxl(tmp_path / "sdxl-turbo-like")
+    teacher = SDEditTeacher.from_params({"model": str(folder), **FAST})
+    assert teacher.describe()["pipeline"] == "StableDiffusionXLImg2ImgPipeline"
+    out = teacher.edit(photos((32, 32), (28, 44)), "make it look like winter", [1, 2])
+    assert [o.shape for o in out] == [(32, 32, 3), (28, 44, 3)] and all(o.std() > 1 for o in out)
+    # refused from the configs alone: the weights are gone and are never read
+    for weights in folder.rglob("*.safetensors"):
+        weights.unlink()
+    with pytest.raises(FactoryError, match=r"is not an InstructPix2Pix model .*4 input channels"):
+        InstructPix2PixTeacher.from_params({"model": str(folder)})
+    other = tmp_path / "flux"
+    other.mkdir()
+    (other / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+    with pytest.raises(FactoryError, match=r"is a FluxPipeline: the teachers run Stable Diffusion"):
+        SDEditTeacher.from_params({"model": str(other)})
 
 
 @pytest.mark.parametrize(
@@ -250,11 +330,22 @@ def test_synth_with_sdedit(workspace, img2img_folder):
         "2",
         "--size",
         "64",
+        "--prompt",
+        "a black and white photo",
+        "--negative-prompt",
+        "colour",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
     ]
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0 and "2 pairs (2 new" in result.output
     records = check_diffusion_pairs(workspace / "data" / "black-and-white", "sdedit", img2img_folder, 2, 64)
     assert {r["teacher"]["strength"] for r in records} == {0.6}
+    teacher = records[0]["teacher"]
+    assert teacher["prompt"] == "a black and white photo" and teacher["negative_prompt"] == "colour"
+    assert teacher["device"] == "cpu" and teacher["dtype"] == "float32" and teacher["first_timestep"] > 0
 
 
 def test_synth_with_a_missing_model_exits_2_with_one_line(workspace, monkeypatch, capsys):

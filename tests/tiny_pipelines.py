@@ -145,3 +145,31 @@ def build_tiny_img2img(folder: Path, *, seed: int = 0, safety: str | None = None
     pipe = StableDiffusionImg2ImgPipeline(**_components(4, scheduler, seed, safety))
     pipe.save_pretrained(folder)
     return Path(folder)
+
+
+def build_tiny_sdxl(folder: Path, *, seed: int = 0) -> Path:
+    """Save a tiny text-to-image ``StableDiffusionXLPipeline`` shaped like sdxl-turbo's folder (two text
+    encoders, a ``text_time`` UNet, trailing Euler) to ``folder``."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    tokenizer = tiny_tokenizer()
+    config = CLIPTextConfig(bos_token_id=0, eos_token_id=2, hidden_size=32, intermediate_size=37,
+                            layer_norm_eps=1e-05, num_attention_heads=4, num_hidden_layers=5, pad_token_id=1,
+                            vocab_size=len(tokenizer), hidden_act="gelu", projection_dim=32,
+                            max_position_embeddings=MAX_TOKENS)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=6 * 8 + 32, cross_attention_dim=64,
+    )
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       steps_offset=1, timestep_spacing="trailing")
+    pipe = StableDiffusionXLPipeline(vae=tiny_vae(), text_encoder=CLIPTextModel(config), tokenizer=tokenizer,
+                                     text_encoder_2=CLIPTextModelWithProjection(config), tokenizer_2=tokenizer,
+                                     unet=unet, scheduler=scheduler)
+    pipe.save_pretrained(folder)
+    return Path(folder)

@@ -2,7 +2,8 @@
 
 Every command body is a thin call into the library (``factory.pipeline.steps``, ``factory.pipeline.run``,
 ...); command modules import heavy libraries (torch, diffusers) inside the command bodies so that
-``factory --help`` stays fast, and no command module imports another.
+``factory --help`` stays fast, and no command module imports another (shared option declarations live
+in ``teacher_options``, which is not a command module).
 """
 
 from __future__ import annotations

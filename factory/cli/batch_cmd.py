@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
+from factory.cli.teacher_options import teacher_options
 from factory.pipeline.session import Session
 
 #: ``factory run`` options a batch passes on to every concept
-RUN_OPTIONS = ("--teacher", "--model", "--images", "--base", "--init", "--synth-pairs", "--pairs", "--seconds",
-               "--steps", "--export-size")
+RUN_OPTIONS = ("--teacher", "--model", "--device", "--dtype", "--prompt", "--negative-prompt", "--images", "--base",
+               "--init", "--synth-pairs", "--pairs", "--seconds", "--steps", "--export-size")
 
 
 @click.command("batch")
@@ -16,7 +17,8 @@ RUN_OPTIONS = ("--teacher", "--model", "--images", "--base", "--init", "--synth-
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: worker processes on this machine; ray: one Ray task per concept.")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
-              help="Concepts run at once (local), or CPUs of the local Ray instance started when no --address.")
+              help="Concepts run at once (local; with GPUs, worker k uses GPU k mod their count unless --device "
+                   "says otherwise), or CPUs of the local Ray instance started when no --address.")
 @click.option("--address", help="Ray cluster address (e.g. 10.0.0.5:6379 or ray://...); the workspace must be on "
                                 "a filesystem every node mounts at the same path. Default: a local instance.")
 @click.option("--cpus-per-job", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
@@ -25,6 +27,7 @@ RUN_OPTIONS = ("--teacher", "--model", "--images", "--base", "--init", "--synth-
               help="Ray: GPUs each concept's task reserves (diffusion teachers use CUDA when they get one).")
 @click.option("--teacher", type=click.Choice(["classic", "instruct-pix2pix", "sdedit", "pairs"]))
 @click.option("--model", help="Diffusers model of a diffusion teacher.")
+@teacher_options
 @click.option("--images", type=click.Path(exists=True, file_okay=False), help="Source photos for every concept.")
 @click.option("--base", help="Base for every concept (default: the workspace's, else the shipped one).")
 @click.option("--init", type=click.Choice(["auto", "weightgen", "mean", "ridge", "retrieval", "base"]))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from factory.cli.teacher_options import teacher_options
 from factory.pipeline.session import Session
 
 
@@ -18,6 +19,7 @@ from factory.pipeline.session import Session
               help="Override the card's teacher; for a new text, the teacher of its new card "
                    "(default instruct-pix2pix; classic starts from the nearest built-in recipe).")
 @click.option("--model", help="Diffusers model of a diffusion teacher: a Hub id or a local pipeline folder.")
+@teacher_options
 @click.option("--base", help="Base name in <workspace>/base/ or its folder (default: the workspace's "
                              "'default', else the shipped pretrained base).")
 @click.option("--init", type=click.Choice(["auto", "weightgen", "mean", "ridge", "retrieval", "base"]), default="auto",
@@ -46,7 +48,8 @@ from factory.pipeline.session import Session
 def run_cmd(session: Session, concept: str, images: Path | None, teacher: str | None, model: str | None,
             base: str | None, init: str, synth_pairs: int, pairs: int | None, seconds: float, steps: int,
             eval_every: int, export_size: int, ort: bool, stop_after: str | None, zero_shot: bool,
-            summary_json: Path | None) -> None:
+            summary_json: Path | None, device: str | None, dtype: str | None, prompt: str | None,
+            negative_prompt: str | None) -> None:
     """Make a mobile editor for CONCEPT: a card name, or the edit as text ("make it a watercolor painting").
 
     \b
@@ -59,7 +62,7 @@ def run_cmd(session: Session, concept: str, images: Path | None, teacher: str | 
     opts = RunOptions(target=concept, teacher=teacher, model=model, images=images, base=base, init=init,
                       n_pairs=synth_pairs, pairs=pairs, seconds=seconds, steps=steps, eval_every=eval_every,
                       export_size=export_size, ort=ort, stop_after=stop_after, zero_shot=zero_shot,
-                      seed=session.seed)
+                      device=device, dtype=dtype, prompt=prompt, negative_prompt=negative_prompt, seed=session.seed)
     result = run(session.workspace, opts, log=lambda m: click.echo(m, err=True))
     if summary_json is not None:
         from factory.core.atomic import atomic_write_json

@@ -36,6 +36,7 @@ class PairsResult:
     total: int = 0
     new: int = 0
     refused: list[str] = field(default_factory=list)          # pair ids the teacher declined
+    reasons: dict[str, str] = field(default_factory=dict)     # why, per declined pair id
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why) unreadable inputs
 
 
@@ -80,17 +81,21 @@ def make_pairs(workspace: Workspace, card: ConceptCard, n: int, size: int, seed:
                images: str | os.PathLike | None = None, teacher: str | None = None,
                overrides: dict[str, Any] | None = None, test_fraction: float = 0.1,
                teachers: TeacherCache | None = None, photos: PhotoCache | None = None,
-               progress: Callable[[int], Any] | None = None) -> PairsResult:
-    """The first ``n`` pairs of ``card`` at ``size`` px in ``workspace.data(card.name)`` (resumable)."""
+               progress: Callable[[int], Any] | None = None, shard: tuple[int, int] | None = None) -> PairsResult:
+    """The first ``n`` pairs of ``card`` at ``size`` px in ``workspace.data(card.name)`` (resumable); with
+    ``shard=(k, N)`` only shard k's pairs, in the shard's own store (``factory.data.synthesize``)."""
     folder = workspace.data(card.name)
     images = Path(images) if images is not None else None
     teacher_obj = (teachers or TeacherCache()).for_card(card, teacher, overrides)
     if teacher_obj is None:
+        if shard is not None:
+            raise FactoryError("--shard: imported pairs (the 'pairs' teacher) are not sharded")
         return _import(folder, card, images, size, test_fraction, progress)
     photo_set = (photos or PhotoCache(images, test_fraction)).get()
-    result = synthesize(folder, card.name, card.instruction, teacher_obj, photo_set, n, size, seed, progress=progress)
+    result = synthesize(folder, card.name, card.instruction, teacher_obj, photo_set, n, size, seed, progress=progress,
+                        shard=shard)
     return PairsResult(card.name, folder, teacher_obj.kind, result.total, result.new, result.refused,
-                       list(photo_set.skipped))
+                       result.reasons, list(photo_set.skipped))
 
 
 def _import(folder: Path, card: ConceptCard, images: Path | None, size: int, test_fraction: float,
@@ -104,7 +109,7 @@ def _import(folder: Path, card: ConceptCard, images: Path | None, size: int, tes
     atomic_write_json(folder / SYNTH_META, {"concept": card.name, "instruction": card.instruction,
                                             "teacher": {"kind": "pairs", "format": found.format, "origin": str(images)},
                                             "size": size, "origin": str(images), "seed": None})
-    return PairsResult(card.name, folder, "pairs", total, added, [], list(found.skipped))
+    return PairsResult(card.name, folder, "pairs", total, added, [], {}, list(found.skipped))
 
 
 def ensure_pairs(workspace: Workspace, names: Iterable[str], n: int, size: int, seed: int,

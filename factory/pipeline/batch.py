@@ -20,6 +20,7 @@ import contextlib
 import ctypes
 import json
 import os
+import queue
 import re
 import signal
 import subprocess
@@ -90,8 +91,28 @@ def _last_error(log_text: str) -> str:
     return (tail or lines or ["no output"])[-1][-500:]
 
 
-def run_job(workspace: str, target: str, run_args: list[str], seed: int, threads: int) -> dict[str, Any]:
-    """Run ``factory run TARGET`` in a subprocess and return its record (never raises for the job's own failure)."""
+def visible_gpus() -> list[str]:
+    """The CUDA devices this process may use (``CUDA_VISIBLE_DEVICES`` when set), as ids to hand on."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g.strip() for g in listed.split(",") if g.strip() and g.strip() != "-1"]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def gpu_for(slot: int, gpus: list[str], run_args: list[str]) -> str | None:
+    """The GPU worker ``slot`` runs on: round-robin over ``gpus``; None without GPUs or with an explicit
+    ``--device`` (the user's choice stands)."""
+    if not gpus or "--device" in run_args:
+        return None
+    return gpus[slot % len(gpus)]
+
+
+def run_job(workspace: str, target: str, run_args: list[str], seed: int, threads: int,
+            gpu: str | None = None) -> dict[str, Any]:
+    """Run ``factory run TARGET`` in a subprocess (on ``gpu`` only, when given) and return its record (never
+    raises for the job's own failure)."""
     ws = Workspace(Path(workspace))
     logs = ws.root / "batches" / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -101,6 +122,8 @@ def run_job(workspace: str, target: str, run_args: list[str], seed: int, threads
     cmd = [sys.executable, "-m", "factory", "--workspace", str(ws.root), "--seed", str(seed), "run", target,
            *run_args, "--summary-json", str(summary)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
     started = time.time()
     with open(log_path, "w", encoding="utf-8") as log:
         log.write("$ " + " ".join(cmd) + "\n")
@@ -109,7 +132,7 @@ def run_job(workspace: str, target: str, run_args: list[str], seed: int, threads
                               preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
     seconds = time.time() - started
     record: dict[str, Any] = {"target": target, "seconds": round(seconds, 1), "log": str(log_path),
-                              "returncode": proc.returncode, "host": os.uname().nodename}
+                              "returncode": proc.returncode, "host": os.uname().nodename, "gpu": gpu}
     if proc.returncode == 0 and summary.is_file():
         out = json.loads(summary.read_text(encoding="utf-8"))
         record.update(status="done", concept=out["concept"], editor=out["editor"], report=out["report"])
@@ -144,12 +167,26 @@ def figures(ws: Workspace, concept: str) -> dict[str, Any]:
 
 
 # -- executors -------------------------------------------------------------------------------------
-Job = Callable[[str], dict[str, Any]]
+Job = Callable[[str, int], dict[str, Any]]  # (target, worker slot) -> record
 
 
-def run_local(targets: list[str], job: Job, workers: int, on_done: Callable[[dict], None]) -> None:
+def run_local(targets: list[str], job: Job, workers: int,
+              on_done: Callable[[dict], None]) -> None:
+    """``job(target, slot)`` for every target on ``workers`` threads; ``slot`` (0..workers-1) is the worker's, held
+    for the job's whole run (so a GPU given per slot serves one job at a time)."""
+    slots: queue.Queue[int] = queue.Queue()
+    for k in range(workers):
+        slots.put(k)
+
+    def in_slot(target: str) -> dict[str, Any]:
+        slot = slots.get()
+        try:
+            return job(target, slot)
+        finally:
+            slots.put(slot)
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(job, t): t for t in targets}
+        futures = {pool.submit(in_slot, t): t for t in targets}
         for fut in as_completed(futures):
             try:
                 on_done(fut.result())
@@ -252,7 +289,10 @@ def run_batch(ws: Workspace, targets: list[str], opts: BatchOptions, log: Callab
     workspace = str(ws.root.resolve())
     if opts.executor == "local":
         threads = max(1, (os.cpu_count() or 1) // opts.workers)
-        run_local(todo, lambda t: run_job(workspace, t, opts.run_args, opts.seed, threads), opts.workers, on_done)
+        gpus = visible_gpus()
+        meta["gpus"] = gpus
+        run_local(todo, lambda t, slot: run_job(workspace, t, opts.run_args, opts.seed, threads,
+                                                gpu_for(slot, gpus, opts.run_args)), opts.workers, on_done)
     else:
         meta["ray"] = run_ray(todo, workspace, opts.run_args, opts.seed, opts.workers, opts.address,
                               opts.cpus_per_job, opts.gpus_per_job, on_done)

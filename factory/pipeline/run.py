@@ -99,7 +99,7 @@ class _Chain:
         card, opts = self.card, self.opts
         path = Path(card.path) if card.path else None
         self.fp = digest("card", file_digest(path) if path and path.is_file() else digest(card.name),
-                         opts.teacher, opts.model)
+                         opts.teacher, opts.model, opts.prompt, opts.negative_prompt)
         self.stage("card", self.fp, lambda: ([path] if path else [], {
             "name": card.name, "instruction": card.instruction, "path": str(card.path), "teacher": card.teacher.kind}))
 

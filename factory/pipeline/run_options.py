@@ -19,6 +19,10 @@ class RunOptions:
     target: str                      # a card name, a card .yaml path, or the instruction text of a new concept
     teacher: str | None = None       # override the card's teacher (and the teacher of a new card)
     model: str | None = None         # diffusers model for a diffusion teacher (Hub id or local folder)
+    device: str | None = None        # diffusion teacher: device, dtype, prompt, negative prompt (None: the card's)
+    dtype: str | None = None
+    prompt: str | None = None
+    negative_prompt: str | None = None
     images: Path | None = None       # source photos (default: scikit-image's, fixed split)
     base: str | None = None          # base name/folder (default: the workspace's 'default', else the shipped one)
     init: str = "auto"               # auto | weightgen | mean | ridge | retrieval | base
@@ -33,6 +37,11 @@ class RunOptions:
     stop_after: str | None = None
     zero_shot: bool = False          # no teacher data, no training: the starting adapter is the editor
     seed: int = 0
+
+    def teacher_overrides(self) -> dict[str, str | None]:
+        """The teacher parameters given on the command line (None: the card's value, else the default)."""
+        return {"model": self.model, "device": self.device, "dtype": self.dtype, "prompt": self.prompt,
+                "negative_prompt": self.negative_prompt}
 
     def validate(self) -> None:
         if self.stop_after is not None and self.stop_after not in STAGES:

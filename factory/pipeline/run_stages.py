@@ -63,10 +63,10 @@ def synth_stage(ws: Workspace, card: ConceptCard, opts: RunOptions, size: int, l
     from factory.data.card_pairs import TeacherCache, make_pairs
 
     teachers = TeacherCache()
-    teachers.for_card(card, opts.teacher, {"model": opts.model})  # load (or refuse) it before the progress bar
+    teachers.for_card(card, opts.teacher, opts.teacher_overrides())  # load (or refuse) it before the progress bar
     with tqdm(total=opts.n_pairs, desc=f"synth {card.name}", unit="pair", leave=False) as bar:
         result = make_pairs(ws, card, opts.n_pairs, size, opts.seed, images=opts.images, teacher=opts.teacher,
-                            overrides={"model": opts.model}, teachers=teachers, progress=bar.update)
+                            overrides=opts.teacher_overrides(), teachers=teachers, progress=bar.update)
     if result.skipped:
         log(f"synth: skipped {len(result.skipped)} unreadable file(s): "
             + "; ".join(f"{p}: {why}" for p, why in result.skipped[:5]))

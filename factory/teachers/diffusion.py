@@ -33,10 +33,13 @@ model folder has a safety checker) come back as None instead of a black image.
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import math
 import os
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -229,8 +232,87 @@ def _dtype_keyword() -> str:
     return "dtype" if hasattr(module, "_resolve_dtype") else "torch_dtype"  # present since the rename
 
 
-def load_pipeline(pipeline_class: type[DiffusionPipeline], model: str, *, device: str, dtype: str) -> DiffusionPipeline:
-    """``pipeline_class.from_pretrained(model)`` on ``device``: a Hub id or a local folder, one code path.
+#: the pipelines a model folder may declare (``model_index.json``'s ``_class_name``), by family
+SD_CLASSES = frozenset({"StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline",
+                        "StableDiffusionInstructPix2PixPipeline"})
+XL_CLASSES = frozenset({"StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline",
+                        "StableDiffusionXLInstructPix2PixPipeline"})
+#: the pipeline each teacher runs, per family
+PIPELINES = {
+    ("sdedit", "sd"): "StableDiffusionImg2ImgPipeline",
+    ("sdedit", "xl"): "StableDiffusionXLImg2ImgPipeline",
+    ("instruct-pix2pix", "sd"): "StableDiffusionInstructPix2PixPipeline",
+    ("instruct-pix2pix", "xl"): "StableDiffusionXLInstructPix2PixPipeline",
+}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model's small config files say, read before any weight is downloaded or loaded."""
+
+    model: str
+    local_path: Path | None
+    pipeline: str                 # model_index.json's _class_name
+    family: str                   # "sd" (1.x/2.x, small variants, sd-turbo) or "xl" (SDXL, sdxl-turbo)
+    unet_in_channels: int
+    native_size: int              # the UNet's sample size x the VAE's scale factor, in pixels
+    revision: str | None          # the Hub commit of the files (None for a local folder)
+
+
+def _config_file(model: str, local_path: Path | None, name: str) -> Path:
+    if local_path is not None:
+        return local_path / name
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(model, name, local_files_only=_hub_offline()))
+
+
+def inspect_model(model: str) -> ModelInfo:
+    """Read ``model_index.json`` and the UNet's and VAE's ``config.json`` (a few KB; no weights) and refuse,
+    in one line, a pipeline the teachers cannot run (another family, no UNet)."""
+    import json
+
+    from huggingface_hub.errors import EntryNotFoundError
+
+    local_path = Path(os.path.expanduser(model))
+    local_path = local_path if local_path.is_dir() else None
+    def read(name: str) -> tuple[dict[str, Any], Path]:
+        try:
+            path = _config_file(model, local_path, name)
+            return json.loads(path.read_text(encoding="utf-8")), path
+        except (OSError, ValueError, EntryNotFoundError) as err:
+            raise FactoryError(_load_failure_message(model, local_path, err)) from err
+
+    index, index_file = read("model_index.json")
+    name = str(index.get("_class_name", "?"))
+    if name in XL_CLASSES or "text_encoder_2" in index:
+        family = "xl"
+    elif name in SD_CLASSES:
+        family = "sd"
+    else:
+        raise FactoryError(
+            f"model '{model}' is a {name}: the teachers run Stable Diffusion 1.x/2.x (and small variants such as "
+            "BK-SDM), sd-turbo, InstructPix2Pix and SDXL / sdxl-turbo pipelines"
+        )
+    unet, vae = read("unet/config.json")[0], read("vae/config.json")[0]
+    scale = 2 ** (len(vae.get("block_out_channels", [0] * 4)) - 1)
+    sample = unet.get("sample_size", 64)
+    sample = max(sample) if isinstance(sample, (list, tuple)) else int(sample)
+    snapshot = index_file.parent
+    revision = snapshot.name if local_path is None and snapshot.parent.name == "snapshots" else None
+    return ModelInfo(model, local_path, name, family, int(unet.get("in_channels", 4)), sample * scale, revision)
+
+
+#: loaded pipelines by (class, model, device, dtype): cards whose teachers differ only in their parameters
+#: share one pipeline (one copy of the model on the GPU)
+_PIPELINES: dict[tuple[str, str, str, str], DiffusionPipeline] = {}
+
+
+def load_pipeline(pipeline_class: type[DiffusionPipeline], info: ModelInfo, *, device: str,
+                  dtype: str) -> DiffusionPipeline:
+    """``pipeline_class.from_pretrained`` on ``device``, once per (class, model, device, dtype): a Hub id (at
+    the revision ``inspect_model`` read) or a local folder, one code path. In float16 the ``fp16`` weight
+    variant is tried first (half the download), then the full weights.
 
     Offline (``HF_HUB_OFFLINE``) only the local cache is consulted. Failures that mean "this model is
     not loadable" become a one-line :class:`FactoryError`; anything else propagates.
@@ -239,25 +321,44 @@ def load_pipeline(pipeline_class: type[DiffusionPipeline], model: str, *, device
     from huggingface_hub.errors import EntryNotFoundError
     from safetensors import SafetensorError
 
-    local_path = Path(os.path.expanduser(model))
-    local_path = local_path if local_path.is_dir() else None
-    kwargs = {_dtype_keyword(): getattr(torch, dtype), "local_files_only": _hub_offline()}
+    key = (pipeline_class.__name__, info.model, device, dtype)
+    if key in _PIPELINES:
+        return _PIPELINES[key]
+    source = str(info.local_path) if info.local_path else info.model
+    kwargs: dict[str, Any] = {_dtype_keyword(): getattr(torch, dtype), "local_files_only": _hub_offline()}
+    if info.revision:
+        kwargs["revision"] = info.revision
+    errors = (OSError, ValueError, EntryNotFoundError, SafetensorError)
     try:
         with _quiet_loading():
-            pipe = pipeline_class.from_pretrained(str(local_path) if local_path else model, **kwargs)
-    except (OSError, ValueError, EntryNotFoundError, SafetensorError) as err:
-        raise FactoryError(_load_failure_message(model, local_path, err)) from err
+            if dtype == "float16":
+                try:
+                    pipe = pipeline_class.from_pretrained(source, variant="fp16", **kwargs)
+                except errors:  # no fp16 variant files: the full weights, cast on load
+                    pipe = pipeline_class.from_pretrained(source, **kwargs)
+            else:
+                pipe = pipeline_class.from_pretrained(source, **kwargs)
+    except errors as err:
+        raise FactoryError(_load_failure_message(info.model, info.local_path, err)) from err
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
+    pipe.editfactory_scheduler = copy.deepcopy(pipe.scheduler)  # as loaded: teachers sharing it copy this one
+    _PIPELINES[key] = pipe
     return pipe
 
 
 # ---------------------------------------------------------------- image plumbing
 
 
-def _working_size(height: int, width: int, multiple: int) -> tuple[int, int]:
-    """The largest (height, width) <= the source's that are multiples of ``multiple`` (at least one)."""
-    return max(multiple, height // multiple * multiple), max(multiple, width // multiple * multiple)
+def _working_size(height: int, width: int, multiple: int, native: int = 0) -> tuple[int, int]:
+    """The (height, width) a pipeline runs at: the source's, scaled up (aspect kept) so its shorter side is at
+    least ``native`` (the model's native resolution: below it Stable Diffusion's outputs fall apart), each side
+    rounded to a multiple of ``multiple`` (at least one)."""
+    scale = native / min(height, width)
+    if scale <= 1:  # the source's size, rounded down (never above the source)
+        return max(multiple, height // multiple * multiple), max(multiple, width // multiple * multiple)
+    return (max(multiple, round(height * scale / multiple) * multiple),
+            max(multiple, round(width * scale / multiple) * multiple))
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
@@ -290,19 +391,25 @@ class DiffusionTeacher(Teacher):
     }
 
     def __init__(self, settings: dict[str, Any]) -> None:
-        """Load the pipeline for already-checked ``settings`` (use :meth:`from_params`)."""
+        """Check the model's configs, then load its pipeline, for already-checked ``settings`` (use
+        :meth:`from_params`)."""
         import diffusers
 
         self.settings = settings
         self.batch_size = settings["batch_size"]
-        self.pipe = load_pipeline(
-            getattr(diffusers, self.pipeline_class_name),
-            settings["model"],
-            device=settings["device"],
-            dtype=settings["dtype"],
-        )
-        self._check_model(self.pipe.unet.config.in_channels)
+        self.info = inspect_model(settings["model"])
+        self._check_model(self.info.unet_in_channels)  # before any weight is downloaded or loaded
+        self.pipeline_class_name = PIPELINES[(self.kind, self.info.family)]
+        self.pipe = load_pipeline(getattr(diffusers, self.pipeline_class_name), self.info,
+                                  device=settings["device"], dtype=settings["dtype"])
+        self.scheduler = copy.deepcopy(self.pipe.editfactory_scheduler)  # its own: the pipeline may be shared
         self.size_multiple = math.lcm(SIZE_MULTIPLE, int(getattr(self.pipe, "vae_scale_factor", 1)))
+        self.notes: dict[str, Any] = {}
+        self._check_schedule()
+        self.declined: dict[int, str] = {}  # after edit(): why each None result was declined
+
+    def _check_schedule(self) -> None:
+        """Refuse or correct a schedule that would not do this teacher's job (see SDEditTeacher)."""
 
     @classmethod
     def from_params(cls, params: dict[str, Any], source: str = "") -> DiffusionTeacher:
@@ -347,7 +454,10 @@ class DiffusionTeacher(Teacher):
             "kind": self.kind,
             **self.settings,
             "pipeline": type(self.pipe).__name__,
-            "scheduler": type(self.pipe.scheduler).__name__,
+            "scheduler": type(self.scheduler).__name__,
+            "revision": self.info.revision or "local folder",
+            "working_size_at_least": self.info.native_size,
+            **self.notes,
             "diffusers": diffusers.__version__,
         }
 
@@ -355,15 +465,34 @@ class DiffusionTeacher(Teacher):
         """Call the pipeline on one batch; returns its output (``images`` as floats in [0, 1])."""
         raise NotImplementedError
 
+    def _call(self, images: list[Image.Image], instruction: str, generators: list[torch.Generator],
+              size: tuple[int, int]):
+        """``_run`` with this teacher's scheduler in the (possibly shared) pipeline; out of memory is one line
+        saying what to lower."""
+        import torch
+
+        self.pipe.scheduler = self.scheduler
+        try:
+            return self._run(images, instruction, generators)
+        except torch.OutOfMemoryError:
+            raise FactoryError(
+                f"out of {self.settings['device']} memory running {self.settings['model']} on {len(images)} "
+                f"image(s) at {size[1]}x{size[0]} in {self.settings['dtype']}: lower --batch-size (now "
+                f"{self.batch_size})" + (", use --dtype float16" if self.settings["dtype"] == "float32" else "")
+                + ", or use a smaller model"
+            ) from None
+
     def edit(self, sources: list[np.ndarray], instruction: str, seeds: list[int]) -> list[np.ndarray | None]:
         """Edit each source with its own seed; None where the safety checker flagged the result."""
         import torch
 
         _check_sources(sources, seeds)
         results: list[np.ndarray | None] = [None] * len(sources)
+        self.declined = {}
         by_size: dict[tuple[int, int], list[int]] = {}
         for i, src in enumerate(sources):
-            by_size.setdefault(_working_size(src.shape[0], src.shape[1], self.size_multiple), []).append(i)
+            size = _working_size(src.shape[0], src.shape[1], self.size_multiple, self.info.native_size)
+            by_size.setdefault(size, []).append(i)
         for (height, width), indices in by_size.items():
             for start in range(0, len(indices), self.batch_size):
                 batch = indices[start : start + self.batch_size]
@@ -374,10 +503,15 @@ class DiffusionTeacher(Teacher):
                     for i in batch
                 ]
                 generators = [torch.Generator(device="cpu").manual_seed(int(seeds[i])) for i in batch]
-                output = self._run(images, instruction, generators)
-                flagged = output.nsfw_content_detected or [False] * len(batch)
+                output = self._call(images, instruction, generators, (height, width))
+                flagged = getattr(output, "nsfw_content_detected", None) or [False] * len(batch)
                 for i, image, refused in zip(batch, output.images, flagged):
                     if refused:
+                        self.declined[i] = "flagged by the model's safety checker"
+                        continue
+                    if not np.isfinite(image).all():
+                        self.declined[i] = (f"non-finite output (NaN or inf) in {self.settings['dtype']}"
+                                            + ("; try --dtype float32" if self.settings["dtype"] != "float32" else ""))
                         continue
                     target = _to_uint8(image)
                     if target.shape[:2] != sources[i].shape[:2]:
@@ -448,6 +582,43 @@ class SDEditTeacher(DiffusionTeacher):
         settings["strength"] = strength
         settings["prompt"] = _check_text(params, "prompt", where, optional=True)
         return settings
+
+    def first_timestep(self, scheduler) -> int:
+        """The timestep img2img starts denoising from with these steps and strength (as diffusers' pipeline
+        computes it: ``int(steps x strength)`` of the scheduler's ``steps`` timesteps, from the end)."""
+        sched = copy.deepcopy(scheduler)
+        steps = self.settings["steps"]
+        sched.set_timesteps(steps)
+        t_start = max(steps - min(int(steps * self.settings["strength"]), steps), 0)
+        return int(sched.timesteps[t_start * sched.order])
+
+    def _check_schedule(self) -> None:
+        """SDEdit noises the source to ``strength`` of the schedule. With a ``leading``-spaced scheduler
+        (PNDM / DDIM as plain SD 1.5 or BK-SDM ship them) few steps start near t=0 (sd-turbo's defaults: t=1
+        of 1000), so every target would be the source through the VAE. Such a schedule is switched to
+        ``trailing`` spacing when the scheduler has it, else refused; the first timestep is recorded."""
+        total = int(self.scheduler.config.get("num_train_timesteps", 1000))
+        wanted = self.settings["strength"] * total
+        first = self.first_timestep(self.scheduler)
+        if first < 0.5 * wanted:
+            spacing = self.scheduler.config.get("timestep_spacing")
+            fixed = None
+            if spacing not in (None, "trailing"):
+                fixed = type(self.scheduler).from_config(self.scheduler.config, timestep_spacing="trailing")
+            if fixed is None or self.first_timestep(fixed) < 0.5 * wanted:
+                raise FactoryError(
+                    f"model '{self.settings['model']}': steps {self.settings['steps']} x strength "
+                    f"{self.settings['strength']} start denoising at timestep {first} of {total} with its "
+                    f"{type(self.scheduler).__name__} ({spacing or 'default'} spacing): the source would barely be "
+                    f"noised; raise --steps (e.g. 30 for a regular Stable Diffusion model) or --strength"
+                )
+            note = (f"{type(self.scheduler).__name__} switched from {spacing} to trailing timestep spacing: "
+                    f"{spacing} started at timestep {first} of {total}")
+            print(f"teacher sdedit: {note}", file=sys.stderr)
+            self.notes["schedule_note"] = note
+            self.scheduler, first = fixed, self.first_timestep(fixed)
+        self.notes["first_timestep"] = first
+        self.notes["timestep_spacing"] = self.scheduler.config.get("timestep_spacing")
 
     def _check_model(self, in_channels: int) -> None:
         if in_channels != self.unet_in_channels:
