@@ -213,3 +213,54 @@ def test_a_full_disk_is_one_line_and_a_rerun_completes(workspace: Path, monkeypa
     monkeypatch.setattr(pair_store, "atomic_write_bytes", real)
     result = make_pairs(ws, card, 6, 32, seed=0)
     assert result.total == 6 and result.new == 3 and len(check_folder(ws.data(name))) == 6
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file of a data folder (its lock aside) by relative path."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
+
+
+def shard_pids(workspace: Path) -> dict[int, int]:
+    """pid of each running `factory synth --shard K/N` process of this workspace, by K."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--shard" in args and str(workspace).encode() in args:
+            found[int(args[args.index(b"--shard") + 1].split(b"/")[0])] = int(proc.name)
+    return found
+
+
+def test_sharded_synth_equals_one_process_byte_for_byte_and_survives_a_killed_shard(workspace: Path) -> None:
+    name = add_card(workspace, SLOW_CARD)
+    n, size = 120, 96
+    single = workspace.parent / "single"
+    single.mkdir()
+    add_card(single, SLOW_CARD)
+    run_factory(single, "synth", name, "-n", str(n), "--size", str(size))
+    expected = folder_bytes(single / "data" / name)
+
+    # two shards; shard 1 is killed part way: the other finishes, what shard 1 made is kept
+    cmd = [sys.executable, "-m", "factory", "--workspace", str(workspace), "synth", name, "-n", str(n), "--size",
+           str(size), "--shards", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    shard1 = workspace / "data" / name / "shards" / "1-of-2"
+    deadline = time.time() + 120
+    while len(read_manifest(shard1)) < 3 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    pids = shard_pids(workspace)
+    assert 1 in pids, "shard 1 finished before it could be killed; make the workload heavier"
+    os.kill(pids[1], signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "shard 1/2 killed by SIGKILL" in err and "run the same command again" in err
+    kept = check_folder(workspace / "data" / name)
+    assert len(kept) > n // 2  # shard 0's half and what shard 1 finished
+    assert not (workspace / "data" / name / "shards").exists()
+
+    r = run_factory(workspace, "synth", name, "-n", str(n), "--size", str(size), "--shards", "2")
+    assert f"{n} pairs" in r.stdout
+    check_folder(workspace / "data" / name)
+    assert folder_bytes(workspace / "data" / name) == expected

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from factory.cli.teacher_options import teacher_options
 from factory.pipeline.session import Session
 
 
@@ -33,6 +34,7 @@ from factory.pipeline.session import Session
 @click.option("--image-guidance-scale", type=float, help="InstructPix2Pix image guidance (>= 1; lower edits more).")
 @click.option("--strength", type=float, help="SDEdit strength (0.3-0.8 keeps structure).")
 @click.option("--batch-size", type=click.IntRange(1), help="Images per teacher call.")
+@teacher_options
 @click.option(
     "--test-fraction",
     type=click.FloatRange(0, 0.9),
@@ -40,9 +42,15 @@ from factory.pipeline.session import Session
     show_default=True,
     help="Share of --images photos held out as the test split (by photo, never by crop).",
 )
+@click.option("--shards", type=click.IntRange(1), default=1, show_default=True,
+              help="Spread each concept over this many processes (one per GPU, round-robin, when there are GPUs); "
+                   "the pairs are the same, byte for byte, as one process makes.")
+@click.option("--shard", metavar="K/N",
+              help="Make only shard K of N (0-based), e.g. one per machine sharing the workspace; the next plain "
+                   "`factory synth` merges the finished shards.")
 @click.pass_obj
 def synth(session: Session, concepts: tuple[str, ...], n: int, size: int, images: Path | None, teacher: str | None,
-          test_fraction: float, **overrides) -> None:
+          test_fraction: float, shards: int, shard: str | None, **overrides) -> None:
     """Make paired data (source, teacher target) for CONCEPTS (card names or .yaml paths).
 
     Writes data/<concept>/source/*.png, target/*.png and manifest.jsonl in the workspace.
@@ -52,9 +60,19 @@ def synth(session: Session, concepts: tuple[str, ...], n: int, size: int, images
 
     from factory.pipeline.steps import synthesize
 
+    part = None
+    if shard is not None:
+        try:
+            k, count = (int(v) for v in shard.split("/"))
+        except ValueError:
+            raise click.BadParameter(f"{shard!r}: expected K/N, e.g. 0/4", param_hint="--shard") from None
+        if not 0 <= k < count:
+            raise click.BadParameter(f"{shard!r}: expected 0 <= K < N", param_hint="--shard")
+        part = (k, count)
     started = time.perf_counter()
     results = synthesize(concepts, n, size, workspace=session.workspace, images=images, teacher=teacher,
-                         overrides=overrides, test_fraction=test_fraction, seed=session.seed)
+                         overrides=overrides, test_fraction=test_fraction, seed=session.seed, shards=shards,
+                         shard=part, log=lambda m: click.echo(m, err=True))
     _report(results, time.perf_counter() - started)
 
 
@@ -62,8 +80,12 @@ def _report(results: list, seconds: float) -> None:
     """What the teacher declined, the unreadable inputs, and the one-line summary."""
     skipped = sorted({s for r in results for s in r.skipped})
     for r in results:
-        if r.refused:
-            click.echo(f"{r.concept}: the teacher declined {len(r.refused)} pair(s): {', '.join(r.refused)}", err=True)
+        by_reason: dict[str, list[str]] = {}
+        for pair_id in r.refused:
+            by_reason.setdefault(r.reasons.get(pair_id, "declined by the teacher"), []).append(pair_id)
+        for reason, ids in by_reason.items():
+            click.echo(f"{r.concept}: the teacher declined {len(ids)} pair(s), not stored ({reason}): "
+                       f"{', '.join(ids)}", err=True)
     if skipped:
         click.echo(f"skipped {len(skipped)} unreadable file(s):", err=True)
         for path, reason in skipped:

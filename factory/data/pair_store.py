@@ -101,6 +101,32 @@ class PairStore:
     def records(self) -> Iterator[dict[str, Any]]:
         return iter(self._records.values())
 
+    def sort_manifest(self) -> None:
+        """Rewrite ``manifest.jsonl`` (atomically) with its records in pair-id order."""
+        if self._lock is None:
+            raise RuntimeError("PairStore.sort_manifest outside its context")
+        records = sorted(self._records.values(), key=lambda r: r["id"])
+        atomic_write_text(self.folder / MANIFEST, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+
+    def adopt(self, record: dict[str, Any], folder: Path) -> None:
+        """Take over a complete pair of another store in ``folder`` (a synthesis shard): its PNGs copied
+        atomically, then the same manifest line ``add`` writes."""
+        if self._lock is None:
+            raise RuntimeError("PairStore.adopt outside its context")
+        for kind in ("source", "target"):
+            atomic_write_bytes(self.folder / record[kind], (Path(folder) / record[kind]).read_bytes())
+        self._append(record)
+
+    def _append(self, record: dict[str, Any]) -> None:
+        line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
+        fd = os.open(self.folder / MANIFEST, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._records[record["id"]] = record
+
     def add(self, pair_id: str, source: np.ndarray, target: np.ndarray, meta: dict[str, Any]) -> dict[str, Any]:
         """Write one pair (both PNGs, then its manifest line) and return its record."""
         if self._lock is None:
@@ -115,12 +141,5 @@ class PairStore:
             atomic_write_bytes(self.folder / rel, blob)
             record[kind] = rel
             record["sha256"][kind] = sha256_bytes(blob)
-        line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
-        fd = os.open(self.folder / MANIFEST, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        self._records[pair_id] = record
+        self._append(record)
         return record

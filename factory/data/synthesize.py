@@ -19,7 +19,7 @@ from factory.core.atomic import atomic_write_json
 from factory.core.errors import FactoryError
 from factory.core.images import center_square, crop_and_resize, random_square
 from factory.core.seeds import derive_seed
-from factory.data.pair_store import PairStore
+from factory.data.pair_store import PairStore, read_manifest
 from factory.data.photos import PhotoSet
 from factory.teachers.base import Teacher
 
@@ -50,6 +50,7 @@ class SynthResult:
     total: int = 0
     new: int = 0
     refused: list[str] = field(default_factory=list)  # pair ids the teacher declined (e.g. safety checker)
+    reasons: dict[str, str] = field(default_factory=dict)  # why, per declined pair id (when the teacher says)
 
 
 #: every TEST_EVERY-th pair (indices 3, 7, 11, ...) is a test pair when the photo set has test photos
@@ -89,6 +90,53 @@ def plan_pairs(photos: PhotoSet, n: int, seed: int, concept: str) -> list[PairPl
     return plans
 
 
+#: a concept's synthesis shards write to <data folder>/shards/<k>-of-<n>/ until they are merged
+SHARDS = "shards"
+
+
+def shard_of(index: int, batch: int, shards: int) -> int:
+    """The shard that makes pair ``index``: whole teacher batches dealt round-robin, so every batch a shard
+    runs is one a single process runs too (the same pairs, byte for byte)."""
+    return (index // max(1, batch)) % shards
+
+
+def shard_folder(folder: Path, shard: tuple[int, int]) -> Path:
+    return Path(folder) / SHARDS / f"{shard[0]}-of-{shard[1]}"
+
+
+def merge_shards(folder: Path) -> int:
+    """Move every pair the shards in ``folder/shards/`` finished into ``folder`` (in pair order, the order one
+    process writes them) and remove the shards; returns how many pairs were added. Safe to kill: a pair is
+    in the main store only once its manifest line is, and the shard keeps it until the merge has finished."""
+    import shutil
+
+    root = Path(folder) / SHARDS
+    if not root.is_dir():
+        return 0
+    shards = sorted(p for p in root.iterdir() if p.is_dir())
+    found: dict[str, tuple[dict[str, Any], Path]] = {}
+    for shard in shards:
+        with PairStore(shard) as store:  # repairs what a killed shard left
+            for record in store.records():
+                found.setdefault(record["id"], (record, shard))
+    added = 0
+    with PairStore(folder) as store:
+        meta = shards[0] / SYNTH_META if shards else None
+        if meta is not None and meta.is_file() and not (Path(folder) / SYNTH_META).is_file():
+            atomic_write_json(Path(folder) / SYNTH_META, json.loads(meta.read_text(encoding="utf-8")))
+        for pair_id in sorted(found):
+            if pair_id not in store:
+                store.adopt(*found[pair_id])
+                added += 1
+        if added:
+            store.sort_manifest()  # the order one process writes, whatever order the merges came in
+    for shard in shards:
+        shutil.rmtree(shard)
+    if not any(root.iterdir()):
+        root.rmdir()
+    return added
+
+
 def _check_meta(folder: Path, meta: dict[str, Any]) -> None:
     """Refuse to mix pairs of a different teacher, size or source into an existing folder."""
     path = folder / SYNTH_META
@@ -116,20 +164,36 @@ def synthesize(
     size: int,
     seed: int,
     progress: Callable[[int], Any] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> SynthResult:
     """Make the first ``n`` pairs of ``concept`` in ``folder``, skipping those already stored.
 
-    ``progress(k)`` is called after every k finished pairs (for a progress bar).
+    ``progress(k)`` is called after every k finished pairs (for a progress bar). ``shard=(k, N)`` makes only
+    shard k's pairs (``shard_of``) in its own store under ``folder/shards/``, beside other shard processes;
+    an unsharded call first merges what shards finished (``merge_shards``).
     """
     meta = {"concept": concept, "instruction": instruction, "teacher": teacher.describe(), "size": size,
             "origin": photos.origin, "seed": seed, "plan": PLAN_VERSION}
     result = SynthResult(concept, folder)
+    if shard is not None:
+        k, count = shard
+        if not 0 <= k < count:
+            raise FactoryError(f"shard {k}/{count}: expected 0 <= K < N")
+        _check_meta(folder, meta)  # the main store's pairs must be of this teacher too
+        done = {r["id"] for r in read_manifest(folder)}
+        folder = shard_folder(folder, shard)
+    else:
+        merge_shards(folder)
+        done = set()
+    batch = max(1, teacher.batch_size)
     with PairStore(folder) as store:
         _check_meta(folder, meta)
         atomic_write_json(folder / SYNTH_META, meta)
-        todo = [p for p in plan_pairs(photos, n, seed, concept) if p.pair_id not in store]
+        mine = [p for p in plan_pairs(photos, n, seed, concept)
+                if shard is None or shard_of(p.index, batch, shard[1]) == shard[0]]
+        todo = [p for p in mine if p.pair_id not in store and p.pair_id not in done]
         if progress:
-            progress(n - len(todo))
+            progress(n - len(todo) if shard is None else len(mine) - len(todo))
         try:
             _run_teacher(store, todo, teacher, instruction, photos, size, meta["teacher"], result, progress)
         except OSError as exc:
@@ -160,9 +224,11 @@ def _run_teacher(
         chunk = todo[start : start + batch]
         sources = [crop_and_resize(photos.photos[p.photo].rgb, p.crop, size) for p in chunk]
         targets = teacher.edit(sources, instruction, [p.seed for p in chunk])
-        for plan, src, tgt in zip(chunk, sources, targets):
-            if tgt is None:
+        declined = getattr(teacher, "declined", {})
+        for k, (plan, src, tgt) in enumerate(zip(chunk, sources, targets)):
+            if tgt is None:  # never stored: a rerun asks the teacher again
                 result.refused.append(plan.pair_id)
+                result.reasons[plan.pair_id] = declined.get(k, "declined by the teacher")
                 continue
             if tgt.shape != src.shape or tgt.dtype != np.uint8:
                 raise FactoryError(f"teacher {teacher.kind} returned {tgt.shape} {tgt.dtype} for {src.shape} uint8")

@@ -43,13 +43,31 @@ def _quiet(_msg: str) -> None:
 def synthesize(concepts: Iterable[str], n: int = 200, size: int = 256, *, workspace: WorkspaceLike = None,
                images: str | os.PathLike | None = None, teacher: str | None = None,
                overrides: dict[str, Any] | None = None, test_fraction: float = 0.1, seed: int = 0,
-               progress: bool = True) -> list[PairsResult]:
+               progress: bool = True, shards: int = 1, shard: tuple[int, int] | None = None,
+               log: Log = _quiet) -> list[PairsResult]:
     """The teacher's pairs for each concept (card names or .yaml paths) in ``<workspace>/data/<concept>/``;
-    resumable (a second call adds only what is missing)."""
+    resumable (a second call adds only what is missing). ``shards=N`` spreads each concept over N processes
+    (``factory.pipeline.sharded_synth``); ``shard=(k, N)`` makes only shard k (what each of them runs)."""
     from tqdm import tqdm
 
     ws = workspace_of(workspace)
     cards = [find_card(c, ws) for c in concepts]
+    if shards > 1:
+        if shard is not None:
+            raise FactoryError("--shards N runs every shard; --shard K/N is one of them: pass one")
+        from factory.data.pair_store import read_manifest
+        from factory.pipeline.sharded_synth import synthesize_sharded
+
+        results = []
+        for card in cards:
+            before = len(read_manifest(ws.data(card.name)))
+            total = synthesize_sharded(ws, card.name, n, size, shards, seed=seed,
+                                       target=str(card.path) if card.path else card.name,
+                                       images=Path(images) if images else None, teacher=teacher,
+                                       overrides=overrides, test_fraction=test_fraction, log=log)
+            results.append(PairsResult(card.name, ws.data(card.name), teacher or card.teacher.kind, total,
+                                       total - before))
+        return results
     teachers, photos = TeacherCache(), PhotoCache(Path(images) if images else None, test_fraction)
     results = []
     for card in cards:
@@ -57,7 +75,7 @@ def synthesize(concepts: Iterable[str], n: int = 200, size: int = 256, *, worksp
         with tqdm(total=n, desc=f"synth {card.name}", unit="pair", leave=False, disable=not progress) as bar:
             results.append(make_pairs(ws, card, n, size, seed, images=images, teacher=teacher, overrides=overrides,
                                       test_fraction=test_fraction, teachers=teachers, photos=photos,
-                                      progress=bar.update))
+                                      progress=bar.update, shard=shard))
     return results
 
 
@@ -97,18 +115,27 @@ def train_base(concepts: str | Iterable[str], *, workspace: WorkspaceLike = None
     """Train a base GAN on many concepts at once (``auto:K`` or names; each sample carries its own
     concept text), or ``arch="pix2pix"`` on exactly one; resumes ``<workspace>/base/<name>/`` unless
     ``restart``. ``settings`` are ``base_gan.train.TrainSettings`` fields (steps, seconds, batch, lr, ...)."""
+    from base_gan.distributed import parallel
     from base_gan.train import Trainer, TrainSettings
     from factory.core.progress import BudgetBar
     from factory.core.training_loop import CHECKPOINTS
 
     ws = workspace_of(workspace)
+    par = parallel()  # a data-parallel group (`--processes N`, accelerate launch, torchrun) or one process
+    if not par.main:
+        par.barrier()  # process 0 writes the cards and pairs first
     names = resolve_concepts(concepts, ws, seed)
     if arch == "pix2pix" and len(names) != 1:
         raise FactoryError("--arch pix2pix trains the baseline on exactly one concept")
     if size % 16:
         raise FactoryError(f"--size {size} is not a multiple of 16 (the generator's stride)")
     check_known(TrainSettings, settings, "train_base")
-    ensure_pairs(ws, names, pairs, size, seed, log)
+    if par.main:
+        ensure_pairs(ws, names, pairs, size, seed, log)
+        par.barrier()
+    else:
+        log = _quiet
+        progress = False
     if film and arch != "e2gan":
         raise FactoryError("--film conditions the e2gan generator; pix2pix has no text input")
     if coords and arch != "e2gan":
@@ -119,8 +146,9 @@ def train_base(concepts: str | Iterable[str], *, workspace: WorkspaceLike = None
             **({"screen_periods": list(SCREEN_PERIODS)} if coords else {})}
     s = TrainSettings(generator=spec, disc_nf=64 if arch == "pix2pix" else 32, seed=seed, **settings)
     out = ws.base(name)
-    if restart:
+    if restart and par.main:
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+    par.barrier()
     trainer = Trainer(out, [ws.data(c) for c in names], s, text_cache=ws.text_cache)
     if trainer.resume():
         log(f"resuming {out} from step {trainer.state.step}")
@@ -379,9 +407,10 @@ def collect_weights(*, workspace: WorkspaceLike = None, name: str = "default", c
 def family_weights(n: int, *, workspace: WorkspaceLike = None, base: str | os.PathLike | None = "default",
                    name: str = "family", layers: str = "down1,up2,head", rank: int = 4, lora_bias: bool = True,
                    steps: int = 300, per_concept: int = 4, lr: float = 3e-3, chunk: int = 32, pairs: int = 64,
-                   seed: int = 0, log: Log = _quiet):
+                   size: int | None = None, seed: int = 0, log: Log = _quiet):
     """A weight dataset of ``n`` concept-family adapters trained in batches over one frozen lora_A on the
-    frozen base (``factory.pipeline.weight_dataset``), saved to ``<workspace>/weightgen/<name>/``; resumable."""
+    frozen base (``factory.pipeline.weight_dataset``; pairs at ``size`` px, default the base's), saved to
+    ``<workspace>/weightgen/<name>/``; resumable."""
     from factory.lora.adapters import LoraLayout
     from factory.lora.batched import AdapterTraining
     from factory.pipeline.weight_dataset import family_weight_dataset
@@ -390,7 +419,8 @@ def family_weights(n: int, *, workspace: WorkspaceLike = None, base: str | os.Pa
     loaded = load_base(base, ws).require_e2gan()
     layout = LoraLayout([g.strip() for g in layers.split(",") if g.strip()], ranks=rank, bias=lora_bias)
     settings = AdapterTraining(steps=steps, per_concept=per_concept, lr=lr, seed=seed)
-    ds = family_weight_dataset(ws, loaded, n, layout, settings, pairs=pairs, seed=seed, chunk=chunk, log=log)
+    ds = family_weight_dataset(ws, loaded, n, layout, settings, pairs=pairs, seed=seed, chunk=chunk, size=size,
+                               log=log)
     ds.save(ws.weightgen(name))
     return ds
 
