@@ -7,6 +7,7 @@ folders written under a temp name and renamed into place.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,9 +18,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from base_gan.models import build_model, save_model, state_dict_for_save, unwrap
+from base_gan.distributed import parallel
+from base_gan.models import build_model, round_to_float16_, save_model, state_dict_for_save, unwrap
 from factory.core.atomic import atomic_write_json
 from factory.core.configs import to_dict
+from factory.core.errors import FactoryError
 from factory.core.resume import check_resumable
 from factory.core.seeds import derive_seed
 from factory.core.training_loop import TrainState, latest_checkpoint, run_budgeted, write_checkpoint
@@ -38,6 +41,7 @@ class TrainSettings:
 
     generator: dict[str, Any] = field(default_factory=lambda: {"arch": "e2gan"})
     disc_nf: int = 32
+    disc_norm: str = "batch"  # the discriminator's norm: batch (the pix2pix reference), instance or none
     steps: int = 2000
     seconds: float | None = None  # wall-clock budget; stops at whichever of steps/seconds comes first
     batch: int = 8
@@ -86,7 +90,7 @@ class Trainer:
         if generator is None:
             generator = build_model(seed=settings.seed, **settings.generator)
         self.G = generator.train()
-        self.D = build_discriminator(seed=settings.seed + 1, nf=settings.disc_nf).train()
+        self.D = build_discriminator(seed=settings.seed + 1, nf=settings.disc_nf, norm=settings.disc_norm).train()
         params = list(self.G.parameters()) if trainable is None else list(trainable)
         if not params:
             raise ValueError("no trainable generator parameters")
@@ -108,6 +112,14 @@ class Trainer:
             from base_gan.losses import LPIPSLoss
 
             self.lpips = LPIPSLoss()  # raises FactoryError when its weights are not available
+        self._params_g = params
+        self.par = parallel()  # one process, or this one's place in a data-parallel group
+        if settings.batch % self.par.world:
+            raise FactoryError(f"--batch {settings.batch} does not split over {self.par.world} processes")
+        if self.par.world > 1 and settings.disc_norm == "batch" and torch.cuda.is_available():
+            # BatchNorm over the global batch, as one process computes it (SyncBatchNorm needs GPUs; on CPUs
+            # each process normalizes its slice, as plain DDP does: --disc-norm instance trains what one does)
+            self.D = nn.SyncBatchNorm.convert_sync_batchnorm(self.D)
         self.state = TrainState()
         self.text_tokens, self.text_mask = self._encode_texts(text_cache)
 
@@ -129,15 +141,22 @@ class Trainer:
 
     # -- one step -----------------------------------------------------------------------------
     def _batch(self, step: int) -> dict[str, torch.Tensor]:
+        """This process's slice of step ``step``'s global batch: the samples, their augmentation (seeded per
+        sample) and text dropout depend on (seed, step, position) only, so any number of processes draws the
+        same global batch."""
         g = torch.Generator().manual_seed(derive_seed(self.s.seed, "batch", step))
         idx = torch.randint(len(self.data), (self.s.batch,), generator=g).tolist()
-        torch.manual_seed(derive_seed(self.s.seed, "augment", step))  # kornia augmentation, dropout
-        items = [self.data[i] for i in idx]
+        mine = self.par.shard(range(self.s.batch))
+        items = []
+        for k in mine:
+            torch.manual_seed(derive_seed(self.s.seed, "augment", step, k))  # kornia augmentation
+            items.append(self.data[idx[k]])
+        torch.manual_seed(derive_seed(self.s.seed, "forward", step, self.par.rank))  # dropout, if any
         batch = {k: torch.stack([it[k] for it in items]) for k in ("source", "target")}
         batch["concept"] = torch.tensor([it["concept"] for it in items])
         if self.s.text_dropout:  # these samples learn "no known edit -> the photo unchanged"
-            drop = torch.rand(self.s.batch, generator=g) < self.s.text_dropout
-            null = len(self.data.instructions) + torch.randint(len(NULL_TEXTS), (self.s.batch,), generator=g)
+            drop = (torch.rand(self.s.batch, generator=g) < self.s.text_dropout)[mine]
+            null = (len(self.data.instructions) + torch.randint(len(NULL_TEXTS), (self.s.batch,), generator=g))[mine]
             batch["target"] = torch.where(drop[:, None, None, None], batch["source"], batch["target"])
             batch["concept"] = torch.where(drop, null, batch["concept"])
         return batch
@@ -166,6 +185,7 @@ class Trainer:
         fake_logits, _ = self.D(src, fake.detach())
         loss_d = self.gan.d_loss(real_logits, fake_logits)
         loss_d.backward()
+        self.par.average_gradients(self.D.parameters())
         self.opt_d.step()
 
         self.opt_g.zero_grad(set_to_none=True)
@@ -181,10 +201,12 @@ class Trainer:
         if self.lpips is not None:
             loss_g = loss_g + self.s.lpips_weight * self.lpips(fake, tgt)
         loss_g.backward()
+        self.par.average_gradients(self._params_g)
         self.opt_g.step()
         if self.ema is not None:
             self.ema.update_parameters(self.G)
-        return {"step": step + 1, "loss_g": loss_g.item(), "loss_d": loss_d.item(), "l1": l1.item()}
+        loss_g_, loss_d_, l1_ = self.par.mean([loss_g.item(), loss_d.item(), l1.item()])
+        return {"step": step + 1, "loss_g": loss_g_, "loss_d": loss_d_, "l1": l1_}
 
     # -- loop ---------------------------------------------------------------------------------
     def train(self, progress: Callable[[dict[str, float]], None] | None = None,
@@ -199,20 +221,32 @@ class Trainer:
         return run_budgeted(self.state, steps=self.s.steps, seconds=self.s.seconds,
                             checkpoint_every=self.s.checkpoint_every, train_step=self.train_step,
                             save_checkpoint=self.save_checkpoint, progress=progress,
-                            pause_every=eval_every, on_pause=on_eval, pause_seconds=eval_seconds)
+                            pause_every=eval_every, on_pause=on_eval, pause_seconds=eval_seconds,
+                            agree=self.par.any)
 
     def final_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.G
 
     def save_final(self, training: dict[str, Any]) -> Path:
-        """The trained generator (EMA weights when enabled) as the run's model, with ``training.json``
-        (``training`` plus the settings and the steps done)."""
-        return save_model(self.final_model(), self.out_dir,
-                          dict(training, settings=to_dict(self.s), steps_done=self.state.step,
-                               seconds=round(self.state.seconds, 1)))
+        """The trained generator (EMA weights when enabled) as the run's model, float16-exact
+        (``round_to_float16_``; checkpoints keep full precision), with ``training.json`` (``training`` plus
+        the settings and the steps done); written by process 0 of a data-parallel group."""
+        if not self.par.main:
+            self.par.barrier()
+            return self.out_dir
+        out = save_model(round_to_float16_(copy.deepcopy(self.final_model())), self.out_dir,
+                         dict(training, settings=to_dict(self.s), steps_done=self.state.step,
+                              seconds=round(self.state.seconds, 1), processes=self.par.world))
+        self.par.barrier()
+        return out
 
     # -- checkpoints --------------------------------------------------------------------------
-    def save_checkpoint(self) -> Path:
+    def save_checkpoint(self) -> Path | None:
+        """Every process holds the same weights and optimizer state: process 0 writes them (any number of
+        processes resumes from them)."""
+        if not self.par.main:
+            return None
+
         def write(folder: Path) -> None:
             save_file(self._generator_state(), folder / "generator.safetensors")
             save_file(state_dict_for_save(self.D), folder / "discriminator.safetensors")

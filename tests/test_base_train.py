@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from base_gan.models import WEIGHTS, load_model, read_training
+from base_gan.models import WEIGHTS, is_float16_exact, load_model, read_training
 from base_gan.train import Trainer, TrainSettings
 from concepts.cards import find_card
 from factory.core.images import read_image
@@ -34,10 +34,10 @@ def make_trainer(ws: Workspace, out: Path, **kw) -> Trainer:
 
 
 def test_loss_falls(tiny_data: Workspace, tmp_path: Path) -> None:
-    trainer = make_trainer(tiny_data, tmp_path / "run", steps=80, checkpoint_every=100, lr=3e-3)
+    trainer = make_trainer(tiny_data, tmp_path / "run", steps=120, checkpoint_every=1000, lr=3e-3)
     state = trainer.train()
     l1 = [h["l1"] for h in state.history]
-    assert state.step == 80 and len(l1) == 80
+    assert state.step == 120 and len(l1) == 120
     assert np.mean(l1[-10:]) < 0.7 * np.mean(l1[:10]), (np.mean(l1[:10]), np.mean(l1[-10:]))
 
 
@@ -63,8 +63,12 @@ def test_final_model_loads_back(tiny_data: Workspace, tmp_path: Path) -> None:
     model, training = load_model(tmp_path / "c"), read_training(tmp_path / "c")
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     tok, mask = trainer.text_tokens[:1], trainer.text_mask[:1]
+    # the saved model is the EMA's, float16-exact (what a float16 filter pack stores losslessly)
+    assert is_float16_exact(model.parameters())
+    for saved, ema in zip(model.parameters(), trainer.ema.module.parameters(), strict=True):
+        assert torch.equal(saved, ema.detach().half().float())
     with torch.no_grad():
-        assert torch.allclose(model(x, tok, mask), trainer.ema.module.eval()(x, tok, mask))
+        assert torch.allclose(model(x, tok, mask), trainer.ema.module.eval()(x, tok, mask), atol=5e-3)
     assert model.config.ngf == 8 and training["settings"]["ema"] == 0.9
 
 

@@ -55,6 +55,9 @@ def info_cmd(size: int, ngf: int | None, arch: str, text_len: int) -> None:
     help="LPIPS loss weight; needs the LPIPS backbone weights in the torch cache.",
 )
 @click.option("--fm-weight", type=float, default=0.0, show_default=True, help="Discriminator feature matching.")
+@click.option("--disc-norm", type=click.Choice(["batch", "instance", "none"]), default="batch", show_default=True,
+              help="The discriminator's norm (batch: the pix2pix reference; with --processes on CPUs each process "
+                   "normalizes its slice, instance trains exactly what one process does).")
 @click.option("--ema", type=float, help="Keep an EMA of the generator with this decay (e.g. 0.999) and save it.")
 @click.option(
     "--pairs",
@@ -72,16 +75,24 @@ def info_cmd(size: int, ngf: int | None, arch: str, text_len: int) -> None:
                    "place position-dependent patterns (a halftone screen, scanlines).")
 @click.option("--checkpoint-every", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--restart", is_flag=True, help="Discard existing checkpoints instead of resuming from them.")
+@click.option("--processes", type=click.IntRange(1), default=1, show_default=True,
+              help="Data-parallel processes on this machine (one per GPU when there are GPUs); --batch is the "
+                   "global batch, split over them. Under `accelerate launch` or `torchrun` leave it at 1.")
 @click.pass_obj
 def train_cmd(
     session: Session, spec: str, name: str, arch: str, size: int, ngf: int | None, pairs: int, restart: bool,
-    film: bool, coords: bool, **settings
+    film: bool, coords: bool, processes: int, **settings
 ) -> None:
     """Train a base GAN on many concepts at once; each sample carries its own concept text.
 
-    Resumes from the last checkpoint of <workspace>/base/<name>/ unless --restart.
+    Resumes from the last checkpoint of <workspace>/base/<name>/ unless --restart. Checkpoints resume with
+    any number of processes: N processes train the model one process trains with the same global batch.
     """
     import time
+
+    from base_gan.distributed import relaunch
+
+    relaunch(processes)  # --processes N: this command as N processes of one group (then exits)
 
     from base_gan.models import read_training
     from factory.pipeline.steps import train_base

@@ -24,7 +24,7 @@ def run_budgeted(state: TrainState, *, steps: int, seconds: float | None, checkp
                  train_step: Callable[[int], dict[str, float]], save_checkpoint: Callable[[], object],
                  progress: Callable[[dict[str, float]], None] | None = None,
                  pause_every: int | None = None, on_pause: Callable[[TrainState], bool | None] | None = None,
-                 pause_seconds: float | None = None) -> TrainState:
+                 pause_seconds: float | None = None, agree: Callable[[bool], bool] | None = None) -> TrainState:
     """Run ``train_step(step)`` until ``steps`` or the ``seconds`` budget, whichever comes first.
 
     Checkpoints every ``checkpoint_every`` steps and once at the end (unless nothing was trained).
@@ -32,11 +32,14 @@ def run_budgeted(state: TrainState, *, steps: int, seconds: float | None, checkp
     or past each multiple of that many training seconds (the same cadence in time for runs whose steps
     cost differently); its time counts neither in ``state.seconds`` nor against the budget (e.g.
     measuring a held-out quality curve); when it returns True the loop stops (e.g. at a plateau).
+    ``agree(flag)`` makes a stop decision common to the processes of a data-parallel group (True when any
+    of them says so: one process's clock must not leave the others waiting in an all-reduce).
     """
+    agree = agree or (lambda flag: flag)
     started = time.perf_counter() - state.seconds
     next_pause = (int(state.seconds // pause_seconds) + 1) * pause_seconds if pause_seconds else None
     while state.step < steps:
-        if seconds is not None and time.perf_counter() - started >= seconds:
+        if agree(seconds is not None and time.perf_counter() - started >= seconds):
             break
         log = train_step(state.step)
         state.step += 1
@@ -56,7 +59,7 @@ def run_budgeted(state: TrainState, *, steps: int, seconds: float | None, checkp
                 next_pause = (int(state.seconds // pause_seconds) + 1) * pause_seconds
         if state.step % checkpoint_every == 0:
             save_checkpoint()
-        if stop:
+        if agree(stop):
             break
     if state.step and (not state.history or state.step % checkpoint_every):
         save_checkpoint()

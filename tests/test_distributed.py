@@ -1,0 +1,62 @@
+"""Data-parallel base training: 2 CPU processes (gloo) train what 1 process trains with the same global batch,
+and a 2-process checkpoint resumes with 1 process."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from conftest import run_factory
+from safetensors.torch import load_file
+
+from base_gan.distributed import Parallel
+from factory.core.training_loop import latest_checkpoint
+from factory.core.workspace import Workspace
+from factory.pipeline.steps import train_base
+
+# the discriminator's BatchNorm would normalize each process's slice on CPUs (SyncBatchNorm needs GPUs):
+# InstanceNorm makes every sample's computation independent of how the global batch is split
+ARGS = dict(size=32, ngf=8, pairs=8, batch=4, checkpoint_every=100, seed=0, disc_norm="instance")
+CLI = ["base", "train", "--concepts", "sepia,negative", "--size", "32", "--ngf", "8", "--pairs", "8", "--batch", "4",
+       "--checkpoint-every", "100", "--disc-norm", "instance"]
+
+
+def weights(ws: Workspace, name: str) -> dict[str, torch.Tensor]:
+    return load_file(latest_checkpoint(ws.base(name)) / "generator.safetensors")
+
+
+def assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=2e-5, msg=k)
+
+
+def test_two_processes_train_what_one_does_and_resume_with_one(tmp_path):
+    torch.set_num_threads(1)
+    ws = Workspace(tmp_path / "ws")
+    train_base("sepia,negative", workspace=ws, name="one", steps=5, progress=False, **ARGS)
+    run_factory(ws.root, *CLI, "--steps", "5", "--name", "two", "--processes", "2", timeout=300)
+    assert json.loads((ws.base("two") / "training.json").read_text())["processes"] == 2
+    one_log = json.loads((latest_checkpoint(ws.base("one")) / "state.json").read_text())["history"]
+    two_log = json.loads((latest_checkpoint(ws.base("two")) / "state.json").read_text())["history"]
+    for a, b in zip(one_log, two_log, strict=True):  # the losses of the global batch, step by step
+        assert abs(a["l1"] - b["l1"]) < 1e-4 and abs(a["loss_g"] - b["loss_g"]) < 1e-3
+    assert_close(weights(ws, "one"), weights(ws, "two"))
+    at5 = weights(ws, "one")
+
+    # the 2-process checkpoint goes on in 1 process, as the 1-process run goes on
+    train_base("sepia,negative", workspace=ws, name="one", steps=8, progress=False, **ARGS)
+    run_factory(ws.root, *CLI, "--steps", "8", "--name", "two", timeout=300)
+    assert json.loads((ws.base("two") / "training.json").read_text())["steps_done"] == 8
+    assert_close(weights(ws, "one"), weights(ws, "two"))
+    assert any((at5[k] - v).abs().max() > 1e-5 for k, v in weights(ws, "one").items())  # training moved them
+
+
+def test_a_global_batch_splits_evenly_or_is_refused():
+    import pytest
+
+    from factory.core.errors import FactoryError
+
+    assert Parallel(1, 2).shard(list(range(6))) == [1, 3, 5]
+    with pytest.raises(FactoryError, match="does not split evenly"):
+        Parallel(0, 4).shard(list(range(6)))
