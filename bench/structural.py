@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,6 +134,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--seconds", type=float, default=240.0)
+    ap.add_argument("--concepts", help="comma-separated subset of the split's structural concepts (default: all)")
     ap.add_argument("--final", metavar="VARIANT", help="run l1 and VARIANT on the test structural concepts")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--workspace", type=Path, default=Path("bench/work/structural"))
@@ -140,6 +142,13 @@ def main() -> None:
     args = ap.parse_args()
     split = concept_split()
     concepts = split.of("test" if args.final else "validation", "structural")
+    if args.concepts:
+        wanted = args.concepts.split(",")
+        outside = [c for c in wanted if c not in concepts]
+        if outside:
+            ap.error(f"{', '.join(outside)}: not {'test' if args.final else 'validation'} structural concepts "
+                     f"({', '.join(concepts)})")
+        concepts = wanted
     variants = ["l1", args.final] if args.final else args.variants.split(",")
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
@@ -160,8 +169,8 @@ def main() -> None:
                 log(f"  PSNR {s['psnr']:.2f} HaarPSI {s['haarpsi']:.3f} FSIM {s['fsim']:.3f} GMSD {s['gmsd']:.3f} "
                     f"learned {runs[-1]['learned']}")
     name = "structural-final" if args.final else "structural"
-    result = {"command": "python bench/structural.py" + (f" --final {args.final}" if args.final else "")
-              + (" --quick" if args.quick else ""), "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    result = {"command": " ".join(["python bench/structural.py", *sys.argv[1:]]),
+              "date": datetime.now(UTC).isoformat(timespec="seconds"),
               "machine": platform.machine(), "split": "test" if args.final else "validation", "concepts": concepts,
               "seeds": seeds, "seconds": args.seconds, "variants": {v: VARIANTS[v] for v in variants},
               "runs": runs, "summary": summarise(runs)}
