@@ -77,9 +77,14 @@ def train_cmd(session: Session, install: bool, dest: Path | None, **options) -> 
 
     result = run_pretrain(session.workspace, PretrainOptions(seed=session.seed, **options), install=install,
                           dest=dest, log=click.echo)
-    click.echo(f"pretrain: base {result['base']}, weight generator {result['weightgen']} "
-               f"({len(result['train'])} adapters)" + (f"; installed {result['manifest']['total_bytes'] / 1e6:.1f} MB"
-                                                       if install else ""))
+    _report("pretrain", result, len(result["train"]))
+
+
+def _report(what: str, result: dict, adapters: int) -> None:
+    """The two closing lines of a recipe: what it made (and installed), and the command that makes it again."""
+    installed = f"; installed {result['manifest']['total_bytes'] / 1e6:.1f} MB" if "manifest" in result else ""
+    click.echo(f"{what}: base {result['base']}, weight generator {result['weightgen']} ({adapters} adapters)"
+               + installed)
     click.echo(f"recipe: {result['command']}")
 
 
@@ -123,10 +128,7 @@ def family_cmd(session: Session, install: bool, dest: Path | None, **options) ->
 
     result = pretrain_family(session.workspace, FamilyPretrainOptions(seed=session.seed, **options), install=install,
                              dest=dest, log=click.echo)
-    click.echo(f"pretrain family: base {result['base']}, weight generator {result['weightgen']} "
-               f"({result['adapters']} adapters)" + (f"; installed {result['manifest']['total_bytes'] / 1e6:.1f} MB"
-                                                     if install else ""))
-    click.echo(f"recipe: {result['command']}")
+    _report("pretrain family", result, result["adapters"])
 
 
 @pretrain.command("install")
