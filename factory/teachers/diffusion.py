@@ -276,6 +276,7 @@ def inspect_model(model: str) -> ModelInfo:
 
     local_path = Path(os.path.expanduser(model))
     local_path = local_path if local_path.is_dir() else None
+
     def read(name: str) -> tuple[dict[str, Any], Path]:
         try:
             path = _config_file(model, local_path, name)
