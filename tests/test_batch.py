@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import run_factory
 
+from base_gan.distributed import free_port
 from factory.core.files import sha256_file
 
 RUN = ["--seconds", "2", "--synth-pairs", "16", "--export-size", "32", "--steps", "6"]
@@ -78,12 +78,6 @@ def test_local_batch_isolates_failures_and_reruns_only_them(tiny_pretrained, con
     env = env_for(tiny_pretrained)
     first = check_first_batch(workspace, batch(workspace, env, *concepts, "--workers", "2"))
     check_rerun(workspace, batch(workspace, env, *concepts, "--workers", "2"), first)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_ray_batch_on_a_local_loopback_instance(tiny_pretrained, concepts, workspace, tmp_path):

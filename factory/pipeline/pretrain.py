@@ -32,6 +32,21 @@ BASE_NAME = "pretrain-base"
 WEIGHTGEN_NAME = "pretrain-weightgen"
 
 
+def recipe_command(opts: Any, subcommand: str) -> str:
+    """``factory --seed S pretrain SUBCOMMAND`` with every other field of the options dataclass ``opts`` spelled
+    out as its option (booleans as ``--name`` / ``--no-name``)."""
+    parts = ["factory", "--seed", str(opts.seed), "pretrain", subcommand]
+    for f in fields(opts):
+        if f.name == "seed":
+            continue
+        flag, value = f.name.replace("_", "-"), getattr(opts, f.name)
+        if isinstance(value, bool):
+            parts.append(f"--{flag}" if value else f"--no-{flag}")
+        else:
+            parts += [f"--{flag}", str(value)]
+    return shlex.join(parts)
+
+
 @dataclass
 class PretrainOptions:
     """The recipe's settings; ``command()`` spells them as the ``factory pretrain train`` command."""
@@ -56,11 +71,7 @@ class PretrainOptions:
 
     def command(self) -> str:
         """The exact ``factory pretrain train`` command for these settings (defaults spelled out)."""
-        parts = ["factory", "--seed", str(self.seed), "pretrain", "train"]
-        for f in fields(self):
-            if f.name != "seed":
-                parts += [f"--{f.name.replace('_', '-')}", str(getattr(self, f.name))]
-        return shlex.join(parts)
+        return recipe_command(self, "train")
 
     def heldout_names(self) -> list[str]:
         return sorted(find_card(c).name for c in self.heldout.split(",") if c.strip())

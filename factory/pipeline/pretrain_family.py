@@ -17,15 +17,15 @@ checkpoints, so a run cut off by a session's end continues where it stopped:
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from factory.core.errors import FactoryError
 from factory.core.workspace import Workspace
 from factory.evaluation.protocol import concept_split
+from factory.pipeline.pretrain import recipe_command
 
 BASE_NAME = "family-base"
 WEIGHTGEN_NAME = "family-weightgen"
@@ -68,17 +68,7 @@ class FamilyPretrainOptions:
 
     def command(self) -> str:
         """The exact ``factory pretrain family`` command for these settings (defaults spelled out)."""
-        parts = ["factory", "--seed", str(self.seed), "pretrain", "family"]
-        for f in fields(self):
-            value = getattr(self, f.name)
-            flag = f"--{f.name.replace('_', '-')}"
-            if f.name == "seed":
-                continue
-            if isinstance(value, bool):
-                parts.append(flag if value else f"--no-{f.name.replace('_', '-')}")
-            else:
-                parts += [flag, str(value)]
-        return shlex.join(parts)
+        return recipe_command(self, "family")
 
 
 def heldout_concepts() -> list[str]:

@@ -55,14 +55,14 @@ def synthesize_sharded(ws: Workspace, concept: str, n: int, size: int, shards: i
     folder = ws.data(concept)
     merge_shards(folder)  # what an earlier, interrupted sharded run finished
     gpus = visible_gpus() if overrides.get("device") is None else []
+    threads = str(max(1, (os.cpu_count() or 1) // shards))
     procs = []
     for k in range(shards):
         env = dict(os.environ)
         gpu = gpu_for(k, gpus, [])
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
-        threads = max(1, (os.cpu_count() or 1) // shards)
-        env.setdefault("OMP_NUM_THREADS", str(threads))
+        env.setdefault("OMP_NUM_THREADS", threads)
         cmd = shard_command(ws, target or concept, n, size, seed, images, teacher, overrides, test_fraction,
                             (k, shards))
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL))

@@ -255,7 +255,6 @@ class ModelInfo:
     pipeline: str                 # model_index.json's _class_name
     family: str                   # "sd" (1.x/2.x, small variants, sd-turbo) or "xl" (SDXL, sdxl-turbo)
     unet_in_channels: int
-    native_size: int              # the UNet's sample size x the VAE's scale factor, in pixels
     revision: str | None          # the Hub commit of the files (None for a local folder)
 
 
@@ -268,7 +267,7 @@ def _config_file(model: str, local_path: Path | None, name: str) -> Path:
 
 
 def inspect_model(model: str) -> ModelInfo:
-    """Read ``model_index.json`` and the UNet's and VAE's ``config.json`` (a few KB; no weights) and refuse,
+    """Read ``model_index.json`` and the UNet's ``config.json`` (a few KB; no weights) and refuse,
     in one line, a pipeline the teachers cannot run (another family, no UNet)."""
     import json
 
@@ -295,13 +294,10 @@ def inspect_model(model: str) -> ModelInfo:
             f"model '{model}' is a {name}: the teachers run Stable Diffusion 1.x/2.x (and small variants such as "
             "BK-SDM), sd-turbo, InstructPix2Pix and SDXL / sdxl-turbo pipelines"
         )
-    unet, vae = read("unet/config.json")[0], read("vae/config.json")[0]
-    scale = 2 ** (len(vae.get("block_out_channels", [0] * 4)) - 1)
-    sample = unet.get("sample_size", 64)
-    sample = max(sample) if isinstance(sample, (list, tuple)) else int(sample)
+    unet = read("unet/config.json")[0]
     snapshot = index_file.parent
     revision = snapshot.name if local_path is None and snapshot.parent.name == "snapshots" else None
-    return ModelInfo(model, local_path, name, family, int(unet.get("in_channels", 4)), sample * scale, revision)
+    return ModelInfo(model, local_path, name, family, int(unet.get("in_channels", 4)), revision)
 
 
 #: loaded pipelines by (class, model, device, dtype): cards whose teachers differ only in their parameters
@@ -380,7 +376,6 @@ def _check_sources(sources: list[np.ndarray], seeds: list[int]) -> None:
 class DiffusionTeacher(Teacher):
     """Shared machinery: parameter checking, loading, batching, seeding, resizing, safety results."""
 
-    pipeline_class_name: ClassVar[str] = ""
     #: input channels of the UNet this pipeline needs (8 for InstructPix2Pix: noise + source latents)
     unet_in_channels: ClassVar[int] = 4
     defaults: ClassVar[dict[str, Any]] = {}
@@ -400,11 +395,14 @@ class DiffusionTeacher(Teacher):
         self.batch_size = settings["batch_size"]
         self.info = inspect_model(settings["model"])
         self._check_model(self.info.unet_in_channels)  # before any weight is downloaded or loaded
-        self.pipeline_class_name = PIPELINES[(self.kind, self.info.family)]
-        self.pipe = load_pipeline(getattr(diffusers, self.pipeline_class_name), self.info,
+        self.pipe = load_pipeline(getattr(diffusers, PIPELINES[(self.kind, self.info.family)]), self.info,
                                   device=settings["device"], dtype=settings["dtype"])
         self.scheduler = copy.deepcopy(self.pipe.editfactory_scheduler)  # its own: the pipeline may be shared
-        self.size_multiple = math.lcm(SIZE_MULTIPLE, int(getattr(self.pipe, "vae_scale_factor", 1)))
+        vae_scale = int(getattr(self.pipe, "vae_scale_factor", 1))
+        self.size_multiple = math.lcm(SIZE_MULTIPLE, vae_scale)
+        sample = self.pipe.unet.config.sample_size
+        #: the model's native resolution in pixels (sources are run at least at it)
+        self.native_size = (max(sample) if isinstance(sample, (list, tuple)) else int(sample)) * vae_scale
         self.notes: dict[str, Any] = {}
         self._check_schedule()
         self.declined: dict[int, str] = {}  # after edit(): why each None result was declined
@@ -457,7 +455,7 @@ class DiffusionTeacher(Teacher):
             "pipeline": type(self.pipe).__name__,
             "scheduler": type(self.scheduler).__name__,
             "revision": self.info.revision or "local folder",
-            "working_size_at_least": self.info.native_size,
+            "working_size_at_least": self.native_size,
             **self.notes,
             "diffusers": diffusers.__version__,
         }
@@ -492,7 +490,7 @@ class DiffusionTeacher(Teacher):
         self.declined = {}
         by_size: dict[tuple[int, int], list[int]] = {}
         for i, src in enumerate(sources):
-            size = _working_size(src.shape[0], src.shape[1], self.size_multiple, self.info.native_size)
+            size = _working_size(src.shape[0], src.shape[1], self.size_multiple, self.native_size)
             by_size.setdefault(size, []).append(i)
         for (height, width), indices in by_size.items():
             for start in range(0, len(indices), self.batch_size):
@@ -526,7 +524,6 @@ class InstructPix2PixTeacher(DiffusionTeacher):
     """InstructPix2Pix: follows the instruction text while image guidance keeps the source's structure."""
 
     kind = "instruct-pix2pix"
-    pipeline_class_name = "StableDiffusionInstructPix2PixPipeline"
     unet_in_channels = 8
     defaults: ClassVar[dict[str, Any]] = {"model": "timbrooks/instruct-pix2pix", "guidance_scale": 7.5,
                                           "image_guidance_scale": 1.5, "steps": 20}
@@ -564,7 +561,6 @@ class SDEditTeacher(DiffusionTeacher):
     """SDEdit (img2img): noise the source part way (``strength``) and denoise it towards the prompt."""
 
     kind = "sdedit"
-    pipeline_class_name = "StableDiffusionImg2ImgPipeline"
     unet_in_channels = 4
     defaults: ClassVar[dict[str, Any]] = {"model": "stabilityai/sd-turbo", "strength": 0.5, "guidance_scale": 0.0,
                                           "steps": 2, "prompt": None}
