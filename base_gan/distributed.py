@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TypeVar
 
 import torch
@@ -25,6 +26,8 @@ import torch
 from factory.core.errors import FactoryError
 
 T = TypeVar("T")
+#: how long a process waits for the others at a barrier or collective
+TIMEOUT_HOURS = 6
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,8 @@ def parallel() -> Parallel:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend=backend)
+        # long: process 0 may synthesize pairs, and the others wait at a barrier for it or for the slowest chunk
+        dist.init_process_group(backend=backend, timeout=timedelta(hours=TIMEOUT_HOURS))
     _GROUP = Parallel(dist.get_rank(), dist.get_world_size())
     return _GROUP
 

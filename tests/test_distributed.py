@@ -60,3 +60,51 @@ def test_a_global_batch_splits_evenly_or_is_refused():
     assert Parallel(1, 2).shard(list(range(6))) == [1, 3, 5]
     with pytest.raises(FactoryError, match="does not split evenly"):
         Parallel(0, 4).shard(list(range(6)))
+
+
+def test_family_adapters_and_the_weight_generator_on_two_processes(tmp_path):
+    """Batched family adapters: 2 processes (chunks dealt out) save the adapters 1 process saves. The weight
+    generator: 2 processes train what 1 does with the same global batch; the 2-process checkpoint goes on in 1."""
+    import shutil
+
+    from base_gan.generator import build_generator
+    from base_gan.models import save_model
+    from factory.pipeline.steps import family_weights, train_weightgen
+
+    torch.set_num_threads(1)
+    base = tmp_path / "tiny-base"
+    save_model(build_generator(seed=1, ngf=8, image_size=32), base)
+    one, two = Workspace(tmp_path / "one"), Workspace(tmp_path / "two")
+    family = dict(layers="up2,head", rank=2, steps=3, per_concept=2, chunk=2, pairs=8)
+    ds = family_weights(4, workspace=one, base=str(base), name="wg", **family)
+    run_factory(two.root, "weightgen", "family", "4", "--base", str(base), "--name", "wg", "--layers", "up2,head",
+                "--rank", "2", "--steps", "3", "--per-concept", "2", "--chunk", "2", "--pairs", "8",
+                "--processes", "2", timeout=300)
+    assert len(ds) == 4
+    for concept in ds.concepts:  # chunk 0 was trained by process 0, chunk 1 by process 1
+        a = load_file(one.lora(concept) / "adapter_model.safetensors")
+        b = load_file(two.lora(concept) / "adapter_model.safetensors")
+        assert_close(a, b)
+        assert any(v.abs().max() > 0 for k, v in a.items() if "lora_B" in k)  # trained, not peft's zero B
+
+    shutil.rmtree(two.weightgen("wg"))
+    shutil.copytree(one.weightgen("wg"), two.weightgen("wg"))  # the very same dataset for both runs
+    tiny = dict(block_size=32, batch=4, checkpoint_every=2)
+    cli = ["weightgen", "train", "--name", "wg", "--block-size", "32", "--batch", "4", "--checkpoint-every", "2"]
+    train_weightgen(workspace=one, name="wg", steps=4, progress=False, **tiny)
+    run_factory(two.root, *cli, "--steps", "4", "--processes", "2", timeout=300)
+    assert json.loads((two.weightgen("wg") / "training.json").read_text())["processes"] == 2
+
+    def state(ws: Workspace) -> tuple[list[dict], dict[str, torch.Tensor]]:
+        ckpt = latest_checkpoint(ws.weightgen("wg"))
+        return json.loads((ckpt / "state.json").read_text())["history"], load_file(ckpt / "model.safetensors")
+
+    (log1, w1), (log2, w2) = state(one), state(two)
+    for a, b in zip(log1, log2, strict=True):
+        assert abs(a["loss"] - b["loss"]) < 1e-4 * max(1.0, abs(a["loss"]))
+    assert_close(w1, w2)
+    train_weightgen(workspace=one, name="wg", steps=6, resume=True, progress=False, **tiny)
+    run_factory(two.root, *cli, "--steps", "6", "--resume", timeout=300)
+    (log1, w1), (log2, w2) = state(one), state(two)
+    assert len(log2) == 6 and json.loads((two.weightgen("wg") / "training.json").read_text())["steps_done"] == 6
+    assert_close(w1, w2)

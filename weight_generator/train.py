@@ -6,6 +6,11 @@ the noise; ``sample``: the clean blocks (x0); ``v_prediction``: ``get_velocity``
 the real (unpadded) values. A run resumed from a checkpoint therefore takes exactly the steps an
 uninterrupted run takes. Checkpoints are whole folders written under a temp name and renamed in.
 
+Data-parallel (``factory weightgen train --processes N``, ``accelerate launch``, ``torchrun``): every process
+draws the same global batch, takes its slice (``base_gan.distributed.Parallel``) and the gradients are
+averaged, each slice's loss being its share of the global batch's masked mean; N processes train what one
+trains with the same batch, and process 0 writes the checkpoints (any number of processes resumes them).
+
 Output folder (``<workspace>/weightgen/<name>/``), laid out like a diffusers pipeline::
 
     denoiser/              the denoiser as a diffusers model (config.json + weights; EMA weights when --ema)
@@ -29,6 +34,7 @@ import torch
 from diffusers import ModelMixin
 from safetensors.torch import load_file, save_file
 
+from base_gan.distributed import parallel
 from base_gan.models import TRAINING, is_model_folder, save_model, state_dict_for_save
 from factory.core.atomic import atomic_write_json
 from factory.core.configs import to_dict
@@ -149,6 +155,9 @@ class WeightGenTrainer:
             self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(settings.ema))
         self.scheduler = make_scheduler(settings)
         self.state = TrainState()
+        self.par = parallel()  # one process, or this one's place in a data-parallel group
+        if settings.batch % self.par.world:
+            raise FactoryError(f"--batch {settings.batch} does not split over {self.par.world} processes")
 
     # -- sizes ----------------------------------------------------------------------------------
     @property
@@ -174,7 +183,10 @@ class WeightGenTrainer:
         return {"x0": x0, "index": index, "adapters": adapters, "t": t, "noise": noise,
                 "valid": self.valid[index]}
 
-    def loss(self, model: torch.nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss(self, model: torch.nn.Module, b: dict[str, torch.Tensor], total: torch.Tensor | None = None
+             ) -> torch.Tensor:
+        """The masked MSE of ``b``; with ``total``, the sum over ``b`` divided by ``total`` (a slice's share of
+        the global batch's mean, whose valid count is ``total``)."""
         xt = self.scheduler.add_noise(b["x0"], b["noise"], b["t"])
         if self.s.prediction_type == "epsilon":
             target = b["noise"]
@@ -183,19 +195,25 @@ class WeightGenTrainer:
         else:
             target = self.scheduler.get_velocity(b["x0"], b["noise"], b["t"])
         pred = model(xt, b["t"], b["index"], self.text[b["adapters"]], self.text_mask[b["adapters"]])
-        return ((pred - target).pow(2) * b["valid"]).sum() / b["valid"].sum()
+        return ((pred - target).pow(2) * b["valid"]).sum() / (b["valid"].sum() if total is None else total)
 
     def train_step(self, step: int) -> dict[str, float]:
         for group in self.opt.param_groups:
             group["lr"] = self.s.lr * min(1.0, (step + 1) / max(1, self.s.warmup))
-        loss = self.loss(self.model, self.batch(step))
+        b = self.batch(step)
+        if self.par.world == 1:
+            loss = self.loss(self.model, b)
+        else:  # this process's slice; x world because average_gradients divides the summed gradients by world
+            mine = torch.tensor(self.par.shard(range(self.s.batch)))
+            loss = self.loss(self.model, {k: v[mine] for k, v in b.items()}, b["valid"].sum()) * self.par.world
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        self.par.average_gradients(self.model.parameters())
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.opt.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
-        return {"step": step + 1, "loss": loss.item()}
+        return {"step": step + 1, "loss": self.par.mean([loss.item()])[0]}
 
     @torch.no_grad()
     def eval_loss(self, steps: list[int] | None = None, use_final: bool = True) -> float:
@@ -213,7 +231,7 @@ class WeightGenTrainer:
         """Train until ``steps`` (or the seconds budget); checkpoint every ``checkpoint_every`` steps."""
         return run_budgeted(self.state, steps=self.s.steps, seconds=self.s.seconds,
                             checkpoint_every=self.s.checkpoint_every, train_step=self.train_step,
-                            save_checkpoint=self.save_checkpoint, progress=progress)
+                            save_checkpoint=self.save_checkpoint, progress=progress, agree=self.par.any)
 
     def final_model(self) -> torch.nn.Module:
         return self.ema.module if self.ema is not None else self.model
@@ -224,19 +242,26 @@ class WeightGenTrainer:
                 "text_encoder": self.s.text_encoder, "concepts": self.dataset.concepts,
                 "instructions": self.dataset.instructions, "base": self.dataset.base,
                 "dataset_fingerprint": self.dataset.fingerprint(), "steps_done": self.state.step,
-                "seconds": round(self.state.seconds, 1),
+                "seconds": round(self.state.seconds, 1), "processes": self.par.world,
                 "final_loss": self.state.history[-1]["loss"] if self.state.history else None}
 
     def save_final(self) -> Path:
-        """The trained denoiser (EMA weights when enabled), its scheduler, tokenizer and training.json (last)."""
-        self.tokenizer.save(self.out_dir)
-        self.scheduler.save_pretrained(str(self.out_dir / SCHEDULER_DIR))
-        save_model(self.final_model(), self.out_dir / DENOISER_DIR)
-        atomic_write_json(self.out_dir / TRAINING, self.training())
+        """The trained denoiser (EMA weights when enabled), its scheduler, tokenizer and training.json (last);
+        written by process 0 of a data-parallel group."""
+        if self.par.main:
+            self.tokenizer.save(self.out_dir)
+            self.scheduler.save_pretrained(str(self.out_dir / SCHEDULER_DIR))
+            save_model(self.final_model(), self.out_dir / DENOISER_DIR)
+            atomic_write_json(self.out_dir / TRAINING, self.training())
+        self.par.barrier()
         return self.out_dir
 
     # -- checkpoints ------------------------------------------------------------------------------
-    def save_checkpoint(self) -> Path:
+    def save_checkpoint(self) -> Path | None:
+        """Every process holds the same weights: process 0 writes them."""
+        if not self.par.main:
+            return None
+
         def write(folder: Path) -> None:
             save_file(state_dict_for_save(self.model), folder / CHECKPOINT_WEIGHTS)
             if self.ema is not None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from factory.cli.parallel_options import processes_option
 from factory.pipeline.session import Session
 
 ARCHS = ("e2gan", "pix2pix")
@@ -75,9 +76,7 @@ def info_cmd(size: int, ngf: int | None, arch: str, text_len: int) -> None:
                    "place position-dependent patterns (a halftone screen, scanlines).")
 @click.option("--checkpoint-every", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--restart", is_flag=True, help="Discard existing checkpoints instead of resuming from them.")
-@click.option("--processes", type=click.IntRange(1), default=1, show_default=True,
-              help="Data-parallel processes on this machine (one per GPU when there are GPUs); --batch is the "
-                   "global batch, split over them. Under `accelerate launch` or `torchrun` leave it at 1.")
+@processes_option("--batch is the global batch, split over them.")
 @click.pass_obj
 def train_cmd(
     session: Session, spec: str, name: str, arch: str, size: int, ngf: int | None, pairs: int, restart: bool,

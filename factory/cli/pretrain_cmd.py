@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from factory.cli.parallel_options import processes_option
 from factory.pipeline.session import Session
 
 
@@ -117,18 +118,26 @@ def _report(what: str, result: dict, adapters: int) -> None:
 @click.option("--install", is_flag=True, help="Install the result as the package's shipped assets.")
 @click.option("--dest", type=click.Path(file_okay=False, path_type=Path),
               help="With --install: install here instead of the package's factory/pretrained/.")
+@processes_option("each stage runs data-parallel (the base and the weight generator split --batch, the "
+                  "adapters' chunks are dealt out).")
 @click.pass_obj
-def family_cmd(session: Session, install: bool, dest: Path | None, **options) -> None:
+def family_cmd(session: Session, install: bool, dest: Path | None, processes: int, **options) -> None:
     """Run (or resume) the concept-family recipe in --workspace: a base on family concepts with text
     dropout, a weight dataset of batched family adapters, the weight generator on it.
 
-    Hours on a CPU at the defaults; every stage resumes from its checkpoints when run again.
+    Hours on a CPU at the defaults; every stage resumes from its checkpoints when run again (with any
+    number of processes).
     """
+    from base_gan.distributed import parallel, relaunch
+
+    relaunch(processes)  # --processes N: this command as N processes of one group (then exits)
+
     from factory.pipeline.pretrain_family import FamilyPretrainOptions, pretrain_family
 
     result = pretrain_family(session.workspace, FamilyPretrainOptions(seed=session.seed, **options), install=install,
                              dest=dest, log=click.echo)
-    _report("pretrain family", result, result["adapters"])
+    if parallel().main:
+        _report("pretrain family", result, result["adapters"])
 
 
 @pretrain.command("install")

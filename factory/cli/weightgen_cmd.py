@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from factory.cli.parallel_options import processes_option
 from factory.pipeline.session import Session
 
 
@@ -49,13 +50,19 @@ def collect_cmd(session: Session, name: str, spec: str | None, exclude: str | No
 @click.option("--lr", type=float, default=3e-3, show_default=True)
 @click.option("--chunk", type=click.IntRange(1), default=32, show_default=True, help="Concepts trained in one batch.")
 @click.option("--pairs", type=click.IntRange(4), default=64, show_default=True, help="Teacher pairs per concept.")
+@processes_option("the chunks are dealt out round-robin (the same adapters as one process).")
 @click.pass_obj
-def family_cmd(session: Session, n: int, **options) -> None:
+def family_cmd(session: Session, n: int, processes: int, **options) -> None:
     """Train N concept-family adapters (one shared frozen lora_A, trained in batches) into a weight dataset.
 
     Samples N concepts of the concept family's training region, writes their cards and pairs to the
-    workspace, trains each adapter on the frozen base and collects them; a rerun continues.
+    workspace, trains each adapter on the frozen base and collects them; a rerun continues, with any
+    number of processes.
     """
+    from base_gan.distributed import relaunch
+
+    relaunch(processes)  # --processes N: this command as N processes of one group (then exits)
+
     from factory.pipeline.steps import family_weights
 
     ds = family_weights(n, workspace=session.workspace, seed=session.seed, log=click.echo, **options)
@@ -111,12 +118,18 @@ def family_cmd(session: Session, n: int, **options) -> None:
     "--resume", is_flag=True, help="Continue from the newest checkpoint (same options; a longer budget is fine)."
 )
 @click.option("--restart", is_flag=True, help="Discard existing checkpoints and start over.")
+@processes_option("--batch is the global batch, split over them (checkpoints resume with any number).")
 @click.pass_obj
 def train_cmd(
-    session: Session, name: str, epochs: int | None, prediction: str, resume: bool, restart: bool, **settings
+    session: Session, name: str, epochs: int | None, prediction: str, resume: bool, restart: bool, processes: int,
+    **settings
 ) -> None:
     """Train the weight generator on <workspace>/weightgen/<name>/'s dataset (DDPM, diffusers' scheduler)."""
     import time
+
+    from base_gan.distributed import relaunch
+
+    relaunch(processes)  # --processes N: this command as N processes of one group (then exits)
 
     from factory.pipeline.steps import train_weightgen
 

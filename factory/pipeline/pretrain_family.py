@@ -123,7 +123,13 @@ def weightgen_stage(ws: Workspace, opts: FamilyPretrainOptions, log: Log, progre
 
 def pretrain_family(ws: Workspace, opts: FamilyPretrainOptions, install: bool = False, dest: Path | None = None,
                     log: Log = print, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) the family recipe; with ``install``, install the result as the shipped assets."""
+    """Run (or resume) the family recipe; with ``install``, install the result as the shipped assets. In a
+    data-parallel group every stage splits its work over the processes, and process 0 logs and installs."""
+    from base_gan.distributed import parallel
+
+    par = parallel()
+    if not par.main:
+        log, progress, install = (lambda m: None), False, False
     base = base_stage(ws, opts, log, progress)
     dataset = adapters_stage(ws, opts, base, log)
     weightgen = weightgen_stage(ws, opts, log, progress)

@@ -411,17 +411,21 @@ def family_weights(n: int, *, workspace: WorkspaceLike = None, base: str | os.Pa
     """A weight dataset of ``n`` concept-family adapters trained in batches over one frozen lora_A on the
     frozen base (``factory.pipeline.weight_dataset``; pairs at ``size`` px, default the base's), saved to
     ``<workspace>/weightgen/<name>/``; resumable."""
+    from base_gan.distributed import parallel
     from factory.lora.adapters import LoraLayout
     from factory.lora.batched import AdapterTraining
     from factory.pipeline.weight_dataset import family_weight_dataset
 
+    par = parallel()  # chunks dealt out over a data-parallel group (`--processes N`), or one process
     ws = workspace_of(workspace)
     loaded = load_base(base, ws).require_e2gan()
     layout = LoraLayout([g.strip() for g in layers.split(",") if g.strip()], ranks=rank, bias=lora_bias)
     settings = AdapterTraining(steps=steps, per_concept=per_concept, lr=lr, seed=seed)
     ds = family_weight_dataset(ws, loaded, n, layout, settings, pairs=pairs, seed=seed, chunk=chunk, size=size,
-                               log=log)
-    ds.save(ws.weightgen(name))
+                               log=log if par.main else _quiet)
+    if par.main:
+        ds.save(ws.weightgen(name))
+    par.barrier()
     return ds
 
 
@@ -431,6 +435,7 @@ def train_weightgen(*, workspace: WorkspaceLike = None, name: str = "default", e
     """Train the weight generator on ``<workspace>/weightgen/<name>/``'s dataset (DDPM); ``settings`` are
     ``WeightGenSettings`` fields. Existing checkpoints need ``resume`` (continue) or ``restart`` (discard).
     Returns the finished trainer."""
+    from base_gan.distributed import parallel
     from factory.core.configs import from_dict
     from factory.core.progress import BudgetBar
     from factory.core.training_loop import CHECKPOINTS, latest_checkpoint
@@ -439,14 +444,18 @@ def train_weightgen(*, workspace: WorkspaceLike = None, name: str = "default", e
 
     if resume and restart:
         raise FactoryError("--resume and --restart exclude each other")
+    par = parallel()  # a data-parallel group (`--processes N`, accelerate launch, torchrun) or one process
+    if not par.main:
+        log, progress = _quiet, False
     ws = workspace_of(workspace)
     out = ws.weightgen(name)
     s = from_dict(WeightGenSettings, {**settings, "seed": seed}, "weightgen train")
     trainer = WeightGenTrainer(out, WeightDataset.load(out), s, text_cache=ws.text_cache)
     if epochs:
         s.steps = epochs * trainer.steps_per_epoch
-    if restart:
+    if restart and par.main:
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+    par.barrier()
     ckpt = latest_checkpoint(out)
     if ckpt is not None and not resume:
         raise FactoryError(f"{out} has checkpoints (newest {ckpt.name}); pass --resume to continue "

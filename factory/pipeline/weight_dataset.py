@@ -9,6 +9,10 @@
    (instruction, base, recipe, final training L1), then all collected into one weight dataset.
 
 Resumable per chunk: a concept whose adapter is saved is not trained again, and its pairs are reused.
+Data-parallel (``--processes N``, ``accelerate launch``, ``torchrun``): process 0 makes the cards and pairs,
+then the chunks are dealt out round-robin (chunk i to process i mod N); an adapter's training does not
+depend on the concepts that share its batch, so N processes save the adapters one process saves, and a run
+cut off resumes with any number of processes.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from base_gan.distributed import parallel
 from base_gan.models import BaseGAN
 from concepts.family import family_cards
 from factory.core.atomic import atomic_write_json
@@ -40,14 +45,21 @@ def family_weight_dataset(ws: Workspace, base: BaseGAN, n: int, layout: LoraLayo
     if n < 2 or chunk < 1 or pairs < 4:
         raise FactoryError(f"a family weight dataset needs n >= 2, chunk >= 1 and pairs >= 4 "
                            f"(got n={n}, chunk={chunk}, pairs={pairs})")
-    cards = family_cards(ws, n, seed, region)
-    teachers, photos = TeacherCache(), PhotoCache()
-    for i, card in enumerate(cards):
-        make_pairs(ws, card, pairs, size or base.image_size, seed, teachers=teachers, photos=photos)
-        if (i + 1) % 50 == 0 or i + 1 == len(cards):
-            log(f"pairs: {i + 1}/{len(cards)} family concepts")
+    par = parallel()
+    if par.main:
+        cards = family_cards(ws, n, seed, region)
+        teachers, photos = TeacherCache(), PhotoCache()
+        for i, card in enumerate(cards):
+            make_pairs(ws, card, pairs, size or base.image_size, seed, teachers=teachers, photos=photos)
+            if (i + 1) % 50 == 0 or i + 1 == len(cards):
+                log(f"pairs: {i + 1}/{len(cards)} family concepts")
+    par.barrier()  # the cards and pairs are written
+    if not par.main:
+        cards = family_cards(ws, n, seed, region)
     todo = [c for c in cards if not is_adapter_dir(ws.lora(c.name))]
-    for start in range(0, len(todo), chunk):
+    par.barrier()  # every process has listed what is left before any adapter is saved
+    starts = list(range(0, len(todo), chunk))
+    for start in starts[par.rank::par.world]:
         part = todo[start:start + chunk]
         model, history = train_adapters(base.model, layout, [ws.data(c.name) for c in part], settings,
                                         ws.text_cache)
@@ -56,7 +68,8 @@ def family_weight_dataset(ws: Workspace, base: BaseGAN, n: int, layout: LoraLayo
             atomic_write_json(folder / "metrics.json", _metrics(card, base, layout, settings, history, k))
         done = len(cards) - len(todo) + start + len(part)
         log(f"adapters: {done}/{len(cards)} trained (chunk of {len(part)}, final mean L1 "
-            f"{sum(history[-1]['l1']) / len(part):.4f})")
+            f"{sum(history[-1]['l1']) / len(part):.4f})" + (f" [process {par.rank}]" if par.world > 1 else ""))
+    par.barrier()  # every chunk is saved
     folders = [ws.lora(c.name) for c in cards]
     return collect_adapters(folders, [c.instruction for c in cards], [c.name for c in cards])
 
