@@ -89,7 +89,7 @@ def train_cmd(
     """
     import time
 
-    from base_gan.distributed import relaunch
+    from base_gan.distributed import parallel, relaunch
 
     relaunch(processes)  # --processes N: this command as N processes of one group (then exits)
 
@@ -97,21 +97,10 @@ def train_cmd(
     from factory.pipeline.steps import train_base
 
     started = time.perf_counter()
-    out = train_base(
-        spec,
-        workspace=session.workspace,
-        name=name,
-        arch=arch,
-        size=size,
-        ngf=ngf,
-        film=film,
-        coords=coords,
-        pairs=pairs,
-        restart=restart,
-        seed=session.seed,
-        log=click.echo,
-        **settings,
-    )
+    out = train_base(spec, workspace=session.workspace, name=name, arch=arch, size=size, ngf=ngf, film=film,
+                     coords=coords, pairs=pairs, restart=restart, seed=session.seed, log=click.echo, **settings)
+    if not parallel().main:  # under a launcher every process gets here; one summary
+        return
     done = read_training(out)
     shown = ", ".join(done["concepts"][:6]) + (", ..." if len(done["concepts"]) > 6 else "")
     click.echo(

@@ -59,15 +59,16 @@ def family_cmd(session: Session, n: int, processes: int, **options) -> None:
     workspace, trains each adapter on the frozen base and collects them; a rerun continues, with any
     number of processes.
     """
-    from base_gan.distributed import relaunch
+    from base_gan.distributed import parallel, relaunch
 
     relaunch(processes)  # --processes N: this command as N processes of one group (then exits)
 
     from factory.pipeline.steps import family_weights
 
     ds = family_weights(n, workspace=session.workspace, seed=session.seed, log=click.echo, **options)
-    click.echo(f"weightgen family: {len(ds)} adapters, {ds.layout.numel} values each -> "
-               f"{session.workspace.weightgen(options['name'])}")
+    if parallel().main:
+        click.echo(f"weightgen family: {len(ds)} adapters, {ds.layout.numel} values each -> "
+                   f"{session.workspace.weightgen(options['name'])}")
 
 
 @weightgen_group.command("train")
@@ -127,7 +128,7 @@ def train_cmd(
     """Train the weight generator on <workspace>/weightgen/<name>/'s dataset (DDPM, diffusers' scheduler)."""
     import time
 
-    from base_gan.distributed import relaunch
+    from base_gan.distributed import parallel, relaunch
 
     relaunch(processes)  # --processes N: this command as N processes of one group (then exits)
 
@@ -145,6 +146,8 @@ def train_cmd(
         prediction_type=prediction,
         **settings,
     )
+    if not parallel().main:  # under a launcher every process gets here; one summary
+        return
     loss = t.state.history[-1]["loss"] if t.state.history else float("nan")
     click.echo(
         f"weightgen train: {t.s.variant} denoiser on {len(t.dataset)} adapters x {t.tokenizer.n_blocks} "
