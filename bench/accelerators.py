@@ -52,13 +52,13 @@ from factory.evaluation.protocol import SEEDS, concept_split, mean_spread
 from factory.lora.adapters import layout_of_adapter, load_adapter
 from weight_generator.baselines import baseline_vector, save_vector_adapter
 from weight_generator.dataset import WeightDataset
-from weight_generator.hypernet import HypernetTraining, TextToLora, hypernet_adapter, train_hypernet
+from weight_generator.hypernet import HYPERNET_DIR, HypernetTraining, TextToLora, hypernet_adapter, train_hypernet
 from weight_generator.sample import WeightGenerator
 
 FAMILY = Path("bench/work/pretrain-family")
 PAIRS, SIZE, DATA_SEED = 160, 128, 0
 FULL = dict(split="test", base=str(FAMILY / "base/family-base"), weightgen=str(FAMILY / "weightgen/family-weightgen"),
-            weights_workspace=str(FAMILY), seeds=",".join(map(str, SEEDS)), hyper_steps=400, holdout=0,
+            weights_workspace=str(FAMILY), seeds=",".join(map(str, SEEDS)), hyper_steps=2000, holdout=0,
             holdout_minutes=15.0, concepts="", workspace="bench/work/protocol", out="bench/results/accelerators")
 QUICK = dict(hyper_steps=3, holdout_minutes=0.1, seeds="0", workspace="bench/work/protocol-quick",
              out="bench/results/smoke")
@@ -91,13 +91,20 @@ def psnr_of(base: BaseGAN, folder: Path | None, text: str, held: HeldOutPairs, c
 
 
 def hypernets(args, base: BaseGAN, dataset: WeightDataset, weights_ws: Workspace, work: Path) -> list[TextToLora]:
-    """One Text-to-LoRA hypernetwork per seed, trained through the frozen base on the weight dataset's concepts."""
+    """One Text-to-LoRA hypernetwork per seed, trained through the frozen base on the weight dataset's concepts
+    (the weight generator's own for the seed and steps it was trained with)."""
     layout = layout_of_adapter(weights_ws.lora(dataset.concepts[0]))
+    shipped = Path(args.weightgen) / HYPERNET_DIR
     nets = []
     for seed in args.seed_list:
         folder = work / "hypernet" / f"seed{seed}"
         if (folder / "config.json").is_file():
             nets.append(TextToLora.from_pretrained(folder))
+            continue
+        made = json.loads((shipped / "training.json").read_text()) if (shipped / "training.json").is_file() else {}
+        if made.get("seed") == seed and made.get("steps") == args.hyper_steps:
+            nets.append(TextToLora.from_pretrained(shipped))
+            log(f"hypernet seed {seed}: the weight generator's own ({shipped})")
             continue
         t0 = time.perf_counter()
         net, hist = train_hypernet(base.model, layout, [weights_ws.data(c) for c in dataset.concepts],

@@ -8,7 +8,8 @@ text to edit rather than to the adapters' incidental parameters. The heads start
 hypernetwork gives the base's own output, like a zero-init LoRA.
 
 ``TextToLora`` is a diffusers model (``save_pretrained`` / ``from_pretrained``); ``train_hypernet``
-trains it; ``hypernet_adapter`` writes its adapter for a text as a plain peft adapter folder.
+trains it; ``hypernet_adapter`` writes its adapter for a text as a plain peft adapter folder. A weight
+generator's folder may carry one in ``hypernet/`` (with the adapters' ``layout.json``): ``--init hypernet``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from factory.lora.adapters import LoraLayout
 from factory.lora.batched import BatchedAdapters, concept_batch
 
 Weights = dict[str, tuple[torch.Tensor, torch.Tensor | None]]
+#: the hypernetwork's folder inside a weight generator's folder, and its layout file
+HYPERNET_DIR = "hypernet"
+LAYOUT_FILE = "layout.json"
 
 
 class TextToLora(ModelMixin, ConfigMixin):
@@ -120,3 +124,29 @@ def hypernet_adapter(net: TextToLora, base_model: nn.Module, layout: LoraLayout,
     pooled = TextEncoder.from_name(base_model.config.text_encoder, cache_dir=text_cache).pooled([text])
     weights = {n: (b[0], None if bias is None else bias[0]) for n, (b, bias) in net(pooled).items()}
     return BatchedAdapters(base_model, layout, 1).save_weights(weights, folder)
+
+
+def save_hypernet(net: TextToLora, layout: LoraLayout, folder: Path, training: dict | None = None) -> Path:
+    """The hypernetwork (diffusers folder) with the adapter layout it writes (``layout.json``) and how it was
+    trained (``training.json``)."""
+    from factory.core.atomic import atomic_write_json
+
+    net.save_pretrained(folder)
+    if training is not None:
+        atomic_write_json(Path(folder) / "training.json", training)
+    atomic_write_json(Path(folder) / LAYOUT_FILE, {"groups": layout.groups, "ranks": layout.ranks, "bias": layout.bias})
+    return Path(folder)
+
+
+def load_hypernet(folder: Path) -> tuple[TextToLora, LoraLayout]:
+    """A hypernetwork saved by ``save_hypernet`` and its adapter layout."""
+    import json
+
+    from factory.core.errors import FactoryError
+
+    folder = Path(folder)
+    if not (folder / LAYOUT_FILE).is_file() or not (folder / "config.json").is_file():
+        raise FactoryError(f"{folder}: no Text-to-LoRA hypernetwork here (`factory pretrain family` trains one "
+                           "with the weight generator)")
+    spec = json.loads((folder / LAYOUT_FILE).read_text(encoding="utf-8"))
+    return TextToLora.from_pretrained(folder).eval(), LoraLayout(spec["groups"], ranks=spec["ranks"], bias=spec["bias"])

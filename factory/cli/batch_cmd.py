@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from factory.cli.teacher_options import teacher_options
+from factory.pipeline.run_options import INIT_CHOICES
 from factory.pipeline.session import Session
 
 #: ``factory run`` options a batch passes on to every concept
@@ -30,7 +31,7 @@ RUN_OPTIONS = ("--teacher", "--model", "--device", "--dtype", "--prompt", "--neg
 @teacher_options
 @click.option("--images", type=click.Path(exists=True, file_okay=False), help="Source photos for every concept.")
 @click.option("--base", help="Base for every concept (default: the workspace's, else the shipped one).")
-@click.option("--init", type=click.Choice(["auto", "weightgen", "mean", "ridge", "retrieval", "base"]))
+@click.option("--init", type=click.Choice(INIT_CHOICES))
 @click.option("--synth-pairs", type=click.IntRange(4))
 @click.option("--pairs", type=click.IntRange(1))
 @click.option("--seconds", type=click.FloatRange(0, min_open=True), help="Fine-tune budget per concept.")

@@ -115,6 +115,8 @@ def _report(what: str, result: dict, adapters: int) -> None:
 @click.option("--rank", type=click.IntRange(1), default=4, show_default=True)
 @click.option("--variant", type=click.Choice(["joint", "block"]), default="joint", show_default=True)
 @click.option("--weightgen-minutes", type=float, default=20.0, show_default=True)
+@click.option("--hypernet-steps", type=click.IntRange(0), default=2000, show_default=True,
+              help="Steps of the Text-to-LoRA hypernetwork shipped with the weight generator (0: none).")
 @click.option("--install", is_flag=True, help="Install the result as the package's shipped assets.")
 @click.option("--dest", type=click.Path(file_okay=False, path_type=Path),
               help="With --install: install here instead of the package's factory/pretrained/.")

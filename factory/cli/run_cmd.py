@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from factory.cli.teacher_options import teacher_options
+from factory.pipeline.run_options import INIT_CHOICES
 from factory.pipeline.session import Session
 
 
@@ -22,10 +23,11 @@ from factory.pipeline.session import Session
 @teacher_options
 @click.option("--base", help="Base name in <workspace>/base/ or its folder (default: the workspace's "
                              "'default', else the shipped pretrained base).")
-@click.option("--init", type=click.Choice(["auto", "weightgen", "mean", "ridge", "retrieval", "base"]), default="auto",
+@click.option("--init", type=click.Choice(INIT_CHOICES), default="auto",
               show_default=True,
               help="auto: the weight generator's adapter when one fits the base, else zero-init LoRA (base); "
-                   "mean / ridge / retrieval: its baselines over the training adapters.")
+                   "hypernet: the Text-to-LoRA hypernetwork shipped with it; mean / ridge / retrieval: its "
+                   "baselines over the training adapters.")
 @click.option("--synth-pairs", type=click.IntRange(4), default=120, show_default=True,
               help="Pairs the teacher makes (train and test together).")
 @click.option("--pairs", type=click.IntRange(1), help="Fine-tune on K training pairs (clustered; default all).")

@@ -10,7 +10,9 @@ checkpoints, so a run cut off by a session's end continues where it stopped:
 2. adapters: ``adapters`` family concepts, their LoRA ``B`` and biases trained in batches of ``chunk`` over
    one shared frozen ``lora_A`` on the frozen base (``factory.lora.batched``), ``adapter_steps`` each at
    ``adapter_size`` px, into one weight dataset (``weightgen/family-weightgen/``);
-3. weight generator: the ``variant`` denoiser trained on that dataset for ``weightgen_minutes``;
+3. weight generator: the ``variant`` denoiser trained on that dataset for ``weightgen_minutes``, and the
+   Text-to-LoRA hypernetwork (``hypernet_steps``, 0 for none) trained through the frozen base on the same
+   concepts' pairs, in the weight generator's ``hypernet/`` (``--init hypernet``);
 4. with ``install``: both become the shipped assets (or go to ``dest``), the command in the manifest. The
    protocol's validation and test concepts are recorded as held out (no family concept is a named card).
 """
@@ -56,6 +58,7 @@ class FamilyPretrainOptions:
     rank: int = 4
     variant: str = "joint"
     weightgen_minutes: float = 20.0
+    hypernet_steps: int = 2000
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -121,6 +124,32 @@ def weightgen_stage(ws: Workspace, opts: FamilyPretrainOptions, log: Log, progre
     return out
 
 
+def hypernet_stage(ws: Workspace, opts: FamilyPretrainOptions, base: Path, weightgen: Path, log: Log) -> Path | None:
+    """The Text-to-LoRA hypernetwork on the weight dataset's concepts, through the frozen base (skipped when
+    saved or with ``hypernet_steps`` 0); trained by process 0 only (a few minutes)."""
+    from base_gan.distributed import parallel
+    from base_gan.models import BaseGAN
+    from factory.lora.adapters import layout_of_adapter
+    from weight_generator.dataset import WeightDataset
+    from weight_generator.hypernet import HYPERNET_DIR, HypernetTraining, save_hypernet, train_hypernet
+
+    out = weightgen / HYPERNET_DIR
+    if opts.hypernet_steps == 0 or (out / "config.json").is_file():
+        return out if opts.hypernet_steps else None
+    par = parallel()
+    if par.main:
+        log(f"pretrain family hypernetwork: {opts.hypernet_steps} steps through the frozen base")
+        concepts = WeightDataset.load(weightgen).concepts
+        layout = layout_of_adapter(ws.lora(concepts[0]))  # the weight dataset's layout, bias included
+        settings = HypernetTraining(steps=opts.hypernet_steps, seed=opts.seed)
+        net, history = train_hypernet(BaseGAN.load(base).model, layout, [ws.data(c) for c in concepts], settings,
+                                      ws.text_cache)
+        save_hypernet(net, layout, out, {**vars(settings), "concepts": len(concepts), "base": str(base),
+                                         "l1_first": history[0]["l1"], "l1_last": history[-1]["l1"]})
+    par.barrier()
+    return out
+
+
 def pretrain_family(ws: Workspace, opts: FamilyPretrainOptions, install: bool = False, dest: Path | None = None,
                     log: Log = print, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the family recipe; with ``install``, install the result as the shipped assets. In a
@@ -133,6 +162,7 @@ def pretrain_family(ws: Workspace, opts: FamilyPretrainOptions, install: bool = 
     base = base_stage(ws, opts, log, progress)
     dataset = adapters_stage(ws, opts, base, log)
     weightgen = weightgen_stage(ws, opts, log, progress)
+    hypernet_stage(ws, opts, base, weightgen, log)
     heldout = heldout_concepts()
     result: dict[str, Any] = {"base": str(base), "weightgen": str(weightgen), "adapters": len(dataset),
                               "heldout": heldout, "command": opts.command()}

@@ -9,7 +9,9 @@ from factory.core.errors import FactoryError
 from factory.pipeline.run_state import STAGES
 
 #: where a run's LoRA starts (``factory.pipeline.steps.INITS`` plus auto and zero-init ``base``)
-INIT_CHOICES = ("auto", "weightgen", "mean", "ridge", "retrieval", "base")
+INIT_CHOICES = ("auto", "weightgen", "hypernet", "mean", "ridge", "retrieval", "base")
+#: what ``auto`` starts from when the weight generator fits the base (else zero-init ``base``)
+AUTO_INIT = "weightgen"
 
 
 @dataclass
@@ -25,7 +27,7 @@ class RunOptions:
     negative_prompt: str | None = None
     images: Path | None = None       # source photos (default: scikit-image's, fixed split)
     base: str | None = None          # base name/folder (default: the workspace's 'default', else the shipped one)
-    init: str = "auto"               # auto | weightgen | mean | ridge | retrieval | base
+    init: str = "auto"               # one of INIT_CHOICES
     n_pairs: int = 120               # pairs to synthesize (train + test)
     pairs: int | None = None         # K training pairs for the fine-tune (clustered)
     seconds: float = 120.0           # fine-tune wall-clock budget

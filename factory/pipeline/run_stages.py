@@ -11,6 +11,7 @@ from concepts.new_card import create_card
 from factory.core.atomic import atomic_write_json, atomic_write_png
 from factory.core.errors import FactoryError
 from factory.core.workspace import Workspace
+from factory.pipeline.run_options import AUTO_INIT
 from factory.pipeline.run_state import run_dir
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def init_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, opts: RunOptions
 
     if opts.init == "base":
         return {"init": "base", "why": "--init base (zero-init LoRA)"}
-    kind = "weightgen" if opts.init == "auto" else opts.init
+    kind = AUTO_INIT if opts.init == "auto" else opts.init
     out = run_dir(ws, card.name) / "init"
     try:
         folder = find_weightgen(ws)
@@ -99,6 +100,7 @@ def init_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, opts: RunOptions
         log(f"init: no usable weight generator ({exc}); starting from zero-init LoRA")
         return {"init": "base", "why": str(exc)}
     why = {"weightgen": "adapter sampled by the weight generator from the concept text",
+           "hypernet": "adapter written by the Text-to-LoRA hypernetwork from the concept text",
            "mean": "the mean of the weight generator's training adapters",
            "ridge": "ridge regression from the concept text's embedding to the training adapters",
            "retrieval": "the training adapter of the nearest text"}[kind]

@@ -190,20 +190,21 @@ def generate_adapter(text: str, out_dir: str | os.PathLike, *, workspace: Worksp
 
 
 #: what a per-concept LoRA can start from besides zero-init: the weight generator or one of its baselines
-INITS = ("weightgen", "mean", "ridge", "retrieval")
+INITS = ("weightgen", "hypernet", "mean", "ridge", "retrieval")
 
 
 def initial_adapter(kind: str, text: str, out_dir: str | os.PathLike, *, workspace: WorkspaceLike = None,
                     name: str | None = None, base: str | os.PathLike | None = None, seed: int = 0) -> Path:
-    """A starting LoRA for ``text`` as a peft adapter folder: ``weightgen`` (sampled by the weight generator)
-    or a baseline over its training adapters (``mean``, ``ridge`` from the text embedding, ``retrieval`` of
-    the nearest training text). ``init.json`` in the folder says which and from what."""
+    """A starting LoRA for ``text`` as a peft adapter folder: ``weightgen`` (sampled by the weight generator),
+    ``hypernet`` (the Text-to-LoRA hypernetwork in its folder) or a baseline over its training adapters
+    (``mean``, ``ridge`` from the text embedding, ``retrieval`` of the nearest training text). ``init.json`` in
+    the folder says which and from what."""
     import time
 
     from factory.core.atomic import atomic_write_json
     from factory.pipeline.assets import find_weightgen, resolve_base, same_base
     from weight_generator.baselines import baseline_vector, save_vector_adapter
-    from weight_generator.dataset import WeightDataset
+    from weight_generator.dataset import DATASET_META, WeightDataset
 
     if kind not in INITS:
         raise FactoryError(f"unknown init '{kind}': expected one of {', '.join(INITS)}")
@@ -212,6 +213,17 @@ def initial_adapter(kind: str, text: str, out_dir: str | os.PathLike, *, workspa
     if kind == "weightgen":
         out = generate_adapter(text, out_dir, workspace=ws, name=name, base=base, seed=seed)
         info: dict = {}
+    elif kind == "hypernet":
+        from weight_generator.hypernet import HYPERNET_DIR, hypernet_adapter, load_hypernet
+
+        folder = find_weightgen(ws, name)
+        net, layout = load_hypernet(folder / HYPERNET_DIR)
+        trained_on = WeightDataset.load(folder).base if (folder / DATASET_META).is_file() else None
+        target = resolve_base(ws, base)
+        if trained_on is not None and not same_base(trained_on, target):
+            raise FactoryError(f"{folder}: its hypernetwork was trained through base '{trained_on}', not {target}")
+        out = hypernet_adapter(net, load_base(target, ws).model, layout, text, Path(out_dir), ws.text_cache)
+        info = {"weightgen": str(folder), "hypernet": str(folder / HYPERNET_DIR)}
     else:
         folder = find_weightgen(ws, name)
         dataset = WeightDataset.load(folder)
