@@ -4,6 +4,9 @@ and a 2-process checkpoint resumes with 1 process."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import torch
 from conftest import run_factory
@@ -92,7 +95,13 @@ def test_family_adapters_and_the_weight_generator_on_two_processes(tmp_path):
     tiny = dict(block_size=32, batch=4, checkpoint_every=2)
     cli = ["weightgen", "train", "--name", "wg", "--block-size", "32", "--batch", "4", "--checkpoint-every", "2"]
     train_weightgen(workspace=one, name="wg", steps=4, progress=False, **tiny)
-    run_factory(two.root, *cli, "--steps", "4", "--processes", "2", timeout=300)
+    # launched as a user of accelerate would (torchrun underneath: --multi_gpu works on CPUs, with gloo)
+    launched = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+                               "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                               "-m", "factory", "--workspace", str(two.root), *cli, "--steps", "4"],
+                              capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert launched.stdout.count("weightgen train:") == 1  # one summary, from process 0
     assert json.loads((two.weightgen("wg") / "training.json").read_text())["processes"] == 2
 
     def state(ws: Workspace) -> tuple[list[dict], dict[str, torch.Tensor]]:

@@ -405,7 +405,7 @@ def test_baseline_inits_are_adapters_of_the_generators_layout(tiny, trained, tmp
 def test_hypernet_init_without_a_hypernetwork_says_what_makes_one(tiny, trained, tmp_path):
     from factory.pipeline.steps import initial_adapter
 
-    with pytest.raises(FactoryError, match="no Text-to-LoRA hypernetwork.*pretrain family"):
+    with pytest.raises(FactoryError, match=r"no Text-to-LoRA hypernetwork.*pretrain family"):
         initial_adapter("hypernet", TEXTS["noir"], tmp_path / "h", workspace=tiny["ws"], base=tiny["base"],
                         name="default")
     assert not (tmp_path / "h").exists()
