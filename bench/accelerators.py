@@ -14,7 +14,7 @@ protocol's validation or test concepts is in their training (refused otherwise).
    follows the text loses quality. The start with the best mean on validation is the one ``--init``
    should default to (``choice`` in the validation results).
 2. Leave-out (``--holdout N``): N weight-dataset concepts left out; a weight generator trained on the
-   rest with the shipped one's settings for ``--holdout-minutes``; for each left-out concept, the PSNR on
+   rest with the full one's settings for as many steps as it took; for each left-out concept, the PSNR on
    its test pairs of the generated adapter (mean over seeds) next to the mean and ridge adapters of the
    rest and the concept's own adapter (the ceiling). The goal: generated above the mean adapter on at
    least 80% of them. (Proper leave-one-out would retrain the generator once per concept: hours each.)
@@ -23,7 +23,8 @@ Writes ``<out>/accelerators-<split>.{json,md}``; resumable (pairs, hypernetworks
 are kept in ``--workspace``).
 
     python bench/accelerators.py --split validation
-    python bench/accelerators.py --split test --holdout 32
+    python bench/accelerators.py --split test
+    python bench/accelerators.py --split none --holdout 32   # the leave-out part alone
     python bench/accelerators.py --quick        # smoke: tiny budgets, separate outputs
 """
 
@@ -58,9 +59,9 @@ from weight_generator.sample import WeightGenerator
 FAMILY = Path("bench/work/pretrain-family")
 PAIRS, SIZE, DATA_SEED = 160, 128, 0
 FULL = dict(split="test", base=str(FAMILY / "base/family-base"), weightgen=str(FAMILY / "weightgen/family-weightgen"),
-            weights_workspace=str(FAMILY), seeds=",".join(map(str, SEEDS)), hyper_steps=2000, holdout=0,
-            holdout_minutes=15.0, concepts="", workspace="bench/work/protocol", out="bench/results/accelerators")
-QUICK = dict(hyper_steps=3, holdout_minutes=0.1, seeds="0", workspace="bench/work/protocol-quick",
+            weights_workspace=str(FAMILY), seeds=",".join(map(str, SEEDS)), hyper_steps=2000, holdout=0, concepts="",
+            workspace="bench/work/protocol", out="bench/results/accelerators")
+QUICK = dict(hyper_steps=3, seeds="0", workspace="bench/work/protocol-quick",
              out="bench/results/smoke")
 STARTS = ("identity", "text only", "mean", "ridge", "retrieval", "generated", "hypernet")
 
@@ -78,8 +79,10 @@ def parse_args() -> argparse.Namespace:
     for k, v in FULL.items():
         if getattr(args, k) is None:
             setattr(args, k, QUICK.get(k, v) if args.quick else v)
-    if args.split not in ("validation", "test"):
-        raise SystemExit(f"--split {args.split}: expected validation or test")
+    if args.split not in ("validation", "test", "none"):
+        raise SystemExit(f"--split {args.split}: expected validation, test or none (with --holdout: that part only)")
+    if args.split == "none" and not args.holdout:
+        raise SystemExit("--split none measures nothing without --holdout N")
     args.seed_list = [int(s) for s in args.seeds.split(",")]
     return args
 
@@ -171,12 +174,12 @@ def holdout(args, base_dir: Path, wg_dir: Path, dataset: WeightDataset, weights_
     folder = work / f"holdout-{args.holdout}"
     if not is_weightgen(folder):
         rest.save(folder)
-        settings = json.loads((wg_dir / "training.json").read_text())["settings"]
-        s = from_dict(WeightGenSettings, {**settings, "steps": 10**9, "seconds": args.holdout_minutes * 60},
+        made = json.loads((wg_dir / "training.json").read_text())
+        s = from_dict(WeightGenSettings, {**made["settings"], "steps": made["steps_done"], "seconds": None},
                       "holdout weightgen")
         trainer = WeightGenTrainer(folder, rest, s, text_cache=weights_ws.text_cache)
         trainer.resume()
-        log(f"leave-out weight generator: {len(rest)} adapters, {args.holdout_minutes:g} min")
+        log(f"leave-out weight generator: {len(rest)} adapters, {s.steps} steps (as many as {wg_dir.name})")
         trainer.train()
         trainer.save_final()
     gen = WeightGenerator.load(folder, text_cache=weights_ws.text_cache)
@@ -200,7 +203,8 @@ def holdout(args, base_dir: Path, wg_dir: Path, dataset: WeightDataset, weights_
     above = [r["generated"] > r["mean"] for r in rows.values()]
     log(f"leave-out: generated above the mean adapter on {sum(above)}/{len(above)} concepts")
     return {"concepts": len(rows), "generated_above_mean": sum(above), "share": sum(above) / max(1, len(above)),
-            "trained_on": len(rest), "minutes": args.holdout_minutes, "rows": rows,
+            "trained_on": len(rest), "steps": json.loads((folder / "training.json").read_text())["steps_done"],
+            "rows": rows,
             "summary": {k: mean_spread(r[k] for r in rows.values())
                         for k in ("identity", "mean", "ridge", "generated", "own")} if rows else {}}
 
@@ -233,16 +237,18 @@ def main() -> None:
         if not p.is_dir():
             raise FactoryError(f"{p}: no such folder (run `factory pretrain family` first, or pass --base/--weightgen)")
     split = concept_split()
-    concepts = args.concepts.split(",") if args.concepts else split.of(args.split)
+    concepts = args.concepts.split(",") if args.concepts else split.of(args.split) if args.split != "none" else []
     base = BaseGAN.load(base_dir)
     dataset = WeightDataset.load(wg_dir)
     trained_on = set(dataset.concepts) | set(read_training(base_dir).get("concepts", []))
     split.refuse_in_training(trained_on, f"{base_dir} / {wg_dir}")
     ws, weights_ws = Workspace(Path(args.workspace)), Workspace(Path(args.weights_workspace))
-    gen = WeightGenerator.load(wg_dir, text_cache=ws.text_cache)
-    nets = hypernets(args, base, dataset, weights_ws, ws.root / "accelerators" / base_dir.name)
-    rows = starts(args, base, dataset, gen, nets, concepts, ws, weights_ws)
-    g = goals(rows)
+    rows, g = {}, {}
+    if args.split != "none":
+        gen = WeightGenerator.load(wg_dir, text_cache=ws.text_cache)
+        nets = hypernets(args, base, dataset, weights_ws, ws.root / "accelerators" / base_dir.name)
+        rows = starts(args, base, dataset, gen, nets, concepts, ws, weights_ws)
+        g = goals(rows)
     result = {"split": args.split, "quick": args.quick, "date": datetime.now(UTC).isoformat(timespec="seconds"),
               "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                        text=True).stdout.strip(),
@@ -256,10 +262,11 @@ def main() -> None:
         adapters = [s for s in STARTS if s not in ("identity", "text only")]
         result["choice"] = max(adapters, key=lambda s: means[s]["mean"])
     if args.holdout:
-        result["holdout"] = holdout(args, base_dir, wg_dir, dataset, weights_ws, ws.root / "accelerators")
+        work = ws.root / "accelerators" / base_dir.name
+        result["holdout"] = holdout(args, base_dir, wg_dir, dataset, weights_ws, work)
     result["minutes"] = round((time.perf_counter() - started) / 60, 1)
     out = Path(args.out)
-    stem = f"accelerators-{args.split}"
+    stem = "accelerators-holdout" if args.split == "none" else f"accelerators-{args.split}"
     atomic_write_json(out / f"{stem}.json", result)
     atomic_write_text(out / f"{stem}.md", markdown(result))
     log(f"done in {result['minutes']} min -> {out / stem}.md")
@@ -267,7 +274,9 @@ def main() -> None:
 
 def markdown(r: dict) -> str:
     fmt = lambda m: f"{m['mean']:.2f} ± {m['std']:.2f}"
-    L = [f"# Starts before training, {r['split']} concepts{' (QUICK smoke run)' if r['quick'] else ''}", "",
+    title = ("Leave-out over the weight dataset" if r["split"] == "none"
+             else f"Starts before training, {r['split']} concepts")
+    L = [f"# {title}{' (QUICK smoke run)' if r['quick'] else ''}", "",
          f"Date {r['date']}, commit `{r['commit']}`, `{r['command']}` ({r['minutes']} min, {r['machine']}, load "
          f"average {r['load_average_1min']}). Base `{r['base']}`, weight generator `{r['weightgen']}` "
          f"({r['weight_dataset']} adapters). PSNR in dB on each concept's test pairs (test photos), before any "
@@ -284,8 +293,9 @@ def markdown(r: dict) -> str:
               f"- generated minus identity: {g['generated_minus_identity']:+.2f} dB (goal: at least +3)",
               f"- generated minus retrieval: {g['generated_minus_retrieval']:+.2f} dB (goal: at least +1)",
               f"- generated, own text minus shuffled: {g['shuffle_loss']:+.2f} dB (goal: at least +2)", ""]
-    L += ["| concept | group | identity | text only | mean | ridge | retrieval | generated | hypernet |",
-          "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    if r["rows"]:
+        L += ["| concept | group | identity | text only | mean | ridge | retrieval | generated | hypernet |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for c, row in r["rows"].items():
         L.append(f"| {c} | {row['group']} | " + " | ".join(f"{value(row[s]):.2f}" for s in STARTS) + " |")
     if "choice" in r:
@@ -293,7 +303,7 @@ def markdown(r: dict) -> str:
     if "holdout" in r:
         h = r["holdout"]
         L += ["", f"## Leave-out over the weight dataset ({h['concepts']} concepts left out; a generator trained on "
-              f"the other {h['trained_on']} for {h['minutes']:g} min)", "",
+              f"the other {h['trained_on']} for {h['steps']} steps, as many as the full one)", "",
               f"Generated above the mean adapter on {h['generated_above_mean']}/{h['concepts']} "
               f"({h['share']:.0%}; goal: at least 80%).", "", "| start | PSNR |", "| --- | ---: |"]
         L += [f"| {k} | {fmt(v)} |" for k, v in h["summary"].items()]
