@@ -11,12 +11,17 @@ from safetensors.torch import load_file
 from base_gan.models import read_training
 from factory.core.errors import FactoryError
 from factory.core.workspace import Workspace
-from factory.pipeline.pretrain_family import FamilyPretrainOptions, heldout_concepts, pretrain_family
+from factory.pipeline.pretrain_family import (
+    FamilyPretrainOptions,
+    adapters_workspace,
+    heldout_concepts,
+    pretrain_family,
+)
 from factory.pipeline.steps import initial_adapter
 from weight_generator.dataset import WeightDataset
 
 TINY = dict(base_concepts=3, base_pairs=4, size=32, ngf=8, base_minutes=0.05, batch=2, adapters=3, adapter_pairs=4,
-            adapter_size=32, adapter_steps=3, per_concept=2, chunk=2, layers="up2,head", rank=2,
+            adapter_size=16, adapter_steps=3, per_concept=2, chunk=2, layers="up2,head", rank=2,
             weightgen_minutes=0.03, hypernet_steps=3)
 
 
@@ -29,22 +34,24 @@ def test_family_recipe_trains_installs_and_resumes(tmp_path):
     base = read_training(ws.base("family-base"))
     assert len(base["concepts"]) == 3 and all(c.startswith("fam-") for c in base["concepts"])
     assert base["settings"]["text_dropout"] == pytest.approx(0.1)
-    dataset = WeightDataset.load(ws.weightgen("family-weightgen"))
+    weights_ws = adapters_workspace(ws)  # the adapters' pairs are at another size than the base's, same concepts
+    assert set(WeightDataset.load(weights_ws.weightgen("family-weightgen")).concepts) & set(base["concepts"])
+    dataset = WeightDataset.load(weights_ws.weightgen("family-weightgen"))
     assert len(dataset) == r["adapters"] == 3
     manifest = json.loads((tmp_path / "assets" / "manifest.json").read_text())
     assert manifest["recipe"] == opts.command() and "--film" in opts.command() and "--no-coords" in opts.command()
     assert set(manifest["heldout"]) == set(heldout_concepts()) and "halftone" in manifest["heldout"]
     assert (tmp_path / "assets" / "editfactory-weightgen" / "hypernet" / "layout.json").is_file()
     # --init hypernet: the shipped hypernetwork writes an adapter of the weight dataset's layout from any text
-    starts = [initial_adapter("hypernet", text, tmp_path / f"init{i}", workspace=ws, name="family-weightgen",
+    starts = [initial_adapter("hypernet", text, tmp_path / f"init{i}", workspace=weights_ws, name="family-weightgen",
                               base=str(ws.base("family-base"))) for i, text in enumerate(["warmer", "add a vignette"])]
     a, b = (load_file(s / "adapter_model.safetensors") for s in starts)
-    assert a.keys() == load_file(ws.lora(dataset.concepts[0]) / "adapter_model.safetensors").keys()
+    assert a.keys() == load_file(weights_ws.lora(dataset.concepts[0]) / "adapter_model.safetensors").keys()
     assert any(not torch.equal(a[k], b[k]) for k in a if "lora_B" in k), "the text moves the adapter"
     assert json.loads((starts[0] / "init.json").read_text())["init"] == "hypernet"
     # run again: every stage is found finished, nothing is trained again
     stamps = {p: p.stat().st_mtime_ns for p in (ws.root / "base" / "family-base").rglob("*.safetensors")}
-    stamps |= {p: p.stat().st_mtime_ns for p in (ws.root / "loras").rglob("*.safetensors")}
+    stamps |= {p: p.stat().st_mtime_ns for p in (weights_ws.root / "loras").rglob("*.safetensors")}
     again: list[str] = []
     pretrain_family(ws, opts, log=again.append, progress=False)
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())

@@ -9,10 +9,12 @@ checkpoints, so a run cut off by a session's end continues where it stopped:
    coordinate channels (``base/family-base/``);
 2. adapters: ``adapters`` family concepts, their LoRA ``B`` and biases trained in batches of ``chunk`` over
    one shared frozen ``lora_A`` on the frozen base (``factory.lora.batched``), ``adapter_steps`` each at
-   ``adapter_size`` px, into one weight dataset (``weightgen/family-weightgen/``);
-3. weight generator: the ``variant`` denoiser trained on that dataset for ``weightgen_minutes``, and the
-   Text-to-LoRA hypernetwork (``hypernet_steps``, 0 for none) trained through the frozen base on the same
-   concepts' pairs, in the weight generator's ``hypernet/`` (``--init hypernet``);
+   ``adapter_size`` px, into one weight dataset; in a workspace of their own (``adapters/``: the concepts
+   they share with the base have pairs at another size there);
+3. weight generator: the ``variant`` denoiser trained on that dataset for ``weightgen_minutes``
+   (``adapters/weightgen/family-weightgen/``), and the Text-to-LoRA hypernetwork (``hypernet_steps``, 0 for
+   none) trained through the frozen base on the same concepts' pairs, in its ``hypernet/`` (``--init
+   hypernet``);
 4. with ``install``: both become the shipped assets (or go to ``dest``), the command in the manifest. The
    protocol's validation and test concepts are recorded as held out (no family concept is a named card).
 """
@@ -31,6 +33,8 @@ from factory.pipeline.pretrain import recipe_command
 
 BASE_NAME = "family-base"
 WEIGHTGEN_NAME = "family-weightgen"
+#: the weight dataset's own workspace inside the recipe's
+ADAPTERS_DIR = "adapters"
 Log = Callable[[str], None]
 
 
@@ -97,6 +101,11 @@ def base_stage(ws: Workspace, opts: FamilyPretrainOptions, log: Log, progress: b
                       decay_from=1.0, checkpoint_every=500, text_dropout=opts.text_dropout)
 
 
+def adapters_workspace(ws: Workspace) -> Workspace:
+    """Where the weight dataset's cards, pairs (at ``adapter_size``), adapters and weight generator live."""
+    return Workspace(ws.root / ADAPTERS_DIR)
+
+
 def adapters_stage(ws: Workspace, opts: FamilyPretrainOptions, base: Path, log: Log):
     """The weight dataset: ``adapters`` batched family adapters on the frozen base (resumable per chunk)."""
     from factory.pipeline.steps import family_weights
@@ -160,9 +169,10 @@ def pretrain_family(ws: Workspace, opts: FamilyPretrainOptions, install: bool = 
     if not par.main:
         log, progress, install = (lambda m: None), False, False
     base = base_stage(ws, opts, log, progress)
-    dataset = adapters_stage(ws, opts, base, log)
-    weightgen = weightgen_stage(ws, opts, log, progress)
-    hypernet_stage(ws, opts, base, weightgen, log)
+    weights_ws = adapters_workspace(ws)
+    dataset = adapters_stage(weights_ws, opts, base, log)
+    weightgen = weightgen_stage(weights_ws, opts, log, progress)
+    hypernet_stage(weights_ws, opts, base, weightgen, log)
     heldout = heldout_concepts()
     result: dict[str, Any] = {"base": str(base), "weightgen": str(weightgen), "adapters": len(dataset),
                               "heldout": heldout, "command": opts.command()}
