@@ -2,8 +2,8 @@
 adapter before training, on the protocol's concepts; and leave-out over the weight dataset.
 
 Assets: a base and a weight generator (default: the ``factory pretrain family`` workspace
-``bench/work/pretrain-family``; ``--base`` / ``--weightgen`` for others, e.g. the shipped ones). None of the
-protocol's validation or test concepts is in their training (refused otherwise).
+``bench/work/pretrain-family`` and its ``adapters/``; ``--base`` / ``--weightgen`` for others, e.g. the shipped
+ones). None of the protocol's validation or test concepts is in their training (refused otherwise).
 
 1. Starts (``--split validation`` to choose, ``--split test`` to report): for each concept of the split, on
    its test pairs (test photos, 128 px): the unchanged photo; the base with the concept's text alone; the
@@ -25,6 +25,7 @@ are kept in ``--workspace``).
     python bench/accelerators.py --split validation
     python bench/accelerators.py --split test
     python bench/accelerators.py --split none --holdout 32   # the leave-out part alone
+    python bench/accelerators.py --split test --base-only    # the base's text-only output alone
     python bench/accelerators.py --quick        # smoke: tiny budgets, separate outputs
 """
 
@@ -58,8 +59,9 @@ from weight_generator.sample import WeightGenerator
 
 FAMILY = Path("bench/work/pretrain-family")
 PAIRS, SIZE, DATA_SEED = 160, 128, 0
-FULL = dict(split="test", base=str(FAMILY / "base/family-base"), weightgen=str(FAMILY / "weightgen/family-weightgen"),
-            weights_workspace=str(FAMILY), seeds=",".join(map(str, SEEDS)), hyper_steps=2000, holdout=0, concepts="",
+FULL = dict(split="test", base=str(FAMILY / "base/family-base"),
+            weightgen=str(FAMILY / "adapters/weightgen/family-weightgen"), weights_workspace=str(FAMILY / "adapters"),
+            seeds=",".join(map(str, SEEDS)), hyper_steps=2000, holdout=0, concepts="",
             workspace="bench/work/protocol", out="bench/results/accelerators")
 QUICK = dict(hyper_steps=3, seeds="0", workspace="bench/work/protocol-quick",
              out="bench/results/smoke")
@@ -73,6 +75,8 @@ def log(msg: str) -> None:
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--base-only", action="store_true",
+                    help="only the unchanged photo and the base's text-only output (no weight generator needed)")
     for k, v in FULL.items():
         ap.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=None)
     args = ap.parse_args()
@@ -120,12 +124,13 @@ def hypernets(args, base: BaseGAN, dataset: WeightDataset, weights_ws: Workspace
     return nets
 
 
-def starts(args, base: BaseGAN, dataset: WeightDataset, gen: WeightGenerator, nets: list[TextToLora],
+def starts(args, base: BaseGAN, dataset: WeightDataset | None, gen: WeightGenerator | None, nets: list[TextToLora],
            concepts: list[str], ws: Workspace, weights_ws: Workspace) -> dict[str, dict]:
-    """Every start's test-pair PSNR per concept, with its own text and with the next concept's."""
+    """Every start's test-pair PSNR per concept, with its own text and with the next concept's (without a weight
+    dataset: the unchanged photo and the base's text-only output)."""
     from factory.data.card_pairs import PhotoCache, TeacherCache, make_pairs
 
-    layout = layout_of_adapter(weights_ws.lora(dataset.concepts[0]))
+    layout = layout_of_adapter(weights_ws.lora(dataset.concepts[0])) if dataset is not None else None
     teachers, photos = TeacherCache(), PhotoCache()
     texts = {c: find_card(c).instruction for c in concepts}
     other = {c: texts[concepts[(i + 1) % len(concepts)]] for i, c in enumerate(concepts)}
@@ -139,6 +144,8 @@ def starts(args, base: BaseGAN, dataset: WeightDataset, gen: WeightGenerator, ne
              "identity": held.identity(full=False)["psnr"]}
         for label, text in (("", texts[c]), (" shuffled", other[c])):
             r["text only" + label] = psnr_of(base, None, text, held, cache)
+            if dataset is None:
+                continue
             for kind in ("mean", "ridge", "retrieval"):
                 vec, info = baseline_vector(kind, text, dataset, cache_dir=cache)
                 folder = save_vector_adapter(vec, dataset, work / f"{c}-{kind}{label.strip()}")
@@ -152,8 +159,7 @@ def starts(args, base: BaseGAN, dataset: WeightDataset, gen: WeightGenerator, ne
                                                cache), text, held, cache)
                 for s, net in zip(args.seed_list, nets)]
         rows[c] = r
-        log(f"{c}: " + ", ".join(f"{s} {value(r[s]):.2f}" for s in STARTS) +
-            f"; shuffled generated {value(r['generated shuffled']):.2f}")
+        log(f"{c}: " + ", ".join(f"{s} {value(r[s]):.2f}" for s in STARTS if s in r))
     return rows
 
 
@@ -216,16 +222,20 @@ def goals(rows: dict[str, dict]) -> dict[str, dict]:
         sel = [r for r in rows.values() if group == "all" or r["group"] == group]
         if not sel:
             continue
-        gen = [value(r["generated"]) for r in sel]
+        names = [s for s in STARTS if s in sel[0]]
         out[group] = {
             "concepts": len(sel),
             "text_only_at_or_above_identity": sum(r["text only"] >= r["identity"] for r in sel) / len(sel),
-            "generated_minus_identity": statistics.fmean(g - r["identity"] for g, r in zip(gen, sel)),
-            "generated_minus_retrieval": statistics.fmean(g - r["retrieval"] for g, r in zip(gen, sel)),
-            "shuffle_loss": statistics.fmean(g - value(r["generated shuffled"]) for g, r in zip(gen, sel)),
-            "by_start": {s: mean_spread(value(r[s]) for r in sel) for s in STARTS},
-            "by_start_shuffled": {s: mean_spread(value(r[s + " shuffled"]) for r in sel) for s in STARTS[1:]},
+            "by_start": {s: mean_spread(value(r[s]) for r in sel) for s in names},
+            "by_start_shuffled": {s: mean_spread(value(r[s + " shuffled"]) for r in sel) for s in names[1:]},
         }
+        if "generated" in names:
+            gen = [value(r["generated"]) for r in sel]
+            out[group] |= {
+                "generated_minus_identity": statistics.fmean(g - r["identity"] for g, r in zip(gen, sel)),
+                "generated_minus_retrieval": statistics.fmean(g - r["retrieval"] for g, r in zip(gen, sel)),
+                "shuffle_loss": statistics.fmean(g - value(r["generated shuffled"]) for g, r in zip(gen, sel)),
+            }
     return out
 
 
@@ -233,20 +243,23 @@ def main() -> None:
     args = parse_args()
     started = time.perf_counter()
     base_dir, wg_dir = Path(args.base), Path(args.weightgen)
-    for p in (base_dir, wg_dir):
+    for p in (base_dir, *([] if args.base_only else [wg_dir])):
         if not p.is_dir():
             raise FactoryError(f"{p}: no such folder (run `factory pretrain family` first, or pass --base/--weightgen)")
+    if args.base_only and (args.holdout or args.split == "none"):
+        raise SystemExit("--base-only measures the base's text-only output on a split; no --holdout, no --split none")
     split = concept_split()
     concepts = args.concepts.split(",") if args.concepts else split.of(args.split) if args.split != "none" else []
     base = BaseGAN.load(base_dir)
-    dataset = WeightDataset.load(wg_dir)
-    trained_on = set(dataset.concepts) | set(read_training(base_dir).get("concepts", []))
+    dataset = None if args.base_only else WeightDataset.load(wg_dir)
+    trained_on = set(dataset.concepts if dataset else []) | set(read_training(base_dir).get("concepts", []))
     split.refuse_in_training(trained_on, f"{base_dir} / {wg_dir}")
     ws, weights_ws = Workspace(Path(args.workspace)), Workspace(Path(args.weights_workspace))
     rows, g = {}, {}
+    work = ws.root / "accelerators" / base_dir.name
     if args.split != "none":
-        gen = WeightGenerator.load(wg_dir, text_cache=ws.text_cache)
-        nets = hypernets(args, base, dataset, weights_ws, ws.root / "accelerators" / base_dir.name)
+        gen = None if args.base_only else WeightGenerator.load(wg_dir, text_cache=ws.text_cache)
+        nets = [] if args.base_only else hypernets(args, base, dataset, weights_ws, work)
         rows = starts(args, base, dataset, gen, nets, concepts, ws, weights_ws)
         g = goals(rows)
     result = {"split": args.split, "quick": args.quick, "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -255,18 +268,18 @@ def main() -> None:
               "command": " ".join(["python", "bench/accelerators.py", *sys.argv[1:]]),
               "machine": f"{platform.machine()}, {os.cpu_count()} cores",
               "load_average_1min": round(os.getloadavg()[0], 2), "base": str(base_dir), "weightgen": str(wg_dir),
-              "weight_dataset": len(dataset), "seeds": args.seed_list, "hyper_steps": args.hyper_steps,
-              "rows": rows, "goals": g}
-    if args.split == "validation":
+              "weight_dataset": len(dataset) if dataset else 0, "seeds": args.seed_list,
+              "hyper_steps": args.hyper_steps, "rows": rows, "goals": g}
+    if args.split == "validation" and not args.base_only:
         means = g["all"]["by_start"]
         adapters = [s for s in STARTS if s not in ("identity", "text only")]
         result["choice"] = max(adapters, key=lambda s: means[s]["mean"])
     if args.holdout:
-        work = ws.root / "accelerators" / base_dir.name
         result["holdout"] = holdout(args, base_dir, wg_dir, dataset, weights_ws, work)
     result["minutes"] = round((time.perf_counter() - started) / 60, 1)
     out = Path(args.out)
     stem = "accelerators-holdout" if args.split == "none" else f"accelerators-{args.split}"
+    stem += "-base" if args.base_only else ""
     atomic_write_json(out / f"{stem}.json", result)
     atomic_write_text(out / f"{stem}.md", markdown(result))
     log(f"done in {result['minutes']} min -> {out / stem}.md")
@@ -285,19 +298,22 @@ def markdown(r: dict) -> str:
     for group, g in r["goals"].items():
         L += [f"## {group} ({g['concepts']} concepts)", "", "| start | own text | shuffled text |",
               "| --- | ---: | ---: |"]
-        for s in STARTS:
+        for s in g["by_start"]:
             shuf = g["by_start_shuffled"].get(s)
             L.append(f"| {s} | {fmt(g['by_start'][s])} | {fmt(shuf) if shuf else ''} |")
         L += ["", f"- base text only at or above identity: {g['text_only_at_or_above_identity']:.0%} of concepts "
-              "(goal: at least 90%)",
-              f"- generated minus identity: {g['generated_minus_identity']:+.2f} dB (goal: at least +3)",
-              f"- generated minus retrieval: {g['generated_minus_retrieval']:+.2f} dB (goal: at least +1)",
-              f"- generated, own text minus shuffled: {g['shuffle_loss']:+.2f} dB (goal: at least +2)", ""]
+              "(goal: at least 90%)"]
+        if "shuffle_loss" in g:
+            L += [f"- generated minus identity: {g['generated_minus_identity']:+.2f} dB (goal: at least +3)",
+                  f"- generated minus retrieval: {g['generated_minus_retrieval']:+.2f} dB (goal: at least +1)",
+                  f"- generated, own text minus shuffled: {g['shuffle_loss']:+.2f} dB (goal: at least +2)"]
+        L.append("")
     if r["rows"]:
         L += ["| concept | group | identity | text only | mean | ridge | retrieval | generated | hypernet |",
               "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for c, row in r["rows"].items():
-        L.append(f"| {c} | {row['group']} | " + " | ".join(f"{value(row[s]):.2f}" for s in STARTS) + " |")
+        L.append(f"| {c} | {row['group']} | " + " | ".join(f"{value(row[s]):.2f}" if s in row else "" for s in STARTS)
+                 + " |")
     if "choice" in r:
         L += ["", f"Best start on these validation concepts (mean PSNR): **{r['choice']}**."]
     if "holdout" in r:
