@@ -291,10 +291,13 @@ def markdown(r: dict) -> str:
              else f"Starts before training, {r['split']} concepts")
     L = [f"# {title}{' (QUICK smoke run)' if r['quick'] else ''}", "",
          f"Date {r['date']}, commit `{r['commit']}`, `{r['command']}` ({r['minutes']} min, {r['machine']}, load "
-         f"average {r['load_average_1min']}). Base `{r['base']}`, weight generator `{r['weightgen']}` "
-         f"({r['weight_dataset']} adapters). PSNR in dB on each concept's test pairs (test photos), before any "
-         f"training; generated = one-step samples with seeds {r['seeds']}, hypernet = one network per seed "
-         f"({r['hyper_steps']} steps); mean ± sd over concepts; shuffled = the next concept's text.", ""]
+         f"average {r['load_average_1min']}). Base `{r['base']}`"
+         + (f", weight generator `{r['weightgen']}` ({r['weight_dataset']} adapters)" if r["weight_dataset"] else
+            " alone (--base-only)")
+         + ". PSNR in dB on each concept's test pairs (test photos), before any training; "
+         + (f"generated = one-step samples with seeds {r['seeds']}, hypernet = one network per seed "
+            f"({r['hyper_steps']} steps); " if r["weight_dataset"] else "")
+         + "mean ± sd over concepts; shuffled = the next concept's text (for the base's conditioning too).", ""]
     for group, g in r["goals"].items():
         L += [f"## {group} ({g['concepts']} concepts)", "", "| start | own text | shuffled text |",
               "| --- | ---: | ---: |"]
