@@ -1,5 +1,6 @@
-"""Data-parallel base training: 2 CPU processes (gloo) train what 1 process trains with the same global batch,
-and a 2-process checkpoint resumes with 1 process."""
+"""Data-parallel training on 2 CPU processes (gloo), launched by ``accelerate launch`` or ``--processes 2``: the
+base and the weight generator train what 1 process trains with the same global batch, 2 processes save the
+family adapters 1 process saves, and a 2-process checkpoint resumes with 1 process."""
 
 from __future__ import annotations
 
@@ -24,6 +25,17 @@ CLI = ["base", "train", "--concepts", "sepia,negative", "--size", "32", "--ngf",
        "--checkpoint-every", "100", "--disc-norm", "instance"]
 
 
+def accelerate_launch(workspace, *args: str) -> subprocess.CompletedProcess:
+    """``accelerate launch --multi_gpu --num_processes 2 -m factory ...`` as a user of accelerate runs it
+    (torchrun underneath: --multi_gpu works on CPUs, with gloo; --cpu would start one process)."""
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "factory",
+                           "--workspace", str(workspace), *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 def weights(ws: Workspace, name: str) -> dict[str, torch.Tensor]:
     return load_file(latest_checkpoint(ws.base(name)) / "generator.safetensors")
 
@@ -38,7 +50,8 @@ def test_two_processes_train_what_one_does_and_resume_with_one(tmp_path):
     torch.set_num_threads(1)
     ws = Workspace(tmp_path / "ws")
     train_base("sepia,negative", workspace=ws, name="one", steps=5, progress=False, **ARGS)
-    run_factory(ws.root, *CLI, "--steps", "5", "--name", "two", "--processes", "2", timeout=300)
+    launched = accelerate_launch(ws.root, *CLI, "--steps", "5", "--name", "two")
+    assert launched.stdout.count("base train:") == 1  # one summary, from process 0
     assert json.loads((ws.base("two") / "training.json").read_text())["processes"] == 2
     one_log = json.loads((latest_checkpoint(ws.base("one")) / "state.json").read_text())["history"]
     two_log = json.loads((latest_checkpoint(ws.base("two")) / "state.json").read_text())["history"]
@@ -95,13 +108,8 @@ def test_family_adapters_and_the_weight_generator_on_two_processes(tmp_path):
     tiny = dict(block_size=32, batch=4, checkpoint_every=2)
     cli = ["weightgen", "train", "--name", "wg", "--block-size", "32", "--batch", "4", "--checkpoint-every", "2"]
     train_weightgen(workspace=one, name="wg", steps=4, progress=False, **tiny)
-    # launched as a user of accelerate would (torchrun underneath: --multi_gpu works on CPUs, with gloo)
-    launched = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
-                               "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                               "-m", "factory", "--workspace", str(two.root), *cli, "--steps", "4"],
-                              capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert launched.returncode == 0, launched.stderr[-3000:]
-    assert launched.stdout.count("weightgen train:") == 1  # one summary, from process 0
+    out = run_factory(two.root, *cli, "--steps", "4", "--processes", "2", timeout=300).stdout
+    assert out.count("weightgen train:") == 1  # one summary, from process 0
     assert json.loads((two.weightgen("wg") / "training.json").read_text())["processes"] == 2
 
     def state(ws: Workspace) -> tuple[list[dict], dict[str, torch.Tensor]]:
