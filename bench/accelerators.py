@@ -54,7 +54,14 @@ from factory.evaluation.protocol import SEEDS, concept_split, mean_spread
 from factory.lora.adapters import layout_of_adapter, load_adapter
 from weight_generator.baselines import baseline_vector, save_vector_adapter
 from weight_generator.dataset import WeightDataset
-from weight_generator.hypernet import HYPERNET_DIR, HypernetTraining, TextToLora, hypernet_adapter, train_hypernet
+from weight_generator.hypernet import (
+    HYPERNET_DIR,
+    HypernetTraining,
+    TextToLora,
+    hypernet_adapter,
+    save_hypernet,
+    train_hypernet,
+)
 from weight_generator.sample import WeightGenerator
 
 FAMILY = Path("bench/work/pretrain-family")
@@ -116,9 +123,10 @@ def hypernets(args, base: BaseGAN, dataset: WeightDataset, weights_ws: Workspace
         t0 = time.perf_counter()
         net, hist = train_hypernet(base.model, layout, [weights_ws.data(c) for c in dataset.concepts],
                                    HypernetTraining(steps=args.hyper_steps, seed=seed), weights_ws.text_cache)
-        net.save_pretrained(folder)
-        (folder / "history.json").write_text(json.dumps({"seconds": round(time.perf_counter() - t0, 1),
-                                                         "l1_first": hist[0]["l1"], "l1_last": hist[-1]["l1"]}))
+        save_hypernet(net, layout, folder, {"steps": args.hyper_steps, "seed": seed, "base": str(args.base),
+                                            "concepts": len(dataset.concepts),
+                                            "seconds": round(time.perf_counter() - t0, 1),
+                                            "l1_first": hist[0]["l1"], "l1_last": hist[-1]["l1"]})
         log(f"hypernet seed {seed}: {args.hyper_steps} steps, L1 {hist[0]['l1']:.4f} -> {hist[-1]['l1']:.4f}")
         nets.append(net)
     return nets

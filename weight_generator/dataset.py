@@ -90,6 +90,12 @@ class WeightDataset:
                    meta["adapter_config"], meta.get("base"), meta.get("sources", []))
 
 
+def dataset_base(folder: str | Path) -> str | None:
+    """The base a saved weight dataset's adapters were trained on, read from its metadata alone (no weights)."""
+    meta = Path(folder) / DATASET_META
+    return json.loads(meta.read_text(encoding="utf-8")).get("base") if meta.is_file() else None
+
+
 def is_adapter_dir(folder: Path) -> bool:
     return (folder / ADAPTER_CONFIG).is_file() and (folder / ADAPTER_WEIGHTS).is_file()
 

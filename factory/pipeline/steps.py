@@ -204,7 +204,7 @@ def initial_adapter(kind: str, text: str, out_dir: str | os.PathLike, *, workspa
     from factory.core.atomic import atomic_write_json
     from factory.pipeline.assets import find_weightgen, resolve_base, same_base
     from weight_generator.baselines import baseline_vector, save_vector_adapter
-    from weight_generator.dataset import DATASET_META, WeightDataset
+    from weight_generator.dataset import WeightDataset, dataset_base
 
     if kind not in INITS:
         raise FactoryError(f"unknown init '{kind}': expected one of {', '.join(INITS)}")
@@ -218,7 +218,7 @@ def initial_adapter(kind: str, text: str, out_dir: str | os.PathLike, *, workspa
 
         folder = find_weightgen(ws, name)
         net, layout = load_hypernet(folder / HYPERNET_DIR)
-        trained_on = WeightDataset.load(folder).base if (folder / DATASET_META).is_file() else None
+        trained_on = dataset_base(folder)
         target = resolve_base(ws, base)
         if trained_on is not None and not same_base(trained_on, target):
             raise FactoryError(f"{folder}: its hypernetwork was trained through base '{trained_on}', not {target}")
