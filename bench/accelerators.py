@@ -34,12 +34,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
-import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -64,6 +60,8 @@ from weight_generator.hypernet import (
 )
 from weight_generator.sample import WeightGenerator
 
+from common import log, provenance
+
 FAMILY = Path("bench/work/pretrain-family")
 PAIRS, SIZE, DATA_SEED = 160, 128, 0
 FULL = dict(split="test", base=str(FAMILY / "base/family-base"),
@@ -73,10 +71,6 @@ FULL = dict(split="test", base=str(FAMILY / "base/family-base"),
 QUICK = dict(hyper_steps=3, seeds="0", workspace="bench/work/protocol-quick",
              out="bench/results/smoke")
 STARTS = ("identity", "text only", "mean", "ridge", "retrieval", "generated", "hypernet")
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def parse_args() -> argparse.Namespace:
@@ -270,12 +264,8 @@ def main() -> None:
         nets = [] if args.base_only else hypernets(args, base, dataset, weights_ws, work)
         rows = starts(args, base, dataset, gen, nets, concepts, ws, weights_ws)
         g = goals(rows)
-    result = {"split": args.split, "quick": args.quick, "date": datetime.now(UTC).isoformat(timespec="seconds"),
-              "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                       text=True).stdout.strip(),
-              "command": " ".join(["python", "bench/accelerators.py", *sys.argv[1:]]),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-              "load_average_1min": round(os.getloadavg()[0], 2), "base": str(base_dir), "weightgen": str(wg_dir),
+    result = {"split": args.split, "quick": args.quick, **provenance("accelerators.py"),
+              "base": str(base_dir), "weightgen": str(wg_dir),
               "weight_dataset": len(dataset) if dataset else 0, "seeds": args.seed_list,
               "hyper_steps": args.hyper_steps, "rows": rows, "goals": g}
     if args.split == "validation" and not args.base_only:

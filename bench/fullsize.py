@@ -36,6 +36,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from common import git_commit, log
+
 REPO = Path(__file__).resolve().parents[1]
 PROTOCOL = REPO / "bench" / "work" / "protocol"
 FULL = dict(concepts="cross-process,underwater,pencil-sketch,halftone", size="4000x3000", huge=9000,
@@ -46,10 +48,6 @@ QUICK = dict(concepts="cross-process", size="800x600", huge=1200, precisions="fp
              out=REPO / "bench" / "results" / "smoke" / "fullsize")
 PATHS = ("guided", "tiled", "old")
 GOALS = {"guided_seconds": 1.5, "tiled_seconds": 5.0, "peak_mb": 1500.0, "quality_below_256_db": 1.0}
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 # -- the old tiling (before streaming), for comparison --------------------------------------------------
@@ -409,9 +407,8 @@ def main() -> None:
     load_before = [round(v, 2) for v in os.getloadavg()]
     split = concept_split()
     rows = [bench_concept(c, args, split.group.get(c, "train")) for c in args.concept_list]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
     result = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick,
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores", "commit": commit.stdout.strip(),
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores", "commit": git_commit(),
               "command": "python bench/fullsize.py " + " ".join(sys.argv[1:]), "threads": args.threads,
               "size": args.size, "huge": args.huge, "goal_limits": GOALS,
               "load_average": {"before": load_before, "after": [round(v, 2) for v in os.getloadavg()]},

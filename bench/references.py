@@ -44,6 +44,8 @@ from factory.evaluation.protocol import EVAL_SECONDS, PLATEAU, check_photos, con
 from factory.lora.options import SCRATCH_LR
 from factory.pipeline.assets import pretrained_base
 
+from common import log
+
 ARCHS = {  # in the order they run: the scratch plateaus set run_all's targets
     # exactly run_all's "scratch" arm (FinetuneOptions(init="scratch")): the shipped base's architecture
     "scratch": dict(generator="shipped base", disc_nf=32, lr=SCRATCH_LR, batch=8, cap=1800.0),
@@ -55,10 +57,6 @@ PAIRS, SIZE, DATA_SEED = 160, 128, 0
 #: the reference concepts: every test concept for ``scratch`` (its plateau sets the time-to-quality target),
 #: one colour and one structural test concept for the pix2pix references (hours each on two cores)
 PIX2PIX_CONCEPTS = ("cross-process", "pencil-sketch")
-
-
-def log(msg: str) -> None:
-    print(f"[{datetime.now().strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def reference_concepts(arch: str) -> list[str]:

@@ -37,7 +37,6 @@ import multiprocessing as mp
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -51,6 +50,8 @@ from factory.core.errors import FactoryError
 from factory.core.workspace import Workspace
 from factory.evaluation.curves import check_cadence, read_curve, speedup, time_to_quality
 from factory.evaluation.protocol import EVAL_SECONDS, GROUPS, SEEDS, check_photos, concept_split, mean_spread
+
+from common import git_commit, log
 
 PAIRS, SIZE, DATA_SEED = 160, 128, 0
 FULL = dict(budget=90.0, eval_seconds=EVAL_SECONDS, equal_at=90.0, seeds=",".join(map(str, SEEDS)),
@@ -82,10 +83,6 @@ PUBLISHED = {
     "generated": "15.2x vs pix2pix (denoised weights, GPU, faces/scenes)",
 }
 TARGET_BELOW_PLATEAU_DB = 0.5
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def parse_args() -> argparse.Namespace:
@@ -649,7 +646,7 @@ def main() -> None:
     sizes = export_and_time(args, ws, base, concepts[0])
     log("weight generation")
     wgen = weight_generation(args, ws, wg_dir, concepts)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = git_commit()
     r = {
         "quick": args.quick,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

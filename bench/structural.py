@@ -48,6 +48,8 @@ from factory.evaluation.protocol import SEEDS, concept_split, mean_spread
 from factory.lora.options import SCRATCH_LR
 from factory.pipeline.assets import pretrained_base
 
+from common import log
+
 VARIANTS = {
     "l1": dict(l1_weight=100.0, fm_weight=0.0, coords=False, budget=1.0),
     "texture": dict(l1_weight=10.0, fm_weight=10.0, coords=False, budget=1.0),
@@ -57,10 +59,6 @@ VARIANTS = {
 }
 PAIRS, SIZE, DATA_SEED = 160, 128, 0
 METRICS = ("psnr", "haarpsi", "fsim", "gmsd", "psnr_quarter")
-
-
-def log(msg: str) -> None:
-    print(f"[{datetime.now().strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def train_one(ws: Workspace, concept: str, variant: str, seed: int, seconds: float) -> dict:

@@ -27,12 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
-import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -49,16 +45,14 @@ from factory.pipeline.weight_dataset import family_weight_dataset
 from weight_generator.baselines import baseline_vector, save_vector_adapter
 from weight_generator.hypernet import HypernetTraining, TextToLora, hypernet_adapter, train_hypernet
 
+from common import log, provenance
+
 LAYOUT = dict(groups=["down1", "up2", "head"], ranks=4, bias=True)
 FULL = dict(train=64, heldout=8, size=64, pairs=48, steps=150, chunk=32, hyper_steps=400,
             seeds=",".join(map(str, SEEDS)), workspace="bench/work/text-to-adapter", out="bench/results")
 QUICK = dict(train=6, heldout=3, size=32, pairs=12, steps=3, chunk=4, hyper_steps=3, seeds="0",
              workspace="bench/work/text-to-adapter-quick", out="bench/results/smoke")
 STARTS = ("identity", "text only (base)", "mean", "ridge", "retrieval", "hypernet", "own adapter (ceiling)")
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def parse_args() -> argparse.Namespace:
@@ -137,10 +131,7 @@ def main() -> None:
         if start.startswith("hypernet"):  # the spread over seeds of the mean over concepts
             by_seed = [statistics.fmean(rows[c][start][i] for c in held.concepts) for i in range(len(args.seed_list))]
             summary[start + " (over seeds)"] = mean_spread(by_seed)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    r = {"quick": args.quick, "date": datetime.now(UTC).isoformat(timespec="seconds"), "commit": commit,
-         "command": " ".join(["python", "bench/text_to_adapter.py", *sys.argv[1:]]),
-         "machine": f"{platform.machine()}, {os.cpu_count()} cores", "load_average_1min": round(os.getloadavg()[0], 2),
+    r = {"quick": args.quick, **provenance("text_to_adapter.py"),
          "settings": {k: getattr(args, k) for k in FULL}, "layout": LAYOUT, "adapter_training": vars(settings),
          "train_concepts": len(train), "heldout_concepts": held.concepts, "rows": rows, "summary": summary,
          "adapters_seconds": round(adapters_seconds, 1), "hypernet_seconds": [round(s, 1) for s in hyper_seconds],

@@ -1,0 +1,32 @@
+"""What every benchmark script shares: timestamped log lines and the provenance a results file records."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def log(msg: str) -> None:
+    """One progress line with the wall-clock time, flushed (benchmarks run in the background with a log file)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def git_commit() -> str:
+    """The checked-out commit, short form ('' outside a git checkout)."""
+    proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
+    return proc.stdout.strip()
+
+
+def provenance(script: str) -> dict[str, object]:
+    """Date, commit, the command as typed, the machine and its load: the header of every results file."""
+    return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "commit": git_commit(),
+            "command": " ".join(["python", f"bench/{script}", *sys.argv[1:]]),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "load_average_1min": round(os.getloadavg()[0], 2)}
