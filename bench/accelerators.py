@@ -202,6 +202,7 @@ def holdout(args, base_dir: Path, wg_dir: Path, dataset: WeightDataset, weights_
         if not len(held):
             continue
         r = {"instruction": text, "identity": held.identity(full=False)["psnr"],
+             "text only": psnr_of(base, None, text, held, cache),  # what the base does alone, in-family
              "own": psnr_of(base, weights_ws.lora(c), text, held, cache)}
         for kind in ("mean", "ridge"):
             vec, _ = baseline_vector(kind, text, rest, cache_dir=cache)
@@ -217,7 +218,7 @@ def holdout(args, base_dir: Path, wg_dir: Path, dataset: WeightDataset, weights_
             "trained_on": len(rest), "steps": json.loads((folder / "training.json").read_text())["steps_done"],
             "rows": rows,
             "summary": {k: mean_spread(r[k] for r in rows.values())
-                        for k in ("identity", "mean", "ridge", "generated", "own")} if rows else {}}
+                        for k in ("identity", "text only", "mean", "ridge", "generated", "own")} if rows else {}}
 
 
 def goals(rows: dict[str, dict]) -> dict[str, dict]:
