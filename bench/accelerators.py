@@ -55,6 +55,7 @@ from weight_generator.hypernet import (
     HypernetTraining,
     TextToLora,
     hypernet_adapter,
+    load_hypernet,
     save_hypernet,
     train_hypernet,
 )
@@ -108,24 +109,32 @@ def hypernets(args, base: BaseGAN, dataset: WeightDataset, weights_ws: Workspace
     nets = []
     for seed in args.seed_list:
         folder = work / "hypernet" / f"seed{seed}"
-        if (folder / "config.json").is_file():
-            nets.append(TextToLora.from_pretrained(folder))
-            continue
-        made = json.loads((shipped / "training.json").read_text()) if (shipped / "training.json").is_file() else {}
-        if made.get("seed") == seed and made.get("steps") == args.hyper_steps:
-            nets.append(TextToLora.from_pretrained(shipped))
-            log(f"hypernet seed {seed}: the weight generator's own ({shipped})")
-            continue
+        settings = HypernetTraining(steps=args.hyper_steps, seed=seed)
+        wanted = {**vars(settings), "concepts": len(dataset.concepts)}
+        saved = next((f for f in (folder, shipped) if made_with(f, wanted)), None)
+        if saved is not None:  # this seed's network, trained on this weight dataset with these settings
+            net, saved_layout = load_hypernet(saved)
+            spec = lambda lay: (lay.groups, lay.ranks, lay.bias)
+            if spec(saved_layout) == spec(layout):
+                nets.append(net)
+                log(f"hypernet seed {seed}: {saved}")
+                continue
         t0 = time.perf_counter()
-        net, hist = train_hypernet(base.model, layout, [weights_ws.data(c) for c in dataset.concepts],
-                                   HypernetTraining(steps=args.hyper_steps, seed=seed), weights_ws.text_cache)
-        save_hypernet(net, layout, folder, {"steps": args.hyper_steps, "seed": seed, "base": str(args.base),
-                                            "concepts": len(dataset.concepts),
+        net, hist = train_hypernet(base.model, layout, [weights_ws.data(c) for c in dataset.concepts], settings,
+                                   weights_ws.text_cache)
+        save_hypernet(net, layout, folder, {**vars(settings), "concepts": len(dataset.concepts), "base": str(args.base),
                                             "seconds": round(time.perf_counter() - t0, 1),
                                             "l1_first": hist[0]["l1"], "l1_last": hist[-1]["l1"]})
         log(f"hypernet seed {seed}: {args.hyper_steps} steps, L1 {hist[0]['l1']:.4f} -> {hist[-1]['l1']:.4f}")
         nets.append(net)
     return nets
+
+
+def made_with(folder: Path, wanted: dict) -> bool:
+    """Whether the hypernetwork saved in ``folder`` was trained with every setting in ``wanted``."""
+    record = folder / "training.json"
+    made = json.loads(record.read_text()) if record.is_file() else {}
+    return all(made.get(k) == v for k, v in wanted.items())
 
 
 def starts(args, base: BaseGAN, dataset: WeightDataset | None, gen: WeightGenerator | None, nets: list[TextToLora],
