@@ -339,3 +339,20 @@ def test_scratch_is_a_full_generator_and_cli_errors_are_one_line(ws: Workspace, 
     assert "Traceback" not in proc.stderr
     proc = factory_cli("finetune", "autumn", "--base", "nope", check=False, env=env)
     assert proc.returncode == 2 and "base 'nope' not found" in proc.stderr
+
+
+def test_full_init_fine_tunes_every_weight_of_the_base(ws: Workspace) -> None:
+    res = invoke(ws, "finetune", "autumn", "--base", "tiny", "--init", "full", "--steps", "3", "--batch", "2",
+                 "--eval-every", "3")
+    assert res.exit_code == 0 and "every weight of the base fine-tuned" in res.output, res.output
+    out = ws.lora("autumn") / "full"
+    model, base = load_model(out), load_model(ws.base("tiny"))
+    assert model_spec(model) == model_spec(base)
+    changed = [not torch.equal(a, b) for a, b in zip(model.state_dict().values(), base.state_dict().values())]
+    assert sum(changed) > 0.9 * len(changed)  # the whole generator trains, not a few layers
+    m = json.loads((out / "metrics.json").read_text())
+    curve = read_curve(out / "curve.csv")
+    assert m["init"] == "full" and m["training"]["settings"]["lr"] == 3e-4 and "adapter_params" not in m
+    assert abs(curve[0]["psnr"] - m["test"]["base_zero_shot"]["psnr"]) < 1e-3  # it starts as the base
+    res = invoke(ws, "finetune", "autumn", "--base", "tiny", "--init", "full", "--layers", "head")
+    assert isinstance(res.exception, FactoryError) and "not to --init full" in str(res.exception)

@@ -39,8 +39,9 @@ def parse_candidates(value: str) -> tuple[int, ...]:
                    "pretrained base when the workspace has none.")
 @click.option("--init", "init", default="base", show_default=True,
               help="base (zero-init LoRA on the base), scratch (full training from random weights, for "
-                   "comparison), weightgen (LoRA predicted from the concept text), a baseline over the weight "
-                   "generator's training adapters (mean, ridge from the text embedding, retrieval of the "
+                   "comparison), full (every weight of the base fine-tuned, no LoRA), weightgen (LoRA predicted "
+                   "from the concept text), a baseline over the weight generator's training adapters (mean, "
+                   "ridge from the text embedding, retrieval of the "
                    "nearest text), or an adapter folder.")
 @click.option("--layers", default=None,
               help="auto (layer probe) or comma-separated groups: stem,down1,res,down2,attn,xattn,ff,up1,up2,head. "
@@ -56,7 +57,8 @@ def parse_candidates(value: str) -> tuple[int, ...]:
 @click.option("--seconds", type=float,
               help="Wall-clock training budget; stops at whichever of --steps/--seconds first.")
 @click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
-@click.option("--lr", type=float, help="Learning rate (default 3e-3 for LoRA, 1e-3 for --init scratch).")
+@click.option("--lr", type=float,
+              help="Learning rate (default 3e-3 for LoRA, 1e-3 for --init scratch, 3e-4 for --init full).")
 @click.option("--eval-every", type=click.IntRange(1), default=50, show_default=True,
               help="Steps between held-out PSNR points of the curve.")
 @click.option("--eval-seconds", type=click.FloatRange(0, min_open=True),
@@ -78,7 +80,8 @@ def parse_candidates(value: str) -> tuple[int, ...]:
 @click.option("--synth-pairs", type=click.IntRange(4), default=200, show_default=True,
               help="Pairs to synthesize when the concept has no data yet.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Output folder (default <workspace>/loras/<concept>/, or .../scratch/ for --init scratch).")
+              help="Output folder (default <workspace>/loras/<concept>/, or .../scratch/ or .../full/ for "
+                   "--init scratch or full).")
 @click.option("--restart", is_flag=True, help="Discard checkpoints of an earlier run instead of resuming.")
 @click.pass_obj
 def finetune_cmd(session: Session, concept: str, base: str, rank: str | None, rank_candidates: str,
@@ -98,8 +101,8 @@ def finetune_cmd(session: Session, concept: str, base: str, rank: str | None, ra
                  synth_pairs=synth_pairs, log=click.echo, rank=parse_rank(rank),
                  rank_candidates=parse_candidates(rank_candidates), seed=session.seed, **options)
     t, tr = m["test"], m["training"]
-    what = ("full training from scratch" if m["init"] == "scratch" else
-            f"LoRA {_layout(m)} ({m['adapter_params']} params, {100 * m['adapter_fraction']:.2f}% of the generator)")
+    what = ({"scratch": "full training from scratch", "full": "every weight of the base fine-tuned"}.get(m["init"])
+            or f"LoRA {_layout(m)} ({m['adapter_params']} params, {100 * m['adapter_fraction']:.2f}% of the generator)")
     click.echo(f"finetune {m['concept']}: {what} on {len(m['pairs']['train'])} pairs, {tr['steps']} steps in "
                f"{tr['seconds']:.0f} s (+{m['search_seconds']:.0f} s search): "
                f"test PSNR {t['student']['psnr']:.2f} dB "

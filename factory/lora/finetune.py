@@ -16,8 +16,9 @@ in order:
    ``checkpoints/`` make an interrupted run resume where it stopped.
 
 ``init``: ``base`` (a zero-init LoRA), ``scratch`` (the same architecture from random weights, a full
-generator saved in ``loras/<concept>/scratch/``), or a folder holding a peft adapter to start from
-(its layout); ``factory.pipeline.steps.finetune`` turns ``weightgen`` into such a folder.
+generator saved in ``loras/<concept>/scratch/``), ``full`` (every weight of the base fine-tuned, no LoRA:
+what the pretrained base gives full training; saved in ``loras/<concept>/full/``), or a folder holding a
+peft adapter to start from (its layout); ``factory.pipeline.steps.finetune`` turns ``weightgen`` into such a folder.
 
 Fixed layout for the weight generator: ``--layers GROUPS --rank N`` (and the same ``--lora-bias``
 setting) gives every concept the same target modules, ranks and tensors.
@@ -45,7 +46,7 @@ from factory.data.dataset import concept_instruction
 from factory.evaluation.curves import plot_curve, read_curve, write_curve
 from factory.evaluation.heldout import HeldOutPairs, save_grid
 from factory.lora.adapters import LoraLayout, count_adapter_params, lora_parameters, save_adapter
-from factory.lora.options import ADAPTER_LR, LORA_BIAS, SCRATCH_LR, FinetuneOptions
+from factory.lora.options import ADAPTER_LR, FULL_INITS, LORA_BIAS, SCRATCH_LR, FinetuneOptions
 from factory.lora.trials import adapted, conditioned, zero_shot
 
 __all__ = ["ADAPTER_LR", "LORA_BIAS", "SCRATCH_LR", "FinetuneOptions", "default_out_dir", "finetune"]
@@ -58,7 +59,7 @@ CURVE_PNG = "curve.png"
 RESUMABLE = {"steps", "seconds", "eval_every", "eval_seconds", "checkpoint_every"}
 
 def default_out_dir(workspace: Workspace, concept: str, opts: FinetuneOptions) -> Path:
-    return workspace.lora(concept) / "scratch" if opts.kind == "scratch" else workspace.lora(concept)
+    return workspace.lora(concept) / opts.kind if opts.kind in FULL_INITS else workspace.lora(concept)
 
 
 def _fingerprint(concept: str, base: BaseGAN, opts: FinetuneOptions) -> dict[str, Any]:
@@ -101,6 +102,8 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
     if opts.kind == "scratch":
         model = build_model(seed=opts.seed, **model_spec(base.model))
         trainable = None
+    elif opts.kind == "full":
+        model, trainable = base.copy(), None
     else:
         init = Path(plan["init_adapter"]) if plan.get("init_adapter") else None
         model, layout = adapted(base, LoraLayout(**plan["layout"]), init, opts.seed)
@@ -155,7 +158,7 @@ def _finish(workspace: Workspace, concept: str, instruction: str, base: BaseGAN,
         "generator_params": gen_params,
         "out_dir": str(out_dir),
     }
-    if opts.kind == "scratch":
+    if opts.kind in FULL_INITS:
         trainer.save_final({"concepts": [concept], "instructions": [instruction]})
         metrics["saved"] = {"model": "diffusers model folder (config.json + diffusion_pytorch_model.safetensors)"}
     else:

@@ -18,13 +18,16 @@ from factory.lora.rank_search import DEFAULT_CANDIDATES, DEFAULT_TOLERANCE_DB
 LORA_BIAS = True  # a bias on every lora_B (peft lora_bias): few parameters, lets an adapter shift colours
 ADAPTER_LR = 3e-3  # LoRA B starts at zero and needs a larger step than full training
 SCRATCH_LR = 1e-3  # full training of the same architecture from random weights
+FULL_LR = 3e-4  # every weight of the trained base fine-tuned: a smaller step than from random weights
+#: the inits that train the whole generator (saved as a model folder in loras/<concept>/<init>/), not a LoRA
+FULL_INITS = ("scratch", "full")
 
 
 @dataclass
 class FinetuneOptions:
     """What ``factory finetune`` was asked for (``None`` = automatic or the init adapter's own)."""
 
-    init: str = "base"                 # base | scratch | a folder with a peft adapter
+    init: str = "base"                 # base | scratch | full | a folder with a peft adapter
     layers: str | None = None          # None/"auto" or "group,group,..."
     rank: str | int | None = None      # None/"auto" or N
     lora_bias: bool | None = None      # None: LORA_BIAS for a new LoRA, the init adapter's own otherwise
@@ -50,13 +53,15 @@ class FinetuneOptions:
 
     @property
     def kind(self) -> str:
-        return self.init if self.init in ("base", "scratch") else "adapter"
+        return self.init if self.init in ("base", *FULL_INITS) else "adapter"
 
     def bias(self) -> bool:
         return LORA_BIAS if self.lora_bias is None else self.lora_bias
 
     def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else (SCRATCH_LR if self.init == "scratch" else ADAPTER_LR)
+        if self.lr is not None:
+            return self.lr
+        return {"scratch": SCRATCH_LR, "full": FULL_LR}.get(self.init, ADAPTER_LR)
 
     def train_settings(self, base: BaseGAN, steps: int, seconds: float | None) -> TrainSettings:
         return TrainSettings(generator=model_spec(base.model), disc_nf=self.disc_nf, steps=steps, seconds=seconds,
@@ -77,6 +82,6 @@ class FinetuneOptions:
             raise FactoryError(f"--rank-mode {self.rank_mode}: expected global or group")
         if self.kind == "adapter" and not is_adapter(Path(self.init)):
             raise FactoryError(f"--init {self.init}: not a LoRA adapter folder (expected adapter_config.json and "
-                               "adapter_model.safetensors), nor base, scratch or weightgen")
-        if self.kind == "scratch" and (self.layers not in (None, "auto") or self.rank not in (None, "auto")):
-            raise FactoryError("--layers/--rank apply to LoRA fine-tunes, not to --init scratch (full training)")
+                               "adapter_model.safetensors), nor base, scratch, full or weightgen")
+        if self.kind in FULL_INITS and (self.layers not in (None, "auto") or self.rank not in (None, "auto")):
+            raise FactoryError(f"--layers/--rank apply to LoRA fine-tunes, not to --init {self.kind} (full training)")

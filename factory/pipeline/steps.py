@@ -241,7 +241,7 @@ def initial_adapter(kind: str, text: str, out_dir: str | os.PathLike, *, workspa
 def finetune(concept: str, *, workspace: WorkspaceLike = None, base: str | os.PathLike | None = "default",
              options: Any = None, out_dir: str | os.PathLike | None = None, restart: bool = False,
              synth_pairs: int = 200, quiet: bool = False, log: Log = print, **option_values: Any) -> dict[str, Any]:
-    """Fine-tune ``concept`` on the frozen base with a peft LoRA (``init``: base, scratch, weightgen, mean, ridge,
+    """Fine-tune ``concept`` on the frozen base with a peft LoRA (``init``: base, scratch, full, weightgen, mean, ridge,
     retrieval or an adapter folder); returns its metrics. ``option_values`` are ``FinetuneOptions`` fields
     (layers, rank, steps, seconds, ...). Pairs are synthesized first when the concept has none."""
     from factory.lora.finetune import default_out_dir
