@@ -10,8 +10,9 @@ info``; none of the test concepts was in their training) and the plateau referen
 2. Equal budgets: for every test concept and seed, four arms fine-tuned for the same wall-clock budget
    with a held-out point every ``EVAL_SECONDS`` of training: our architecture from scratch, the base +
    a zero-init LoRA (E2GAN), the base + the retrieved LoRA of the nearest training text, the base + the
-   generated LoRA (ours). PSNR at 90 s and at the budget (default 90 s: the equal budget the accelerator
-   goals are stated at), the structural metrics at the budget.
+   generated LoRA (ours); with ``--arms ...,full``, also the base with every weight fine-tuned (no LoRA:
+   does the pretrained base speed up full training?). PSNR at 90 s and at the budget (default 90 s: the
+   equal budget the accelerator goals are stated at), the structural metrics at the budget.
 3. Time to quality: the first evaluation at or above a target, plus every cost charged to the arm
    (base and text-encoder loading, text encoding, retrieval, weight-generator loading and sampling).
    Targets: our architecture's plateau minus 0.5 dB (scratch reference) and pix2pix's plateau quality;
@@ -32,6 +33,7 @@ another machine, another task, another baseline.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -69,9 +71,11 @@ QUICK = dict(
     references="bench/results/references",
     doc=None,
 )
-ARMS = ("scratch", "zero", "retrieval", "generated")
+ALL_ARMS = ("scratch", "full", "zero", "retrieval", "generated")
+ARMS = ("scratch", "zero", "retrieval", "generated")  # the default: --arms adds "full"
 LABELS = {
     "scratch": "our architecture from scratch",
+    "full": "base, every weight fine-tuned (no LoRA)",
     "zero": "base + zero-init LoRA (E2GAN)",
     "retrieval": "base + retrieved LoRA (nearest text)",
     "generated": "base + generated LoRA (ours)",
@@ -91,7 +95,13 @@ def parse_args() -> argparse.Namespace:
         "--quick", action="store_true", help="tiny budgets (a few minutes), outputs in bench/results/all-quick"
     )
     ap.add_argument("--render", action="store_true",
-                    help="measure nothing: rewrite run_all.md (and --doc) from the --out folder's run_all.json")
+                    help="measure nothing: rewrite run_all.md (and --doc) from the --out folder's run_all.json (and "
+                         "the assets' lines from the manifest in use)")
+    ap.add_argument("--loras", type=Path, default=None,
+                    help="a family recipe's adapters folder (<workspace>/adapters/loras): times its adapter stage for "
+                         "the shared-pretraining line")
+    ap.add_argument("--arms", default=",".join(ARMS),
+                    help=f"comma-separated arms of {', '.join(ALL_ARMS)} (full: every weight of the base fine-tuned)")
     for k, v in FULL.items():
         ap.add_argument(f"--{k.replace('_', '-')}", type=type(v) if v is not None else str, default=None)
     args = ap.parse_args()
@@ -100,6 +110,9 @@ def parse_args() -> argparse.Namespace:
             setattr(args, k, v)
     args.workspace, args.out, args.references = Path(args.workspace), Path(args.out), Path(args.references)
     args.seed_list = [int(s) for s in args.seeds.split(",")]
+    args.arms = tuple(a.strip() for a in args.arms.split(","))
+    if unknown := [a for a in args.arms if a not in ALL_ARMS]:
+        ap.error(f"--arms: unknown {', '.join(unknown)} (expected some of {', '.join(ALL_ARMS)})")
     return args
 
 
@@ -149,7 +162,7 @@ def measure_costs(instruction: str, base_dir: Path, wg_dir: Path) -> dict[str, f
 
 
 def arm_costs(arm: str, costs: dict[str, float]) -> dict[str, float]:
-    """The costs charged to an arm (every arm encodes its concept text; LoRA arms load the base)."""
+    """The costs charged to an arm (every arm encodes its concept text; arms that start from the base load it)."""
     charged = {"text_encoding": costs["text_encoding"]}
     if arm != "scratch":
         charged["load_base"] = costs["load_base"]
@@ -191,8 +204,8 @@ def run_arm(args, ws: Workspace, base, concept: str, seed: int, arm: str, inits:
     common = dict(
         steps=10**6, seconds=args.budget, eval_seconds=args.eval_seconds, batch=8, seed=seed, checkpoint_every=10**6
     )
-    if arm == "scratch":
-        opts = FinetuneOptions(init="scratch", **common)
+    if arm in ("scratch", "full"):
+        opts = FinetuneOptions(init=arm, **common)
     elif arm == "zero":
         opts = FinetuneOptions(
             init="base", layers=",".join(layout.groups), rank=layout.max_rank, lora_bias=layout.bias, **common
@@ -238,7 +251,7 @@ def time_rows(args, concept: str, costs: dict[str, float], identity: float) -> d
     for name, (ref, target, ref_costs) in targets.items():
         ref_time = time_to_quality(ref["curve"], target, ref_costs, identity)
         per_arm = {}
-        for arm in ARMS:
+        for arm in args.arms:
             times = [
                 time_to_quality(curve_of(args, concept, s, arm), target, arm_costs(arm, costs), identity)
                 for s in args.seed_list
@@ -335,9 +348,28 @@ def weight_generation(args, ws: Workspace, wg_dir: Path, concepts: list[str]) ->
     }
 
 
-def shared_pretraining(m: dict, served: int) -> dict:
+def adapter_stage_seconds(loras: Path) -> tuple[float, str]:
+    """The family recipe's adapter stage (it has step budgets, not a time budget): its chunks' median
+    wall-clock, from the adapters' ``metrics.json`` write times (a chunk writes its adapters together),
+    times the number of chunks, so a resumed or shared run's gaps are not charged."""
+    stamps = sorted(p.stat().st_mtime for p in loras.glob("*/metrics.json"))
+    ends, last = [], None
+    for t in stamps:
+        if last is not None and t - last > 5:
+            ends.append(last)
+        last = t
+    ends.append(last)
+    gaps = [b - a for a, b in itertools.pairwise(ends)]
+    if not gaps:
+        return 0.0, f"not timed: {len(stamps)} adapters in one chunk"
+    median = statistics.median(gaps)
+    return median * len(ends), f"{len(ends)} chunks x {median:.0f} s, the median chunk (adapters' write times)"
+
+
+def shared_pretraining(m: dict, served: int, loras: Path | None = None) -> dict:
     """The recipe's budgets of the shipped assets (base, training adapters, weight generator), in all and per
-    concept when shared by ``served`` concepts."""
+    concept when shared by ``served`` concepts. A family recipe's adapter stage is timed from ``loras``
+    (its adapters' folder) when given, else left out and said so."""
     import re
 
     recipe = m.get("recipe_now") or m["recipe"]
@@ -347,7 +379,12 @@ def shared_pretraining(m: dict, served: int) -> dict:
         return float(found.group(1)) if found else default
 
     base = arg("base-minutes", 18) * 60
-    adapters = arg("train-concepts", 30) * arg("lora-seconds", 40)
+    source = "the recipe's wall-clock budgets (recorded in the manifest), not a timing"
+    if "pretrain family" in recipe:
+        adapters, how = adapter_stage_seconds(loras) if loras else (0.0, "not timed: pass --loras")
+        source += f"; the adapter stage: {how}"
+    else:
+        adapters = arg("train-concepts", 30) * arg("lora-seconds", 40)
     wg = arg("weightgen-minutes", arg("wg-minutes", 4)) * 60
     total = base + adapters + wg
     return {
@@ -358,13 +395,28 @@ def shared_pretraining(m: dict, served: int) -> dict:
         "served": served,
         "per_concept_seconds": total / served,
         "per_concept_at_100": total / 100,
-        "source": "the recipe's wall-clock budgets (recorded in the manifest), not a timing",
+        "source": source,
     }
+
+
+def assets_of(m: dict) -> dict:
+    """Which pretrained assets the LoRA arms start from (the shipped ones or ``$FACTORY_PRETRAINED``'s)."""
+    from factory.pipeline.assets import PRETRAINED_DIR, pretrained_dir
+
+    folder = pretrained_dir()
+    return {"shipped": folder is not None and folder.resolve() == PRETRAINED_DIR.resolve(),
+            "recipe": m.get("recipe_now") or m["recipe"], "total_bytes": m.get("total_bytes")}
 
 
 # -- the table -------------------------------------------------------------------------------------------
 def fmt(s: dict, digits: int = 2) -> str:
     return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
+
+
+def arms_of(r: dict) -> list[str]:
+    """The arms a results file measured (older files: the four default arms)."""
+    first = r["concepts"][0]["seeds"][0]
+    return [a for a in ALL_ARMS if a in first]
 
 
 def summarize(r: dict) -> dict:
@@ -376,7 +428,7 @@ def summarize(r: dict) -> dict:
         if not rows:
             continue
         eq = {}
-        for arm in ARMS:
+        for arm in arms_of(r):
             cell = {}
             for key in ("step0_psnr", "psnr_at_equal", "psnr_final", "haarpsi", "fsim", "gmsd"):
                 vals = [s[arm][key] for c in rows for s in c["seeds"]]
@@ -399,7 +451,7 @@ def summarize(r: dict) -> dict:
             if not with_t:
                 continue
             per_arm = {}
-            for arm in ARMS:
+            for arm in arms_of(r):
                 speeds = [s for c in with_t for s in c["time"][target]["arms"][arm]["speedups"]]
                 numeric = [s for s in speeds if isinstance(s, float)]
                 per_arm[arm] = {
@@ -417,6 +469,9 @@ def markdown(r: dict) -> str:
     times = [r["equal_at"]] if r["equal_at"] == r["budget"] else [r["equal_at"], r["budget"]]
     costs = ", ".join(f"{k} {v:.2f} s" for k, v in sorted(r["costs_example"].items()))  # as the JSON file keeps it
     budgets = " and ".join(f"{t:g} s" for t in times)
+    a = r.get("assets", {"shipped": True})
+    assets = ("shipped base and weight generator" if a["shipped"] else
+              f"base and weight generator of `{a['recipe']}` (not the shipped assets; its settings fixed beforehand)")
     L = [
         f"# editfactory benchmarks{' (QUICK smoke run: budgets too small to mean anything)' if q else ''}",
         "",
@@ -426,8 +481,8 @@ def markdown(r: dict) -> str:
         "## 1. Protocol",
         "",
         "Concepts (`concepts/_splits.yaml`): **test** concepts are reported here and used for nothing else; every "
-        "choice (learning rates, layouts, variants, probes) was made on **validation** concepts; the shipped base "
-        "and weight generator were trained on **train** concepts only.",
+        "choice (learning rates, layouts, variants, probes) was made on **validation** concepts; the "
+        f"{assets} were trained on **train** concepts only.",
         "",
         "| split | colour | structural |",
         "| --- | --- | --- |",
@@ -466,7 +521,7 @@ def markdown(r: dict) -> str:
             f"| unchanged photo (identity) | {same} | {fmt(ident['haarpsi'], 3)} "
             f"| {fmt(ident['fsim'], 3)} | {fmt(ident['gmsd'], 3)} | |"
         )
-        for arm in ARMS:
+        for arm in arms_of(r):
             c = eq[arm]
             cells = " | ".join(fmt(c[k]) for k in (["psnr_at_equal", "psnr_final"][: len(at)]))
             L.append(
@@ -497,7 +552,7 @@ def markdown(r: dict) -> str:
                 "| start | reached | speed-up (mean ± sd) | median | published (another machine, task, baseline) |",
                 "| --- | ---: | ---: | ---: | --- |",
             ]
-            for arm in ARMS:
+            for arm in arms_of(r):
                 a = t["arms"][arm]
                 sp = f"{fmt(a['speedup'], 1)}x" if a["speedup"] else "not reached"
                 med = f"{a['median']:.1f}x" if a["median"] else ""
@@ -570,6 +625,9 @@ def main() -> None:
     args = parse_args()
     if args.render:
         r = json.loads((args.out / "run_all.json").read_text())
+        m = shipped()[2]
+        r["assets"] = assets_of(m)
+        r["shared_pretraining"] = shared_pretraining(m, len(r["concepts"]), args.loras)
         r["summary"] = summarize(r)
         atomic_write_json(args.out / "run_all.json", r)
         md = markdown(r)
@@ -608,7 +666,7 @@ def main() -> None:
             run = args.workspace / "runs" / concept / f"seed{seed}"
             inits = init_adapters(ws, wg_dir, concept, seed, run)
             per_arm = {}
-            for arm in ARMS:
+            for arm in args.arms:
                 metrics = run_arm(args, ws, base, concept, seed, arm, inits)
                 curve = curve_of(args, concept, seed, arm)
                 student = metrics["test"]["student"]
@@ -623,7 +681,7 @@ def main() -> None:
                     "learned": bool(metrics["test"].get("learned")),
                     "step0_psnr": curve[0]["psnr"],
                 }
-            check_cadence({a: curve_of(args, concept, seed, a) for a in ARMS}, args.eval_seconds)
+            check_cadence({a: curve_of(args, concept, seed, a) for a in args.arms}, args.eval_seconds)
             seeds.append({"seed": seed, **per_arm})
         rows.append(
             {
@@ -671,7 +729,8 @@ def main() -> None:
         "sizes": sizes,
         "weightgen": wgen,
         "costs_example": rows[0]["costs"],
-        "shared_pretraining": shared_pretraining(m, len(rows)),
+        "assets": assets_of(m),
+        "shared_pretraining": shared_pretraining(m, len(rows), args.loras),
     }
     r["summary"] = summarize(r)
     r["total_minutes"] = round((time.perf_counter() - started) / 60, 1)
@@ -692,7 +751,7 @@ def plot_curves(args, rows: list[dict]) -> None:
         c, seed = row["concept"], args.seed_list[0]
         series = {
             LABELS[a]: ([p["seconds"] for p in curve], [p["psnr"] for p in curve])
-            for a in ARMS
+            for a in args.arms
             for curve in [curve_of(args, c, seed, a)]
         }
         img = line_chart(

@@ -26,13 +26,14 @@ def test_run_all_quick_writes_well_formed_results(tmp_path):
         pytest.fail("no shipped pretrained assets in factory/pretrained/ (bench/run_all.py needs them)")
     out, work = tmp_path / "out", tmp_path / "work"
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "run_all.py"), "--quick", "--out", str(out),
-                           "--workspace", str(work)], capture_output=True, text=True, timeout=880,
+                           "--workspace", str(work), "--arms", "scratch,full,zero,retrieval,generated"],
+                          capture_output=True, text=True, timeout=880,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r = json.loads((out / "run_all.json").read_text())
     assert r["quick"] is True and r["commit"] and r["command"].startswith("python bench/run_all.py")
     shipped = json.loads((REPO / "factory" / "pretrained" / "manifest.json").read_text())
-    arms = ("scratch", "zero", "retrieval", "generated")
+    arms = ("scratch", "full", "zero", "retrieval", "generated")
     for row in r["concepts"]:
         assert row["concept"] not in shipped["base"]["concepts"] + shipped["weightgen"]["concepts"]
         assert set(row["costs"]) == {"load_base", "text_encoding", "retrieval", "weightgen_load_and_sample"}
@@ -42,6 +43,8 @@ def test_run_all_quick_writes_well_formed_results(tmp_path):
                 cell = seed[arm]
                 assert all(math.isfinite(cell[k]) for k in ("psnr_at_equal", "psnr_final", "haarpsi", "fsim", "gmsd"))
                 assert cell["steps"] > 0
+            # the full fine-tune and the zero-init LoRA both start as the base with the concept's text
+            assert abs(seed["full"]["step0_psnr"] - seed["zero"]["step0_psnr"]) < 1e-3
         assert (out / f"curves-{row['concept']}.png").stat().st_size > 1000
     for cells in r["summary"]["equal"].values():
         assert set(cells) == {*arms, "identity"} and all(cells[a]["psnr_final"]["n"] >= 1 for a in arms)
