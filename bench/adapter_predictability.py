@@ -37,6 +37,16 @@ from common import log, provenance
 LAMBDAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
 
 
+def standardized(rows: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """``rows`` with each value standardized by the mean and spread of the dataset ``ref`` [N, P]."""
+    return (rows - ref.mean(0)) / (ref.std(0) + 1e-8)
+
+
+def loo_mean(z: np.ndarray) -> np.ndarray:
+    """Row i: the mean of every row but i (the leave-one-out mean adapter)."""
+    return (z.sum(0) - z) / (len(z) - 1)
+
+
 def loo_r2(x: np.ndarray, z: np.ndarray, lam: float) -> float:
     """Leave-one-out R^2 of ridge (features standardized, free intercept) from ``x`` [N, F] onto ``z`` [N, P]
     (closed form through the hat matrix), against the leave-one-out mean."""
@@ -47,8 +57,7 @@ def loo_r2(x: np.ndarray, z: np.ndarray, lam: float) -> float:
     hat = xs @ np.linalg.solve(xs.T @ xs + penalty, xs.T)
     h = np.diag(hat)[:, None]
     loo = (hat @ z - h * z) / (1 - h)
-    mean_loo = (z.sum(0) - z) / (n - 1)
-    return float(1 - ((z - loo) ** 2).sum() / ((z - mean_loo) ** 2).sum())
+    return float(1 - ((z - loo) ** 2).sum() / ((z - loo_mean(z)) ** 2).sum())
 
 
 def recipe_features(instructions: list[str]) -> tuple[np.ndarray, list[str]]:
@@ -88,14 +97,12 @@ def retrained(data: WeightDataset, adapters_ws: Path, k: int, seed: int) -> np.n
     return np.stack(rows)
 
 
-def seed_noise(w: np.ndarray, again: np.ndarray) -> dict[str, float]:
-    """R^2 of the retrained adapters as predictions of the dataset's (standardized over the whole dataset),
-    against the leave-one-out mean adapter, and the ceiling it implies for any predictor from the concept."""
-    n, k = len(w), len(again)
-    mu, sd = w.mean(0), w.std(0) + 1e-8
-    z, z2 = (w[:k] - mu) / sd, (again - mu) / sd
-    mean_loo = ((w.sum(0) - w[:k]) / (n - 1) - mu) / sd
-    r2 = float(1 - ((z - z2) ** 2).sum() / ((z - mean_loo) ** 2).sum())
+def seed_noise(z: np.ndarray, again: np.ndarray) -> dict[str, float]:
+    """R^2 of the retrained adapters ``again`` [K, P] as predictions of the dataset's first K rows (both
+    standardized over the whole dataset ``z`` [N, P]), against the leave-one-out mean adapter, and the ceiling
+    it implies for any predictor from the concept."""
+    k = len(again)
+    r2 = float(1 - ((z[:k] - again) ** 2).sum() / ((z[:k] - loo_mean(z)[:k]) ** 2).sum())
     return {"concepts": k, "r2_retrained": round(r2, 4), "ceiling": round(1 - (1 - r2) / 2, 4)}
 
 
@@ -111,7 +118,7 @@ def main() -> None:
     args = ap.parse_args()
     data = WeightDataset.load(args.weightgen)
     w = data.weights.double().numpy()
-    z = (w - w.mean(0)) / (w.std(0) + 1e-8)
+    z = standardized(w, w)
     recipe, names = recipe_features(data.instructions)
     text = TextEncoder("minilm", args.text_cache).pooled(data.instructions).double().numpy()
     rows = {name: {f"{lam:g}": round(loo_r2(x, z, lam), 4) for lam in LAMBDAS}
@@ -120,8 +127,8 @@ def main() -> None:
          "values_per_adapter": int(w.shape[1]), "recipe_features": len(names), "text_dim": int(text.shape[1]),
          "loo_r2": rows, "best": {k: max(v.values()) for k, v in rows.items()}}
     if args.retrain:
-        r["seed_noise"] = {**seed_noise(w, retrained(data, args.adapters, args.retrain, args.retrain_seed)),
-                           "seed": args.retrain_seed}
+        again = retrained(data, args.adapters, args.retrain, args.retrain_seed)
+        r["seed_noise"] = {**seed_noise(z, standardized(again, w)), "seed": args.retrain_seed}
     atomic_write_json(args.out / "predictability.json", r)
     lines = ["# How much of a family adapter the text predicts (weight space)", "",
              f"Command: `{r['command']}` (commit `{r['commit']}`, {r['date']}). {r['adapters']} adapters of "
