@@ -46,7 +46,7 @@ from factory.core.atomic import atomic_write_json, atomic_write_text
 from factory.core.errors import FactoryError
 from factory.core.workspace import Workspace
 from factory.evaluation.heldout import HeldOutPairs, text_conditioned
-from factory.evaluation.protocol import SEEDS, concept_split, mean_spread
+from factory.evaluation.protocol import DATA_SEED, PAIRS, SEEDS, SIZE, concept_split, mean_spread
 from factory.lora.adapters import layout_of_adapter, load_adapter
 from weight_generator.baselines import baseline_vector, save_vector_adapter
 from weight_generator.dataset import WeightDataset
@@ -64,7 +64,6 @@ from weight_generator.sample import WeightGenerator
 from common import log, provenance
 
 FAMILY = Path("bench/work/pretrain-family")
-PAIRS, SIZE, DATA_SEED = 160, 128, 0
 FULL = dict(split="test", base=str(FAMILY / "base/family-base"),
             weightgen=str(FAMILY / "adapters/weightgen/family-weightgen"), weights_workspace=str(FAMILY / "adapters"),
             seeds=",".join(map(str, SEEDS)), hyper_steps=2000, holdout=0, concepts="",

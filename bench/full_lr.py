@@ -23,14 +23,14 @@ from concepts.cards import find_card
 from factory.core.atomic import atomic_write_json, atomic_write_text
 from factory.core.workspace import Workspace
 from factory.data.card_pairs import PhotoCache, TeacherCache, make_pairs
-from factory.evaluation.protocol import concept_split
+from factory.evaluation.protocol import DATA_SEED, PAIRS, SIZE, concept_split
 from factory.lora.finetune import finetune
 from factory.lora.options import FinetuneOptions
 from factory.pipeline.assets import manifest, resolve_base
 
 from common import log, provenance
 
-PAIRS, SIZE, DATA_SEED, SEED = 160, 128, 0, 0
+SEED = 0
 LRS = (1e-4, 3e-4, 1e-3)
 
 

@@ -40,7 +40,7 @@ from factory.data.card_pairs import make_pairs
 from factory.data.photos import default_photos
 from factory.evaluation.curves import plateau, read_curve, write_curve
 from factory.evaluation.heldout import HeldOutPairs
-from factory.evaluation.protocol import EVAL_SECONDS, PLATEAU, check_photos, concept_split
+from factory.evaluation.protocol import DATA_SEED, EVAL_SECONDS, PAIRS, PLATEAU, SIZE, check_photos, concept_split
 from factory.lora.options import SCRATCH_LR
 from factory.pipeline.assets import pretrained_base
 
@@ -53,7 +53,6 @@ ARCHS = {  # in the order they run: the scratch plateaus set run_all's targets
     "pix2pix-residual": dict(generator={"arch": "pix2pix", "image_size": 128, "residual": True}, disc_nf=64,
                              lr=2e-4, batch=1, cap=3600.0),
 }
-PAIRS, SIZE, DATA_SEED = 160, 128, 0
 #: the reference concepts: every test concept for ``scratch`` (its plateau sets the time-to-quality target),
 #: one colour and one structural test concept for the pix2pix references (hours each on two cores)
 PIX2PIX_CONCEPTS = ("cross-process", "pencil-sketch")

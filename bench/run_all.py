@@ -51,11 +51,20 @@ from factory.core.atomic import atomic_write_json, atomic_write_png, atomic_writ
 from factory.core.errors import FactoryError
 from factory.core.workspace import Workspace
 from factory.evaluation.curves import check_cadence, read_curve, speedup, time_to_quality
-from factory.evaluation.protocol import EVAL_SECONDS, GROUPS, SEEDS, check_photos, concept_split, mean_spread
+from factory.evaluation.protocol import (
+    DATA_SEED,
+    EVAL_SECONDS,
+    GROUPS,
+    PAIRS,
+    SEEDS,
+    SIZE,
+    check_photos,
+    concept_split,
+    mean_spread,
+)
 
 from common import git_commit, log
 
-PAIRS, SIZE, DATA_SEED = 160, 128, 0
 FULL = dict(budget=90.0, eval_seconds=EVAL_SECONDS, equal_at=90.0, seeds=",".join(map(str, SEEDS)),
             concepts=None, latency_runs=30, workspace="bench/work/protocol", out="bench/results/all",
             references="bench/results/references", doc="BENCHMARKS.md")

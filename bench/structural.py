@@ -44,7 +44,7 @@ from factory.core.workspace import Workspace
 from factory.data.card_pairs import make_pairs
 from factory.evaluation.heldout import HeldOutPairs
 from factory.evaluation.metrics import learned
-from factory.evaluation.protocol import SEEDS, concept_split, mean_spread
+from factory.evaluation.protocol import DATA_SEED, PAIRS, SEEDS, SIZE, concept_split, mean_spread
 from factory.lora.options import SCRATCH_LR
 from factory.pipeline.assets import pretrained_base
 
@@ -57,7 +57,6 @@ VARIANTS = {
     "coords+texture": dict(l1_weight=10.0, fm_weight=10.0, coords=True, budget=1.0),
     "long": dict(l1_weight=100.0, fm_weight=0.0, coords=False, budget=3.0),
 }
-PAIRS, SIZE, DATA_SEED = 160, 128, 0
 METRICS = ("psnr", "haarpsi", "fsim", "gmsd", "psnr_quarter")
 
 

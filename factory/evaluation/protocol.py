@@ -6,6 +6,8 @@
   and ``structural``, reported apart.
 * Photos: the default photo set's fixed split (``factory.data.photos``), at least ``MIN_TEST_PHOTOS``
   test photos never used for training, near-duplicates on one side.
+* Data: each concept's pairs are ``PAIRS`` teacher pairs at ``SIZE`` px drawn with ``DATA_SEED``, the same
+  for every arm, so arms differ only in how they train.
 * Seeds: every headline figure is a mean with its spread over ``SEEDS``.
 * Time: every arm is evaluated on the same cadence in training seconds (``EVAL_SECONDS``), and its
   time to a quality is the first evaluation at or above it, plus every cost charged to the arm
@@ -26,6 +28,7 @@ import yaml
 from factory.core.errors import FactoryError
 
 SEEDS = (0, 1, 2)
+PAIRS, SIZE, DATA_SEED = 160, 128, 0
 EVAL_SECONDS = 10.0
 MIN_TEST_PHOTOS = 20
 PLATEAU = {"min_gain_db": 0.2, "last_fraction": 0.25, "min_seconds": 600.0, "cap_seconds": 7200.0}
