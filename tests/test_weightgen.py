@@ -372,10 +372,34 @@ def test_ridge_leave_one_out_is_exact_and_beats_the_mean_when_the_text_predicts_
         brute.append(float(((one.predict(x[i : i + 1]) - y[i : i + 1]) ** 2).mean()))
     assert fit.loo_error == pytest.approx(sum(brute) / len(brute), rel=1e-6)
     assert fit.loo_error < 0.1 * fit.mean_loo_error
+    # values every adapter shares (a frozen shared lora_A) change neither the choice nor the error
+    shared = torch.cat([y, torch.full((24, 300), 0.3)], 1)
+    with_shared = Ridge.fit(x, shared, shared.std(0).clamp_min(1e-8))
+    alone = Ridge.fit(x, y, y.std(0))
+    assert (with_shared.alpha, with_shared.loo_r2) == (alone.alpha, pytest.approx(alone.loo_r2, rel=1e-9))
     noise = Ridge.fit(x, torch.randn(24, 30, generator=g))  # texts that say nothing about the adapter
     assert noise.loo_error > 0.9 * noise.mean_loo_error
     with pytest.raises(FactoryError, match="at least 3"):
         Ridge.fit(x[:2], y[:2])
+
+
+def test_gaussian_kernel_ridge_follows_a_nonlinear_text_to_adapter_map_that_linear_ridge_cannot():
+    from weight_generator.baselines import Ridge
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.nn.functional.normalize(torch.randn(80, 3, generator=g), dim=1)
+    y = torch.cat([x[:, :1] * x[:, 1:2], x[:, 2:3] ** 2], 1).repeat(1, 10)  # no linear part at all
+    y = y + 0.01 * torch.randn(y.shape, generator=g)
+    linear, gauss = Ridge.fit(x, y), Ridge.fit(x, y, gammas=(1.0, 3.0, 10.0))
+    assert linear.gamma == 0.0 and gauss.gamma > 0
+    assert linear.loo_r2 < 0.1 < 0.8 < gauss.loo_r2
+    i, keep = 5, [j for j in range(80) if j != 5]  # its leave-one-out error is the refit's, as for the linear one
+    one = Ridge.fit(x[keep], y[keep], alphas=(gauss.alpha,), gammas=(gauss.gamma,))
+    resid = float(((one.predict(x[i : i + 1]) - y[i : i + 1]) ** 2).mean())
+    k = Ridge.gram(x, x, gauss.gamma)
+    h = k @ torch.linalg.inv(k + gauss.alpha * torch.eye(80, dtype=torch.float64))
+    loo_i = (y[i].double() - (h @ y.double())[i]) / (1 - h[i, i])
+    assert resid == pytest.approx(float((loo_i**2).mean()), rel=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["mean", "ridge", "retrieval"])

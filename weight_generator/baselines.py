@@ -67,43 +67,61 @@ INTERCEPT_FEATURE = 10.0
 
 @dataclass(frozen=True)
 class Ridge:
-    """Kernel ridge regression with an intercept from unit text embeddings X [N, D] to adapter vectors [N, P]."""
+    """Kernel ridge regression with an intercept from unit text embeddings X [N, D] to adapter vectors [N, P].
+
+    ``gamma`` 0 is the linear kernel (x . y); above 0 the Gaussian kernel on the unit sphere,
+    exp(gamma (x . y - 1)) = exp(-gamma |x - y|^2 / 2), which can follow a nonlinear text-to-adapter map."""
 
     x: torch.Tensor       # [N, D] float64
-    coef: torch.Tensor    # [N, P] float64: (K + alpha I)^-1 Y, K = X X^T + INTERCEPT_FEATURE^2
+    coef: torch.Tensor    # [N, P] float64: (K + alpha I)^-1 Y, K = kernel(X, X) + INTERCEPT_FEATURE^2
     alpha: float
-    loo_error: float      # mean squared leave-one-out error at ``alpha``, per value, in ``scale`` units
+    loo_error: float      # mean squared leave-one-out error at ``alpha``, per varying value, in ``scale`` units
     mean_loo_error: float  # the same for the leave-one-out mean adapter: what ridge must beat
+    gamma: float = 0.0
 
     @staticmethod
-    def kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return a.to(torch.float64) @ b.to(torch.float64).T + INTERCEPT_FEATURE**2
+    def gram(a: torch.Tensor, b: torch.Tensor, gamma: float = 0.0) -> torch.Tensor:
+        """The kernel matrix [len(a), len(b)] with the intercept's constant."""
+        dot = a.to(torch.float64) @ b.to(torch.float64).T
+        return (dot if gamma == 0 else torch.exp(gamma * (dot - 1))) + INTERCEPT_FEATURE**2
+
+    @property
+    def loo_r2(self) -> float:
+        """Leave-one-out R^2 against the leave-one-out mean adapter (0: no better than the mean)."""
+        return 1 - self.loo_error / self.mean_loo_error
 
     @classmethod
     def fit(cls, x: torch.Tensor, y: torch.Tensor, scale: torch.Tensor | None = None,
-            alphas: tuple[float, ...] = RIDGE_ALPHAS) -> Ridge:
-        """Fit with the penalty whose exact leave-one-out error (residual / (1 - H_ii)) is least."""
+            alphas: tuple[float, ...] = RIDGE_ALPHAS, gammas: tuple[float, ...] = (0.0,)) -> Ridge:
+        """Fit with the (penalty, kernel width) whose exact leave-one-out error (residual / (1 - H_ii)) is least."""
         x, y = x.to(torch.float64), y.to(torch.float64)
         n = len(x)
         if n < 3:
             raise FactoryError(f"ridge needs at least 3 training adapters, got {n}")
         scale = torch.ones(y.shape[1], dtype=torch.float64) if scale is None else scale.to(torch.float64)
-        k = cls.kernel(x, x)
+        # values every adapter shares (a frozen shared lora_A) are predicted exactly; their rounding noise divided
+        # by a near-zero scale would swamp the error and pick the penalty, so the error is over varying values
+        live = (y.std(0) > 1e-9 * float(y.abs().max().clamp_min(1e-30))) & (scale > 0)
+        if not bool(live.any()):
+            raise FactoryError("every training adapter is the same: nothing for ridge to fit")
         best = None
-        for alpha in alphas:
-            inv = torch.linalg.inv(k + alpha * torch.eye(n, dtype=torch.float64))
-            h = k @ inv
-            loo = (y - h @ y) / (1 - torch.diagonal(h))[:, None]
-            err = float(((loo / scale) ** 2).mean())
-            if best is None or err < best[0]:
-                best = (err, alpha, inv @ y)
-        mean_loo = float((((y - y.mean(0)) * n / (n - 1) / scale) ** 2).mean())  # y_i - mean of the others
-        err, alpha, coef = best
-        return cls(x, coef, alpha, err, mean_loo)
+        for gamma in gammas:
+            k = cls.gram(x, x, gamma)
+            for alpha in alphas:
+                inv = torch.linalg.inv(k + alpha * torch.eye(n, dtype=torch.float64))
+                h = k @ inv
+                loo = (y - h @ y) / (1 - torch.diagonal(h))[:, None]
+                err = float(((loo[:, live] / scale[live]) ** 2).mean())
+                if best is None or err < best[0]:
+                    best = (err, alpha, gamma, inv @ y)
+        dev = (y - y.mean(0))[:, live] * n / (n - 1) / scale[live]  # y_i - the mean of the others
+        mean_loo = float((dev**2).mean())
+        err, alpha, gamma, coef = best
+        return cls(x, coef, alpha, err, mean_loo, gamma)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Adapter vectors [M, P] (float32) for unit text embeddings x [M, D]."""
-        return (self.kernel(x, self.x) @ self.coef).to(torch.float32)
+        return (self.gram(x, self.x, self.gamma) @ self.coef).to(torch.float32)
 
 
 def ridge_adapter(text: str, dataset: WeightDataset, encoder_name: str = "minilm",
