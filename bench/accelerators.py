@@ -223,6 +223,7 @@ def holdout(args, base_dir: Path, wg_dir: Path, dataset: WeightDataset, weights_
     above = [r["generated"] > r["mean"] for r in rows.values()]
     log(f"leave-out: generated above the mean adapter on {sum(above)}/{len(above)} concepts")
     return {"concepts": len(rows), "generated_above_mean": sum(above), "share": sum(above) / max(1, len(above)),
+            "ridge_above_mean": sum(r["ridge"] > r["mean"] for r in rows.values()),
             "trained_on": len(rest), "steps": json.loads((folder / "training.json").read_text())["steps_done"],
             "rows": rows,
             "summary": {k: mean_spread(r[k] for r in rows.values())
@@ -342,7 +343,8 @@ def markdown(r: dict) -> str:
         L += ["", f"## Leave-out over the weight dataset ({h['concepts']} concepts left out; a generator trained on "
               f"the other {h['trained_on']} for {h['steps']} steps, as many as the full one)", "",
               f"Generated above the mean adapter on {h['generated_above_mean']}/{h['concepts']} "
-              f"({h['share']:.0%}; goal: at least 80%: {met(h['share'] >= 0.8)}).", "",
+              f"({h['share']:.0%}; goal: at least 80%: {met(h['share'] >= 0.8)}). Ridge (text embedding -> adapter, "
+              f"a baseline) above the mean adapter on {h.get('ridge_above_mean', '?')}/{h['concepts']}.", "",
               "| start | PSNR |", "| --- | ---: |"]
         L += [f"| {k} | {fmt(v)} |" for k, v in h["summary"].items()]
     return "\n".join(L) + "\n"
