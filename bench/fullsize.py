@@ -16,8 +16,11 @@ the teacher at full resolution (the classic recipe with its pixel sizes scaled t
 factory.teachers.rescale) on the 12 MP photo and on the concept's held-out photos at native size,
 next to the editor's 256 px figure (card.json). The default photo set keeps its photos at <= 1280 px,
 so the 12 MP and 9000x9000 images are a held-out photo upscaled (bicubic): timing and memory do not
-depend on content, but the upscaled photo has less fine detail than a camera's. A tile-size sweep of
-the tiled path (seconds, peak memory) backs the default tile. Writes bench/results/fullsize.{json,md}.
+depend on content, but the upscaled photo has less fine detail than a camera's. A sweep of the tiled
+path's tile size and overlap (``--tiles``: sizes, or size/overlap pairs; seconds, peak memory, PSNR) on the
+first concept; the defaults are chosen on validation concepts (``--concepts autumn,watercolor --out
+bench/results/fullsize-validation``), this run's test concepts report them. ``--huge 0`` skips the 9000x9000
+image. Writes <out>/fullsize.{json,md}.
 
     python bench/fullsize.py            # 4 test concepts, fp32 + int8, ~30 min on 2 cores (run it alone)
     python bench/fullsize.py --quick    # smoke: one concept, small images, bench/results/smoke/fullsize/
@@ -41,7 +44,7 @@ from common import git_commit, log
 REPO = Path(__file__).resolve().parents[1]
 PROTOCOL = REPO / "bench" / "work" / "protocol"
 FULL = dict(concepts="cross-process,underwater,pencil-sketch,halftone", size="4000x3000", huge=9000,
-            precisions="fp32,int8", tiles="384,512,768,1024", repeats=2, native_photos=6, run_seconds=120.0,
+            precisions="fp32,int8", tiles="384,512,512/64,768,1024", repeats=2, native_photos=6, run_seconds=120.0,
             work=REPO / "bench" / "work" / "fullsize", out=REPO / "bench" / "results")
 QUICK = dict(concepts="cross-process", size="800x600", huge=1200, precisions="fp32", tiles="256,512", repeats=1,
              native_photos=2, run_seconds=5.0, work=REPO / "bench" / "work" / "fullsize-quick",
@@ -110,6 +113,7 @@ def child(spec: dict) -> None:
 
     t0 = time.perf_counter()
     ed = Editor(spec["editor"], threads=spec["threads"], precision=spec["precision"])
+    ed.tile_overlap = spec.get("overlap")
     load = time.perf_counter() - t0
     baseline = _status_mb("VmRSS")
     edit = ed.edit
@@ -260,6 +264,7 @@ def native_quality(folder: Path, data: Path, n: int, threads: int) -> dict:
 # -- the benchmark ----------------------------------------------------------------------------------------------
 def bench_concept(concept: str, args, group: str) -> dict:
     from factory.export.fullsize import full_resolution_reference, held_out_photos, psnr_u8
+    from factory.runtime.tiles import default_overlap
     from factory.teachers.rescale import RescaleError, apply_recipe_at
 
     folder, data, source = make_editor(concept, args)
@@ -301,23 +306,25 @@ def bench_concept(concept: str, args, group: str) -> dict:
             runs.append(r)
             log(f"{concept} {path} {precision} {width}x{height}: {r['seconds']:.2f} s (first {r['first_seconds']:.2f}),"
                 f" peak {r['peak_mb']:.0f} MB, PSNR {r.get('psnr_db')}")
-    huge = write_rgb(tmp / f"photo-{args.huge}.jpg", big_photo(photo, args.huge, args.huge))
-    for path in PATHS if args.old_huge and concept == args.concept_list[0] else PATHS[:2]:
+    huge = write_rgb(tmp / f"photo-{args.huge}.jpg", big_photo(photo, args.huge, args.huge)) if args.huge else None
+    for path in [] if huge is None else PATHS if args.old_huge and concept == args.concept_list[0] else PATHS[:2]:
         r = measure({"editor": str(folder), "image": str(huge), "out": str(tmp / f"huge-{path}.jpg"), "path": path,
                      "precision": "fp32", "threads": args.threads, "repeats": 1})
         r.update({"path": path, "precision": "fp32", "size": f"{args.huge}x{args.huge}"})
         runs.append(r)
         log(f"{concept} {path} {args.huge}x{args.huge}: {r['seconds']:.1f} s, peak {r['peak_mb']:.0f} MB")
-    if concept == args.concept_list[0]:
-        for tile in args.tile_list:
-            r = measure({"editor": str(folder), "image": str(src), "out": str(tmp / f"tile{tile}.png"),
-                         "path": "tiled", "tile": tile, "precision": "fp32", "threads": args.threads,
-                         "repeats": args.repeats})
-            r.update({"path": "tiled", "tile": tile, "precision": "fp32", "size": "tile-sweep"})
+    if concept in (args.sweep.split(",") if args.sweep else args.concept_list[:1]):
+        for tile, overlap in args.tile_list:
+            out = tmp / f"tile{tile}-{overlap}.png"
+            r = measure({"editor": str(folder), "image": str(src), "out": str(out), "path": "tiled", "tile": tile,
+                         "overlap": overlap, "precision": "fp32", "threads": args.threads, "repeats": args.repeats})
+            r.update({"path": "tiled", "tile": tile, "overlap": overlap or default_overlap(tile, 16),
+                      "precision": "fp32", "size": "tile-sweep"})
             if reference is not None:
-                r["psnr_db"] = round(psnr_u8(read_rgb(tmp / f"tile{tile}.png"), reference), 2)
+                r["psnr_db"] = round(psnr_u8(read_rgb(out), reference), 2)
             runs.append(r)
-            log(f"{concept} tiled tile {tile}: {r['seconds']:.2f} s, peak {r['peak_mb']:.0f} MB")
+            log(f"{concept} tiled tile {tile} overlap {r['overlap']}: {r['seconds']:.2f} s, "
+                f"peak {r['peak_mb']:.0f} MB, PSNR {r.get('psnr_db')}")
     row["runs"] = runs
     return row
 
@@ -371,7 +378,8 @@ def render(result: dict) -> str:
         md += ["| path | precision | image | seconds | peak MB | PSNR (dB) |",
                "| --- | --- | --- | ---: | ---: | ---: |"]
         for r in row["runs"]:
-            image = f"{r['size']}" + (f", tile {r['tile']}" if "tile" in r else "")
+            image = f"{r['size']}" + (f", tile {r['tile']}" if "tile" in r else "") + \
+                (f", overlap {r['overlap']}" if "overlap" in r else "")
             md.append(f"| {r['path']} | {r['precision']} | {image} | {r['seconds']:.2f} ({r['first_seconds']:.2f}) | "
                       f"{r['peak_mb']:.0f} | {r.get('psnr_db', '')} |")
         md.append("")
@@ -388,6 +396,7 @@ def main() -> None:
     for k, v in FULL.items():
         ap.add_argument(f"--{k.replace('_', '-')}", type=type(v) if not isinstance(v, Path) else Path, default=None)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--sweep", help="concepts with the tile sweep (default: the first)")
     ap.add_argument("--no-old-huge", dest="old_huge", action="store_false",
                     help="skip the old tiling on the 9000x9000 image (it needs ~9 GB and ~3 minutes)")
     args = ap.parse_args()
@@ -400,7 +409,7 @@ def main() -> None:
     args.width, args.height = (int(v) for v in args.size.split("x"))
     args.concept_list = args.concepts.split(",")
     args.precision_list = args.precisions.split(",")
-    args.tile_list = [int(t) for t in args.tiles.split(",")]
+    args.tile_list = [(int(t.split("/")[0]), int(t.split("/")[1]) if "/" in t else None) for t in args.tiles.split(",")]
     from factory.core.atomic import atomic_write_json, atomic_write_text
     from factory.evaluation.protocol import concept_split
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -19,7 +21,7 @@ from factory.core.errors import FactoryError
 from factory.runtime.editor import Editor
 from factory.runtime.fullsize import FullSize, card_full_size, resolve
 from factory.runtime.guided import guided_edit
-from factory.runtime.tiles import axis_tiles, edit_tiled
+from factory.runtime.tiles import axis_tiles, edit_tiled, ordered_map
 from tests.conftest import photo, write_rgb
 
 MIX = np.array([[0.7, 0.3, 0.1], [0.1, 0.8, 0.1], [0.05, 0.25, 0.6]], np.float32)  # a channel mixer
@@ -68,6 +70,47 @@ def test_streamed_tiles_equal_the_whole_image_for_a_per_pixel_editor(h: int, w: 
     assert tiled.shape == img.shape and tiled.dtype == np.uint8
     assert np.abs(tiled.astype(int) - whole(per_pixel, img)).max() <= 1
     assert all(s[2] <= tile and s[3] <= tile and s[2] % 16 == 0 and s[3] % 16 == 0 for s in calls)
+
+
+def test_tiles_run_by_two_workers_equal_one_worker() -> None:
+    img = textured(700, 450, seed=5)
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.002 * (int(x[0, 0, 0, 0] * 100) % 3))  # calls finish out of order
+        try:
+            return np.tanh(per_pixel(x) + 0.3 * x[:, :, ::-1, :])  # position-dependent: a misplaced tile shows
+        finally:
+            with lock:
+                running[0] -= 1
+
+    one = edit_tiled(run, img, 128, 16, batch=1, overlap=32)
+    two = edit_tiled(run, img, 128, 16, batch=1, overlap=32, workers=2)
+    np.testing.assert_array_equal(one, two)
+    assert most[0] == 2
+
+
+def test_ordered_map_keeps_order_with_a_bounded_number_in_flight() -> None:
+    pulled = [0]
+
+    def items():
+        for i in range(40):
+            pulled[0] += 1
+            yield i
+
+    def slow(i: int) -> int:
+        time.sleep(0.001 * (i % 4))
+        return i * i
+
+    got = []
+    for r in ordered_map(slow, items(), 3):
+        assert pulled[0] - len(got) <= 2 * 3
+        got.append(r)
+    assert got == [i * i for i in range(40)]
+    assert list(ordered_map(slow, range(5), 1)) == [0, 1, 4, 9, 16]
 
 
 def test_tile_grid_covers_with_overlap_and_little_waste() -> None:
@@ -158,6 +201,18 @@ def test_editor_paths_follow_the_card_and_overrides(editors: dict[str, Path]) ->
     assert sharp.edit([img], size=48)[0].shape == img.shape  # --size alone means resize
     small = img[:40, :60]
     np.testing.assert_array_equal(sharp.edit([small])[0], sharp.edit([small], path="tiled")[0])  # nothing to upsample
+
+
+def test_editor_edits_tiles_in_as_many_workers_as_threads(editors: dict[str, Path]) -> None:
+    img = textured(300, 420, seed=11)
+    single = Editor(editors["sharp"], threads=1)
+    double = Editor(editors["sharp"], threads=2)
+    assert (single.tile_workers, double.tile_workers) == (1, 2)
+    one, two = single.edit([img], path="tiled", tile=64)[0], double.edit([img], path="tiled", tile=64)[0]
+    assert double._tile_session is not None and single._tile_session is None  # two workers ran the tiles
+    assert np.abs(one.astype(int) - two).max() <= 1
+    double.tile_overlap = 16
+    assert np.abs(double.edit([img], path="tiled", tile=64)[0].astype(int) - one).max() <= 1  # a conv editor: seamless
 
 
 def test_card_and_path_errors(editors: dict[str, Path], tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,7 +153,7 @@ class Editor:
             session = make_session(self.path, threads)
         except Exception as exc:  # onnxruntime raises its own exception types for corrupt models
             raise FactoryError(f"{self.path}: not a loadable ONNX model ({str(exc).strip().splitlines()[0]})") from None
-        self._use(session)
+        self._use(session, threads, lambda t: make_session(self.path, t))
 
     @classmethod
     def from_pack(cls, folder: str | os.PathLike, concept: str, threads: int | None = None) -> Editor:
@@ -162,12 +162,18 @@ class Editor:
 
         editor = cls.__new__(cls)
         editor.path = Path(folder) / f"{concept}.pack"
-        editor._use(pack_session(folder, concept, session_options(threads)))
+        editor._use(pack_session(folder, concept, session_options(threads)), threads,
+                    lambda t: pack_session(folder, concept, session_options(t)))
         editor.metadata["concept"] = concept
         return editor
 
-    def _use(self, session: ort.InferenceSession) -> None:
+    def _use(self, session: ort.InferenceSession, threads: int | None,
+             reopen: Callable[[int], ort.InferenceSession]) -> None:
         self.session = session
+        self.threads = threads
+        self._reopen = reopen  # another session of the same model with the given intra-op threads
+        self._tile_session: ort.InferenceSession | None = None
+        self.tile_overlap: int | None = None  # pixels tiles overlap by (None: tiles.default_overlap)
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
@@ -198,6 +204,17 @@ class Editor:
         if self.fixed_batch is not None and x.shape[0] != self.fixed_batch:
             return np.concatenate([self.run(x[i : i + 1]) for i in range(x.shape[0])])
         return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    @property
+    def tile_workers(self) -> int:
+        """Tiles edited at once on a large image: one per thread (``threads``, else every core)."""
+        return max(1, self.threads or os.cpu_count() or 1)
+
+    def _run_tile(self, x: np.ndarray) -> np.ndarray:
+        """``run`` for one of ``tile_workers`` concurrent tile calls: a single-threaded session of the same
+        model (2 x 1 thread on different tiles outruns 1 x 2 threads: fewer synchronisations per layer)."""
+        assert self._tile_session is not None, "_edit_tiles opens it"
+        return self._tile_session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
     def run_batched(self, x: np.ndarray, batch: int = 8) -> np.ndarray:
         """``run`` over a long [N, 3, H, W] batch, ``batch`` images per onnxruntime call."""
@@ -237,10 +254,17 @@ class Editor:
             jobs.extend(image_jobs)
         outputs = self._run_jobs(jobs, max(1, batch))
         return [
-            edit_tiled(self.run, arrays[i], tile, self.stride, batch) if plan["mode"] == "tiles"
+            self._edit_tiles(arrays[i], tile, batch) if plan["mode"] == "tiles"
             else self._assemble(plan, [o for j, o in zip(jobs, outputs) if j.image == i])
             for i, plan in enumerate(plans)
         ]
+
+    def _edit_tiles(self, image: np.ndarray, tile: int, batch: int) -> np.ndarray:
+        workers = self.tile_workers if self.fixed_batch is None and self.fixed_hw == (None, None) else 1
+        if workers > 1 and self._tile_session is None:
+            self._tile_session = self._reopen(1)  # before the threads start: one session, shared by them
+        return edit_tiled(self._run_tile if workers > 1 else self.run, image, tile, self.stride, batch,
+                          overlap=self.tile_overlap, workers=workers)
 
     def _guided(self, image: np.ndarray, side: int, batch: int, tile: int) -> np.ndarray:
         if max(image.shape[:2]) <= side:  # nothing to upsample

@@ -8,13 +8,18 @@ so seams do not show. Tiles run one band (a row of tiles) at a time: only that b
 accumulator (``th`` x padded width) is held, and rows no later band touches go straight to the
 uint8 output. Peak memory is the input, the output, one band and the model's activations for a
 batch of tiles (about 1 KB per tile pixel for the default generator, so tiles run in batches of at
-most ``TILE_BATCH_PIXELS``).
+most ``TILE_BATCH_PIXELS``) times ``workers``: that many calls run at once on different tiles (two
+single-threaded onnxruntime calls on 2 cores edit a 12 MP photo ~15% sooner than one call with two
+threads), their results blended in order.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -25,6 +30,8 @@ DEFAULT_TILE = 512
 #: pixels per onnxruntime call when tiling (the default generator needs ~1 KB of activations per pixel)
 TILE_BATCH_PIXELS = 512 * 512
 
+T = TypeVar("T")
+R = TypeVar("R")
 RunFn = Callable[[np.ndarray], np.ndarray]  # [B, 3, H, W] float32 in [-1, 1] -> the same
 
 
@@ -61,13 +68,37 @@ def reflect_index(n: int, size: int) -> np.ndarray:
     return np.where(i < size, i, period - i).astype(np.intp)
 
 
+#: the most tiles overlap by: on the validation concepts (bench/results/fullsize-validation/fullsize.md) 512 px
+#: tiles overlapping by 32 px match 64 px within 0.03 dB of PSNR against the full-resolution teacher and edit a
+#: 12 MP photo about 1 s sooner
+MAX_OVERLAP = 32
+
+
 def default_overlap(tile: int, stride: int) -> int:
-    return max(stride, (tile // 8) // stride * stride)
+    """Pixels tiles overlap by: an eighth of the tile, at most ``MAX_OVERLAP``, on the stride (at least one)."""
+    return max(stride, min(tile // 8, MAX_OVERLAP) // stride * stride)
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
+    """``map(fn, items)`` run by ``workers`` threads, results in order, at most ``2 * workers`` items in flight
+    (so a long stream of tiles never sits in memory at once). One worker: plain ``map``."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque[Future[R]] = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def edit_tiled(run: RunFn, image: np.ndarray, tile: int, stride: int, batch: int = 1,
-               overlap: int | None = None) -> np.ndarray:
-    """Edit an HxWx3 uint8 image at native resolution in overlapping tiles (see the module docstring)."""
+               overlap: int | None = None, workers: int = 1) -> np.ndarray:
+    """Edit an HxWx3 uint8 image at native resolution in overlapping tiles (see the module docstring);
+    ``workers`` threads call ``run`` on different tiles at once (``run`` must be thread-safe)."""
     h, w = image.shape[:2]
     ph, pw = _ceil_to(h, stride), _ceil_to(w, stride)
     overlap = overlap or default_overlap(tile, stride)
@@ -84,28 +115,44 @@ def edit_tiled(run: RunFn, image: np.ndarray, tile: int, stride: int, batch: int
     inv_norm_x = (127.5 / norm_x[:w])[None, :]
     cols = reflect_index(pw, w)
     per_call = max(1, min(batch, TILE_BATCH_PIXELS // (th * tw)))
+
+    def calls() -> Iterator[tuple[int, list[int], np.ndarray]]:
+        """(band, tile x origins, model input) for every onnxruntime call, band by band."""
+        for k, y0 in enumerate(ys):
+            rows = image[y0 : y0 + th] if y0 + th <= h else image[reflect_index(y0 + th, h)[y0:]]
+            band = rows[:, cols] if pw != w else rows
+            for start in range(0, len(xs), per_call):
+                chunk = xs[start : start + per_call]
+                x = np.empty((len(chunk), 3, th, tw), np.float32)  # pixel / 127.5 - 1, channels first
+                for i, c in enumerate(chunk):
+                    x[i] = band[:, c : c + tw].transpose(2, 0, 1)
+                x *= np.float32(1 / 127.5)
+                x -= np.float32(1.0)
+                yield k, chunk, x
+
     out = np.empty((h, w, 3), np.uint8)
     acc = np.zeros((3, th, pw), np.float32)
-    for k, y0 in enumerate(ys):
-        if k:  # keep the overlap with the previous band, clear the rest
-            keep = ys[k - 1] + th - y0
-            acc[:, :keep] = acc[:, th - keep :].copy()
-            acc[:, keep:] = 0.0
-        rows = image[y0 : y0 + th] if y0 + th <= h else image[reflect_index(y0 + th, h)[y0:]]
-        band = rows[:, cols] if pw != w else rows
-        for start in range(0, len(xs), per_call):
-            chunk = xs[start : start + per_call]
-            x = np.empty((len(chunk), 3, th, tw), np.float32)  # pixel / 127.5 - 1, channels first
-            for i, c in enumerate(chunk):
-                x[i] = band[:, c : c + tw].transpose(2, 0, 1)
-            x *= np.float32(1 / 127.5)
-            x -= np.float32(1.0)
-            for c, tile_out in zip(chunk, run(x)):
-                for ch in range(3):  # acc += output * weight, in place
-                    cv2.accumulateProduct(np.ascontiguousarray(tile_out[ch]), weight, acc[ch, :, c : c + tw])
+
+    def finish_band(k: int) -> None:
+        y0 = ys[k]
         done = min(h, ys[k + 1] if k + 1 < len(ys) else y0 + th)
         if done > y0:
             _finish(acc[:, : done - y0, :w], norm_y[y0:done], inv_norm_x, out[y0:done])
+
+    band_k = -1
+    for k, chunk, y in ordered_map(lambda call: (call[0], call[1], run(call[2])), calls(), workers):
+        if k != band_k:
+            if band_k >= 0:
+                finish_band(band_k)
+            if k:  # keep the overlap with the previous band, clear the rest
+                keep = ys[k - 1] + th - ys[k]
+                acc[:, :keep] = acc[:, th - keep :].copy()
+                acc[:, keep:] = 0.0
+            band_k = k
+        for c, tile_out in zip(chunk, y):
+            for ch in range(3):  # acc += output * weight, in place
+                cv2.accumulateProduct(np.ascontiguousarray(tile_out[ch]), weight, acc[ch, :, c : c + tw])
+    finish_band(band_k)
     return out
 
 
