@@ -19,9 +19,12 @@ def log(msg: str) -> None:
 
 
 def git_commit() -> str:
-    """The checked-out commit, short form ('' outside a git checkout)."""
+    """The checked-out commit, short form ('' outside a git checkout), with ``+dirty`` when tracked files other
+    than bench/results differ from it (the figures then come from code no commit holds)."""
     proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
-    return proc.stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results"],
+                           capture_output=True, text=True, cwd=REPO)
+    return proc.stdout.strip() + ("+dirty" if proc.stdout.strip() and dirty.stdout.strip() else "")
 
 
 def provenance(script: str) -> dict[str, object]:

@@ -357,7 +357,8 @@ def render(result: dict) -> str:
           f"{result['date']}, {result['machine']}, commit `{result['commit']}`; `{result['command']}`; "
           f"onnxruntime threads {result['threads']}; load average before {result['load_average']['before']}, "
           f"after {result['load_average']['after']}.", "",
-          f"Images: a held-out photo upscaled to {result['size']} and {result['huge']}x{result['huge']} (the default "
+          f"Images: a held-out photo upscaled to {result['size']}"
+          + (f" and {result['huge']}x{result['huge']}" if result["huge"] else "") + " (the default "
           "photo set keeps photos at <= 1280 px); 'native' = the concept's held-out photos at their own size. "
           "PSNR against the teacher at full resolution (the recipe with pixel sizes scaled to the photo). "
           "Seconds: the edit alone, best of the repeats (first run in parentheses); peak: VmHWM of a fresh "
