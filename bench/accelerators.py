@@ -59,6 +59,7 @@ from weight_generator.hypernet import (
     save_hypernet,
     train_hypernet,
 )
+from weight_generator.init_choice import write_init_choice
 from weight_generator.sample import WeightGenerator
 
 from common import log, provenance
@@ -78,6 +79,9 @@ STARTS = ("identity", "unrelated text", "text only", "mean", "ridge", "retrieval
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--record-choice", action="store_true",
+                    help="with --split validation: write the best start into the weight generator's folder "
+                         "(init_choice.json), which `factory run --init auto` then takes with this base")
     ap.add_argument("--base-only", action="store_true",
                     help="only the unchanged photo and the base's text-only output (no weight generator needed)")
     for k, v in FULL.items():
@@ -142,7 +146,7 @@ def starts(args, base: BaseGAN, dataset: WeightDataset | None, gen: WeightGenera
     dataset: the unchanged photo and the base's text-only output)."""
     from factory.data.card_pairs import PhotoCache, TeacherCache, make_pairs
 
-    layout = layout_of_adapter(weights_ws.lora(dataset.concepts[0])) if dataset is not None else None
+    layout = layout_of_adapter(weights_ws.lora(dataset.concepts[0])) if dataset is not None and nets else None
     teachers, photos = TeacherCache(), PhotoCache()
     texts = {c: find_card(c).instruction for c in concepts}
     other = {c: texts[concepts[(i + 1) % len(concepts)]] for i, c in enumerate(concepts)}
@@ -167,10 +171,11 @@ def starts(args, base: BaseGAN, dataset: WeightDataset | None, gen: WeightGenera
             r["generated" + label] = [
                 psnr_of(base, gen.sample_to_folder(text, work / f"{c}-generated{s}{label.strip()}", steps=1, seed=s),
                         text, held, cache) for s in args.seed_list]
-            r["hypernet" + label] = [
-                psnr_of(base, hypernet_adapter(net, base.model, layout, text, work / f"{c}-hypernet{s}{label.strip()}",
-                                               cache), text, held, cache)
-                for s, net in zip(args.seed_list, nets)]
+            if nets:
+                r["hypernet" + label] = [
+                    psnr_of(base, hypernet_adapter(net, base.model, layout, text,
+                                                   work / f"{c}-hypernet{s}{label.strip()}", cache), text, held, cache)
+                    for s, net in zip(args.seed_list, nets)]
         rows[c] = r
         log(f"{c}: " + ", ".join(f"{s} {value(r[s]):.2f}" for s in STARTS if s in r))
     return rows
@@ -275,7 +280,7 @@ def main() -> None:
     work = ws.root / "accelerators" / base_dir.name
     if args.split != "none":
         gen = None if args.base_only else WeightGenerator.load(wg_dir, text_cache=ws.text_cache)
-        nets = [] if args.base_only else hypernets(args, base, dataset, weights_ws, work)
+        nets = [] if args.base_only or not args.hyper_steps else hypernets(args, base, dataset, weights_ws, work)
         rows = starts(args, base, dataset, gen, nets, concepts, ws, weights_ws)
         g = goals(rows)
     result = {"split": args.split, "quick": args.quick, **provenance("accelerators.py"),
@@ -284,8 +289,15 @@ def main() -> None:
               "hyper_steps": args.hyper_steps, "rows": rows, "goals": g}
     if args.split == "validation" and not args.base_only:
         means = g["all"]["by_start"]
-        adapters = [s for s in STARTS if s not in ("identity", "unrelated text", "text only")]
+        adapters = [s for s in STARTS if s not in ("identity", "unrelated text", "text only") and s in means]
         result["choice"] = max(adapters, key=lambda s: means[s]["mean"])
+        if args.record_choice:
+            init = {"generated": "weightgen"}.get(result["choice"], result["choice"])
+            path = write_init_choice(wg_dir, init, base.sha256, {
+                "measured_by": result["command"], "commit": result["commit"], "date": result["date"],
+                "results": f"{Path(args.out) / 'accelerators-validation.json'}",
+                "validation_means": {s: round(means[s]["mean"], 3) for s in adapters}})
+            log(f"recorded --init auto = {init} in {path}")
     if args.holdout:
         result["holdout"] = holdout(args, base_dir, wg_dir, dataset, weights_ws, work)
     result["minutes"] = round((time.perf_counter() - started) / 60, 1)
@@ -311,8 +323,9 @@ def markdown(r: dict) -> str:
          + (f", weight generator `{r['weightgen']}` ({r['weight_dataset']} adapters)" if r["weight_dataset"] else
             " alone (--base-only)")
          + ". PSNR in dB on each concept's test pairs (test photos), before any training; "
-         + (f"generated = one-step samples with seeds {r['seeds']}, hypernet = one network per seed "
-            f"({r['hyper_steps']} steps); " if r["weight_dataset"] else "")
+         + (f"generated = one-step samples with seeds {r['seeds']}"
+            + (f", hypernet = one network per seed ({r['hyper_steps']} steps); " if r["hyper_steps"] else
+               " (no hypernetwork: --hyper-steps 0); ") if r["weight_dataset"] else "")
          + "mean ± sd over concepts; shuffled = the next concept's text (for the base's conditioning too).", ""]
     for group, g in r["goals"].items():
         L += [f"## {group} ({g['concepts']} concepts)", "", "| start | own text | shuffled text |",

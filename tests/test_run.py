@@ -106,6 +106,25 @@ def test_zero_shot_editor_needs_no_teacher_data_and_is_evaluated_when_pairs_exis
     assert r.returncode == 2 and "needs a starting adapter" in r.stderr
 
 
+def test_auto_init_takes_the_start_measured_best_for_this_base(shipped, tmp_path):
+    from base_gan.models import BaseGAN
+    from weight_generator.init_choice import write_init_choice
+
+    assets = tmp_path / "assets"
+    shutil.copytree(shipped, assets)
+    env = {**os.environ, "FACTORY_PRETRAINED": str(assets), "OMP_NUM_THREADS": "1"}
+    sha = BaseGAN.load(assets / "editfactory-base").sha256
+    for recorded_for, expected in ((sha, "mean"), ("another base", "weightgen")):
+        write_init_choice(assets / "editfactory-weightgen", "mean", recorded_for, {"results": "validation.json"})
+        ws = tmp_path / f"ws-{expected}"
+        run_factory(ws, "run", NEW_TEXT, "--teacher", "classic", "--zero-shot", "--export-size", "32", "--no-ort",
+                    env=env)
+        init = next((ws / "runs").glob("*/init/init.json"))
+        assert json.loads(init.read_text())["init"] == expected
+        why = json.loads(next((ws / "runs").glob("*/state.json")).read_text())["stages"]["init"]["info"]["why"]
+        assert ("validation.json" in why) == (expected == "mean")
+
+
 def test_pretrain_install_refuses_a_heldout_concept_the_base_saw(tiny_pretrained, tmp_path):
     m = json.loads((tiny_pretrained / "manifest.json").read_text())
     assert m["heldout"] == ["autumn"] and m["weightgen"]["stored_dtype"] == "float16"

@@ -25,9 +25,10 @@ from factory.pipeline.session import Session
                              "'default', else the shipped pretrained base).")
 @click.option("--init", type=click.Choice(INIT_CHOICES), default="auto",
               show_default=True,
-              help="auto: the weight generator's adapter when one fits the base, else zero-init LoRA (base); "
-                   "hypernet: the Text-to-LoRA hypernetwork shipped with it; mean / ridge / retrieval: its "
-                   "baselines over the training adapters.")
+              help="auto: the start measured best on validation concepts for this base and weight generator "
+                   "(its init_choice.json; without one, weightgen), else zero-init LoRA (base) when no weight "
+                   "generator fits; weightgen: its sampled adapter; hypernet: the Text-to-LoRA hypernetwork "
+                   "shipped with it; mean / ridge / retrieval: its baselines over the training adapters.")
 @click.option("--synth-pairs", type=click.IntRange(4), default=120, show_default=True,
               help="Pairs the teacher makes (train and test together).")
 @click.option("--pairs", type=click.IntRange(1), help="Fine-tune on K training pairs (clustered; default all).")

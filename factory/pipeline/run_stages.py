@@ -85,13 +85,17 @@ def init_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, opts: RunOptions
 
     from factory.pipeline.assets import find_weightgen
     from factory.pipeline.steps import initial_adapter
+    from weight_generator.init_choice import chosen_init
 
     if opts.init == "base":
         return {"init": "base", "why": "--init base (zero-init LoRA)"}
-    kind = AUTO_INIT if opts.init == "auto" else opts.init
+    kind, chosen = opts.init, None
     out = run_dir(ws, card.name) / "init"
     try:
         folder = find_weightgen(ws)
+        if kind == "auto":  # the start measured best on validation concepts with this base, else AUTO_INIT
+            chosen = chosen_init(folder, base.sha256)
+            kind = chosen["init"] if chosen else AUTO_INIT
         started = time.perf_counter()
         initial_adapter(kind, card.instruction, out, workspace=ws, base=base.folder, seed=opts.seed)
     except FactoryError as exc:
@@ -104,6 +108,9 @@ def init_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, opts: RunOptions
            "mean": "the mean of the weight generator's training adapters",
            "ridge": "ridge regression from the concept text's embedding to the training adapters",
            "retrieval": "the training adapter of the nearest text"}[kind]
+    if opts.init == "auto":
+        why += (f" (auto: the best start on validation concepts, {chosen.get('results', 'measured')})" if chosen
+                else " (auto: no measured choice for this base)")
     return {"init": str(out), "kind": kind, "weightgen": str(folder),
             "sample_seconds": round(time.perf_counter() - started, 3), "why": why}
 
@@ -183,7 +190,7 @@ def eval_stage(ws: Workspace, concept: str, log: Log, zero_shot: bool = False) -
     from factory.data.dataset import to_uint8
     from factory.data.pair_store import read_manifest
     from factory.evaluation.heldout import HeldOutPairs, editor_edit
-    from factory.evaluation.metrics import learned
+    from factory.evaluation.metrics import falls_short, learned
     from factory.runtime.editor import EDITOR_FILES, Editor
 
     if zero_shot and not read_manifest(ws.data(concept)):
@@ -205,6 +212,7 @@ def eval_stage(ws: Workspace, concept: str, log: Log, zero_shot: bool = False) -
     shown = "fp32" if "fp32" in outputs else next(iter(outputs), None)
     if shown:
         result["learned"] = learned(result[f"editor_{shown}"], result["identity"])
+        result["short_of"] = falls_short(result[f"editor_{shown}"], result["identity"])
     grid_dir = run_dir(ws, concept) / "grid"
     rows = []
     for i in range(min(len(held), 6)):
@@ -219,11 +227,11 @@ def eval_stage(ws: Workspace, concept: str, log: Log, zero_shot: bool = False) -
         rows.append(row)
     result["grid"] = rows
     atomic_write_json(run_dir(ws, concept) / "eval.json", result)
-    e = result.get("editor_int8") or result.get("editor_fp32")
-    if e:
-        i = result["identity"]
-        log(f"eval: editor PSNR {e['psnr']:.2f} dB / HaarPSI {e['haarpsi']:.3f} / GMSD {e['gmsd']:.3f} vs identity "
-            f"{i['psnr']:.2f} dB / {i['haarpsi']:.3f} / {i['gmsd']:.3f} on {len(held)} test pairs: "
-            + ("learned" if result.get("learned") else "NOT learned (it does not beat the unchanged photo on PSNR "
-                                                       "and every structural metric)"))
+    if shown:
+        e, i = result[f"editor_{shown}"], result["identity"]
+        log(f"eval: {shown} editor PSNR {e['psnr']:.2f} dB / HaarPSI {e['haarpsi']:.3f} / GMSD {e['gmsd']:.3f} vs "
+            f"identity {i['psnr']:.2f} dB / {i['haarpsi']:.3f} / {i['gmsd']:.3f} on {len(held)} test pairs: "
+            + ("learned" if result["learned"] else "NOT learned: not better than the unchanged photo on "
+               + ", ".join(f"{m.upper()} ({e[m]:.3g} vs {i[m]:.3g})" for m in result["short_of"])
+               + " (learned = better on PSNR and on every structural metric)"))
     return result
