@@ -68,7 +68,12 @@ def quality(pred: torch.Tensor, target: torch.Tensor, full: bool = True) -> dict
     return out
 
 
+def falls_short(student: dict[str, float], identity: dict[str, float]) -> list[str]:
+    """The metrics among PSNR and the structural ones on which a student does not beat the unchanged source."""
+    names = ["psnr", *[m for m in STRUCTURAL if m in student and m in identity]]
+    return [m for m in names if not ((student[m] > identity[m]) if HIGHER_IS_BETTER[m] else (student[m] < identity[m]))]
+
+
 def learned(student: dict[str, float], identity: dict[str, float]) -> bool:
     """Whether a student beats the unchanged source on PSNR and on every structural metric it has."""
-    names = ["psnr", *[m for m in STRUCTURAL if m in student and m in identity]]
-    return all((student[m] > identity[m]) if HIGHER_IS_BETTER[m] else (student[m] < identity[m]) for m in names)
+    return not falls_short(student, identity)
