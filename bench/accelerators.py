@@ -294,7 +294,7 @@ def main() -> None:
         if args.record_choice:
             init = {"generated": "weightgen"}.get(result["choice"], result["choice"])
             path = write_init_choice(wg_dir, init, base.sha256, {
-                "measured_by": result["command"], "commit": result["commit"], "date": result["date"],
+                "commit": result["commit"], "date": result["date"],  # the command is in the results file
                 "results": f"{Path(args.out) / 'accelerators-validation.json'}",
                 "validation_means": {s: round(means[s]["mean"], 3) for s in adapters}})
             log(f"recorded --init auto = {init} in {path}")
