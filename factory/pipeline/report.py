@@ -117,8 +117,7 @@ def build_report(ws: Workspace, concept: str) -> Path:
         quality=_quality(ev, metrics),
         columns=QUALITY_COLUMNS,
         learned=ev.get("learned"),
-        short_of=[m.upper() if m in ("psnr", "gmsd", "fsim") else {"haarpsi": "HaarPSI"}.get(m, m)
-                  for m in ev.get("short_of") or []],
+        short_of=[next((label for key, label, _ in QUALITY_COLUMNS if key == m), m) for m in ev.get("short_of") or []],
         init=(state["stages"].get("init") or {}).get("info"),
         training=training,
         curve=data_uri(curve) if curve.is_file() else None,
