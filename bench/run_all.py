@@ -109,6 +109,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--loras", type=Path, default=None,
                     help="a family recipe's adapters folder (<workspace>/adapters/loras): times its adapter stage for "
                          "the shared-pretraining line")
+    ap.add_argument("--train-pairs", type=int, default=None,
+                    help="train every arm on K of the concept's training pairs (E2GAN's clustered subset, the same K "
+                         "for every arm of a seed; default: all): how much teacher data each start needs")
     ap.add_argument("--arms", default=",".join(ARMS),
                     help=f"comma-separated arms of {', '.join(ALL_ARMS)} (full: every weight of the base fine-tuned)")
     for k, v in FULL.items():
@@ -211,7 +214,8 @@ def run_arm(args, ws: Workspace, base, concept: str, seed: int, arm: str, inits:
         return json.loads((out / "metrics.json").read_text())
     layout = layout_of_adapter(inits["generated"])
     common = dict(
-        steps=10**6, seconds=args.budget, eval_seconds=args.eval_seconds, batch=8, seed=seed, checkpoint_every=10**6
+        steps=10**6, seconds=args.budget, eval_seconds=args.eval_seconds, batch=8, seed=seed, checkpoint_every=10**6,
+        pairs=args.train_pairs,
     )
     if arm in ("scratch", "full"):
         opts = FinetuneOptions(init=arm, **common)
@@ -502,7 +506,9 @@ def markdown(r: dict) -> str:
         "",
         f"Photos: {r['photos']['test']} test photos never used for training ({', '.join(r['photos']['test_ids'])}); "
         f"{r['photos']['train']} train photos; near-duplicates (the stereo pair) on one side. "
-        f"{r['pairs']} pairs per concept at {r['size']} px, the same pairs for every arm and seed.",
+        f"{r['pairs']} pairs per concept at {r['size']} px, the same pairs for every arm and seed"
+        + (f"; every arm trains on {r['train_pairs']} of the training pairs (clustered on the base encoder's "
+           "features, the same for every arm of a seed)." if r.get("train_pairs") else "."),
         "",
         f"Seeds: {', '.join(map(str, r['seeds']))}; every cell is the mean ± standard deviation over seeds (and "
         f"concepts for a group). Every arm is evaluated every {r['eval_seconds']:g} s of training (evaluation time "
@@ -728,6 +734,7 @@ def main() -> None:
             "test_ids": [p.name for p in photos.split("test")],
         },
         "pairs": 24 if args.quick else PAIRS,
+        "train_pairs": args.train_pairs,
         "size": size,
         "seeds": args.seed_list,
         "eval_seconds": args.eval_seconds,
