@@ -114,9 +114,9 @@ def test_auto_init_takes_the_start_measured_best_for_this_base(shipped, tmp_path
     shutil.copytree(shipped, assets)
     env = {**os.environ, "FACTORY_PRETRAINED": str(assets), "OMP_NUM_THREADS": "1"}
     sha = BaseGAN.load(assets / "editfactory-base").sha256
-    for recorded_for, expected in ((sha, "mean"), ("another base", "weightgen")):
+    ws = tmp_path / "ws"  # one workspace: a choice recorded after a run makes the next run redo its init stage
+    for recorded_for, expected in (("another base", "weightgen"), (sha, "mean")):
         write_init_choice(assets / "editfactory-weightgen", "mean", recorded_for, {"results": "validation.json"})
-        ws = tmp_path / f"ws-{expected}"
         run_factory(ws, "run", NEW_TEXT, "--teacher", "classic", "--zero-shot", "--export-size", "32", "--no-ort",
                     env=env)
         init = next((ws / "runs").glob("*/init/init.json"))

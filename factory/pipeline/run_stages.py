@@ -116,9 +116,12 @@ def init_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, opts: RunOptions
 
 
 def weightgen_digest(ws: Workspace) -> str:
-    """Which weight generator ``find_weightgen`` would use now (folder and weights), or 'none'."""
+    """Which weight generator ``find_weightgen`` would use now (folder, weights and its recorded ``--init auto``
+    choice), or 'none'."""
+    from factory.core.files import read_json
     from factory.pipeline.assets import find_weightgen
     from factory.pipeline.run_state import digest
+    from weight_generator.init_choice import INIT_CHOICE
     from weight_generator.train import DENOISER_DIR
 
     try:
@@ -126,7 +129,9 @@ def weightgen_digest(ws: Workspace) -> str:
     except FactoryError:
         return "none"
     w = folder / DENOISER_DIR / "diffusion_pytorch_model.safetensors"
-    return digest(str(folder), w.stat().st_size, w.stat().st_mtime_ns)
+    choice = read_json(folder / INIT_CHOICE)
+    return digest(str(folder), w.stat().st_size, w.stat().st_mtime_ns,
+                  (choice.get("init"), choice.get("base_sha256")) if isinstance(choice, dict) else None)
 
 
 # -- 4. finetune -------------------------------------------------------------------------------------
