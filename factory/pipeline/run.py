@@ -116,7 +116,8 @@ class _Chain:
         self.log(f"synth: {info['pairs']} pairs in {self.ws.data(self.concept)}")
 
     def _init(self) -> None:
-        self.fp = digest(self.fp, "init", self.opts.init, self.base.sha256[:16], st.weightgen_digest(self.ws))
+        init, sha = self.opts.init, self.base.sha256
+        self.fp = digest(self.fp, "init", init, sha[:16], st.weightgen_digest(self.ws, init, sha))
 
         def body() -> tuple[list[Path], dict]:
             info = st.init_stage(self.ws, self.card, self.base, self.opts, self.log)

@@ -115,13 +115,12 @@ def init_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, opts: RunOptions
             "sample_seconds": round(time.perf_counter() - started, 3), "why": why}
 
 
-def weightgen_digest(ws: Workspace) -> str:
-    """Which weight generator ``find_weightgen`` would use now (folder, weights and its recorded ``--init auto``
-    choice), or 'none'."""
-    from factory.core.files import read_json
+def weightgen_digest(ws: Workspace, init: str, base_sha256: str) -> str:
+    """Which weight generator ``find_weightgen`` would use now (folder, weights and, for ``--init auto``, the
+    start recorded as best for this base), or 'none'."""
     from factory.pipeline.assets import find_weightgen
     from factory.pipeline.run_state import digest
-    from weight_generator.init_choice import INIT_CHOICE
+    from weight_generator.init_choice import chosen_init
     from weight_generator.train import DENOISER_DIR
 
     try:
@@ -129,9 +128,8 @@ def weightgen_digest(ws: Workspace) -> str:
     except FactoryError:
         return "none"
     w = folder / DENOISER_DIR / "diffusion_pytorch_model.safetensors"
-    choice = read_json(folder / INIT_CHOICE)
-    return digest(str(folder), w.stat().st_size, w.stat().st_mtime_ns,
-                  (choice.get("init"), choice.get("base_sha256")) if isinstance(choice, dict) else None)
+    chosen = chosen_init(folder, base_sha256) if init == "auto" else None
+    return digest(str(folder), w.stat().st_size, w.stat().st_mtime_ns, chosen["init"] if chosen else None)
 
 
 # -- 4. finetune -------------------------------------------------------------------------------------
