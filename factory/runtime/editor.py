@@ -203,7 +203,10 @@ class Editor:
             raise FactoryError(f"{self.path.name} takes only {self.fixed_hw[0]}x{self.fixed_hw[1]} inputs, got {h}x{w}")
         if self.fixed_batch is not None and x.shape[0] != self.fixed_batch:
             return np.concatenate([self.run(x[i : i + 1]) for i in range(x.shape[0])])
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        return self._call(self.session, x)
+
+    def _call(self, session: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
+        return session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
     @property
     def tile_workers(self) -> int:
@@ -214,7 +217,7 @@ class Editor:
         """``run`` for one of ``tile_workers`` concurrent tile calls: a single-threaded session of the same
         model (2 x 1 thread on different tiles outruns 1 x 2 threads: fewer synchronisations per layer)."""
         assert self._tile_session is not None, "_edit_tiles opens it"
-        return self._tile_session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        return self._call(self._tile_session, x)
 
     def run_batched(self, x: np.ndarray, batch: int = 8) -> np.ndarray:
         """``run`` over a long [N, 3, H, W] batch, ``batch`` images per onnxruntime call."""
