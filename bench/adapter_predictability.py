@@ -14,7 +14,9 @@ much the text encoding loses; a gap between the kernels, how nonlinear the map f
 were (same base, shared lora_A, layout, steps and learning rate) but with another seed for the pairs each step
 draws. The R^2 of the retrained adapter as a prediction of the dataset's says how much of an adapter is its
 training run rather than its concept; since both runs are noisy, the ceiling for any predictor of a dataset
-adapter from its concept is about 1 - (1 - that R^2) / 2. Numpy only, seconds (``--retrain 32``: about 3 min
+adapter from its concept is about 1 - (1 - that R^2) / 2. ``--curve`` repeats the leave-one-out R^2 on random
+subsets of the dataset (``CURVE_DRAWS`` draws per size): how the predictability grows with the number of
+adapters says whether a denser weight dataset would help. Numpy only, seconds (``--retrain 32``: about 3 min
 of training). Writes ``bench/results/accelerators/predictability.{json,md}``.
 
     python bench/adapter_predictability.py --weightgen bench/work/pretrain-family/adapters/weightgen/family-weightgen \
@@ -40,6 +42,8 @@ from weight_generator.dataset import WeightDataset
 from common import log, provenance
 
 GAMMAS = (0.3, 1.0, 3.0, 10.0, 30.0)  # Gaussian kernel widths tried (unit inputs: |x - y|^2 in [0, 4])
+#: random subsets per size for ``--curve``
+CURVE_DRAWS = 3
 
 
 def standardized(rows: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -60,6 +64,22 @@ def kernel_r2(x: np.ndarray, w: np.ndarray) -> dict[str, dict]:
     for name, gammas in (("linear", (0.0,)), ("gaussian", GAMMAS)):
         fit = Ridge.fit(xt, wt, scale, gammas=gammas)
         out[name] = {"r2": round(fit.loo_r2, 4), "alpha": fit.alpha, "gamma": fit.gamma}
+    return out
+
+
+def r2_curve(inputs: dict[str, np.ndarray], w: np.ndarray, seed: int = 0) -> dict[str, list[dict]]:
+    """Best leave-one-out R^2 (over kernels) of each input on random subsets of 1/8, 1/4, 1/2 and all adapters."""
+    rng = np.random.default_rng(seed)
+    n = len(w)
+    sizes = sorted({max(8, n // d) for d in (8, 4, 2)} | {n})
+    out: dict[str, list[dict]] = {name: [] for name in inputs}
+    for size in sizes:
+        draws = [rng.permutation(n)[:size] for _ in range(CURVE_DRAWS if size < n else 1)]
+        for name, x in inputs.items():
+            r2 = [max(f["r2"] for f in kernel_r2(x[d], w[d]).values()) for d in draws]
+            out[name].append({"adapters": size, "r2_mean": round(float(np.mean(r2)), 4),
+                              "r2_sd": round(float(np.std(r2)), 4), "draws": len(draws)})
+        log(f"curve: {size} adapters " + ", ".join(f"{k} {v[-1]['r2_mean']:.3f}" for k, v in out.items()))
     return out
 
 
@@ -115,6 +135,7 @@ def main() -> None:
     ap.add_argument("--text-cache", type=Path, default=None, help="MiniLM cache folder (default: none)")
     ap.add_argument("--retrain", type=int, default=0, help="retrain the first K adapters with another seed")
     ap.add_argument("--retrain-seed", type=int, default=1)
+    ap.add_argument("--curve", action="store_true", help="leave-one-out R^2 against the number of adapters")
     ap.add_argument("--adapters", type=Path, default=Path("bench/work/pretrain-family/adapters"),
                     help="the weight dataset's workspace (its loras/, data/, cache/) for --retrain")
     ap.add_argument("--out", type=Path, default=Path("bench/results/accelerators"))
@@ -124,13 +145,16 @@ def main() -> None:
     z = standardized(w, w)
     recipe, names = recipe_features(data.instructions)
     text = TextEncoder("minilm", args.text_cache).pooled(data.instructions).double().numpy()
-    rows = {name: kernel_r2(x, w) for name, x in (("recipe (op, level) one-hot", recipe), ("MiniLM pooled text", text))}
+    inputs = {"recipe (op, level) one-hot": recipe, "MiniLM pooled text": text}
+    rows = {name: kernel_r2(x, w) for name, x in inputs.items()}
     r = {**provenance("adapter_predictability.py"), "weightgen": str(args.weightgen), "adapters": len(data),
          "values_per_adapter": int(w.shape[1]), "recipe_features": len(names), "text_dim": int(text.shape[1]),
          "loo_r2": rows, "best": {k: max(f["r2"] for f in v.values()) for k, v in rows.items()}}
     if args.retrain:
         again = retrained(data, args.adapters, args.retrain, args.retrain_seed)
         r["seed_noise"] = {**seed_noise(z, standardized(again, w)), "seed": args.retrain_seed}
+    if args.curve:
+        r["curve"] = r2_curve(inputs, w)
     atomic_write_json(args.out / "predictability.json", r)
     lines = ["# How much of a family adapter the text predicts (weight space)", "",
              f"Command: `{r['command']}` (commit `{r['commit']}`, {r['date']}). {r['adapters']} adapters of "
@@ -147,6 +171,14 @@ def main() -> None:
         lines += [f"The first {sn['concepts']} adapters trained again with pair-drawing seed {sn['seed']} (all else "
                   f"as the dataset's): as predictions of the dataset's adapters they reach R^2 {sn['r2_retrained']:.3f}"
                   f"; the ceiling this implies for any predictor from the concept is about {sn['ceiling']:.3f}.", ""]
+    if "curve" in r:
+        lines += ["Leave-one-out R^2 (the better kernel) on random subsets of the adapters, mean +- sd over "
+                  f"{CURVE_DRAWS} draws (one for the whole dataset):", "",
+                  "| adapters | " + " | ".join(r["curve"]) + " |", "| ---: |" + " ---: |" * len(r["curve"])]
+        for i, point in enumerate(next(iter(r["curve"].values()))):
+            cells = [f"{v[i]['r2_mean']:.3f} +- {v[i]['r2_sd']:.3f}" for v in r["curve"].values()]
+            lines.append(f"| {point['adapters']} | " + " | ".join(cells) + " |")
+        lines.append("")
     atomic_write_text(args.out / "predictability.md", "\n".join(lines))
     log(f"best LOO R^2: {r['best']} -> {args.out / 'predictability.md'}")
 
