@@ -38,7 +38,10 @@ def bound(concept: str, work: Path) -> dict:
     recipe, pair_size, why = full_resolution_reference(work / f"ws-{concept}" / "data" / concept)
     if recipe is None:
         return {"concept": concept, "measured": False, "why": why}
-    photo = next((work / "images" / concept).glob("photo-*.png"))
+    photo = next(iter(sorted((work / "images" / concept).glob("photo-*.png"))), None)
+    if photo is None:
+        return {"concept": concept, "measured": False,
+                "why": f"no 12 MP photo in {work / 'images' / concept} (run bench/fullsize.py first)"}
     img = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
     h, w = img.shape[:2]
     factor = min(h, w) / pair_size

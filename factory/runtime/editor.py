@@ -206,6 +206,7 @@ class Editor:
         return self._call(self.session, x)
 
     def _call(self, session: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
+        """One onnxruntime call of ``session`` on ``x`` (as contiguous float32)."""
         return session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
     @property
