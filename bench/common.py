@@ -1,4 +1,5 @@
-"""What every benchmark script shares: timestamped log lines and the provenance a results file records."""
+"""What every benchmark script shares: timestamped log lines, the provenance a results file records, and the
+photo shrunk to the pairs' size."""
 
 from __future__ import annotations
 
@@ -33,3 +34,13 @@ def provenance(script: str) -> dict[str, object]:
             "command": " ".join(["python", f"bench/{script}", *sys.argv[1:]]),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "load_average_1min": round(os.getloadavg()[0], 2)}
+
+
+def shrink_to_pairs(img, pair_size: int):
+    """An HxWx3 image shrunk (area-averaged) so its short side is the pairs' size (full-size benchmarks score the
+    photo there too)."""
+    import cv2
+
+    h, w = img.shape[:2]
+    s = pair_size / min(h, w)
+    return cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)

@@ -39,7 +39,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from common import git_commit, log
+from common import git_commit, log, shrink_to_pairs
 
 REPO = Path(__file__).resolve().parents[1]
 PROTOCOL = REPO / "bench" / "work" / "protocol"
@@ -235,14 +235,10 @@ def read_rgb(path: Path):
 def pair_size_psnr(ed, img, recipe: list, pair_size: int) -> float:
     """The editor's PSNR on ``img`` shrunk to the pairs' size (short side), against the teacher at that size: the
     same photo's figure at the resolution the editor was trained and carded at."""
-    import cv2
-
     from factory.export.fullsize import psnr_u8
     from factory.teachers.rescale import apply_recipe_at
 
-    h, w = img.shape[:2]
-    s = pair_size / min(h, w)
-    small = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    small = shrink_to_pairs(img, pair_size)
     return round(psnr_u8(ed.edit([small], path="tiled")[0], apply_recipe_at(small, recipe, 1.0)), 2)
 
 

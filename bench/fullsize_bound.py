@@ -28,7 +28,7 @@ from factory.core.atomic import atomic_write_json, atomic_write_text
 from factory.export.fullsize import full_resolution_reference, psnr_u8
 from factory.teachers.rescale import apply_recipe_at
 
-from common import log, provenance
+from common import log, provenance, shrink_to_pairs
 
 SIGMAS = (0.5, 1.0, 2.0, 3.0, 5.0)
 
@@ -46,7 +46,7 @@ def bound(concept: str, work: Path) -> dict:
     h, w = img.shape[:2]
     factor = min(h, w) / pair_size
     full = apply_recipe_at(img, recipe, factor)
-    small_in = cv2.resize(img, (round(w / factor), round(h / factor)), interpolation=cv2.INTER_AREA)
+    small_in = shrink_to_pairs(img, pair_size)  # as bench/fullsize.py scores the photo at the pairs' size
     small = apply_recipe_at(small_in, recipe, 1.0)
     rows = [{"sigma": s, "pairs_size_db": round(psnr_u8(cv2.GaussianBlur(small, (0, 0), s), small), 2),
              "full_db": round(psnr_u8(cv2.GaussianBlur(full, (0, 0), s * factor), full), 2)} for s in SIGMAS]
