@@ -246,9 +246,9 @@ def holdout(args, base_dir: Path, wg_dir: Path, dataset: WeightDataset, weights_
                 psnr_of(base, hypernet_adapter(net, base.model, layout, text, folder / "starts" / f"{c}-hyper{s}",
                                                cache), text, held, cache) for s, net in zip(args.seed_list, nets))
         rows[c] = r
-    parts = {"all": list(rows.values())} | {
-        name: sel for name, seen in (("new to the base", False), ("in the base's training", True))
-        if (sel := [r for r in rows.values() if r["in base training"] == seen])}
+    split = {name: sel for name, seen in (("new to the base", False), ("in the base's training", True))
+             if (sel := [r for r in rows.values() if r["in base training"] == seen])}
+    parts = {"all": list(rows.values())} | (split if len(split) > 1 else {})  # apart only when both occur
     by_part = {name: leave_out_summary(sel) for name, sel in parts.items()}
     above = by_part["all"]["above_mean"]
     log(f"leave-out: above the mean adapter on {len(rows)} concepts: {above}")
