@@ -79,6 +79,7 @@ QUICK = dict(hyper_steps=3, seeds="0", workspace="bench/work/protocol-quick",
 UNRELATED = "a bowl of fruit on a wooden table"
 STARTS = ("identity", "unrelated text", "text only", "mean", "ridge", "retrieval", "generated", "hypernet")
 HOLDOUT_FROM = ("new", "any")
+PARTS = ("all", "new to the base", "in the base's training")  # the leave-out's rows: all, and apart
 HOLDOUT_STARTS = ("identity", "text only", "own", "mean", "ridge", "retrieval", "generated", "hypernet")
 
 
@@ -246,7 +247,9 @@ def holdout(args, base_dir: Path, wg_dir: Path, dataset: WeightDataset, weights_
                 psnr_of(base, hypernet_adapter(net, base.model, layout, text, folder / "starts" / f"{c}-hyper{s}",
                                                cache), text, held, cache) for s, net in zip(args.seed_list, nets))
         rows[c] = r
-    split = {name: sel for name, seen in (("new to the base", False), ("in the base's training", True))
+    if not rows:
+        raise SystemExit(f"{weights_ws.root}: none of the {len(out_names)} left-out concepts has test pairs")
+    split = {name: sel for name, seen in ((PARTS[1], False), (PARTS[2], True))
              if (sel := [r for r in rows.values() if r["in base training"] == seen])}
     parts = {"all": list(rows.values())} | (split if len(split) > 1 else {})  # apart only when both occur
     by_part = {name: leave_out_summary(sel) for name, sel in parts.items()}
@@ -394,7 +397,7 @@ def markdown(r: dict) -> str:
 
 def leave_out_markdown(h: dict, fmt) -> list[str]:
     """The leave-out section: each start's PSNR and how often it beats the mean adapter, for all the left-out
-    concepts and apart for those new to the base and those in its training."""
+    concepts (and, when both occur, apart for those new to the base and those in its training)."""
     drawn = {"new": "drawn from the weight dataset's concepts the base never trained on",
              "any": "drawn from all the weight dataset's concepts"}[h.get("from", "any")]
     L = ["", f"## Leave-out over the weight dataset ({h['concepts']} concepts left out, {drawn}; a generator "
@@ -406,7 +409,9 @@ def leave_out_markdown(h: dict, fmt) -> list[str]:
             if h.get("hyper_steps") else "") + " are the other starts from the text. Cells: mean ± sd PSNR (dB) "
          "over the concepts; *n/N* = on how many of them the start is above the mean adapter.", ""]
     parts = h.get("by_part") or {"all": {"concepts": h["concepts"], "summary": h["summary"],
-                                         "above_mean": h.get("above_mean", {"generated": h["generated_above_mean"]})}}
+                                         "above_mean": h.get("above_mean", {"ridge": h.get("ridge_above_mean"),
+                                                                          "generated": h["generated_above_mean"]})}}
+    parts = {k: parts[k] for k in PARTS if k in parts}  # a fixed order (the results file sorts its keys)
     L += ["| start | " + " | ".join(f"{name} ({p['concepts']})" for name, p in parts.items()) + " |",
           "| --- |" + " ---: |" * len(parts)]
     for k in (k for k in HOLDOUT_STARTS if k in h["summary"]):
