@@ -211,7 +211,7 @@ def holdout(args, base_dir: Path, wg_dir: Path, dataset: WeightDataset, weights_
     order = torch.randperm(len(pool), generator=g).tolist()
     out_names = [pool[i] for i in order[:args.holdout]]
     rest = dataset.subset([c for c in dataset.concepts if c not in set(out_names)])
-    folder = work / (f"holdout-{args.holdout}" + ("" if args.holdout_from == "any" else f"-{args.holdout_from}"))
+    folder = work / f"holdout-{args.holdout}{holdout_suffix(args)}"
     if not is_weightgen(folder):
         rest.save(folder)
         made = json.loads((wg_dir / "training.json").read_text())
@@ -260,6 +260,12 @@ def holdout(args, base_dir: Path, wg_dir: Path, dataset: WeightDataset, weights_
             "trained_on": len(rest), "steps": json.loads((folder / "training.json").read_text())["steps_done"],
             "hyper_steps": args.hyper_steps if nets else 0, "rows": rows, "summary": by_part["all"]["summary"],
             "by_part": by_part}
+
+
+def holdout_suffix(args) -> str:
+    """What the leave-out's folder and results file add for ``--holdout-from`` (nothing for ``any``, the first
+    runs' draw, so their names still hold)."""
+    return "" if args.holdout_from == "any" else f"-{args.holdout_from}"
 
 
 def leave_out_summary(rows: list[dict]) -> dict:
@@ -340,8 +346,7 @@ def main() -> None:
         result["holdout"] = holdout(args, base_dir, wg_dir, dataset, weights_ws, work)
     result["minutes"] = round((time.perf_counter() - started) / 60, 1)
     out = Path(args.out)
-    stem = (f"accelerators-holdout-{args.holdout_from}" if args.split == "none" and args.holdout_from != "any"
-            else "accelerators-holdout" if args.split == "none" else f"accelerators-{args.split}")
+    stem = f"accelerators-holdout{holdout_suffix(args)}" if args.split == "none" else f"accelerators-{args.split}"
     stem += "-base" if args.base_only else ""
     atomic_write_json(out / f"{stem}.json", result)
     atomic_write_text(out / f"{stem}.md", markdown(result))
