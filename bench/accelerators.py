@@ -8,20 +8,24 @@ ones). None of the protocol's validation or test concepts is in their training (
 1. Starts (``--split validation`` to choose, ``--split test`` to report): for each concept of the split, on
    its test pairs (test photos, 128 px): the unchanged photo; the base with the concept's text alone; the
    base + the mean adapter, the ridge adapter (text embedding -> adapter, penalty by leave-one-out), the
-   adapter of the nearest training text, the weight generator's one-step sample (``--seeds``), and the
-   Text-to-LoRA hypernetwork trained through the frozen base (one per seed). The shuffle ablation gives
-   each concept the next concept's text (for the adapter and the base's conditioning alike): a start that
-   follows the text loses quality. The start with the best mean on validation is the one ``--init``
-   should default to (``choice`` in the validation results).
+   recipe ridge (the family grammar's parse of the text -> adapter; the text-embedding ridge for a text the
+   grammar does not read), the adapter of the nearest training text, the weight generator's one-step
+   sample (``--seeds``), and the Text-to-LoRA hypernetwork trained through the frozen base (one per
+   seed). The shuffle ablation gives each concept the next concept's text (for the adapter and the base's
+   conditioning alike): a start that follows the text loses quality. The start with the best mean on
+   validation is the one ``--init`` should default to (``choice`` in the validation results).
 2. Leave-out (``--holdout N``): N weight-dataset concepts left out; a weight generator trained on the
    rest with the full one's settings for as many steps as it took; for each left-out concept, the PSNR on
-   its test pairs of the generated adapter (mean over seeds) next to the mean, ridge and retrieved adapters
-   of the rest, the hypernetworks trained on the rest (one per seed), and the concept's own adapter (the
+   its test pairs of the generated adapter (mean over seeds) next to the mean, ridge, recipe and retrieved
+   adapters of the rest, the hypernetworks trained on the rest (one per seed), and the concept's own adapter (the
    ceiling). The goal: generated above the mean adapter on at least 80% of them. ``--holdout-from new`` (the
    default) draws them from the weight dataset's concepts the base never trained on, as a user's new concept
    would be; ``any`` from all of them (the base then knows most of the left-out texts already). Each row
    records whether the base trained on its concept, and the results split by it. (Proper leave-one-out
-   would retrain the generator once per concept: hours each.)
+   would retrain the generator once per concept: hours each.) The candidate predictors (``CANDIDATES``: the
+   text-embedding ridge with a Gaussian kernel, the mean of 8 generator samples, and half-and-half blends of it
+   with the ridge and the recipe ridge) are scored too; ``--holdout-draw validation``
+   leaves out the next N concepts of the same seeded order instead, to choose among them without the test draw.
 
 Writes ``<out>/accelerators-<split>.{json,md}``; resumable (pairs, hypernetworks, the leave-out generator
 are kept in ``--workspace``).
@@ -29,6 +33,7 @@ are kept in ``--workspace``).
     python bench/accelerators.py --split validation
     python bench/accelerators.py --split test
     python bench/accelerators.py --split none --holdout 32   # the leave-out part alone (concepts new to the base)
+    python bench/accelerators.py --split none --holdout 32 --holdout-draw validation --hyper-steps 0  # to choose
     python bench/accelerators.py --split test --base-only    # the base's text-only output alone
     python bench/accelerators.py --quick        # smoke: tiny budgets, separate outputs
 """
@@ -51,8 +56,13 @@ from factory.core.errors import FactoryError
 from factory.core.workspace import Workspace
 from factory.evaluation.heldout import HeldOutPairs, text_conditioned
 from factory.evaluation.protocol import DATA_SEED, PAIRS, SEEDS, SIZE, concept_split, mean_spread
-from factory.lora.adapters import layout_of_adapter, load_adapter
-from weight_generator.baselines import baseline_vector, save_vector_adapter
+from factory.lora.adapters import LoraLayout, layout_of_adapter, load_adapter
+from weight_generator.baselines import (
+    BASELINES,
+    Ridge,
+    baseline_vector,
+    save_vector_adapter,
+)
 from weight_generator.dataset import WeightDataset
 from weight_generator.hypernet import (
     HYPERNET_DIR,
@@ -77,10 +87,18 @@ QUICK = dict(hyper_steps=3, seeds="0", workspace="bench/work/protocol-quick",
              out="bench/results/smoke")
 #: a text that names no edit and is not among the base's null texts (base_gan.train.NULL_TEXTS)
 UNRELATED = "a bowl of fruit on a wooden table"
-STARTS = ("identity", "unrelated text", "text only", "mean", "ridge", "retrieval", "generated", "hypernet")
+STARTS = ("identity", "unrelated text", "text only", "mean", "ridge", "recipe", "retrieval", "generated", "hypernet")
 HOLDOUT_FROM = ("new", "any")
+HOLDOUT_DRAWS = ("test", "validation")
 PARTS = ("all", "new to the base", "in the base's training")  # the leave-out's rows: all, and apart
-HOLDOUT_STARTS = ("identity", "text only", "own", "mean", "ridge", "retrieval", "generated", "hypernet")
+#: predictors tried on the validation draw of the leave-out (``candidate_vectors``)
+CANDIDATES = ("ridge rbf", "generated avg", "ridge+generated", "recipe+generated")
+HOLDOUT_STARTS = ("identity", "text only", "own", "mean", "ridge", "recipe", "retrieval", "generated", "hypernet",
+                  *CANDIDATES)
+#: Gaussian kernel widths the text-embedding ridge may pick by leave-one-out (0: linear)
+EMBEDDING_GAMMAS = (0.0, 1.0, 3.0, 10.0, 30.0)
+#: generator samples averaged into one adapter (an estimate of the posterior mean)
+GEN_AVERAGE = 8
 
 
 def parse_args() -> argparse.Namespace:
@@ -92,6 +110,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--holdout-from", choices=HOLDOUT_FROM, default="new",
                     help="--holdout's concepts: new = only weight-dataset concepts the base never trained on (a new "
                          "concept's situation); any = all of them (the draw of the first leave-out runs)")
+    ap.add_argument("--holdout-draw", choices=HOLDOUT_DRAWS, default="test",
+                    help="which --holdout concepts: test = the first N of the seeded draw (the reported figures); "
+                         "validation = the next N, disjoint from them, to choose a predictor on")
     ap.add_argument("--base-only", action="store_true",
                     help="only the unchanged photo and the base's text-only output (no weight generator needed)")
     for k, v in FULL.items():
@@ -173,22 +194,31 @@ def starts(args, base: BaseGAN, dataset: WeightDataset | None, gen: WeightGenera
             r["text only" + label] = psnr_of(base, None, text, held, cache)
             if dataset is None:
                 continue
-            for kind in ("mean", "ridge", "retrieval"):
-                vec, info = baseline_vector(kind, text, dataset, cache_dir=cache)
-                folder = save_vector_adapter(vec, dataset, work / f"{c}-{kind}{label.strip()}")
-                r[kind + label] = psnr_of(base, folder, text, held, cache)
-                r[f"{kind}{label} info"] = info
-            r["generated" + label] = [
-                psnr_of(base, gen.sample_to_folder(text, work / f"{c}-generated{s}{label.strip()}", steps=1, seed=s),
-                        text, held, cache) for s in args.seed_list]
-            if nets:
-                r["hypernet" + label] = [
-                    psnr_of(base, hypernet_adapter(net, base.model, layout, text,
-                                                   work / f"{c}-hypernet{s}{label.strip()}", cache), text, held, cache)
-                    for s, net in zip(args.seed_list, nets)]
+            scores, info = text_starts(base, dataset, gen, nets, layout, text, held, cache, args.seed_list,
+                                       work / f"{c}{label.replace(' ', '-')}")
+            r |= {kind + label: v for kind, v in scores.items()}
+            r |= {f"{kind}{label} info": v for kind, v in info.items()}
         rows[c] = r
         log(f"{c}: " + ", ".join(f"{s} {value(r[s]):.2f}" for s in STARTS if s in r))
     return rows
+
+
+def text_starts(base: BaseGAN, dataset: WeightDataset, gen: WeightGenerator, nets: list[TextToLora],
+                layout: LoraLayout | None, text: str, held: HeldOutPairs, cache: Path, seeds: list[int], out: Path,
+                ) -> tuple[dict[str, float | list[float]], dict[str, dict]]:
+    """Test-pair PSNR of every start made from ``text``: the mean, ridge and retrieved adapters (one figure each),
+    the generator's one-step samples and the hypernetworks' adapters (one per seed); and what each baseline was
+    made from. The adapters are written under ``out``."""
+    scores, info = {}, {}
+    for kind in BASELINES:
+        vec, info[kind] = baseline_vector(kind, text, dataset, cache_dir=cache)
+        scores[kind] = psnr_of(base, save_vector_adapter(vec, dataset, out / kind), text, held, cache)
+    scores["generated"] = [psnr_of(base, gen.sample_to_folder(text, out / f"generated{s}", steps=1, seed=s), text,
+                                   held, cache) for s in seeds]
+    if nets:
+        scores["hypernet"] = [psnr_of(base, hypernet_adapter(net, base.model, layout, text, out / f"hypernet{s}",
+                                                             cache), text, held, cache) for s, net in zip(seeds, nets)]
+    return scores, info
 
 
 def value(v: float | list[float]) -> float:
@@ -204,12 +234,13 @@ def holdout(args, base_dir: Path, wg_dir: Path, dataset: WeightDataset, weights_
 
     base_seen = set(read_training(base_dir).get("concepts", []))
     pool = [c for c in dataset.concepts if args.holdout_from == "any" or c not in base_seen]
-    if len(pool) <= args.holdout:
-        raise SystemExit(f"--holdout {args.holdout}: only {len(pool)} weight-dataset concepts to draw from "
-                         f"(--holdout-from {args.holdout_from})")
+    first = args.holdout * HOLDOUT_DRAWS.index(args.holdout_draw)  # validation: the N after the test draw's N
+    if len(pool) <= first + args.holdout:
+        raise SystemExit(f"--holdout {args.holdout} --holdout-draw {args.holdout_draw}: only {len(pool)} "
+                         f"weight-dataset concepts to draw from (--holdout-from {args.holdout_from})")
     g = torch.Generator().manual_seed(DATA_SEED)
     order = torch.randperm(len(pool), generator=g).tolist()
-    out_names = [pool[i] for i in order[:args.holdout]]
+    out_names = [pool[i] for i in order[first:first + args.holdout]]
     rest = dataset.subset([c for c in dataset.concepts if c not in set(out_names)])
     folder = work / f"holdout-{args.holdout}{holdout_suffix(args)}"
     if not is_weightgen(folder):
@@ -227,6 +258,7 @@ def holdout(args, base_dir: Path, wg_dir: Path, dataset: WeightDataset, weights_
     layout = layout_of_adapter(weights_ws.lora(rest.concepts[0]))
     nets = hypernets(args, base, rest, weights_ws, folder) if args.hyper_steps else []
     cache, rows = weights_ws.text_cache, {}
+    fits = candidate_fits(rest, cache)
     for c in out_names:
         text = dataset.instructions[dataset.index(c)]
         held = HeldOutPairs(weights_ws.data(c), "test")
@@ -235,17 +267,12 @@ def holdout(args, base_dir: Path, wg_dir: Path, dataset: WeightDataset, weights_
         r = {"instruction": text, "in base training": c in base_seen, "identity": held.identity(full=False)["psnr"],
              "text only": psnr_of(base, None, text, held, cache),  # what the base does alone, in-family
              "own": psnr_of(base, weights_ws.lora(c), text, held, cache)}
-        for kind in ("mean", "ridge", "retrieval"):
-            vec, _ = baseline_vector(kind, text, rest, cache_dir=cache)
-            start = save_vector_adapter(vec, rest, folder / "starts" / f"{c}-{kind}")
-            r[kind] = psnr_of(base, start, text, held, cache)
-        r["generated"] = statistics.fmean(
-            psnr_of(base, gen.sample_to_folder(text, folder / "starts" / f"{c}-gen{s}", steps=1, seed=s), text, held,
-                    cache) for s in args.seed_list)
-        if nets:
-            r["hypernet"] = statistics.fmean(
-                psnr_of(base, hypernet_adapter(net, base.model, layout, text, folder / "starts" / f"{c}-hyper{s}",
-                                               cache), text, held, cache) for s, net in zip(args.seed_list, nets))
+        scores, _ = text_starts(base, rest, gen, nets, layout, text, held, cache, args.seed_list,
+                                folder / "starts" / c)
+        r |= {kind: value(v) for kind, v in scores.items()}  # generated, hypernet: the mean over seeds
+        for kind, vec in candidate_vectors(text, rest, gen, fits, cache).items():
+            r[kind] = psnr_of(base, save_vector_adapter(vec, rest, folder / "starts" / f"{c}-{kind}"), text, held,
+                              cache)
         rows[c] = r
     if not rows:
         raise SystemExit(f"{weights_ws.root}: none of the {len(out_names)} left-out concepts has test pairs")
@@ -255,17 +282,43 @@ def holdout(args, base_dir: Path, wg_dir: Path, dataset: WeightDataset, weights_
     by_part = {name: leave_out_summary(sel) for name, sel in parts.items()}
     above = by_part["all"]["above_mean"]
     log(f"leave-out: above the mean adapter on {len(rows)} concepts: {above}")
-    return {"concepts": len(rows), "from": args.holdout_from, "generated_above_mean": above["generated"],
+    return {"concepts": len(rows), "from": args.holdout_from, "draw": args.holdout_draw,
+            "generated_above_mean": above["generated"],
             "share": above["generated"] / max(1, len(rows)), "ridge_above_mean": above["ridge"], "above_mean": above,
             "trained_on": len(rest), "steps": json.loads((folder / "training.json").read_text())["steps_done"],
             "hyper_steps": args.hyper_steps if nets else 0, "rows": rows, "summary": by_part["all"]["summary"],
             "by_part": by_part}
 
 
+def candidate_fits(dataset: WeightDataset, cache: Path) -> dict[str, Ridge]:
+    """The candidate predictors' regressions, fitted once on ``dataset``: the text-embedding ridge with a Gaussian
+    kernel among its choices."""
+    from factory.text.encoder import TextEncoder
+
+    scale = dataset.weights.to(torch.float64).std(0).clamp_min(1e-8)
+    x = TextEncoder.from_name("minilm", cache_dir=cache).pooled(dataset.instructions)
+    return {"ridge rbf": Ridge.fit(x, dataset.weights, scale, gammas=EMBEDDING_GAMMAS)}
+
+
+def candidate_vectors(text: str, dataset: WeightDataset, gen: WeightGenerator, fits: dict[str, Ridge],
+                      cache: Path) -> dict[str, torch.Tensor]:
+    """Starting adapters [P] for ``text`` from the candidate predictors (``CANDIDATES``)."""
+    from factory.text.encoder import TextEncoder
+
+    emb = TextEncoder.from_name("minilm", cache_dir=cache).pooled([text])
+    ridge = baseline_vector("ridge", text, dataset, cache_dir=cache)[0].to(torch.float64)
+    recipe = baseline_vector("recipe", text, dataset, cache_dir=cache)[0].to(torch.float64)
+    gen_avg = torch.stack([gen.tokenizer.decode(gen.sample_blocks([text], 1, s)[0]) for s in range(GEN_AVERAGE)]
+                          ).mean(0)
+    return {"ridge rbf": fits["ridge rbf"].predict(emb)[0], "generated avg": gen_avg,
+            "ridge+generated": (ridge + gen_avg) / 2, "recipe+generated": (recipe + gen_avg) / 2}
+
+
 def holdout_suffix(args) -> str:
-    """What the leave-out's folder and results file add for ``--holdout-from`` (nothing for ``any``, the first
-    runs' draw, so their names still hold)."""
-    return "" if args.holdout_from == "any" else f"-{args.holdout_from}"
+    """What the leave-out's folder and results file add for ``--holdout-from`` and ``--holdout-draw`` (nothing for
+    ``any`` and ``test``, the first runs' draw, so their names still hold)."""
+    return ("" if args.holdout_from == "any" else f"-{args.holdout_from}") + (
+        "" if args.holdout_draw == "test" else f"-{args.holdout_draw}")
 
 
 def leave_out_summary(rows: list[dict]) -> dict:
@@ -274,7 +327,8 @@ def leave_out_summary(rows: list[dict]) -> dict:
     starts = [k for k in HOLDOUT_STARTS if k in rows[0]]
     return {"concepts": len(rows), "summary": {k: mean_spread(r[k] for r in rows) for k in starts},
             "above_mean": {k: sum(r[k] > r["mean"] for r in rows)
-                           for k in ("text only", "ridge", "retrieval", "generated", "hypernet") if k in starts},
+                           for k in ("text only", "ridge", "recipe", "retrieval", "generated", "hypernet", *CANDIDATES)
+                           if k in starts},
             "text_only_at_or_above_identity": sum(r["text only"] >= r["identity"] for r in rows)}
 
 
@@ -405,6 +459,8 @@ def leave_out_markdown(h: dict, fmt) -> list[str]:
     concepts (and, when both occur, apart for those new to the base and those in its training)."""
     drawn = {"new": "drawn from the weight dataset's concepts the base never trained on",
              "any": "drawn from all the weight dataset's concepts"}[h.get("from", "any")]
+    drawn += {"test": "; the test draw: the reported figures", "validation": "; the validation draw (disjoint from "
+              "the test draw), to choose predictors on"}.get(h.get("draw"), "")
     L = ["", f"## Leave-out over the weight dataset ({h['concepts']} concepts left out, {drawn}; a generator "
          f"trained on the other {h['trained_on']} for {h['steps']} steps, as many as the full one)", "",
          f"Generated above the mean adapter on {h['generated_above_mean']}/{h['concepts']} ({h['share']:.0%}; goal: "

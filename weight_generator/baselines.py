@@ -8,7 +8,10 @@ Baselines for the starting adapter of a concept the weight generator never saw:
   (cosine) to the new instruction;
 * ``average_adapter``: the element-wise mean of the training adapters;
 * ``ridge_adapter``: ridge regression from the pooled text embedding to the adapter vector (kernel
-  form, so P can be large), its penalty chosen by leave-one-out error over the training adapters.
+  form, so P can be large), its penalty chosen by leave-one-out error over the training adapters;
+* ``recipe_ridge_adapter``: the same regression from what the text asks for in the concept family's
+  grammar (``concepts.family.parse_instruction``: which ops, at which levels) instead of a sentence
+  embedding, for texts the grammar reads; other texts fall back to ``ridge_adapter``.
 
 ``BASELINES`` names them for ``--init`` (next to ``weightgen`` and ``base``).
 
@@ -56,7 +59,7 @@ def retrieve_by_text(text: str, dataset: WeightDataset, encoder_name: str = "min
 
 
 #: the weight generator's baselines by their ``--init`` names
-BASELINES = ("mean", "ridge", "retrieval")
+BASELINES = ("mean", "ridge", "retrieval", "recipe")
 #: ridge penalties tried by leave-one-out (pooled MiniLM embeddings are unit vectors: kernel values in [-1, 1])
 RIDGE_ALPHAS = (1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0)
 
@@ -67,10 +70,11 @@ INTERCEPT_FEATURE = 10.0
 
 @dataclass(frozen=True)
 class Ridge:
-    """Kernel ridge regression with an intercept from unit text embeddings X [N, D] to adapter vectors [N, P].
+    """Kernel ridge regression with an intercept from text features X [N, D] (unit text embeddings, or recipe
+    features) to adapter vectors [N, P].
 
-    ``gamma`` 0 is the linear kernel (x . y); above 0 the Gaussian kernel on the unit sphere,
-    exp(gamma (x . y - 1)) = exp(-gamma |x - y|^2 / 2), which can follow a nonlinear text-to-adapter map."""
+    ``gamma`` 0 is the linear kernel (x . y); above 0 exp(gamma (x . y - 1)), on unit vectors the Gaussian kernel
+    exp(-gamma |x - y|^2 / 2), which can follow a nonlinear text-to-adapter map."""
 
     x: torch.Tensor       # [N, D] float64
     coef: torch.Tensor    # [N, P] float64: (K + alpha I)^-1 Y, K = kernel(X, X) + INTERCEPT_FEATURE^2
@@ -124,6 +128,65 @@ class Ridge:
         return (self.gram(x, self.x, self.gamma) @ self.coef).to(torch.float32)
 
 
+#: kernel widths tried by leave-one-out for the recipe features (0: linear, one additive effect per op; above 0
+#: exp(gamma (x . y - 1)), which lets ops interact)
+RECIPE_GAMMAS = (0.0, 0.5, 1.0, 2.0, 4.0)
+
+
+def recipe_features(texts: list[str]) -> list[torch.Tensor | None]:
+    """Per text, a unit vector with one equal entry per (family op, level) it asks for, or None for a text the
+    family's grammar does not read. (Unit rather than 0/1 entries: the leave-one-out error of the fit on the
+    family's weight dataset is a little lower.)"""
+    from concepts.family import FAMILY_OPS, parse_instruction
+
+    slots = {(op, level): i for i, (op, level) in enumerate((o, lv) for o in FAMILY_OPS for lv in (1, 2, 3))}
+    out: list[torch.Tensor | None] = []
+    for text in texts:
+        ops = parse_instruction(text).ops
+        if ops is None:
+            out.append(None)
+            continue
+        x = torch.zeros(len(slots), dtype=torch.float64)
+        x[[slots[op] for op in ops]] = 1.0
+        out.append(x / x.norm())
+    return out
+
+
+def fit_recipe_ridge(dataset: WeightDataset) -> Ridge:
+    """Ridge from the recipe features of the dataset's instructions the grammar reads to their adapters (fitted
+    once per dataset and process: the kernel width search inverts an N x N matrix per setting)."""
+    key = dataset.fingerprint()
+    if key not in _RECIPE_FITS:
+        feats = recipe_features(dataset.instructions)
+        rows = [i for i, f in enumerate(feats) if f is not None]
+        if len(rows) < 3:
+            raise FactoryError(f"only {len(rows)} of the {len(dataset)} training instructions are in the family's "
+                               "grammar; recipe ridge needs at least 3")
+        y = dataset.weights[rows]
+        scale = y.to(torch.float64).std(0).clamp_min(1e-8)
+        _RECIPE_FITS[key] = Ridge.fit(torch.stack([feats[i] for i in rows]), y, scale, gammas=RECIPE_GAMMAS)
+    return _RECIPE_FITS[key]
+
+
+_RECIPE_FITS: dict[str, Ridge] = {}
+
+
+def recipe_ridge_adapter(text: str, dataset: WeightDataset, encoder_name: str = "minilm",
+                         cache_dir: str | Path | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The recipe ridge's prediction [P] for ``text``, or the text-embedding ridge's when the family's grammar does
+    not read the text; and what it was made from."""
+    from concepts.family import parse_instruction
+
+    x = recipe_features([text])[0]
+    if x is None:
+        vec, emb = ridge_adapter(text, dataset, encoder_name, cache_dir)
+        return vec, {"fallback": f"text-embedding ridge: {parse_instruction(text).reason}", "alpha": emb.alpha,
+                     "adapters": len(dataset)}
+    fit = fit_recipe_ridge(dataset)
+    return fit.predict(x[None])[0], {"alpha": fit.alpha, "gamma": fit.gamma, "loo_r2": round(fit.loo_r2, 4),
+                                     "adapters": len(fit.x)}
+
+
 def ridge_adapter(text: str, dataset: WeightDataset, encoder_name: str = "minilm",
                   cache_dir: str | Path | None = None) -> tuple[torch.Tensor, Ridge]:
     """The ridge prediction [P] for ``text`` from the dataset's (instruction, adapter) pairs, and the fit."""
@@ -147,6 +210,8 @@ def baseline_vector(kind: str, text: str, dataset: WeightDataset, encoder_name: 
         vec, fit = ridge_adapter(text, dataset, encoder_name, cache_dir)
         return vec, {"alpha": fit.alpha, "loo_error": round(fit.loo_error, 6),
                      "mean_loo_error": round(fit.mean_loo_error, 6), "adapters": len(dataset)}
+    if kind == "recipe":
+        return recipe_ridge_adapter(text, dataset, encoder_name, cache_dir)
     raise FactoryError(f"unknown baseline '{kind}': expected one of {', '.join(BASELINES)}")
 
 

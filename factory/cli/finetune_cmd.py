@@ -41,8 +41,8 @@ def parse_candidates(value: str) -> tuple[int, ...]:
               help="base (zero-init LoRA on the base), scratch (full training from random weights, for "
                    "comparison), full (every weight of the base fine-tuned, no LoRA), weightgen (LoRA predicted "
                    "from the concept text), a baseline over the weight generator's training adapters (mean, "
-                   "ridge from the text embedding, retrieval of the "
-                   "nearest text), or an adapter folder.")
+                   "ridge from the text embedding, retrieval of the nearest text, recipe: ridge from the "
+                   "family ops the text names), or an adapter folder.")
 @click.option("--layers", default=None,
               help="auto (layer probe) or comma-separated groups: stem,down1,res,down2,attn,xattn,ff,up1,up2,head. "
                    "Default: auto for --init base, the adapter's own otherwise.")

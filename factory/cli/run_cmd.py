@@ -28,7 +28,9 @@ from factory.pipeline.session import Session
               help="auto: the start measured best on validation concepts for this base and weight generator "
                    "(its init_choice.json; without one, weightgen), else zero-init LoRA (base) when no weight "
                    "generator fits; weightgen: its sampled adapter; hypernet: the Text-to-LoRA hypernetwork "
-                   "shipped with it; mean / ridge / retrieval: its baselines over the training adapters.")
+                   "shipped with it; mean / ridge / retrieval: its baselines over the training adapters; "
+                   "recipe: ridge from the concept family's ops the text names (ridge on the text embedding "
+                   "for a text outside the family's grammar).")
 @click.option("--synth-pairs", type=click.IntRange(4), default=120, show_default=True,
               help="Pairs the teacher makes (train and test together).")
 @click.option("--pairs", type=click.IntRange(1), help="Fine-tune on K training pairs (clustered; default all).")

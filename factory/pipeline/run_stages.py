@@ -107,7 +107,8 @@ def init_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, opts: RunOptions
            "hypernet": "adapter written by the Text-to-LoRA hypernetwork from the concept text",
            "mean": "the mean of the weight generator's training adapters",
            "ridge": "ridge regression from the concept text's embedding to the training adapters",
-           "retrieval": "the training adapter of the nearest text"}[kind]
+           "retrieval": "the training adapter of the nearest text",
+           "recipe": "ridge regression from the family ops the text names (parsed) to the training adapters"}[kind]
     if opts.init == "auto":
         why += (f" (auto: the best start on validation concepts, {chosen.get('results', 'measured')})" if chosen
                 else " (auto: no measured choice for this base)")

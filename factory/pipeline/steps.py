@@ -190,14 +190,15 @@ def generate_adapter(text: str, out_dir: str | os.PathLike, *, workspace: Worksp
 
 
 #: what a per-concept LoRA can start from besides zero-init: the weight generator or one of its baselines
-INITS = ("weightgen", "hypernet", "mean", "ridge", "retrieval")
+INITS = ("weightgen", "hypernet", "mean", "ridge", "retrieval", "recipe")
 
 
 def initial_adapter(kind: str, text: str, out_dir: str | os.PathLike, *, workspace: WorkspaceLike = None,
                     name: str | None = None, base: str | os.PathLike | None = None, seed: int = 0) -> Path:
     """A starting LoRA for ``text`` as a peft adapter folder: ``weightgen`` (sampled by the weight generator),
     ``hypernet`` (the Text-to-LoRA hypernetwork in its folder) or a baseline over its training adapters
-    (``mean``, ``ridge`` from the text embedding, ``retrieval`` of the nearest training text). ``init.json`` in
+    (``mean``, ``ridge`` from the text embedding, ``retrieval`` of the nearest training text, ``recipe``: ridge
+    from the concept family's parse of the text). ``init.json`` in
     the folder says which and from what."""
     import time
 
