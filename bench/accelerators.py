@@ -25,7 +25,9 @@ ones). None of the protocol's validation or test concepts is in their training (
    would retrain the generator once per concept: hours each.) The candidate predictors (``CANDIDATES``: the
    text-embedding ridge with a Gaussian kernel, the mean of 8 generator samples, and half-and-half blends of it
    with the ridge and the recipe ridge) are scored too; ``--holdout-draw validation``
-   leaves out the next N concepts of the same seeded order instead, to choose among them without the test draw.
+   leaves out the next N concepts of the same seeded order instead, to choose among them without the test draw;
+   ``test-2`` the N after those, a second reported draw with its own leave-out generator; ``--pool`` writes
+   both test draws as one leave-out of 2N concepts.
 
 Writes ``<out>/accelerators-<split>.{json,md}``; resumable (pairs, hypernetworks, the leave-out generator
 are kept in ``--workspace``).
@@ -34,6 +36,8 @@ are kept in ``--workspace``).
     python bench/accelerators.py --split test
     python bench/accelerators.py --split none --holdout 32   # the leave-out part alone (concepts new to the base)
     python bench/accelerators.py --split none --holdout 32 --holdout-draw validation --hyper-steps 0  # to choose
+    python bench/accelerators.py --split none --holdout 32 --holdout-draw test-2   # a second reported draw
+    python bench/accelerators.py --split none --holdout 32 --pool  # both test draws as one leave-out
     python bench/accelerators.py --split test --base-only    # the base's text-only output alone
     python bench/accelerators.py --quick        # smoke: tiny budgets, separate outputs
 """
@@ -89,7 +93,8 @@ QUICK = dict(hyper_steps=3, seeds="0", workspace="bench/work/protocol-quick",
 UNRELATED = "a bowl of fruit on a wooden table"
 STARTS = ("identity", "unrelated text", "text only", "mean", "ridge", "recipe", "retrieval", "generated", "hypernet")
 HOLDOUT_FROM = ("new", "any")
-HOLDOUT_DRAWS = ("test", "validation")
+HOLDOUT_DRAWS = ("test", "validation", "test-2")  # consecutive blocks of N in one seeded order
+TEST_DRAWS = ("test", "test-2")  # what --pool reads
 PARTS = ("all", "new to the base", "in the base's training")  # the leave-out's rows: all, and apart
 #: predictors tried on the validation draw of the leave-out (``candidate_vectors``)
 CANDIDATES = ("ridge rbf", "generated avg", "ridge+generated", "recipe+generated")
@@ -111,8 +116,11 @@ def parse_args() -> argparse.Namespace:
                     help="--holdout's concepts: new = only weight-dataset concepts the base never trained on (a new "
                          "concept's situation); any = all of them (the draw of the first leave-out runs)")
     ap.add_argument("--holdout-draw", choices=HOLDOUT_DRAWS, default="test",
-                    help="which --holdout concepts: test = the first N of the seeded draw (the reported figures); "
-                         "validation = the next N, disjoint from them, to choose a predictor on")
+                    help="which --holdout concepts: test = the first N of the seeded order (reported); validation "
+                         "= the next N, to choose a predictor on; test-2 = the N after those (reported)")
+    ap.add_argument("--pool", action="store_true",
+                    help="with --split none --holdout N: read the test draws' results files (run each first) and "
+                         "write them as one leave-out over all their concepts")
     ap.add_argument("--base-only", action="store_true",
                     help="only the unchanged photo and the base's text-only output (no weight generator needed)")
     for k, v in FULL.items():
@@ -125,6 +133,8 @@ def parse_args() -> argparse.Namespace:
         raise SystemExit(f"--split {args.split}: expected validation, test or none (with --holdout: that part only)")
     if args.split == "none" and not args.holdout:
         raise SystemExit("--split none measures nothing without --holdout N")
+    if args.pool and args.split != "none":
+        raise SystemExit("--pool reads the leave-out's test draws: use it with --split none --holdout N")
     args.seed_list = [int(s) for s in args.seeds.split(",")]
     return args
 
@@ -276,18 +286,42 @@ def holdout(args, base_dir: Path, wg_dir: Path, dataset: WeightDataset, weights_
         rows[c] = r
     if not rows:
         raise SystemExit(f"{weights_ws.root}: none of the {len(out_names)} left-out concepts has test pairs")
+    return leave_out_result(rows, {"from": args.holdout_from, "draw": args.holdout_draw, "trained_on": len(rest),
+                                   "steps": json.loads((folder / "training.json").read_text())["steps_done"],
+                                   "hyper_steps": args.hyper_steps if nets else 0})
+
+
+def leave_out_result(rows: dict[str, dict], settings: dict) -> dict:
+    """The leave-out's results: its rows and ``settings``, each start's summary over all the rows and, when both
+    kinds occur, apart for the concepts new to the base and those in its training."""
     split = {name: sel for name, seen in ((PARTS[1], False), (PARTS[2], True))
              if (sel := [r for r in rows.values() if r["in base training"] == seen])}
     parts = {"all": list(rows.values())} | (split if len(split) > 1 else {})  # apart only when both occur
     by_part = {name: leave_out_summary(sel) for name, sel in parts.items()}
     above = by_part["all"]["above_mean"]
     log(f"leave-out: above the mean adapter on {len(rows)} concepts: {above}")
-    return {"concepts": len(rows), "from": args.holdout_from, "draw": args.holdout_draw,
-            "generated_above_mean": above["generated"],
+    return {"concepts": len(rows), **settings, "generated_above_mean": above["generated"],
             "share": above["generated"] / max(1, len(rows)), "ridge_above_mean": above["ridge"], "above_mean": above,
-            "trained_on": len(rest), "steps": json.loads((folder / "training.json").read_text())["steps_done"],
-            "hyper_steps": args.hyper_steps if nets else 0, "rows": rows, "summary": by_part["all"]["summary"],
-            "by_part": by_part}
+            "rows": rows, "summary": by_part["all"]["summary"], "by_part": by_part}
+
+
+def pooled(args) -> dict:
+    """The test draws' leave-outs (``TEST_DRAWS``, read from their results files in ``--out``) as one: disjoint
+    concepts, each scored by the generator and the starts trained without its own draw."""
+    found = {}
+    for draw in TEST_DRAWS:
+        path = Path(args.out) / f"accelerators-holdout{holdout_suffix(args, draw)}.json"
+        if not path.is_file():
+            raise SystemExit(f"{path}: no results for the {draw} draw; run it first (--holdout-draw {draw})")
+        found[draw] = json.loads(path.read_text())["holdout"]
+    keys = ("from", "trained_on", "steps", "hyper_steps")
+    differ = [k for k in keys if len({json.dumps(h.get(k)) for h in found.values()}) > 1]
+    if differ:
+        raise SystemExit(f"the test draws' leave-outs differ in {', '.join(differ)}: not one measurement to pool")
+    first = next(iter(found.values()))
+    rows = {c: r for h in found.values() for c, r in h["rows"].items()}
+    return leave_out_result(rows, {"from": first["from"], "draw": "+".join(TEST_DRAWS),
+                                   **{k: first[k] for k in ("trained_on", "steps", "hyper_steps")}})
 
 
 def candidate_fits(dataset: WeightDataset, cache: Path) -> dict[str, Ridge]:
@@ -314,11 +348,11 @@ def candidate_vectors(text: str, dataset: WeightDataset, gen: WeightGenerator, f
             "ridge+generated": (ridge + gen_avg) / 2, "recipe+generated": (recipe + gen_avg) / 2}
 
 
-def holdout_suffix(args) -> str:
-    """What the leave-out's folder and results file add for ``--holdout-from`` and ``--holdout-draw`` (nothing for
-    ``any`` and ``test``, the first runs' draw, so their names still hold)."""
-    return ("" if args.holdout_from == "any" else f"-{args.holdout_from}") + (
-        "" if args.holdout_draw == "test" else f"-{args.holdout_draw}")
+def holdout_suffix(args, draw: str | None = None) -> str:
+    """What the leave-out's folder and results file add for ``--holdout-from`` and ``--holdout-draw`` (or ``draw``;
+    nothing for ``any`` and ``test``, the first runs' draw, so their names still hold)."""
+    draw = draw or args.holdout_draw
+    return ("" if args.holdout_from == "any" else f"-{args.holdout_from}") + ("" if draw == "test" else f"-{draw}")
 
 
 def leave_out_summary(rows: list[dict]) -> dict:
@@ -397,10 +431,11 @@ def main() -> None:
                 "validation_means": {s: round(means[s]["mean"], 3) for s in adapters}})
             log(f"recorded --init auto = {init} in {path}")
     if args.holdout:
-        result["holdout"] = holdout(args, base_dir, wg_dir, dataset, weights_ws, work)
+        result["holdout"] = pooled(args) if args.pool else holdout(args, base_dir, wg_dir, dataset, weights_ws, work)
     result["minutes"] = round((time.perf_counter() - started) / 60, 1)
     out = Path(args.out)
-    stem = f"accelerators-holdout{holdout_suffix(args)}" if args.split == "none" else f"accelerators-{args.split}"
+    stem = (f"accelerators-holdout{holdout_suffix(args, 'pooled' if args.pool else None)}" if args.split == "none"
+            else f"accelerators-{args.split}")
     stem += "-base" if args.base_only else ""
     atomic_write_json(out / f"{stem}.json", result)
     atomic_write_text(out / f"{stem}.md", markdown(result))
@@ -459,8 +494,10 @@ def leave_out_markdown(h: dict, fmt) -> list[str]:
     concepts (and, when both occur, apart for those new to the base and those in its training)."""
     drawn = {"new": "drawn from the weight dataset's concepts the base never trained on",
              "any": "drawn from all the weight dataset's concepts"}[h.get("from", "any")]
-    drawn += {"test": "; the test draw: the reported figures", "validation": "; the validation draw (disjoint from "
-              "the test draw), to choose predictors on"}.get(h.get("draw"), "")
+    drawn += {"test": "; the first test draw", "test-2": "; the second test draw (disjoint from the first)",
+              "validation": "; the validation draw (disjoint from the test draws), to choose predictors on",
+              "+".join(TEST_DRAWS): "; both test draws pooled, each scored with the generator and starts trained "
+                                    "without it"}.get(h.get("draw"), "")
     L = ["", f"## Leave-out over the weight dataset ({h['concepts']} concepts left out, {drawn}; a generator "
          f"trained on the other {h['trained_on']} for {h['steps']} steps, as many as the full one)", "",
          f"Generated above the mean adapter on {h['generated_above_mean']}/{h['concepts']} ({h['share']:.0%}; goal: "
