@@ -427,7 +427,7 @@ def test_gaussian_kernel_ridge_follows_a_nonlinear_text_to_adapter_map_that_line
     assert resid == pytest.approx(float((loo_i**2).mean()), rel=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["mean", "ridge", "retrieval"])
+@pytest.mark.parametrize("kind", ["mean", "ridge", "retrieval", "recipe"])
 def test_baseline_inits_are_adapters_of_the_generators_layout(tiny, trained, tmp_path, kind):
     from factory.pipeline.steps import initial_adapter
 
@@ -440,7 +440,7 @@ def test_baseline_inits_are_adapters_of_the_generators_layout(tiny, trained, tmp
     want = {"mean": ds.weights.mean(0), "retrieval": ds.weights[ds.index("noir")]}.get(kind)
     if want is not None:
         torch.testing.assert_close(vec, want, rtol=1e-5, atol=1e-6)
-    else:  # ridge: between the mean and the concept's own adapter for its own text
+    else:  # ridge, recipe: between the mean and the concept's own adapter for its own text
         own = ds.weights[ds.index("noir")]
         assert (vec - own).norm() < (ds.weights.mean(0) - own).norm()
     meta = json.loads((out / "init.json").read_text())
