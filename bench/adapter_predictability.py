@@ -33,10 +33,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from concepts.family import parse_instruction
 from factory.core.atomic import atomic_write_json, atomic_write_text
 from factory.text.encoder import TextEncoder
-from weight_generator.baselines import Ridge
+from weight_generator.baselines import Ridge, recipe_features
 from weight_generator.dataset import WeightDataset
 
 from common import log, provenance
@@ -86,18 +85,15 @@ def r2_curve(inputs: dict[str, np.ndarray], w: np.ndarray, best: dict[str, float
     return out
 
 
-def recipe_features(instructions: list[str]) -> tuple[np.ndarray, list[str]]:
-    """One-hot (op, level) of each instruction's parsed recipe; refuses a text outside the family grammar."""
-    parsed = [parse_instruction(t) for t in instructions]
-    bad = [t for t, p in zip(instructions, parsed, strict=True) if p.ops is None]
+def recipe_inputs(instructions: list[str]) -> tuple[np.ndarray, int]:
+    """The recipe features (``weight_generator.baselines.recipe_features``, the ``--init recipe`` start's) of each
+    instruction and how many (op, level) pairs occur; refuses a text outside the family grammar."""
+    feats = recipe_features(instructions)
+    bad = [t for t, f in zip(instructions, feats, strict=True) if f is None]
     if bad:
         raise SystemExit(f"{len(bad)} instructions outside the family grammar, e.g. {bad[0]!r}")
-    names = sorted({f"{k}:{lv}" for p in parsed for k, lv in p.ops})
-    x = np.zeros((len(parsed), len(names)))
-    for i, p in enumerate(parsed):
-        for k, lv in p.ops:
-            x[i, names.index(f"{k}:{lv}")] = 1.0
-    return x / np.linalg.norm(x, axis=1, keepdims=True), names
+    x = torch.stack(feats).numpy()
+    return x, int((x != 0).any(0).sum())
 
 
 def retrained(data: WeightDataset, adapters_ws: Path, k: int, seed: int) -> np.ndarray:
@@ -146,12 +142,12 @@ def main() -> None:
     data = WeightDataset.load(args.weightgen)
     w = data.weights.double().numpy()
     z = standardized(w, w)
-    recipe, names = recipe_features(data.instructions)
+    recipe, used = recipe_inputs(data.instructions)
     text = TextEncoder("minilm", args.text_cache).pooled(data.instructions).double().numpy()
     inputs = {"recipe (op, level) one-hot": recipe, "MiniLM pooled text": text}
     rows = {name: kernel_r2(x, w) for name, x in inputs.items()}
     r = {**provenance("adapter_predictability.py"), "weightgen": str(args.weightgen), "adapters": len(data),
-         "values_per_adapter": int(w.shape[1]), "recipe_features": len(names), "text_dim": int(text.shape[1]),
+         "values_per_adapter": int(w.shape[1]), "recipe_features": used, "text_dim": int(text.shape[1]),
          "loo_r2": rows, "best": {k: max(f["r2"] for f in v.values()) for k, v in rows.items()}}
     if args.retrain:
         again = retrained(data, args.adapters, args.retrain, args.retrain_seed)
