@@ -56,6 +56,12 @@ def test_family_recipe_trains_installs_and_resumes(tmp_path):
     pretrain_family(ws, opts, log=again.append, progress=False)
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
     assert not any("trained (chunk" in m for m in again), again
+    # more adapters in the same workspace: refused before anything is trained or overwritten
+    saved = (weights_ws.weightgen("family-weightgen") / "dataset.safetensors").read_bytes()
+    with pytest.raises(FactoryError, match=r"trained on 3 adapters; --adapters 4 asks for another weight dataset"):
+        pretrain_family(ws, FamilyPretrainOptions(**{**TINY, "adapters": 4}), log=again.append, progress=False)
+    assert (weights_ws.weightgen("family-weightgen") / "dataset.safetensors").read_bytes() == saved
+    assert len(list((weights_ws.root / "loras").iterdir())) == 3  # no fourth adapter
 
 
 def test_family_recipe_refuses_bad_settings():

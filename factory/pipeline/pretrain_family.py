@@ -133,6 +133,21 @@ def weightgen_stage(ws: Workspace, opts: FamilyPretrainOptions, log: Log, progre
     return out
 
 
+def refuse_another_dataset(ws: Workspace, opts: FamilyPretrainOptions) -> None:
+    """FactoryError, before anything is trained, when the workspace holds a finished weight generator of another
+    number of adapters than ``opts.adapters``: the adapters stage would overwrite its dataset, and the weight
+    generator stage would keep the old generator as done."""
+    from base_gan.models import read_training
+    from weight_generator.train import is_weightgen
+
+    out = ws.weightgen(WEIGHTGEN_NAME)
+    made = len(read_training(out).get("concepts", [])) if is_weightgen(out) else opts.adapters
+    if made != opts.adapters:
+        raise FactoryError(f"{out} holds a weight generator trained on {made} adapters; --adapters "
+                           f"{opts.adapters} asks for another weight dataset. Move that folder away (or use "
+                           "another --workspace) to train one on the new dataset")
+
+
 def hypernet_stage(ws: Workspace, opts: FamilyPretrainOptions, base: Path, weightgen: Path, log: Log) -> Path | None:
     """The Text-to-LoRA hypernetwork on the weight dataset's concepts, through the frozen base (skipped when
     saved or with ``hypernet_steps`` 0); trained by process 0 only (a few minutes)."""
@@ -168,8 +183,9 @@ def pretrain_family(ws: Workspace, opts: FamilyPretrainOptions, install: bool = 
     par = parallel()
     if not par.main:
         log, progress, install = (lambda m: None), False, False
-    base = base_stage(ws, opts, log, progress)
     weights_ws = adapters_workspace(ws)
+    refuse_another_dataset(weights_ws, opts)
+    base = base_stage(ws, opts, log, progress)
     dataset = adapters_stage(weights_ws, opts, base, log)
     weightgen = weightgen_stage(weights_ws, opts, log, progress)
     hypernet_stage(weights_ws, opts, base, weightgen, log)
