@@ -131,6 +131,8 @@ class Ridge:
 #: kernel widths tried by leave-one-out for the recipe features (0: linear, one additive effect per op; above 0
 #: exp(gamma (x . y - 1)), which lets ops interact)
 RECIPE_GAMMAS = (0.0, 0.5, 1.0, 2.0, 4.0)
+#: recipe ridge fits by weight-dataset fingerprint (``fit_recipe_ridge``)
+_RECIPE_FITS: dict[str, Ridge] = {}
 
 
 def recipe_features(texts: list[str]) -> list[torch.Tensor | None]:
@@ -166,9 +168,6 @@ def fit_recipe_ridge(dataset: WeightDataset) -> Ridge:
         scale = y.to(torch.float64).std(0).clamp_min(1e-8)
         _RECIPE_FITS[key] = Ridge.fit(torch.stack([feats[i] for i in rows]), y, scale, gammas=RECIPE_GAMMAS)
     return _RECIPE_FITS[key]
-
-
-_RECIPE_FITS: dict[str, Ridge] = {}
 
 
 def recipe_ridge_adapter(text: str, dataset: WeightDataset, encoder_name: str = "minilm",
