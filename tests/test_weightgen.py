@@ -179,6 +179,10 @@ def test_collect_reads_texts_and_refuses_mismatched_adapters(tiny, tmp_path):
     (other_base / "metrics.json").write_text(json.dumps({"instruction": "x", "base": "/nowhere/other-base"}))
     with pytest.raises(FactoryError, match=r"elsewhere: fine-tuned on base '/nowhere/other-base'"):
         collect_adapters(good + [other_base], ["a", "b", "c"])
+    # the same base copied with its workspace (same folder name, another path) is one base
+    copied = make_adapter(tmp_path / "copied", tiny["base"], "x", seed=9)
+    (copied / "metrics.json").write_text(json.dumps({"instruction": "x", "base": f"/elsewhere/{tiny['base'].name}"}))
+    assert len(collect_adapters(good + [copied], ["a", "b", "c"])) == 3
 
 
 def test_collect_cli_and_mismatch_error(tmp_path):

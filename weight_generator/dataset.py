@@ -111,6 +111,15 @@ def adapter_metrics(folder: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def same_base(recorded: str | None, base_dir: str | Path) -> bool:
+    """Whether the base an adapter or a weight generator's adapters were trained on is ``base_dir`` (path or, if
+    moved or copied with its workspace, folder name); an unrecorded base matches any."""
+    if recorded is None:
+        return True
+    rec, cur = Path(recorded), Path(base_dir)
+    return rec.resolve() == cur.resolve() or rec.name == cur.name
+
+
 def adapter_base(folder: Path) -> str | None:
     """The base generator an adapter was fine-tuned on, when its metrics.json records it."""
     m = adapter_metrics(folder)
@@ -162,7 +171,7 @@ def collect_adapters(folders: list[Path], instructions: list[str], concepts: lis
             raise FactoryError(f"{folder}: adapter layout differs from {folders[0]}'s: {diff}; "
                                "a weight dataset needs one layout (same layer groups and ranks)")
         their_base = adapter_base(folder)
-        if base is not None and their_base is not None and their_base != base:
+        if base is not None and not same_base(their_base, base):
             raise FactoryError(f"{folder}: fine-tuned on base '{their_base}', but {folders[0]} on '{base}'; "
                                "a weight dataset needs adapters of one base generator")
         base = base or their_base

@@ -116,14 +116,6 @@ def find_weightgen(workspace: Workspace, name: str | None = None) -> Path:
                        f"named '{DEFAULT_NAME}'; train one with --name {DEFAULT_NAME}")
 
 
-def same_base(recorded: str | None, base_dir: Path) -> bool:
-    """Whether the base a weight generator's adapters were trained on is ``base_dir`` (path or, if moved, name)."""
-    if recorded is None:
-        return True
-    rec, cur = Path(recorded), Path(base_dir)
-    return rec.resolve() == cur.resolve() or rec.name == cur.name
-
-
 # -- installing new shipped assets --------------------------------------------------------------------
 def _folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
@@ -183,6 +175,7 @@ def install(base_dir: Path, weightgen_dir: Path, recipe: str, heldout: list[str]
     model saw, and a total over ``MAX_BYTES`` (the dataset drops to float16 first).
     """
     from base_gan.models import is_model_folder, read_training
+    from weight_generator.dataset import same_base
     from weight_generator.train import is_weightgen
 
     base_dir, weightgen_dir, dest = Path(base_dir), Path(weightgen_dir), Path(dest)

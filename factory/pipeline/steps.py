@@ -175,7 +175,8 @@ def generate_adapter(text: str, out_dir: str | os.PathLike, *, workspace: Worksp
     """The weight generator's LoRA for ``text`` as a peft adapter folder. The weight generator is the
     workspace's (``name``, or ``default``, or the only one), else the shipped one; with ``base`` it must
     have been trained on adapters of that base."""
-    from factory.pipeline.assets import find_weightgen, resolve_base, same_base
+    from factory.pipeline.assets import find_weightgen, resolve_base
+    from weight_generator.dataset import same_base
     from weight_generator.sample import WeightGenerator
 
     ws = workspace_of(workspace)
@@ -203,9 +204,9 @@ def initial_adapter(kind: str, text: str, out_dir: str | os.PathLike, *, workspa
     import time
 
     from factory.core.atomic import atomic_write_json
-    from factory.pipeline.assets import find_weightgen, resolve_base, same_base
+    from factory.pipeline.assets import find_weightgen, resolve_base
     from weight_generator.baselines import baseline_vector, save_vector_adapter
-    from weight_generator.dataset import WeightDataset, dataset_base
+    from weight_generator.dataset import WeightDataset, dataset_base, same_base
 
     if kind not in INITS:
         raise FactoryError(f"unknown init '{kind}': expected one of {', '.join(INITS)}")
