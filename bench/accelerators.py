@@ -63,8 +63,8 @@ from factory.evaluation.protocol import DATA_SEED, PAIRS, SEEDS, SIZE, concept_s
 from factory.lora.adapters import LoraLayout, layout_of_adapter, load_adapter
 from weight_generator.baselines import (
     BASELINES,
-    Ridge,
     baseline_vector,
+    ridge_adapter,
     save_vector_adapter,
 )
 from weight_generator.dataset import WeightDataset
@@ -268,7 +268,6 @@ def holdout(args, base_dir: Path, wg_dir: Path, dataset: WeightDataset, weights_
     layout = layout_of_adapter(weights_ws.lora(rest.concepts[0]))
     nets = hypernets(args, base, rest, weights_ws, folder) if args.hyper_steps else []
     cache, rows = weights_ws.text_cache, {}
-    fits = candidate_fits(rest, cache)
     for c in out_names:
         text = dataset.instructions[dataset.index(c)]
         held = HeldOutPairs(weights_ws.data(c), "test")
@@ -280,7 +279,7 @@ def holdout(args, base_dir: Path, wg_dir: Path, dataset: WeightDataset, weights_
         scores, _ = text_starts(base, rest, gen, nets, layout, text, held, cache, args.seed_list,
                                 folder / "starts" / c)
         r |= {kind: value(v) for kind, v in scores.items()}  # generated, hypernet: the mean over seeds
-        for kind, vec in candidate_vectors(text, rest, gen, fits, cache).items():
+        for kind, vec in candidate_vectors(text, rest, gen, cache).items():
             r[kind] = psnr_of(base, save_vector_adapter(vec, rest, folder / "starts" / f"{c}-{kind}"), text, held,
                               cache)
         rows[c] = r
@@ -324,27 +323,15 @@ def pooled(args) -> dict:
                                    **{k: first[k] for k in ("trained_on", "steps", "hyper_steps")}})
 
 
-def candidate_fits(dataset: WeightDataset, cache: Path) -> dict[str, Ridge]:
-    """The candidate predictors' regressions, fitted once on ``dataset``: the text-embedding ridge with a Gaussian
-    kernel among its choices."""
-    from factory.text.encoder import TextEncoder
-
-    scale = dataset.weights.to(torch.float64).std(0).clamp_min(1e-8)
-    x = TextEncoder.from_name("minilm", cache_dir=cache).pooled(dataset.instructions)
-    return {"ridge rbf": Ridge.fit(x, dataset.weights, scale, gammas=EMBEDDING_GAMMAS)}
-
-
-def candidate_vectors(text: str, dataset: WeightDataset, gen: WeightGenerator, fits: dict[str, Ridge],
-                      cache: Path) -> dict[str, torch.Tensor]:
-    """Starting adapters [P] for ``text`` from the candidate predictors (``CANDIDATES``)."""
-    from factory.text.encoder import TextEncoder
-
-    emb = TextEncoder.from_name("minilm", cache_dir=cache).pooled([text])
+def candidate_vectors(text: str, dataset: WeightDataset, gen: WeightGenerator, cache: Path) -> dict[str, torch.Tensor]:
+    """Starting adapters [P] for ``text`` from the candidate predictors (``CANDIDATES``; the ridge fits are the
+    ones ``text_starts`` already made, cached by ``weight_generator.baselines``)."""
+    rbf = ridge_adapter(text, dataset, cache_dir=cache, gammas=EMBEDDING_GAMMAS)[0]
     ridge = baseline_vector("ridge", text, dataset, cache_dir=cache)[0].to(torch.float64)
     recipe = baseline_vector("recipe", text, dataset, cache_dir=cache)[0].to(torch.float64)
     gen_avg = torch.stack([gen.tokenizer.decode(gen.sample_blocks([text], 1, s)[0]) for s in range(GEN_AVERAGE)]
                           ).mean(0)
-    return {"ridge rbf": fits["ridge rbf"].predict(emb)[0], "generated avg": gen_avg,
+    return {"ridge rbf": rbf, "generated avg": gen_avg,
             "ridge+generated": (ridge + gen_avg) / 2, "recipe+generated": (recipe + gen_avg) / 2}
 
 
@@ -361,8 +348,7 @@ def leave_out_summary(rows: list[dict]) -> dict:
     starts = [k for k in HOLDOUT_STARTS if k in rows[0]]
     return {"concepts": len(rows), "summary": {k: mean_spread(r[k] for r in rows) for k in starts},
             "above_mean": {k: sum(r[k] > r["mean"] for r in rows)
-                           for k in ("text only", "ridge", "recipe", "retrieval", "generated", "hypernet", *CANDIDATES)
-                           if k in starts},
+                           for k in starts if k not in ("identity", "own", "mean")},
             "text_only_at_or_above_identity": sum(r["text only"] >= r["identity"] for r in rows)}
 
 

@@ -25,6 +25,7 @@ weighs the same whatever its magnitude; 0 means identical.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,8 +132,16 @@ class Ridge:
 #: kernel widths tried by leave-one-out for the recipe features (0: linear, one additive effect per op; above 0
 #: exp(gamma (x . y - 1)), which lets ops interact)
 RECIPE_GAMMAS = (0.0, 0.5, 1.0, 2.0, 4.0)
-#: recipe ridge fits by weight-dataset fingerprint (``fit_recipe_ridge``)
-_RECIPE_FITS: dict[str, Ridge] = {}
+#: ridge fits by (input, kernel widths, weight-dataset fingerprint): the penalty and width search inverts an N x N
+#: matrix per setting, and every text's start from one dataset uses the same fit
+_FITS: dict[tuple, Ridge] = {}
+
+
+def _fit_once(key: tuple, fit: Callable[[], Ridge]) -> Ridge:
+    """``fit()``, made once per ``key`` and process."""
+    if key not in _FITS:
+        _FITS[key] = fit()
+    return _FITS[key]
 
 
 def recipe_features(texts: list[str]) -> list[torch.Tensor | None]:
@@ -156,9 +165,8 @@ def recipe_features(texts: list[str]) -> list[torch.Tensor | None]:
 
 def fit_recipe_ridge(dataset: WeightDataset) -> Ridge:
     """Ridge from the recipe features of the dataset's instructions the grammar reads to their adapters (fitted
-    once per dataset and process: the kernel width search inverts an N x N matrix per setting)."""
-    key = dataset.fingerprint()
-    if key not in _RECIPE_FITS:
+    once per dataset and process)."""
+    def fit() -> Ridge:
         feats = recipe_features(dataset.instructions)
         rows = [i for i, f in enumerate(feats) if f is not None]
         if len(rows) < 3:
@@ -166,8 +174,9 @@ def fit_recipe_ridge(dataset: WeightDataset) -> Ridge:
                                "grammar; recipe ridge needs at least 3")
         y = dataset.weights[rows]
         scale = y.to(torch.float64).std(0).clamp_min(1e-8)
-        _RECIPE_FITS[key] = Ridge.fit(torch.stack([feats[i] for i in rows]), y, scale, gammas=RECIPE_GAMMAS)
-    return _RECIPE_FITS[key]
+        return Ridge.fit(torch.stack([feats[i] for i in rows]), y, scale, gammas=RECIPE_GAMMAS)
+
+    return _fit_once(("recipe", RECIPE_GAMMAS, dataset.fingerprint()), fit)
 
 
 def recipe_ridge_adapter(text: str, dataset: WeightDataset, encoder_name: str = "minilm",
@@ -187,13 +196,19 @@ def recipe_ridge_adapter(text: str, dataset: WeightDataset, encoder_name: str = 
 
 
 def ridge_adapter(text: str, dataset: WeightDataset, encoder_name: str = "minilm",
-                  cache_dir: str | Path | None = None) -> tuple[torch.Tensor, Ridge]:
-    """The ridge prediction [P] for ``text`` from the dataset's (instruction, adapter) pairs, and the fit."""
+                  cache_dir: str | Path | None = None, gammas: tuple[float, ...] = (0.0,),
+                  ) -> tuple[torch.Tensor, Ridge]:
+    """The ridge prediction [P] for ``text`` from the dataset's (instruction, adapter) pairs, and the fit (kernel
+    widths ``gammas``, 0 linear; fitted once per dataset, encoder, widths and process)."""
     from factory.text.encoder import TextEncoder
 
     enc = TextEncoder.from_name(encoder_name, cache_dir=cache_dir)
-    scale = dataset.weights.to(torch.float64).std(0).clamp_min(1e-8)
-    fit = Ridge.fit(enc.pooled(dataset.instructions), dataset.weights, scale)
+
+    def fit() -> Ridge:
+        scale = dataset.weights.to(torch.float64).std(0).clamp_min(1e-8)
+        return Ridge.fit(enc.pooled(dataset.instructions), dataset.weights, scale, gammas=gammas)
+
+    fit = _fit_once(("text", encoder_name, gammas, dataset.fingerprint()), fit)
     return fit.predict(enc.pooled([text]))[0], fit
 
 

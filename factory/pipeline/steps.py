@@ -199,8 +199,7 @@ def initial_adapter(kind: str, text: str, out_dir: str | os.PathLike, *, workspa
     """A starting LoRA for ``text`` as a peft adapter folder: ``weightgen`` (sampled by the weight generator),
     ``hypernet`` (the Text-to-LoRA hypernetwork in its folder) or a baseline over its training adapters
     (``mean``, ``ridge`` from the text embedding, ``retrieval`` of the nearest training text, ``recipe``: ridge
-    from the concept family's parse of the text). ``init.json`` in
-    the folder says which and from what."""
+    from the concept family's parse of the text). ``init.json`` in the folder says which and from what."""
     import time
 
     from factory.core.atomic import atomic_write_json
