@@ -410,6 +410,11 @@ def test_recipe_ridge_predicts_an_unseen_family_concept_from_the_ops_its_text_na
     vec, info = baseline_vector("recipe", "make it look like a rainy day in Paris", train,
                                 cache_dir=tmp_path / "text")
     assert "names no edit of the family" in info["fallback"] and vec.shape == (12,)
+    # a weight dataset whose instructions the grammar mostly does not read: the embedding ridge, said so
+    texts = [c.instruction for c in family[10:12]] + [f"a photo of place number {i}" for i in range(30)]
+    few = WeightDataset([f"c{i}" for i in range(32)], texts, weights[10:42], layout, {})
+    vec, info = baseline_vector("recipe", family[0].instruction, few, cache_dir=tmp_path / "text")
+    assert "reads fewer than 3 of the 32" in info["fallback"] and vec.shape == (12,)
 
 
 def test_gaussian_kernel_ridge_follows_a_nonlinear_text_to_adapter_map_that_linear_ridge_cannot():

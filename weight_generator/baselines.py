@@ -134,10 +134,10 @@ class Ridge:
 RECIPE_GAMMAS = (0.0, 0.5, 1.0, 2.0, 4.0)
 #: ridge fits by (input, kernel widths, weight-dataset fingerprint): the penalty and width search inverts an N x N
 #: matrix per setting, and every text's start from one dataset uses the same fit
-_FITS: dict[tuple, Ridge] = {}
+_FITS: dict[tuple, Ridge | None] = {}
 
 
-def _fit_once(key: tuple, fit: Callable[[], Ridge]) -> Ridge:
+def _fit_once(key: tuple, fit: Callable[[], Ridge | None]) -> Ridge | None:
     """``fit()``, made once per ``key`` and process."""
     if key not in _FITS:
         _FITS[key] = fit()
@@ -163,15 +163,14 @@ def recipe_features(texts: list[str]) -> list[torch.Tensor | None]:
     return out
 
 
-def fit_recipe_ridge(dataset: WeightDataset) -> Ridge:
-    """Ridge from the recipe features of the dataset's instructions the grammar reads to their adapters (fitted
-    once per dataset and process)."""
-    def fit() -> Ridge:
+def fit_recipe_ridge(dataset: WeightDataset) -> Ridge | None:
+    """Ridge from the recipe features of the dataset's instructions the grammar reads to their adapters, or None
+    when it reads fewer than 3 of them (fitted once per dataset and process)."""
+    def fit() -> Ridge | None:
         feats = recipe_features(dataset.instructions)
         rows = [i for i, f in enumerate(feats) if f is not None]
         if len(rows) < 3:
-            raise FactoryError(f"only {len(rows)} of the {len(dataset)} training instructions are in the family's "
-                               "grammar; recipe ridge needs at least 3")
+            return None
         y = dataset.weights[rows]
         scale = y.to(torch.float64).std(0).clamp_min(1e-8)
         return Ridge.fit(torch.stack([feats[i] for i in rows]), y, scale, gammas=RECIPE_GAMMAS)
@@ -181,16 +180,17 @@ def fit_recipe_ridge(dataset: WeightDataset) -> Ridge:
 
 def recipe_ridge_adapter(text: str, dataset: WeightDataset, encoder_name: str = "minilm",
                          cache_dir: str | Path | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
-    """The recipe ridge's prediction [P] for ``text``, or the text-embedding ridge's when the family's grammar does
-    not read the text; and what it was made from."""
+    """The recipe ridge's prediction [P] for ``text``; the text-embedding ridge's when the family's grammar does
+    not read the text or reads fewer than 3 of the training instructions; and what it was made from."""
     from concepts.family import parse_instruction
 
     x = recipe_features([text])[0]
-    if x is None:
+    fit = fit_recipe_ridge(dataset) if x is not None else None
+    if fit is None:
+        why = (parse_instruction(text).reason if x is None else
+               f"the family's grammar reads fewer than 3 of the {len(dataset)} training instructions")
         vec, emb = ridge_adapter(text, dataset, encoder_name, cache_dir)
-        return vec, {"fallback": f"text-embedding ridge: {parse_instruction(text).reason}", "alpha": emb.alpha,
-                     "adapters": len(dataset)}
-    fit = fit_recipe_ridge(dataset)
+        return vec, {"fallback": f"text-embedding ridge: {why}", "alpha": emb.alpha, "adapters": len(dataset)}
     return fit.predict(x[None])[0], {"alpha": fit.alpha, "gamma": fit.gamma, "loo_r2": round(fit.loo_r2, 4),
                                      "adapters": len(fit.x)}
 

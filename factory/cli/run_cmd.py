@@ -30,7 +30,7 @@ from factory.pipeline.session import Session
                    "generator fits; weightgen: its sampled adapter; hypernet: the Text-to-LoRA hypernetwork "
                    "shipped with it; mean / ridge / retrieval: its baselines over the training adapters; "
                    "recipe: ridge from the concept family's ops the text names (ridge on the text embedding "
-                   "for a text outside the family's grammar).")
+                   "for a text outside the family's grammar, or a weight dataset it hardly reads).")
 @click.option("--synth-pairs", type=click.IntRange(4), default=120, show_default=True,
               help="Pairs the teacher makes (train and test together).")
 @click.option("--pairs", type=click.IntRange(1), help="Fine-tune on K training pairs (clustered; default all).")
