@@ -59,6 +59,7 @@ from factory.core.atomic import atomic_write_json, atomic_write_text
 from factory.core.errors import FactoryError
 from factory.core.workspace import Workspace
 from factory.evaluation.heldout import HeldOutPairs, text_conditioned
+from factory.evaluation.metrics import quality
 from factory.evaluation.protocol import DATA_SEED, PAIRS, SEEDS, SIZE, concept_split, mean_spread
 from factory.lora.adapters import LoraLayout, layout_of_adapter, load_adapter
 from weight_generator.baselines import (
@@ -139,10 +140,29 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def edits_of(base: BaseGAN, folder: Path | None, text: str, held: HeldOutPairs, cache: Path) -> torch.Tensor:
+    """The test photos edited by the base with the adapter in ``folder`` (None: the base alone), conditioned on
+    ``text``."""
+    model = base.copy() if folder is None else load_adapter(base.copy(), folder).eval()
+    return held.outputs(text_conditioned(model, text, cache), model)
+
+
 def psnr_of(base: BaseGAN, folder: Path | None, text: str, held: HeldOutPairs, cache: Path) -> float:
     """Test-pair PSNR of the base with the adapter in ``folder`` (None: the base alone), conditioned on ``text``."""
-    model = base.copy() if folder is None else load_adapter(base.copy(), folder).eval()
-    return held.score(text_conditioned(model, text, cache), model)["psnr"]
+    return held.score_outputs(edits_of(base, folder, text, held, cache))["psnr"]
+
+
+def to_own(base: BaseGAN, own: Path, folders: dict[str, Path | list[Path] | None], text: str, held: HeldOutPairs,
+           cache: Path) -> dict[str, float]:
+    """How close each start's edit is to the concept's own adapter's: the PSNR (dB) of its edits of the test photos
+    against the own adapter's (the mean over a start's seeds; "identity": the unchanged photos)."""
+    ref = edits_of(base, own, text, held, cache)
+    close = lambda out: float(quality(out, ref, full=False)["psnr"].mean())
+    out = {"identity": close(held.source)}
+    for kind, f in folders.items():
+        out[kind] = statistics.fmean(close(edits_of(base, g, text, held, cache)) for g in
+                                     (f if isinstance(f, list) else [f]))
+    return out
 
 
 def hypernets(args, base: BaseGAN, dataset: WeightDataset, weights_ws: Workspace, work: Path,
@@ -204,7 +224,7 @@ def starts(args, base: BaseGAN, dataset: WeightDataset | None, gen: WeightGenera
             r["text only" + label] = psnr_of(base, None, text, held, cache)
             if dataset is None:
                 continue
-            scores, info = text_starts(base, dataset, gen, nets, layout, text, held, cache, args.seed_list,
+            scores, info, _ = text_starts(base, dataset, gen, nets, layout, text, held, cache, args.seed_list,
                                        work / f"{c}{label.replace(' ', '-')}")
             r |= {kind + label: v for kind, v in scores.items()}
             r |= {f"{kind}{label} info": v for kind, v in info.items()}
@@ -215,20 +235,21 @@ def starts(args, base: BaseGAN, dataset: WeightDataset | None, gen: WeightGenera
 
 def text_starts(base: BaseGAN, dataset: WeightDataset, gen: WeightGenerator, nets: list[TextToLora],
                 layout: LoraLayout | None, text: str, held: HeldOutPairs, cache: Path, seeds: list[int], out: Path,
-                ) -> tuple[dict[str, float | list[float]], dict[str, dict]]:
+                ) -> tuple[dict[str, float | list[float]], dict[str, dict], dict[str, Path | list[Path]]]:
     """Test-pair PSNR of every start made from ``text``: the baselines (``BASELINES``: mean, ridge, retrieval,
-    recipe; one figure each), the generator's one-step samples and the hypernetworks' adapters (one per seed); and
-    what each baseline was made from. The adapters are written under ``out``."""
-    scores, info = {}, {}
+    recipe; one figure each), the generator's one-step samples and the hypernetworks' adapters (one per seed); what
+    each baseline was made from; and the adapters' folders (written under ``out``)."""
+    info, folders = {}, {}
     for kind in BASELINES:
         vec, info[kind] = baseline_vector(kind, text, dataset, cache_dir=cache)
-        scores[kind] = psnr_of(base, save_vector_adapter(vec, dataset, out / kind), text, held, cache)
-    scores["generated"] = [psnr_of(base, gen.sample_to_folder(text, out / f"generated{s}", steps=1, seed=s), text,
-                                   held, cache) for s in seeds]
+        folders[kind] = save_vector_adapter(vec, dataset, out / kind)
+    folders["generated"] = [gen.sample_to_folder(text, out / f"generated{s}", steps=1, seed=s) for s in seeds]
     if nets:
-        scores["hypernet"] = [psnr_of(base, hypernet_adapter(net, base.model, layout, text, out / f"hypernet{s}",
-                                                             cache), text, held, cache) for s, net in zip(seeds, nets)]
-    return scores, info
+        folders["hypernet"] = [hypernet_adapter(net, base.model, layout, text, out / f"hypernet{s}", cache)
+                               for s, net in zip(seeds, nets)]
+    scores = {kind: [psnr_of(base, g, text, held, cache) for g in f] if isinstance(f, list) else
+              psnr_of(base, f, text, held, cache) for kind, f in folders.items()}
+    return scores, info, folders
 
 
 def value(v: float | list[float]) -> float:
@@ -276,12 +297,13 @@ def holdout(args, base_dir: Path, wg_dir: Path, dataset: WeightDataset, weights_
         r = {"instruction": text, "in base training": c in base_seen, "identity": held.identity(full=False)["psnr"],
              "text only": psnr_of(base, None, text, held, cache),  # what the base does alone, in-family
              "own": psnr_of(base, weights_ws.lora(c), text, held, cache)}
-        scores, _ = text_starts(base, rest, gen, nets, layout, text, held, cache, args.seed_list,
-                                folder / "starts" / c)
+        scores, _, folders = text_starts(base, rest, gen, nets, layout, text, held, cache, args.seed_list,
+                                         folder / "starts" / c)
         r |= {kind: value(v) for kind, v in scores.items()}  # generated, hypernet: the mean over seeds
         for kind, vec in candidate_vectors(text, rest, gen, cache).items():
-            r[kind] = psnr_of(base, save_vector_adapter(vec, rest, folder / "starts" / f"{c}-{kind}"), text, held,
-                              cache)
+            folders[kind] = save_vector_adapter(vec, rest, folder / "starts" / f"{c}-{kind}")
+            r[kind] = psnr_of(base, folders[kind], text, held, cache)
+        r["to own"] = to_own(base, weights_ws.lora(c), {"text only": None, **folders}, text, held, cache)
         rows[c] = r
     if not rows:
         raise SystemExit(f"{weights_ws.root}: none of the {len(out_names)} left-out concepts has test pairs")
@@ -299,6 +321,8 @@ def leave_out_result(rows: dict[str, dict], settings: dict) -> dict:
     by_part = {name: leave_out_summary(sel) for name, sel in parts.items()}
     above = by_part["all"]["above_mean"]
     log(f"leave-out: above the mean adapter on {len(rows)} concepts: {above}")
+    if "closer_than_mean" in by_part["all"]:
+        log(f"leave-out: closer to the own adapter's edit than the mean adapter: {by_part['all']['closer_than_mean']}")
     return {"concepts": len(rows), **settings, "generated_above_mean": above["generated"],
             "share": above["generated"] / max(1, len(rows)), "ridge_above_mean": above["ridge"], "above_mean": above,
             "rows": rows, "summary": by_part["all"]["summary"], "by_part": by_part}
@@ -344,12 +368,19 @@ def holdout_suffix(args, draw: str | None = None) -> str:
 
 def leave_out_summary(rows: list[dict]) -> dict:
     """Mean +- sd of each start over ``rows`` and how many of them each start from the text puts above the mean
-    adapter (the base's text-only output included)."""
+    adapter (the base's text-only output included); and, when the rows have them, the same for the starts' PSNR
+    against the own adapter's edits (``to_own``) and how often a start is closer to them than the mean adapter."""
     starts = [k for k in HOLDOUT_STARTS if k in rows[0]]
-    return {"concepts": len(rows), "summary": {k: mean_spread(r[k] for r in rows) for k in starts},
-            "above_mean": {k: sum(r[k] > r["mean"] for r in rows)
-                           for k in starts if k not in ("identity", "own", "mean")},
-            "text_only_at_or_above_identity": sum(r["text only"] >= r["identity"] for r in rows)}
+    out = {"concepts": len(rows), "summary": {k: mean_spread(r[k] for r in rows) for k in starts},
+           "above_mean": {k: sum(r[k] > r["mean"] for r in rows)
+                          for k in starts if k not in ("identity", "own", "mean")},
+           "text_only_at_or_above_identity": sum(r["text only"] >= r["identity"] for r in rows)}
+    if all("to own" in r for r in rows):
+        near = [k for k in HOLDOUT_STARTS if k in rows[0]["to own"]]
+        out |= {"to_own": {k: mean_spread(r["to own"][k] for r in rows) for k in near},
+                "closer_than_mean": {k: sum(r["to own"][k] > r["to own"]["mean"] for r in rows)
+                                     for k in near if k not in ("identity", "mean")}}
+    return out
 
 
 def goals(rows: dict[str, dict]) -> dict[str, dict]:
@@ -484,12 +515,25 @@ def leave_out_markdown(h: dict, fmt) -> list[str]:
               "validation": "; the validation draw (disjoint from the test draws), to choose predictors on",
               "+".join(TEST_DRAWS): "; both test draws pooled, each scored with the generator and starts trained "
                                     "without it"}.get(h.get("draw"), "")
+    parts = h.get("by_part") or {"all": {"concepts": h["concepts"], "summary": h["summary"],
+                                         "above_mean": h.get("above_mean", {"ridge": h.get("ridge_above_mean"),
+                                                                          "generated": h["generated_above_mean"]})}}
+    parts = {k: parts[k] for k in PARTS if k in parts}  # a fixed order (the results file sorts its keys)
+    goal = lambda n: ("a draw to choose on, not the goal's figure" if h.get("draw") == "validation" else
+                      f"goal: at least 80%: {met(n >= 0.8 * h['concepts'])}")
+    closer = parts["all"].get("closer_than_mean", {}).get("generated")
     L = ["", f"## Leave-out over the weight dataset ({h['concepts']} concepts left out, {drawn}; a generator "
-         f"trained on the other {h['trained_on']} for {h['steps']} steps, as many as the full one)", "",
-         f"Generated above the mean adapter on {h['generated_above_mean']}/{h['concepts']} ({h['share']:.0%}; "
-         + ("a draw to choose on, not the goal's figure" if h.get("draw") == "validation" else
-            f"goal: at least 80%: {met(h['share'] >= 0.8)}")
-         + "). Own = the concept's own trained adapter (the ceiling); ridge, "
+         f"trained on the other {h['trained_on']} for {h['steps']} steps, as many as the full one)", ""]
+    if closer is not None:
+        L += [f"The generated adapter's edits are closer to those of the concept's own adapter than the mean "
+              f"adapter's are (PSNR against the own adapter's edits of the test photos, the issue's measure) on "
+              f"{closer}/{h['concepts']} ({closer / h['concepts']:.0%}; {goal(closer)}). Against the teacher's test "
+              f"pairs it is above the mean adapter on {h['generated_above_mean']}/{h['concepts']} "
+              f"({h['share']:.0%}; {goal(h['generated_above_mean'])}).", ""]
+    else:
+        L += [f"Generated above the mean adapter on {h['generated_above_mean']}/{h['concepts']} ({h['share']:.0%}; "
+              f"{goal(h['generated_above_mean'])}).", ""]
+    L += ["Own = the concept's own trained adapter (the ceiling); ridge, "
          + ("recipe (ridge from the family ops the text names), " if "recipe" in h["summary"] else "")
          + "retrieval (nearest text) and the hypernetwork"
          + (f" (one per seed, {h['hyper_steps']} steps, trained on the same {h['trained_on']} concepts)"
@@ -498,10 +542,6 @@ def leave_out_markdown(h: dict, fmt) -> list[str]:
          + (" Candidates: ridge rbf (Gaussian kernel on the text embedding), generated avg (the mean of "
             f"{GEN_AVERAGE} one-step samples), and half-and-half blends of it with ridge and with recipe."
             if "generated avg" in h["summary"] else ""), ""]
-    parts = h.get("by_part") or {"all": {"concepts": h["concepts"], "summary": h["summary"],
-                                         "above_mean": h.get("above_mean", {"ridge": h.get("ridge_above_mean"),
-                                                                          "generated": h["generated_above_mean"]})}}
-    parts = {k: parts[k] for k in PARTS if k in parts}  # a fixed order (the results file sorts its keys)
     L += ["| start | " + " | ".join(f"{name} ({p['concepts']})" for name, p in parts.items()) + " |",
           "| --- |" + " ---: |" * len(parts)]
     for k in (k for k in HOLDOUT_STARTS if k in h["summary"]):
@@ -510,6 +550,19 @@ def leave_out_markdown(h: dict, fmt) -> list[str]:
             n = p["above_mean"].get(k)
             cells.append(fmt(p["summary"][k]) + ("" if n is None else f", {n}/{p['concepts']}"))
         L.append(f"| {k} | " + " | ".join(cells) + " |")
+    if all("to_own" in p for p in parts.values()):
+        L += ["", "### Closeness to the own adapter's edits", "",
+              "PSNR (dB) of each start's edits of the test photos against the concept's own adapter's edits (identity: "
+              "the unchanged photos), mean ± sd over the concepts; *n/N* = on how many of them the start is closer "
+              "than the mean adapter.", "",
+              "| start | " + " | ".join(f"{name} ({p['concepts']})" for name, p in parts.items()) + " |",
+              "| --- |" + " ---: |" * len(parts)]
+        for k in (k for k in HOLDOUT_STARTS if k in parts["all"]["to_own"]):
+            cells = []
+            for p in parts.values():
+                n = p["closer_than_mean"].get(k)
+                cells.append(fmt(p["to_own"][k]) + ("" if n is None else f", {n}/{p['concepts']}"))
+            L.append(f"| {k} | " + " | ".join(cells) + " |")
     if all("text_only_at_or_above_identity" in p for p in parts.values()):
         L += ["", "Base text only at or above the unchanged photo: " + ", ".join(
             f"{name} {p['text_only_at_or_above_identity']}/{p['concepts']}" for name, p in parts.items()) + "."]
