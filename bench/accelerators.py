@@ -18,13 +18,16 @@ ones). None of the protocol's validation or test concepts is in their training (
    rest with the full one's settings for as many steps as it took; for each left-out concept, the PSNR on
    its test pairs of the generated adapter (mean over seeds) next to the mean, ridge, recipe and retrieved
    adapters of the rest, the hypernetworks trained on the rest (one per seed), and the concept's own adapter (the
-   ceiling). The goal: generated above the mean adapter on at least 80% of them. ``--holdout-from new`` (the
+   ceiling), each also scored by how close its edits of the test photos are to the own adapter's (PSNR against
+   them: the issue's measure). The goal: generated closer to the own adapter than the mean adapter on at least
+   80% of them. ``--holdout-from new`` (the
    default) draws them from the weight dataset's concepts the base never trained on, as a user's new concept
    would be; ``any`` from all of them (the base then knows most of the left-out texts already). Each row
    records whether the base trained on its concept, and the results split by it. (Proper leave-one-out
    would retrain the generator once per concept: hours each.) The candidate predictors (``CANDIDATES``: the
-   text-embedding ridge with a Gaussian kernel, the mean of 8 generator samples, and half-and-half blends of it
-   with the ridge and the recipe ridge) are scored too; ``--holdout-draw validation``
+   text-embedding ridge with a Gaussian kernel, the mean of 8 generator samples, half-and-half blends of it
+   with the ridge and the recipe ridge, and the first recipe ridge, from the (op, level) one-hot alone) are
+   scored too; ``--holdout-draw validation``
    leaves out the next N concepts of the same seeded order instead, to choose among them without the test draw;
    ``test-2`` the N after those, a second reported draw with its own leave-out generator; ``--pool`` writes
    both test draws as one leave-out of 2N concepts.
@@ -64,7 +67,9 @@ from factory.evaluation.protocol import DATA_SEED, PAIRS, SEEDS, SIZE, concept_s
 from factory.lora.adapters import LoraLayout, layout_of_adapter, load_adapter
 from weight_generator.baselines import (
     BASELINES,
+    Ridge,
     baseline_vector,
+    recipe_one_hot,
     ridge_adapter,
     save_vector_adapter,
 )
@@ -98,7 +103,10 @@ HOLDOUT_DRAWS = ("test", "validation", "test-2")  # consecutive blocks of N in o
 TEST_DRAWS = ("test", "test-2")  # what --pool reads
 PARTS = ("all", "new to the base", "in the base's training")  # the leave-out's rows: all, and apart
 #: predictors tried on the validation draw of the leave-out (``candidate_vectors``)
-CANDIDATES = ("ridge rbf", "generated avg", "ridge+generated", "recipe+generated")
+CANDIDATES = ("ridge rbf", "generated avg", "ridge+generated", "recipe+generated", "recipe one-hot")
+#: the first recipe start's kernel widths (``recipe one-hot``: its (op, level) one-hot alone)
+ONE_HOT_GAMMAS = (0.0, 0.5, 1.0, 2.0, 4.0)
+_ONE_HOT_FITS: dict[str, Ridge] = {}
 HOLDOUT_STARTS = ("identity", "text only", "own", "mean", "ridge", "recipe", "retrieval", "generated", "hypernet",
                   *CANDIDATES)
 #: Gaussian kernel widths the text-embedding ridge may pick by leave-one-out (0: linear)
@@ -356,7 +364,19 @@ def candidate_vectors(text: str, dataset: WeightDataset, gen: WeightGenerator, c
     gen_avg = torch.stack([gen.tokenizer.decode(gen.sample_blocks([text], 1, s)[0]) for s in range(GEN_AVERAGE)]
                           ).mean(0)
     return {"ridge rbf": rbf, "generated avg": gen_avg,
-            "ridge+generated": (ridge + gen_avg) / 2, "recipe+generated": (recipe + gen_avg) / 2}
+            "ridge+generated": (ridge + gen_avg) / 2, "recipe+generated": (recipe + gen_avg) / 2,
+            "recipe one-hot": one_hot_recipe(text, dataset)}
+
+
+def one_hot_recipe(text: str, dataset: WeightDataset) -> torch.Tensor:
+    """The first recipe start's adapter [P] for a text the grammar reads: kernel ridge from the (op, level) one-hot
+    alone (``recipe_one_hot``), before ``recipe_features`` added the ops, their pairs and the text embedding."""
+    key = dataset.fingerprint()
+    if key not in _ONE_HOT_FITS:
+        y = dataset.weights.to(torch.float64)
+        _ONE_HOT_FITS[key] = Ridge.fit(torch.stack(recipe_one_hot(dataset.instructions)), y,
+                                       y.std(0).clamp_min(1e-8), gammas=ONE_HOT_GAMMAS)
+    return _ONE_HOT_FITS[key].predict(torch.stack(recipe_one_hot([text])))[0].to(torch.float64)
 
 
 def holdout_suffix(args, draw: str | None = None) -> str:
@@ -540,7 +560,9 @@ def leave_out_markdown(h: dict, fmt) -> list[str]:
             if h.get("hyper_steps") else "") + " are the other starts from the text. Cells: mean ± sd PSNR (dB) "
          "over the concepts; *n/N* = on how many of them the start is above the mean adapter."
          + (" Candidates: ridge rbf (Gaussian kernel on the text embedding), generated avg (the mean of "
-            f"{GEN_AVERAGE} one-step samples), and half-and-half blends of it with ridge and with recipe."
+            f"{GEN_AVERAGE} one-step samples), half-and-half blends of it with ridge and with recipe"
+            + (", and recipe one-hot (the first recipe start: ridge from the (op, level) one-hot alone)."
+               if "recipe one-hot" in h["summary"] else ".")
             if "generated avg" in h["summary"] else ""), ""]
     L += ["| start | " + " | ".join(f"{name} ({p['concepts']})" for name, p in parts.items()) + " |",
           "| --- |" + " ---: |" * len(parts)]

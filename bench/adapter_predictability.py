@@ -5,10 +5,12 @@ adapter (R^2 = 0: no better than the average adapter; 1: exact). Two kernels: li
 sphere (a nonlinear map from the text to the adapter); penalty and width are picked by the same leave-one-out
 error, so each figure is slightly optimistic.
 
-Two inputs per concept: the recipe the text names (the (op, level) pairs ``concepts.family.parse_instruction``
+Inputs per concept: the recipe the text names (the (op, level) pairs ``concepts.family.parse_instruction``
 reads back from the instruction, one-hot scaled to unit length: what a perfect reader of the text would know)
 and the pooled MiniLM sentence embedding the weight generator is conditioned on. A gap between the two says how
 much the text encoding loses; a gap between the kernels, how nonlinear the map from the edit to its adapter is.
+A third input is the ``--init recipe`` start's features: the one-hot, which ops and which pairs of ops the text
+names, and its embedding (``weight_generator.baselines.recipe_features``).
 
 ``--retrain K`` measures that directly: the first K concepts' adapters trained again exactly as the dataset's
 were (same base, shared lora_A, layout, steps and learning rate) but with another seed for the pairs each step
@@ -35,7 +37,7 @@ import torch
 
 from factory.core.atomic import atomic_write_json, atomic_write_text
 from factory.text.encoder import TextEncoder
-from weight_generator.baselines import Ridge, recipe_features
+from weight_generator.baselines import Ridge, recipe_features, recipe_one_hot
 from weight_generator.dataset import WeightDataset
 
 from common import log, provenance
@@ -85,15 +87,17 @@ def r2_curve(inputs: dict[str, np.ndarray], w: np.ndarray, best: dict[str, float
     return out
 
 
-def recipe_inputs(instructions: list[str]) -> tuple[np.ndarray, int]:
-    """The recipe features (``weight_generator.baselines.recipe_features``, the ``--init recipe`` start's) of each
-    instruction and how many (op, level) pairs occur; refuses a text outside the family grammar."""
-    feats = recipe_features(instructions)
-    bad = [t for t, f in zip(instructions, feats, strict=True) if f is None]
+def recipe_inputs(instructions: list[str], text: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Each instruction's (op, level) one-hot (``weight_generator.baselines.recipe_one_hot``) and the ``--init
+    recipe`` start's features (``recipe_features``: that one-hot, the ops, the pairs of ops and the text embedding
+    ``text``), and how many (op, level) pairs occur; refuses a text outside the family grammar."""
+    hot = recipe_one_hot(instructions)
+    bad = [t for t, f in zip(instructions, hot, strict=True) if f is None]
     if bad:
         raise SystemExit(f"{len(bad)} instructions outside the family grammar, e.g. {bad[0]!r}")
-    x = torch.stack(feats).numpy()
-    return x, int((x != 0).any(0).sum())
+    x = torch.stack(hot).numpy()
+    full = torch.stack(recipe_features(instructions, torch.from_numpy(text))).numpy()
+    return x, full, int((x != 0).any(0).sum())
 
 
 def retrained(data: WeightDataset, adapters_ws: Path, k: int, seed: int) -> np.ndarray:
@@ -142,9 +146,10 @@ def main() -> None:
     data = WeightDataset.load(args.weightgen)
     w = data.weights.double().numpy()
     z = standardized(w, w)
-    recipe, used = recipe_inputs(data.instructions)
     text = TextEncoder("minilm", args.text_cache).pooled(data.instructions).double().numpy()
-    inputs = {"recipe (op, level) one-hot": recipe, "MiniLM pooled text": text}
+    recipe, full, used = recipe_inputs(data.instructions, text)
+    inputs = {"recipe (op, level) one-hot": recipe, "MiniLM pooled text": text,
+              "recipe start (one-hot, ops, pairs of ops, text)": full}
     rows = {name: kernel_r2(x, w) for name, x in inputs.items()}
     r = {**provenance("adapter_predictability.py"), "weightgen": str(args.weightgen), "adapters": len(data),
          "values_per_adapter": int(w.shape[1]), "recipe_features": used, "text_dim": int(text.shape[1]),

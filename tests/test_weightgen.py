@@ -417,6 +417,34 @@ def test_recipe_ridge_predicts_an_unseen_family_concept_from_the_ops_its_text_na
     assert "reads fewer than 3 of the 32" in info["fallback"] and vec.shape == (12,)
 
 
+def test_recipe_features_hold_the_ops_their_pairs_and_the_text_in_equal_parts():
+    """Two texts with the same ops at other levels share the ops and pairs parts, not the (op, level) part; a
+    one-op text has no pairs part; a text outside the grammar has no features."""
+    import random
+
+    from concepts.family import FAMILY_OPS, write_instruction
+    from weight_generator.baselines import recipe_features
+
+    x, y = "warmer", "vignette"
+    rng = random.Random(0)
+    texts = [write_instruction(ops, rng) for ops in (((x, 1), (y, 2)), ((x, 3), (y, 2)), ((y, 1),))]
+    texts.append("make it look like a rainy day in Paris")
+    emb = torch.nn.functional.normalize(torch.randn(4, 8, generator=torch.Generator().manual_seed(0)), dim=1)
+    a, b, c, none = recipe_features(texts, emb)
+    n_hot, n_ops = 3 * len(FAMILY_OPS), len(FAMILY_OPS)
+    n_pairs = n_ops * (n_ops - 1) // 2
+    parts = lambda v: (v[:n_hot], v[n_hot:n_hot + n_ops], v[n_hot + n_ops:n_hot + n_ops + n_pairs], v[-8:])
+    for v, k in ((a, 4), (c, 3)):  # k nonzero parts of equal norm
+        assert float(v.norm()) == pytest.approx(1.0)
+        norms = [float(p.norm()) for p in parts(v)]
+        assert sorted(norms)[-k:] == pytest.approx([1 / k**0.5] * k) and sum(x > 0 for x in norms) == k
+    pa, pb = parts(a), parts(b)
+    torch.testing.assert_close(pa[1], pb[1])
+    torch.testing.assert_close(pa[2], pb[2])
+    assert float(pa[0] @ pb[0]) < float(pa[0] @ pa[0])  # another level somewhere
+    assert float(parts(c)[2].norm()) == 0 and none is None
+
+
 def test_gaussian_kernel_ridge_follows_a_nonlinear_text_to_adapter_map_that_linear_ridge_cannot():
     from weight_generator.baselines import Ridge
 
