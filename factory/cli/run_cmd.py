@@ -29,8 +29,9 @@ from factory.pipeline.session import Session
                    "(its init_choice.json; without one, weightgen), else zero-init LoRA (base) when no weight "
                    "generator fits; weightgen: its sampled adapter; hypernet: the Text-to-LoRA hypernetwork "
                    "shipped with it; mean / ridge / retrieval: its baselines over the training adapters; "
-                   "recipe: ridge from the concept family's ops the text names (ridge on the text embedding "
-                   "for a text outside the family's grammar, or a weight dataset it hardly reads).")
+                   "recipe: ridge from the concept family's ops, levels and pairs of ops the text names, with its "
+                   "embedding (ridge on the embedding alone for a text outside the family's grammar, or a weight "
+                   "dataset it hardly reads).")
 @click.option("--synth-pairs", type=click.IntRange(4), default=120, show_default=True,
               help="Pairs the teacher makes (train and test together).")
 @click.option("--pairs", type=click.IntRange(1), help="Fine-tune on K training pairs (clustered; default all).")
