@@ -84,7 +84,7 @@ from weight_generator.hypernet import (
     train_hypernet,
 )
 from weight_generator.init_choice import write_init_choice
-from weight_generator.sample import WeightGenerator
+from weight_generator.sample import MEAN_SAMPLES, WeightGenerator
 
 from common import log, provenance
 
@@ -112,7 +112,7 @@ HOLDOUT_STARTS = ("identity", "text only", "own", "mean", "ridge", "recipe", "re
 #: Gaussian kernel widths the text-embedding ridge may pick by leave-one-out (0: linear)
 EMBEDDING_GAMMAS = (0.0, 1.0, 3.0, 10.0, 30.0)
 #: generator samples averaged into one adapter (an estimate of the posterior mean)
-GEN_AVERAGE = 8
+GEN_AVERAGE = MEAN_SAMPLES
 
 
 def parse_args() -> argparse.Namespace:
@@ -361,8 +361,7 @@ def candidate_vectors(text: str, dataset: WeightDataset, gen: WeightGenerator, c
     rbf = ridge_adapter(text, dataset, cache_dir=cache, gammas=EMBEDDING_GAMMAS)[0]
     ridge = baseline_vector("ridge", text, dataset, cache_dir=cache)[0].to(torch.float64)
     recipe = baseline_vector("recipe", text, dataset, cache_dir=cache)[0].to(torch.float64)
-    gen_avg = torch.stack([gen.tokenizer.decode(gen.sample_blocks([text], 1, s)[0]) for s in range(GEN_AVERAGE)]
-                          ).mean(0)
+    gen_avg = gen.mean_sample(text, GEN_AVERAGE)
     return {"ridge rbf": rbf, "generated avg": gen_avg,
             "ridge+generated": (ridge + gen_avg) / 2, "recipe+generated": (recipe + gen_avg) / 2,
             "recipe one-hot": one_hot_recipe(text, dataset)}

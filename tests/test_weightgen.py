@@ -464,9 +464,11 @@ def test_gaussian_kernel_ridge_follows_a_nonlinear_text_to_adapter_map_that_line
     assert resid == pytest.approx(float((loo_i**2).mean()), rel=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["mean", "ridge", "retrieval", "recipe"])
+@pytest.mark.parametrize("kind", ["mean", "ridge", "retrieval", "recipe", "recipe+weightgen"])
 def test_baseline_inits_are_adapters_of_the_generators_layout(tiny, trained, tmp_path, kind):
     from factory.pipeline.steps import initial_adapter
+    from weight_generator.baselines import baseline_vector
+    from weight_generator.sample import WeightGenerator
 
     out = initial_adapter(kind, TEXTS["noir"], tmp_path / kind, workspace=tiny["ws"], base=tiny["base"],
                           name="default")
@@ -475,6 +477,11 @@ def test_baseline_inits_are_adapters_of_the_generators_layout(tiny, trained, tmp
     assert AdapterLayout.of(tensors, config) == ds.layout
     vec = flatten(tensors, ds.layout).to(torch.float32)
     want = {"mean": ds.weights.mean(0), "retrieval": ds.weights[ds.index("noir")]}.get(kind)
+    if kind == "recipe+weightgen":  # halfway between the recipe adapter and the generator's mean sample
+        recipe = baseline_vector("recipe", TEXTS["noir"], ds, cache_dir=tiny["ws"].text_cache)[0]
+        gen = WeightGenerator.load(trained, text_cache=tiny["ws"].text_cache).mean_sample(TEXTS["noir"])
+        assert (recipe - gen).norm() > 1e-3 * recipe.norm()  # two different starts, so the mean is a third
+        want = ((recipe.double() + gen.double()) / 2).float()
     if want is not None:
         torch.testing.assert_close(vec, want, rtol=1e-5, atol=1e-6)
     else:  # ridge, recipe: between the mean and the concept's own adapter for its own text

@@ -22,6 +22,8 @@ from weight_generator.tokenize import WeightTokenizer, write_adapter
 from weight_generator.train import DENOISER_DIR, DENOISERS, SCHEDULER_DIR, is_weightgen
 
 DEFAULT_STEPS = 1  # one-step x0 prediction: the denoiser's estimate of the adapter given the text
+#: one-step samples averaged by ``mean_sample`` (an estimate of the posterior mean adapter for a text)
+MEAN_SAMPLES = 8
 SAMPLE_META = "weightgen.json"
 
 
@@ -89,6 +91,11 @@ class WeightGenerator:
                 x = sched.step(pred, t, x, eta=0.0).prev_sample
             out.append(x[0] * tok.valid_mask())
         return torch.stack(out)
+
+    def mean_sample(self, text: str, samples: int = MEAN_SAMPLES, steps: int = DEFAULT_STEPS) -> torch.Tensor:
+        """The mean of ``samples`` adapters generated for ``text`` (seeds 0 .. samples - 1), as a flat vector [P]."""
+        return torch.stack([self.tokenizer.decode(self.sample_blocks([text], steps, s)[0])
+                            for s in range(samples)]).mean(0)
 
     def sample(self, text: str, steps: int = DEFAULT_STEPS, seed: int = 0) -> dict[str, torch.Tensor]:
         """The adapter tensors (peft state-dict keys -> float32) generated for ``text``."""

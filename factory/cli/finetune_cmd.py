@@ -42,7 +42,8 @@ def parse_candidates(value: str) -> tuple[int, ...]:
                    "comparison), full (every weight of the base fine-tuned, no LoRA), weightgen (LoRA predicted "
                    "from the concept text), a baseline over the weight generator's training adapters (mean, "
                    "ridge from the text embedding, retrieval of the nearest text, recipe: ridge from the "
-                   "family ops, levels and pairs of ops the text names and its embedding), or an adapter folder.")
+                   "family ops, levels and pairs of ops the text names and its embedding), recipe+weightgen (the mean "
+                   "of the recipe adapter and the weight generator's), or an adapter folder.")
 @click.option("--layers", default=None,
               help="auto (layer probe) or comma-separated groups: stem,down1,res,down2,attn,xattn,ff,up1,up2,head. "
                    "Default: auto for --init base, the adapter's own otherwise.")

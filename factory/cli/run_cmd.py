@@ -31,7 +31,8 @@ from factory.pipeline.session import Session
                    "shipped with it; mean / ridge / retrieval: its baselines over the training adapters; "
                    "recipe: ridge from the concept family's ops, levels and pairs of ops the text names, with its "
                    "embedding (ridge on the embedding alone for a text outside the family's grammar, or a weight "
-                   "dataset it hardly reads).")
+                   "dataset it hardly reads); recipe+weightgen: the mean of the recipe adapter and the weight "
+                   "generator's mean of 8 samples.")
 @click.option("--synth-pairs", type=click.IntRange(4), default=120, show_default=True,
               help="Pairs the teacher makes (train and test together).")
 @click.option("--pairs", type=click.IntRange(1), help="Fine-tune on K training pairs (clustered; default all).")

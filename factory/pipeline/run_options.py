@@ -9,7 +9,7 @@ from factory.core.errors import FactoryError
 from factory.pipeline.run_state import STAGES
 
 #: where a run's LoRA starts (``factory.pipeline.steps.INITS`` plus auto and zero-init ``base``)
-INIT_CHOICES = ("auto", "weightgen", "hypernet", "mean", "ridge", "retrieval", "recipe", "base")
+INIT_CHOICES = ("auto", "weightgen", "hypernet", "mean", "ridge", "retrieval", "recipe", "recipe+weightgen", "base")
 #: what ``auto`` starts from when the weight generator fits the base (else zero-init ``base``)
 AUTO_INIT = "weightgen"
 

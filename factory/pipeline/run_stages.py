@@ -109,7 +109,8 @@ def init_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, opts: RunOptions
            "ridge": "ridge regression from the concept text's embedding to the training adapters",
            "retrieval": "the training adapter of the nearest text",
            "recipe": "ridge regression from the family ops, levels and pairs of ops the text names (parsed) and "
-                      "its embedding to the training adapters"}[kind]
+                      "its embedding to the training adapters",
+           "recipe+weightgen": "the mean of the recipe ridge's adapter and the weight generator's mean sample"}[kind]
     if opts.init == "auto":
         why += (f" (auto: the best start on validation concepts, {chosen.get('results', 'measured')})" if chosen
                 else " (auto: no measured choice for this base)")

@@ -191,7 +191,7 @@ def generate_adapter(text: str, out_dir: str | os.PathLike, *, workspace: Worksp
 
 
 #: what a per-concept LoRA can start from besides zero-init: the weight generator or one of its baselines
-INITS = ("weightgen", "hypernet", "mean", "ridge", "retrieval", "recipe")
+INITS = ("weightgen", "hypernet", "mean", "ridge", "retrieval", "recipe", "recipe+weightgen")
 
 
 def initial_adapter(kind: str, text: str, out_dir: str | os.PathLike, *, workspace: WorkspaceLike = None,
@@ -199,7 +199,8 @@ def initial_adapter(kind: str, text: str, out_dir: str | os.PathLike, *, workspa
     """A starting LoRA for ``text`` as a peft adapter folder: ``weightgen`` (sampled by the weight generator),
     ``hypernet`` (the Text-to-LoRA hypernetwork in its folder) or a baseline over its training adapters
     (``mean``, ``ridge`` from the text embedding, ``retrieval`` of the nearest training text, ``recipe``: ridge
-    from the concept family's parse of the text). ``init.json`` in the folder says which and from what."""
+    from the concept family's parse of the text and its embedding), or ``recipe+weightgen``: the mean of the recipe
+    adapter and the weight generator's mean sample. ``init.json`` in the folder says which and from what."""
     import time
 
     from factory.core.atomic import atomic_write_json
@@ -231,7 +232,12 @@ def initial_adapter(kind: str, text: str, out_dir: str | os.PathLike, *, workspa
         if base is not None and not same_base(dataset.base, resolve_base(ws, base)):
             raise FactoryError(f"{folder}: its training adapters were fine-tuned on base '{dataset.base}', "
                                f"not {resolve_base(ws, base)}")
-        vector, info = baseline_vector(kind, text, dataset, cache_dir=ws.text_cache)
+        vector, info = baseline_vector(kind.removesuffix("+weightgen"), text, dataset, cache_dir=ws.text_cache)
+        if kind == "recipe+weightgen":
+            from weight_generator.sample import MEAN_SAMPLES, WeightGenerator
+
+            gen = WeightGenerator.load(folder, text_cache=ws.text_cache).mean_sample(text)
+            vector, info = (vector.double() + gen.double()) / 2, {"recipe": info, "generator_samples": MEAN_SAMPLES}
         out = save_vector_adapter(vector, dataset, out_dir)
         info["weightgen"] = str(folder)
     atomic_write_json(out / "init.json", {"init": kind, "instruction": text, "seed": seed,
