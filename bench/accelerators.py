@@ -546,11 +546,11 @@ def leave_out_markdown(h: dict, fmt) -> list[str]:
     if closer is not None:
         L += [f"The generated adapter's edits are closer to those of the concept's own adapter than the mean "
               f"adapter's are (PSNR against the own adapter's edits of the test photos, the issue's measure) on "
-              f"{closer}/{h['concepts']} ({closer / h['concepts']:.0%}; {goal(closer)}). Against the teacher's test "
+              f"{closer}/{h['concepts']} ({closer / h['concepts']:.1%}; {goal(closer)}). Against the teacher's test "
               f"pairs it is above the mean adapter on {h['generated_above_mean']}/{h['concepts']} "
-              f"({h['share']:.0%}; {goal(h['generated_above_mean'])}).", ""]
+              f"({h['share']:.1%}; {goal(h['generated_above_mean'])}).", ""]
     else:
-        L += [f"Generated above the mean adapter on {h['generated_above_mean']}/{h['concepts']} ({h['share']:.0%}; "
+        L += [f"Generated above the mean adapter on {h['generated_above_mean']}/{h['concepts']} ({h['share']:.1%}; "
               f"{goal(h['generated_above_mean'])}).", ""]
     L += ["Own = the concept's own trained adapter (the ceiling); ridge, "
          + ("recipe (ridge from the family ops the text names), " if "recipe" in h["summary"] else "")
