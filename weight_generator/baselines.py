@@ -167,9 +167,9 @@ def recipe_one_hot(texts: list[str]) -> list[torch.Tensor | None]:
 def recipe_features(texts: list[str], embeddings: torch.Tensor) -> list[torch.Tensor | None]:
     """Per text the grammar reads, a unit vector of four equal-weight parts: its (op, level) one-hot
     (``recipe_one_hot``), which ops it names, which pairs of ops, and its text embedding (``embeddings`` [N, D]);
-    None for a text the grammar does not read. On the family's weight dataset (the 1024-adapter one, without the
-    leave-out's test draws) this raises the leave-one-out R^2 of the Gaussian kernel ridge from 0.25 (one-hot
-    alone) or 0.25 (the embedding alone) to 0.34: ops share an effect across levels and pairs of ops interact."""
+    None for a text the grammar does not read. Chosen by the leave-one-out error of the kernel ridge on the family's
+    1024-adapter weight dataset without the leave-out's test draws: ops share an effect across levels and pairs of
+    ops interact (``bench/results/accelerators/remade-1024/predictability.md``)."""
     from concepts.family import FAMILY_OPS, parse_instruction
 
     order = list(FAMILY_OPS)
