@@ -127,7 +127,8 @@ class _Chain:
         kind = self.init.get("kind", "weightgen")
         self.log("init: " + ("zero-init LoRA" if self.init["init"] == "base" else
                              f"weight generator {self.init['weightgen']}" if kind == "weightgen" else
-                             f"{kind} baseline over {self.init['weightgen']}'s training adapters"))
+                             f"recipe ridge and weight generator {self.init['weightgen']}" if kind == "recipe+weightgen"
+                             else f"{kind} baseline over {self.init['weightgen']}'s training adapters"))
 
     def _finetune(self) -> None:
         if self.opts.zero_shot:
