@@ -8,10 +8,11 @@ ones). None of the protocol's validation or test concepts is in their training (
 1. Starts (``--split validation`` to choose, ``--split test`` to report): for each concept of the split, on
    its test pairs (test photos, 128 px): the unchanged photo; the base with the concept's text alone; the
    base + the mean adapter, the ridge adapter (text embedding -> adapter, penalty by leave-one-out), the
-   recipe ridge (the family grammar's parse of the text -> adapter; the text-embedding ridge for a text the
-   grammar does not read), the adapter of the nearest training text, the weight generator's one-step
-   sample (``--seeds``), and the Text-to-LoRA hypernetwork trained through the frozen base (one per
-   seed). The shuffle ablation gives each concept the next concept's text (for the adapter and the base's
+   recipe ridge (the family grammar's parse of the text and its embedding -> adapter; the text-embedding ridge
+   for a text the grammar does not read), the adapter of the nearest training text, the weight generator's
+   one-step sample (``--seeds``), the mean of the recipe adapter and the generator's mean sample (``--init
+   recipe+weightgen``), and the Text-to-LoRA hypernetwork trained through the frozen base (one per seed).
+   The shuffle ablation gives each concept the next concept's text (for the adapter and the base's
    conditioning alike): a start that follows the text loses quality. The start with the best mean on
    validation is the one ``--init`` should default to (``choice`` in the validation results).
 2. Leave-out (``--holdout N``): N weight-dataset concepts left out; a weight generator trained on the
@@ -97,7 +98,8 @@ QUICK = dict(hyper_steps=3, seeds="0", workspace="bench/work/protocol-quick",
              out="bench/results/smoke")
 #: a text that names no edit and is not among the base's null texts (base_gan.train.NULL_TEXTS)
 UNRELATED = "a bowl of fruit on a wooden table"
-STARTS = ("identity", "unrelated text", "text only", "mean", "ridge", "recipe", "retrieval", "generated", "hypernet")
+STARTS = ("identity", "unrelated text", "text only", "mean", "ridge", "recipe", "retrieval", "generated",
+          "recipe+weightgen", "hypernet")
 HOLDOUT_FROM = ("new", "any")
 HOLDOUT_DRAWS = ("test", "validation", "test-2")  # consecutive blocks of N in one seeded order
 TEST_DRAWS = ("test", "test-2")  # what --pool reads
@@ -232,8 +234,12 @@ def starts(args, base: BaseGAN, dataset: WeightDataset | None, gen: WeightGenera
             r["text only" + label] = psnr_of(base, None, text, held, cache)
             if dataset is None:
                 continue
-            scores, info, _ = text_starts(base, dataset, gen, nets, layout, text, held, cache, args.seed_list,
-                                       work / f"{c}{label.replace(' ', '-')}")
+            out = work / f"{c}{label.replace(' ', '-')}"
+            scores, info, _ = text_starts(base, dataset, gen, nets, layout, text, held, cache, args.seed_list, out)
+            recipe = baseline_vector("recipe", text, dataset, cache_dir=cache)[0].double()  # recipe+weightgen
+            blend = save_vector_adapter((recipe + gen.mean_sample(text).double()) / 2, dataset,
+                                        out / "recipe+weightgen")
+            scores["recipe+weightgen"] = psnr_of(base, blend, text, held, cache)
             r |= {kind + label: v for kind, v in scores.items()}
             r |= {f"{kind}{label} info": v for kind, v in info.items()}
         rows[c] = r
