@@ -71,6 +71,7 @@ from weight_generator.baselines import (
     Ridge,
     baseline_vector,
     recipe_one_hot,
+    recipe_weightgen_adapter,
     ridge_adapter,
     save_vector_adapter,
 )
@@ -236,9 +237,8 @@ def starts(args, base: BaseGAN, dataset: WeightDataset | None, gen: WeightGenera
                 continue
             out = work / f"{c}{label.replace(' ', '-')}"
             scores, info, _ = text_starts(base, dataset, gen, nets, layout, text, held, cache, args.seed_list, out)
-            recipe = baseline_vector("recipe", text, dataset, cache_dir=cache)[0].double()  # recipe+weightgen
-            blend = save_vector_adapter((recipe + gen.mean_sample(text).double()) / 2, dataset,
-                                        out / "recipe+weightgen")
+            vec = recipe_weightgen_adapter(text, dataset, gen, cache_dir=cache)[0]
+            blend = save_vector_adapter(vec, dataset, out / "recipe+weightgen")
             scores["recipe+weightgen"] = psnr_of(base, blend, text, held, cache)
             r |= {kind + label: v for kind, v in scores.items()}
             r |= {f"{kind}{label} info": v for kind, v in info.items()}

@@ -29,13 +29,16 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from factory.core.errors import FactoryError
 from weight_generator.dataset import WeightDataset
 from weight_generator.tokenize import unflatten, write_adapter
+
+if TYPE_CHECKING:
+    from weight_generator.sample import WeightGenerator
 
 
 def average_adapter(dataset: WeightDataset) -> torch.Tensor:
@@ -149,19 +152,19 @@ def recipe_one_hot(texts: list[str]) -> list[torch.Tensor | None]:
     """Per text, a unit vector with one equal entry per (family op, level) it asks for, or None for a text the
     family's grammar does not read. (Unit rather than 0/1 entries: the leave-one-out error of the fit on the
     family's weight dataset is a little lower.)"""
-    from concepts.family import FAMILY_OPS, parse_instruction
+    from concepts.family import parse_instruction
+
+    return [None if (ops := parse_instruction(t).ops) is None else _one_hot(ops) for t in texts]
+
+
+def _one_hot(ops: tuple[tuple[str, int], ...]) -> torch.Tensor:
+    """The unit (op, level) one-hot of a parsed recipe."""
+    from concepts.family import FAMILY_OPS
 
     slots = {(op, level): i for i, (op, level) in enumerate((o, lv) for o in FAMILY_OPS for lv in (1, 2, 3))}
-    out: list[torch.Tensor | None] = []
-    for text in texts:
-        ops = parse_instruction(text).ops
-        if ops is None:
-            out.append(None)
-            continue
-        x = torch.zeros(len(slots), dtype=torch.float64)
-        x[[slots[op] for op in ops]] = 1.0
-        out.append(x / x.norm())
-    return out
+    x = torch.zeros(len(slots), dtype=torch.float64)
+    x[[slots[op] for op in ops]] = 1.0
+    return x / x.norm()
 
 
 def recipe_features(texts: list[str], embeddings: torch.Tensor) -> list[torch.Tensor | None]:
@@ -176,15 +179,16 @@ def recipe_features(texts: list[str], embeddings: torch.Tensor) -> list[torch.Te
     pairs = {p: i for i, p in enumerate(itertools.combinations(order, 2))}
     unit = lambda v: v / v.norm().clamp_min(1e-12)
     out: list[torch.Tensor | None] = []
-    for text, hot, emb in zip(texts, recipe_one_hot(texts), embeddings.to(torch.float64), strict=True):
-        if hot is None:
+    for text, emb in zip(texts, embeddings.to(torch.float64), strict=True):
+        parsed = parse_instruction(text).ops
+        if parsed is None:
             out.append(None)
             continue
-        names = sorted({op for op, _ in parse_instruction(text).ops}, key=order.index)
+        names = sorted({op for op, _ in parsed}, key=order.index)
         ops, both = torch.zeros(len(order), dtype=torch.float64), torch.zeros(len(pairs), dtype=torch.float64)
         ops[[order.index(op) for op in names]] = 1.0
         both[[pairs[p] for p in itertools.combinations(names, 2)]] = 1.0
-        out.append(unit(torch.cat([hot, unit(ops), unit(both), unit(emb)])))
+        out.append(unit(torch.cat([_one_hot(parsed), unit(ops), unit(both), unit(emb)])))
     return out
 
 
@@ -223,6 +227,16 @@ def recipe_ridge_adapter(text: str, dataset: WeightDataset, encoder_name: str = 
         return vec, {"fallback": f"text-embedding ridge: {why}", "alpha": emb.alpha, "adapters": len(dataset)}
     return fit.predict(x[None])[0], {"alpha": fit.alpha, "gamma": fit.gamma, "loo_r2": round(fit.loo_r2, 4),
                                      "adapters": len(fit.x)}
+
+
+def recipe_weightgen_adapter(text: str, dataset: WeightDataset, gen: WeightGenerator, encoder_name: str = "minilm",
+                             cache_dir: str | Path | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The ``--init recipe+weightgen`` start [P] for ``text``: half the recipe ridge's adapter, half the weight
+    generator's mean sample (``WeightGenerator.mean_sample``); and what it was made from."""
+    from weight_generator.sample import MEAN_SAMPLES
+
+    recipe, info = recipe_ridge_adapter(text, dataset, encoder_name, cache_dir)
+    return (recipe.double() + gen.mean_sample(text).double()) / 2, {"recipe": info, "generator_samples": MEAN_SAMPLES}
 
 
 def ridge_adapter(text: str, dataset: WeightDataset, encoder_name: str = "minilm",

@@ -232,12 +232,14 @@ def initial_adapter(kind: str, text: str, out_dir: str | os.PathLike, *, workspa
         if base is not None and not same_base(dataset.base, resolve_base(ws, base)):
             raise FactoryError(f"{folder}: its training adapters were fine-tuned on base '{dataset.base}', "
                                f"not {resolve_base(ws, base)}")
-        vector, info = baseline_vector(kind.removesuffix("+weightgen"), text, dataset, cache_dir=ws.text_cache)
         if kind == "recipe+weightgen":
-            from weight_generator.sample import MEAN_SAMPLES, WeightGenerator
+            from weight_generator.baselines import recipe_weightgen_adapter
+            from weight_generator.sample import WeightGenerator
 
-            gen = WeightGenerator.load(folder, text_cache=ws.text_cache).mean_sample(text)
-            vector, info = (vector.double() + gen.double()) / 2, {"recipe": info, "generator_samples": MEAN_SAMPLES}
+            gen = WeightGenerator.load(folder, text_cache=ws.text_cache)
+            vector, info = recipe_weightgen_adapter(text, dataset, gen, cache_dir=ws.text_cache)
+        else:
+            vector, info = baseline_vector(kind, text, dataset, cache_dir=ws.text_cache)
         out = save_vector_adapter(vector, dataset, out_dir)
         info["weightgen"] = str(folder)
     atomic_write_json(out / "init.json", {"init": kind, "instruction": text, "seed": seed,
