@@ -66,11 +66,11 @@ class WeightGenerator:
         return sched
 
     def encode_texts(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        from factory.text.encoder import TextEncoder
+        """The text tokens the denoiser was trained to attend to (``weight_generator.text_condition``)."""
+        from weight_generator.text_condition import condition_tokens
 
-        return TextEncoder.from_name(self.training.get("text_encoder", "minilm"), cache_dir=self.text_cache).tokens(
-            texts
-        )
+        recipe = bool(self.training.get("settings", {}).get("recipe_tokens", False))
+        return condition_tokens(texts, self.training.get("text_encoder", "minilm"), self.text_cache, recipe)
 
     @torch.no_grad()
     def sample_blocks(self, texts: list[str], steps: int = DEFAULT_STEPS, seed: int = 0) -> torch.Tensor:

@@ -92,6 +92,7 @@ class WeightGenSettings:
     keep_checkpoints: int = 2
     seed: int = 0
     text_encoder: str = "minilm"
+    recipe_tokens: bool = False          # also attend to one token per family op the grammar reads in the text
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
@@ -135,7 +136,7 @@ class WeightGenTrainer:
 
     def __init__(self, out_dir: str | Path, dataset: WeightDataset, settings: WeightGenSettings,
                  text_cache: str | Path | None = None):
-        from factory.text.encoder import TextEncoder
+        from weight_generator.text_condition import condition_tokens
 
         self.out_dir = Path(out_dir)
         self.s = settings
@@ -144,8 +145,8 @@ class WeightGenTrainer:
                                              settings.block_size, settings.stats)
         self.blocks = self.tokenizer.encode(dataset.weights).to(torch.float32)      # [N, K, S]
         self.valid = self.tokenizer.valid_mask().to(torch.float32)                  # [K, S]
-        encoder = TextEncoder.from_name(settings.text_encoder, cache_dir=text_cache)
-        self.text, self.text_mask = encoder.tokens(dataset.instructions)            # [N, L, D], [N, L]
+        self.text, self.text_mask = condition_tokens(dataset.instructions, settings.text_encoder, text_cache,
+                                                     settings.recipe_tokens)        # [N, L, D], [N, L]
         self.model = settings.denoiser(self.tokenizer.n_blocks, self.text.shape[-1]).train()
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
         self.ema = None

@@ -113,6 +113,12 @@ def family_cmd(session: Session, n: int, processes: int, **options) -> None:
     help="Blocks per step (block, default 64) or adapters per step (joint, default 4).",
 )
 @click.option("--lr", type=float, default=3e-4, show_default=True)
+@click.option(
+    "--recipe-tokens",
+    is_flag=True,
+    help="Also attend to one token per family op the concept grammar reads in the text (its op and level); "
+    "texts outside the grammar get none.",
+)
 @click.option("--ema", type=float, help="Keep an EMA of the denoiser with this decay (e.g. 0.999) and save it.")
 @click.option("--checkpoint-every", type=click.IntRange(1), default=200, show_default=True)
 @click.option(

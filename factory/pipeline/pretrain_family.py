@@ -61,6 +61,7 @@ class FamilyPretrainOptions:
     layers: str = "down1,up2,head"
     rank: int = 4
     variant: str = "joint"
+    recipe_tokens: bool = False
     weightgen_minutes: float = 20.0
     hypernet_steps: int = 2000
     seed: int = 0
@@ -128,7 +129,7 @@ def weightgen_stage(ws: Workspace, opts: FamilyPretrainOptions, log: Log, progre
         return out
     log(f"pretrain family weight generator: {opts.variant} for {opts.weightgen_minutes:g} min")
     train_weightgen(workspace=ws, name=WEIGHTGEN_NAME, resume=latest_checkpoint(out) is not None, seed=opts.seed,
-                    log=log, progress=progress, variant=opts.variant, steps=10**9,
+                    log=log, progress=progress, variant=opts.variant, recipe_tokens=opts.recipe_tokens, steps=10**9,
                     seconds=opts.weightgen_minutes * 60, checkpoint_every=200)
     return out
 

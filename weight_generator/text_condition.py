@@ -1,0 +1,54 @@
+"""The text tokens a weight generator's denoiser attends to.
+
+Always the text encoder's token embeddings. With ``recipe_tokens`` (``WeightGenSettings``), one more token per
+family op the concept grammar reads in the text (``concepts.family.parse_instruction``): the op's one-hot and its
+(op, level) one-hot, zero-padded to the encoder's width and scaled to about a MiniLM token's norm. A text outside the
+grammar gets no recipe token, so the generator reads it from the encoder's tokens alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from factory.core.errors import FactoryError
+
+#: the norm of a recipe token: about a MiniLM token embedding's (4-12 on family texts)
+RECIPE_TOKEN_NORM = 8.0
+
+
+def recipe_tokens(text: str, width: int) -> torch.Tensor:
+    """[n, width]: one token per op the grammar reads in ``text`` (n = 0 outside the grammar)."""
+    from concepts.family import FAMILY_OPS, parse_instruction
+
+    order = list(FAMILY_OPS)
+    slots = len(order) * 4  # op one-hot, then (op, level) one-hot over levels 1-3
+    if width < slots:
+        raise FactoryError(f"recipe tokens need a text width of at least {slots}, the encoder gives {width}")
+    ops = parse_instruction(text).ops or ()
+    out = torch.zeros(len(ops), width)
+    for row, (op, level) in zip(out, ops, strict=True):
+        i = order.index(op)
+        row[i] = row[len(order) + 3 * i + level - 1] = RECIPE_TOKEN_NORM / 2**0.5
+    return out
+
+
+def condition_tokens(texts: list[str], encoder: str = "minilm", cache_dir: str | Path | None = None,
+                     recipe: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens [B, L, D] float32, keep-mask [B, L] bool) for ``texts``: the encoder's token embeddings, followed with
+    ``recipe`` by each text's recipe tokens; padded to the longest."""
+    from factory.text.encoder import TextEncoder
+
+    emb, mask = TextEncoder.from_name(encoder, cache_dir=cache_dir).tokens(texts)
+    if not recipe:
+        return emb, mask
+    extra = [recipe_tokens(t, emb.shape[-1]) for t in texts]
+    lengths = mask.sum(1).tolist()
+    out = torch.zeros(len(texts), max(n + len(r) for n, r in zip(lengths, extra, strict=True)), emb.shape[-1])
+    keep = torch.zeros(out.shape[:2], dtype=torch.bool)
+    for i, (n, r) in enumerate(zip(lengths, extra, strict=True)):
+        out[i, :n] = emb[i, :n]
+        out[i, n:n + len(r)] = r
+        keep[i, :n + len(r)] = True
+    return out, keep
