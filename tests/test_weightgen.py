@@ -303,6 +303,59 @@ def test_init_adapter_for_finetune_checks_the_base(tiny, trained, tmp_path):
                          name="default")
 
 
+def test_recipe_tokens_name_each_op_and_its_level_after_the_encoders_tokens(tiny):
+    """One token per op the grammar reads (its op slot and its (op, level) slot, a MiniLM token's norm), after the
+    encoder's tokens; none for a text outside the grammar; without ``recipe`` the encoder's tokens unchanged."""
+    import random
+
+    from concepts.family import FAMILY_OPS, write_instruction
+    from factory.text.encoder import TextEncoder
+    from weight_generator.text_condition import RECIPE_TOKEN_NORM, condition_tokens, recipe_tokens
+
+    rng = random.Random(0)
+    mild, strong = (write_instruction(((op, level), ("vignette", 2)), rng) for op, level in (("warmer", 1),
+                                                                                              ("warmer", 3)))
+    a, b = recipe_tokens(mild, 384), recipe_tokens(strong, 384)
+    assert a.shape == b.shape == (2, 384)
+    assert torch.allclose(a.norm(dim=1), torch.full((2,), RECIPE_TOKEN_NORM))
+    order = list(FAMILY_OPS)
+    assert {int(i) for i in a.nonzero()[:, 1]} & set(range(len(order))) == {order.index("warmer"),
+                                                                            order.index("vignette")}
+    (same,) = [i for i in range(2) if torch.equal(a[i], b[i])]  # the vignette token; warmer's level differs
+    assert not torch.equal(a[1 - same], b[1 - same])
+    outside = "make it look like a rainy day in Paris"
+    assert recipe_tokens(outside, 384).shape == (0, 384)
+    cache = tiny["ws"].text_cache
+    plain, plain_mask = TextEncoder.from_name("minilm", cache_dir=cache).tokens([mild, outside])
+    torch.testing.assert_close(condition_tokens([mild, outside], cache_dir=cache), (plain, plain_mask))
+    emb, mask = condition_tokens([mild, outside], cache_dir=cache, recipe=True)
+    n = int(plain_mask[0].sum())
+    assert mask.sum(1).tolist() == [n + 2, int(plain_mask[1].sum())]
+    torch.testing.assert_close(emb[0, :n], plain[0, :n])
+    torch.testing.assert_close(emb[0, n:n + 2], a)
+    with pytest.raises(FactoryError, match="width of at least"):
+        recipe_tokens(mild, 64)
+
+
+def test_a_generator_trained_with_recipe_tokens_samples_with_them(tiny, tmp_path):
+    """The setting is saved with the generator, and sampling feeds the denoiser the same tokens: turning it off
+    at sampling time changes the adapter of a text the grammar reads, not of one it does not."""
+    from weight_generator.text_condition import recipe_tokens
+
+    tr = trainer(tiny, tmp_path / "rt", steps=12, batch=6, recipe_tokens=True)
+    parsed = [t for t in tiny["dataset"].instructions if len(recipe_tokens(t, 384))]
+    assert parsed, "the tiny dataset has a text the grammar reads"
+    tr.train()
+    tr.save_final()
+    gen = WeightGenerator.load(tmp_path / "rt", text_cache=tiny["ws"].text_cache)
+    assert gen.training["settings"]["recipe_tokens"] is True
+    outside = "make it look like a rainy day in Paris"
+    with_tokens = {t: gen.sample_blocks([t]) for t in (parsed[0], outside)}
+    gen.training["settings"]["recipe_tokens"] = False
+    assert not torch.allclose(gen.sample_blocks([parsed[0]]), with_tokens[parsed[0]])
+    torch.testing.assert_close(gen.sample_blocks([outside]), with_tokens[outside])
+
+
 # -- baselines --------------------------------------------------------------------------------------
 def test_baselines_and_copy_check(tiny):
     ds = tiny["dataset"]
