@@ -276,8 +276,8 @@ def test_cli_train_resume_and_sample(tiny, tmp_path):
     ws = tiny["ws"]
     tiny["dataset"].save(ws.weightgen("cli"))
     run = CliRunner().invoke
-    def args(steps: int, *more: str) -> list[str]:
-        return ["--workspace", str(ws.root), "weightgen", "train", "--name", "cli", "--steps", str(steps),
+    def args(steps: int, *more: str, name: str = "cli") -> list[str]:
+        return ["--workspace", str(ws.root), "weightgen", "train", "--name", name, "--steps", str(steps),
                 "--block-size", "32", "--batch", "3", "--checkpoint-every", "2", *more]
 
     r = run(cli, args(4), catch_exceptions=False)
@@ -291,6 +291,10 @@ def test_cli_train_resume_and_sample(tiny, tmp_path):
                   "--out", str(tmp_path / "s"), "--steps", "2"], catch_exceptions=False)
     assert r.exit_code == 0 and "nearest training adapter" in r.output
     assert (tmp_path / "s" / "adapter_config.json").is_file()
+    tiny["dataset"].save(ws.weightgen("cli-rt"))
+    r = run(cli, args(2, "--recipe-tokens", name="cli-rt"), catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert json.loads((ws.weightgen("cli-rt") / "training.json").read_text())["settings"]["recipe_tokens"] is True
 
 
 def test_init_adapter_for_finetune_checks_the_base(tiny, trained, tmp_path):
