@@ -241,6 +241,13 @@ def test_training_resumes_from_a_checkpoint(tiny, tmp_path):
     changed = trainer(tiny, c_dir, steps=9, checkpoint_every=3, batch=16, variant="block", lr=1e-4)
     with pytest.raises(FactoryError, match="different lr"):
         changed.resume()
+    state = c_dir / "checkpoints" / "step-0000009" / "state.json"
+    older = json.loads(state.read_text())
+    del older["settings"]["recipe_tokens"]  # a checkpoint written before the setting existed
+    state.write_text(json.dumps(older))
+    assert trainer(tiny, c_dir, steps=12, checkpoint_every=3, batch=16, variant="block").resume()
+    with pytest.raises(FactoryError, match="different recipe_tokens"):
+        trainer(tiny, c_dir, steps=12, checkpoint_every=3, batch=16, variant="block", recipe_tokens=True).resume()
 
 
 # -- sampling ---------------------------------------------------------------------------------------

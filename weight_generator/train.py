@@ -118,6 +118,10 @@ class WeightGenSettings:
                 raise FactoryError(f"weight generator: {exc}") from None
 
 
+#: settings added after checkpoints were first written, with the value those checkpoints were made with
+SETTINGS_BEFORE_THEY_EXISTED = {"recipe_tokens": False}
+
+
 def is_weightgen(folder: str | Path) -> bool:
     """Whether ``folder`` holds a trained weight generator."""
     return is_model_folder(Path(folder) / DENOISER_DIR)
@@ -280,7 +284,8 @@ class WeightGenTrainer:
         if ckpt is None:
             return
         saved = json.loads((ckpt / "state.json").read_text())
-        check_resumable(saved["settings"], to_dict(self.s), self.out_dir, RESUMABLE_CHANGES, retry="another --name")
+        made_with = {**SETTINGS_BEFORE_THEY_EXISTED, **saved["settings"]}  # checkpoints older than a setting
+        check_resumable(made_with, to_dict(self.s), self.out_dir, RESUMABLE_CHANGES, retry="another --name")
         if saved.get("dataset_fingerprint") != self.dataset.fingerprint():
             raise FactoryError(f"{self.out_dir}: the weight dataset changed since its checkpoints were made; "
                                "--restart to train on the new dataset, or another --name")
