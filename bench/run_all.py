@@ -652,6 +652,7 @@ def main() -> None:
         log(f"rendered {args.out / 'run_all.md'}" + (f" and {args.doc}" if args.doc else ""))
         return
     started = time.perf_counter()
+    commit = git_commit()  # the code this run starts with, as bench/common.provenance records it
     ws = Workspace(args.workspace)
     base_dir, wg_dir, m = shipped()
     split = concept_split()
@@ -719,7 +720,6 @@ def main() -> None:
     sizes = export_and_time(args, ws, base, concepts[0])
     log("weight generation")
     wgen = weight_generation(args, ws, wg_dir, concepts)
-    commit = git_commit()
     r = {
         "quick": args.quick,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
