@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -116,10 +116,6 @@ class WeightGenSettings:
                 return DENOISERS[self.variant](**common, **extra)
             except ValueError as exc:
                 raise FactoryError(f"weight generator: {exc}") from None
-
-
-#: settings added after checkpoints were first written, with the value those checkpoints were made with
-SETTINGS_BEFORE_THEY_EXISTED = {"recipe_tokens": False}
 
 
 def is_weightgen(folder: str | Path) -> bool:
@@ -284,7 +280,9 @@ class WeightGenTrainer:
         if ckpt is None:
             return
         saved = json.loads((ckpt / "state.json").read_text())
-        made_with = {**SETTINGS_BEFORE_THEY_EXISTED, **saved["settings"]}  # checkpoints older than a setting
+        # a setting added after a checkpoint was written had its default there (new settings keep old behaviour)
+        made_with = {f.name: f.default for f in fields(WeightGenSettings) if f.default is not MISSING}
+        made_with.update(saved["settings"])
         check_resumable(made_with, to_dict(self.s), self.out_dir, RESUMABLE_CHANGES, retry="another --name")
         if saved.get("dataset_fingerprint") != self.dataset.fingerprint():
             raise FactoryError(f"{self.out_dir}: the weight dataset changed since its checkpoints were made; "
