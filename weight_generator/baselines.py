@@ -148,17 +148,17 @@ def _fit_once(key: tuple, fit: Callable[[], Ridge | None]) -> Ridge | None:
     return _FITS[key]
 
 
-def recipe_one_hot(texts: list[str]) -> list[torch.Tensor | None]:
+def recipeop_level_one_hot(texts: list[str]) -> list[torch.Tensor | None]:
     """Per text, a unit vector with one equal entry per (family op, level) it asks for, or None for a text the
     family's grammar does not read. (Unit rather than 0/1 entries: the leave-one-out error of the fit on the
     family's weight dataset is a little lower.)"""
     from concepts.family import parse_instruction
 
-    return [None if (ops := parse_instruction(t).ops) is None else _one_hot(ops) for t in texts]
+    return [None if (ops := parse_instruction(t).ops) is None else op_level_one_hot(ops) for t in texts]
 
 
-def _one_hot(ops: tuple[tuple[str, int], ...]) -> torch.Tensor:
-    """The unit (op, level) one-hot of a parsed recipe."""
+def op_level_one_hot(ops: tuple[tuple[str, int], ...]) -> torch.Tensor:
+    """The unit (op, level) one-hot of a parsed recipe (slot ``3 * op index + level - 1``, levels 1-3)."""
     from concepts.family import FAMILY_OPS
 
     slots = {(op, level): i for i, (op, level) in enumerate((o, lv) for o in FAMILY_OPS for lv in (1, 2, 3))}
@@ -188,7 +188,7 @@ def recipe_features(texts: list[str], embeddings: torch.Tensor) -> list[torch.Te
         ops, both = torch.zeros(len(order), dtype=torch.float64), torch.zeros(len(pairs), dtype=torch.float64)
         ops[[order.index(op) for op in names]] = 1.0
         both[[pairs[p] for p in itertools.combinations(names, 2)]] = 1.0
-        out.append(unit(torch.cat([_one_hot(parsed), unit(ops), unit(both), unit(emb)])))
+        out.append(unit(torch.cat([op_level_one_hot(parsed), unit(ops), unit(both), unit(emb)])))
     return out
 
 

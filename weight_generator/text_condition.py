@@ -21,6 +21,7 @@ RECIPE_TOKEN_NORM = 8.0
 def recipe_tokens(text: str, width: int) -> torch.Tensor:
     """[n, width]: one token per op the grammar reads in ``text`` (n = 0 outside the grammar)."""
     from concepts.family import FAMILY_OPS, parse_instruction
+    from weight_generator.baselines import op_level_one_hot
 
     order = list(FAMILY_OPS)
     slots = len(order) * 4  # op one-hot, then (op, level) one-hot over levels 1-3
@@ -29,9 +30,9 @@ def recipe_tokens(text: str, width: int) -> torch.Tensor:
     ops = parse_instruction(text).ops or ()
     out = torch.zeros(len(ops), width)
     for row, (op, level) in zip(out, ops, strict=True):
-        i = order.index(op)
-        row[i] = row[len(order) + 3 * i + level - 1] = RECIPE_TOKEN_NORM / 2**0.5
-    return out
+        row[order.index(op)] = 1.0
+        row[len(order):slots] = op_level_one_hot(((op, level),))
+    return out * (RECIPE_TOKEN_NORM / 2**0.5)
 
 
 def condition_tokens(texts: list[str], encoder: str = "minilm", cache_dir: str | Path | None = None,
