@@ -35,6 +35,7 @@ import torch
 
 from factory.core.errors import FactoryError
 from weight_generator.dataset import WeightDataset
+from weight_generator.text_condition import op_level_one_hot
 from weight_generator.tokenize import unflatten, write_adapter
 
 if TYPE_CHECKING:
@@ -155,16 +156,6 @@ def recipeop_level_one_hot(texts: list[str]) -> list[torch.Tensor | None]:
     from concepts.family import parse_instruction
 
     return [None if (ops := parse_instruction(t).ops) is None else op_level_one_hot(ops) for t in texts]
-
-
-def op_level_one_hot(ops: tuple[tuple[str, int], ...]) -> torch.Tensor:
-    """The unit (op, level) one-hot of a parsed recipe (slot ``3 * op index + level - 1``, levels 1-3)."""
-    from concepts.family import FAMILY_OPS
-
-    slots = {(op, level): i for i, (op, level) in enumerate((o, lv) for o in FAMILY_OPS for lv in (1, 2, 3))}
-    x = torch.zeros(len(slots), dtype=torch.float64)
-    x[[slots[op] for op in ops]] = 1.0
-    return x / x.norm()
 
 
 def recipe_features(texts: list[str], embeddings: torch.Tensor) -> list[torch.Tensor | None]:

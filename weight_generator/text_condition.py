@@ -18,10 +18,19 @@ from factory.core.errors import FactoryError
 RECIPE_TOKEN_NORM = 8.0
 
 
+def op_level_one_hot(ops: tuple[tuple[str, int], ...]) -> torch.Tensor:
+    """The unit (op, level) one-hot of a parsed recipe (slot ``3 * op index + level - 1``, levels 1-3)."""
+    from concepts.family import FAMILY_OPS
+
+    slots = {(op, level): i for i, (op, level) in enumerate((o, lv) for o in FAMILY_OPS for lv in (1, 2, 3))}
+    x = torch.zeros(len(slots), dtype=torch.float64)
+    x[[slots[op] for op in ops]] = 1.0
+    return x / x.norm()
+
+
 def recipe_tokens(text: str, width: int) -> torch.Tensor:
     """[n, width]: one token per op the grammar reads in ``text`` (n = 0 outside the grammar)."""
     from concepts.family import FAMILY_OPS, parse_instruction
-    from weight_generator.baselines import op_level_one_hot
 
     order = list(FAMILY_OPS)
     slots = len(order) * 4  # op one-hot, then (op, level) one-hot over levels 1-3
