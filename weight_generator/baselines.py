@@ -149,7 +149,7 @@ def _fit_once(key: tuple, fit: Callable[[], Ridge | None]) -> Ridge | None:
     return _FITS[key]
 
 
-def recipeop_level_one_hot(texts: list[str]) -> list[torch.Tensor | None]:
+def recipe_one_hot(texts: list[str]) -> list[torch.Tensor | None]:
     """Per text, a unit vector with one equal entry per (family op, level) it asks for, or None for a text the
     family's grammar does not read. (Unit rather than 0/1 entries: the leave-one-out error of the fit on the
     family's weight dataset is a little lower.)"""
