@@ -102,8 +102,10 @@ UNRELATED = "a bowl of fruit on a wooden table"
 STARTS = ("identity", "unrelated text", "text only", "mean", "ridge", "recipe", "retrieval", "generated",
           "recipe+weightgen", "hypernet")
 HOLDOUT_FROM = ("new", "any")
-HOLDOUT_DRAWS = ("test", "validation", "test-2")  # consecutive blocks of N in one seeded order
-TEST_DRAWS = ("test", "test-2")  # what --pool reads
+#: consecutive blocks of N in one seeded order (a new draw goes at the end, so the others keep their concepts)
+HOLDOUT_DRAWS = ("test", "validation", "test-2", "validation-2")
+POOLS = {"test": ("test", "test-2"), "validation": ("validation", "validation-2")}  # what --pool KIND reads
+TEST_DRAWS = POOLS["test"]
 PARTS = ("all", "new to the base", "in the base's training")  # the leave-out's rows: all, and apart
 #: predictors tried on the validation draw of the leave-out (``candidate_vectors``)
 CANDIDATES = ("ridge rbf", "generated avg", "ridge+generated", "recipe+generated", "recipe one-hot")
@@ -129,10 +131,12 @@ def parse_args() -> argparse.Namespace:
                          "concept's situation); any = all of them (the draw of the first leave-out runs)")
     ap.add_argument("--holdout-draw", choices=HOLDOUT_DRAWS, default="test",
                     help="which --holdout concepts: test = the first N of the seeded order (reported); validation "
-                         "= the next N, to choose a predictor on; test-2 = the N after those (reported)")
-    ap.add_argument("--pool", action="store_true",
-                    help="with --split none --holdout N: read the test draws' results files (run each first) and "
-                         "write them as one leave-out over all their concepts")
+                         "= the next N, to choose a predictor on; test-2 = the N after those (reported); "
+                         "validation-2 = the N after those (to choose on)")
+    ap.add_argument("--pool", nargs="?", const="test", choices=tuple(POOLS), default=None,
+                    help="with --split none --holdout N: read the results files of the test draws (--pool or --pool "
+                         "test) or of the validation draws (--pool validation), run each first, and write them as "
+                         "one leave-out over all their concepts")
     ap.add_argument("--base-only", action="store_true",
                     help="only the unchanged photo and the base's text-only output (no weight generator needed)")
     for k, v in FULL.items():
@@ -146,7 +150,7 @@ def parse_args() -> argparse.Namespace:
     if args.split == "none" and not args.holdout:
         raise SystemExit("--split none measures nothing without --holdout N")
     if args.pool and args.split != "none":
-        raise SystemExit("--pool reads the leave-out's test draws: use it with --split none --holdout N")
+        raise SystemExit("--pool reads the leave-out's draws: use it with --split none --holdout N")
     args.seed_list = [int(s) for s in args.seeds.split(",")]
     return args
 
@@ -343,10 +347,11 @@ def leave_out_result(rows: dict[str, dict], settings: dict) -> dict:
 
 
 def pooled(args) -> dict:
-    """The test draws' leave-outs (``TEST_DRAWS``, read from their results files in ``--out``) as one: disjoint
-    concepts, each scored by the generator and the starts trained without its own draw."""
+    """The leave-outs of the ``--pool`` kind's draws (``POOLS``, read from their results files in ``--out``) as one:
+    disjoint concepts, each scored by the generator and the starts trained without its own draw."""
     found = {}
-    for draw in TEST_DRAWS:
+    draws = POOLS[args.pool]
+    for draw in draws:
         path = Path(args.out) / f"accelerators-holdout{holdout_suffix(args, draw)}.json"
         if not path.is_file():
             raise SystemExit(f"{path}: no results for the {draw} draw; run it first (--holdout-draw {draw})")
@@ -354,10 +359,11 @@ def pooled(args) -> dict:
     keys = ("from", "trained_on", "steps", "hyper_steps")
     differ = [k for k in keys if len({json.dumps(h.get(k)) for h in found.values()}) > 1]
     if differ:
-        raise SystemExit(f"the test draws' leave-outs differ in {', '.join(differ)}: not one measurement to pool")
+        raise SystemExit(f"the {args.pool} draws' leave-outs differ in {', '.join(differ)}: not one "
+                         "measurement to pool")
     first = next(iter(found.values()))
     rows = {c: r for h in found.values() for c, r in h["rows"].items()}
-    return leave_out_result(rows, {"from": first["from"], "draw": "+".join(TEST_DRAWS),
+    return leave_out_result(rows, {"from": first["from"], "draw": "+".join(draws),
                                    **{k: first[k] for k in ("trained_on", "steps", "hyper_steps")}})
 
 
@@ -382,6 +388,11 @@ def one_hot_recipe(text: str, dataset: WeightDataset) -> torch.Tensor:
         _ONE_HOT_FITS[key] = Ridge.fit(torch.stack(recipe_one_hot(dataset.instructions)), y,
                                        y.std(0).clamp_min(1e-8), gammas=ONE_HOT_GAMMAS)
     return _ONE_HOT_FITS[key].predict(torch.stack(recipe_one_hot([text])))[0].to(torch.float64)
+
+
+def pool_name(kind: str | None) -> str | None:
+    """The draw name a pooled leave-out's files carry (``pooled`` for the test draws, as the first pools did)."""
+    return None if kind is None else "pooled" if kind == "test" else f"{kind}-pooled"
 
 
 def holdout_suffix(args, draw: str | None = None) -> str:
@@ -476,7 +487,7 @@ def main() -> None:
         result["holdout"] = pooled(args) if args.pool else holdout(args, base_dir, wg_dir, dataset, weights_ws, work)
     result["minutes"] = round((time.perf_counter() - started) / 60, 1)
     out = Path(args.out)
-    stem = (f"accelerators-holdout{holdout_suffix(args, 'pooled' if args.pool else None)}" if args.split == "none"
+    stem = (f"accelerators-holdout{holdout_suffix(args, pool_name(args.pool))}" if args.split == "none"
             else f"accelerators-{args.split}")
     stem += "-base" if args.base_only else ""
     atomic_write_json(out / f"{stem}.json", result)
@@ -538,13 +549,15 @@ def leave_out_markdown(h: dict, fmt) -> list[str]:
              "any": "drawn from all the weight dataset's concepts"}[h.get("from", "any")]
     drawn += {"test": "; the first test draw", "test-2": "; the second test draw (disjoint from the first)",
               "validation": "; the validation draw (disjoint from the test draws), to choose predictors on",
+              "validation-2": "; the second validation draw (disjoint from the others), to choose predictors on",
+              "+".join(POOLS["validation"]): "; both validation draws pooled, to choose predictors on",
               "+".join(TEST_DRAWS): "; both test draws pooled, each scored with the generator and starts trained "
                                     "without it"}.get(h.get("draw"), "")
     parts = h.get("by_part") or {"all": {"concepts": h["concepts"], "summary": h["summary"],
                                          "above_mean": h.get("above_mean", {"ridge": h.get("ridge_above_mean"),
                                                                           "generated": h["generated_above_mean"]})}}
     parts = {k: parts[k] for k in PARTS if k in parts}  # a fixed order (the results file sorts its keys)
-    goal = lambda n: ("a draw to choose on, not the goal's figure" if h.get("draw") == "validation" else
+    goal = lambda n: ("a draw to choose on, not the goal's figure" if "validation" in h.get("draw", "") else
                       f"goal: at least 80%: {met(n >= 0.8 * h['concepts'])}")
     closer = parts["all"].get("closer_than_mean", {}).get("generated")
     L = ["", f"## Leave-out over the weight dataset ({h['concepts']} concepts left out, {drawn}; a generator "
