@@ -112,8 +112,8 @@ CANDIDATES = ("ridge rbf", "generated avg", "ridge+generated", "recipe+generated
 #: the first recipe start's kernel widths (``recipe one-hot``: its (op, level) one-hot alone)
 ONE_HOT_GAMMAS = (0.0, 0.5, 1.0, 2.0, 4.0)
 _ONE_HOT_FITS: dict[str, Ridge] = {}
-HOLDOUT_STARTS = ("identity", "text only", "own", "mean", "ridge", "recipe", "retrieval", "generated", "hypernet",
-                  *CANDIDATES)
+HOLDOUT_STARTS = ("identity", "text only", "own", "mean", "ridge", "recipe", "retrieval", "generated",
+                  "generated shuffled", "hypernet", *CANDIDATES)
 #: Gaussian kernel widths the text-embedding ridge may pick by leave-one-out (0: linear)
 EMBEDDING_GAMMAS = (0.0, 1.0, 3.0, 10.0, 30.0)
 #: generator samples averaged into one adapter (an estimate of the posterior mean)
@@ -306,7 +306,7 @@ def holdout(args, base_dir: Path, wg_dir: Path, dataset: WeightDataset, weights_
     base = BaseGAN.load(base_dir)
     layout = layout_of_adapter(weights_ws.lora(rest.concepts[0]))
     nets = hypernets(args, base, rest, weights_ws, folder) if args.hyper_steps else []
-    cache, rows = weights_ws.text_cache, {}
+    cache, rows, generated = weights_ws.text_cache, {}, {}
     for c in out_names:
         text = dataset.instructions[dataset.index(c)]
         held = HeldOutPairs(weights_ws.data(c), "test")
@@ -318,6 +318,7 @@ def holdout(args, base_dir: Path, wg_dir: Path, dataset: WeightDataset, weights_
         scores, _, folders = text_starts(base, rest, gen, nets, layout, text, held, cache, args.seed_list,
                                          folder / "starts" / c)
         r |= {kind: value(v) for kind, v in scores.items()}  # generated, hypernet: the mean over seeds
+        generated[c] = folders["generated"]
         for kind, vec in candidate_vectors(text, rest, gen, cache).items():
             folders[kind] = save_vector_adapter(vec, rest, folder / "starts" / f"{c}-{kind}")
             r[kind] = psnr_of(base, folders[kind], text, held, cache)
@@ -325,9 +326,22 @@ def holdout(args, base_dir: Path, wg_dir: Path, dataset: WeightDataset, weights_
         rows[c] = r
     if not rows:
         raise SystemExit(f"{weights_ws.root}: none of the {len(out_names)} left-out concepts has test pairs")
+    shuffled_generated(rows, generated, base, weights_ws, cache)
     return leave_out_result(rows, {"from": args.holdout_from, "draw": args.holdout_draw, "trained_on": len(rest),
                                    "steps": json.loads((folder / "training.json").read_text())["steps_done"],
                                    "hyper_steps": args.hyper_steps if nets else 0})
+
+
+def shuffled_generated(rows: dict[str, dict], generated: dict[str, list[Path]], base: BaseGAN, weights_ws: Workspace,
+                       cache: Path) -> None:
+    """Add each row's "generated shuffled": the generated adapters (and the base's conditioning) of the next left-out
+    concept's text, scored on this concept's test pairs, so the goal's text-shuffle ablation is on the leave-out."""
+    names = list(rows)
+    for i, c in enumerate(names):
+        other = names[(i + 1) % len(names)]
+        held = HeldOutPairs(weights_ws.data(c), "test")
+        text = rows[other]["instruction"]
+        rows[c]["generated shuffled"] = statistics.fmean(psnr_of(base, g, text, held, cache) for g in generated[other])
 
 
 def leave_out_result(rows: dict[str, dict], settings: dict) -> dict:
@@ -411,6 +425,11 @@ def leave_out_summary(rows: list[dict]) -> dict:
            "above_mean": {k: sum(r[k] > r["mean"] for r in rows)
                           for k in starts if k not in ("identity", "own", "mean")},
            "text_only_at_or_above_identity": sum(r["text only"] >= r["identity"] for r in rows)}
+    if "generated shuffled" in starts:  # the generated adapter's goal at step 0 (means over the concepts)
+        mean = lambda k: out["summary"][k]["mean"]
+        out["generated_goal"] = {"minus_identity": mean("generated") - mean("identity"),
+                                 "minus_retrieval": mean("generated") - mean("retrieval"),
+                                 "shuffle_loss": mean("generated") - mean("generated shuffled")}
     if all("to own" in r for r in rows):
         near = [k for k in HOLDOUT_STARTS if k in rows[0]["to own"]]
         out |= {"to_own": {k: mean_spread(r["to own"][k] for r in rows) for k in near},
@@ -571,6 +590,14 @@ def leave_out_markdown(h: dict, fmt) -> list[str]:
     else:
         L += [f"Generated above the mean adapter on {h['generated_above_mean']}/{h['concepts']} ({h['share']:.1%}; "
               f"{goal(h['generated_above_mean'])}).", ""]
+    g2 = parts["all"].get("generated_goal")
+    if g2:
+        mark = (lambda ok: "a draw to choose on") if "validation" in h.get("draw", "") else met
+        L += [f"The generated adapter against the teacher's test pairs, mean over the concepts: "
+              f"{g2['minus_identity']:+.2f} dB over the unchanged photo (goal: at least +3: "
+              f"{mark(g2['minus_identity'] >= 3)}), {g2['minus_retrieval']:+.2f} dB over retrieval (goal: at least "
+              f"+1: {mark(g2['minus_retrieval'] >= 1)}); with the next left-out concept's text (generated shuffled) "
+              f"it loses {g2['shuffle_loss']:+.2f} dB (goal: at least 2: {mark(g2['shuffle_loss'] >= 2)}).", ""]
     L += ["Own = the concept's own trained adapter (the ceiling); ridge, "
          + ("recipe (ridge from the family ops the text names), " if "recipe" in h["summary"] else "")
          + "retrieval (nearest text) and the hypernetwork"

@@ -1,0 +1,156 @@
+"""The accelerators' goals (issue 15) in one table, each met or missed, read from the results files that measured them.
+
+Nothing is measured here: every figure comes from a results file written by ``bench/accelerators.py`` (the starts
+before training: named test concepts, and family concepts left out of the weight generator) or ``bench/run_all.py``
+(the equal-budget runs). Each goal is reported for all test concepts and for the colour and structural ones apart
+(a family concept is structural when one of its ops is; ``concepts.family``). Validation files are never read.
+
+    python bench/accelerator_goals.py            # writes bench/results/accelerator-goals.{md,json}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from concepts.family import parse_instruction
+from factory.core.atomic import atomic_write_json, atomic_write_text
+
+from common import log, provenance
+
+RESULTS = Path("bench/results")
+#: label -> results file of named test concepts (``bench/accelerators.py --split test``)
+NAMED = {"named test concepts, shipped assets": "accelerators/shipped/accelerators-test.json",
+         "named test concepts, remade family assets": "accelerators/remade/accelerators-test.json"}
+#: label -> pooled leave-out over the test draws (``bench/accelerators.py --split none --holdout 32 --pool``)
+LEAVE_OUT = {"family leave-out, 1024 adapters": "accelerators/remade-1024/accelerators-holdout-new-pooled.json",
+             "family leave-out, 1024 adapters, recipe tokens":
+                 "accelerators/remade-1024-recipe-tokens/accelerators-holdout-new-pooled.json"}
+#: label -> equal-budget run (``bench/run_all.py``)
+EQUAL = {"equal 90 s, remade family assets": "all-family-remade/run_all.json"}
+GROUPS = ("all", "colour", "structural")
+
+
+def goal(name: str, source: str, group: str, figure: float | None, text: str, ok: bool | None) -> dict:
+    return {"goal": name, "source": source, "group": group, "figure": figure, "text": text,
+            "status": "not measured" if ok is None else "met" if ok else "missed"}
+
+
+def named_rows(label: str, path: Path) -> list[dict]:
+    """Goals 1 and 2 on the named test concepts (the results file's own per-group figures)."""
+    out = []
+    for group, g in json.loads(path.read_text())["goals"].items():
+        share = g["text_only_at_or_above_identity"]
+        out.append(goal("1 base text-only at or above the photo on 90%", label, group, share,
+                        f"{share:.0%} of {g['concepts']}", share >= 0.9))
+        if "shuffle_loss" in g:
+            out += step0_goals(label, group, g["generated_minus_identity"], g["generated_minus_retrieval"],
+                               g["shuffle_loss"])
+    return out
+
+
+def step0_goals(label: str, group: str, over_photo: float, over_retrieval: float, shuffle: float | None) -> list[dict]:
+    return [goal("2a generated at step 0: +3 dB over the photo", label, group, over_photo, f"{over_photo:+.2f} dB",
+                 over_photo >= 3),
+            goal("2b generated at step 0: +1 dB over retrieval", label, group, over_retrieval,
+                 f"{over_retrieval:+.2f} dB", over_retrieval >= 1),
+            goal("2c shuffled texts lose at least 2 dB", label, group, shuffle,
+                 "not in this run" if shuffle is None else f"{shuffle:+.2f} dB",
+                 None if shuffle is None else shuffle >= 2)]
+
+
+def group_of(instruction: str) -> str:
+    concept = parse_instruction(instruction).concept
+    if concept is None:
+        raise SystemExit(f"'{instruction}': a leave-out concept's instruction the family grammar does not read")
+    return concept.group
+
+
+def leave_out_rows(label: str, path: Path) -> list[dict]:
+    """Goals 1-3 on the family concepts left out of the weight generator, per group (from the file's rows)."""
+    h = json.loads(path.read_text())["holdout"]
+    if "validation" in h.get("draw", ""):
+        raise SystemExit(f"{path}: a validation draw; the goals are read on test draws only")
+    rows = list(h["rows"].values())
+    out = []
+    for group in GROUPS:
+        sel = [r for r in rows if group == "all" or group_of(r["instruction"]) == group]
+        if not sel:
+            continue
+        n = len(sel)
+        mean = lambda k: statistics.fmean(r[k] for r in sel)  # noqa: B023 - used at once
+        above = sum(r["text only"] >= r["identity"] for r in sel) / n
+        out.append(goal("1 base text-only at or above the photo on 90%", label, group, above,
+                        f"{above:.1%} of {n}", above >= 0.9))
+        shuffle = mean("generated") - mean("generated shuffled") if "generated shuffled" in sel[0] else None
+        out += step0_goals(label, group, mean("generated") - mean("identity"), mean("generated") - mean("retrieval"),
+                           shuffle)
+        closer = sum(r["to own"]["generated"] > r["to own"]["mean"] for r in sel) / n
+        out.append(goal("3 leave-out: generated closer to the own adapter than the mean adapter on 80%", label, group,
+                        closer, f"{closer:.1%} of {n}", closer >= 0.8))
+    return out
+
+
+def equal_rows(label: str, path: Path) -> list[dict]:
+    """Goals 4 and 5 from an equal-budget run: generated LoRA against scratch at the equal budget, and the speed-ups
+    to scratch's plateau minus 0.5 dB and to pix2pix's plateau (every run of the group must reach it)."""
+    s = json.loads(path.read_text())["summary"]
+    out = []
+    for group in GROUPS:
+        eq = s["equal"].get(group)
+        if not eq or "generated" not in eq:
+            continue
+        lead = eq["generated"]["psnr_at_equal"]["mean"] - eq["scratch"]["psnr_at_equal"]["mean"]
+        out.append(goal("4a at an equal 90 s: generated LoRA 2 dB ahead of scratch", label, group, lead,
+                        f"{lead:+.2f} dB", lead >= 2))
+        for name, key, need in (("4b 5x sooner to scratch's plateau - 0.5 dB", "scratch plateau - 0.5 dB", 5),
+                                ("5 20x sooner to pix2pix's plateau", "pix2pix plateau", 20)):
+            arm = s["time"].get(group, {}).get(key, {}).get("arms", {}).get("generated")
+            if arm is None:
+                out.append(goal(name, label, group, None, "no target in this group", None))
+                continue
+            reached, runs = map(int, arm["reached"].split("/"))
+            speed = arm["speedup"]["mean"] if arm["speedup"] else None
+            text = f"reached in {reached}/{runs} runs" + (f", {speed:.1f}x" if speed else "")
+            out.append(goal(name, label, group, speed, text, reached == runs and speed is not None and speed >= need))
+    return out
+
+
+def markdown(r: dict) -> str:
+    L = ["# The accelerators' goals (issue 15), met or missed", "",
+         f"Date {r['date']}, commit `{r['commit']}`, `{r['command']}`. Read from the results files named in each row "
+         "(test concepts and test draws only; nothing is measured here). A goal counts as met only where its "
+         "figure reaches the goal; the speed-ups need every run of the group to reach the target.", "",
+         "| goal | measured on | " + " | ".join(GROUPS) + " |", "| --- | --- |" + " --- |" * len(GROUPS)]
+    cells: dict[tuple[str, str], dict[str, str]] = {}
+    for g in r["goals"]:
+        status = f"**{g['status']}**" if g["status"] != "not measured" else g["status"]
+        cells.setdefault((g["goal"], g["source"]), {})[g["group"]] = f"{g['text']}: {status}"
+    for (name, source), row in cells.items():
+        L.append(f"| {name} | {source} | " + " | ".join(row.get(group, "") for group in GROUPS) + " |")
+    L += ["", "Sources:", ""] + [f"- {label}: `{path}`" for label, path in r["sources"].items()]
+    return "\n".join(L) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=str(RESULTS / "accelerator-goals"), help="results file stem (.md and .json)")
+    args = ap.parse_args()
+    sources = {label: RESULTS / p for d in (NAMED, LEAVE_OUT, EQUAL) for label, p in d.items()}
+    missing = [str(p) for p in sources.values() if not p.is_file()]
+    if missing:
+        raise SystemExit(f"results files missing (run their benchmarks first): {', '.join(missing)}")
+    rows = ([g for label, p in NAMED.items() for g in named_rows(label, RESULTS / p)]
+            + [g for label, p in LEAVE_OUT.items() for g in leave_out_rows(label, RESULTS / p)]
+            + [g for label, p in EQUAL.items() for g in equal_rows(label, RESULTS / p)])
+    rows.sort(key=lambda g: (g["goal"], g["source"], GROUPS.index(g["group"])))
+    result = {**provenance("accelerator_goals.py"), "goals": rows, "sources": {k: str(v) for k, v in sources.items()}}
+    atomic_write_json(Path(args.out).with_suffix(".json"), result)
+    atomic_write_text(Path(args.out).with_suffix(".md"), markdown(result))
+    log(f"{sum(g['status'] == 'met' for g in rows)} of {len(rows)} goal rows met -> {args.out}.md")
+
+
+if __name__ == "__main__":
+    main()
