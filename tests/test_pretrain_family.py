@@ -40,6 +40,8 @@ def test_family_recipe_trains_installs_and_resumes(tmp_path):
     assert len(dataset) == r["adapters"] == 3
     manifest = json.loads((tmp_path / "assets" / "manifest.json").read_text())
     assert manifest["recipe"] == opts.command() and "--film" in opts.command() and "--no-coords" in opts.command()
+    made = json.loads((weights_ws.weightgen("family-weightgen") / "training.json").read_text())
+    assert made["settings"]["recipe_tokens"] is True and "--recipe-tokens" in opts.command()  # the validated default
     assert set(manifest["heldout"]) == set(heldout_concepts()) and "halftone" in manifest["heldout"]
     assert (tmp_path / "assets" / "editfactory-weightgen" / "hypernet" / "layout.json").is_file()
     # --init hypernet: the shipped hypernetwork writes an adapter of the weight dataset's layout from any text

@@ -61,7 +61,7 @@ class FamilyPretrainOptions:
     layers: str = "down1,up2,head"
     rank: int = 4
     variant: str = "joint"
-    recipe_tokens: bool = False
+    recipe_tokens: bool = True  # chosen on the leave-out's validation draws (bench/accelerators.py)
     weightgen_minutes: float = 20.0
     hypernet_steps: int = 2000
     seed: int = 0
