@@ -3,7 +3,8 @@
 Nothing is measured here: every figure comes from a results file written by ``bench/accelerators.py`` (the starts
 before training: named test concepts, and family concepts left out of the weight generator) or ``bench/run_all.py``
 (the equal-budget runs). Each goal is reported for all test concepts and for the colour and structural ones apart
-(a family concept is structural when one of its ops is; ``concepts.family``). Validation files are never read.
+(a family concept is structural when one of its ops is; ``concepts.family``). Validation files are read only to
+say which weight generator the validation rule chose (``validation_choice``), never for a goal's figure.
 
     python bench/accelerator_goals.py            # writes bench/results/accelerator-goals.{md,json}
 """
@@ -31,6 +32,22 @@ LEAVE_OUT = {"family leave-out, 1024 adapters": "accelerators/remade-1024/accele
 #: label -> equal-budget run (``bench/run_all.py``)
 EQUAL = {"equal 90 s, remade family assets": "all-family-remade/run_all.json"}
 GROUPS = ("all", "colour", "structural")
+
+
+def validation_choice() -> dict:
+    """Each leave-out generator's pooled validation draws (the file beside its test pool) and the one the rule
+    chooses: the most concepts whose generated adapter is closer to the own adapter than the mean adapter, then the
+    best mean PSNR against the own adapter's edits."""
+    scores = {}
+    for label, path in LEAVE_OUT.items():
+        val = RESULTS / path.replace("-pooled.json", "-validation-pooled.json")
+        if not val.is_file():
+            raise SystemExit(f"{val}: no pooled validation draws (bench/accelerators.py ... --pool validation)")
+        a = json.loads(val.read_text())["holdout"]["by_part"]["all"]
+        scores[label] = {"file": str(val), "concepts": a["concepts"], "closer": a["closer_than_mean"]["generated"],
+                         "to_own": a["to_own"]["generated"]["mean"]}
+    chosen = max(scores, key=lambda k: (scores[k]["closer"], scores[k]["to_own"]))
+    return {"chosen": chosen, "scores": scores}
 
 
 def goal(name: str, source: str, group: str, figure: float | None, text: str, ok: bool | None) -> dict:
@@ -131,6 +148,12 @@ def markdown(r: dict) -> str:
     for (name, source), row in cells.items():
         L.append(f"| {name} | {source} | " + " | ".join(row.get(group, "") for group in GROUPS) + " |")
     L += ["", "Sources:", ""] + [f"- {label}: `{path}`" for label, path in r["sources"].items()]
+    c = r["validation_choice"]
+    L += ["", "The default weight generator is the one the validation rule chose on the leave-out's validation draws "
+          "(most concepts closer to the own adapter than the mean adapter, then the best mean): "
+          f"**{c['chosen']}**.", ""]
+    L += [f"- {label}: closer on {v['closer']}/{v['concepts']}, {v['to_own']:.2f} dB against the own adapter's edits "
+          f"(`{v['file']}`)" for label, v in c["scores"].items()]
     return "\n".join(L) + "\n"
 
 
@@ -146,7 +169,8 @@ def main() -> None:
             + [g for label, p in LEAVE_OUT.items() for g in leave_out_rows(label, RESULTS / p)]
             + [g for label, p in EQUAL.items() for g in equal_rows(label, RESULTS / p)])
     rows.sort(key=lambda g: (g["goal"], g["source"], GROUPS.index(g["group"])))
-    result = {**provenance("accelerator_goals.py"), "goals": rows, "sources": {k: str(v) for k, v in sources.items()}}
+    result = {**provenance("accelerator_goals.py"), "goals": rows, "sources": {k: str(v) for k, v in sources.items()},
+              "validation_choice": validation_choice()}
     atomic_write_json(Path(args.out).with_suffix(".json"), result)
     atomic_write_text(Path(args.out).with_suffix(".md"), markdown(result))
     log(f"{sum(g['status'] == 'met' for g in rows)} of {len(rows)} goal rows met -> {args.out}.md")
