@@ -306,7 +306,7 @@ def holdout(args, base_dir: Path, wg_dir: Path, dataset: WeightDataset, weights_
     base = BaseGAN.load(base_dir)
     layout = layout_of_adapter(weights_ws.lora(rest.concepts[0]))
     nets = hypernets(args, base, rest, weights_ws, folder) if args.hyper_steps else []
-    cache, rows, generated = weights_ws.text_cache, {}, {}
+    cache, rows, shuffle_inputs = weights_ws.text_cache, {}, {}
     for c in out_names:
         text = dataset.instructions[dataset.index(c)]
         held = HeldOutPairs(weights_ws.data(c), "test")
@@ -318,7 +318,7 @@ def holdout(args, base_dir: Path, wg_dir: Path, dataset: WeightDataset, weights_
         scores, _, folders = text_starts(base, rest, gen, nets, layout, text, held, cache, args.seed_list,
                                          folder / "starts" / c)
         r |= {kind: value(v) for kind, v in scores.items()}  # generated, hypernet: the mean over seeds
-        generated[c] = folders["generated"]
+        shuffle_inputs[c] = (held, folders["generated"])
         for kind, vec in candidate_vectors(text, rest, gen, cache).items():
             folders[kind] = save_vector_adapter(vec, rest, folder / "starts" / f"{c}-{kind}")
             r[kind] = psnr_of(base, folders[kind], text, held, cache)
@@ -326,13 +326,13 @@ def holdout(args, base_dir: Path, wg_dir: Path, dataset: WeightDataset, weights_
         rows[c] = r
     if not rows:
         raise SystemExit(f"{weights_ws.root}: none of the {len(out_names)} left-out concepts has test pairs")
-    shuffled_generated(rows, generated, base, weights_ws, cache)
+    shuffled_generated(rows, shuffle_inputs, base, cache)
     return leave_out_result(rows, {"from": args.holdout_from, "draw": args.holdout_draw, "trained_on": len(rest),
                                    "steps": json.loads((folder / "training.json").read_text())["steps_done"],
                                    "hyper_steps": args.hyper_steps if nets else 0})
 
 
-def shuffled_generated(rows: dict[str, dict], generated: dict[str, list[Path]], base: BaseGAN, weights_ws: Workspace,
+def shuffled_generated(rows: dict[str, dict], inputs: dict[str, tuple[HeldOutPairs, list[Path]]], base: BaseGAN,
                        cache: Path) -> None:
     """Add each row's "generated shuffled": the generated adapters (and the base's conditioning) of the next left-out
     concept's text, scored on this concept's test pairs, so the goal's text-shuffle ablation is on the leave-out."""
@@ -341,9 +341,8 @@ def shuffled_generated(rows: dict[str, dict], generated: dict[str, list[Path]], 
         return
     for i, c in enumerate(names):
         other = names[(i + 1) % len(names)]
-        held = HeldOutPairs(weights_ws.data(c), "test")
-        text = rows[other]["instruction"]
-        rows[c]["generated shuffled"] = statistics.fmean(psnr_of(base, g, text, held, cache) for g in generated[other])
+        held, text = inputs[c][0], rows[other]["instruction"]
+        rows[c]["generated shuffled"] = statistics.fmean(psnr_of(base, g, text, held, cache) for g in inputs[other][1])
 
 
 def leave_out_result(rows: dict[str, dict], settings: dict) -> dict:
@@ -578,7 +577,8 @@ def leave_out_markdown(h: dict, fmt) -> list[str]:
                                          "above_mean": h.get("above_mean", {"ridge": h.get("ridge_above_mean"),
                                                                           "generated": h["generated_above_mean"]})}}
     parts = {k: parts[k] for k in PARTS if k in parts}  # a fixed order (the results file sorts its keys)
-    goal = lambda n: ("a draw to choose on, not the goal's figure" if "validation" in h.get("draw", "") else
+    choosing = "validation" in h.get("draw", "")  # a validation draw or pool: figures to choose on, not goals
+    goal = lambda n: ("a draw to choose on, not the goal's figure" if choosing else
                       f"goal: at least 80%: {met(n >= 0.8 * h['concepts'])}")
     closer = parts["all"].get("closer_than_mean", {}).get("generated")
     L = ["", f"## Leave-out over the weight dataset ({h['concepts']} concepts left out, {drawn}; a generator "
@@ -594,7 +594,7 @@ def leave_out_markdown(h: dict, fmt) -> list[str]:
               f"{goal(h['generated_above_mean'])}).", ""]
     g2 = parts["all"].get("generated_goal")
     if g2:
-        mark = (lambda ok: "a draw to choose on") if "validation" in h.get("draw", "") else met
+        mark = (lambda ok: "a draw to choose on") if choosing else met
         L += [f"The generated adapter against the teacher's test pairs, mean over the concepts: "
               f"{g2['minus_identity']:+.2f} dB over the unchanged photo (goal: at least +3: "
               f"{mark(g2['minus_identity'] >= 3)}), {g2['minus_retrieval']:+.2f} dB over retrieval (goal: at least "
