@@ -137,6 +137,10 @@ def parse_args() -> argparse.Namespace:
                     help="with --split none --holdout N: read the results files of the test draws (--pool or --pool "
                          "test) or of the validation draws (--pool validation), run each first, and write them as "
                          "one leave-out over all their concepts")
+    ap.add_argument("--train-first", type=int, default=None, metavar="N",
+                    help="with --holdout: train the leave-out weight generator on the weight dataset's first N "
+                         "adapters only (less the draw); the draw is the same as without it, so a smaller dataset "
+                         "(a recipe's --adapters N grown to the full one) is compared on the same left-out concepts")
     ap.add_argument("--base-only", action="store_true",
                     help="only the unchanged photo and the base's text-only output (no weight generator needed)")
     for k, v in FULL.items():
@@ -290,7 +294,8 @@ def holdout(args, base_dir: Path, wg_dir: Path, dataset: WeightDataset, weights_
     g = torch.Generator().manual_seed(DATA_SEED)
     order = torch.randperm(len(pool), generator=g).tolist()
     out_names = [pool[i] for i in order[first:first + args.holdout]]
-    rest = dataset.subset([c for c in dataset.concepts if c not in set(out_names)])
+    kept = dataset.concepts[:args.train_first] if args.train_first else dataset.concepts
+    rest = dataset.subset([c for c in kept if c not in set(out_names)])
     folder = work / f"holdout-{args.holdout}{holdout_suffix(args)}"
     if not is_weightgen(folder):
         rest.save(folder)
@@ -328,6 +333,7 @@ def holdout(args, base_dir: Path, wg_dir: Path, dataset: WeightDataset, weights_
         raise SystemExit(f"{weights_ws.root}: none of the {len(out_names)} left-out concepts has test pairs")
     shuffled_generated(rows, shuffle_inputs, base, cache)
     return leave_out_result(rows, {"from": args.holdout_from, "draw": args.holdout_draw, "trained_on": len(rest),
+                                   "train_first": args.train_first,
                                    "steps": json.loads((folder / "training.json").read_text())["steps_done"],
                                    "hyper_steps": args.hyper_steps if nets else 0})
 
@@ -371,15 +377,19 @@ def pooled(args) -> dict:
         if not path.is_file():
             raise SystemExit(f"{path}: no results for the {draw} draw; run it first (--holdout-draw {draw})")
         found[draw] = json.loads(path.read_text())["holdout"]
-    keys = ("from", "trained_on", "steps", "hyper_steps")
+    first = next(iter(found.values()))
+    # with --train-first each draw leaves its own number of adapters out of the first N
+    keys = ("from", "train_first", "steps", "hyper_steps") + (() if first.get("train_first") else ("trained_on",))
     differ = [k for k in keys if len({json.dumps(h.get(k)) for h in found.values()}) > 1]
     if differ:
         raise SystemExit(f"the {args.pool} draws' leave-outs differ in {', '.join(differ)}: not one "
                          "measurement to pool")
-    first = next(iter(found.values()))
+    trained = sorted({h["trained_on"] for h in found.values()})
     rows = {c: r for h in found.values() for c, r in h["rows"].items()}
     return leave_out_result(rows, {"from": first["from"], "draw": "+".join(draws),
-                                   **{k: first[k] for k in ("trained_on", "steps", "hyper_steps")}})
+                                   "train_first": first.get("train_first"),
+                                   "trained_on": trained[0] if len(trained) == 1 else f"{trained[0]}-{trained[-1]}",
+                                   **{k: first[k] for k in ("steps", "hyper_steps")}})
 
 
 def candidate_vectors(text: str, dataset: WeightDataset, gen: WeightGenerator, cache: Path) -> dict[str, torch.Tensor]:
@@ -582,7 +592,9 @@ def leave_out_markdown(h: dict, fmt) -> list[str]:
                       f"goal: at least 80%: {met(n >= 0.8 * h['concepts'])}")
     closer = parts["all"].get("closer_than_mean", {}).get("generated")
     L = ["", f"## Leave-out over the weight dataset ({h['concepts']} concepts left out, {drawn}; a generator "
-         f"trained on the other {h['trained_on']} for {h['steps']} steps, as many as the full one)", ""]
+         f"trained on the other {h['trained_on']}"
+         + (f" of the dataset's first {h['train_first']}" if h.get("train_first") else "")
+         + f" for {h['steps']} steps, as many as the full one)", ""]
     if closer is not None:
         L += [f"The generated adapter's edits are closer to those of the concept's own adapter than the mean "
               f"adapter's are (PSNR against the own adapter's edits of the test photos, the issue's measure) on "
