@@ -44,6 +44,9 @@ def test_family_recipe_trains_installs_and_resumes(tmp_path):
     assert made["settings"]["recipe_tokens"] is True and "--recipe-tokens" in opts.command()  # the validated default
     assert set(manifest["heldout"]) == set(heldout_concepts()) and "halftone" in manifest["heldout"]
     assert (tmp_path / "assets" / "editfactory-weightgen" / "hypernet" / "layout.json").is_file()
+    hyper_dir = tmp_path / "assets" / "editfactory-weightgen" / "hypernet"
+    shipped_hyper = json.loads((hyper_dir / "training.json").read_text())
+    assert shipped_hyper["base"] == "editfactory-base" and shipped_hyper["steps"] == 3  # no build path shipped
     # --init hypernet: the shipped hypernetwork writes an adapter of the weight dataset's layout from any text
     starts = [initial_adapter("hypernet", text, tmp_path / f"init{i}", workspace=weights_ws, name="family-weightgen",
                               base=str(ws.base("family-base"))) for i, text in enumerate(["warmer", "add a vignette"])]

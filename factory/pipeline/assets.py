@@ -164,6 +164,9 @@ def _copy_weightgen(weightgen_dir: Path, out: Path, half_dataset: bool) -> dict[
         training["dataset_dtype"] = "float16" if half_dataset else "float32"
     if (weightgen_dir / HYPERNET_DIR).is_dir():  # the Text-to-LoRA hypernetwork (--init hypernet)
         shutil.copytree(weightgen_dir / HYPERNET_DIR, out / HYPERNET_DIR)
+        hyper_training = out / HYPERNET_DIR / TRAINING
+        if hyper_training.is_file():  # the base it was trained through, by its shipped name
+            atomic_write_json(hyper_training, dict(read_json(hyper_training) or {}, base=BASE_NAME))
     return training
 
 
