@@ -19,6 +19,7 @@ from pathlib import Path
 from concepts.family import parse_instruction
 from factory.core.atomic import atomic_write_json, atomic_write_text
 
+import accelerator_targets as T
 from common import log, provenance
 
 RESULTS = Path("bench/results")
@@ -60,8 +61,8 @@ def named_rows(label: str, path: Path) -> list[dict]:
     out = []
     for group, g in json.loads(path.read_text())["goals"].items():
         share = g["text_only_at_or_above_identity"]
-        out.append(goal("1 base text-only at or above the photo on 90%", label, group, share,
-                        f"{share:.0%} of {g['concepts']}", share >= 0.9))
+        out.append(goal(f"1 base text-only at or above the photo on {T.BASE_SHARE:.0%}", label, group, share,
+                        f"{share:.0%} of {g['concepts']}", share >= T.BASE_SHARE))
         if "shuffle_loss" in g:
             out += step0_goals(label, group, g["generated_minus_identity"], g["generated_minus_retrieval"],
                                g["shuffle_loss"])
@@ -69,13 +70,13 @@ def named_rows(label: str, path: Path) -> list[dict]:
 
 
 def step0_goals(label: str, group: str, over_photo: float, over_retrieval: float, shuffle: float | None) -> list[dict]:
-    return [goal("2a generated at step 0: +3 dB over the photo", label, group, over_photo, f"{over_photo:+.2f} dB",
-                 over_photo >= 3),
-            goal("2b generated at step 0: +1 dB over retrieval", label, group, over_retrieval,
-                 f"{over_retrieval:+.2f} dB", over_retrieval >= 1),
-            goal("2c shuffled texts lose at least 2 dB", label, group, shuffle,
+    return [goal(f"2a generated at step 0: {T.OVER_PHOTO_DB:+g} dB over the photo", label, group, over_photo,
+                 f"{over_photo:+.2f} dB", over_photo >= T.OVER_PHOTO_DB),
+            goal(f"2b generated at step 0: {T.OVER_RETRIEVAL_DB:+g} dB over retrieval", label, group, over_retrieval,
+                 f"{over_retrieval:+.2f} dB", over_retrieval >= T.OVER_RETRIEVAL_DB),
+            goal(f"2c shuffled texts lose at least {T.SHUFFLE_LOSS_DB:g} dB", label, group, shuffle,
                  "not in this run" if shuffle is None else f"{shuffle:+.2f} dB",
-                 None if shuffle is None else shuffle >= 2)]
+                 None if shuffle is None else shuffle >= T.SHUFFLE_LOSS_DB)]
 
 
 def group_of(instruction: str) -> str:
@@ -99,14 +100,15 @@ def leave_out_rows(label: str, path: Path) -> list[dict]:
         n = len(sel)
         mean = lambda k: statistics.fmean(r[k] for r in sel)  # noqa: B023 - used at once
         above = sum(r["text only"] >= r["identity"] for r in sel) / n
-        out.append(goal("1 base text-only at or above the photo on 90%", label, group, above,
-                        f"{above:.1%} of {n}", above >= 0.9))
+        out.append(goal(f"1 base text-only at or above the photo on {T.BASE_SHARE:.0%}", label, group, above,
+                        f"{above:.1%} of {n}", above >= T.BASE_SHARE))
         shuffle = mean("generated") - mean("generated shuffled") if "generated shuffled" in sel[0] else None
         out += step0_goals(label, group, mean("generated") - mean("identity"), mean("generated") - mean("retrieval"),
                            shuffle)
         closer = sum(r["to own"]["generated"] > r["to own"]["mean"] for r in sel) / n
-        out.append(goal("3 leave-out: generated closer to the own adapter than the mean adapter on 80%", label, group,
-                        closer, f"{closer:.1%} of {n}", closer >= 0.8))
+        out.append(goal(f"3 leave-out: generated closer to the own adapter than the mean adapter on "
+                        f"{T.CLOSER_SHARE:.0%}", label, group,
+                        closer, f"{closer:.1%} of {n}", closer >= T.CLOSER_SHARE))
     return out
 
 
@@ -120,10 +122,13 @@ def equal_rows(label: str, path: Path) -> list[dict]:
         if not eq or "generated" not in eq:
             continue
         lead = eq["generated"]["psnr_at_equal"]["mean"] - eq["scratch"]["psnr_at_equal"]["mean"]
-        out.append(goal("4a at an equal 90 s: generated LoRA 2 dB ahead of scratch", label, group, lead,
-                        f"{lead:+.2f} dB", lead >= 2))
-        for name, key, need in (("4b 5x sooner to scratch's plateau - 0.5 dB", "scratch plateau - 0.5 dB", 5),
-                                ("5 20x sooner to pix2pix's plateau", "pix2pix plateau", 20)):
+        out.append(goal(f"4a at an equal 90 s: generated LoRA {T.EQUAL_LEAD_DB:g} dB ahead of scratch", label, group,
+                        lead,
+                        f"{lead:+.2f} dB", lead >= T.EQUAL_LEAD_DB))
+        targets = ((f"4b {T.SCRATCH_SPEEDUP:g}x sooner to scratch's plateau - 0.5 dB", "scratch plateau - 0.5 dB",
+                    T.SCRATCH_SPEEDUP),
+                   (f"5 {T.PIX2PIX_SPEEDUP:g}x sooner to pix2pix's plateau", "pix2pix plateau", T.PIX2PIX_SPEEDUP))
+        for name, key, need in targets:
             arm = s["time"].get(group, {}).get(key, {}).get("arms", {}).get("generated")
             if arm is None:
                 out.append(goal(name, label, group, None, "no target in this group", None))

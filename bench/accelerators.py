@@ -88,6 +88,7 @@ from weight_generator.hypernet import (
 from weight_generator.init_choice import write_init_choice
 from weight_generator.sample import MEAN_SAMPLES, WeightGenerator
 
+import accelerator_targets as T
 from common import log, provenance
 
 FAMILY = Path("bench/work/pretrain-family")
@@ -550,15 +551,15 @@ def markdown(r: dict) -> str:
             shuf = g["by_start_shuffled"].get(s)
             L.append(f"| {s} | {fmt(g['by_start'][s])} | {fmt(shuf) if shuf else ''} |")
         share = g["text_only_at_or_above_identity"]
-        L += ["", f"- base text only at or above identity: {share:.0%} of concepts (goal: at least 90%: "
-              f"{met(share >= 0.9)})"]
+        L += ["", f"- base text only at or above identity: {share:.0%} of concepts (goal: at least {T.BASE_SHARE:.0%}: "
+              f"{met(share >= T.BASE_SHARE)})"]
         if "shuffle_loss" in g:
-            L += [f"- generated minus identity: {g['generated_minus_identity']:+.2f} dB (goal: at least +3: "
-                  f"{met(g['generated_minus_identity'] >= 3)})",
-                  f"- generated minus retrieval: {g['generated_minus_retrieval']:+.2f} dB (goal: at least +1: "
-                  f"{met(g['generated_minus_retrieval'] >= 1)})",
-                  f"- generated, own text minus shuffled: {g['shuffle_loss']:+.2f} dB (goal: at least +2: "
-                  f"{met(g['shuffle_loss'] >= 2)})"]
+            L += [f"- generated minus identity: {g['generated_minus_identity']:+.2f} dB (goal: at least "
+                  f"{T.OVER_PHOTO_DB:+g}: {met(g['generated_minus_identity'] >= T.OVER_PHOTO_DB)})",
+                  f"- generated minus retrieval: {g['generated_minus_retrieval']:+.2f} dB (goal: at least "
+                  f"{T.OVER_RETRIEVAL_DB:+g}: {met(g['generated_minus_retrieval'] >= T.OVER_RETRIEVAL_DB)})",
+                  f"- generated, own text minus shuffled: {g['shuffle_loss']:+.2f} dB (goal: at least "
+                  f"{T.SHUFFLE_LOSS_DB:+g}: {met(g['shuffle_loss'] >= T.SHUFFLE_LOSS_DB)})"]
         L.append("")
     if r["rows"]:
         L += ["| concept | group | " + " | ".join(STARTS) + " |", "| --- | --- |" + " ---: |" * len(STARTS)]
@@ -589,7 +590,7 @@ def leave_out_markdown(h: dict, fmt) -> list[str]:
     parts = {k: parts[k] for k in PARTS if k in parts}  # a fixed order (the results file sorts its keys)
     choosing = "validation" in h.get("draw", "")  # a validation draw or pool: figures to choose on, not goals
     goal = lambda n: ("a draw to choose on, not the goal's figure" if choosing else
-                      f"goal: at least 80%: {met(n >= 0.8 * h['concepts'])}")
+                      f"goal: at least {T.CLOSER_SHARE:.0%}: {met(n >= T.CLOSER_SHARE * h['concepts'])}")
     closer = parts["all"].get("closer_than_mean", {}).get("generated")
     L = ["", f"## Leave-out over the weight dataset ({h['concepts']} concepts left out, {drawn}; a generator "
          f"trained on the other {h['trained_on']}"
@@ -608,11 +609,12 @@ def leave_out_markdown(h: dict, fmt) -> list[str]:
     if g2:
         mark = (lambda ok: "a draw to choose on") if choosing else met
         L += [f"The generated adapter against the teacher's test pairs, mean over the concepts: "
-              f"{g2['minus_identity']:+.2f} dB over the unchanged photo (goal: at least +3: "
-              f"{mark(g2['minus_identity'] >= 3)}), {g2['minus_retrieval']:+.2f} dB over retrieval (goal: at least "
-              f"+1: {mark(g2['minus_retrieval'] >= 1)}); with the next left-out concept's text (generated shuffled) "
-              f"it changes by {-g2['shuffle_loss']:+.2f} dB (goal: a loss of at least 2 dB: "
-              f"{mark(g2['shuffle_loss'] >= 2)}).", ""]
+              f"{g2['minus_identity']:+.2f} dB over the unchanged photo (goal: at least {T.OVER_PHOTO_DB:+g}: "
+              f"{mark(g2['minus_identity'] >= T.OVER_PHOTO_DB)}), {g2['minus_retrieval']:+.2f} dB over retrieval "
+              f"(goal: at least {T.OVER_RETRIEVAL_DB:+g}: {mark(g2['minus_retrieval'] >= T.OVER_RETRIEVAL_DB)}); with "
+              f"the next left-out concept's text (generated shuffled) it changes by {-g2['shuffle_loss']:+.2f} dB "
+              f"(goal: a loss of at least {T.SHUFFLE_LOSS_DB:g} dB: {mark(g2['shuffle_loss'] >= T.SHUFFLE_LOSS_DB)}).",
+              ""]
     L += ["Own = the concept's own trained adapter (the ceiling); ridge, "
          + ("recipe (ridge from the family ops the text names), " if "recipe" in h["summary"] else "")
          + "retrieval (nearest text) and the hypernetwork"
