@@ -162,9 +162,14 @@ def parse_args() -> argparse.Namespace:
 
 def edits_of(base: BaseGAN, folder: Path | None, text: str, held: HeldOutPairs, cache: Path) -> torch.Tensor:
     """The test photos edited by the base with the adapter in ``folder`` (None: the base alone), conditioned on
-    ``text``."""
-    model = base.copy() if folder is None else load_adapter(base.copy(), folder).eval()
-    return held.outputs(text_conditioned(model, text, cache), model)
+    ``text``; made once per concept's pairs (kept on ``held``: the PSNR against the teacher and against the own
+    adapter's edits read the same edits)."""
+    made = held.__dict__.setdefault("_edits", {})
+    key = (id(base), None if folder is None else str(Path(folder).resolve()), text)
+    if key not in made:
+        model = base.copy() if folder is None else load_adapter(base.copy(), folder).eval()
+        made[key] = held.outputs(text_conditioned(model, text, cache), model)
+    return made[key]
 
 
 def psnr_of(base: BaseGAN, folder: Path | None, text: str, held: HeldOutPairs, cache: Path) -> float:
@@ -329,6 +334,7 @@ def holdout(args, base_dir: Path, wg_dir: Path, dataset: WeightDataset, weights_
             folders[kind] = save_vector_adapter(vec, rest, folder / "starts" / f"{c}-{kind}")
             r[kind] = psnr_of(base, folders[kind], text, held, cache)
         r["to own"] = to_own(base, weights_ws.lora(c), {"text only": None, **folders}, text, held, cache)
+        held.__dict__.pop("_edits", None)  # the pairs stay for the shuffle ablation, the edits are not needed again
         rows[c] = r
     if not rows:
         raise SystemExit(f"{weights_ws.root}: none of the {len(out_names)} left-out concepts has test pairs")

@@ -135,6 +135,17 @@ def test_pretrain_install_refuses_a_heldout_concept_the_base_saw(tiny_pretrained
     assert r.returncode == 2 and "golden-hour" in r.stderr and not (tmp_path / "bad").exists()
 
 
+def test_pretrain_info_prints_the_manifest_and_shortens_long_lists(tiny_pretrained, tmp_path):
+    from factory.cli.pretrain_cmd import _some
+
+    r = run_factory(tmp_path / "ws", "pretrain", "info", env={**os.environ, "FACTORY_PRETRAINED": str(tiny_pretrained)})
+    assert "recipe: " in r.stdout and "held out of both (try `factory run` on one): autumn" in r.stdout
+    assert _some([f"fam-{i}" for i in range(1024)]).endswith("fam-11, ... (1012 more in manifest.json)")
+    assert _some(["a", "b"]) == "a, b"
+    r = run_factory(tmp_path / "ws", "pretrain", "info", env={**os.environ, "FACTORY_PRETRAINED": "none"}, check=False)
+    assert r.returncode == 2 and "no pretrained assets are installed" in r.stderr
+
+
 def test_run_refuses_bad_input(shipped, workspace):
     env = {**os.environ, "FACTORY_PRETRAINED": str(shipped)}
     r = run_factory(workspace, "run", "no-such-card", env=env, check=False)

@@ -23,6 +23,12 @@ def pretrain() -> None:
     """
 
 
+def _some(names: list[str], shown: int = 12) -> str:
+    """The first ``shown`` names, and how many more (a family recipe trains on hundreds; the manifest has all)."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f", ... ({more} more in manifest.json)" if more > 0 else "")
+
+
 @pretrain.command("info")
 def info() -> None:
     """Print the shipped assets' manifest: recipe, concepts, held-out concepts, sizes."""
@@ -40,9 +46,9 @@ def info() -> None:
     click.echo(f"created: {m['created']}")
     click.echo(f"base: {b['folder']} ({b['bytes'] / 1e6:.1f} MB), {b['generator'].get('_class_name')} ngf "
                f"{b['generator'].get('ngf')} at {b['generator'].get('image_size')} px, trained on "
-               f"{len(b['concepts'])} concepts: {', '.join(b['concepts'])}")
+               f"{len(b['concepts'])} concepts: {_some(b['concepts'])}")
     click.echo(f"weight generator: {w['folder']} ({w['bytes'] / 1e6:.1f} MB, {w['variant']}, {w['stored_dtype']}), "
-               f"{len(w['concepts'])} training adapters: {', '.join(w['concepts'])}")
+               f"{len(w['concepts'])} training adapters: {_some(w['concepts'])}")
     click.echo(f"held out of both (try `factory run` on one): {', '.join(m['heldout'])}")
 
 
