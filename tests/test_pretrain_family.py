@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import factory
 from base_gan.models import read_training
 from factory.core.errors import FactoryError
 from factory.core.workspace import Workspace
@@ -60,7 +61,9 @@ def test_family_recipe_trains_installs_and_resumes(tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in (ws.root / "base" / "family-base").rglob("*.safetensors")}
     stamps |= {p: p.stat().st_mtime_ns for p in (weights_ws.root / "loras").rglob("*.safetensors")}
     again: list[str] = []
-    pretrain_family(ws, opts, log=again.append, progress=False)
+    factory.pretrain_family(workspace=ws.root, log=again.append, **TINY)
+    with pytest.raises(FactoryError, match=r"unknown setting.*adapterz"):
+        factory.pretrain_family(workspace=ws.root, adapterz=3)
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
     assert not any("trained (chunk" in m for m in again), again
     # more adapters in the same workspace: refused before anything is trained or overwritten

@@ -17,9 +17,11 @@ def pretrain() -> None:
     has none of its own).
 
     \b
-    `factory pretrain train` is their recipe: pairs for the classic concepts, the base on K of them,
-    one LoRA per training concept, the weight generator on those adapters; --install makes the
-    result the shipped assets. `factory pretrain info` prints the command that made the shipped ones.
+    `factory pretrain family` is their recipe: a base on hundreds of concept-family texts with text
+    dropout, a weight dataset of batched family adapters, the weight generator and the Text-to-LoRA
+    hypernetwork on it; --install makes the result the shipped assets. `factory pretrain train` is the
+    first shipped assets' recipe (named classic concepts). `factory pretrain info` prints the command
+    that made the shipped ones.
     """
 
 
