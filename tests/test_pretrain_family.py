@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -72,6 +73,12 @@ def test_family_recipe_trains_installs_and_resumes(tmp_path):
         pretrain_family(ws, FamilyPretrainOptions(**{**TINY, "adapters": 4}), log=again.append, progress=False)
     assert (weights_ws.weightgen("family-weightgen") / "dataset.safetensors").read_bytes() == saved
     assert len(list((weights_ws.root / "loras").iterdir())) == 3  # no fourth adapter
+
+
+def test_shipped_assets_are_the_default_family_recipe():
+    shipped = json.loads((Path(factory.__file__).parent / "pretrained" / "manifest.json").read_text())
+    assert shipped["recipe"] == FamilyPretrainOptions().command()  # `factory pretrain family --install` made them
+    assert shipped["total_bytes"] <= 30_000_000 and len(shipped["weightgen"]["concepts"]) == 1024
 
 
 def test_family_recipe_refuses_bad_settings():
