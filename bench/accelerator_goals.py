@@ -24,8 +24,9 @@ from common import log, provenance
 
 RESULTS = Path("bench/results")
 #: label -> results file of named test concepts (``bench/accelerators.py --split test``)
-NAMED = {"named test concepts, shipped assets": "accelerators/shipped/accelerators-test.json",
-         "named test concepts, remade family assets": "accelerators/remade/accelerators-test.json"}
+NAMED = {"named test concepts, first shipped assets": "accelerators/shipped/accelerators-test.json",
+         "named test concepts, remade family assets": "accelerators/remade/accelerators-test.json",
+         "named test concepts, shipped family assets": "accelerators/shipped-family/accelerators-test.json"}
 #: label -> pooled leave-out over the test draws (``bench/accelerators.py --split none --holdout 32 --pool``)
 LEAVE_OUT = {"family leave-out, 1024 adapters": "accelerators/remade-1024/accelerators-holdout-new-pooled.json",
              "family leave-out, 1024 adapters, recipe tokens":

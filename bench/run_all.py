@@ -135,7 +135,7 @@ def shipped() -> tuple[Path, Path, dict]:
     m = manifest()
     if m is None or pretrained_base() is None or pretrained_weightgen() is None:
         raise FactoryError(
-            "no shipped pretrained assets (factory/pretrained/); make them with `factory pretrain train --install`"
+            "no shipped pretrained assets (factory/pretrained/); make them with `factory pretrain family --install`"
         )
     return pretrained_base(), pretrained_weightgen(), m
 

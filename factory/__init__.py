@@ -35,6 +35,7 @@ _API = {
     "run": "factory.pipeline.api_run",
     "batch": "factory.pipeline.api_run",
     "pretrain": "factory.pipeline.api_run",
+    "pretrain_family": "factory.pipeline.api_run",
     "Editor": "factory.runtime.editor",
     "Workspace": "factory.core.workspace",
     "FactoryError": "factory.core.errors",

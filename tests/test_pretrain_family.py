@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+import factory
 from base_gan.models import read_training
 from factory.core.errors import FactoryError
 from factory.core.workspace import Workspace
@@ -46,7 +48,9 @@ def test_family_recipe_trains_installs_and_resumes(tmp_path):
     assert (tmp_path / "assets" / "editfactory-weightgen" / "hypernet" / "layout.json").is_file()
     hyper_dir = tmp_path / "assets" / "editfactory-weightgen" / "hypernet"
     shipped_hyper = json.loads((hyper_dir / "training.json").read_text())
-    assert shipped_hyper["base"] == "editfactory-base" and shipped_hyper["steps"] == 3  # no build path shipped
+    assert shipped_hyper["base"] == "editfactory-base" and shipped_hyper["steps"] == 3
+    for f in (tmp_path / "assets").rglob("*.json"):  # no path of the machine that made them
+        assert str(tmp_path) not in f.read_text() and "\"_name_or_path\"" not in f.read_text(), f
     # --init hypernet: the shipped hypernetwork writes an adapter of the weight dataset's layout from any text
     starts = [initial_adapter("hypernet", text, tmp_path / f"init{i}", workspace=weights_ws, name="family-weightgen",
                               base=str(ws.base("family-base"))) for i, text in enumerate(["warmer", "add a vignette"])]
@@ -58,7 +62,9 @@ def test_family_recipe_trains_installs_and_resumes(tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in (ws.root / "base" / "family-base").rglob("*.safetensors")}
     stamps |= {p: p.stat().st_mtime_ns for p in (weights_ws.root / "loras").rglob("*.safetensors")}
     again: list[str] = []
-    pretrain_family(ws, opts, log=again.append, progress=False)
+    factory.pretrain_family(workspace=ws.root, log=again.append, **TINY)
+    with pytest.raises(FactoryError, match=r"unknown setting.*adapterz"):
+        factory.pretrain_family(workspace=ws.root, adapterz=3)
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
     assert not any("trained (chunk" in m for m in again), again
     # more adapters in the same workspace: refused before anything is trained or overwritten
@@ -67,6 +73,12 @@ def test_family_recipe_trains_installs_and_resumes(tmp_path):
         pretrain_family(ws, FamilyPretrainOptions(**{**TINY, "adapters": 4}), log=again.append, progress=False)
     assert (weights_ws.weightgen("family-weightgen") / "dataset.safetensors").read_bytes() == saved
     assert len(list((weights_ws.root / "loras").iterdir())) == 3  # no fourth adapter
+
+
+def test_shipped_assets_are_the_default_family_recipe():
+    shipped = json.loads((Path(factory.__file__).parent / "pretrained" / "manifest.json").read_text())
+    assert shipped["recipe"] == FamilyPretrainOptions().command()  # `factory pretrain family --install` made them
+    assert shipped["total_bytes"] <= 30_000_000 and len(shipped["weightgen"]["concepts"]) == 1024
 
 
 def test_family_recipe_refuses_bad_settings():

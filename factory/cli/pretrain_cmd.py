@@ -17,9 +17,11 @@ def pretrain() -> None:
     has none of its own).
 
     \b
-    `factory pretrain train` is their recipe: pairs for the classic concepts, the base on K of them,
-    one LoRA per training concept, the weight generator on those adapters; --install makes the
-    result the shipped assets. `factory pretrain info` prints the command that made the shipped ones.
+    `factory pretrain family` is their recipe: a base on hundreds of concept-family texts with text
+    dropout, a weight dataset of batched family adapters, the weight generator and the Text-to-LoRA
+    hypernetwork on it; --install makes the result the shipped assets. `factory pretrain train` is the
+    first shipped assets' recipe (named classic concepts). `factory pretrain info` prints the command
+    that made the shipped ones.
     """
 
 
@@ -105,15 +107,15 @@ def _report(what: str, result: dict, adapters: int) -> None:
 @click.option("--coords/--no-coords", default=False, show_default=True, help="Coordinate channels in the base.")
 @click.option("--text-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
               help="Share of samples trained to the unchanged photo under an empty or unrelated text.")
-@click.option("--base-minutes", type=float, default=90.0, show_default=True)
+@click.option("--base-minutes", type=float, default=75.0, show_default=True)
 @click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
-@click.option("--adapters", type=click.IntRange(2), default=512, show_default=True,
+@click.option("--adapters", type=click.IntRange(2), default=1024, show_default=True,
               help="Family concepts with one adapter each in the weight dataset.")
 @click.option("--adapter-pairs", type=click.IntRange(4), default=32, show_default=True)
 @click.option("--adapter-size", type=click.IntRange(16), default=64, show_default=True,
               help="Resolution the adapters train at.")
 @click.option("--adapter-steps", type=click.IntRange(1), default=300, show_default=True)
-@click.option("--per-concept", type=click.IntRange(1), default=4, show_default=True,
+@click.option("--per-concept", type=click.IntRange(1), default=2, show_default=True,
               help="Samples per concept in each batched adapter step.")
 @click.option("--adapter-lr", type=float, default=3e-3, show_default=True)
 @click.option("--chunk", type=click.IntRange(1), default=32, show_default=True, help="Adapters trained together.")
@@ -123,7 +125,7 @@ def _report(what: str, result: dict, adapters: int) -> None:
 @click.option("--recipe-tokens/--no-recipe-tokens", default=True, show_default=True,
               help="The weight generator also attends to one token per family op the grammar reads in the text "
                    "(the default: chosen on the leave-out's 64 validation concepts).")
-@click.option("--weightgen-minutes", type=float, default=20.0, show_default=True)
+@click.option("--weightgen-minutes", type=float, default=15.0, show_default=True)
 @click.option("--hypernet-steps", type=click.IntRange(0), default=2000, show_default=True,
               help="Steps of the Text-to-LoRA hypernetwork shipped with the weight generator (0: none).")
 @click.option("--install", is_flag=True, help="Install the result as the package's shipped assets.")

@@ -1,4 +1,5 @@
-"""The whole jobs as library calls: ``run`` one concept, ``batch`` many, ``pretrain`` the shipped assets."""
+"""The whole jobs as library calls: ``run`` one concept, ``batch`` many, ``pretrain_family`` the shipped assets
+(``pretrain``: the first shipped assets' recipe)."""
 
 from __future__ import annotations
 
@@ -33,10 +34,22 @@ def batch(concepts: Iterable[str], *, workspace: WorkspaceLike = None, log: Call
 
 def pretrain(*, workspace: WorkspaceLike = None, install: bool = False, dest: str | os.PathLike | None = None,
              log: Callable[[str], None] = print, **options: Any) -> dict[str, Any]:
-    """``factory pretrain train``: the shipped assets' recipe (``PretrainOptions`` fields), resumable."""
+    """``factory pretrain train``: the first shipped assets' recipe (``PretrainOptions`` fields), resumable."""
     from factory.pipeline.pretrain import PretrainOptions
     from factory.pipeline.pretrain import pretrain as run_pretrain
 
     check_known(PretrainOptions, options, "pretrain")
     return run_pretrain(workspace_of(workspace), PretrainOptions(**options), install=install,
                         dest=Path(dest) if dest else None, log=log)
+
+
+def pretrain_family(*, workspace: WorkspaceLike = None, install: bool = False, dest: str | os.PathLike | None = None,
+                    log: Callable[[str], None] = print, **options: Any) -> dict[str, Any]:
+    """``factory pretrain family``: the shipped assets' recipe on the concept family (``FamilyPretrainOptions``
+    fields), resumable by stage; with ``install`` the result becomes the shipped assets (or goes to ``dest``)."""
+    from factory.pipeline.pretrain_family import FamilyPretrainOptions
+    from factory.pipeline.pretrain_family import pretrain_family as run_family
+
+    check_known(FamilyPretrainOptions, options, "pretrain_family")
+    return run_family(workspace_of(workspace), FamilyPretrainOptions(**options), install=install,
+                      dest=Path(dest) if dest else None, log=log)

@@ -145,6 +145,8 @@ def _copy_weightgen(weightgen_dir: Path, out: Path, half_dataset: bool) -> dict[
 
     out.mkdir()
     save_model(load_model(weightgen_dir / DENOISER_DIR, tuple(DENOISERS.values())).half(), out / DENOISER_DIR)
+    config = out / DENOISER_DIR / "config.json"  # from_pretrained recorded the folder it loaded: not shipped
+    atomic_write_json(config, {k: v for k, v in read_json(config).items() if k != "_name_or_path"})
     shutil.copytree(weightgen_dir / SCHEDULER_DIR, out / SCHEDULER_DIR)
     tok = json.loads((weightgen_dir / TOKENIZER_CONFIG).read_text(encoding="utf-8"))
     tok["adapter_config"]["base_model_name_or_path"] = None
