@@ -133,6 +133,10 @@ def test_pretrain_install_refuses_a_heldout_concept_the_base_saw(tiny_pretrained
     r = run_factory(tmp_path / "ws", "pretrain", "install", "--base", str(base), "--weightgen", str(wg),
                     "--heldout", "golden-hour", "--recipe", "x", "--dest", str(tmp_path / "bad"), check=False)
     assert r.returncode == 2 and "golden-hour" in r.stderr and not (tmp_path / "bad").exists()
+    r = run_factory(tmp_path / "ws", "pretrain", "install", "--base", str(base), "--weightgen", str(wg),
+                    "--heldout", "autumn,no-such-card", "--recipe", "x", "--dest", str(tmp_path / "bad"), check=False)
+    assert r.returncode == 2 and "no-such-card" in r.stderr and "not built-in" in r.stderr
+    assert not (tmp_path / "bad").exists()
 
 
 def test_pretrain_info_prints_the_manifest_and_shortens_long_lists(tiny_pretrained, tmp_path):

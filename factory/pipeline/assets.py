@@ -176,8 +176,8 @@ def install(base_dir: Path, weightgen_dir: Path, recipe: str, heldout: list[str]
             extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Copy a trained base and weight generator into ``dest`` (replacing what is there); returns the manifest.
 
-    Refuses a weight generator trained on adapters of another base, a held-out concept that either
-    model saw, and a total over ``MAX_BYTES`` (the dataset drops to float16 first).
+    Refuses a weight generator trained on adapters of another base, a held-out name that is no built-in card
+    or that either model saw, and a total over ``MAX_BYTES`` (the dataset drops to float16 first).
     """
     from base_gan.models import is_model_folder, read_training
     from weight_generator.dataset import same_base
@@ -191,6 +191,12 @@ def install(base_dir: Path, weightgen_dir: Path, recipe: str, heldout: list[str]
     base_training, wg_training = read_training(base_dir), read_training(weightgen_dir)
     if not same_base(wg_training.get("base"), base_dir):
         raise FactoryError(f"{weightgen_dir} was trained on adapters of base {wg_training.get('base')}, not {base_dir}")
+    from concepts.cards import builtin_cards
+
+    unknown = sorted(set(heldout) - {c.name for c in builtin_cards()})
+    if unknown:
+        raise FactoryError(f"held-out concept(s) {', '.join(unknown)} are not built-in cards (`factory concepts "
+                           "list`); the manifest lists what a user can `factory run` as a new concept")
     wg_concepts = wg_training.get("concepts", [])
     seen = sorted(set(heldout) & (set(base_training.get("concepts", [])) | set(wg_concepts)))
     if seen:

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from factory.pipeline.run_options import RunOptions
 
 Log = Callable[[str], None]
-#: the LoRA layout of a zero-init run when no weight generator fixes one (the pretrained weight
-#: generator's layout)
+#: the LoRA layout of a zero-init run when no weight generator fixes one (the first shipped weight
+#: generator's layout; the family recipe's adapters use down1,up2,head)
 DEFAULT_LAYERS = "down1,down2,attn,xattn,ff,up1,up2"
 DEFAULT_RANK = 4
 
