@@ -84,9 +84,19 @@ def load_model(folder: str | os.PathLike, classes: Sequence[type[ModelMixin]] = 
 
 
 def save_model(model: ModelMixin, folder: str | os.PathLike, training: dict[str, Any] | None = None) -> Path:
-    """``model.save_pretrained(folder)`` file by file atomically, and ``training.json`` when given."""
+    """``model.save_pretrained(folder)`` file by file atomically, and ``training.json`` when given. The config
+    leaves out the ``_name_or_path`` that ``from_pretrained`` records (the folder a model was loaded from): a
+    saved folder names no path of the machine that wrote it."""
+
+    def save(tmp: str) -> None:
+        model.save_pretrained(tmp)
+        config = Path(tmp) / CONFIG
+        saved = json.loads(config.read_text(encoding="utf-8"))
+        if saved.pop("_name_or_path", None) is not None:
+            config.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
     folder = Path(folder)
-    atomic_save_pretrained(model.save_pretrained, folder, last=CONFIG)
+    atomic_save_pretrained(save, folder, last=CONFIG)
     if training is not None:
         atomic_write_json(folder / TRAINING, training)
     return folder

@@ -45,8 +45,8 @@ def test_family_recipe_trains_installs_and_resumes(tmp_path):
     made = json.loads((weights_ws.weightgen("family-weightgen") / "training.json").read_text())
     assert made["settings"]["recipe_tokens"] is True and "--recipe-tokens" in opts.command()  # the validated default
     assert set(manifest["heldout"]) == set(heldout_concepts()) and "halftone" in manifest["heldout"]
-    assert (tmp_path / "assets" / "editfactory-weightgen" / "hypernet" / "layout.json").is_file()
     hyper_dir = tmp_path / "assets" / "editfactory-weightgen" / "hypernet"
+    assert (hyper_dir / "layout.json").is_file()
     shipped_hyper = json.loads((hyper_dir / "training.json").read_text())
     assert shipped_hyper["base"] == "editfactory-base" and shipped_hyper["steps"] == 3
     for f in (tmp_path / "assets").rglob("*.json"):  # no path of the machine that made them
@@ -78,6 +78,10 @@ def test_family_recipe_trains_installs_and_resumes(tmp_path):
 def test_shipped_assets_are_the_default_family_recipe():
     shipped = json.loads((Path(factory.__file__).parent / "pretrained" / "manifest.json").read_text())
     assert shipped["recipe"] == FamilyPretrainOptions().command()  # `factory pretrain family --install` made them
+    from factory.cli.pretrain_cmd import family_cmd  # ... and the command's defaults are the same
+
+    cli_defaults = {p.name: p.default for p in family_cmd.params if p.name not in ("install", "dest", "processes")}
+    assert FamilyPretrainOptions(**cli_defaults).command() == shipped["recipe"]
     assert shipped["total_bytes"] <= 30_000_000 and len(shipped["weightgen"]["concepts"]) == 1024
 
 

@@ -145,8 +145,6 @@ def _copy_weightgen(weightgen_dir: Path, out: Path, half_dataset: bool) -> dict[
 
     out.mkdir()
     save_model(load_model(weightgen_dir / DENOISER_DIR, tuple(DENOISERS.values())).half(), out / DENOISER_DIR)
-    config = out / DENOISER_DIR / "config.json"  # from_pretrained recorded the folder it loaded: not shipped
-    atomic_write_json(config, {k: v for k, v in read_json(config).items() if k != "_name_or_path"})
     shutil.copytree(weightgen_dir / SCHEDULER_DIR, out / SCHEDULER_DIR)
     tok = json.loads((weightgen_dir / TOKENIZER_CONFIG).read_text(encoding="utf-8"))
     tok["adapter_config"]["base_model_name_or_path"] = None
@@ -180,6 +178,7 @@ def install(base_dir: Path, weightgen_dir: Path, recipe: str, heldout: list[str]
     or that either model saw, and a total over ``MAX_BYTES`` (the dataset drops to float16 first).
     """
     from base_gan.models import is_model_folder, read_training
+    from concepts.cards import builtin_cards
     from weight_generator.dataset import same_base
     from weight_generator.train import is_weightgen
 
@@ -191,8 +190,6 @@ def install(base_dir: Path, weightgen_dir: Path, recipe: str, heldout: list[str]
     base_training, wg_training = read_training(base_dir), read_training(weightgen_dir)
     if not same_base(wg_training.get("base"), base_dir):
         raise FactoryError(f"{weightgen_dir} was trained on adapters of base {wg_training.get('base')}, not {base_dir}")
-    from concepts.cards import builtin_cards
-
     unknown = sorted(set(heldout) - {c.name for c in builtin_cards()})
     if unknown:
         raise FactoryError(f"held-out concept(s) {', '.join(unknown)} are not built-in cards (`factory concepts "
