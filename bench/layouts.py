@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from concepts.family import parse_instruction
 from factory.core.atomic import atomic_write_json, atomic_write_text
 from factory.core.workspace import Workspace
 from factory.evaluation.heldout import HeldOutPairs
+from factory.evaluation.protocol import mean_spread
 from factory.lora.adapters import LoraLayout
 from factory.lora.batched import AdapterTraining, train_adapters
 from factory.text.encoder import TextEncoder
@@ -58,18 +58,13 @@ def parse_args() -> argparse.Namespace:
 
 
 @torch.no_grad()
-def scores(model, k: int, held: HeldOutPairs, tokens: torch.Tensor, mask: torch.Tensor) -> float:
+def adapter_psnr(model, k: int, held: HeldOutPairs, tokens: torch.Tensor, mask: torch.Tensor) -> float:
     """Test-pair PSNR of adapter ``k`` of a trained batch, conditioned on its concept's text."""
     model.eval()
     ids = torch.full((len(held),), k, dtype=torch.long)
     out = model(held.source, ids, tokens[k:k + 1].expand(len(held), -1, -1), mask[k:k + 1].expand(len(held), -1))
     model.train()
     return held.score_outputs(out)["psnr"]
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "n": len(values)}
 
 
 def main() -> None:
@@ -96,16 +91,16 @@ def main() -> None:
             model, _ = train_adapters(base.model, layout, [ws.data(c) for c in names[part]], settings, ws.text_cache)
             seconds += time.perf_counter() - t0
             params = params or sum(p[0].numel() for p in model.trainable())  # one adapter: B and bias
-            psnr += [scores(model, k, h, tokens[part], mask[part]) for k, h in enumerate(held[part])]
+            psnr += [adapter_psnr(model, k, h, tokens[part], mask[part]) for k, h in enumerate(held[part])]
         gain = [p - i for p, i in zip(psnr, identity)]
         out[spec] = {"params": params, "seconds_per_step": seconds / (args.steps * -(-len(names) // args.chunk)),
-                     "psnr": {g: spread([p for p, gr in zip(psnr, groups) if g in ("all", gr)])
+                     "psnr": {g: mean_spread([p for p, gr in zip(psnr, groups) if g in ("all", gr)])
                               for g in ("all", "colour", "structural") if g == "all" or g in groups},
-                     "over_photo": spread(gain), "rows": dict(zip(names, psnr))}
+                     "over_photo": mean_spread(gain), "rows": dict(zip(names, psnr))}
         log(f"{spec}: {out[spec]['psnr']['all']['mean']:.2f} dB, {params} parameters")
     best = max(out, key=lambda s: out[s]["psnr"]["all"]["mean"])
     near = [s for s in out if out[s]["psnr"]["all"]["mean"] >= out[best]["psnr"]["all"]["mean"] - 0.1]
-    result |= {"concepts": len(names), "identity": spread(identity), "layouts": out,
+    result |= {"concepts": len(names), "identity": mean_spread(identity), "layouts": out,
                "best": best, "chosen": min(near, key=lambda s: out[s]["params"]),
                "minutes": round((time.perf_counter() - started) / 60, 1)}
     atomic_write_json(Path(args.out + ".json"), result)

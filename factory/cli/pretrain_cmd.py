@@ -8,7 +8,11 @@ from pathlib import Path
 import click
 
 from factory.cli.parallel_options import processes_option
+from factory.pipeline.pretrain_family import FamilyPretrainOptions
 from factory.pipeline.session import Session
+
+#: the family recipe's defaults (the shipped assets' command), shown by `factory pretrain family --help`
+FAMILY = FamilyPretrainOptions()
 
 
 @click.group("pretrain")
@@ -98,35 +102,38 @@ def _report(what: str, result: dict, adapters: int) -> None:
 
 
 @pretrain.command("family")
-@click.option("--base-concepts", type=click.IntRange(2), default=300, show_default=True,
+@click.option("--base-concepts", type=click.IntRange(2), default=FAMILY.base_concepts, show_default=True,
               help="Concept-family concepts (training region) the base trains on.")
-@click.option("--base-pairs", type=click.IntRange(4), default=32, show_default=True, help="Pairs per base concept.")
-@click.option("--size", type=click.IntRange(16), default=128, show_default=True, help="The base's resolution.")
-@click.option("--ngf", type=click.IntRange(4), default=32, show_default=True, help="Base generator width.")
-@click.option("--film/--no-film", default=True, show_default=True, help="Pooled-text FiLM in the base.")
-@click.option("--coords/--no-coords", default=False, show_default=True, help="Coordinate channels in the base.")
-@click.option("--text-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
+@click.option("--base-pairs", type=click.IntRange(4), default=FAMILY.base_pairs, show_default=True,
+              help="Pairs per base concept.")
+@click.option("--size", type=click.IntRange(16), default=FAMILY.size, show_default=True, help="The base's resolution.")
+@click.option("--ngf", type=click.IntRange(4), default=FAMILY.ngf, show_default=True, help="Base generator width.")
+@click.option("--film/--no-film", default=FAMILY.film, show_default=True, help="Pooled-text FiLM in the base.")
+@click.option("--coords/--no-coords", default=FAMILY.coords, show_default=True, help="Coordinate channels in the base.")
+@click.option("--text-dropout", type=click.FloatRange(0, 1, max_open=True), default=FAMILY.text_dropout,
+              show_default=True,
               help="Share of samples trained to the unchanged photo under an empty or unrelated text.")
-@click.option("--base-minutes", type=float, default=75.0, show_default=True)
-@click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
-@click.option("--adapters", type=click.IntRange(2), default=1024, show_default=True,
+@click.option("--base-minutes", type=float, default=FAMILY.base_minutes, show_default=True)
+@click.option("--batch", type=click.IntRange(1), default=FAMILY.batch, show_default=True)
+@click.option("--adapters", type=click.IntRange(2), default=FAMILY.adapters, show_default=True,
               help="Family concepts with one adapter each in the weight dataset.")
-@click.option("--adapter-pairs", type=click.IntRange(4), default=32, show_default=True)
-@click.option("--adapter-size", type=click.IntRange(16), default=64, show_default=True,
+@click.option("--adapter-pairs", type=click.IntRange(4), default=FAMILY.adapter_pairs, show_default=True)
+@click.option("--adapter-size", type=click.IntRange(16), default=FAMILY.adapter_size, show_default=True,
               help="Resolution the adapters train at.")
-@click.option("--adapter-steps", type=click.IntRange(1), default=300, show_default=True)
-@click.option("--per-concept", type=click.IntRange(1), default=2, show_default=True,
+@click.option("--adapter-steps", type=click.IntRange(1), default=FAMILY.adapter_steps, show_default=True)
+@click.option("--per-concept", type=click.IntRange(1), default=FAMILY.per_concept, show_default=True,
               help="Samples per concept in each batched adapter step.")
-@click.option("--adapter-lr", type=float, default=3e-3, show_default=True)
-@click.option("--chunk", type=click.IntRange(1), default=32, show_default=True, help="Adapters trained together.")
-@click.option("--layers", default="down1,up2,head", show_default=True, help="The adapters' layer groups.")
-@click.option("--rank", type=click.IntRange(1), default=4, show_default=True)
-@click.option("--variant", type=click.Choice(["joint", "block"]), default="joint", show_default=True)
-@click.option("--recipe-tokens/--no-recipe-tokens", default=True, show_default=True,
+@click.option("--adapter-lr", type=float, default=FAMILY.adapter_lr, show_default=True)
+@click.option("--chunk", type=click.IntRange(1), default=FAMILY.chunk, show_default=True,
+              help="Adapters trained together.")
+@click.option("--layers", default=FAMILY.layers, show_default=True, help="The adapters' layer groups.")
+@click.option("--rank", type=click.IntRange(1), default=FAMILY.rank, show_default=True)
+@click.option("--variant", type=click.Choice(["joint", "block"]), default=FAMILY.variant, show_default=True)
+@click.option("--recipe-tokens/--no-recipe-tokens", default=FAMILY.recipe_tokens, show_default=True,
               help="The weight generator also attends to one token per family op the grammar reads in the text "
                    "(the default: chosen on the leave-out's 64 validation concepts).")
-@click.option("--weightgen-minutes", type=float, default=15.0, show_default=True)
-@click.option("--hypernet-steps", type=click.IntRange(0), default=2000, show_default=True,
+@click.option("--weightgen-minutes", type=float, default=FAMILY.weightgen_minutes, show_default=True)
+@click.option("--hypernet-steps", type=click.IntRange(0), default=FAMILY.hypernet_steps, show_default=True,
               help="Steps of the Text-to-LoRA hypernetwork shipped with the weight generator (0: none).")
 @click.option("--install", is_flag=True, help="Install the result as the package's shipped assets.")
 @click.option("--dest", type=click.Path(file_okay=False, path_type=Path),
@@ -145,7 +152,7 @@ def family_cmd(session: Session, install: bool, dest: Path | None, processes: in
 
     relaunch(processes)  # --processes N: this command as N processes of one group (then exits)
 
-    from factory.pipeline.pretrain_family import FamilyPretrainOptions, pretrain_family
+    from factory.pipeline.pretrain_family import pretrain_family
 
     result = pretrain_family(session.workspace, FamilyPretrainOptions(seed=session.seed, **options), install=install,
                              dest=dest, log=click.echo)
