@@ -26,6 +26,8 @@ Published figures (E2GAN's 3.3x, denoised weights' 15.2x, iPhone latencies) stan
 another machine, another task, another baseline.
 
     python bench/run_all.py            # full: 4 test concepts x 3 seeds x 4 arms (~85 min) + sections 4-6
+    python bench/run_all.py --arms scratch,generated,auto   # the arms of the accelerator goals and the start
+                                                            # `factory run` takes (--init auto)
     python bench/run_all.py --quick    # smoke (a few minutes): same code, one concept, one seed, tiny budgets
     python bench/run_all.py --render   # rewrite run_all.md and BENCHMARKS.md from run_all.json (no measuring)
 """
@@ -80,7 +82,7 @@ QUICK = dict(
     references="bench/results/references",
     doc=None,
 )
-ALL_ARMS = ("scratch", "full", "zero", "retrieval", "generated")
+ALL_ARMS = ("scratch", "full", "zero", "retrieval", "generated", "auto")
 ARMS = ("scratch", "zero", "retrieval", "generated")  # the default: --arms adds "full"
 LABELS = {
     "scratch": "our architecture from scratch",
@@ -88,6 +90,7 @@ LABELS = {
     "zero": "base + zero-init LoRA (E2GAN)",
     "retrieval": "base + retrieved LoRA (nearest text)",
     "generated": "base + generated LoRA (ours)",
+    "auto": "base + the default start (--init auto)",
     "pix2pix": "pix2pix ResNet-9 (reference recipe)",
     "pix2pix-residual": "pix2pix + global residual",
 }
@@ -113,7 +116,8 @@ def parse_args() -> argparse.Namespace:
                     help="train every arm on K of the concept's training pairs (E2GAN's clustered subset, the same K "
                          "for every arm of a seed; default: all): how much teacher data each start needs")
     ap.add_argument("--arms", default=",".join(ARMS),
-                    help=f"comma-separated arms of {', '.join(ALL_ARMS)} (full: every weight of the base fine-tuned)")
+                    help=f"comma-separated arms of {', '.join(ALL_ARMS)} (full: every weight of the base fine-tuned; "
+                         "auto: the start `factory run` takes, --init auto)")
     for k, v in FULL.items():
         ap.add_argument(f"--{k.replace('_', '-')}", type=type(v) if v is not None else str, default=None)
     args = ap.parse_args()
@@ -142,7 +146,10 @@ def shipped() -> tuple[Path, Path, dict]:
 
 def cold_costs(instruction: str, base_dir: str, wg_dir: str, out: dict) -> None:
     """In a fresh process: seconds to load the base, to load the text encoder and encode the text, to retrieve
-    the nearest training adapter, to load the weight generator and sample (what each arm pays first)."""
+    the nearest training adapter, to load the weight generator and sample, to make the ``--init auto`` start
+    (what each arm pays first)."""
+    import tempfile
+
     from base_gan.models import BaseGAN
     from factory.text.encoder import TextEncoder
     from weight_generator.baselines import retrieve_by_text
@@ -162,6 +169,10 @@ def cold_costs(instruction: str, base_dir: str, wg_dir: str, out: dict) -> None:
     gen = WeightGenerator.load(wg_dir)
     gen.sample_blocks([instruction], steps=1, seed=0)
     out["weightgen_load_and_sample"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:  # a new workspace: no text embedding cached
+        auto_start(instruction, Path(tmp), Path(base_dir), Path(wg_dir), Path(tmp) / "auto", seed=0)
+    out["auto_start"] = time.perf_counter() - t0  # its own loading (dataset, generator) and solving
 
 
 def measure_costs(instruction: str, base_dir: Path, wg_dir: Path) -> dict[str, float]:
@@ -182,11 +193,31 @@ def arm_costs(arm: str, costs: dict[str, float]) -> dict[str, float]:
         charged["retrieval"] = costs["retrieval"]
     if arm == "generated":
         charged["weightgen_load_and_sample"] = costs["weightgen_load_and_sample"]
+    if arm == "auto":
+        charged["auto_start"] = costs["auto_start"]
     return charged
 
 
 # -- 2. the arms ---------------------------------------------------------------------------------------
-def init_adapters(ws: Workspace, wg_dir: Path, concept: str, seed: int, run: Path) -> dict[str, Path]:
+def auto_start(text: str, workspace: Path, base_dir: Path, wg_dir: Path, out: Path, seed: int) -> Path:
+    """The start ``factory run`` takes in ``workspace`` with ``--init auto``: the one recorded as best on validation
+    concepts for this base (``init_choice.json``), else the default; ``init.json`` in ``out`` names it."""
+    from base_gan.models import BaseGAN
+    from factory.pipeline.assets import find_weightgen
+    from factory.pipeline.run_options import AUTO_INIT
+    from factory.pipeline.steps import initial_adapter
+    from weight_generator.init_choice import chosen_init
+
+    ws = Workspace(workspace)
+    if find_weightgen(ws).resolve() != wg_dir.resolve():
+        raise FactoryError(f"{workspace}: `factory run` there would take the weight generator {find_weightgen(ws)}, "
+                           f"not {wg_dir}")
+    chosen = chosen_init(wg_dir, BaseGAN.load(base_dir).sha256)
+    return initial_adapter(chosen["init"] if chosen else AUTO_INIT, text, out, workspace=ws, base=base_dir, seed=seed)
+
+
+def init_adapters(ws: Workspace, wg_dir: Path, concept: str, seed: int, run: Path, base_dir: Path,
+                  auto: bool) -> dict[str, Path]:
     from weight_generator.baselines import retrieve_by_text, save_vector_adapter
     from weight_generator.dataset import WeightDataset
     from weight_generator.sample import WeightGenerator
@@ -201,7 +232,12 @@ def init_adapters(ws: Workspace, wg_dir: Path, concept: str, seed: int, run: Pat
     if not (retrieved / "adapter_config.json").is_file():
         save_vector_adapter(dataset.weights[i], dataset, retrieved)
         (retrieved / "retrieved.json").write_text(json.dumps({"concept": dataset.concepts[i], "similarity": sim}))
-    return {"generated": generated, "retrieval": retrieved}
+    inits = {"generated": generated, "retrieval": retrieved}
+    if auto:
+        inits["auto"] = run / "init-auto"
+        if not (inits["auto"] / "adapter_config.json").is_file():
+            auto_start(text, ws.root, base_dir, wg_dir, inits["auto"], seed)
+    return inits
 
 
 def run_arm(args, ws: Workspace, base, concept: str, seed: int, arm: str, inits: dict[str, Path]) -> dict:
@@ -680,7 +716,7 @@ def main() -> None:
         seeds = []
         for seed in args.seed_list:
             run = args.workspace / "runs" / concept / f"seed{seed}"
-            inits = init_adapters(ws, wg_dir, concept, seed, run)
+            inits = init_adapters(ws, wg_dir, concept, seed, run, base_dir, "auto" in args.arms)
             per_arm = {}
             for arm in args.arms:
                 metrics = run_arm(args, ws, base, concept, seed, arm, inits)
