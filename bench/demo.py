@@ -14,17 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from factory.core.atomic import atomic_write_json, atomic_write_text
 from factory.evaluation.protocol import SEEDS, mean_spread
+
+from common import provenance
 
 REPO = Path(__file__).resolve().parents[1]
 CONCEPT, SECONDS = "autumn", 120
@@ -65,6 +65,7 @@ def main() -> None:
     ap.add_argument("--fresh-clone", action="store_true")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = ap.parse_args()
+    header = provenance("demo.py")  # the code the runs start with (+dirty: code no commit holds)
     runs = []
     with tempfile.TemporaryDirectory(prefix="demo-ws-") as tmp:
         for seed in (int(s) for s in args.seeds.split(",")):
@@ -77,16 +78,15 @@ def main() -> None:
     summary["steps"] = mean_spread(r["finetune"]["steps"] for r in runs)
     summary["wall_seconds"] = mean_spread(r["wall_seconds"] for r in runs)
     summary["learned"] = f"{sum(bool(r['eval'].get('learned')) for r in runs)}/{len(runs)}"
-    result = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": f"{platform.machine()}, "
-              f"{os.cpu_count()} cores", "command": "python bench/demo.py " + " ".join(sys.argv[1:]),
-              "concept": CONCEPT, "seconds": SECONDS, "runs": runs, "summary": summary,
+    result = {**header, "concept": CONCEPT, "seconds": SECONDS, "runs": runs, "summary": summary,
               "test_pairs": runs[0]["eval"]["test_pairs"]}
     if args.fresh_clone:
         result["fresh_clone"] = fresh_clone()
     atomic_write_json(args.out / "demo.json", result)
     s = summary
     md = [f"# `make demo` ({CONCEPT}, a validation concept, {SECONDS} s fine-tune)", "",
-          f"{result['date']}, {result['machine']}; `{result['command']}`; {len(runs)} seeds, fresh workspace each; "
+          f"{result['date']}, {result['machine']}, commit `{result['commit']}`; `{result['command']}`; "
+          f"{len(runs)} seeds, fresh workspace each; "
           f"{result['test_pairs']} held-out pairs.", "",
           "| | int8 editor (mean ± sd) | unchanged photo |", "| --- | ---: | ---: |"]
     for k in keys:

@@ -47,6 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
+import yaml
 
 from concepts.cards import find_card
 from factory.core.atomic import atomic_write_json, atomic_write_png, atomic_write_text
@@ -107,14 +108,21 @@ def parse_args() -> argparse.Namespace:
         "--quick", action="store_true", help="tiny budgets (a few minutes), outputs in bench/results/all-quick"
     )
     ap.add_argument("--render", action="store_true",
-                    help="measure nothing: rewrite run_all.md (and --doc) from the --out folder's run_all.json (and "
-                         "the assets' lines from the manifest in use)")
+                    help="measure nothing: rewrite run_all.md (and --doc) from the --out folder's run_all.json (the "
+                         "shared-pretraining line from the manifest in use only with --loras or if the file has none)")
     ap.add_argument("--loras", type=Path, default=None,
                     help="a family recipe's adapters folder (<workspace>/adapters/loras): times its adapter stage for "
                          "the shared-pretraining line")
     ap.add_argument("--train-pairs", type=int, default=None,
                     help="train every arm on K of the concept's training pairs (E2GAN's clustered subset, the same K "
                          "for every arm of a seed; default: all): how much teacher data each start needs")
+    ap.add_argument("--family-test", type=int, default=0, metavar="N",
+                    help="instead of the named test concepts: N concepts of the family's held-out region (op pairs and "
+                         "levels no training concept has; none ever used for a choice), half colour, half structural: "
+                         "the first of each group in `sample_concepts(200, --family-seed, 'held-out')`; no plateau "
+                         "references exist for them, so only the equal-budget table")
+    ap.add_argument("--family-seed", type=int, default=11,
+                    help="the draw of --family-test (default 11: a draw no run had used)")
     ap.add_argument("--arms", default=",".join(ARMS),
                     help=f"comma-separated arms of {', '.join(ALL_ARMS)} (full: every weight of the base fine-tuned; "
                          "auto: the start `factory run` takes, --init auto)")
@@ -133,6 +141,33 @@ def parse_args() -> argparse.Namespace:
 
 
 # -- inputs -------------------------------------------------------------------------------------------
+def measured_concepts(args, ws: Workspace, split, m: dict) -> dict[str, str | None]:
+    """The concepts measured (name -> colour/structural): the named test concepts (or ``--concepts``, test ones
+    only), or with ``--family-test N`` N held-out family concepts, their cards written into the workspace."""
+    from concepts.family import sample_concepts
+
+    trained = set(m["base"]["concepts"]) | set(m["weightgen"]["concepts"])
+    if not args.family_test:
+        concepts = args.concepts.split(",") if args.concepts else list(split.test)
+        not_test = [c for c in concepts if c not in split.test]
+        if not_test and not args.quick:
+            raise FactoryError(f"{', '.join(not_test)}: not test concepts (concepts/_splits.yaml); figures here are "
+                               "on test concepts only")
+        split.refuse_in_training(trained, "the shipped assets")
+        return {c: split.group.get(c) for c in concepts}
+    drawn = sample_concepts(200, args.family_seed, "held-out")
+    half = args.family_test // 2
+    picked = ([c for c in drawn if c.group == "colour"][: args.family_test - half]
+              + [c for c in drawn if c.group == "structural"][:half])
+    if seen := [c.name for c in picked if c.name in trained]:
+        raise FactoryError(f"{', '.join(seen)}: in the shipped assets' training")
+    for c in picked:
+        path = ws.concepts / f"{c.name}.yaml"
+        if not path.is_file():
+            atomic_write_text(path, yaml.safe_dump(c.card_data(), sort_keys=False))
+    return {c.name: c.group for c in picked}
+
+
 def shipped() -> tuple[Path, Path, dict]:
     from factory.pipeline.assets import manifest, pretrained_base, pretrained_weightgen
 
@@ -144,7 +179,7 @@ def shipped() -> tuple[Path, Path, dict]:
     return pretrained_base(), pretrained_weightgen(), m
 
 
-def cold_costs(instruction: str, base_dir: str, wg_dir: str, out: dict) -> None:
+def cold_costs(instruction: str, family: bool, base_dir: str, wg_dir: str, out: dict) -> None:
     """In a fresh process: seconds to load the base, to load the text encoder and encode the text, to retrieve
     the nearest training adapter, to load the weight generator and sample, to make the ``--init auto`` start
     (what each arm pays first)."""
@@ -171,14 +206,17 @@ def cold_costs(instruction: str, base_dir: str, wg_dir: str, out: dict) -> None:
     out["weightgen_load_and_sample"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:  # a new workspace: no text embedding cached
-        auto_start(instruction, Path(tmp), Path(base_dir), Path(wg_dir), Path(tmp) / "auto", seed=0)
+        auto_start(instruction, family, Path(tmp), Path(base_dir), Path(wg_dir), Path(tmp) / "auto", seed=0)
     out["auto_start"] = time.perf_counter() - t0  # its own loading (dataset, generator) and solving
 
 
-def measure_costs(instruction: str, base_dir: Path, wg_dir: Path) -> dict[str, float]:
+def measure_costs(card, base_dir: Path, wg_dir: Path) -> dict[str, float]:
+    from concepts.family import teaches_family_recipe
+
     with mp.get_context("spawn").Manager() as manager:
         out = manager.dict()
-        proc = mp.get_context("spawn").Process(target=cold_costs, args=(instruction, str(base_dir), str(wg_dir), out))
+        proc = mp.get_context("spawn").Process(target=cold_costs, args=(
+            card.instruction, teaches_family_recipe(card), str(base_dir), str(wg_dir), out))
         proc.start()
         proc.join()
         return {k: round(v, 3) for k, v in dict(out).items()}
@@ -199,9 +237,10 @@ def arm_costs(arm: str, costs: dict[str, float]) -> dict[str, float]:
 
 
 # -- 2. the arms ---------------------------------------------------------------------------------------
-def auto_start(text: str, workspace: Path, base_dir: Path, wg_dir: Path, out: Path, seed: int) -> Path:
+def auto_start(text: str, family: bool, workspace: Path, base_dir: Path, wg_dir: Path, out: Path, seed: int) -> Path:
     """The start ``factory run`` takes in ``workspace`` with ``--init auto``: the one recorded as best on validation
-    concepts for this base (``init_choice.json``), else the default; ``init.json`` in ``out`` names it."""
+    concepts of the kind (``family``: taught by the family's own recipe) for this base (``init_choice.json``), else
+    the default; ``init.json`` in ``out`` names it."""
     from base_gan.models import BaseGAN
     from factory.pipeline.assets import find_weightgen
     from factory.pipeline.run_options import AUTO_INIT
@@ -212,17 +251,18 @@ def auto_start(text: str, workspace: Path, base_dir: Path, wg_dir: Path, out: Pa
     if find_weightgen(ws).resolve() != wg_dir.resolve():
         raise FactoryError(f"{workspace}: `factory run` there would take the weight generator {find_weightgen(ws)}, "
                            f"not {wg_dir}")
-    chosen = chosen_init(wg_dir, BaseGAN.load(base_dir).sha256)
+    chosen = chosen_init(wg_dir, BaseGAN.load(base_dir).sha256, family=family)
     return initial_adapter(chosen["init"] if chosen else AUTO_INIT, text, out, workspace=ws, base=base_dir, seed=seed)
 
 
 def init_adapters(ws: Workspace, wg_dir: Path, concept: str, seed: int, run: Path, base_dir: Path,
                   auto: bool) -> dict[str, Path]:
+    from concepts.family import teaches_family_recipe
     from weight_generator.baselines import retrieve_by_text, save_vector_adapter
     from weight_generator.dataset import WeightDataset
     from weight_generator.sample import WeightGenerator
 
-    text = find_card(concept).instruction
+    text = find_card(concept, ws).instruction
     dataset = WeightDataset.load(wg_dir)
     generated = run / "init-generated"
     if not (generated / "adapter_config.json").is_file():
@@ -236,7 +276,8 @@ def init_adapters(ws: Workspace, wg_dir: Path, concept: str, seed: int, run: Pat
     if auto:
         inits["auto"] = run / "init-auto"
         if not (inits["auto"] / "adapter_config.json").is_file():
-            auto_start(text, ws.root, base_dir, wg_dir, inits["auto"], seed)
+            family = teaches_family_recipe(find_card(concept, ws))
+            auto_start(text, family, ws.root, base_dir, wg_dir, inits["auto"], seed)
     return inits
 
 
@@ -327,7 +368,7 @@ def export_and_time(args, ws: Workspace, base, concept: str) -> dict:
                 base=base,
                 adapter_dir=adapter,
                 adapter_note="generated + tuned",
-                instruction=find_card(concept).instruction,
+                instruction=find_card(concept, ws).instruction,
                 data_dir=ws.data(concept),
                 out_dir=out,
                 size=256,
@@ -374,7 +415,7 @@ def weight_generation(args, ws: Workspace, wg_dir: Path, concepts: list[str]) ->
 
     gen = WeightGenerator.load(wg_dir, text_cache=ws.text_cache)
     dataset = WeightDataset.load(wg_dir)
-    texts = [find_card(c).instruction for c in concepts]
+    texts = [find_card(c, ws).instruction for c in concepts]
     gen.encode_texts(texts)
     gen.sample_blocks(texts[:1], steps=1, seed=0)
     times = []
@@ -473,7 +514,7 @@ def summarize(r: dict) -> dict:
     split = concept_split()
     out: dict = {"equal": {}, "time": {}}
     for group in (*GROUPS, "all"):
-        rows = [c for c in r["concepts"] if group == "all" or split.group[c["concept"]] == group]
+        rows = [c for c in r["concepts"] if group == "all" or c.get("group", split.group.get(c["concept"])) == group]
         if not rows:
             continue
         eq = {}
@@ -518,8 +559,9 @@ def markdown(r: dict) -> str:
     times = [r["equal_at"]] if r["equal_at"] == r["budget"] else [r["equal_at"], r["budget"]]
     costs = ", ".join(f"{k} {v:.2f} s" for k, v in sorted(r["costs_example"].items()))  # as the JSON file keeps it
     budgets = " and ".join(f"{t:g} s" for t in times)
-    a = r.get("assets", {"shipped": True})
-    assets = ("shipped base and weight generator" if a["shipped"] else
+    a, at = r.get("assets"), r["commit"].split("+")[0]
+    assets = (f"base and weight generator shipped at commit `{at}` (`factory pretrain info` there)" if a is None else
+              f"base and weight generator shipped at commit `{at}` (made by `{a['recipe']}`)" if a["shipped"] else
               f"base and weight generator of `{a['recipe']}` (not the shipped assets; its settings fixed beforehand)")
     L = [
         f"# editfactory benchmarks{' (QUICK smoke run: budgets too small to mean anything)' if q else ''}",
@@ -538,6 +580,12 @@ def markdown(r: dict) -> str:
     ]
     for name in ("test", "validation"):
         L.append(f"| {name} | {', '.join(split[name]['colour'])} | {', '.join(split[name]['structural'])} |")
+    if fam := r.get("family"):
+        rows = {c["concept"]: c for c in r["concepts"]}
+        L += ["", f"Measured here instead of the named test concepts: {len(fam['concepts'])} concepts of the family's "
+              f"held-out region (op pairs and levels no training concept has; `sample_concepts(200, {fam['seed']}, "
+              "'held-out')`, the first of each group), never used for a choice:", ""]
+        L += [f"- `{c}` ({g}): \"{rows[c]['instruction']}\"" for c, g in fam["concepts"].items()]
     L += [
         "",
         f"Photos: {r['photos']['test']} test photos never used for training ({', '.join(r['photos']['test_ids'])}); "
@@ -610,7 +658,8 @@ def markdown(r: dict) -> str:
                 L.append(f"| {LABELS[arm]} | {a['reached']} | {sp} | {med} | {PUBLISHED.get(arm, '')} |")
             L.append("")
     if not any(s["time"].values()):
-        L += ["No plateau references yet (`python bench/references.py`): no time-to-quality figures.", ""]
+        L += ["No plateau references for these concepts (`python bench/references.py`): no time-to-quality figures.",
+              ""]
     sp = r["shared_pretraining"]
     L += [
         f"Shared pretraining (not in the per-concept times above): {sp['total_seconds'] / 60:.0f} min in all (base "
@@ -676,9 +725,8 @@ def main() -> None:
     args = parse_args()
     if args.render:
         r = json.loads((args.out / "run_all.json").read_text())
-        m = shipped()[2]
-        r["assets"] = assets_of(m)
-        r["shared_pretraining"] = shared_pretraining(m, len(r["concepts"]), args.loras)
+        if "shared_pretraining" not in r or args.loras:  # else what the run recorded: the assets may have changed
+            r["shared_pretraining"] = shared_pretraining(shipped()[2], len(r["concepts"]), args.loras)
         r["summary"] = summarize(r)
         atomic_write_json(args.out / "run_all.json", r)
         md = markdown(r)
@@ -692,25 +740,21 @@ def main() -> None:
     ws = Workspace(args.workspace)
     base_dir, wg_dir, m = shipped()
     split = concept_split()
-    concepts = args.concepts.split(",") if args.concepts else list(split.test)
-    not_test = [c for c in concepts if c not in split.test]
-    if not_test and not args.quick:
-        raise FactoryError(
-            f"{', '.join(not_test)}: not test concepts (concepts/_splits.yaml); figures here are on test concepts only"
-        )
+    groups = measured_concepts(args, ws, split, m)
+    concepts = list(groups)
     photos = default_photos()
     if not args.quick:
         check_photos(photos)
-    split.refuse_in_training(set(m["base"]["concepts"]) | set(m["weightgen"]["concepts"]), "the shipped assets")
     base = BaseGAN.load(base_dir)
     teachers, photo_cache = TeacherCache(), PhotoCache()
     size = 64 if args.quick else SIZE
     rows = []
     for concept in concepts:
         make_pairs(
-            ws, find_card(concept), 24 if args.quick else PAIRS, size, DATA_SEED, teachers=teachers, photos=photo_cache
+            ws, find_card(concept, ws), 24 if args.quick else PAIRS, size, DATA_SEED, teachers=teachers,
+            photos=photo_cache
         )
-        costs = measure_costs(find_card(concept).instruction, base_dir, wg_dir)
+        costs = measure_costs(find_card(concept, ws), base_dir, wg_dir)
         held = HeldOutPairs(ws.data(concept), "test")
         identity = held.identity()
         seeds = []
@@ -738,8 +782,8 @@ def main() -> None:
         rows.append(
             {
                 "concept": concept,
-                "group": split.group.get(concept),
-                "instruction": find_card(concept).instruction,
+                "group": groups[concept],
+                "instruction": find_card(concept, ws).instruction,
                 "identity": identity,
                 "test_pairs": len(held),
                 "costs": costs,
@@ -764,6 +808,8 @@ def main() -> None:
         "command": " ".join(["python", "bench/run_all.py", *sys.argv[1:]]),
         "results_file": str(args.out / "run_all.json"),
         "split": {s: {g: split.of(s, g) for g in GROUPS} for s in ("test", "validation")},
+        "family": {"seed": args.family_seed, "region": "held-out", "concepts": {c: groups[c] for c in concepts}}
+        if args.family_test else None,
         "photos": {
             "test": len(photos.split("test")),
             "train": len(photos.split("train")),

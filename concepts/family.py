@@ -593,6 +593,21 @@ def parse_instruction(text: str) -> Parsed:
     return Parsed(_canonical(list(found.values())))
 
 
+def teaches_family_recipe(card: ConceptCard) -> bool:
+    """Whether ``card``'s teacher is the family's own recipe for its instruction: a family concept, or a card that
+    ``factory concepts new --teacher classic`` composed from a text the grammar reads (not a built-in whose text
+    the grammar happens to read: its hand-written recipe differs)."""
+    if card.teacher.kind != "classic":
+        return False
+    parsed = parse_instruction(card.instruction)
+    if parsed.ops is None:
+        return False
+    try:
+        return validate_recipe(card.teacher.params.get("recipe"), "card") == recipe_of(parsed.ops)
+    except FactoryError:
+        return False
+
+
 # -- cards in a workspace ------------------------------------------------------------------------------
 def family_cards(workspace: Workspace, n: int, seed: int = 0, region: str = "train") -> list[ConceptCard]:
     """``sample_concepts(n, seed, region)`` as cards in ``<workspace>/concepts/`` (written once, then read

@@ -51,3 +51,52 @@ def test_validation_draws_are_refused(tmp_path):
     path, _, _ = leave_out_file(tmp_path, draw="validation+validation-2")
     with pytest.raises(SystemExit, match="validation"):
         goals.leave_out_rows("x", path)
+
+
+def test_equal_budget_goals_for_the_generated_and_the_default_start(tmp_path):
+    def cell(psnr: float) -> dict:
+        return {"psnr_at_equal": {"mean": psnr}}
+
+    summary = {"equal": {"colour": {"scratch": cell(20.0), "generated": cell(22.5), "auto": cell(21.0)}},
+               "time": {}}
+    path = tmp_path / "run_all.json"
+    path.write_text(json.dumps({"summary": summary}))
+    rows = {(g["goal"][:2].strip(), g["source"]): g for g in goals.equal_rows("eq", path)}
+    assert rows[("4a", "eq")]["status"] == "met" and rows[("4a", "eq")]["figure"] == pytest.approx(2.5)
+    auto = rows[("4a", "eq, the start of --init auto")]
+    assert auto["status"] == "missed" and auto["figure"] == pytest.approx(1.0)
+    assert rows[("4b", "eq")]["status"] == "not measured"  # no plateau reference for the group
+
+
+def test_family_choice_takes_the_best_start_factory_run_can_make_on_validation_draws():
+    import family_choice
+
+    summary = {"recipe+generated": {"mean": 19.3}, "generated": {"mean": 19.2}, "ridge rbf": {"mean": 25.0},
+               "identity": {"mean": 30.0}, "ridge": {"mean": 18.4}}
+    init, means = family_choice.choose({"holdout": {"draw": "validation+validation-2", "summary": summary}})
+    assert init == "recipe+weightgen" and means == {"recipe+weightgen": 19.3, "weightgen": 19.2, "ridge": 18.4}
+    with pytest.raises(SystemExit, match="validation"):
+        family_choice.choose({"holdout": {"draw": "test+test-2", "summary": summary}})
+
+
+def test_run_all_family_test_concepts_are_held_out_family_recipes_half_of_each_group(tmp_path):
+    from types import SimpleNamespace
+
+    import run_all
+
+    from concepts.cards import find_card
+    from concepts.family import teaches_family_recipe
+    from factory.core.workspace import Workspace
+    from factory.evaluation.protocol import concept_split
+
+    ws = Workspace(tmp_path / "ws")
+    args = SimpleNamespace(family_test=4, family_seed=11, concepts=None, quick=False)
+    nothing = {"base": {"concepts": []}, "weightgen": {"concepts": []}}
+    groups = run_all.measured_concepts(args, ws, concept_split(), nothing)
+    assert sorted(groups.values()) == ["colour", "colour", "structural", "structural"]
+    for name in groups:
+        card = find_card(name, ws)
+        assert teaches_family_recipe(card) and card.name.startswith("fam-")
+    assert run_all.measured_concepts(args, ws, concept_split(), nothing) == groups  # the same draw, cards kept
+    with pytest.raises(Exception, match="in the shipped assets' training"):
+        run_all.measured_concepts(args, ws, concept_split(), {**nothing, "base": {"concepts": [next(iter(groups))]}})

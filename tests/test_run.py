@@ -20,6 +20,7 @@ from conftest import run_factory
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("FACTORY_TEST_ARTIFACTS", REPO / "test-artifacts"))
 NEW_TEXT = "make it look like a chilly blue winter morning"
+FAMILY_TEXT = "make it a little warmer and add a strong vignette"  # the concept family's grammar reads it
 RUN = ["--seconds", "4", "--synth-pairs", "24", "--eval-every", "2", "--export-size", "32"]
 
 
@@ -108,7 +109,7 @@ def test_zero_shot_editor_needs_no_teacher_data_and_is_evaluated_when_pairs_exis
 
 def test_auto_init_takes_the_start_measured_best_for_this_base(shipped, tmp_path):
     from base_gan.models import BaseGAN
-    from weight_generator.init_choice import write_init_choice
+    from weight_generator.init_choice import write_family_choice, write_init_choice
 
     assets = tmp_path / "assets"
     shutil.copytree(shipped, assets)
@@ -123,6 +124,25 @@ def test_auto_init_takes_the_start_measured_best_for_this_base(shipped, tmp_path
         assert json.loads(init.read_text())["init"] == expected
         why = json.loads(next((ws / "runs").glob("*/state.json")).read_text())["stages"]["init"]["info"]["why"]
         assert ("validation.json" in why) == (expected == "mean")
+    # a second record for concepts the family's own recipe teaches: a text the grammar reads takes it, others not
+    write_family_choice(assets / "editfactory-weightgen", "retrieval", sha, {"results": "family.json"})
+    for text, expected in ((FAMILY_TEXT, "retrieval"), (NEW_TEXT, "mean")):
+        run_factory(ws, "run", text, "--teacher", "classic", "--zero-shot", "--export-size", "32", "--no-ort", env=env)
+        card = next(c for c in (ws / "concepts").glob("*.yaml") if text in c.read_text())
+        assert json.loads((ws / "runs" / card.stem / "init" / "init.json").read_text())["init"] == expected
+    assert json.loads((assets / "editfactory-weightgen" / "init_choice.json").read_text())["init"] == "mean"
+
+
+def test_only_cards_taught_by_the_family_recipe_of_their_text_count_as_family(tmp_path):
+    from concepts.cards import find_card, parse_card
+    from concepts.family import parse_instruction, recipe_of, sample_concepts, teaches_family_recipe
+
+    assert parse_instruction(find_card("sepia").instruction).ops is not None  # the grammar reads the built-in's text
+    assert not teaches_family_recipe(find_card("sepia"))  # but its hand-written recipe is not the family's
+    fam = sample_concepts(1, seed=5)[0]
+    assert teaches_family_recipe(parse_card(fam.card_data(), "family concept"))
+    other = {**fam.card_data(), "teacher": {"kind": "classic", "recipe": recipe_of([("sepia", 2)])}}
+    assert fam.ops != (("sepia", 2),) and not teaches_family_recipe(parse_card(other, "other recipe"))
 
 
 def test_pretrain_install_refuses_a_heldout_concept_the_base_saw(tiny_pretrained, tmp_path):
@@ -206,3 +226,28 @@ def test_report_renders_in_headless_chromium(finished):
         assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     finally:
         driver.quit()
+
+
+def test_init_choice_keeps_both_records_each_for_its_own_base(tmp_path):
+    from weight_generator.init_choice import chosen_init, write_family_choice, write_init_choice
+
+    write_family_choice(tmp_path, "recipe", "sha-a", {"results": "family.json"})
+    write_init_choice(tmp_path, "ridge", "sha-a", {"results": "named.json"})  # rewriting one keeps the other
+    assert chosen_init(tmp_path, "sha-a")["init"] == "ridge" and "family" not in chosen_init(tmp_path, "sha-a")
+    assert chosen_init(tmp_path, "sha-a", family=True) == {"init": "recipe", "base_sha256": "sha-a",
+                                                          "results": "family.json", "family": True}
+    assert chosen_init(tmp_path, "sha-b", family=True) is None
+    write_init_choice(tmp_path, "mean", "sha-b", {})  # the family record is for another base: the named one serves
+    assert chosen_init(tmp_path, "sha-b", family=True)["init"] == "mean"
+
+
+def test_a_zero_init_run_trains_the_layout_chosen_on_validation_concepts(shipped, tmp_path):
+    from factory.lora.adapters import layout_of_adapter
+    from factory.pipeline.run_stages import DEFAULT_LAYERS, DEFAULT_RANK
+
+    env = {**os.environ, "FACTORY_PRETRAINED": str(shipped), "OMP_NUM_THREADS": "1"}
+    ws = tmp_path / "ws"
+    run_factory(ws, "run", "sepia", "--init", "base", *RUN, "--stop-after", "finetune", env=env)
+    layout = layout_of_adapter(ws / "loras" / "sepia")
+    assert DEFAULT_LAYERS == "stem,down1,up2,head"  # bench/results/layouts.md
+    assert set(layout.groups) == set(DEFAULT_LAYERS.split(",")) and set(layout.ranks.values()) == {DEFAULT_RANK}

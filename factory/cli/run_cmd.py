@@ -26,7 +26,9 @@ from factory.pipeline.session import Session
 @click.option("--init", type=click.Choice(INIT_CHOICES), default="auto",
               show_default=True,
               help="auto: the start measured best on validation concepts for this base and weight generator "
-                   "(its init_choice.json; without one, weightgen), else zero-init LoRA (base) when no weight "
+                   "(its init_choice.json, which may hold a second choice for concepts taught by the concept "
+                   "family's own recipe for their text, e.g. `factory concepts new TEXT --teacher classic` on a text "
+                   "the family's grammar reads; without one, weightgen), else zero-init LoRA (base) when no weight "
                    "generator fits; weightgen: its sampled adapter; hypernet: the Text-to-LoRA hypernetwork "
                    "shipped with it; mean / ridge / retrieval: its baselines over the training adapters; "
                    "recipe: ridge from the concept family's ops, levels and pairs of ops the text names, with its "

@@ -19,9 +19,9 @@ if TYPE_CHECKING:
     from factory.pipeline.run_options import RunOptions
 
 Log = Callable[[str], None]
-#: the LoRA layout of a zero-init run when no weight generator fixes one (the first shipped weight
-#: generator's layout; the family recipe's adapters use down1,up2,head)
-DEFAULT_LAYERS = "down1,down2,attn,xattn,ff,up1,up2"
+#: the LoRA layout of a zero-init run when no weight generator fixes one: the layout zero-init adapters
+#: (rank 4, 300 steps) scored best with on 64 validation family concepts (``bench/results/layouts.md``)
+DEFAULT_LAYERS = "stem,down1,up2,head"
 DEFAULT_RANK = 4
 
 
@@ -83,6 +83,7 @@ def init_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, opts: RunOptions
     weight generator)."""
     import time
 
+    from concepts.family import teaches_family_recipe
     from factory.pipeline.assets import find_weightgen
     from factory.pipeline.steps import initial_adapter
     from weight_generator.init_choice import chosen_init
@@ -93,8 +94,8 @@ def init_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, opts: RunOptions
     out = run_dir(ws, card.name) / "init"
     try:
         folder = find_weightgen(ws)
-        if kind == "auto":  # the start measured best on validation concepts with this base, else AUTO_INIT
-            chosen = chosen_init(folder, base.sha256)
+        if kind == "auto":  # the start measured best on validation concepts of this kind with this base, else AUTO_INIT
+            chosen = chosen_init(folder, base.sha256, family=teaches_family_recipe(card))
             kind = chosen["init"] if chosen else AUTO_INIT
         started = time.perf_counter()
         initial_adapter(kind, card.instruction, out, workspace=ws, base=base.folder, seed=opts.seed)
@@ -112,15 +113,17 @@ def init_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, opts: RunOptions
                       "its embedding to the training adapters",
            "recipe+weightgen": "the mean of the recipe ridge's adapter and the weight generator's mean sample"}[kind]
     if opts.init == "auto":
-        why += (f" (auto: the best start on validation concepts, {chosen.get('results', 'measured')})" if chosen
+        of = "family concepts taught by their own recipe" if chosen and chosen.get("family") else "concepts"
+        why += (f" (auto: the best start on validation {of}, {chosen.get('results', 'measured')})" if chosen
                 else " (auto: no measured choice for this base)")
     return {"init": str(out), "kind": kind, "weightgen": str(folder),
             "sample_seconds": round(time.perf_counter() - started, 3), "why": why}
 
 
-def weightgen_digest(ws: Workspace, init: str, base_sha256: str) -> str:
+def weightgen_digest(ws: Workspace, init: str, base_sha256: str, family: bool = False) -> str:
     """Which weight generator ``find_weightgen`` would use now (folder, weights and, for ``--init auto``, the
-    start recorded as best for this base), or 'none'."""
+    start recorded as best for this base and kind of concept: ``family`` = taught by the family's own recipe),
+    or 'none'."""
     from factory.pipeline.assets import find_weightgen
     from factory.pipeline.run_state import digest
     from weight_generator.init_choice import chosen_init
@@ -131,7 +134,7 @@ def weightgen_digest(ws: Workspace, init: str, base_sha256: str) -> str:
     except FactoryError:
         return "none"
     w = folder / DENOISER_DIR / "diffusion_pytorch_model.safetensors"
-    chosen = chosen_init(folder, base_sha256) if init == "auto" else None
+    chosen = chosen_init(folder, base_sha256, family=family) if init == "auto" else None
     return digest(str(folder), w.stat().st_size, w.stat().st_mtime_ns, chosen["init"] if chosen else None)
 
 
