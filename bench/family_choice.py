@@ -49,8 +49,9 @@ def main() -> None:
     result = json.loads(args.results.read_text())
     init, means = choose(result)
     record = {**provenance("family_choice.py"), "results": str(args.results),
-              "measured_with": {"base": result["base"], "weightgen": result["weightgen"],
-                                "concepts": result["holdout"]["concepts"], "draw": result["holdout"]["draw"]},
+              # the base and generators it was measured with are named in the results file (build paths stay out
+              # of shipped files)
+              "measured_on": {"concepts": result["holdout"]["concepts"], "draw": result["holdout"]["draw"]},
               "validation_means": means}
     path = write_family_choice(wg_dir, init, BaseGAN.load(base_dir).sha256, record)
     log(f"recorded --init auto = {init} for family-recipe concepts in {path} ({init} {means[init]:.2f} dB; "
