@@ -47,9 +47,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-import yaml
 
-from concepts.cards import find_card
+from concepts.cards import ConceptCard, find_card
 from factory.core.atomic import atomic_write_json, atomic_write_png, atomic_write_text
 from factory.core.errors import FactoryError
 from factory.core.workspace import Workspace
@@ -144,7 +143,7 @@ def parse_args() -> argparse.Namespace:
 def measured_concepts(args, ws: Workspace, split, m: dict) -> dict[str, str | None]:
     """The concepts measured (name -> colour/structural): the named test concepts (or ``--concepts``, test ones
     only), or with ``--family-test N`` N held-out family concepts, their cards written into the workspace."""
-    from concepts.family import sample_concepts
+    from concepts.family import family_card, sample_concepts
 
     trained = set(m["base"]["concepts"]) | set(m["weightgen"]["concepts"])
     if not args.family_test:
@@ -161,11 +160,7 @@ def measured_concepts(args, ws: Workspace, split, m: dict) -> dict[str, str | No
               + [c for c in drawn if c.group == "structural"][:half])
     if seen := [c.name for c in picked if c.name in trained]:
         raise FactoryError(f"{', '.join(seen)}: in the shipped assets' training")
-    for c in picked:
-        path = ws.concepts / f"{c.name}.yaml"
-        if not path.is_file():
-            atomic_write_text(path, yaml.safe_dump(c.card_data(), sort_keys=False))
-    return {c.name: c.group for c in picked}
+    return {family_card(ws, c).name: c.group for c in picked}
 
 
 def shipped() -> tuple[Path, Path, dict]:
@@ -179,7 +174,7 @@ def shipped() -> tuple[Path, Path, dict]:
     return pretrained_base(), pretrained_weightgen(), m
 
 
-def cold_costs(instruction: str, family: bool, base_dir: str, wg_dir: str, out: dict) -> None:
+def cold_costs(card: ConceptCard, base_dir: str, wg_dir: str, out: dict) -> None:
     """In a fresh process: seconds to load the base, to load the text encoder and encode the text, to retrieve
     the nearest training adapter, to load the weight generator and sample, to make the ``--init auto`` start
     (what each arm pays first)."""
@@ -191,6 +186,7 @@ def cold_costs(instruction: str, family: bool, base_dir: str, wg_dir: str, out: 
     from weight_generator.dataset import WeightDataset
     from weight_generator.sample import WeightGenerator
 
+    instruction = card.instruction
     t0 = time.perf_counter()
     BaseGAN.load(base_dir)
     out["load_base"] = time.perf_counter() - t0
@@ -206,17 +202,14 @@ def cold_costs(instruction: str, family: bool, base_dir: str, wg_dir: str, out: 
     out["weightgen_load_and_sample"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:  # a new workspace: no text embedding cached
-        auto_start(instruction, family, Path(tmp), Path(base_dir), Path(wg_dir), Path(tmp) / "auto", seed=0)
+        auto_start(card, Path(tmp), Path(base_dir), Path(wg_dir), Path(tmp) / "auto", seed=0)
     out["auto_start"] = time.perf_counter() - t0  # its own loading (dataset, generator) and solving
 
 
-def measure_costs(card, base_dir: Path, wg_dir: Path) -> dict[str, float]:
-    from concepts.family import teaches_family_recipe
-
+def measure_costs(card: ConceptCard, base_dir: Path, wg_dir: Path) -> dict[str, float]:
     with mp.get_context("spawn").Manager() as manager:
         out = manager.dict()
-        proc = mp.get_context("spawn").Process(target=cold_costs, args=(
-            card.instruction, teaches_family_recipe(card), str(base_dir), str(wg_dir), out))
+        proc = mp.get_context("spawn").Process(target=cold_costs, args=(card, str(base_dir), str(wg_dir), out))
         proc.start()
         proc.join()
         return {k: round(v, 3) for k, v in dict(out).items()}
@@ -237,32 +230,30 @@ def arm_costs(arm: str, costs: dict[str, float]) -> dict[str, float]:
 
 
 # -- 2. the arms ---------------------------------------------------------------------------------------
-def auto_start(text: str, family: bool, workspace: Path, base_dir: Path, wg_dir: Path, out: Path, seed: int) -> Path:
-    """The start ``factory run`` takes in ``workspace`` with ``--init auto``: the one recorded as best on validation
-    concepts of the kind (``family``: taught by the family's own recipe) for this base (``init_choice.json``), else
-    the default; ``init.json`` in ``out`` names it."""
+def auto_start(card: ConceptCard, workspace: Path, base_dir: Path, wg_dir: Path, out: Path, seed: int) -> Path:
+    """The start ``factory run`` takes for ``card`` in ``workspace`` with ``--init auto`` (``run_stages.auto_init``);
+    ``init.json`` in ``out`` names it."""
     from base_gan.models import BaseGAN
     from factory.pipeline.assets import find_weightgen
-    from factory.pipeline.run_options import AUTO_INIT
+    from factory.pipeline.run_stages import auto_init
     from factory.pipeline.steps import initial_adapter
-    from weight_generator.init_choice import chosen_init
 
     ws = Workspace(workspace)
     if find_weightgen(ws).resolve() != wg_dir.resolve():
         raise FactoryError(f"{workspace}: `factory run` there would take the weight generator {find_weightgen(ws)}, "
                            f"not {wg_dir}")
-    chosen = chosen_init(wg_dir, BaseGAN.load(base_dir).sha256, family=family)
-    return initial_adapter(chosen["init"] if chosen else AUTO_INIT, text, out, workspace=ws, base=base_dir, seed=seed)
+    kind, _ = auto_init(wg_dir, BaseGAN.load(base_dir).sha256, card)
+    return initial_adapter(kind, card.instruction, out, workspace=ws, base=base_dir, seed=seed)
 
 
 def init_adapters(ws: Workspace, wg_dir: Path, concept: str, seed: int, run: Path, base_dir: Path,
                   auto: bool) -> dict[str, Path]:
-    from concepts.family import teaches_family_recipe
     from weight_generator.baselines import retrieve_by_text, save_vector_adapter
     from weight_generator.dataset import WeightDataset
     from weight_generator.sample import WeightGenerator
 
-    text = find_card(concept, ws).instruction
+    card = find_card(concept, ws)
+    text = card.instruction
     dataset = WeightDataset.load(wg_dir)
     generated = run / "init-generated"
     if not (generated / "adapter_config.json").is_file():
@@ -276,8 +267,7 @@ def init_adapters(ws: Workspace, wg_dir: Path, concept: str, seed: int, run: Pat
     if auto:
         inits["auto"] = run / "init-auto"
         if not (inits["auto"] / "adapter_config.json").is_file():
-            family = teaches_family_recipe(find_card(concept, ws))
-            auto_start(text, family, ws.root, base_dir, wg_dir, inits["auto"], seed)
+            auto_start(card, ws.root, base_dir, wg_dir, inits["auto"], seed)
     return inits
 
 

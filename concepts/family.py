@@ -610,17 +610,19 @@ def teaches_family_recipe(card: ConceptCard) -> bool:
 
 # -- cards in a workspace ------------------------------------------------------------------------------
 def family_cards(workspace: Workspace, n: int, seed: int = 0, region: str = "train") -> list[ConceptCard]:
-    """``sample_concepts(n, seed, region)`` as cards in ``<workspace>/concepts/`` (written once, then read
-    back), so every command (``synth``, ``base train``, ``run``) finds them by name."""
+    """``sample_concepts(n, seed, region)`` as cards in ``<workspace>/concepts/`` (``family_card``)."""
+    return [family_card(workspace, concept) for concept in sample_concepts(n, seed, region)]
+
+
+def family_card(workspace: Workspace, concept: FamilyConcept) -> ConceptCard:
+    """``concept`` as a card in ``<workspace>/concepts/`` (written once, then read back), so every command
+    (``synth``, ``base train``, ``run``) finds it by name."""
     import yaml
 
     from concepts.cards import load_card
     from factory.core.atomic import atomic_write_text
 
-    cards = []
-    for concept in sample_concepts(n, seed, region):
-        path = workspace.concepts / f"{concept.name}.yaml"
-        if not path.is_file():
-            atomic_write_text(path, yaml.safe_dump(concept.card_data(), sort_keys=False))
-        cards.append(load_card(path))
-    return cards
+    path = workspace.concepts / f"{concept.name}.yaml"
+    if not path.is_file():
+        atomic_write_text(path, yaml.safe_dump(concept.card_data(), sort_keys=False))
+    return load_card(path)

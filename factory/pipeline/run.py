@@ -116,11 +116,8 @@ class _Chain:
         self.log(f"synth: {info['pairs']} pairs in {self.ws.data(self.concept)}")
 
     def _init(self) -> None:
-        from concepts.family import teaches_family_recipe
-
         init, sha = self.opts.init, self.base.sha256
-        family = teaches_family_recipe(self.card)
-        self.fp = digest(self.fp, "init", init, sha[:16], st.weightgen_digest(self.ws, init, sha, family))
+        self.fp = digest(self.fp, "init", init, sha[:16], st.weightgen_digest(self.ws, init, sha, self.card))
 
         def body() -> tuple[list[Path], dict]:
             info = st.init_stage(self.ws, self.card, self.base, self.opts, self.log)

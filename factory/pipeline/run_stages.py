@@ -77,16 +77,25 @@ def synth_stage(ws: Workspace, card: ConceptCard, opts: RunOptions, size: int, l
 
 
 # -- 3. init -----------------------------------------------------------------------------------------
+def auto_init(folder: Path, base_sha256: str, card: ConceptCard) -> tuple[str, dict[str, Any] | None]:
+    """The start ``--init auto`` takes for ``card`` with the weight generator in ``folder`` and this base: the
+    one recorded as best on validation concepts of its kind (``family``: taught by the family's own recipe for
+    its text), else ``AUTO_INIT``; and the record it came from (None)."""
+    from concepts.family import teaches_family_recipe
+    from weight_generator.init_choice import chosen_init
+
+    chosen = chosen_init(folder, base_sha256, family=teaches_family_recipe(card))
+    return (chosen["init"] if chosen else AUTO_INIT), chosen
+
+
 def init_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, opts: RunOptions, log: Log) -> dict[str, Any]:
     """The concept's starting LoRA in runs/<concept>/init/: the weight generator's (``auto``, ``weightgen``) or
     a baseline's (``mean``, ``ridge``, ``retrieval``), or zero-init (``base``, or ``auto`` with no usable
     weight generator)."""
     import time
 
-    from concepts.family import teaches_family_recipe
     from factory.pipeline.assets import find_weightgen
     from factory.pipeline.steps import initial_adapter
-    from weight_generator.init_choice import chosen_init
 
     if opts.init == "base":
         return {"init": "base", "why": "--init base (zero-init LoRA)"}
@@ -94,9 +103,8 @@ def init_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, opts: RunOptions
     out = run_dir(ws, card.name) / "init"
     try:
         folder = find_weightgen(ws)
-        if kind == "auto":  # the start measured best on validation concepts of this kind with this base, else AUTO_INIT
-            chosen = chosen_init(folder, base.sha256, family=teaches_family_recipe(card))
-            kind = chosen["init"] if chosen else AUTO_INIT
+        if kind == "auto":
+            kind, chosen = auto_init(folder, base.sha256, card)
         started = time.perf_counter()
         initial_adapter(kind, card.instruction, out, workspace=ws, base=base.folder, seed=opts.seed)
     except FactoryError as exc:
@@ -120,13 +128,11 @@ def init_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, opts: RunOptions
             "sample_seconds": round(time.perf_counter() - started, 3), "why": why}
 
 
-def weightgen_digest(ws: Workspace, init: str, base_sha256: str, family: bool = False) -> str:
+def weightgen_digest(ws: Workspace, init: str, base_sha256: str, card: ConceptCard) -> str:
     """Which weight generator ``find_weightgen`` would use now (folder, weights and, for ``--init auto``, the
-    start recorded as best for this base and kind of concept: ``family`` = taught by the family's own recipe),
-    or 'none'."""
+    start ``auto_init`` takes for ``card``), or 'none'."""
     from factory.pipeline.assets import find_weightgen
     from factory.pipeline.run_state import digest
-    from weight_generator.init_choice import chosen_init
     from weight_generator.train import DENOISER_DIR
 
     try:
@@ -134,7 +140,7 @@ def weightgen_digest(ws: Workspace, init: str, base_sha256: str, family: bool = 
     except FactoryError:
         return "none"
     w = folder / DENOISER_DIR / "diffusion_pytorch_model.safetensors"
-    chosen = chosen_init(folder, base_sha256, family=family) if init == "auto" else None
+    chosen = auto_init(folder, base_sha256, card)[1] if init == "auto" else None
     return digest(str(folder), w.stat().st_size, w.stat().st_mtime_ns, chosen["init"] if chosen else None)
 
 
