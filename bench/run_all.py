@@ -136,6 +136,8 @@ def parse_args() -> argparse.Namespace:
     args.arms = tuple(a.strip() for a in args.arms.split(","))
     if unknown := [a for a in args.arms if a not in ALL_ARMS]:
         ap.error(f"--arms: unknown {', '.join(unknown)} (expected some of {', '.join(ALL_ARMS)})")
+    if "generated" not in args.arms and not args.render:
+        ap.error("--arms: include generated (sections 5 and 6 export and time its editor)")
     return args
 
 
