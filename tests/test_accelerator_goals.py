@@ -82,12 +82,12 @@ def test_family_choice_takes_the_best_start_factory_run_can_make_on_validation_d
 def test_run_all_family_test_concepts_are_held_out_family_recipes_half_of_each_group(tmp_path):
     from types import SimpleNamespace
 
-    import run_all
-
     from concepts.cards import find_card
     from concepts.family import teaches_family_recipe
     from factory.core.workspace import Workspace
     from factory.evaluation.protocol import concept_split
+
+    import run_all
 
     ws = Workspace(tmp_path / "ws")
     args = SimpleNamespace(family_test=4, family_seed=11, concepts=None, quick=False)

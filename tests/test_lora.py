@@ -358,3 +358,26 @@ def test_full_init_fine_tunes_every_weight_of_the_base(ws: Workspace) -> None:
     assert abs(curve[0]["psnr"] - m["test"]["base_zero_shot"]["psnr"]) < 1e-3  # it starts as the base
     res = invoke(ws, "finetune", "autumn", "--base", "tiny", "--init", "full", "--layers", "head")
     assert isinstance(res.exception, FactoryError) and "not to --init full" in str(res.exception)
+
+
+def test_tune_all_starts_from_the_merged_adapter_and_trains_every_weight(ws: Workspace) -> None:
+    start = ws.root / "start-for-tune-all"
+    res = invoke(ws, "finetune", "negative", "--base", "tiny", "--layers", "up1,head", "--rank", "2", "--steps", "3",
+                 "--batch", "2", "--eval-every", "3", "--lr", "1e-2", "--out", str(start))
+    assert res.exit_code == 0, res.output
+    started = json.loads((start / "metrics.json").read_text())["test"]["student"]["psnr"]
+    res = invoke(ws, "finetune", "negative", "--base", "tiny", "--init", str(start), "--tune", "all", "--steps", "3",
+                 "--batch", "2", "--eval-every", "3")
+    assert res.exit_code == 0 and "start adapter merged" in res.output, res.output
+    out = ws.lora("negative") / "tuned"
+    curve, m = read_curve(out / "curve.csv"), json.loads((out / "metrics.json").read_text())
+    assert abs(curve[0]["psnr"] - started) < 1e-3  # step 0 is the adapter's editor, merged into the weights
+    assert abs(curve[0]["psnr"] - m["test"]["base_zero_shot"]["psnr"]) > 1e-3  # ... not the base's
+    model, base = load_model(out), load_model(ws.base("tiny"))
+    assert model_spec(model) == model_spec(base) and not (out / "adapter_config.json").exists()
+    changed = [not torch.equal(a, b) for a, b in zip(model.state_dict().values(), base.state_dict().values())]
+    assert sum(changed) > 0.9 * len(changed)
+    assert m["training"]["settings"]["lr"] == 3e-4 and m["init_adapter"].endswith("start-for-tune-all")
+    for init in ("base", "scratch", "full"):
+        res = invoke(ws, "finetune", "negative", "--base", "tiny", "--init", init, "--tune", "all")
+        assert isinstance(res.exception, FactoryError) and "--tune all" in str(res.exception), init

@@ -44,6 +44,9 @@ def parse_candidates(value: str) -> tuple[int, ...]:
                    "ridge from the text embedding, retrieval of the nearest text, recipe: ridge from the "
                    "family ops, levels and pairs of ops the text names and its embedding), recipe+weightgen (the mean "
                    "of the recipe adapter and the weight generator's), or an adapter folder.")
+@click.option("--tune", type=click.Choice(["lora", "all"]), default="lora", show_default=True,
+              help="After an adapter start: lora trains the adapter on the frozen base; all merges it into the "
+                   "base and trains every weight (lr 3e-4; a whole generator per concept, saved in .../tuned/).")
 @click.option("--layers", default=None,
               help="auto (layer probe) or comma-separated groups: stem,down1,res,down2,attn,xattn,ff,up1,up2,head. "
                    "Default: auto for --init base, the adapter's own otherwise.")
@@ -59,7 +62,8 @@ def parse_candidates(value: str) -> tuple[int, ...]:
               help="Wall-clock training budget; stops at whichever of --steps/--seconds first.")
 @click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--lr", type=float,
-              help="Learning rate (default 3e-3 for LoRA, 1e-3 for --init scratch, 3e-4 for --init full).")
+              help="Learning rate (default 3e-3 for LoRA, 1e-3 for --init scratch, 3e-4 for --init full or "
+                   "--tune all).")
 @click.option("--eval-every", type=click.IntRange(1), default=50, show_default=True,
               help="Steps between held-out PSNR points of the curve.")
 @click.option("--eval-seconds", type=click.FloatRange(0, min_open=True),
@@ -81,8 +85,8 @@ def parse_candidates(value: str) -> tuple[int, ...]:
 @click.option("--synth-pairs", type=click.IntRange(4), default=200, show_default=True,
               help="Pairs to synthesize when the concept has no data yet.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Output folder (default <workspace>/loras/<concept>/, or .../scratch/ or .../full/ for "
-                   "--init scratch or full).")
+              help="Output folder (default <workspace>/loras/<concept>/, or .../scratch/, .../full/ or "
+                   ".../tuned/ for --init scratch, --init full or --tune all).")
 @click.option("--restart", is_flag=True, help="Discard checkpoints of an earlier run instead of resuming.")
 @click.pass_obj
 def finetune_cmd(session: Session, concept: str, base: str, rank: str | None, rank_candidates: str,
@@ -103,6 +107,7 @@ def finetune_cmd(session: Session, concept: str, base: str, rank: str | None, ra
                  rank_candidates=parse_candidates(rank_candidates), seed=session.seed, **options)
     t, tr = m["test"], m["training"]
     what = ({"scratch": "full training from scratch", "full": "every weight of the base fine-tuned"}.get(m["init"])
+            or ("every weight, from the base with its start adapter merged" if "layout" not in m else None)
             or f"LoRA {_layout(m)} ({m['adapter_params']} params, {100 * m['adapter_fraction']:.2f}% of the generator)")
     click.echo(f"finetune {m['concept']}: {what} on {len(m['pairs']['train'])} pairs, {tr['steps']} steps in "
                f"{tr['seconds']:.0f} s (+{m['search_seconds']:.0f} s search): "

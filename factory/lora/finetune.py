@@ -19,6 +19,9 @@ in order:
 generator saved in ``loras/<concept>/scratch/``), ``full`` (every weight of the base fine-tuned, no LoRA:
 what the pretrained base gives full training; saved in ``loras/<concept>/full/``), or a folder holding a
 peft adapter to start from (its layout); ``factory.pipeline.steps.finetune`` turns ``weightgen`` into such a folder.
+``tune="all"`` after an adapter start merges the adapter into a copy of the base and trains every weight
+(``FULL_LR``; saved as a model folder in ``loras/<concept>/tuned/``): the start's head start with the whole
+student's capacity, at the cost of a whole-generator download per concept.
 
 Fixed layout for the weight generator: ``--layers GROUPS --rank N`` (and the same ``--lora-bias``
 setting) gives every concept the same target modules, ranks and tensors.
@@ -46,8 +49,8 @@ from factory.data.dataset import concept_instruction
 from factory.evaluation.curves import plot_curve, read_curve, write_curve
 from factory.evaluation.heldout import HeldOutPairs, save_grid
 from factory.lora.adapters import LoraLayout, count_adapter_params, lora_parameters, save_adapter
-from factory.lora.options import ADAPTER_LR, FULL_INITS, LORA_BIAS, SCRATCH_LR, FinetuneOptions
-from factory.lora.trials import adapted, conditioned, zero_shot
+from factory.lora.options import ADAPTER_LR, LORA_BIAS, SCRATCH_LR, FinetuneOptions
+from factory.lora.trials import adapted, conditioned, merged, zero_shot
 
 __all__ = ["ADAPTER_LR", "LORA_BIAS", "SCRATCH_LR", "FinetuneOptions", "default_out_dir", "finetune"]
 
@@ -59,7 +62,7 @@ CURVE_PNG = "curve.png"
 RESUMABLE = {"steps", "seconds", "eval_every", "eval_seconds", "checkpoint_every"}
 
 def default_out_dir(workspace: Workspace, concept: str, opts: FinetuneOptions) -> Path:
-    return workspace.lora(concept) / opts.kind if opts.kind in FULL_INITS else workspace.lora(concept)
+    return workspace.lora(concept) / opts.out_name if opts.trains_all else workspace.lora(concept)
 
 
 def _fingerprint(concept: str, base: BaseGAN, opts: FinetuneOptions) -> dict[str, Any]:
@@ -104,6 +107,9 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
         trainable = None
     elif opts.kind == "full":
         model, trainable = base.copy(), None
+    elif opts.tune == "all":
+        model, layout = merged(base, Path(plan["init_adapter"]))
+        trainable = None
     else:
         init = Path(plan["init_adapter"]) if plan.get("init_adapter") else None
         model, layout = adapted(base, LoraLayout(**plan["layout"]), init, opts.seed)
@@ -158,7 +164,7 @@ def _finish(workspace: Workspace, concept: str, instruction: str, base: BaseGAN,
         "generator_params": gen_params,
         "out_dir": str(out_dir),
     }
-    if opts.kind in FULL_INITS:
+    if opts.trains_all:
         trainer.save_final({"concepts": [concept], "instructions": [instruction]})
         metrics["saved"] = {"model": "diffusers model folder (config.json + diffusion_pytorch_model.safetensors)"}
     else:
@@ -169,13 +175,13 @@ def _finish(workspace: Workspace, concept: str, instruction: str, base: BaseGAN,
                                          f"--{'' if layout.bias else 'no-'}lora-bias (same for every concept)",
                        adapter_params=n, adapter_fraction=n / gen_params,
                        saved={"adapter": ["adapter_config.json", "adapter_model.safetensors"], "format": "peft LoRA"})
-        if plan.get("init_adapter"):
-            metrics["init_adapter"] = plan["init_adapter"]
-            if curve[0]["step"] == 0:  # the zero-shot editor: the starting adapter before any training
-                meta = Path(plan["init_adapter"]) / "init.json"
-                kind = json.loads(meta.read_text())["init"] if meta.is_file() else "adapter"
-                metrics["test"]["init_adapter"] = {**{k: curve[0][k] for k in ("psnr", "ssim", "l1")},
-                                                   "init": kind, "size": int(test.source.shape[-1])}
+    if plan.get("init_adapter"):
+        metrics["init_adapter"] = plan["init_adapter"]
+        if curve[0]["step"] == 0:  # the zero-shot editor: the starting adapter before any training
+            meta = Path(plan["init_adapter"]) / "init.json"
+            kind = json.loads(meta.read_text())["init"] if meta.is_file() else "adapter"
+            metrics["test"]["init_adapter"] = {**{k: curve[0][k] for k in ("psnr", "ssim", "l1")},
+                                               "init": kind, "size": int(test.source.shape[-1])}
     refs = {"identity (source)": result["identity"]["psnr"], "base zero-shot": base_q["psnr"]}
     atomic_write_png(out_dir / CURVE_PNG, plot_curve(curve, concept, refs))
     atomic_write_json(out_dir / METRICS, metrics)

@@ -22,6 +22,8 @@ SCRATCH_LR = 1e-3  # full training of the same architecture from random weights
 FULL_LR = 3e-4
 #: the inits that train the whole generator (saved as a model folder in loras/<concept>/<init>/), not a LoRA
 FULL_INITS = ("scratch", "full")
+#: what a fine-tune from an adapter start trains: the LoRA on the frozen base, or every weight with the adapter merged
+TUNES = ("lora", "all")
 
 
 @dataclass
@@ -51,10 +53,21 @@ class FinetuneOptions:
     probe_table: str | None = None     # a probe.json to take --layers auto from (default: the base's)
     max_fraction: float | None = None  # --rank auto: skip ranks whose adapter exceeds this share of the generator
     seed: int = 0
+    tune: str = "lora"                 # lora | all: after an adapter start, the LoRA only or every weight
 
     @property
     def kind(self) -> str:
         return self.init if self.init in ("base", *FULL_INITS) else "adapter"
+
+    @property
+    def trains_all(self) -> bool:
+        """Every weight of the generator trained (saved as a model folder, not an adapter)."""
+        return self.kind in FULL_INITS or self.tune == "all"
+
+    @property
+    def out_name(self) -> str:
+        """The sub-folder of ``loras/<concept>/`` a whole-generator run is saved in."""
+        return self.kind if self.kind in FULL_INITS else "tuned"
 
     def bias(self) -> bool:
         return LORA_BIAS if self.lora_bias is None else self.lora_bias
@@ -62,6 +75,8 @@ class FinetuneOptions:
     def learning_rate(self) -> float:
         if self.lr is not None:
             return self.lr
+        if self.tune == "all":
+            return FULL_LR
         return {"scratch": SCRATCH_LR, "full": FULL_LR}.get(self.init, ADAPTER_LR)
 
     def train_settings(self, base: BaseGAN, steps: int, seconds: float | None) -> TrainSettings:
@@ -84,5 +99,11 @@ class FinetuneOptions:
         if self.kind == "adapter" and not is_adapter(Path(self.init)):
             raise FactoryError(f"--init {self.init}: not a LoRA adapter folder (expected adapter_config.json and "
                                "adapter_model.safetensors), nor base, scratch, full or weightgen")
+        if self.tune not in TUNES:
+            raise FactoryError(f"--tune {self.tune}: expected one of {', '.join(TUNES)}")
+        if self.tune == "all" and self.kind != "adapter":
+            raise FactoryError(f"--tune all trains every weight after an adapter start (weightgen, auto, an adapter "
+                               f"folder...), not --init {self.init}" + (" (--init full already trains every weight "
+                                                                         "of the base)" if self.init == "base" else ""))
         if self.kind in FULL_INITS and (self.layers not in (None, "auto") or self.rank not in (None, "auto")):
             raise FactoryError(f"--layers/--rank apply to LoRA fine-tunes, not to --init {self.kind} (full training)")

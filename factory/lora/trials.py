@@ -33,6 +33,12 @@ def adapted(base: BaseGAN, layout: LoraLayout | None, init_adapter: Path | None,
     return wrap(base.copy(), layout, seed=seed), layout
 
 
+def merged(base: BaseGAN, init_adapter: Path) -> tuple[nn.Module, LoraLayout]:
+    """(a copy of the base with the saved adapter merged into its weights, every weight trainable; its layout)."""
+    model = load_adapter(base.copy(), init_adapter).merge_and_unload()
+    return model.requires_grad_(True), layout_of_adapter(init_adapter)
+
+
 def conditioned(model: nn.Module, trainer: Trainer) -> EditFn:
     """The model as image -> image, with the trainer's (single) concept text when it takes text."""
     if trainer.text_tokens is None:

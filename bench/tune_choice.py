@@ -1,0 +1,146 @@
+"""How a generated start is trained for the equal budget, chosen on **validation** concepts only.
+
+The equal-budget runs (``bench/run_all.py``) found the generated start good and its fine-tune slow: a rank-4
+LoRA on three layers of the frozen base climbs about 5 dB in 90 s where the whole network from scratch climbs
+14 dB. This measures, for each validation concept, the shipped weight generator's start trained for ``--seconds``
+in each of these ways, next to scratch (the reference every goal is against):
+
+- ``lora``: the LoRA on the frozen base at its learning rate (``ADAPTER_LR``, 3e-3: chosen long ago on a 64 px base);
+- ``lora-1e-2``: the same at 1e-2;
+- ``all``: the start merged into the base, then every weight trained (``--tune all``, ``FULL_LR``);
+- ``scratch``: our architecture from random weights (``SCRATCH_LR``).
+
+Validation concepts: the first ``--per-group`` named validation concepts of each group (concepts/_splits.yaml)
+and the first ``--family`` colour and structural concepts of ``sample_concepts(200, 12, 'train')`` that neither
+the base nor the weight generator trained on (draw 12: no earlier run used it). The test concepts are read only
+by ``bench/run_all.py``, after the choice. Seed 0, the protocol's pairs (160 at 128 px, data seed 0), PSNR on each
+concept's held-out test pairs. Resumable (each finished run is kept in the work folder). Writes
+``bench/results/tune_choice.{json,md}``.
+
+    python bench/tune_choice.py            # ~40 min, alone on the machine
+    python bench/tune_choice.py --quick    # smoke: one concept, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from concepts.cards import find_card
+from factory.core.atomic import atomic_write_json, atomic_write_text
+from factory.core.workspace import Workspace
+from factory.data.card_pairs import PhotoCache, TeacherCache, make_pairs
+from factory.evaluation.protocol import DATA_SEED, PAIRS, SIZE, concept_split
+from factory.lora.finetune import finetune
+from factory.lora.options import FinetuneOptions
+
+from common import log, provenance
+from run_all import init_adapters, shipped
+
+SEED = 0
+FAMILY_DRAW = 12
+#: way -> (init, FinetuneOptions fields): "generated" is the weight generator's start for the concept
+WAYS = {
+    "lora": ("generated", {}),
+    "lora-1e-2": ("generated", {"lr": 1e-2}),
+    "all": ("generated", {"tune": "all"}),
+    "scratch": ("scratch", {}),
+}
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="one concept, 64 px, a few seconds per run")
+    ap.add_argument("--seconds", type=float, default=90.0, help="training seconds per run (the equal budget)")
+    ap.add_argument("--per-group", type=int, default=2, help="named validation concepts per group")
+    ap.add_argument("--family", type=int, default=1, help="family validation concepts per group")
+    ap.add_argument("--workspace", type=Path, default=Path("bench/work/tune-choice"))
+    ap.add_argument("--out", type=Path, default=Path("bench/results"))
+    return ap.parse_args()
+
+
+def validation_concepts(args, ws: Workspace, m: dict) -> dict[str, str]:
+    """{concept: group}: named validation concepts, then family ones no shipped asset trained on."""
+    from concepts.family import family_card, sample_concepts
+
+    split = concept_split()
+    named = {c: g for g in ("colour", "structural") for c in split.of("validation", g)[: args.per_group]}
+    trained = set(m["base"]["concepts"]) | set(m["weightgen"]["concepts"])
+    drawn = [c for c in sample_concepts(200, FAMILY_DRAW, "train") if c.name not in trained]
+    family = {family_card(ws, c).name: g for g in ("colour", "structural")
+              for c in [c for c in drawn if c.group == g][: args.family]}
+    return {**named, **family}
+
+
+def main() -> None:
+    from base_gan.models import BaseGAN
+
+    args = parse_args()
+    seconds, size, pairs = (4.0, 64, 24) if args.quick else (args.seconds, SIZE, PAIRS)
+    if args.quick:
+        args.workspace = args.workspace.with_name(args.workspace.name + "-quick")
+    ws = Workspace(args.workspace)
+    base_dir, wg_dir, m = shipped()
+    base = BaseGAN.load(base_dir)
+    concepts = validation_concepts(args, ws, m)
+    if args.quick:
+        concepts = dict(list(concepts.items())[:1])
+    teachers, photos = TeacherCache(), PhotoCache()
+    rows = []
+    for concept, group in concepts.items():
+        make_pairs(ws, find_card(concept, ws), pairs, size, DATA_SEED, teachers=teachers, photos=photos)
+        run = args.workspace / "runs" / concept
+        inits = init_adapters(ws, wg_dir, concept, SEED, run, base_dir, auto=False)
+        for way, (init, extra) in WAYS.items():
+            out = run / way
+            log(f"{concept} ({group}): {way} ({seconds:g} s)")
+            start = str(inits[init]) if init in inits else init
+            opts = FinetuneOptions(init=start, steps=10**6, seconds=seconds, eval_every=10**6,
+                                   checkpoint_every=10**6, seed=SEED, **extra)
+            metrics = (json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").is_file() else
+                       finetune(ws, concept, base, opts, out_dir=out, quiet=True, log=lambda _: None))
+            rows.append({"concept": concept, "group": group, "way": way, "lr": opts.learning_rate(),
+                         "psnr": metrics["test"]["student"]["psnr"],
+                         "start_psnr": metrics["test"].get("init_adapter", {}).get("psnr"),
+                         "identity": metrics["test"]["identity"]["psnr"], "steps": metrics["training"]["steps"]})
+    means = {w: statistics.mean(r["psnr"] for r in rows if r["way"] == w) for w in WAYS}
+    by_group = {g: {w: statistics.mean(r["psnr"] for r in rows if r["way"] == w and r["group"] == g) for w in WAYS}
+                for g in sorted({r["group"] for r in rows})}
+    choice = max((w for w in WAYS if w != "scratch"), key=means.get)
+    r = {**provenance("tune_choice.py"), "quick": args.quick, "base": "shipped", "weightgen": "shipped",
+         "assets_recipe": m.get("recipe_now") or m.get("recipe"), "concepts": concepts, "split": "validation",
+         "family_draw": FAMILY_DRAW, "seconds": seconds, "size": size, "pairs": pairs, "seed": SEED,
+         "ways": {w: {"init": i, **e} for w, (i, e) in WAYS.items()}, "rows": rows, "mean_psnr": means,
+         "mean_psnr_by_group": by_group, "choice": choice}
+    name = "tune_choice-quick" if args.quick else "tune_choice"
+    atomic_write_json(args.out / f"{name}.json", r)
+    atomic_write_text(args.out / f"{name}.md", markdown(r))
+    log(f"choice: {choice} -> {args.out / name}.md")
+
+
+def markdown(r: dict) -> str:
+    ways = list(r["ways"])
+    L = [f"# How a generated start is trained for {r['seconds']:g} s, chosen on validation concepts"
+         f"{' (QUICK smoke)' if r['quick'] else ''}", "",
+         f"Command: `{r['command']}` (commit `{r['commit']}`, {r['date']}, {r['machine']}). The shipped base and "
+         f"weight generator; {r['seconds']:g} s of training on {r['pairs']} pairs at {r['size']} px, seed "
+         f"{r['seed']}; PSNR (dB) on each concept's held-out test pairs. *start*: the generated adapter before "
+         "training. Ways: `lora` the LoRA on the frozen base at 3e-3, `lora-1e-2` at 1e-2, `all` the start merged "
+         "and every weight trained at 3e-4 (`--tune all`), `scratch` our architecture from random weights at 1e-3.",
+         "", "| concept | group | identity | start | " + " | ".join(ways) + " |",
+         "| --- | --- | ---: | ---: | " + " | ".join("---:" for _ in ways) + " |"]
+    for c, g in r["concepts"].items():
+        by = {x["way"]: x for x in r["rows"] if x["concept"] == c}
+        L.append(f"| {c} | {g} | {by['lora']['identity']:.2f} | {by['lora']['start_psnr']:.2f} | "
+                 + " | ".join(f"{by[w]['psnr']:.2f}" for w in ways) + " |")
+    for g, means in r["mean_psnr_by_group"].items():
+        L.append(f"| mean, {g} | | | | " + " | ".join(f"{means[w]:.2f}" for w in ways) + " |")
+    L.append("| **mean** | | | | " + " | ".join(f"**{r['mean_psnr'][w]:.2f}**" for w in ways) + " |")
+    L += ["", f"Choice: **{r['choice']}** (the best mean of the ways that start from the generated adapter).", ""]
+    return "\n".join(L)
+
+
+if __name__ == "__main__":
+    main()
