@@ -118,14 +118,16 @@ def leave_out_rows(label: str, path: Path) -> list[dict]:
 def equal_rows(label: str, path: Path) -> list[dict]:
     """Goals 4 and 5 from an equal-budget run: generated LoRA against scratch at the equal budget, and the speed-ups
     to scratch's plateau minus 0.5 dB and to pix2pix's plateau (every run of the group must reach it); the same
-    for the start ``factory run`` takes (``auto``) where the run measured it."""
+    for the generated start with every weight fine-tuned (``tuned``) and the start ``factory run`` takes
+    (``auto``) where the run measured them."""
     s = json.loads(path.read_text())["summary"]
     out = []
     for group in GROUPS:
         eq = s["equal"].get(group)
         if not eq or "generated" not in eq:
             continue
-        for arm, source in (("generated", label), ("auto", f"{label}, the start of --init auto")):
+        for arm, source in (("generated", label), ("tuned", f"{label}, the generated start with every weight tuned"),
+                            ("auto", f"{label}, the start of --init auto")):
             if arm in eq:
                 out += arm_goals(s, eq, group, arm, source)
     return out

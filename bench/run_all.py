@@ -11,8 +11,10 @@ info``; none of the test concepts was in their training) and the plateau referen
    with a held-out point every ``EVAL_SECONDS`` of training: our architecture from scratch, the base +
    a zero-init LoRA (E2GAN), the base + the retrieved LoRA of the nearest training text, the base + the
    generated LoRA (ours); with ``--arms ...,full``, also the base with every weight fine-tuned (no LoRA:
-   does the pretrained base speed up full training?). PSNR at 90 s and at the budget (default 90 s: the
-   equal budget the accelerator goals are stated at), the structural metrics at the budget.
+   does the pretrained base speed up full training?), with ``tuned`` the generated LoRA merged into the base
+   and every weight fine-tuned (``--tune all``), with ``auto`` the start ``factory run`` takes. PSNR at 90 s
+   and at the budget (default 90 s: the equal budget the accelerator goals are stated at), the structural
+   metrics at the budget. Runs already finished in the workspace are read, not trained again, and named.
 3. Time to quality: the first evaluation at or above a target, plus every cost charged to the arm
    (base and text-encoder loading, text encoding, retrieval, weight-generator loading and sampling).
    Targets: our architecture's plateau minus 0.5 dB (scratch reference) and pix2pix's plateau quality;
@@ -82,7 +84,7 @@ QUICK = dict(
     references="bench/results/references",
     doc=None,
 )
-ALL_ARMS = ("scratch", "full", "zero", "retrieval", "generated", "auto")
+ALL_ARMS = ("scratch", "full", "zero", "retrieval", "generated", "tuned", "auto")
 ARMS = ("scratch", "zero", "retrieval", "generated")  # the default: --arms adds "full"
 LABELS = {
     "scratch": "our architecture from scratch",
@@ -90,6 +92,7 @@ LABELS = {
     "zero": "base + zero-init LoRA (E2GAN)",
     "retrieval": "base + retrieved LoRA (nearest text)",
     "generated": "base + generated LoRA (ours)",
+    "tuned": "base + generated LoRA merged, every weight fine-tuned",
     "auto": "base + the default start (--init auto)",
     "pix2pix": "pix2pix ResNet-9 (reference recipe)",
     "pix2pix-residual": "pix2pix + global residual",
@@ -124,6 +127,7 @@ def parse_args() -> argparse.Namespace:
                     help="the draw of --family-test (default 11: a draw no run had used)")
     ap.add_argument("--arms", default=",".join(ARMS),
                     help=f"comma-separated arms of {', '.join(ALL_ARMS)} (full: every weight of the base fine-tuned; "
+                         "tuned: the generated start merged into the base, then every weight fine-tuned, --tune all; "
                          "auto: the start `factory run` takes, --init auto)")
     for k, v in FULL.items():
         ap.add_argument(f"--{k.replace('_', '-')}", type=type(v) if v is not None else str, default=None)
@@ -224,7 +228,7 @@ def arm_costs(arm: str, costs: dict[str, float]) -> dict[str, float]:
         charged["load_base"] = costs["load_base"]
     if arm == "retrieval":
         charged["retrieval"] = costs["retrieval"]
-    if arm == "generated":
+    if arm in ("generated", "tuned"):
         charged["weightgen_load_and_sample"] = costs["weightgen_load_and_sample"]
     if arm == "auto":
         charged["auto_start"] = costs["auto_start"]
@@ -292,6 +296,8 @@ def run_arm(args, ws: Workspace, base, concept: str, seed: int, arm: str, inits:
         opts = FinetuneOptions(
             init="base", layers=",".join(layout.groups), rank=layout.max_rank, lora_bias=layout.bias, **common
         )
+    elif arm == "tuned":
+        opts = FinetuneOptions(init=str(inits["generated"]), tune="all", **common)
     else:
         opts = FinetuneOptions(init=str(inits[arm]), **common)
     log(f"{concept} seed {seed}: {LABELS[arm]} ({args.budget:.0f} s)")
@@ -546,6 +552,17 @@ def summarize(r: dict) -> dict:
     return out
 
 
+def reused_line(r: dict) -> str:
+    """The runs this run found finished in its workspace and read instead of training again (by arm)."""
+    if not r.get("reused_runs"):
+        return ""
+    arms: dict[str, int] = {}
+    for run in r["reused_runs"]:
+        arms[run.rsplit("/", 1)[1]] = arms.get(run.rsplit("/", 1)[1], 0) + 1
+    return (" Runs read from an earlier run in this workspace (same pairs, seeds and budget; not trained again): "
+            + ", ".join(f"{LABELS[a]} ({n})" for a, n in arms.items()) + ".")
+
+
 def markdown(r: dict) -> str:
     q, s, split = r["quick"], r["summary"], r["split"]
     times = [r["equal_at"]] if r["equal_at"] == r["budget"] else [r["equal_at"], r["budget"]]
@@ -588,7 +605,7 @@ def markdown(r: dict) -> str:
         "",
         f"Seeds: {', '.join(map(str, r['seeds']))}; every cell is the mean ± standard deviation over seeds (and "
         f"concepts for a group). Every arm is evaluated every {r['eval_seconds']:g} s of training (evaluation time "
-        "excluded) on all test pairs.",
+        "excluded) on all test pairs." + reused_line(r),
         "",
         f"## 2. Quality at equal budgets ({budgets} of training)",
         "",
@@ -740,7 +757,7 @@ def main() -> None:
     base = BaseGAN.load(base_dir)
     teachers, photo_cache = TeacherCache(), PhotoCache()
     size = 64 if args.quick else SIZE
-    rows = []
+    rows, reused = [], []
     for concept in concepts:
         make_pairs(
             ws, find_card(concept, ws), 24 if args.quick else PAIRS, size, DATA_SEED, teachers=teachers,
@@ -755,6 +772,8 @@ def main() -> None:
             inits = init_adapters(ws, wg_dir, concept, seed, run, base_dir, "auto" in args.arms)
             per_arm = {}
             for arm in args.arms:
+                if (args.workspace / "runs" / concept / f"seed{seed}" / arm / "metrics.json").is_file():
+                    reused.append(f"{concept}/seed{seed}/{arm}")
                 metrics = run_arm(args, ws, base, concept, seed, arm, inits)
                 curve = curve_of(args, concept, seed, arm)
                 student = metrics["test"]["student"]
@@ -815,6 +834,7 @@ def main() -> None:
         "budget": args.budget,
         "equal_at": args.equal_at,
         "concepts": rows,
+        "reused_runs": reused,
         "references": refs,
         "sizes": sizes,
         "weightgen": wgen,

@@ -28,14 +28,15 @@ def test_run_all_quick_writes_well_formed_results(tmp_path):
         pytest.fail("no shipped pretrained assets in factory/pretrained/ (bench/run_all.py needs them)")
     out, work = tmp_path / "out", tmp_path / "work"
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "run_all.py"), "--quick", "--out", str(out),
-                           "--workspace", str(work), "--arms", "scratch,full,zero,retrieval,generated,auto"],
+                           "--workspace", str(work), "--arms", "scratch,full,zero,retrieval,generated,tuned,auto"],
                           capture_output=True, text=True, timeout=880,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r = json.loads((out / "run_all.json").read_text())
     assert r["quick"] is True and r["commit"] and r["command"].startswith("python bench/run_all.py")
+    assert r["reused_runs"] == []  # a new workspace: every arm trained by this run
     shipped = json.loads((REPO / "factory" / "pretrained" / "manifest.json").read_text())
-    arms = ("scratch", "full", "zero", "retrieval", "generated", "auto")
+    arms = ("scratch", "full", "zero", "retrieval", "generated", "tuned", "auto")
     auto = chosen_init(pretrained_weightgen(), BaseGAN.load(pretrained_base()).sha256)["init"]
     for row in r["concepts"]:
         assert row["concept"] not in shipped["base"]["concepts"] + shipped["weightgen"]["concepts"]
@@ -49,6 +50,8 @@ def test_run_all_quick_writes_well_formed_results(tmp_path):
                 assert cell["steps"] > 0
             # the full fine-tune and the zero-init LoRA both start as the base with the concept's text
             assert abs(seed["full"]["step0_psnr"] - seed["zero"]["step0_psnr"]) < 1e-3
+            # the tuned arm starts as the generated LoRA, merged into the weights
+            assert abs(seed["tuned"]["step0_psnr"] - seed["generated"]["step0_psnr"]) < 1e-3
             init = work / "runs" / row["concept"] / f"seed{seed['seed']}" / "init-auto" / "init.json"
             assert json.loads(init.read_text())["init"] == auto  # what `factory run` takes for a named concept
         assert (out / f"curves-{row['concept']}.png").stat().st_size > 1000
