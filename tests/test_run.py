@@ -107,6 +107,28 @@ def test_zero_shot_editor_needs_no_teacher_data_and_is_evaluated_when_pairs_exis
     assert r.returncode == 2 and "needs a starting adapter" in r.stderr
 
 
+def test_tune_all_trains_every_weight_from_the_start_and_exports_that_generator(finished, tmp_path):
+    env = {**os.environ, "FACTORY_PRETRAINED": str(finished["shipped"]), "OMP_NUM_THREADS": "1"}
+    concept, ws = finished["concept"], tmp_path / "ws"
+    shutil.copytree(finished["ws"], ws)  # the same start and pairs: only the fine-tune and what follows change
+    r = run_factory(ws, "run", NEW_TEXT, "--teacher", "classic", *RUN, "--no-ort", "--tune", "all", env=env)
+    assert "4 stage(s) run (finetune, export, eval, report)" in r.stdout and "finetune (every weight)" in r.stderr
+    tuned = ws / "loras" / concept / "tuned"
+    m = json.loads((tuned / "metrics.json").read_text())
+    init = json.loads((ws / "runs" / concept / "state.json").read_text())["stages"]["init"]["info"]["init"]
+    assert m["init_adapter"] == init and (tuned / "diffusion_pytorch_model.safetensors").is_file()
+    assert abs(m["test"]["init_adapter"]["psnr"] - json.loads(
+        (ws / "loras" / concept / "metrics.json").read_text())["test"]["init_adapter"]["psnr"]) < 1e-3  # same start
+    card = json.loads((ws / "editors" / concept / "card.json").read_text())
+    assert card["adapter"] is None and "every weight fine-tuned" in card["adapter_note"]
+    assert (ws / "editors" / concept / "editor.onnx").read_bytes() != (
+        finished["ws"] / "editors" / concept / "editor.onnx").read_bytes()
+    page = (ws / "reports" / f"{concept}.html").read_text(encoding="utf-8")
+    assert str(tuned / "metrics.json") in page and f"{m['training']['steps']}" in page
+    r = run_factory(ws, "run", NEW_TEXT, "--zero-shot", "--tune", "all", env=env, check=False)
+    assert r.returncode == 2 and "--zero-shot --tune all" in r.stderr
+
+
 def test_auto_init_takes_the_start_measured_best_for_this_base(shipped, tmp_path):
     from base_gan.models import BaseGAN
     from weight_generator.init_choice import write_family_choice, write_init_choice

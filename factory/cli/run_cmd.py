@@ -51,26 +51,31 @@ from factory.pipeline.session import Session
 @click.option("--zero-shot", is_flag=True,
               help="No teacher data and no training: the editor is the base with the starting adapter (--init) "
                    "for the text. Evaluated only when the concept already has teacher pairs.")
+@click.option("--tune", type=click.Choice(["lora", "all"]), default="lora", show_default=True,
+              help="lora: train the LoRA on the frozen base (the editor's per-concept part stays an adapter, as "
+                   "filter packs need); all: merge the starting adapter into the base and train every weight, "
+                   "better at an equal budget on validation concepts (bench/results/tune_choice.md) but a whole "
+                   "generator per concept.")
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the run's outcome (concept, editor, report, stages, seconds) to this JSON file.")
 @click.pass_obj
 def run_cmd(session: Session, concept: str, images: Path | None, teacher: str | None, model: str | None,
             base: str | None, init: str, synth_pairs: int, pairs: int | None, seconds: float, steps: int,
-            eval_every: int, export_size: int, ort: bool, stop_after: str | None, zero_shot: bool,
+            eval_every: int, export_size: int, ort: bool, stop_after: str | None, zero_shot: bool, tune: str,
             summary_json: Path | None, device: str | None, dtype: str | None, prompt: str | None,
             negative_prompt: str | None) -> None:
     """Make a mobile editor for CONCEPT: a card name, or the edit as text ("make it a watercolor painting").
 
     \b
-    Stages: card -> synth -> init (weight generator) -> finetune (LoRA) -> export (fp32, int8, .ort)
-    -> eval -> report. Each stage is skipped when its output is there and up to date, so an
+    Stages: card -> synth -> init (weight generator) -> finetune (LoRA, or every weight with --tune all)
+    -> export (fp32, int8, .ort) -> eval -> report. Each stage is skipped when its output is there and up to date, so an
     interrupted run continues where it stopped. Prints where the editor and the report are.
     """
     from factory.pipeline.run import RunOptions, run
 
     opts = RunOptions(target=concept, teacher=teacher, model=model, images=images, base=base, init=init,
                       n_pairs=synth_pairs, pairs=pairs, seconds=seconds, steps=steps, eval_every=eval_every,
-                      export_size=export_size, ort=ort, stop_after=stop_after, zero_shot=zero_shot,
+                      export_size=export_size, ort=ort, stop_after=stop_after, zero_shot=zero_shot, tune=tune,
                       device=device, dtype=dtype, prompt=prompt, negative_prompt=negative_prompt, seed=session.seed)
     result = run(session.workspace, opts, log=lambda m: click.echo(m, err=True))
     if summary_json is not None:

@@ -66,7 +66,7 @@ def default_out_dir(workspace: Workspace, concept: str, opts: FinetuneOptions) -
 
 
 def _fingerprint(concept: str, base: BaseGAN, opts: FinetuneOptions) -> dict[str, Any]:
-    return {"concept": concept, "base": str(base.folder.resolve()), "base_sha256": base.sha256, **to_dict(opts)}
+    return {"concept": concept, "base": str(base.folder.resolve()), "base_sha256": base.sha256, **opts.as_record()}
 
 
 def _plan_or_resume(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOptions, out_dir: Path,

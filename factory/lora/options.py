@@ -55,6 +55,13 @@ class FinetuneOptions:
     seed: int = 0
     tune: str = "lora"                 # lora | all: after an adapter start, the LoRA only or every weight
 
+    def as_record(self) -> dict:
+        """The options as a resume fingerprint records them: ``tune`` only when not ``lora`` (it came later, and a
+        run saved before it still resumes)."""
+        from factory.core.configs import to_dict
+
+        return {k: v for k, v in to_dict(self).items() if not (k == "tune" and v == "lora")}
+
     @property
     def kind(self) -> str:
         return self.init if self.init in ("base", *FULL_INITS) else "adapter"

@@ -35,7 +35,7 @@ from typing import Any
 from factory.core.errors import FactoryError
 from factory.core.files import read_json
 from factory.core.workspace import Workspace
-from factory.pipeline.run_state import run_dir
+from factory.pipeline.run_state import run_dir, trained_dir
 
 BATCH_JSON = "batch.json"
 LIST_SUFFIXES = (".txt", ".list")
@@ -160,7 +160,7 @@ def figures(ws: Workspace, concept: str) -> dict[str, Any]:
         out["sizes"] = card["files"]
         out["latency_ms"] = {k: round(v["median_ms"], 2) for k, v in card["latency_ms"].items()
                              if isinstance(v, dict) and "median_ms" in v}
-    m = read_json(ws.lora(concept) / "metrics.json")
+    m = read_json(trained_dir(ws, concept) / "metrics.json")
     if m and "adapter_params" in m:
         out["adapter_params"] = m["adapter_params"]
     return out

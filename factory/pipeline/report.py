@@ -16,7 +16,7 @@ from factory.core.atomic import atomic_write_text
 from factory.core.errors import FactoryError
 from factory.core.files import read_json
 from factory.core.workspace import Workspace
-from factory.pipeline.run_state import STAGES, run_dir
+from factory.pipeline.run_state import STAGES, run_dir, trained_dir
 from factory.pipeline.templates import data_uri, render
 
 
@@ -93,11 +93,13 @@ def build_report(ws: Workspace, concept: str) -> Path:
     if ev is None:
         raise FactoryError(f"no evaluation for '{concept}' yet ({folder / 'eval.json'}); run `factory run {concept}`")
     state = read_json(folder / "state.json") or {"stages": {}}
-    metrics = read_json(ws.lora(concept) / "metrics.json")
+    trained = trained_dir(ws, concept)
+    metrics = read_json(trained / "metrics.json")
     card = read_json(ws.editor(concept) / "card.json")
-    curve = ws.lora(concept) / "curve.png"
+    curve = trained / "curve.png"
     files = [ws.editor(concept) / n for n in (card or {}).get("files", {})] + [
-        ws.lora(concept) / n for n in ("adapter_config.json", "adapter_model.safetensors", "metrics.json", "curve.csv")
+        trained / n for n in ("adapter_config.json", "adapter_model.safetensors", "config.json",
+                              "diffusion_pytorch_model.safetensors", "metrics.json", "curve.csv")
     ]
     training = None
     if metrics:
@@ -121,7 +123,7 @@ def build_report(ws: Workspace, concept: str) -> Path:
         init=(state["stages"].get("init") or {}).get("info"),
         training=training,
         curve=data_uri(curve) if curve.is_file() else None,
-        sizes=_sizes(metrics, card, ws.lora(concept)),
+        sizes=_sizes(metrics, card, trained),
         latency=_latency(card),
         stages=[
             (n, state["stages"][n]["seconds"], state["stages"][n].get("finished", ""))

@@ -8,7 +8,8 @@ and is skipped when that record matches and its outputs are there):
 3. init      the starting adapter: sampled by the weight generator from the concept text
              (the workspace's own or the shipped pretrained one), else zero-init LoRA;
 4. finetune  the LoRA on the frozen base (``factory finetune``; resumes its own checkpoints); with
-             ``--zero-shot`` there is no synth and no fine-tune: the starting adapter is the LoRA;
+             ``--tune all`` the start merged into the base and every weight trained (``loras/<concept>/tuned/``);
+             with ``--zero-shot`` there is no synth and no fine-tune: the starting adapter is the LoRA;
 5. export    fp32 + int8 ONNX and .ort files, checked (``factory export``);
 6. eval      the exported editors on the concept's held-out test pairs, next to the identity baseline;
 7. report    ``<workspace>/reports/<concept>.html`` (``factory report``).
@@ -27,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from concepts.cards import ConceptCard
-from factory.core.configs import to_dict
 from factory.core.locks import exclusive_lock
 from factory.core.workspace import Workspace
 from factory.pipeline import run_stages as st
@@ -139,22 +139,27 @@ class _Chain:
             self.log(f"finetune: none (--zero-shot): the starting adapter is the editor's LoRA ({out})")
             return
         ft = st.finetune_options(self.opts, self.init["init"])
-        self.fp = digest(self.fp, "finetune", {k: v for k, v in to_dict(ft).items() if k not in ("steps", "seconds")})
+        kept = {k: v for k, v in ft.as_record().items() if k not in ("steps", "seconds")}
+        self.fp = digest(self.fp, "finetune", kept)
         rec = self.state.get("finetune")
         restart = bool(rec and rec["fingerprint"] != self.fp)
-        out = self.ws.lora(self.concept)
+        self.trained, weights = st.trained_files(self.ws, self.concept, self.opts, self.init["init"])
         info = self.stage("finetune", self.fp, lambda: (
-            [out / "adapter_model.safetensors", out / "metrics.json"],
+            [weights, self.trained / "metrics.json"],
             st.finetune_stage(self.ws, self.concept, self.base, self.opts, self.init["init"], restart, self.log)),
             budget=[self.opts.steps, self.opts.seconds])
-        self.log(f"finetune: {info['steps']} steps in {info['seconds']:.0f} s, test PSNR {info['test_psnr']:.2f} dB")
+        what = "every weight" if self.opts.tune == "all" else "LoRA"
+        self.log(f"finetune ({what}): {info['steps']} steps in {info['seconds']:.0f} s, "
+                 f"test PSNR {info['test_psnr']:.2f} dB")
 
     def _export(self) -> None:
-        opts = self.opts
-        self.fp = digest(self.fp, "export", file_digest(self.ws.lora(self.concept) / "adapter_model.safetensors"),
-                         opts.export_size, opts.int8, opts.ort)
+        opts, trained = self.opts, getattr(self, "trained", self.ws.lora(self.concept))
+        weights = next((trained / n for n in ("adapter_model.safetensors", "diffusion_pytorch_model.safetensors")
+                        if (trained / n).is_file()), trained / "adapter_model.safetensors")
+        self.fp = digest(self.fp, "export", file_digest(weights), opts.export_size, opts.int8, opts.ort)
         self.stage("export", self.fp, lambda: ([self.ws.editor(self.concept) / "card.json"],
-                                               st.export_stage(self.ws, self.card, self.base, opts, self.log)))
+                                               st.export_stage(self.ws, self.card, self.base, opts, self.log,
+                                                               trained)))
 
     def _eval(self) -> None:
         self.fp = digest(self.fp, "eval", file_digest(self.ws.editor(self.concept) / "card.json"))

@@ -38,6 +38,7 @@ class RunOptions:
     ort: bool = True
     stop_after: str | None = None
     zero_shot: bool = False          # no teacher data, no training: the starting adapter is the editor
+    tune: str = "lora"               # lora: the LoRA on the frozen base; all: the start merged, every weight trained
     seed: int = 0
 
     def teacher_overrides(self) -> dict[str, str | None]:
@@ -53,5 +54,9 @@ class RunOptions:
         if self.zero_shot and self.init == "base":
             raise FactoryError("--zero-shot --init base: a zero-shot editor needs a starting adapter "
                                "(--init auto, weightgen, mean, ridge or retrieval)")
+        if self.tune not in ("lora", "all"):
+            raise FactoryError(f"--tune {self.tune}: expected lora or all")
+        if self.zero_shot and self.tune == "all":
+            raise FactoryError("--zero-shot --tune all: a zero-shot editor trains nothing (drop one of them)")
         if self.seconds <= 0 or self.steps < 1 or self.n_pairs < 4:
             raise FactoryError("--seconds must be > 0, --steps >= 1 and --synth-pairs >= 4")

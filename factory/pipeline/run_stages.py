@@ -146,21 +146,38 @@ def weightgen_digest(ws: Workspace, init: str, base_sha256: str, card: ConceptCa
 
 # -- 4. finetune -------------------------------------------------------------------------------------
 def finetune_options(opts: RunOptions, init: str):
+    """The fine-tune a run asks for from its start ``init``: the LoRA (a zero-init one of ``DEFAULT_LAYERS`` when
+    ``init`` is ``base``), or with ``--tune all`` every weight (the start merged; the base's own for ``base``)."""
     from factory.lora.options import FinetuneOptions
 
-    zero = init == "base"
+    zero, whole = init == "base", opts.tune == "all"
+    if whole:
+        return FinetuneOptions(init="full" if zero else init, tune="lora" if zero else "all", pairs=opts.pairs,
+                               steps=opts.steps, seconds=opts.seconds, eval_every=opts.eval_every, seed=opts.seed)
     return FinetuneOptions(init=init, layers=DEFAULT_LAYERS if zero else None, rank=DEFAULT_RANK if zero else None,
                            pairs=opts.pairs, steps=opts.steps, seconds=opts.seconds, eval_every=opts.eval_every,
                            seed=opts.seed)
+
+
+def trained_files(ws: Workspace, concept: str, opts: RunOptions, init: str) -> tuple[Path, Path]:
+    """(the folder a run's fine-tune writes, its weights file): ``loras/<concept>/`` and the adapter, or with
+    ``--tune all`` ``loras/<concept>/tuned/`` (``full/`` from zero-init) and the whole generator."""
+    from factory.lora.finetune import default_out_dir
+
+    ft = finetune_options(opts, init)
+    out = default_out_dir(ws, concept, ft)
+    return out, out / ("diffusion_pytorch_model.safetensors" if ft.trains_all else "adapter_model.safetensors")
 
 
 def finetune_stage(ws: Workspace, concept: str, base: BaseGAN, opts: RunOptions, init: str, restart: bool,
                    log: Log) -> dict[str, Any]:
     from factory.lora.finetune import finetune
 
-    m = finetune(ws, concept, base, finetune_options(opts, init), restart=restart, log=log)
+    out, _ = trained_files(ws, concept, opts, init)
+    m = finetune(ws, concept, base, finetune_options(opts, init), out_dir=out, restart=restart, log=log)
     return {"steps": m["training"]["steps"], "seconds": m["training"]["seconds"],
-            "test_psnr": m["test"]["student"]["psnr"], "adapter_params": m["adapter_params"]}
+            "test_psnr": m["test"]["student"]["psnr"], "adapter_params": m.get("adapter_params"), "out": str(out),
+            "tune": opts.tune}
 
 
 def zero_shot_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, init: dict[str, Any]) -> dict[str, Any]:
@@ -184,15 +201,21 @@ def zero_shot_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, init: dict[
 
 
 # -- 5. export ---------------------------------------------------------------------------------------
-def export_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, opts: RunOptions, log: Log) -> dict[str, Any]:
+def export_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, opts: RunOptions, log: Log,
+                 trained: Path | None = None) -> dict[str, Any]:
+    """The editor from the base with the concept's LoRA merged, or from ``trained``, a whole fine-tuned generator
+    (``--tune all``)."""
+    from base_gan.models import BaseGAN
     from factory.export.editor import ExportRequest, export_editor
     from factory.pipeline.manifest import write_manifest
 
     concept = card.name
-    req = ExportRequest(concept=concept, base=base, adapter_dir=ws.lora(concept),
-                        adapter_note=f"LoRA {ws.lora(concept)} merged", instruction=card.instruction,
-                        data_dir=ws.data(concept), out_dir=ws.editor(concept), size=opts.export_size,
-                        int8=opts.int8, ort=opts.ort, text_cache=ws.text_cache)
+    whole = trained is not None and not (trained / "adapter_model.safetensors").is_file()
+    model, adapter = (BaseGAN.load(trained), None) if whole else (base, trained or ws.lora(concept))
+    note = f"every weight fine-tuned ({trained})" if whole else f"LoRA {adapter} merged"
+    req = ExportRequest(concept=concept, base=model, adapter_dir=adapter, adapter_note=note,
+                        instruction=card.instruction, data_dir=ws.data(concept), out_dir=ws.editor(concept),
+                        size=opts.export_size, int8=opts.int8, ort=opts.ort, text_cache=ws.text_cache)
     files = export_editor(req, log=lambda m: log(f"export: {m}"))["files"]
     write_manifest(ws)  # editors/manifest.json lists the new editor
     return {"files": files}

@@ -20,6 +20,13 @@ def run_dir(ws: Workspace, concept: str) -> Path:
     return ws.root / "runs" / concept
 
 
+def trained_dir(ws: Workspace, concept: str) -> Path:
+    """Where the concept's last ``factory run`` fine-tune is (its state says; ``loras/<concept>/`` by default)."""
+    state = read_json(run_dir(ws, concept) / "state.json") or {}
+    out = (((state.get("stages") or {}).get("finetune") or {}).get("info") or {}).get("out")
+    return Path(out) if out else ws.lora(concept)
+
+
 def digest(*parts: Any) -> str:
     """A short stable digest of JSON-able parts (anything else by its ``str``)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
