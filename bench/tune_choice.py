@@ -47,7 +47,7 @@ FAMILY_DRAW = 12
 WAYS = {
     "lora": ("generated", {}),
     "lora-1e-2": ("generated", {"lr": 1e-2}),
-    "all": ("generated", {"tune": "all"}),
+    "all": ("generated", {"tune": "all", "lr": 3e-4}),
     "all-1e-3": ("generated", {"tune": "all", "lr": 1e-3}),
     "scratch": ("scratch", {}),
 }

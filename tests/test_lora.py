@@ -377,7 +377,7 @@ def test_tune_all_starts_from_the_merged_adapter_and_trains_every_weight(ws: Wor
     assert model_spec(model) == model_spec(base) and not (out / "adapter_config.json").exists()
     changed = [not torch.equal(a, b) for a, b in zip(model.state_dict().values(), base.state_dict().values())]
     assert sum(changed) > 0.9 * len(changed)
-    assert m["training"]["settings"]["lr"] == 3e-4 and m["init_adapter"].endswith("start-for-tune-all")
+    assert m["training"]["settings"]["lr"] == 1e-3 and m["init_adapter"].endswith("start-for-tune-all")
     for init in ("base", "scratch", "full"):
         res = invoke(ws, "finetune", "negative", "--base", "tiny", "--init", init, "--tune", "all")
         assert isinstance(res.exception, FactoryError) and "--tune all" in str(res.exception), init

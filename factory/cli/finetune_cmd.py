@@ -46,7 +46,7 @@ def parse_candidates(value: str) -> tuple[int, ...]:
                    "of the recipe adapter and the weight generator's), or an adapter folder.")
 @click.option("--tune", type=click.Choice(["lora", "all"]), default="lora", show_default=True,
               help="After an adapter start: lora trains the adapter on the frozen base; all merges it into the "
-                   "base and trains every weight (lr 3e-4; a whole generator per concept, saved in .../tuned/).")
+                   "base and trains every weight (lr 1e-3; a whole generator per concept, saved in .../tuned/).")
 @click.option("--layers", default=None,
               help="auto (layer probe) or comma-separated groups: stem,down1,res,down2,attn,xattn,ff,up1,up2,head. "
                    "Default: auto for --init base, the adapter's own otherwise.")
@@ -62,8 +62,8 @@ def parse_candidates(value: str) -> tuple[int, ...]:
               help="Wall-clock training budget; stops at whichever of --steps/--seconds first.")
 @click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--lr", type=float,
-              help="Learning rate (default 3e-3 for LoRA, 1e-3 for --init scratch, 3e-4 for --init full or "
-                   "--tune all).")
+              help="Learning rate (default 3e-3 for LoRA, 1e-3 for --init scratch, 3e-4 for --init full, 1e-3 "
+                   "for --tune all).")
 @click.option("--eval-every", type=click.IntRange(1), default=50, show_default=True,
               help="Steps between held-out PSNR points of the curve.")
 @click.option("--eval-seconds", type=click.FloatRange(0, min_open=True),

@@ -20,7 +20,7 @@ generator saved in ``loras/<concept>/scratch/``), ``full`` (every weight of the 
 what the pretrained base gives full training; saved in ``loras/<concept>/full/``), or a folder holding a
 peft adapter to start from (its layout); ``factory.pipeline.steps.finetune`` turns ``weightgen`` into such a folder.
 ``tune="all"`` after an adapter start merges the adapter into a copy of the base and trains every weight
-(``FULL_LR``; saved as a model folder in ``loras/<concept>/tuned/``): the start's head start with the whole
+(``TUNE_LR``; saved as a model folder in ``loras/<concept>/tuned/``): the start's head start with the whole
 student's capacity, at the cost of a whole-generator download per concept.
 
 Fixed layout for the weight generator: ``--layers GROUPS --rank N`` (and the same ``--lora-bias``

@@ -20,6 +20,9 @@ ADAPTER_LR = 3e-3  # LoRA B starts at zero and needs a larger step than full tra
 SCRATCH_LR = 1e-3  # full training of the same architecture from random weights
 #: --init full: chosen on validation concepts (bench/results/full_lr.md: 25.61 dB mean vs 25.45 at 1e-4, 21.58 at 1e-3)
 FULL_LR = 3e-4
+#: --tune all (the start merged, every weight trained): chosen on validation concepts at 90 s
+#: (bench/results/tune_choice.md: 29.40 dB mean vs 28.58 at FULL_LR's 3e-4, 27.75 for the LoRA at ADAPTER_LR)
+TUNE_LR = 1e-3
 #: the inits that train the whole generator (saved as a model folder in loras/<concept>/<init>/), not a LoRA
 FULL_INITS = ("scratch", "full")
 #: what a fine-tune from an adapter start trains: the LoRA on the frozen base, or every weight with the adapter merged
@@ -83,7 +86,7 @@ class FinetuneOptions:
         if self.lr is not None:
             return self.lr
         if self.tune == "all":
-            return FULL_LR
+            return TUNE_LR
         return {"scratch": SCRATCH_LR, "full": FULL_LR}.get(self.init, ADAPTER_LR)
 
     def train_settings(self, base: BaseGAN, steps: int, seconds: float | None) -> TrainSettings:
