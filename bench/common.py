@@ -1,5 +1,5 @@
-"""What every benchmark script shares: timestamped log lines, the provenance a results file records, and the
-photo shrunk to the pairs' size."""
+"""What every benchmark script shares: timestamped log lines, the provenance a results file records, writing a
+results file with its markdown, and the photo shrunk to the pairs' size."""
 
 from __future__ import annotations
 
@@ -34,6 +34,17 @@ def provenance(script: str) -> dict[str, object]:
             "command": " ".join(["python", f"bench/{script}", *sys.argv[1:]]),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "load_average_1min": round(os.getloadavg()[0], 2)}
+
+
+def write_results(out: Path, name: str, quick: bool, result: dict, markdown: str) -> Path:
+    """``<out>/<name>.json`` and ``.md`` (``<name>-quick`` for a smoke run, so it never overwrites the figures);
+    returns the markdown's path."""
+    from factory.core.atomic import atomic_write_json, atomic_write_text
+
+    name = f"{name}-quick" if quick else name
+    atomic_write_json(out / f"{name}.json", result)
+    atomic_write_text(out / f"{name}.md", markdown)
+    return out / f"{name}.md"
 
 
 def shrink_to_pairs(img, pair_size: int):

@@ -20,7 +20,6 @@ import statistics
 from pathlib import Path
 
 from concepts.cards import find_card
-from factory.core.atomic import atomic_write_json, atomic_write_text
 from factory.core.workspace import Workspace
 from factory.data.card_pairs import PhotoCache, TeacherCache, make_pairs
 from factory.evaluation.protocol import DATA_SEED, PAIRS, SIZE, concept_split
@@ -28,7 +27,7 @@ from factory.lora.finetune import finetune
 from factory.lora.options import FinetuneOptions
 from factory.pipeline.assets import manifest, resolve_base
 
-from common import log, provenance
+from common import log, provenance, write_results
 
 SEED = 0
 LRS = (1e-4, 3e-4, 1e-3)
@@ -76,10 +75,7 @@ def main() -> None:
          "assets_recipe": m.get("recipe_now") or m.get("recipe"), "concepts": concepts, "split": "validation",
          "seconds": seconds, "size": size, "pairs": pairs, "seed": SEED, "rows": rows,
          "mean_psnr": {f"{lr:g}": v for lr, v in means.items()}, "choice": choice}
-    name = "full_lr-quick" if args.quick else "full_lr"
-    atomic_write_json(args.out / f"{name}.json", r)
-    atomic_write_text(args.out / f"{name}.md", markdown(r))
-    log(f"choice: lr {choice:g} -> {args.out / name}.md")
+    log(f"choice: lr {choice:g} -> {write_results(args.out, 'full_lr', args.quick, r, markdown(r))}")
 
 
 def markdown(r: dict) -> str:

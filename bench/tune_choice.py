@@ -31,14 +31,13 @@ import statistics
 from pathlib import Path
 
 from concepts.cards import find_card
-from factory.core.atomic import atomic_write_json, atomic_write_text
 from factory.core.workspace import Workspace
 from factory.data.card_pairs import PhotoCache, TeacherCache, make_pairs
 from factory.evaluation.protocol import DATA_SEED, PAIRS, SIZE, concept_split
 from factory.lora.finetune import finetune
 from factory.lora.options import FinetuneOptions
 
-from common import log, provenance
+from common import log, provenance, write_results
 from run_all import init_adapters, shipped
 
 SEED = 0
@@ -118,10 +117,7 @@ def main() -> None:
          "family_draw": FAMILY_DRAW, "seconds": seconds, "size": size, "pairs": pairs, "seed": SEED,
          "ways": {w: {"init": i, **e} for w, (i, e) in WAYS.items()}, "rows": rows, "mean_psnr": means,
          "mean_psnr_by_group": by_group, "choice": choice}
-    name = "tune_choice-quick" if args.quick else "tune_choice"
-    atomic_write_json(args.out / f"{name}.json", r)
-    atomic_write_text(args.out / f"{name}.md", markdown(r))
-    log(f"choice: {choice} -> {args.out / name}.md")
+    log(f"choice: {choice} -> {write_results(args.out, 'tune_choice', args.quick, r, markdown(r))}")
 
 
 def markdown(r: dict) -> str:
