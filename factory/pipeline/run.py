@@ -133,33 +133,32 @@ class _Chain:
     def _finetune(self) -> None:
         if self.opts.zero_shot:
             self.fp = digest(self.fp, "finetune", "zero-shot")
-            out = self.ws.lora(self.concept)
+            self.trained = self.ws.lora(self.concept)
+            self.weights = self.trained / "adapter_model.safetensors"
             self.stage("finetune", self.fp, lambda: (
-                [out / "adapter_model.safetensors"], st.zero_shot_stage(self.ws, self.card, self.base, self.init)))
-            self.log(f"finetune: none (--zero-shot): the starting adapter is the editor's LoRA ({out})")
+                [self.weights], st.zero_shot_stage(self.ws, self.card, self.base, self.init)))
+            self.log(f"finetune: none (--zero-shot): the starting adapter is the editor's LoRA ({self.trained})")
             return
         ft = st.finetune_options(self.opts, self.init["init"])
         kept = {k: v for k, v in ft.as_record().items() if k not in ("steps", "seconds")}
         self.fp = digest(self.fp, "finetune", kept)
         rec = self.state.get("finetune")
         restart = bool(rec and rec["fingerprint"] != self.fp)
-        self.trained, weights = st.trained_files(self.ws, self.concept, self.opts, self.init["init"])
+        self.trained, self.weights = st.trained_files(self.ws, self.concept, ft)
         info = self.stage("finetune", self.fp, lambda: (
-            [weights, self.trained / "metrics.json"],
-            st.finetune_stage(self.ws, self.concept, self.base, self.opts, self.init["init"], restart, self.log)),
+            [self.weights, self.trained / "metrics.json"],
+            st.finetune_stage(self.ws, self.concept, self.base, ft, restart, self.log)),
             budget=[self.opts.steps, self.opts.seconds])
-        what = "every weight" if self.opts.tune == "all" else "LoRA"
+        what = "every weight" if ft.trains_all else "LoRA"
         self.log(f"finetune ({what}): {info['steps']} steps in {info['seconds']:.0f} s, "
                  f"test PSNR {info['test_psnr']:.2f} dB")
 
     def _export(self) -> None:
-        opts, trained = self.opts, getattr(self, "trained", self.ws.lora(self.concept))
-        weights = next((trained / n for n in ("adapter_model.safetensors", "diffusion_pytorch_model.safetensors")
-                        if (trained / n).is_file()), trained / "adapter_model.safetensors")
-        self.fp = digest(self.fp, "export", file_digest(weights), opts.export_size, opts.int8, opts.ort)
+        opts = self.opts
+        self.fp = digest(self.fp, "export", file_digest(self.weights), opts.export_size, opts.int8, opts.ort)
         self.stage("export", self.fp, lambda: ([self.ws.editor(self.concept) / "card.json"],
                                                st.export_stage(self.ws, self.card, self.base, opts, self.log,
-                                                               trained)))
+                                                               self.trained)))
 
     def _eval(self) -> None:
         self.fp = digest(self.fp, "eval", file_digest(self.ws.editor(self.concept) / "card.json"))

@@ -159,25 +159,24 @@ def finetune_options(opts: RunOptions, init: str):
                            seed=opts.seed)
 
 
-def trained_files(ws: Workspace, concept: str, opts: RunOptions, init: str) -> tuple[Path, Path]:
-    """(the folder a run's fine-tune writes, its weights file): ``loras/<concept>/`` and the adapter, or with
+def trained_files(ws: Workspace, concept: str, ft) -> tuple[Path, Path]:
+    """(the folder the fine-tune ``ft`` writes, its weights file): ``loras/<concept>/`` and the adapter, or with
     ``--tune all`` ``loras/<concept>/tuned/`` (``full/`` from zero-init) and the whole generator."""
     from factory.lora.finetune import default_out_dir
 
-    ft = finetune_options(opts, init)
     out = default_out_dir(ws, concept, ft)
     return out, out / ("diffusion_pytorch_model.safetensors" if ft.trains_all else "adapter_model.safetensors")
 
 
-def finetune_stage(ws: Workspace, concept: str, base: BaseGAN, opts: RunOptions, init: str, restart: bool,
-                   log: Log) -> dict[str, Any]:
+def finetune_stage(ws: Workspace, concept: str, base: BaseGAN, ft, restart: bool, log: Log) -> dict[str, Any]:
+    """Run (or resume) the fine-tune ``ft`` (``finetune_options``) into its ``trained_files`` folder."""
     from factory.lora.finetune import finetune
 
-    out, _ = trained_files(ws, concept, opts, init)
-    m = finetune(ws, concept, base, finetune_options(opts, init), out_dir=out, restart=restart, log=log)
+    out, _ = trained_files(ws, concept, ft)
+    m = finetune(ws, concept, base, ft, out_dir=out, restart=restart, log=log)
     return {"steps": m["training"]["steps"], "seconds": m["training"]["seconds"],
             "test_psnr": m["test"]["student"]["psnr"], "adapter_params": m.get("adapter_params"), "out": str(out),
-            "tune": opts.tune}
+            "tune": ft.tune}
 
 
 def zero_shot_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, init: dict[str, Any]) -> dict[str, Any]:
@@ -202,16 +201,16 @@ def zero_shot_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, init: dict[
 
 # -- 5. export ---------------------------------------------------------------------------------------
 def export_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, opts: RunOptions, log: Log,
-                 trained: Path | None = None) -> dict[str, Any]:
-    """The editor from the base with the concept's LoRA merged, or from ``trained``, a whole fine-tuned generator
-    (``--tune all``)."""
+                 trained: Path) -> dict[str, Any]:
+    """The editor from the base with the LoRA in ``trained`` merged, or from ``trained`` itself when it holds a
+    whole fine-tuned generator (``--tune all``)."""
     from base_gan.models import BaseGAN
     from factory.export.editor import ExportRequest, export_editor
     from factory.pipeline.manifest import write_manifest
 
     concept = card.name
-    whole = trained is not None and not (trained / "adapter_model.safetensors").is_file()
-    model, adapter = (BaseGAN.load(trained), None) if whole else (base, trained or ws.lora(concept))
+    whole = not (trained / "adapter_model.safetensors").is_file()
+    model, adapter = (BaseGAN.load(trained), None) if whole else (base, trained)
     note = f"every weight fine-tuned ({trained})" if whole else f"LoRA {adapter} merged"
     req = ExportRequest(concept=concept, base=model, adapter_dir=adapter, adapter_note=note,
                         instruction=card.instruction, data_dir=ws.data(concept), out_dir=ws.editor(concept),
