@@ -20,6 +20,7 @@ from torch import nn
 
 from base_gan.distributed import parallel
 from base_gan.models import build_model, round_to_float16_, save_model, state_dict_for_save, unwrap
+from base_gan.rollback import DEFAULT_LIMIT, Rollback
 from factory.core.atomic import atomic_write_json
 from factory.core.configs import to_dict
 from factory.core.errors import FactoryError
@@ -56,6 +57,7 @@ class TrainSettings:
     ema: float | None = None
     augment: bool = True
     text_dropout: float = 0.0  # share of samples trained as the identity under an empty or unrelated text
+    rollback_l1: float | None = DEFAULT_LIMIT  # a step's L1 above this: back to a snapshot at half the LR (None: off)
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
     seed: int = 0
@@ -176,7 +178,7 @@ class Trainer:
         b = self._batch(step)
         for opt in (self.opt_g, self.opt_d):
             for group in opt.param_groups:
-                group["lr"] = self.s.lr * self._lr_scale(step)
+                group["lr"] = self.s.lr * self._lr_scale(step) * 0.5 ** len(self.state.rollbacks)
         src, tgt = b["source"], b["target"]
         fake = self.generate(self.G, src, b["concept"])
 
@@ -219,10 +221,42 @@ class Trainer:
         quality curve.
         """
         return run_budgeted(self.state, steps=self.s.steps, seconds=self.s.seconds,
-                            checkpoint_every=self.s.checkpoint_every, train_step=self.train_step,
+                            checkpoint_every=self.s.checkpoint_every, train_step=self._guarded_steps(),
                             save_checkpoint=self.save_checkpoint, progress=progress,
                             pause_every=eval_every, on_pause=on_eval, pause_seconds=eval_seconds,
                             agree=self.par.any)
+
+    def _guarded_steps(self) -> Callable[[int], dict[str, float]]:
+        """``train_step`` behind the divergence guard (``settings.rollback_l1``): a step whose L1 is above the limit
+        puts the models and optimizers back to a snapshot and halves the learning rate for the rest of the run."""
+        if self.s.rollback_l1 is None:
+            return self.train_step
+        guard = Rollback(self._snapshot, self._restore, limit=self.s.rollback_l1)
+
+        def step(step: int) -> dict[str, float]:
+            log = self.train_step(step)
+            if guard.after_step(step + 1, log["l1"]):
+                self.state.rollbacks.append({"step": step + 1, "l1": log["l1"]})
+                log["rollback"] = 1.0
+            return log
+
+        return step
+
+    def _snapshot(self) -> dict[str, Any]:
+        snap = {"g": self._generator_state(), "d": state_dict_for_save(self.D),
+                "opt": copy.deepcopy({"g": self.opt_g.state_dict(), "d": self.opt_d.state_dict()})}
+        if self.ema is not None:
+            snap["ema"] = state_dict_for_save(self.ema)
+        return snap
+
+    def _restore(self, snap: dict[str, Any]) -> None:
+        self._load_generator_state(snap["g"])
+        self.D.load_state_dict(snap["d"])
+        opt = copy.deepcopy(snap["opt"])  # the optimizers update their state in place: the snapshot stays as taken
+        self.opt_g.load_state_dict(opt["g"])
+        self.opt_d.load_state_dict(opt["d"])
+        if self.ema is not None:
+            self.ema.load_state_dict(snap["ema"])
 
     def final_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.G
@@ -287,6 +321,7 @@ class Trainer:
         optim = torch.load(ckpt / "optim.pt", weights_only=True)
         self.opt_g.load_state_dict(optim["opt_g"])
         self.opt_d.load_state_dict(optim["opt_d"])
-        self.state = TrainState(step=saved["step"], seconds=saved["seconds"], history=saved["history"])
+        self.state = TrainState(step=saved["step"], seconds=saved["seconds"], history=saved["history"],
+                                rollbacks=saved.get("rollbacks", []))
         return True
 

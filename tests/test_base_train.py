@@ -56,6 +56,43 @@ def test_resume_gives_the_same_next_steps(tiny_data: Workspace, tmp_path: Path) 
         assert torch.equal(a, b), name
 
 
+def test_a_diverging_run_goes_back_to_a_snapshot_at_half_the_rate(tiny_data: Workspace, tmp_path: Path) -> None:
+    def blown_up(trainer: Trainer) -> Trainer:
+        """At step 55 the head's last bias jumps by 1e3: the output leaves the image range as a diverging run's does."""
+        train_step = trainer.train_step
+
+        def step(k: int) -> dict[str, float]:
+            if k == 54:
+                with torch.no_grad():
+                    trainer.G.head.conv3.bias.add_(1e3)
+            return train_step(k)
+
+        trainer.train_step = step
+        return trainer
+
+    unguarded = blown_up(make_trainer(tiny_data, tmp_path / "off", steps=64, lr=1e-3, decay_from=1.0,
+                                      checkpoint_every=1000, rollback_l1=None))
+    unguarded.train()
+    assert unguarded.state.history[-1]["l1"] > 10 and not unguarded.state.rollbacks
+
+    guarded = blown_up(make_trainer(tiny_data, tmp_path / "on", steps=64, lr=1e-3, decay_from=1.0,
+                                    checkpoint_every=20))
+    seen: dict[int, dict[str, torch.Tensor]] = {}
+    guarded.train(progress=lambda log: seen.setdefault(int(log["step"]), guarded._generator_state()))
+    # the step that diverged ends on the weights of the older of the two snapshots (steps 25 and 50), and the run goes
+    # on from there
+    assert [r["step"] for r in guarded.state.rollbacks] == [55] and guarded.state.rollbacks[0]["l1"] > 4
+    for name, value in seen[25].items():
+        assert torch.equal(seen[55][name], value), name
+    assert guarded.state.step == 64 and max(h["l1"] for h in guarded.state.history[55:]) < 1
+    assert [g["lr"] for g in guarded.opt_g.param_groups] == [5e-4]
+    # a resumed run keeps its halved rate
+    resumed = make_trainer(tiny_data, tmp_path / "on", steps=68, lr=1e-3, decay_from=1.0, checkpoint_every=20)
+    assert resumed.resume() and resumed.state.rollbacks == guarded.state.rollbacks
+    resumed.train()
+    assert [g["lr"] for g in resumed.opt_g.param_groups] == [5e-4]
+
+
 def test_final_model_loads_back(tiny_data: Workspace, tmp_path: Path) -> None:
     trainer = make_trainer(tiny_data, tmp_path / "c", steps=2, ema=0.9)
     trainer.train()

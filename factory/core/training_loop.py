@@ -13,11 +13,13 @@ from factory.core.atomic import atomic_folder
 
 @dataclass
 class TrainState:
-    """Where a run is: steps done, training seconds spent (evaluation pauses excluded), per-step logs."""
+    """Where a run is: steps done, training seconds spent (evaluation pauses excluded), per-step logs, and the
+    steps at which a divergence guard put the run back (``base_gan.rollback``)."""
 
     step: int = 0
     seconds: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
+    rollbacks: list[dict[str, float]] = field(default_factory=list)
 
 
 def run_budgeted(state: TrainState, *, steps: int, seconds: float | None, checkpoint_every: int,
