@@ -3,7 +3,7 @@
 GAN training at the learning rates a 90-second fine-tune needs (1e-3) sometimes diverges within a few
 steps: the L1 to the target climbs from ~0.05 to thousands and the run never comes back (output past
 the soft bound's leak). Of the 126 test and validation runs of ``bench/run_all.py`` / ``tune_choice.py``
-(``bench/results/divergence.md``), 118 kept their L1 at or below 1.906; the 8 others reached 179 or more,
+(``bench/results/divergence-before-guard.md``), 118 kept their L1 at or below 1.906; the 8 others reached 179 or more,
 and 7 of them ended 3.5 to 25.6 dB below their best held-out PSNR. The guard keeps the last ``keep`` in-memory
 snapshots taken every ``every`` steps; a step whose L1 is not finite or above ``limit`` restores the
 oldest of them, and the run goes on from there (with new batches) at half its learning rate. The time

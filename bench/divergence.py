@@ -6,6 +6,7 @@ checkpoint, its held-out curve) and writes, per run: the largest L1 and its step
 held-out PSNR at its start, best point and end. It trains nothing, so it may run beside other work.
 
     python bench/divergence.py                 # bench/results/divergence.{json,md}
+    python bench/divergence.py --name divergence-before-guard   # the same scan under another name
 """
 
 from __future__ import annotations
@@ -59,13 +60,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", type=Path, default=REPO / "bench" / "work")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    ap.add_argument("--name", default="divergence", help="results file name (without .json / .md)")
     args = ap.parse_args()
     workspaces = sorted(p.parent for p in args.work.glob("*/runs") if "quick" not in p.parent.name)
     runs = [r for ws in workspaces for state in sorted((ws / "runs").glob("**/checkpoints"))
             if (r := run_record(state.parent, args.work)) is not None]
     result = {**provenance("divergence.py"), "limit": DEFAULT_LIMIT,
               "workspaces": [str(w.relative_to(args.work)) for w in workspaces], "runs": runs}
-    log(f"{len(runs)} runs -> {write_results(args.out, 'divergence', False, result, markdown(result))}")
+    log(f"{len(runs)} runs -> {write_results(args.out, args.name, False, result, markdown(result))}")
 
 
 if __name__ == "__main__":
