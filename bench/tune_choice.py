@@ -11,9 +11,9 @@ in each of these ways, next to scratch (the reference every goal is against):
 - ``all-1e-3``: the same at scratch's 1e-3 (added after the first choice: scratch's lead on colour is its
   larger step? The choice below is remade over all ways);
 - ``scratch``: our architecture from random weights (``SCRATCH_LR``);
-- ``all-1e-3-decay`` and ``scratch-decay``: the two with their learning rate decaying linearly to 0 over the
-  second half of the seconds budget (``decay_over="budget"``; otherwise a 90 s run never reaches the step
-  schedule's decay), added in a third run.
+- ``lora-decay``, ``all-1e-3-decay`` and ``scratch-decay``: those three with their learning rate decaying
+  linearly to 0 over the second half of the seconds budget (``decay_over="budget"``; otherwise a 90 s run
+  never reaches the step schedule's decay), added in a third run.
 
 Validation concepts: the first ``--per-group`` named validation concepts of each group (concepts/_splits.yaml)
 and the first ``--family`` colour and structural concepts of ``sample_concepts(200, 12, 'train')`` that neither
@@ -52,6 +52,7 @@ WAYS = {
     "all": ("generated", {"tune": "all", "lr": 3e-4}),
     "all-1e-3": ("generated", {"tune": "all", "lr": 1e-3}),
     "scratch": ("scratch", {}),
+    "lora-decay": ("generated", {"decay_over": "budget"}),
     "all-1e-3-decay": ("generated", {"tune": "all", "lr": 1e-3, "decay_over": "budget"}),
     "scratch-decay": ("scratch", {"decay_over": "budget"}),
 }
