@@ -49,6 +49,7 @@ class TrainSettings:
     lr: float = 2e-4
     beta1: float = 0.5
     decay_from: float = 0.5  # linear LR decay to 0 over the last (1 - decay_from) of the steps
+    decay_over: str = "steps"  # budget: of the steps or of the seconds budget, whichever is further along
     l1_weight: float = 100.0
     gan_weight: float = 1.0
     gan_loss: str = "lsgan"
@@ -170,9 +171,13 @@ class Trainer:
 
     def _lr_scale(self, step: int) -> float:
         start = int(self.s.steps * self.s.decay_from)
-        if step < start:
-            return 1.0
-        return max(0.0, 1.0 - (step - start) / max(1, self.s.steps - start))
+        by_steps = 1.0 if step < start else max(0.0, 1.0 - (step - start) / max(1, self.s.steps - start))
+        if self.s.decay_over != "budget" or not self.s.seconds or self.s.decay_from >= 1:
+            return by_steps
+        # the processes of a data-parallel group take one rate (their clocks differ)
+        done = self.par.mean([self.state.seconds])[0] / self.s.seconds
+        by_time = 1.0 if done < self.s.decay_from else max(0.0, (1.0 - done) / (1.0 - self.s.decay_from))
+        return min(by_steps, by_time)
 
     def train_step(self, step: int) -> dict[str, float]:
         b = self._batch(step)

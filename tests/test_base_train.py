@@ -93,6 +93,18 @@ def test_a_diverging_run_goes_back_to_a_snapshot_at_half_the_rate(tiny_data: Wor
     assert [g["lr"] for g in resumed.opt_g.param_groups] == [5e-4]
 
 
+def test_decay_over_the_budget_brings_the_rate_down_by_the_last_second(tiny_data: Workspace, tmp_path: Path) -> None:
+    rates: dict[str, list[float]] = {}
+    for over in ("steps", "budget"):
+        trainer = make_trainer(tiny_data, tmp_path / over, steps=10**6, seconds=3.0, lr=1e-3, checkpoint_every=10**6,
+                               decay_over=over)
+        seen = rates.setdefault(over, [])
+        trainer.train(progress=lambda _, t=trainer, seen=seen: seen.append(t.opt_g.param_groups[0]["lr"]))
+    assert set(rates["steps"]) == {1e-3}  # a million steps: the step schedule never reaches its decay
+    budget = rates["budget"]
+    assert budget[0] == 1e-3 and budget[-1] < 0.2e-3 and budget == sorted(budget, reverse=True), budget
+
+
 def test_final_model_loads_back(tiny_data: Workspace, tmp_path: Path) -> None:
     trainer = make_trainer(tiny_data, tmp_path / "c", steps=2, ema=0.9)
     trainer.train()

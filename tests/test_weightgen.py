@@ -18,7 +18,7 @@ from factory.core.errors import FactoryError
 from factory.core.workspace import Workspace
 from factory.pipeline.steps import generate_adapter
 from weight_generator.baselines import average_adapter, distance_table, retrieve_by_text
-from weight_generator.dataset import WeightDataset, collect_adapters, collect_workspace
+from weight_generator.dataset import WeightDataset, collect_adapters, collect_workspace, embed_instructions
 from weight_generator.sample import WeightGenerator
 from weight_generator.tokenize import ADAPTER_WEIGHTS, AdapterLayout, WeightTokenizer, flatten, read_adapter
 from weight_generator.train import WeightGenSettings, WeightGenTrainer
@@ -183,6 +183,27 @@ def test_collect_reads_texts_and_refuses_mismatched_adapters(tiny, tmp_path):
     copied = make_adapter(tmp_path / "copied", tiny["base"], "x", seed=9)
     (copied / "metrics.json").write_text(json.dumps({"instruction": "x", "base": f"/elsewhere/{tiny['base'].name}"}))
     assert len(collect_adapters(good + [copied], ["a", "b", "c"])) == 3
+
+
+def test_instruction_embeddings_saved_with_the_dataset_are_read_not_encoded_again(tiny, tmp_path):
+    from factory.text.encoder import TextEncoder
+
+    folder = tiny["dataset"].save(tmp_path / "texts")
+    assert WeightDataset.load(folder).text_embeddings == {}
+    embed_instructions(folder)  # no text cache: every instruction through the model
+    saved = WeightDataset.load(folder)
+    fresh = TextEncoder("minilm")  # a new process's encoder, no cache
+    assert torch.allclose(saved.instruction_embeddings(fresh), fresh.pooled(saved.instructions), atol=1e-6)
+    reader = TextEncoder("minilm")
+    assert torch.equal(WeightDataset.load(folder).instruction_embeddings(reader), saved.text_embeddings["minilm"])
+    assert reader.n_encoded == 0
+    # a subset keeps its rows' embeddings; a dataset whose texts changed since ignores the saved ones
+    sub = saved.subset(saved.concepts[:2])
+    assert torch.equal(sub.text_embeddings["minilm"], saved.text_embeddings["minilm"][:2])
+    meta = json.loads((folder / "dataset.json").read_text())
+    meta["instructions"][0] = "something else entirely"
+    (folder / "dataset.json").write_text(json.dumps(meta))
+    assert WeightDataset.load(folder).text_embeddings == {}
 
 
 def test_collect_cli_and_mismatch_error(tmp_path):

@@ -53,7 +53,7 @@ def text_similarities(text: str, dataset: WeightDataset, encoder_name: str = "mi
     from factory.text.encoder import TextEncoder
 
     enc = TextEncoder.from_name(encoder_name, cache_dir=cache_dir)
-    return enc.pooled(dataset.instructions) @ enc.pooled([text])[0]
+    return dataset.instruction_embeddings(enc) @ enc.pooled([text])[0]
 
 
 def retrieve_by_text(text: str, dataset: WeightDataset, encoder_name: str = "minilm",
@@ -190,7 +190,7 @@ def fit_recipe_ridge(dataset: WeightDataset, encoder_name: str = "minilm",
     from factory.text.encoder import TextEncoder
 
     def fit() -> Ridge | None:
-        emb = TextEncoder.from_name(encoder_name, cache_dir=cache_dir).pooled(dataset.instructions)
+        emb = dataset.instruction_embeddings(TextEncoder.from_name(encoder_name, cache_dir=cache_dir))
         feats = recipe_features(dataset.instructions, emb)
         rows = [i for i, f in enumerate(feats) if f is not None]
         if len(rows) < 3:
@@ -241,7 +241,7 @@ def ridge_adapter(text: str, dataset: WeightDataset, encoder_name: str = "minilm
 
     def fit() -> Ridge:
         scale = dataset.weights.to(torch.float64).std(0).clamp_min(1e-8)
-        return Ridge.fit(enc.pooled(dataset.instructions), dataset.weights, scale, gammas=gammas)
+        return Ridge.fit(dataset.instruction_embeddings(enc), dataset.weights, scale, gammas=gammas)
 
     fit = _fit_once(("text", encoder_name, gammas, dataset.fingerprint()), fit)
     return fit.predict(enc.pooled([text]))[0], fit

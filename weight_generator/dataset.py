@@ -4,7 +4,9 @@
 that all share one layout (same tensors, shapes, ranks, alphas, target modules) and the same base
 generator, and writes ``<workspace>/weightgen/<name>/dataset.safetensors`` (``weights`` [N, P] float32,
 each row an adapter flattened in canonical order) plus ``dataset.json`` (concepts, instructions, the
-layout, the adapter_config template, the base and a sha256 per source adapter).
+layout, the adapter_config template, the base and a sha256 per source adapter). ``dataset_texts.safetensors``,
+when present, holds the instructions' pooled text embeddings per encoder (``embed_instructions``), so the
+text baselines (retrieval, ridge) of a new workspace need not encode a thousand training texts first.
 
 A concept's instruction comes from its adapter's ``metrics.json`` (``instruction``), else its concept
 card, else its pairs' ``synth.json``.
@@ -27,6 +29,7 @@ from factory.core.workspace import Workspace
 from weight_generator.tokenize import ADAPTER_CONFIG, ADAPTER_WEIGHTS, AdapterLayout, flatten, read_adapter
 
 DATASET_WEIGHTS = "dataset.safetensors"
+DATASET_TEXTS = "dataset_texts.safetensors"
 DATASET_META = "dataset.json"
 METRICS = "metrics.json"
 
@@ -42,6 +45,8 @@ class WeightDataset:
     adapter_config: dict[str, Any]
     base: str | None = None
     sources: list[dict[str, Any]] = field(default_factory=list)
+    #: encoder name -> pooled embeddings [N, D] of ``instructions`` (saved with the dataset, or encoded once)
+    text_embeddings: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.concepts)
@@ -57,7 +62,15 @@ class WeightDataset:
         idx = [self.index(c) for c in keep]
         return WeightDataset([self.concepts[i] for i in idx], [self.instructions[i] for i in idx],
                              self.weights[idx].clone(), self.layout, self.adapter_config, self.base,
-                             [self.sources[i] for i in idx] if self.sources else [])
+                             [self.sources[i] for i in idx] if self.sources else [],
+                             {k: v[idx].clone() for k, v in self.text_embeddings.items()})
+
+    def instruction_embeddings(self, encoder) -> torch.Tensor:
+        """[N, D] pooled embeddings of the instructions by ``encoder`` (a ``TextEncoder``): the saved ones for its
+        name, else encoded now (and kept for this dataset)."""
+        if encoder.name not in self.text_embeddings:
+            self.text_embeddings[encoder.name] = encoder.pooled(self.instructions)
+        return self.text_embeddings[encoder.name]
 
     def fingerprint(self) -> str:
         """sha256 over the texts and the weights: what a trained weight generator was trained on."""
@@ -75,7 +88,19 @@ class WeightDataset:
             "concepts": self.concepts, "instructions": self.instructions, "base": self.base,
             "numel": self.layout.numel, "layout": self.layout.to_dict(), "adapter_config": self.adapter_config,
             "sources": self.sources, "fingerprint": self.fingerprint()})
+        if self.text_embeddings:
+            self.save_embeddings(folder)
         return folder
+
+    def save_embeddings(self, folder: str | Path) -> Path:
+        """``<folder>/dataset_texts.safetensors``: the instruction embeddings, tagged with the instructions' hash."""
+        from safetensors.torch import save_file
+
+        texts = {k: v.to(torch.float32).contiguous() for k, v in self.text_embeddings.items()}
+        path = Path(folder) / DATASET_TEXTS
+        atomic_save_file(path, lambda tmp: save_file(texts, tmp,
+                                                     metadata={"instructions_sha256": _texts_sha(self.instructions)}))
+        return path
 
     @classmethod
     def load(cls, folder: str | Path) -> WeightDataset:
@@ -87,7 +112,33 @@ class WeightDataset:
         meta = json.loads((folder / DATASET_META).read_text(encoding="utf-8"))
         weights = load_file(str(folder / DATASET_WEIGHTS))["weights"].to(torch.float32)  # shipped copies: fp16
         return cls(meta["concepts"], meta["instructions"], weights, AdapterLayout.from_dict(meta["layout"]),
-                   meta["adapter_config"], meta.get("base"), meta.get("sources", []))
+                   meta["adapter_config"], meta.get("base"), meta.get("sources", []),
+                   _saved_embeddings(folder / DATASET_TEXTS, meta["instructions"]))
+
+
+def _texts_sha(texts: list[str]) -> str:
+    return hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:16]
+
+
+def _saved_embeddings(path: Path, instructions: list[str]) -> dict[str, torch.Tensor]:
+    """The embeddings saved with a dataset, {} when there are none or they were made for other instructions."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        return {}
+    with safe_open(str(path), "pt") as f:
+        if (f.metadata() or {}).get("instructions_sha256") != _texts_sha(instructions):
+            return {}
+        return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
+
+
+def embed_instructions(folder: str | Path, encoder_name: str = "minilm", cache_dir: str | Path | None = None) -> Path:
+    """Encode a saved dataset's instructions with ``encoder_name`` and save them beside it (``DATASET_TEXTS``)."""
+    from factory.text.encoder import TextEncoder
+
+    dataset = WeightDataset.load(folder)
+    dataset.instruction_embeddings(TextEncoder.from_name(encoder_name, cache_dir=cache_dir))
+    return dataset.save_embeddings(folder)
 
 
 def dataset_base(folder: str | Path) -> str | None:

@@ -57,13 +57,15 @@ class FinetuneOptions:
     max_fraction: float | None = None  # --rank auto: skip ranks whose adapter exceeds this share of the generator
     seed: int = 0
     tune: str = "lora"                 # lora | all: after an adapter start, the LoRA only or every weight
+    decay_over: str = "steps"          # steps | budget: the LR decays over the last half of the steps (or seconds)
 
     def as_record(self) -> dict:
-        """The options as a resume fingerprint records them: ``tune`` only when not ``lora`` (it came later, and a
-        run saved before it still resumes)."""
+        """The options as a resume fingerprint records them: ``tune`` and ``decay_over`` only when not at their
+        defaults (they came later, and a run saved before them still resumes)."""
         from factory.core.configs import to_dict
 
-        return {k: v for k, v in to_dict(self).items() if not (k == "tune" and v == "lora")}
+        later = {"tune": "lora", "decay_over": "steps"}
+        return {k: v for k, v in to_dict(self).items() if not (k in later and v == later[k])}
 
     @property
     def kind(self) -> str:
@@ -92,7 +94,7 @@ class FinetuneOptions:
     def train_settings(self, base: BaseGAN, steps: int, seconds: float | None) -> TrainSettings:
         return TrainSettings(generator=model_spec(base.model), disc_nf=self.disc_nf, steps=steps, seconds=seconds,
                              batch=self.batch, lr=self.learning_rate(), seed=self.seed,
-                             checkpoint_every=self.checkpoint_every)
+                             checkpoint_every=self.checkpoint_every, decay_over=self.decay_over)
 
     def validate(self) -> None:
         """Refuse bad options before anything runs (FactoryError naming the option)."""
@@ -109,6 +111,8 @@ class FinetuneOptions:
         if self.kind == "adapter" and not is_adapter(Path(self.init)):
             raise FactoryError(f"--init {self.init}: not a LoRA adapter folder (expected adapter_config.json and "
                                "adapter_model.safetensors), nor base, scratch, full or weightgen")
+        if self.decay_over not in ("steps", "budget"):
+            raise FactoryError(f"--decay-over {self.decay_over}: expected steps or budget")
         if self.tune not in TUNES:
             raise FactoryError(f"--tune {self.tune}: expected one of {', '.join(TUNES)}")
         if self.tune == "all" and self.kind != "adapter":

@@ -138,7 +138,7 @@ def _copy_weightgen(weightgen_dir: Path, out: Path, half_dataset: bool) -> dict[
     from safetensors.torch import load_file, save_file
 
     from base_gan.models import TRAINING, load_model, save_model
-    from weight_generator.dataset import DATASET_META, DATASET_WEIGHTS
+    from weight_generator.dataset import DATASET_META, DATASET_WEIGHTS, embed_instructions
     from weight_generator.hypernet import HYPERNET_DIR
     from weight_generator.tokenize import TOKENIZER_CONFIG, TOKENIZER_STATS
     from weight_generator.train import DENOISER_DIR, DENOISERS, SCHEDULER_DIR
@@ -162,6 +162,7 @@ def _copy_weightgen(weightgen_dir: Path, out: Path, half_dataset: bool) -> dict[
         save_file({"weights": w}, str(out / DATASET_WEIGHTS))
         atomic_write_json(out / DATASET_META, meta)
         training["dataset_dtype"] = "float16" if half_dataset else "float32"
+        embed_instructions(out)  # the text baselines of a new workspace read these instead of encoding every text
     if (weightgen_dir / HYPERNET_DIR).is_dir():  # the Text-to-LoRA hypernetwork (--init hypernet)
         shutil.copytree(weightgen_dir / HYPERNET_DIR, out / HYPERNET_DIR)
         hyper_training = out / HYPERNET_DIR / TRAINING
