@@ -277,14 +277,14 @@ def init_adapters(ws: Workspace, wg_dir: Path, concept: str, seed: int, run: Pat
     return inits
 
 
-def run_arm(args, ws: Workspace, base, concept: str, seed: int, arm: str, inits: dict[str, Path]) -> dict:
+def run_arm(args, ws: Workspace, base, concept: str, seed: int, arm: str,
+            inits: dict[str, Path]) -> tuple[dict, bool]:
+    """(the metrics, read from an earlier run?) of one arm's fine-tune for one concept and seed."""
     from factory.lora.adapters import layout_of_adapter
     from factory.lora.finetune import finetune
     from factory.lora.options import FinetuneOptions
 
     out = args.workspace / "runs" / concept / f"seed{seed}" / arm
-    if (out / "metrics.json").is_file():
-        return json.loads((out / "metrics.json").read_text())
     layout = layout_of_adapter(inits["generated"])
     common = dict(
         steps=10**6, seconds=args.budget, eval_seconds=args.eval_seconds, batch=8, seed=seed, checkpoint_every=10**6,
@@ -300,8 +300,29 @@ def run_arm(args, ws: Workspace, base, concept: str, seed: int, arm: str, inits:
         opts = FinetuneOptions(init=str(inits["generated"]), tune="all", **common)
     else:
         opts = FinetuneOptions(init=str(inits[arm]), **common)
+    if (done := finished_run(out, opts)) is not None:
+        return done, True
     log(f"{concept} seed {seed}: {LABELS[arm]} ({args.budget:.0f} s)")
-    return finetune(ws, concept, base, opts, out_dir=out, quiet=True, log=lambda m: None)
+    return finetune(ws, concept, base, opts, out_dir=out, restart=True, quiet=True, log=lambda m: None), False
+
+
+#: options that change how a run is evaluated or saved, not what it trains
+NOT_TRAINING = {"eval_every", "eval_seconds", "checkpoint_every"}
+
+
+def finished_run(out: Path, opts) -> dict | None:
+    """The metrics of a run finished in ``out`` with the same training options (defaults of its time filled in),
+    or None: a run made under another default is trained again, not reused."""
+    from factory.core.configs import to_dict
+    from factory.lora.options import ADDED_LATER
+
+    path = out / "metrics.json"
+    if not path.is_file():
+        return None
+    metrics = json.loads(path.read_text())
+    before = {**ADDED_LATER, **metrics["options"]}
+    now = json.loads(json.dumps(to_dict(opts)))  # as metrics.json holds it (tuples as lists)
+    return metrics if all(before.get(k) == v for k, v in now.items() if k not in NOT_TRAINING) else None
 
 
 def curve_of(args, concept: str, seed: int, arm: str) -> list[dict]:
@@ -772,9 +793,9 @@ def main() -> None:
             inits = init_adapters(ws, wg_dir, concept, seed, run, base_dir, "auto" in args.arms)
             per_arm = {}
             for arm in args.arms:
-                if (args.workspace / "runs" / concept / f"seed{seed}" / arm / "metrics.json").is_file():
+                metrics, was_reused = run_arm(args, ws, base, concept, seed, arm, inits)
+                if was_reused:
                     reused.append(f"{concept}/seed{seed}/{arm}")
-                metrics = run_arm(args, ws, base, concept, seed, arm, inits)
                 curve = curve_of(args, concept, seed, arm)
                 student = metrics["test"]["student"]
                 per_arm[arm] = {

@@ -54,8 +54,8 @@ from factory.pipeline.session import Session
 @click.option("--tune", type=click.Choice(["lora", "all"]), default="lora", show_default=True,
               help="lora: train the LoRA on the frozen base (the editor's per-concept part stays an adapter, as "
                    "filter packs need); all: merge the starting adapter into the base and train every weight, "
-                   "better at an equal budget on validation concepts (bench/results/tune_choice.md), but 3 of 12 "
-                   "test runs collapsed at its rate, and a whole generator per concept.")
+                   "better at an equal budget on validation and test concepts (bench/results/tune_choice.md), "
+                   "but a whole generator per concept.")
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the run's outcome (concept, editor, report, stages, seconds) to this JSON file.")
 @click.pass_obj

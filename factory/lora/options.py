@@ -23,6 +23,8 @@ FULL_LR = 3e-4
 #: --tune all (the start merged, every weight trained): chosen on validation concepts at 90 s
 #: (bench/results/tune_choice.md: 29.40 dB mean vs 28.58 at FULL_LR's 3e-4, 27.75 for the LoRA at ADAPTER_LR)
 TUNE_LR = 1e-3
+#: options added after runs were recorded, with the value every run before them had (resume and reuse read them so)
+ADDED_LATER = {"tune": "lora", "decay_over": "steps"}
 #: the inits that train the whole generator (saved as a model folder in loras/<concept>/<init>/), not a LoRA
 FULL_INITS = ("scratch", "full")
 #: what a fine-tune from an adapter start trains: the LoRA on the frozen base, or every weight with the adapter merged
@@ -64,8 +66,7 @@ class FinetuneOptions:
         defaults (they came later, and a run saved before them still resumes)."""
         from factory.core.configs import to_dict
 
-        later = {"tune": "lora", "decay_over": "steps"}
-        return {k: v for k, v in to_dict(self).items() if not (k in later and v == later[k])}
+        return {k: v for k, v in to_dict(self).items() if not (k in ADDED_LATER and v == ADDED_LATER[k])}
 
     @property
     def kind(self) -> str:
