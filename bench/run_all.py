@@ -129,6 +129,9 @@ def parse_args() -> argparse.Namespace:
                     help=f"comma-separated arms of {', '.join(ALL_ARMS)} (full: every weight of the base fine-tuned; "
                          "tuned: the generated start merged into the base, then every weight fine-tuned, --tune all; "
                          "auto: the start `factory run` takes, --init auto)")
+    ap.add_argument("--decay-over", choices=("steps", "budget"), default="steps",
+                    help="every arm's learning-rate decay: over the steps (a 90 s run never reaches it) or over the "
+                         "second half of the seconds budget (bench/results/tune_choice.md)")
     for k, v in FULL.items():
         ap.add_argument(f"--{k.replace('_', '-')}", type=type(v) if v is not None else str, default=None)
     args = ap.parse_args()
@@ -288,7 +291,7 @@ def run_arm(args, ws: Workspace, base, concept: str, seed: int, arm: str,
     layout = layout_of_adapter(inits["generated"])
     common = dict(
         steps=10**6, seconds=args.budget, eval_seconds=args.eval_seconds, batch=8, seed=seed, checkpoint_every=10**6,
-        pairs=args.train_pairs,
+        pairs=args.train_pairs, decay_over=args.decay_over,
     )
     if arm in ("scratch", "full"):
         opts = FinetuneOptions(init=arm, **common)
@@ -626,7 +629,9 @@ def markdown(r: dict) -> str:
         "",
         f"Seeds: {', '.join(map(str, r['seeds']))}; every cell is the mean ± standard deviation over seeds (and "
         f"concepts for a group). Every arm is evaluated every {r['eval_seconds']:g} s of training (evaluation time "
-        "excluded) on all test pairs." + reused_line(r),
+        "excluded) on all test pairs." + (" Every arm's learning rate decays linearly to 0 over the second half of "
+                                           "its seconds budget (`--decay-over budget`)."
+                                           if r.get("decay_over") == "budget" else "") + reused_line(r),
         "",
         f"## 2. Quality at equal budgets ({budgets} of training)",
         "",
@@ -853,6 +858,7 @@ def main() -> None:
         "seeds": args.seed_list,
         "eval_seconds": args.eval_seconds,
         "budget": args.budget,
+        "decay_over": args.decay_over,
         "equal_at": args.equal_at,
         "concepts": rows,
         "reused_runs": reused,
