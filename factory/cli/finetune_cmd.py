@@ -47,6 +47,10 @@ def parse_candidates(value: str) -> tuple[int, ...]:
 @click.option("--tune", type=click.Choice(["lora", "all"]), default="lora", show_default=True,
               help="After an adapter start: lora trains the adapter on the frozen base; all merges it into the "
                    "base and trains every weight (lr 1e-3; a whole generator per concept, saved in .../tuned/).")
+@click.option("--decay-over", type=click.Choice(["steps", "budget"]), default="steps", show_default=True,
+              help="How the learning rate decays: over the last half of --steps, or over the second half of the "
+                   "--seconds budget (with a seconds budget the step schedule is rarely reached; "
+                   "bench/results/tune_choice.md: a small gain for every way on validation concepts).")
 @click.option("--layers", default=None,
               help="auto (layer probe) or comma-separated groups: stem,down1,res,down2,attn,xattn,ff,up1,up2,head. "
                    "Default: auto for --init base, the adapter's own otherwise.")

@@ -56,13 +56,17 @@ from factory.pipeline.session import Session
                    "filter packs need); all: merge the starting adapter into the base and train every weight, "
                    "better at an equal budget on validation and test concepts (bench/results/tune_choice.md), "
                    "but a whole generator per concept.")
+@click.option("--decay-over", type=click.Choice(["steps", "budget"]), default="steps", show_default=True,
+              help="How the learning rate decays: over the last half of --steps, or over the second half of the "
+                   "--seconds budget (with a seconds budget the step schedule is rarely reached; "
+                   "bench/results/tune_choice.md: a small gain for every way on validation concepts).")
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the run's outcome (concept, editor, report, stages, seconds) to this JSON file.")
 @click.pass_obj
 def run_cmd(session: Session, concept: str, images: Path | None, teacher: str | None, model: str | None,
             base: str | None, init: str, synth_pairs: int, pairs: int | None, seconds: float, steps: int,
             eval_every: int, export_size: int, ort: bool, stop_after: str | None, zero_shot: bool, tune: str,
-            summary_json: Path | None, device: str | None, dtype: str | None, prompt: str | None,
+            decay_over: str, summary_json: Path | None, device: str | None, dtype: str | None, prompt: str | None,
             negative_prompt: str | None) -> None:
     """Make a mobile editor for CONCEPT: a card name, or the edit as text ("make it a watercolor painting").
 
@@ -76,7 +80,8 @@ def run_cmd(session: Session, concept: str, images: Path | None, teacher: str | 
     opts = RunOptions(target=concept, teacher=teacher, model=model, images=images, base=base, init=init,
                       n_pairs=synth_pairs, pairs=pairs, seconds=seconds, steps=steps, eval_every=eval_every,
                       export_size=export_size, ort=ort, stop_after=stop_after, zero_shot=zero_shot, tune=tune,
-                      device=device, dtype=dtype, prompt=prompt, negative_prompt=negative_prompt, seed=session.seed)
+                      decay_over=decay_over, device=device, dtype=dtype, prompt=prompt,
+                      negative_prompt=negative_prompt, seed=session.seed)
     result = run(session.workspace, opts, log=lambda m: click.echo(m, err=True))
     if summary_json is not None:
         from factory.core.atomic import atomic_write_json

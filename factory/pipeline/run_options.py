@@ -39,6 +39,7 @@ class RunOptions:
     stop_after: str | None = None
     zero_shot: bool = False          # no teacher data, no training: the starting adapter is the editor
     tune: str = "lora"               # lora: the LoRA on the frozen base; all: the start merged, every weight trained
+    decay_over: str = "steps"        # the fine-tune's LR decay: over its steps, or over its seconds budget
     seed: int = 0
 
     def teacher_overrides(self) -> dict[str, str | None]:
@@ -56,6 +57,8 @@ class RunOptions:
                                "(--init auto, weightgen, mean, ridge or retrieval)")
         if self.tune not in ("lora", "all"):
             raise FactoryError(f"--tune {self.tune}: expected lora or all")
+        if self.decay_over not in ("steps", "budget"):
+            raise FactoryError(f"--decay-over {self.decay_over}: expected steps or budget")
         if self.zero_shot and self.tune == "all":
             raise FactoryError("--zero-shot --tune all: a zero-shot editor trains nothing (drop one of them)")
         if self.seconds <= 0 or self.steps < 1 or self.n_pairs < 4:
