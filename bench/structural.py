@@ -10,7 +10,11 @@ concepts (choices are made here; the test concepts are read only by ``--final``,
 * ``coords``: ``l1`` plus coordinate channels (sin/cos of the pixel position at periods 4, 8, 16 px), so a
   fixed screen or scanlines can be placed (a translation-equivariant network cannot);
 * ``coords+texture``: both;
-* ``long``: ``l1`` at 3x the budget (is it only training length?).
+* ``long``: ``l1`` at 3x the budget (is it only training length?);
+* ``anchored``: ``l1`` without the random flip and resized crop: a crop moves and rescales a screen anchored
+  at the image's corner (pixelate's blocks, a halftone cell), so with augmentation no input says where it is;
+* ``coords-anchored``: ``coords`` without that augmentation (the coordinate channels then mean the same place
+  in every sample; with augmentation, ``coords`` pairs them with a moved and rescaled screen).
 
 Each run is scored on the concept's held-out test pairs: PSNR, HaarPSI, FSIM, GMSD, quarter-resolution
 PSNR, and the *learned* rule (beats the unchanged photo on PSNR and every structural metric). Writes
@@ -18,7 +22,7 @@ PSNR, and the *learned* rule (beats the unchanged photo on PSNR and every struct
 counts); resumable (each finished run is kept in the work folder).
 
     python bench/structural.py                       # validation structural concepts, 3 seeds, 240 s each
-    python bench/structural.py --final coords        # the chosen variant and l1 on the test concepts
+    python bench/structural.py --final coords        # the chosen variant(s) and l1 on the test concepts
     python bench/structural.py --quick               # smoke: one concept, one seed, seconds-long runs
 """
 
@@ -56,6 +60,8 @@ VARIANTS = {
     "coords": dict(l1_weight=100.0, fm_weight=0.0, coords=True, budget=1.0),
     "coords+texture": dict(l1_weight=10.0, fm_weight=10.0, coords=True, budget=1.0),
     "long": dict(l1_weight=100.0, fm_weight=0.0, coords=False, budget=3.0),
+    "anchored": dict(l1_weight=100.0, fm_weight=0.0, coords=False, budget=1.0, augment=False),
+    "coords-anchored": dict(l1_weight=100.0, fm_weight=0.0, coords=True, budget=1.0, augment=False),
 }
 METRICS = ("psnr", "haarpsi", "fsim", "gmsd", "psnr_quarter")
 
@@ -71,7 +77,7 @@ def train_one(ws: Workspace, concept: str, variant: str, seed: int, seconds: flo
         spec = {**spec, "screen_periods": list(SCREEN_PERIODS)}
     settings = TrainSettings(generator=spec, disc_nf=32, steps=10**9, seconds=seconds * v["budget"], batch=8,
                              lr=SCRATCH_LR, beta1=0.5, decay_from=1.0, checkpoint_every=200, seed=seed,
-                             l1_weight=v["l1_weight"], fm_weight=v["fm_weight"])
+                             l1_weight=v["l1_weight"], fm_weight=v["fm_weight"], augment=v.get("augment", True))
     trainer = Trainer(ws.root / "runs" / f"{concept}-{variant}-{seed}", [ws.data(concept)], settings,
                       text_cache=ws.text_cache)
     trainer.resume()
@@ -132,7 +138,9 @@ def main() -> None:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--seconds", type=float, default=240.0)
     ap.add_argument("--concepts", help="comma-separated subset of the split's structural concepts (default: all)")
-    ap.add_argument("--final", metavar="VARIANT", help="run l1 and VARIANT on the test structural concepts")
+    ap.add_argument("--final", metavar="VARIANTS", help="run l1 and these comma-separated variants on the test "
+                    "structural concepts")
+    ap.add_argument("--name", help="results file name (default: structural, or structural-final with --final)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--workspace", type=Path, default=Path("bench/work/structural"))
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
@@ -146,7 +154,7 @@ def main() -> None:
             ap.error(f"{', '.join(outside)}: not {'test' if args.final else 'validation'} structural concepts "
                      f"({', '.join(concepts)})")
         concepts = wanted
-    variants = ["l1", args.final] if args.final else args.variants.split(",")
+    variants = ["l1", *args.final.split(",")] if args.final else args.variants.split(",")
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         ap.error(f"unknown variant(s) {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
@@ -165,7 +173,7 @@ def main() -> None:
                 s = runs[-1]["student"]
                 log(f"  PSNR {s['psnr']:.2f} HaarPSI {s['haarpsi']:.3f} FSIM {s['fsim']:.3f} GMSD {s['gmsd']:.3f} "
                     f"learned {runs[-1]['learned']}")
-    name = "structural-final" if args.final else "structural"
+    name = args.name or ("structural-final" if args.final else "structural")
     result = {"command": " ".join(["python bench/structural.py", *sys.argv[1:]]),
               "date": datetime.now(UTC).isoformat(timespec="seconds"),
               "machine": platform.machine(), "split": "test" if args.final else "validation", "concepts": concepts,
