@@ -132,6 +132,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--decay-over", choices=("steps", "budget"), default="steps",
                     help="every arm's learning-rate decay: over the steps (a 90 s run never reaches it) or over the "
                          "second half of the seconds budget (bench/results/tune_choice.md)")
+    ap.add_argument("--no-augment", action="store_true",
+                    help="every arm trains without the random flip and resized crop of its pairs")
     for k, v in FULL.items():
         ap.add_argument(f"--{k.replace('_', '-')}", type=type(v) if v is not None else str, default=None)
     args = ap.parse_args()
@@ -291,7 +293,7 @@ def run_arm(args, ws: Workspace, base, concept: str, seed: int, arm: str,
     layout = layout_of_adapter(inits["generated"])
     common = dict(
         steps=10**6, seconds=args.budget, eval_seconds=args.eval_seconds, batch=8, seed=seed, checkpoint_every=10**6,
-        pairs=args.train_pairs, decay_over=args.decay_over,
+        pairs=args.train_pairs, decay_over=args.decay_over, augment=not args.no_augment,
     )
     if arm in ("scratch", "full"):
         opts = FinetuneOptions(init=arm, **common)
@@ -631,7 +633,9 @@ def markdown(r: dict) -> str:
         f"concepts for a group). Every arm is evaluated every {r['eval_seconds']:g} s of training (evaluation time "
         "excluded) on all test pairs." + (" Every arm's learning rate decays linearly to 0 over the second half of "
                                            "its seconds budget (`--decay-over budget`)."
-                                           if r.get("decay_over") == "budget" else "") + reused_line(r),
+                                           if r.get("decay_over") == "budget" else "")
+        + (" Every arm trains without the random flip and resized crop of its pairs (`--no-augment`)."
+           if r.get("augment") is False else "") + reused_line(r),
         "",
         f"## 2. Quality at equal budgets ({budgets} of training)",
         "",
@@ -859,6 +863,7 @@ def main() -> None:
         "eval_seconds": args.eval_seconds,
         "budget": args.budget,
         "decay_over": args.decay_over,
+        "augment": not args.no_augment,
         "equal_at": args.equal_at,
         "concepts": rows,
         "reused_runs": reused,

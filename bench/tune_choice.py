@@ -13,7 +13,10 @@ in each of these ways, next to scratch (the reference every goal is against):
 - ``scratch``: our architecture from random weights (``SCRATCH_LR``);
 - ``lora-decay``, ``all-1e-3-decay`` and ``scratch-decay``: those three with their learning rate decaying
   linearly to 0 over the second half of the seconds budget (``decay_over="budget"``; otherwise a 90 s run
-  never reaches the step schedule's decay), added in a third run.
+  never reaches the step schedule's decay), added in a third run;
+- ``lora-noaug``, ``all-1e-3-noaug`` and ``scratch-noaug``: those three (constant rate) without the random flip
+  and resized crop of the pairs (``augment=False``): a crop moves and rescales what the teacher drew at fixed
+  pixel positions and sizes (bench/results/structural-anchored.md), added in a fourth run (``--ways``).
 
 Validation concepts: the first ``--per-group`` named validation concepts of each group (concepts/_splits.yaml)
 and the first ``--family`` colour and structural concepts of ``sample_concepts(200, 12, 'train')`` that neither
@@ -55,6 +58,9 @@ WAYS = {
     "lora-decay": ("generated", {"decay_over": "budget"}),
     "all-1e-3-decay": ("generated", {"tune": "all", "lr": 1e-3, "decay_over": "budget"}),
     "scratch-decay": ("scratch", {"decay_over": "budget"}),
+    "lora-noaug": ("generated", {"augment": False}),
+    "all-1e-3-noaug": ("generated", {"tune": "all", "lr": 1e-3, "augment": False}),
+    "scratch-noaug": ("scratch", {"augment": False}),
 }
 
 
@@ -64,6 +70,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--seconds", type=float, default=90.0, help="training seconds per run (the equal budget)")
     ap.add_argument("--per-group", type=int, default=2, help="named validation concepts per group")
     ap.add_argument("--family", type=int, default=1, help="family validation concepts per group")
+    ap.add_argument("--ways", default=",".join(WAYS), help="comma-separated subset of the ways (default: all)")
+    ap.add_argument("--name", default="tune_choice", help="results file name")
     ap.add_argument("--workspace", type=Path, default=Path("bench/work/tune-choice"))
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     return ap.parse_args()
@@ -96,12 +104,15 @@ def main() -> None:
     if args.quick:
         concepts = dict(list(concepts.items())[:1])
     teachers, photos = TeacherCache(), PhotoCache()
+    ways = {w: WAYS[w] for w in args.ways.split(",")} if set(args.ways.split(",")) <= set(WAYS) else None
+    if ways is None:
+        raise SystemExit(f"--ways {args.ways}: expected a comma-separated subset of {', '.join(WAYS)}")
     rows = []
     for concept, group in concepts.items():
         make_pairs(ws, find_card(concept, ws), pairs, size, DATA_SEED, teachers=teachers, photos=photos)
         run = args.workspace / "runs" / concept
         inits = init_adapters(ws, wg_dir, concept, SEED, run, base_dir, auto=False)
-        for way, (init, extra) in WAYS.items():
+        for way, (init, extra) in ways.items():
             out = run / way
             log(f"{concept} ({group}): {way} ({seconds:g} s)")
             start = str(inits[init]) if init in inits else init
@@ -114,16 +125,16 @@ def main() -> None:
                          "psnr": metrics["test"]["student"]["psnr"],
                          "start_psnr": metrics["test"].get("init_adapter", {}).get("psnr"),
                          "identity": metrics["test"]["identity"]["psnr"], "steps": metrics["training"]["steps"]})
-    means = {w: statistics.mean(r["psnr"] for r in rows if r["way"] == w) for w in WAYS}
-    by_group = {g: {w: statistics.mean(r["psnr"] for r in rows if r["way"] == w and r["group"] == g) for w in WAYS}
+    means = {w: statistics.mean(r["psnr"] for r in rows if r["way"] == w) for w in ways}
+    by_group = {g: {w: statistics.mean(r["psnr"] for r in rows if r["way"] == w and r["group"] == g) for w in ways}
                 for g in sorted({r["group"] for r in rows})}
-    choice = max((w for w in WAYS if WAYS[w][0] != "scratch"), key=means.get)
+    choice = max((w for w in ways if ways[w][0] != "scratch"), key=means.get)
     r = {**provenance("tune_choice.py"), "quick": args.quick, "base": "shipped", "weightgen": "shipped",
          "assets_recipe": m.get("recipe_now") or m.get("recipe"), "concepts": concepts, "split": "validation",
          "family_draw": FAMILY_DRAW, "seconds": seconds, "size": size, "pairs": pairs, "seed": SEED,
-         "ways": {w: {"init": i, **e} for w, (i, e) in WAYS.items()}, "rows": rows, "mean_psnr": means,
+         "ways": {w: {"init": i, **e} for w, (i, e) in ways.items()}, "rows": rows, "mean_psnr": means,
          "mean_psnr_by_group": by_group, "choice": choice}
-    log(f"choice: {choice} -> {write_results(args.out, 'tune_choice', args.quick, r, markdown(r))}")
+    log(f"choice: {choice} -> {write_results(args.out, args.name, args.quick, r, markdown(r))}")
 
 
 def markdown(r: dict) -> str:
@@ -135,12 +146,15 @@ def markdown(r: dict) -> str:
          f"{r['seed']}; PSNR (dB) on each concept's held-out test pairs. *start*: the generated adapter before "
          "training. Ways: `lora` the LoRA on the frozen base at 3e-3, `lora-1e-2` at 1e-2, `all` the start merged "
          "and every weight trained at 3e-4 (`--tune all`), `all-1e-3` the same at 1e-3, `scratch` our architecture "
-         "from random weights at 1e-3; `-decay`: the learning rate decays to 0 over the second half of the budget.",
+         "from random weights at 1e-3; `-decay`: the learning rate decays to 0 over the second half of the budget; "
+         "`-noaug`: no random flip and resized crop of the pairs.",
          "", "| concept | group | identity | start | " + " | ".join(ways) + " |",
          "| --- | --- | ---: | ---: | " + " | ".join("---:" for _ in ways) + " |"]
     for c, g in r["concepts"].items():
         by = {x["way"]: x for x in r["rows"] if x["concept"] == c}
-        L.append(f"| {c} | {g} | {by['lora']['identity']:.2f} | {by['lora']['start_psnr']:.2f} | "
+        first = next(iter(by.values()))
+        start = next((x["start_psnr"] for x in by.values() if x["start_psnr"] is not None), None)
+        L.append(f"| {c} | {g} | {first['identity']:.2f} | {'' if start is None else f'{start:.2f}'} | "
                  + " | ".join(f"{by[w]['psnr']:.2f}" for w in ways) + " |")
     for g, means in r["mean_psnr_by_group"].items():
         L.append(f"| mean, {g} | | | | " + " | ".join(f"{means[w]:.2f}" for w in ways) + " |")

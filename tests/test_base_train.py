@@ -16,6 +16,7 @@ from factory.core.images import read_image
 from factory.core.training_loop import latest_checkpoint
 from factory.core.workspace import Workspace
 from factory.data.card_pairs import make_pairs
+from factory.data.dataset import PairedDataset
 
 TINY = {"arch": "e2gan", "ngf": 8, "heads": 2, "image_size": 32}
 
@@ -103,6 +104,22 @@ def test_decay_over_the_budget_brings_the_rate_down_by_the_last_second(tiny_data
     assert set(rates["steps"]) == {1e-3}  # a million steps: the step schedule never reaches its decay
     budget = rates["budget"]
     assert budget[0] == 1e-3 and budget[-1] < 0.2e-3 and budget == sorted(budget, reverse=True), budget
+
+
+def test_without_augmentation_every_sample_is_a_stored_pair_pixel_for_pixel(tiny_data: Workspace,
+                                                                            tmp_path: Path) -> None:
+    stored = PairedDataset([tiny_data.data("sepia"), tiny_data.data("negative")], split="train")
+    pairs = [(it["source"], it["target"]) for it in (stored[i] for i in range(len(stored)))]
+
+    def is_stored(src: torch.Tensor, tgt: torch.Tensor) -> bool:
+        return any(torch.equal(src, a) and torch.equal(tgt, b) for a, b in pairs)
+
+    still = make_trainer(tiny_data, tmp_path / "still", steps=1, augment=False)
+    moved = make_trainer(tiny_data, tmp_path / "moved", steps=1)
+    for step in range(3):
+        a, b = still._batch(step), moved._batch(step)
+        assert all(is_stored(s, t) for s, t in zip(a["source"], a["target"], strict=True))
+        assert not all(is_stored(s, t) for s, t in zip(b["source"], b["target"], strict=True))  # cropped, flipped
 
 
 def test_final_model_loads_back(tiny_data: Workspace, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ FULL_LR = 3e-4
 #: (bench/results/tune_choice.md: 29.40 dB mean vs 28.58 at FULL_LR's 3e-4, 27.75 for the LoRA at ADAPTER_LR)
 TUNE_LR = 1e-3
 #: options added after runs were recorded, with the value every run before them had (resume and reuse read them so)
-ADDED_LATER = {"tune": "lora", "decay_over": "steps"}
+ADDED_LATER = {"tune": "lora", "decay_over": "steps", "augment": True}
 #: the inits that train the whole generator (saved as a model folder in loras/<concept>/<init>/), not a LoRA
 FULL_INITS = ("scratch", "full")
 #: what a fine-tune from an adapter start trains: the LoRA on the frozen base, or every weight with the adapter merged
@@ -60,9 +60,10 @@ class FinetuneOptions:
     seed: int = 0
     tune: str = "lora"                 # lora | all: after an adapter start, the LoRA only or every weight
     decay_over: str = "steps"          # steps | budget: the LR decays over the last half of the steps (or seconds)
+    augment: bool = True               # random flip and resized crop of every training pair
 
     def as_record(self) -> dict:
-        """The options as a resume fingerprint records them: ``tune`` and ``decay_over`` only when not at their
+        """The options as a resume fingerprint records them: those in ``ADDED_LATER`` only when not at their
         defaults (they came later, and a run saved before them still resumes)."""
         from factory.core.configs import to_dict
 
@@ -95,7 +96,8 @@ class FinetuneOptions:
     def train_settings(self, base: BaseGAN, steps: int, seconds: float | None) -> TrainSettings:
         return TrainSettings(generator=model_spec(base.model), disc_nf=self.disc_nf, steps=steps, seconds=seconds,
                              batch=self.batch, lr=self.learning_rate(), seed=self.seed,
-                             checkpoint_every=self.checkpoint_every, decay_over=self.decay_over)
+                             checkpoint_every=self.checkpoint_every, decay_over=self.decay_over,
+                             augment=self.augment)
 
     def validate(self) -> None:
         """Refuse bad options before anything runs (FactoryError naming the option)."""
