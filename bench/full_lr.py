@@ -63,7 +63,8 @@ def main() -> None:
             log(f"{concept}: every weight of the base at lr {lr:g} ({seconds:g} s)")
             m = (json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").is_file() else
                  finetune(ws, concept, base, FinetuneOptions(init="full", lr=lr, steps=10**6, seconds=seconds,
-                                                             eval_every=10**6, checkpoint_every=10**6, seed=SEED),
+                                                             eval_every=10**6, checkpoint_every=10**6, seed=SEED,
+                                                             augment=True),  # as its recorded runs
                           out_dir=out, quiet=True, log=lambda _: None))
             rows.append({"concept": concept, "group": split.group.get(concept), "lr": lr,
                          "psnr": m["test"]["student"]["psnr"], "identity": m["test"]["identity"]["psnr"],

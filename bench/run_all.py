@@ -133,7 +133,8 @@ def parse_args() -> argparse.Namespace:
                     help="every arm's learning-rate decay: over the steps (a 90 s run never reaches it) or over the "
                          "second half of the seconds budget (bench/results/tune_choice.md)")
     ap.add_argument("--no-augment", action="store_true",
-                    help="every arm trains without the random flip and resized crop of its pairs")
+                    help="every arm trains without the random flip and resized crop of its pairs (factory run's "
+                         "default since bench/results/tune_choice-augment.md; every recorded run before it augments)")
     for k, v in FULL.items():
         ap.add_argument(f"--{k.replace('_', '-')}", type=type(v) if v is not None else str, default=None)
     args = ap.parse_args()

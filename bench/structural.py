@@ -110,6 +110,8 @@ def summarise(runs: list[dict]) -> dict:
         out[variant] = {m: mean_spread([r["student"][m] for r in rows]) for m in METRICS}
         out[variant]["identity"] = {m: mean_spread([r["identity"][m] for r in rows]) for m in METRICS}
         out[variant]["learned"] = f"{sum(r['learned'] for r in rows)}/{len(rows)}"
+        out[variant]["psnr_by_concept"] = {c: mean_spread([r["student"]["psnr"] for r in rows if r["concept"] == c])
+                                           for c in dict.fromkeys(r["concept"] for r in rows)}
     return out
 
 
@@ -130,6 +132,11 @@ def render(r: dict) -> str:
     lines.append("| identity | " + " | ".join(cell(first["identity"][m]) for m in METRICS) + " | |")
     for variant, s in r["summary"].items():
         lines.append(f"| {variant} | " + " | ".join(cell(s[m]) for m in METRICS) + f" | {s['learned']} |")
+    lines += ["", "PSNR by concept (mean ± spread over seeds):", "",
+              "| variant | " + " | ".join(r["concepts"]) + " |", "| --- |" + " ---: |" * len(r["concepts"])]
+    for variant, s in r["summary"].items():
+        if "psnr_by_concept" in s:
+            lines.append(f"| {variant} | " + " | ".join(cell(s["psnr_by_concept"][c]) for c in r["concepts"]) + " |")
     return "\n".join(lines) + "\n"
 
 

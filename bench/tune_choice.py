@@ -116,8 +116,8 @@ def main() -> None:
             out = run / way
             log(f"{concept} ({group}): {way} ({seconds:g} s)")
             start = str(inits[init]) if init in inits else init
-            opts = FinetuneOptions(init=start, steps=10**6, seconds=seconds, eval_every=10**6,
-                                   checkpoint_every=10**6, seed=SEED, **extra)
+            opts = FinetuneOptions(init=start, steps=10**6, seconds=seconds, eval_every=10**6,  # the ways
+                                   checkpoint_every=10**6, seed=SEED, **{"augment": True, **extra})  # as recorded
             reused = (out / "metrics.json").is_file()
             metrics = (json.loads((out / "metrics.json").read_text()) if reused else
                        finetune(ws, concept, base, opts, out_dir=out, quiet=True, log=lambda _: None))

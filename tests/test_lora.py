@@ -345,7 +345,7 @@ def test_scratch_is_a_full_generator_and_cli_errors_are_one_line(ws: Workspace, 
 
 def test_full_init_fine_tunes_every_weight_of_the_base(ws: Workspace) -> None:
     res = invoke(ws, "finetune", "autumn", "--base", "tiny", "--init", "full", "--steps", "3", "--batch", "2",
-                 "--eval-every", "3", "--seconds", "600", "--decay-over", "budget", "--no-augment")
+                 "--eval-every", "3", "--seconds", "600", "--decay-over", "budget")
     assert res.exit_code == 0 and "every weight of the base fine-tuned" in res.output, res.output
     out = ws.lora("autumn") / "full"
     model, base = load_model(out), load_model(ws.base("tiny"))
@@ -356,7 +356,7 @@ def test_full_init_fine_tunes_every_weight_of_the_base(ws: Workspace) -> None:
     curve = read_curve(out / "curve.csv")
     assert m["init"] == "full" and m["training"]["settings"]["lr"] == 3e-4 and "adapter_params" not in m
     assert m["options"]["decay_over"] == m["training"]["settings"]["decay_over"] == "budget"
-    assert m["options"]["augment"] is m["training"]["settings"]["augment"] is False
+    assert m["options"]["augment"] is m["training"]["settings"]["augment"] is False  # off by default
     assert abs(curve[0]["psnr"] - m["test"]["base_zero_shot"]["psnr"]) < 1e-3  # it starts as the base
     res = invoke(ws, "finetune", "autumn", "--base", "tiny", "--init", "full", "--layers", "head")
     assert isinstance(res.exception, FactoryError) and "not to --init full" in str(res.exception)

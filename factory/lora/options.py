@@ -23,6 +23,11 @@ FULL_LR = 3e-4
 #: --tune all (the start merged, every weight trained): chosen on validation concepts at 90 s
 #: (bench/results/tune_choice.md: 29.40 dB mean vs 28.58 at FULL_LR's 3e-4, 27.75 for the LoRA at ADAPTER_LR)
 TUNE_LR = 1e-3
+#: the random flip and resized crop of the pairs, off: chosen on validation concepts at 90 s
+#: (bench/results/tune_choice-augment.md: every way gains without it, LoRA 28.98 dB mean vs 27.75, every weight
+#: 31.41 vs 29.40, scratch 30.09 vs 28.44; a crop moves and rescales what the teacher drew at fixed pixel positions
+#: and sizes, and a flip reverses a directional edit such as emboss)
+AUGMENT = False
 #: options added after runs were recorded, with the value every run before them had (resume and reuse read them so)
 ADDED_LATER = {"tune": "lora", "decay_over": "steps", "augment": True}
 #: the inits that train the whole generator (saved as a model folder in loras/<concept>/<init>/), not a LoRA
@@ -60,7 +65,7 @@ class FinetuneOptions:
     seed: int = 0
     tune: str = "lora"                 # lora | all: after an adapter start, the LoRA only or every weight
     decay_over: str = "steps"          # steps | budget: the LR decays over the last half of the steps (or seconds)
-    augment: bool = True               # random flip and resized crop of every training pair
+    augment: bool = AUGMENT            # random flip and resized crop of every training pair
 
     def as_record(self) -> dict:
         """The options as a resume fingerprint records them: those in ``ADDED_LATER`` only when not at their

@@ -40,7 +40,7 @@ class RunOptions:
     zero_shot: bool = False          # no teacher data, no training: the starting adapter is the editor
     tune: str = "lora"               # lora: the LoRA on the frozen base; all: the start merged, every weight trained
     decay_over: str = "steps"        # the fine-tune's LR decay: over its steps, or over its seconds budget
-    augment: bool = True             # the fine-tune's random flip and resized crop of its pairs
+    augment: bool = False            # the fine-tune's random flip and resized crop of its pairs (AUGMENT)
     seed: int = 0
 
     def teacher_overrides(self) -> dict[str, str | None]:
