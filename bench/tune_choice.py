@@ -94,6 +94,9 @@ def main() -> None:
     from base_gan.models import BaseGAN
 
     args = parse_args()
+    if unknown := [w for w in args.ways.split(",") if w not in WAYS]:
+        raise SystemExit(f"--ways: unknown {', '.join(unknown)} (known: {', '.join(WAYS)})")
+    ways = {w: WAYS[w] for w in args.ways.split(",")}
     seconds, size, pairs = (4.0, 64, 24) if args.quick else (args.seconds, SIZE, PAIRS)
     if args.quick:
         args.workspace = args.workspace.with_name(args.workspace.name + "-quick")
@@ -104,9 +107,6 @@ def main() -> None:
     if args.quick:
         concepts = dict(list(concepts.items())[:1])
     teachers, photos = TeacherCache(), PhotoCache()
-    ways = {w: WAYS[w] for w in args.ways.split(",")} if set(args.ways.split(",")) <= set(WAYS) else None
-    if ways is None:
-        raise SystemExit(f"--ways {args.ways}: expected a comma-separated subset of {', '.join(WAYS)}")
     rows = []
     for concept, group in concepts.items():
         make_pairs(ws, find_card(concept, ws), pairs, size, DATA_SEED, teachers=teachers, photos=photos)
