@@ -343,6 +343,16 @@ def test_scratch_is_a_full_generator_and_cli_errors_are_one_line(ws: Workspace, 
     assert proc.returncode == 2 and "base 'nope' not found" in proc.stderr
 
 
+def test_the_cli_and_run_defaults_for_augmentation_are_the_library_s() -> None:
+    # RunOptions and the CLI spell the default as a literal (importing factory.lora would load torch for --help)
+    from factory.lora.options import AUGMENT
+    from factory.pipeline.run_options import RunOptions
+
+    defaults = {name: next(p.default for p in cli.commands[name].params if p.name == "augment")
+                for name in ("finetune", "run")}
+    assert defaults == {"finetune": AUGMENT, "run": AUGMENT} and RunOptions(target="x").augment is AUGMENT
+
+
 def test_full_init_fine_tunes_every_weight_of_the_base(ws: Workspace) -> None:
     res = invoke(ws, "finetune", "autumn", "--base", "tiny", "--init", "full", "--steps", "3", "--batch", "2",
                  "--eval-every", "3", "--seconds", "600", "--decay-over", "budget")
