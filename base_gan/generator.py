@@ -111,6 +111,10 @@ BRANCH_INIT_SCALE = 0.1  # residual branch outputs (res conv2, attn/xattn out, f
 #: coordinate channels (``screen_periods``): sin and cos of the pixel row and column at these periods, for
 #: position-dependent patterns (a fixed halftone screen, scanlines) that a translation-equivariant network
 #: cannot place. Each period divides the stride, so the phase is the same in every stride-aligned tile.
+#: ``screen_waves`` instead gives sin/cos of plane waves at any frequency and angle (a 45-degree halftone screen
+#: of cell 5 repeats every 7.07 px along each axis), fitted to a concept's targets (``factory.data.screen_fit``),
+#: read by the stem's own ``waves`` conv; their phase follows the ``position`` input (default: the pixel grid
+#: from the image's corner), so a tile passes its offset and a resized photo its scale.
 SCREEN_PERIODS = (4, 8, 16)
 
 ACTIVATIONS = {"lrelu": lambda: nn.LeakyReLU(0.2), "relu": nn.ReLU, "silu": nn.SiLU}
@@ -158,19 +162,46 @@ def screen_phase(periods: list[int] | tuple[int, ...]) -> torch.Tensor:
     return torch.stack(planes)[None].contiguous()
 
 
-class Stem(nn.Module):
-    """Full-resolution conv then two stride-2 convs; returns the /4 features and the s1, s2, s4 skips."""
+def pixel_grid(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+    """[1, 2, h, w]: the row and the column of every pixel, the grid anchored at the image's top-left corner."""
+    rows = torch.arange(h, device=like.device, dtype=like.dtype)[:, None].expand(h, w)
+    cols = torch.arange(w, device=like.device, dtype=like.dtype)[None, :].expand(h, w)
+    return torch.stack([rows, cols])[None]
 
-    def __init__(self, c: int, act, norm: str, extra_in: int = 0) -> None:
+
+def wave_phase(waves: list[list[float]]) -> torch.Tensor:
+    """[K, 2, 1, 1]: ``2 pi [fy, fx]`` per wave, the weight of the 1x1 conv that turns (row, col) into phases."""
+    return (2 * math.pi) * torch.tensor(waves, dtype=torch.float32).reshape(-1, 2, 1, 1)
+
+
+def wave_planes(phase_weight: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+    """[B, 2K, H, W]: sin of every wave's phase, then cos, at each ``position`` [B, 2, H, W] (row, col)."""
+    phase = F.conv2d(position, phase_weight.to(position.dtype))
+    return torch.cat([torch.sin(phase), torch.cos(phase)], dim=1)
+
+
+class Stem(nn.Module):
+    """Full-resolution conv then two stride-2 convs; returns the /4 features and the s1, s2, s4 skips.
+
+    With ``waves`` (screen waves), a second full-resolution conv ``waves`` reads their sin/cos planes and adds to
+    ``conv1``'s output (a conv over both inputs at once, split so a pretrained stem keeps its ``conv1``).
+    """
+
+    def __init__(self, c: int, act, norm: str, extra_in: int = 0, waves: int = 0) -> None:
         super().__init__()
         self.conv1 = _conv(3 + extra_in, c // 2)
+        if waves:
+            self.waves = nn.Conv2d(2 * waves, c // 2, 3, padding=1, bias=False)
         self.conv2 = _conv(c // 2, c, stride=2)
         self.conv3 = _conv(c, c, stride=2)
         self.norm2, self.norm3 = _norm(norm, c), _norm(norm, c)
         self.act = act()
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        s1 = self.act(self.conv1(x))
+    def forward(self, x: torch.Tensor, planes: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        h = self.conv1(x)
+        if planes is not None:
+            h = h + self.waves(planes)
+        s1 = self.act(h)
         s2 = self.act(self.norm2(self.conv2(s1)))
         s4 = self.act(self.norm3(self.conv3(s2)))
         return s1, s2, s4
@@ -285,14 +316,22 @@ class Generator(ModelMixin, ConfigMixin):
     def __init__(self, ngf: int = 32, n_res_enc: int = 2, n_res_dec: int = 1, text_dim: int = 384, heads: int = 4,
                  ff_mult: int = 4, act: str = "lrelu", norm: str = "none", output: str = "residual",
                  image_size: int = 256, text_encoder: str = "minilm", film: bool = False,
-                 screen_periods: list[int] | None = None) -> None:
+                 screen_periods: list[int] | None = None, screen_waves: list[list[float]] | None = None,
+                 screen_size: int | None = None) -> None:
         super().__init__()
         _check_config(ngf, heads, act, norm, output, image_size)
         c, act_fn = ngf, ACTIVATIONS[act]
         periods = list(screen_periods or [])
         if periods:  # not saved: rebuilt from the config
             self.register_buffer("screen", screen_phase(periods), persistent=False)
-        self.stem = Stem(c, act_fn, norm, extra_in=4 * len(periods))
+        for wave in screen_waves or []:
+            if len(wave) != 2 or not all(abs(f) <= 0.5 for f in wave):
+                raise ValueError(f"a screen wave is [fy, fx] in cycles per pixel, each within ±0.5, got {wave}")
+        if screen_waves:  # not saved: rebuilt from the config
+            self.register_buffer("wave_phase", wave_phase(screen_waves), persistent=False)
+        if screen_size is not None and screen_size < 1:
+            raise ValueError(f"screen_size is the short side of the images the waves were fitted on, got {screen_size}")
+        self.stem = Stem(c, act_fn, norm, extra_in=4 * len(periods), waves=len(screen_waves or []))
         self.down1 = Down(c, 2 * c, act_fn, norm)
         n_res = n_res_enc + n_res_dec
         for i in range(1, n_res + 1):
@@ -316,7 +355,8 @@ class Generator(ModelMixin, ConfigMixin):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, a=slope, nonlinearity="leaky_relu")
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
@@ -325,17 +365,23 @@ class Generator(ModelMixin, ConfigMixin):
         for lin in (self.attn.out, self.xattn.out, self.ff.fc2):
             lin.weight.mul_(BRANCH_INIT_SCALE)
         nn.init.normal_(self.head.conv3.weight, std=HEAD_INIT_SCALE)
+        if self.config.screen_waves:  # position starts unused: the network is translation-equivariant at init
+            nn.init.zeros_(self.stem.waves.weight)
         if self.config.film:  # FiLM starts as the identity (scale 0, shift 0)
             for lin in self.text_film.values():
                 nn.init.zeros_(lin.weight)
 
     def forward(self, x: torch.Tensor, text_tokens: torch.Tensor | None = None,
-                text_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x [B, 3, H, W] in [-1, 1] (H, W multiples of 16) -> edited image [B, 3, H, W]."""
+                text_mask: torch.Tensor | None = None, position: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, 3, H, W] in [-1, 1] (H, W multiples of 16) -> edited image [B, 3, H, W].
+
+        ``position`` [B or 1, 2, H, W]: the (row, col) of every pixel in the training pairs' pixel units, read
+        only with ``screen_waves`` (default: the pixel grid; a tile passes its offset, a resized photo its scale).
+        """
         if not torch.jit.is_tracing():
             check_input(x, self.stride)
         film = self._film(x, text_tokens, text_mask)
-        s1, s2, s4 = self.stem(self._with_screen(x))
+        s1, s2, s4 = self.stem(self._with_screen(x), self._wave_planes(x, position))
         s4 = modulate(s4, film.get("s4"))  # encoder sites: on the block's output
         h = modulate(self.down1(s4), film.get("d1"))
         for name in self.enc_blocks:
@@ -364,6 +410,18 @@ class Generator(ModelMixin, ConfigMixin):
         b, _, h, w = x.shape
         phase = self.screen.repeat(1, 1, h // STRIDE, w // STRIDE).expand(b, -1, -1, -1)
         return torch.cat([x, phase.to(x.dtype)], dim=1)
+
+    def _wave_planes(self, x: torch.Tensor, position: torch.Tensor | None) -> torch.Tensor | None:
+        """The screen waves' sin/cos planes at ``position`` (default: the pixel grid), or None without waves."""
+        if not self.config.screen_waves:
+            return None
+        b, _, h, w = x.shape
+        if position is None:
+            position = pixel_grid(h, w, x)
+        elif not torch.jit.is_tracing() and (position.shape[1:] != (2, h, w) or position.shape[0] not in (1, b)):
+            raise ValueError(f"position must be [1 or {b}, 2, {h}, {w}] (row, col per pixel), got "
+                             f"{list(position.shape)}")
+        return wave_planes(self.wave_phase, position).expand(b, -1, -1, -1)
 
     def _film(self, x: torch.Tensor, text_tokens: torch.Tensor | None,
               text_mask: torch.Tensor | None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -460,6 +518,23 @@ def check_input(x: torch.Tensor, stride: int) -> None:
         raise ValueError(
             f"image size {h}x{w} is not a multiple of the generator stride {stride}; "
             f"resize or crop to e.g. {max(stride, h // stride * stride)}x{max(stride, w // stride * stride)}")
+
+
+def with_screen_waves(model: Generator, waves: list[list[float]], size: int | None = None) -> Generator:
+    """A copy of ``model`` that also reads the screen ``waves`` (fitted on images of short side ``size``) through
+    its stem's ``waves`` conv, which starts at zero (the copy edits exactly as ``model`` until trained); ``model``
+    itself when ``waves`` is empty."""
+    if not waves:
+        return model
+    if model.config.screen_waves:
+        raise ValueError(f"the generator already reads screen waves {model.config.screen_waves}")
+    config = {k: v for k, v in model.config.items() if not k.startswith("_")}
+    copy = Generator(**{**config, "screen_waves": [list(map(float, w)) for w in waves], "screen_size": size})
+    missing, unexpected = copy.load_state_dict(model.state_dict(), strict=False)
+    if missing != ["stem.waves.weight"] or unexpected:
+        raise ValueError(f"cannot add screen waves to this generator (missing {missing}, unexpected {unexpected})")
+    param = next(model.parameters())
+    return copy.to(device=param.device, dtype=param.dtype).train(model.training)
 
 
 def build_generator(seed: int = 0, **config) -> Generator:

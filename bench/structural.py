@@ -14,7 +14,10 @@ concepts (choices are made here; the test concepts are read only by ``--final``,
 * ``anchored``: ``l1`` without the random flip and resized crop: a crop moves and rescales a screen anchored
   at the image's corner (pixelate's blocks, a halftone cell), so with augmentation no input says where it is;
 * ``coords-anchored``: ``coords`` without that augmentation (the coordinate channels then mean the same place
-  in every sample; with augmentation, ``coords`` pairs them with a moved and rescaled screen).
+  in every sample; with augmentation, ``coords`` pairs them with a moved and rescaled screen);
+* ``screen``: ``anchored`` plus sin/cos channels of the plane waves of the concept's own screen, fitted to its
+  training pairs (``factory.data.screen_fit``: peaks in the spectrum of what is anchored in place in every
+  target); a concept without such a pattern gets no waves and trains exactly as ``anchored``.
 
 Each run is scored on the concept's held-out test pairs: PSNR, HaarPSI, FSIM, GMSD, quarter-resolution
 PSNR, and the *learned* rule (beats the unchanged photo on PSNR and every structural metric). Writes
@@ -46,6 +49,7 @@ from concepts.cards import find_card
 from factory.core.atomic import atomic_write_json, atomic_write_text
 from factory.core.workspace import Workspace
 from factory.data.card_pairs import make_pairs
+from factory.data.screen_fit import fit_screen_waves
 from factory.evaluation.heldout import HeldOutPairs
 from factory.evaluation.metrics import learned
 from factory.evaluation.protocol import DATA_SEED, PAIRS, SEEDS, SIZE, concept_split, mean_spread
@@ -62,6 +66,7 @@ VARIANTS = {
     "long": dict(l1_weight=100.0, fm_weight=0.0, coords=False, budget=3.0),
     "anchored": dict(l1_weight=100.0, fm_weight=0.0, coords=False, budget=1.0, augment=False),
     "coords-anchored": dict(l1_weight=100.0, fm_weight=0.0, coords=True, budget=1.0, augment=False),
+    "screen": dict(l1_weight=100.0, fm_weight=0.0, coords=False, budget=1.0, augment=False, waves=True),
 }
 METRICS = ("psnr", "haarpsi", "fsim", "gmsd", "psnr_quarter")
 
@@ -75,6 +80,11 @@ def train_one(ws: Workspace, concept: str, variant: str, seed: int, seconds: flo
     spec = model_spec(load_model(pretrained_base()))
     if v["coords"]:
         spec = {**spec, "screen_periods": list(SCREEN_PERIODS)}
+    waves = None
+    if v.get("waves"):
+        train = HeldOutPairs(ws.data(concept), "train")
+        waves = fit_screen_waves(train.source, train.target)
+        spec = {**spec, "screen_waves": waves or None}
     settings = TrainSettings(generator=spec, disc_nf=32, steps=10**9, seconds=seconds * v["budget"], batch=8,
                              lr=SCRATCH_LR, beta1=0.5, decay_from=1.0, checkpoint_every=200, seed=seed,
                              l1_weight=v["l1_weight"], fm_weight=v["fm_weight"], augment=v.get("augment", True))
@@ -95,7 +105,8 @@ def train_one(ws: Workspace, concept: str, variant: str, seed: int, seconds: flo
     with torch.no_grad():
         student = test.score(edit, model, full=True)
     identity = test.identity()
-    result = {"concept": concept, "variant": variant, "seed": seed, "settings": v, "steps": trainer.state.step,
+    result = {"concept": concept, "variant": variant, "seed": seed, "settings": v, "screen_waves": waves,
+              "steps": trainer.state.step,
               "training_seconds": round(trainer.state.seconds, 1), "student": student, "identity": identity,
               "learned": learned(student, identity), "wall_seconds": round(time.perf_counter() - started, 1),
               "load_average_1min": round(os.getloadavg()[0], 2)}
@@ -137,6 +148,11 @@ def render(r: dict) -> str:
     for variant, s in r["summary"].items():
         if "psnr_by_concept" in s:
             lines.append(f"| {variant} | " + " | ".join(cell(s["psnr_by_concept"][c]) for c in r["concepts"]) + " |")
+    fitted = {run["concept"]: run["screen_waves"] for run in r["runs"] if "screen_waves" in run and run["seed"] == 0
+              and VARIANTS.get(run["variant"], {}).get("waves")}
+    if fitted:
+        lines += ["", "Screen waves fitted to each concept's training pairs ([fy, fx], cycles per pixel; none: the "
+                  "variant trains as `anchored`): " + "; ".join(f"{c} {w or 'none'}" for c, w in fitted.items()) + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -442,3 +442,73 @@ def test_coordinate_channels_place_a_pattern_and_export_with_parity(tmp_path):
     assert torch_vs_onnx(module, path, x).max_abs < 1e-3
     with pytest.raises(ValueError, match="screen periods"):
         build_generator(seed=0, ngf=8, heads=2, screen_periods=[5])
+
+
+def test_screen_waves_let_a_tiny_generator_place_an_anchored_screen_it_cannot_place_without(tmp_path):
+    """``screen_waves``: sin/cos of plane waves reach the stem's ``waves`` conv; with the waves of a 45-degree screen
+    a tiny generator learns that screen on photos it never saw, without them it cannot place it; the phase follows
+    the ``position`` input (a tile's offset); the waves survive save/load."""
+    from base_gan.generator import build_generator, pixel_grid, wave_phase, wave_planes
+
+    waves = [[0.1414, 0.1414], [-0.1414, 0.1414]]
+    planes = wave_planes(wave_phase(waves), pixel_grid(4, 5, torch.zeros(1)))
+    assert planes.shape == (1, 4, 4, 5)
+    assert abs(float(planes[0, 0, 3, 2]) - np.sin(2 * np.pi * (0.1414 * 3 + 0.1414 * 2))) < 1e-5
+    assert abs(float(planes[0, 3, 1, 4]) - np.cos(2 * np.pi * (-0.1414 * 1 + 0.1414 * 4))) < 1e-5
+
+    def batch(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        photo = torch.nn.functional.interpolate(torch.rand(8, 3, 8, 8, generator=g), size=64, mode="bilinear")
+        screen = wave_planes(wave_phase(waves), pixel_grid(64, 64, photo))
+        dots = 0.4 * (screen[:, 2:3] + screen[:, 3:4])  # cos + cos: a 45-degree dot lattice
+        return photo * 2 - 1, (photo * 2 - 1 + dots).clamp(-1, 1)
+
+    def train(screen_waves: list | None) -> nn.Module:
+        model = build_generator(seed=0, ngf=8, heads=2, screen_waves=screen_waves)
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        for step in range(120):
+            x, y = batch(step)
+            loss = (model(x) - y).abs().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return model.eval()
+
+    x, y = batch(10_000)
+    screened, plain = train(waves), train(None)
+    with torch.no_grad():
+        with_waves, without = float((screened(x) - y).abs().mean()), float((plain(x) - y).abs().mean())
+        identity = float((x - y).abs().mean())
+        assert with_waves < 0.35 * without and with_waves < 0.15 * identity, (with_waves, without, identity)
+        # a tile cut at (16, 32) edits like the same region of the whole image when it passes its offset
+        whole = screened(x[:1])
+        tile = x[:1, :, 16:48, 32:64]
+        offset = pixel_grid(32, 32, tile) + torch.tensor([16.0, 32.0]).reshape(1, 2, 1, 1)
+        inner = (slice(None), slice(None), slice(8, 24), slice(8, 24))
+        assert (screened(tile, position=offset) - whole[:, :, 16:48, 32:64])[inner].abs().max() < 0.05
+        assert (screened(tile) - whole[:, :, 16:48, 32:64])[inner].abs().mean() > 0.1
+
+    assert screened.stem.conv1.in_channels == 3 and screened.stem.waves.in_channels == 4
+    save_model(screened, tmp_path / "g", {})
+    again = load_model(tmp_path / "g")
+    assert again.config.screen_waves == waves
+    with torch.no_grad():
+        assert torch.allclose(again(x[:1]), screened(x[:1]), atol=1e-6)
+    with pytest.raises(ValueError, match="screen wave"):
+        build_generator(seed=0, ngf=8, heads=2, screen_waves=[[0.7, 0.0]])
+    with pytest.raises(ValueError, match="position must be"):
+        screened(x[:1], position=torch.zeros(1, 2, 8, 8))
+
+
+def test_screen_waves_added_to_a_trained_generator_start_as_that_generator():
+    """``with_screen_waves``: the copy edits exactly as the original until its zero ``waves`` conv trains."""
+    from base_gan.generator import build_generator, with_screen_waves
+
+    model = build_generator(seed=3, ngf=8, heads=2).eval()
+    copy = with_screen_waves(model, [[0.2, 0.0]]).eval()
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(copy(x), model(x))
+    assert with_screen_waves(model, []) is model
+    with pytest.raises(ValueError, match="already reads"):
+        with_screen_waves(copy, [[0.1, 0.1]])
