@@ -135,6 +135,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--no-augment", action="store_true",
                     help="every arm trains without the random flip and resized crop of its pairs (factory run's "
                          "default since bench/results/tune_choice-augment.md; every recorded run before it augments)")
+    ap.add_argument("--screen", choices=("auto", "off"), default="off",
+                    help="auto: every arm gets position channels when the concept's teacher draws a fixed screen "
+                         "(factory run's default since bench/results/tune_choice-screen.md; every recorded run before "
+                         "it trains without)")
     for k, v in FULL.items():
         ap.add_argument(f"--{k.replace('_', '-')}", type=type(v) if v is not None else str, default=None)
     args = ap.parse_args()
@@ -294,7 +298,7 @@ def run_arm(args, ws: Workspace, base, concept: str, seed: int, arm: str,
     layout = layout_of_adapter(inits["generated"])
     common = dict(
         steps=10**6, seconds=args.budget, eval_seconds=args.eval_seconds, batch=8, seed=seed, checkpoint_every=10**6,
-        pairs=args.train_pairs, decay_over=args.decay_over, augment=not args.no_augment,
+        pairs=args.train_pairs, decay_over=args.decay_over, augment=not args.no_augment, screen=args.screen,
     )
     if arm in ("scratch", "full"):
         opts = FinetuneOptions(init=arm, **common)
@@ -636,7 +640,9 @@ def markdown(r: dict) -> str:
                                            "its seconds budget (`--decay-over budget`)."
                                            if r.get("decay_over") == "budget" else "")
         + (" Every arm trains without the random flip and resized crop of its pairs (`--no-augment`)."
-           if r.get("augment") is False else "") + reused_line(r),
+           if r.get("augment") is False else "")
+        + (" Every arm gets position channels at the waves of a fixed screen in the concept's pairs, when there is "
+           "one (`--screen auto`)." if r.get("screen") == "auto" else "") + reused_line(r),
         "",
         f"## 2. Quality at equal budgets ({budgets} of training)",
         "",
@@ -865,6 +871,7 @@ def main() -> None:
         "budget": args.budget,
         "decay_over": args.decay_over,
         "augment": not args.no_augment,
+        "screen": args.screen,
         "equal_at": args.equal_at,
         "concepts": rows,
         "reused_runs": reused,

@@ -16,7 +16,10 @@ in each of these ways, next to scratch (the reference every goal is against):
   never reaches the step schedule's decay), added in a third run;
 - ``lora-noaug``, ``all-1e-3-noaug`` and ``scratch-noaug``: those three (constant rate) without the random flip
   and resized crop of the pairs (``augment=False``): a crop moves and rescales what the teacher drew at fixed
-  pixel positions and sizes (bench/results/structural-anchored.md), added in a fourth run (``--ways``).
+  pixel positions and sizes (bench/results/structural-anchored.md), added in a fourth run (``--ways``);
+- ``lora-screen`` and ``scratch-screen``: ``lora-noaug`` and ``scratch-noaug`` with position channels at the waves of
+  the concept's fixed screen (``screen="auto"``; a concept without one trains as without), added in a fifth run on
+  the validation concepts with a screen (``--concepts newsprint,pixel-art``).
 
 Validation concepts: the first ``--per-group`` named validation concepts of each group (concepts/_splits.yaml)
 and the first ``--family`` colour and structural concepts of ``sample_concepts(200, 12, 'train')`` that neither
@@ -61,6 +64,8 @@ WAYS = {
     "lora-noaug": ("generated", {"augment": False}),
     "all-1e-3-noaug": ("generated", {"tune": "all", "lr": 1e-3, "augment": False}),
     "scratch-noaug": ("scratch", {"augment": False}),
+    "lora-screen": ("generated", {"augment": False, "screen": "auto"}),
+    "scratch-screen": ("scratch", {"augment": False, "screen": "auto"}),
 }
 
 
@@ -71,6 +76,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--per-group", type=int, default=2, help="named validation concepts per group")
     ap.add_argument("--family", type=int, default=1, help="family validation concepts per group")
     ap.add_argument("--ways", default=",".join(WAYS), help="comma-separated subset of the ways (default: all)")
+    ap.add_argument("--concepts", help="comma-separated named validation concepts instead of the default draw")
     ap.add_argument("--name", default="tune_choice", help="results file name")
     ap.add_argument("--workspace", type=Path, default=Path("bench/work/tune-choice"))
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
@@ -82,6 +88,11 @@ def validation_concepts(args, ws: Workspace, m: dict) -> dict[str, str]:
     from concepts.family import family_card, sample_concepts
 
     split = concept_split()
+    if args.concepts:
+        wanted = args.concepts.split(",")
+        if outside := [c for c in wanted if c not in split.validation]:
+            raise SystemExit(f"--concepts: not validation concepts: {', '.join(outside)}")
+        return {c: split.group[c] for c in wanted}
     named = {c: g for g in ("colour", "structural") for c in split.of("validation", g)[: args.per_group]}
     trained = set(m["base"]["concepts"]) | set(m["weightgen"]["concepts"])
     drawn = [c for c in sample_concepts(200, FAMILY_DRAW, "train") if c.name not in trained]
@@ -117,7 +128,8 @@ def main() -> None:
             log(f"{concept} ({group}): {way} ({seconds:g} s)")
             start = str(inits[init]) if init in inits else init
             opts = FinetuneOptions(init=start, steps=10**6, seconds=seconds, eval_every=10**6,  # the ways
-                                   checkpoint_every=10**6, seed=SEED, **{"augment": True, **extra})  # as recorded
+                                   checkpoint_every=10**6, seed=SEED,
+                                   **{"augment": True, "screen": "off", **extra})  # as recorded
             reused = (out / "metrics.json").is_file()
             metrics = (json.loads((out / "metrics.json").read_text()) if reused else
                        finetune(ws, concept, base, opts, out_dir=out, quiet=True, log=lambda _: None))

@@ -351,6 +351,11 @@ def test_the_cli_and_run_defaults_for_augmentation_are_the_library_s() -> None:
     defaults = {name: next(p.default for p in cli.commands[name].params if p.name == "augment")
                 for name in ("finetune", "run")}
     assert defaults == {"finetune": AUGMENT, "run": AUGMENT} and RunOptions(target="x").augment is AUGMENT
+    from factory.lora.options import SCREEN
+
+    screens = {name: next(p.default for p in cli.commands[name].params if p.name == "screen")
+               for name in ("finetune", "run")}
+    assert screens == {"finetune": SCREEN, "run": SCREEN} and RunOptions(target="x").screen == SCREEN
 
 
 def test_full_init_fine_tunes_every_weight_of_the_base(ws: Workspace) -> None:
@@ -393,3 +398,38 @@ def test_tune_all_starts_from_the_merged_adapter_and_trains_every_weight(ws: Wor
     for init in ("base", "scratch", "full"):
         res = invoke(ws, "finetune", "negative", "--base", "tiny", "--init", init, "--tune", "all")
         assert isinstance(res.exception, FactoryError) and "--tune all" in str(res.exception), init
+
+
+def test_a_concept_with_a_screen_trains_its_waves_conv_and_the_adapter_brings_it_back(ws: Workspace) -> None:
+    """--screen auto on a halftone: the fit finds its 45-degree screen, the LoRA run also trains the stem's waves
+    conv (peft modules_to_save), the adapter folder says which waves (screen.json) and loads, merges and exports
+    with the position input; --screen off, and a colour concept, train without."""
+    from base_gan.generator import Generator
+    from factory.export.onnx_export import EditorModule, export_onnx, torch_vs_onnx
+    from factory.lora.adapters import load_adapter, saved_screen
+
+    make_pairs(ws, find_card("halftone"), 27, 32, seed=0)
+    args = ["finetune", "halftone", "--base", "tiny", "--layers", "down2,up1", "--rank", "2", "--steps", "3",
+            "--batch", "2", "--eval-every", "3"]
+    res = invoke(ws, *args, "--out", str(ws.root / "ht"))
+    assert res.exit_code == 0 and "a fixed screen" in res.output, res.output
+    m = json.loads((ws.root / "ht" / "metrics.json").read_text())
+    waves = m["screen"]["screen_waves"]
+    assert m["screen"]["screen_size"] == 32 and saved_screen(ws.root / "ht") == m["screen"]
+    assert sorted(round(abs(f), 2) for w in waves for f in w) == [0.14] * 4, waves  # cell 5 at 45 degrees
+    assert any("stem.waves" in k for k in load_file(ws.root / "ht" / "adapter_model.safetensors"))
+
+    model = load_adapter(BaseGAN.load(ws.base("tiny")).copy(), ws.root / "ht").merge_and_unload().eval()
+    assert isinstance(model, Generator) and model.config.screen_waves == waves
+    assert model.stem.waves.weight.abs().sum() > 0  # trained from zero
+    module = EditorModule(model, *text_for(ws, "halftone")).eval()
+    path = export_onnx(module, ws.root / "ht.onnx", 32)
+    assert torch_vs_onnx(module, path, [images(2, 32).numpy()]).max_abs < 1e-3
+
+    res = invoke(ws, *args, "--screen", "off", "--out", str(ws.root / "ht-off"))
+    assert res.exit_code == 0 and "a fixed screen" not in res.output, res.output
+    assert json.loads((ws.root / "ht-off" / "metrics.json").read_text())["screen"] is None
+    assert saved_screen(ws.root / "ht-off") is None
+    res = invoke(ws, "finetune", "negative", "--base", "tiny", "--layers", "down2,up1", "--rank", "2", "--steps", "2",
+                 "--batch", "2", "--eval-every", "2", "--out", str(ws.root / "neg-screen"))
+    assert res.exit_code == 0 and "a fixed screen" not in res.output, res.output

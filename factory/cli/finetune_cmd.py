@@ -55,6 +55,10 @@ def parse_candidates(value: str) -> tuple[int, ...]:
               help="Random flip and resized crop of every training pair. Off by default: a crop moves and rescales "
                    "what the teacher drew at fixed pixel positions and sizes, a flip reverses a directional edit "
                    "(bench/results/tune_choice-augment.md: 1.2-2.0 dB better without it on validation concepts).")
+@click.option("--screen", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
+              help="auto: when the teacher draws a fixed screen (halftone dots, pixel blocks: peaks in the spectrum "
+                   "of what stays in place across the pairs), give the student position channels at its waves "
+                   "(bench/results/structural-screen.md); off: never.")
 @click.option("--layers", default=None,
               help="auto (layer probe) or comma-separated groups: stem,down1,res,down2,attn,xattn,ff,up1,up2,head. "
                    "Default: auto for --init base, the adapter's own otherwise.")

@@ -64,14 +64,18 @@ from factory.pipeline.session import Session
               help="Random flip and resized crop of every training pair. Off by default: a crop moves and rescales "
                    "what the teacher drew at fixed pixel positions and sizes, a flip reverses a directional edit "
                    "(bench/results/tune_choice-augment.md: 1.2-2.0 dB better without it on validation concepts).")
+@click.option("--screen", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
+              help="auto: when the teacher draws a fixed screen (halftone dots, pixel blocks: peaks in the spectrum "
+                   "of what stays in place across the pairs), give the student position channels at its waves "
+                   "(bench/results/structural-screen.md); off: never.")
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the run's outcome (concept, editor, report, stages, seconds) to this JSON file.")
 @click.pass_obj
 def run_cmd(session: Session, concept: str, images: Path | None, teacher: str | None, model: str | None,
             base: str | None, init: str, synth_pairs: int, pairs: int | None, seconds: float, steps: int,
             eval_every: int, export_size: int, ort: bool, stop_after: str | None, zero_shot: bool, tune: str,
-            decay_over: str, augment: bool, summary_json: Path | None, device: str | None, dtype: str | None,
-            prompt: str | None, negative_prompt: str | None) -> None:
+            decay_over: str, augment: bool, screen: str, summary_json: Path | None, device: str | None,
+            dtype: str | None, prompt: str | None, negative_prompt: str | None) -> None:
     """Make a mobile editor for CONCEPT: a card name, or the edit as text ("make it a watercolor painting").
 
     \b
@@ -84,7 +88,7 @@ def run_cmd(session: Session, concept: str, images: Path | None, teacher: str | 
     opts = RunOptions(target=concept, teacher=teacher, model=model, images=images, base=base, init=init,
                       n_pairs=synth_pairs, pairs=pairs, seconds=seconds, steps=steps, eval_every=eval_every,
                       export_size=export_size, ort=ort, stop_after=stop_after, zero_shot=zero_shot, tune=tune,
-                      decay_over=decay_over, augment=augment, device=device, dtype=dtype, prompt=prompt,
+                      decay_over=decay_over, augment=augment, screen=screen, device=device, dtype=dtype, prompt=prompt,
                       negative_prompt=negative_prompt, seed=session.seed)
     result = run(session.workspace, opts, log=lambda m: click.echo(m, err=True))
     if summary_json is not None:

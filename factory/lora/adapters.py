@@ -19,6 +19,10 @@ Adapters are saved with ``PeftModel.save_pretrained`` (``adapter_config.json`` +
 
 The adapter config names no base (``base_model_name_or_path`` is None): the shipped files carry no
 build paths, and peft then never looks for a config file at such a path.
+
+A concept with a fixed screen (``factory.data.screen_fit``) also trains the stem's ``waves`` conv, which the base
+does not have: it is peft's ``modules_to_save`` (trained whole, saved in the adapter, kept by a merge), and
+``screen.json`` beside the adapter names the waves, so ``load_adapter`` first gives the base that conv.
 """
 
 from __future__ import annotations
@@ -33,11 +37,13 @@ import torch
 from torch import nn
 
 from base_gan.generator import LAYER_GROUPS, group_of, target_modules
-from factory.core.atomic import atomic_save_pretrained
+from factory.core.atomic import atomic_save_pretrained, atomic_write_json
 from factory.core.errors import FactoryError
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+SCREEN_FILE = "screen.json"  # {"screen_waves": [[fy, fx], ...]} of an adapter that trains the stem's waves conv
+SCREEN_MODULE = "stem.waves"
 
 
 @dataclass
@@ -85,6 +91,7 @@ class LoraLayout:
 
         ranks = self.module_ranks(model)
         return LoraConfig(
+            modules_to_save=[SCREEN_MODULE] if screen_of(model) else None,
             r=self.max_rank,
             lora_alpha=self.max_rank,
             target_modules=list(ranks),
@@ -135,8 +142,33 @@ def wrap(model: nn.Module, layout: LoraLayout, seed: int = 0):
 
 
 def lora_parameters(peft_model: nn.Module) -> list[nn.Parameter]:
-    """The trainable (LoRA) parameters of a wrapped model."""
-    return [p for n, p in peft_model.named_parameters() if p.requires_grad and "lora_" in n]
+    """The trainable parameters of a wrapped model: the LoRA factors (and a screen's ``waves`` conv)."""
+    return [p for n, p in peft_model.named_parameters()
+            if p.requires_grad and ("lora_" in n or "modules_to_save" in n)]
+
+
+def screen_of(model: nn.Module) -> dict[str, Any] | None:
+    """``{"screen_waves": [[fy, fx], ...], "screen_size": n}`` of a generator (or a peft model over one) that reads
+    screen waves, else None."""
+    from base_gan.models import unwrap
+
+    config = getattr(unwrap(model), "config", None)
+    if not getattr(config, "screen_waves", None):
+        return None
+    return {"screen_waves": [list(map(float, w)) for w in config.screen_waves], "screen_size": config.screen_size}
+
+
+def saved_screen(folder: Path) -> dict[str, Any] | None:
+    """The screen a saved adapter trained its ``waves`` conv for (``screen.json``), else None."""
+    path = Path(folder) / SCREEN_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {"screen_waves": [list(map(float, w)) for w in data["screen_waves"]],
+                "screen_size": None if data.get("screen_size") is None else int(data["screen_size"])}
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise FactoryError(f"{path}: not a screen file ({type(exc).__name__}: {exc})") from None
 
 
 def count_adapter_params(peft_model: nn.Module) -> int:
@@ -154,6 +186,11 @@ def save_adapter(peft_model: nn.Module, folder: Path) -> Path:
         atomic_save_pretrained(
             peft_model.save_pretrained, folder, last=ADAPTER_CONFIG, keep=(ADAPTER_WEIGHTS, ADAPTER_CONFIG)
         )
+    screen = screen_of(peft_model)
+    if screen:
+        atomic_write_json(Path(folder) / SCREEN_FILE, screen)
+    else:
+        (Path(folder) / SCREEN_FILE).unlink(missing_ok=True)
     return Path(folder)
 
 
@@ -209,13 +246,31 @@ def layout_of_adapter(folder: Path) -> LoraLayout:
     return LoraLayout(list(per), ranks=per, bias=bool(read_adapter_config(folder).get("lora_bias", False)))
 
 
-def load_adapter(base_model: nn.Module, folder: Path, trainable: bool = False):
-    """``PeftModel.from_pretrained`` onto ``base_model`` (modified in place), with a clear error."""
-    from peft import PeftModel
+def load_adapter(base_model: nn.Module, folder: Path, trainable: bool = False, screen: dict[str, Any] | None = None):
+    """``PeftModel.from_pretrained`` onto ``base_model`` (modified in place), with a clear error.
+
+    An adapter saved with a screen (``screen.json``), or ``screen`` (``screen_of``'s form) given for one saved
+    without (its ``waves`` conv then starts at zero), first gets the base the stem's ``waves`` conv (on a copy).
+    """
+    from peft import LoraConfig, PeftModel
+
+    from base_gan.generator import with_screen_waves
 
     read_adapter_config(folder)
+    saved = saved_screen(folder)
+    if saved and screen and screen != saved:
+        raise FactoryError(f"{folder}: the adapter was trained for the screen {saved}, not {screen}")
+    screen = saved or screen
+    config = None
+    if screen:
+        try:
+            base_model = with_screen_waves(base_model, screen["screen_waves"], screen["screen_size"])
+        except ValueError as exc:
+            raise FactoryError(f"{folder}: {exc}") from None
+        config = LoraConfig.from_pretrained(str(folder))
+        config.modules_to_save = [SCREEN_MODULE]
     try:
-        return PeftModel.from_pretrained(base_model, str(folder), is_trainable=trainable)
+        return PeftModel.from_pretrained(base_model, str(folder), is_trainable=trainable, config=config)
     except (RuntimeError, ValueError, KeyError, OSError) as exc:
         raise FactoryError(
             f"{folder}: adapter does not fit this base ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})"

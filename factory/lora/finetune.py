@@ -7,12 +7,15 @@ in order:
    groups (``--layers auto``: the probe) and their ranks (``--rank auto``: the rank search), each scored
    on validation pairs held out of the train split; the test split is used only for the final figures
    and the curve. Every lora_B also gets a bias (peft ``lora_bias``, on by default);
-2. the fine-tune itself with the concept's instruction tokens, the Trainer's LSGAN + 100 L1 loop,
+2. with ``screen="auto"``, the fixed screen of the pairs, if their teacher draws one (``fitted_screen``: halftone
+   dots, pixel blocks): the student gets the stem's ``waves`` conv (zero at the start, trained in full next to
+   the LoRA) over sin/cos position channels at the screen's waves, so it can place the screen;
+3. the fine-tune itself with the concept's instruction tokens, the Trainer's LSGAN + 100 L1 loop,
    only the LoRA weights in the optimizer, held-out PSNR of the test split recorded against wall-clock
    training seconds (evaluation time excluded);
-3. outputs in ``<workspace>/loras/<concept>/`` (written atomically): ``adapter_config.json`` +
-   ``adapter_model.safetensors`` (peft's format), ``metrics.json`` (the plan and why, the search
-   tables, the final figures), ``curve.csv``, ``curve.png``, ``samples.png``; ``run.json`` and
+4. outputs in ``<workspace>/loras/<concept>/`` (written atomically): ``adapter_config.json`` +
+   ``adapter_model.safetensors`` (peft's format; with a screen also ``screen.json``), ``metrics.json`` (the
+   plan and why, the search tables, the final figures), ``curve.csv``, ``curve.png``, ``samples.png``; ``run.json`` and
    ``checkpoints/`` make an interrupted run resume where it stopped.
 
 ``init``: ``base`` (a zero-init LoRA), ``scratch`` (the same architecture from random weights, a full
@@ -37,6 +40,7 @@ from typing import Any
 
 from torch import nn
 
+from base_gan.generator import with_screen_waves
 from base_gan.models import BaseGAN, build_model, model_spec
 from base_gan.train import Trainer
 from factory.core.atomic import atomic_write_json, atomic_write_png
@@ -48,7 +52,7 @@ from factory.core.workspace import Workspace
 from factory.data.dataset import concept_instruction
 from factory.evaluation.curves import plot_curve, read_curve, write_curve
 from factory.evaluation.heldout import HeldOutPairs, save_grid
-from factory.lora.adapters import LoraLayout, count_adapter_params, lora_parameters, save_adapter
+from factory.lora.adapters import LoraLayout, count_adapter_params, lora_parameters, save_adapter, screen_of
 from factory.lora.options import ADAPTER_LR, LORA_BIAS, SCRATCH_LR, FinetuneOptions
 from factory.lora.trials import adapted, conditioned, merged, zero_shot
 
@@ -101,19 +105,11 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
     plan, resuming = _plan_or_resume(workspace, concept, base, opts, out_dir, quiet)
 
     settings = opts.train_settings(base, opts.steps, opts.seconds)
-    layout = None
-    if opts.kind == "scratch":
-        model = build_model(seed=opts.seed, **model_spec(base.model))
-        trainable = None
-    elif opts.kind == "full":
-        model, trainable = base.copy(), None
-    elif opts.tune == "all":
-        model, layout = merged(base, Path(plan["init_adapter"]))
-        trainable = None
-    else:
-        init = Path(plan["init_adapter"]) if plan.get("init_adapter") else None
-        model, layout = adapted(base, LoraLayout(**plan["layout"]), init, opts.seed)
-        trainable = lora_parameters(model)
+    screen = fitted_screen(data_dir, plan["pairs"]["train"]) if opts.screen == "auto" else None
+    if screen:
+        log(f"{concept}: a fixed screen in the teacher's outputs; position channels for its waves "
+            f"{screen['screen_waves']} (cycles per pixel at {screen['screen_size']} px)")
+    model, layout, trainable = _student(base, opts, plan, screen)
     trainer = Trainer(out_dir, [data_dir], settings, workspace.text_cache, generator=model,
                       trainable=trainable, ids={concept: plan["pairs"]["train"]})
     test = HeldOutPairs(data_dir, split="test")
@@ -140,6 +136,31 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
     return _finish(workspace, concept, instruction, base, opts, plan, trainer, model, layout, curve, test, out_dir)
 
 
+def fitted_screen(data_dir: Path, train_ids: list[str]) -> dict[str, Any] | None:
+    """The fixed screen in the concept's training pairs as ``adapters.screen_of`` gives it (None without one)."""
+    from factory.data.screen_fit import fit_screen_waves
+
+    pairs = HeldOutPairs(data_dir, split=None, ids=train_ids)
+    waves = fit_screen_waves(pairs.source, pairs.target) if len(pairs) >= 2 else []
+    return {"screen_waves": waves, "screen_size": int(min(pairs.source.shape[-2:]))} if waves else None
+
+
+def _student(base: BaseGAN, opts: FinetuneOptions, plan: dict, screen: dict[str, Any] | None
+             ) -> tuple[nn.Module, LoraLayout | None, list | None]:
+    """(the model to train, its LoRA layout or None, its trainable parameters or None for all of them)."""
+    if opts.kind == "scratch":
+        return build_model(seed=opts.seed, **{**model_spec(base.model), **(screen or {})}), None, None
+    if opts.kind == "full":
+        model = base.copy()
+        return with_screen_waves(model, screen["screen_waves"], screen["screen_size"]) if screen else model, None, None
+    if opts.tune == "all":
+        model, layout = merged(base, Path(plan["init_adapter"]), screen)
+        return model, layout, None
+    init = Path(plan["init_adapter"]) if plan.get("init_adapter") else None
+    model, layout = adapted(base, LoraLayout(**plan["layout"]), init, opts.seed, screen)
+    return model, layout, lora_parameters(model)
+
+
 def _finish(workspace: Workspace, concept: str, instruction: str, base: BaseGAN, opts: FinetuneOptions,
             plan: dict, trainer: Trainer, model: nn.Module, layout: LoraLayout | None, curve: list[dict],
             test: HeldOutPairs, out_dir: Path) -> dict[str, Any]:
@@ -154,6 +175,7 @@ def _finish(workspace: Workspace, concept: str, instruction: str, base: BaseGAN,
         "concept": concept, "instruction": instruction, "base": str(base.folder), "init": opts.init,
         "options": to_dict(opts),
         "pairs": {k: v for k, v in plan["pairs"].items() if k != "search"},
+        "screen": screen_of(model),
         "search_seconds": plan.get("search_seconds", 0.0),
         "training": {"steps": trainer.state.step, "seconds": round(trainer.state.seconds, 2),
                      "settings": to_dict(trainer.s), "rollbacks": trainer.state.rollbacks},

@@ -28,8 +28,12 @@ TUNE_LR = 1e-3
 #: 31.41 vs 29.40, scratch 30.09 vs 28.44; a crop moves and rescales what the teacher drew at fixed pixel positions
 #: and sizes, and a flip reverses a directional edit such as emboss)
 AUGMENT = False
+#: position channels for a concept whose teacher draws a fixed screen (halftone dots, pixel blocks), fitted to its
+#: training pairs (``factory.data.screen_fit``); a concept without one trains exactly as with "off"
+SCREEN = "auto"
+SCREENS = ("auto", "off")
 #: options added after runs were recorded, with the value every run before them had (resume and reuse read them so)
-ADDED_LATER = {"tune": "lora", "decay_over": "steps", "augment": True}
+ADDED_LATER = {"tune": "lora", "decay_over": "steps", "augment": True, "screen": "off"}
 #: the inits that train the whole generator (saved as a model folder in loras/<concept>/<init>/), not a LoRA
 FULL_INITS = ("scratch", "full")
 #: what a fine-tune from an adapter start trains: the LoRA on the frozen base, or every weight with the adapter merged
@@ -66,6 +70,7 @@ class FinetuneOptions:
     tune: str = "lora"                 # lora | all: after an adapter start, the LoRA only or every weight
     decay_over: str = "steps"          # steps | budget: the LR decays over the last half of the steps (or seconds)
     augment: bool = AUGMENT            # random flip and resized crop of every training pair
+    screen: str = SCREEN               # auto: the screen waves fitted to the pairs (when there is a screen) | off
 
     def as_record(self) -> dict:
         """The options as a resume fingerprint records them: those in ``ADDED_LATER`` only when not at their
@@ -121,6 +126,8 @@ class FinetuneOptions:
                                "adapter_model.safetensors), nor base, scratch, full or weightgen")
         if self.decay_over not in ("steps", "budget"):
             raise FactoryError(f"--decay-over {self.decay_over}: expected steps or budget")
+        if self.screen not in SCREENS:
+            raise FactoryError(f"--screen {self.screen}: expected one of {', '.join(SCREENS)}")
         if self.tune not in TUNES:
             raise FactoryError(f"--tune {self.tune}: expected one of {', '.join(TUNES)}")
         if self.tune == "all" and self.kind != "adapter":

@@ -41,6 +41,7 @@ class RunOptions:
     tune: str = "lora"               # lora: the LoRA on the frozen base; all: the start merged, every weight trained
     decay_over: str = "steps"        # the fine-tune's LR decay: over its steps, or over its seconds budget
     augment: bool = False            # the fine-tune's random flip and resized crop of its pairs (AUGMENT)
+    screen: str = "auto"             # position channels for a fixed screen in the pairs (SCREEN): auto | off
     seed: int = 0
 
     def teacher_overrides(self) -> dict[str, str | None]:

@@ -154,10 +154,12 @@ def finetune_options(opts: RunOptions, init: str):
     if whole:
         return FinetuneOptions(init="full" if zero else init, tune="lora" if zero else "all", pairs=opts.pairs,
                                steps=opts.steps, seconds=opts.seconds, eval_every=opts.eval_every, seed=opts.seed,
-                               decay_over=opts.decay_over, augment=opts.augment)
+                               decay_over=opts.decay_over, augment=opts.augment,
+                               screen=opts.screen)
     return FinetuneOptions(init=init, layers=DEFAULT_LAYERS if zero else None, rank=DEFAULT_RANK if zero else None,
                            pairs=opts.pairs, steps=opts.steps, seconds=opts.seconds, eval_every=opts.eval_every,
-                           seed=opts.seed, decay_over=opts.decay_over, augment=opts.augment)
+                           seed=opts.seed, decay_over=opts.decay_over, augment=opts.augment,
+                               screen=opts.screen)
 
 
 def trained_files(ws: Workspace, concept: str, ft) -> tuple[Path, Path]:
