@@ -234,3 +234,31 @@ def test_export_keeps_the_editors_manifest_current(ws: Workspace, exported: dict
     assert {"editor.onnx", "editor.int8.onnx", "editor.ort"} <= set(entry["files"])
     for f in entry["files"].values():
         assert sha256_file(ws.root / "editors" / f["path"]) == f["sha256"]
+
+
+def test_an_editor_with_a_screen_exports_its_position_input_and_tiles_keep_the_screen_in_place(tmp_path):
+    """A generator with screen waves exports with a second input ``position`` (torch parity); ``Editor`` feeds it,
+    so a photo edited in tiles matches the photo edited whole, which it does not when every tile is told it is a
+    photo of its own."""
+    from base_gan.generator import build_generator
+    from factory.export.onnx_export import EditorModule, export_onnx, torch_vs_onnx
+    from factory.runtime.editor import Editor
+    from factory.runtime.tiles import edit_tiled
+
+    g = build_generator(seed=0, ngf=8, heads=2, screen_waves=[[0.11, 0.07], [-0.07, 0.11]], screen_size=64)
+    with torch.no_grad():
+        g.stem.waves.weight.normal_(0, 0.5)  # a screen the editor draws
+        g.head.conv3.weight.mul_(40.0)
+    module = EditorModule(g).eval()
+    path = export_onnx(module, tmp_path / "screen.onnx", 64)
+    x = [np.random.default_rng(0).uniform(-1, 1, (2, 3, 64, 96)).astype(np.float32)]
+    assert torch_vs_onnx(module, path, x).max_abs < 1e-3
+    editor = Editor(path)
+    assert editor.position_name == "position"
+    photo = (np.random.default_rng(1).uniform(0.3, 0.7, (1, 1, 3)) * 255 * np.ones((160, 224, 3))).astype(np.uint8)
+    whole = editor.edit([photo], path="tiled", tile=256)[0].astype(np.float32)
+    tiled = editor.edit([photo], path="tiled", tile=96)[0].astype(np.float32)
+    unplaced = edit_tiled(editor.run, photo, 96, 16, overlap=32).astype(np.float32)
+    assert whole.std() > 5  # the screen is drawn
+    assert np.abs(tiled - whole).mean() < 2.0 < np.abs(unplaced - whole).mean(), (
+        np.abs(tiled - whole).mean(), np.abs(unplaced - whole).mean())

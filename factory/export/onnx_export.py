@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from factory.core.errors import FactoryError
+from factory.runtime.position import POSITION_NAME
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "edited"
@@ -60,7 +61,12 @@ OUTPUT_CONTRACT = {
 
 
 class EditorModule(nn.Module):
-    """A generator with the concept's text baked in: ``forward(image) -> edited``."""
+    """A generator with the concept's text baked in: ``forward(image) -> edited``.
+
+    A generator that reads screen waves (``screen_waves``) also takes ``position`` [B or 1, 2, H, W]: each pixel's
+    (row, col) as a fraction of the photo's short side (``position_grid``), so a tile passes its place and a photo
+    of any size gets the screen at the scale the teacher draws it (scaled here by the generator's ``screen_size``).
+    """
 
     def __init__(self, generator: nn.Module, text_tokens: torch.Tensor | None = None,
                  text_mask: torch.Tensor | None = None) -> None:
@@ -72,11 +78,30 @@ class EditorModule(nn.Module):
             mask = text_mask if text_mask is not None else torch.ones(text_tokens.shape[:2], dtype=torch.bool)
             self.register_buffer("text_tokens", text_tokens.detach().float().clone())
             self.register_buffer("text_mask", mask.detach().bool().clone())
+        config = getattr(generator, "config", None)
+        self.takes_position = bool(getattr(config, "screen_waves", None))
+        if self.takes_position and not getattr(config, "screen_size", None):
+            raise FactoryError("the generator reads screen waves but does not say the image size they were fitted "
+                               "at (screen_size)")
+        self.screen_size = float(config.screen_size) if self.takes_position else 1.0
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, position: torch.Tensor | None = None) -> torch.Tensor:
+        extra = {}
+        if self.takes_position:
+            if position is None:
+                position = position_grid(image.shape[-2], image.shape[-1])
+            extra["position"] = position * self.screen_size
         if self.has_text:
-            return self.generator(image, self.text_tokens, self.text_mask)
-        return self.generator(image)
+            return self.generator(image, self.text_tokens, self.text_mask, **extra)
+        return self.generator(image, **extra)
+
+
+def position_grid(h: int, w: int, origin: tuple[int, int] = (0, 0), short_side: int | None = None) -> torch.Tensor:
+    """[1, 2, h, w]: (row, col) of each pixel of an ``h`` x ``w`` window at ``origin`` of a photo whose short side is
+    ``short_side`` (default ``min(h, w)``: the window is the photo), as fractions of that short side."""
+    from factory.runtime.position import position_grid as grid
+
+    return torch.from_numpy(grid(h, w, [origin], short_side or min(h, w)))
 
 
 def merge_adapter(model: nn.Module, adapter_dir: Path) -> nn.Module:
@@ -103,11 +128,16 @@ def export_onnx(module: nn.Module, path: Path, size: int, dynamic: bool = True, 
     from onnxruntime.tools.onnx_model_utils import optimize_model
 
     module = module.eval()
-    dummy = torch.zeros(1, 3, size, size)
+    dummy: tuple[torch.Tensor, ...] = (torch.zeros(1, 3, size, size),)
+    names = [INPUT_NAME]
     axes = {"batch": 0, "height": 2, "width": 3}
     dynamic_axes = (
         {INPUT_NAME: {v: k for k, v in axes.items()}, OUTPUT_NAME: {v: k for k, v in axes.items()}} if dynamic else None
     )
+    if getattr(module, "takes_position", False):  # a screen: the pixel positions are a second input
+        dummy, names = (*dummy, position_grid(size, size)), [INPUT_NAME, POSITION_NAME]
+        if dynamic_axes:
+            dynamic_axes[POSITION_NAME] = {0: "position_batch", 2: "height", 3: "width"}
     path = Path(path)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         raw = Path(tmp) / "raw.onnx"
@@ -115,11 +145,11 @@ def export_onnx(module: nn.Module, path: Path, size: int, dynamic: bool = True, 
             warnings.simplefilter("ignore")  # TracerWarnings on shape checks that are constant by design
             torch.onnx.export(
                 module,
-                (dummy,),
+                dummy,
                 str(raw),
                 dynamo=False,
                 opset_version=OPSET,
-                input_names=[INPUT_NAME],
+                input_names=names,
                 output_names=[OUTPUT_NAME],
                 dynamic_axes=dynamic_axes,
                 do_constant_folding=True,
@@ -174,7 +204,10 @@ def torch_vs_onnx(
     for x in batches:
         x = np.ascontiguousarray(x, dtype=np.float32)
         ref = module(torch.from_numpy(x)).numpy()
-        got = session.run(None, {session.get_inputs()[0].name: x})[0]
+        feeds = {session.get_inputs()[0].name: x}
+        if getattr(module, "takes_position", False):  # the default: each image a whole photo
+            feeds[POSITION_NAME] = position_grid(*x.shape[-2:]).numpy()
+        got = session.run(None, feeds)[0]
         if got.shape != ref.shape:
             raise FactoryError(f"{onnx_path.name}: output shape {got.shape} differs from torch's {ref.shape}")
         diff = np.abs(got.astype(np.float64) - ref)

@@ -308,6 +308,13 @@ def build_pack(base: BaseGAN, concepts: list[PackConcept], size: int = 256, prec
         raise FactoryError(f"pack concept names must be file names (letters, digits, '.', '_', '-'): {', '.join(bad)}")
     if len(set(names)) != len(names):
         raise FactoryError(f"a concept is named twice in the pack: {', '.join(names)}")
+    from factory.lora.adapters import saved_screen
+
+    screened = [c.name for c in concepts if c.adapter_dir is not None and saved_screen(c.adapter_dir)]
+    if screened:
+        raise FactoryError(f"{', '.join(screened)}: drawn with a fixed screen (position channels), which a pack's "
+                           "shared base graph does not have; export such a concept as a standalone editor "
+                           "(factory export <concept>) or fine-tune it with --screen off")
     factors = [adapter_factors(base, c.adapter_dir) for c in concepts]
     texts = [text_condition(base.model, c.instruction, text_cache) for c in concepts]
     layout = PackLayout.of(factors, texts)

@@ -16,7 +16,9 @@ takes HxWx3 uint8 RGB images of any size and returns edited images of the same s
   (``factory.runtime.fullsize``).
 
 Work items of the same shape (equal-size images, video frames) run as one batch of up to ``batch``
-inputs; tiles run in batches of at most ``batch`` and ``tiles.TILE_BATCH_PIXELS`` pixels.
+inputs; tiles run in batches of at most ``batch`` and ``tiles.TILE_BATCH_PIXELS`` pixels. An editor with a screen
+(a second input ``position``, ``factory.runtime.position``) gets each tile's or resized photo's place in the photo,
+so its screen sits where, and at the scale, the full-resolution teacher draws it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import onnxruntime as ort
 from factory.core.errors import FactoryError
 from factory.runtime.fullsize import FullSize, card_full_size, resolve
 from factory.runtime.guided import guided_edit
+from factory.runtime.position import POSITION_NAME, position_grid
 from factory.runtime.tiles import DEFAULT_TILE as DEFAULT_TILE  # re-exported
 from factory.runtime.tiles import edit_tiled
 
@@ -139,6 +142,7 @@ def open_editor(spec: str | os.PathLike, workspace_root: str | os.PathLike | Non
 class _Job:
     image: int  # index of the image in the call
     array: np.ndarray  # HxWx3 uint8 (already padded/resized to multiples of the stride)
+    short_side: int  # the short side of the photo ``array`` shows, at ``array``'s scale (for a screen's position)
 
 
 class Editor:
@@ -175,9 +179,15 @@ class Editor:
         self._tile_session: ort.InferenceSession | None = None
         self.tile_overlap: int | None = None  # pixels tiles overlap by (None: tiles.default_overlap)
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        inp = self.session.get_inputs()[0]
+        inputs = self.session.get_inputs()
+        inp = inputs[0]
         self.input_name = inp.name
         self.input_shape = list(inp.shape)
+        # an editor with a screen (``factory.runtime.position``) also takes each pixel's place in the photo
+        self.position_name = next((i.name for i in inputs[1:] if i.name == POSITION_NAME), None)
+        if len(inputs) > 1 + (self.position_name is not None):
+            raise FactoryError(f"{self.path}: unexpected inputs {[i.name for i in inputs]} (expected "
+                               f"{self.input_name!r}, and {POSITION_NAME!r} for an editor with a screen)")
         self.stride = int(self.metadata.get("stride", DEFAULT_STRIDE))
         self.size = int(self.metadata.get("input_size", 256))
         if len(self.input_shape) != 4 or self.input_shape[1] not in (3, "3"):
@@ -192,8 +202,11 @@ class Editor:
         return f"{concept} ({self.metadata.get('precision', 'fp32')}, {self.path.name})"
 
     # -- raw model ------------------------------------------------------------------------------
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """[B, 3, H, W] float32 in [-1, 1] -> edited, same shape. H and W must be multiples of the stride."""
+    def run(self, x: np.ndarray, position: np.ndarray | None = None) -> np.ndarray:
+        """[B, 3, H, W] float32 in [-1, 1] -> edited, same shape. H and W must be multiples of the stride.
+
+        ``position`` ([B or 1, 2, H, W], ``factory.runtime.position``) is read by an editor with a screen only;
+        by default each image is a whole photo."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise FactoryError(f"expected an image batch [B, 3, H, W], got shape {tuple(x.shape)}")
         h, w = x.shape[-2:]
@@ -202,23 +215,30 @@ class Editor:
         if any(f is not None and f != d for f, d in zip(self.fixed_hw, (h, w))):
             raise FactoryError(f"{self.path.name} takes only {self.fixed_hw[0]}x{self.fixed_hw[1]} inputs, got {h}x{w}")
         if self.fixed_batch is not None and x.shape[0] != self.fixed_batch:
-            return np.concatenate([self.run(x[i : i + 1]) for i in range(x.shape[0])])
-        return self._call(self.session, x)
+            return np.concatenate([self.run(x[i : i + 1], None if position is None or len(position) == 1
+                                            else position[i : i + 1]) for i in range(x.shape[0])])
+        return self._call(self.session, x, position)
 
-    def _call(self, session: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
-        """One onnxruntime call of ``session`` on ``x`` (as contiguous float32)."""
-        return session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+    def _call(self, session: ort.InferenceSession, x: np.ndarray, position: np.ndarray | None = None) -> np.ndarray:
+        """One onnxruntime call of ``session`` on ``x`` (as contiguous float32), with ``position`` (default: each
+        image a whole photo) when the editor takes it."""
+        feeds = {self.input_name: np.ascontiguousarray(x, dtype=np.float32)}
+        if self.position_name is not None:
+            h, w = x.shape[-2:]
+            feeds[self.position_name] = np.ascontiguousarray(
+                position_grid(h, w, [(0, 0)], min(h, w)) if position is None else position, dtype=np.float32)
+        return session.run(None, feeds)[0]
 
     @property
     def tile_workers(self) -> int:
         """Tiles edited at once on a large image: one per thread (``threads``, else every core)."""
         return max(1, self.threads or os.cpu_count() or 1)
 
-    def _run_tile(self, x: np.ndarray) -> np.ndarray:
+    def _run_tile(self, x: np.ndarray, position: np.ndarray | None = None) -> np.ndarray:
         """``run`` for one of ``tile_workers`` concurrent tile calls: a single-threaded session of the same
         model (2 x 1 thread on different tiles outruns 1 x 2 threads: fewer synchronisations per layer)."""
         assert self._tile_session is not None, "_edit_tiles opens it"
-        return self._call(self._tile_session, x)
+        return self._call(self._tile_session, x, position)
 
     def run_batched(self, x: np.ndarray, batch: int = 8) -> np.ndarray:
         """``run`` over a long [N, 3, H, W] batch, ``batch`` images per onnxruntime call."""
@@ -267,8 +287,16 @@ class Editor:
         workers = self.tile_workers if self.fixed_batch is None and self.fixed_hw == (None, None) else 1
         if workers > 1 and self._tile_session is None:
             self._tile_session = self._reopen(1)  # before the threads start: one session, shared by them
-        return edit_tiled(self._run_tile if workers > 1 else self.run, image, tile, self.stride, batch,
-                          overlap=self.tile_overlap, workers=workers)
+        run = self._run_tile if workers > 1 else self.run
+        placed = None
+        if self.position_name is not None:  # each tile gets its place in the photo
+            short = min(image.shape[:2])
+
+            def placed(x: np.ndarray, origins: list[tuple[int, int]]) -> np.ndarray:
+                return run(x, position_grid(x.shape[2], x.shape[3], origins, short))
+
+        return edit_tiled(run, image, tile, self.stride, batch, overlap=self.tile_overlap, workers=workers,
+                          placed=placed)
 
     def _guided(self, image: np.ndarray, side: int, batch: int, tile: int) -> np.ndarray:
         if max(image.shape[:2]) <= side:  # nothing to upsample
@@ -289,7 +317,7 @@ class Editor:
                 rh, rw = round_to_stride(h * scale, s), round_to_stride(w * scale, s)
             interp = cv2.INTER_AREA if rh * rw < h * w else cv2.INTER_CUBIC
             resized = cv2.resize(image, (rw, rh), interpolation=interp)
-            return {"mode": "resize", "shape": (h, w)}, [_Job(index, resized)]
+            return {"mode": "resize", "shape": (h, w)}, [_Job(index, resized, min(rh, rw))]
         ph, pw = -(-h // s) * s, -(-w // s) * s
         if max(ph, pw) > tile:
             return {"mode": "tiles", "shape": (h, w)}, []  # streamed by edit_tiled
@@ -297,7 +325,7 @@ class Editor:
         if (ph, pw) != (h, w):
             mode = cv2.BORDER_REFLECT_101 if min(h, w) > 1 else cv2.BORDER_REPLICATE
             padded = cv2.copyMakeBorder(image, 0, ph - h, 0, pw - w, mode)
-        return {"mode": "pad", "shape": (h, w)}, [_Job(index, padded)]
+        return {"mode": "pad", "shape": (h, w)}, [_Job(index, padded, min(h, w))]
 
     def _run_jobs(self, jobs: list[_Job], batch: int) -> list[np.ndarray]:
         outputs: list[np.ndarray | None] = [None] * len(jobs)
@@ -307,7 +335,10 @@ class Editor:
         for indices in by_shape.values():
             for start in range(0, len(indices), batch):
                 chunk = indices[start : start + batch]
-                y = self.run(to_input([jobs[k].array for k in chunk]))
+                x = to_input([jobs[k].array for k in chunk])
+                position = None if self.position_name is None else np.concatenate(
+                    [position_grid(x.shape[2], x.shape[3], [(0, 0)], jobs[k].short_side) for k in chunk])
+                y = self.run(x, position)
                 for k, out in zip(chunk, y):
                     outputs[k] = out
         return outputs  # type: ignore[return-value]

@@ -96,9 +96,11 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Itera
 
 
 def edit_tiled(run: RunFn, image: np.ndarray, tile: int, stride: int, batch: int = 1,
-               overlap: int | None = None, workers: int = 1) -> np.ndarray:
+               overlap: int | None = None, workers: int = 1,
+               placed: Callable[[np.ndarray, list[tuple[int, int]]], np.ndarray] | None = None) -> np.ndarray:
     """Edit an HxWx3 uint8 image at native resolution in overlapping tiles (see the module docstring);
-    ``workers`` threads call ``run`` on different tiles at once (``run`` must be thread-safe)."""
+    ``workers`` threads call ``run`` on different tiles at once (``run`` must be thread-safe). ``placed``, when
+    given, is called instead with the tiles and their top-left corners in the image (an editor with a screen)."""
     h, w = image.shape[:2]
     ph, pw = _ceil_to(h, stride), _ceil_to(w, stride)
     overlap = overlap or default_overlap(tile, stride)
@@ -140,7 +142,11 @@ def edit_tiled(run: RunFn, image: np.ndarray, tile: int, stride: int, batch: int
             _finish(acc[:, : done - y0, :w], norm_y[y0:done], inv_norm_x, out[y0:done])
 
     band_k = -1
-    for k, chunk, y in ordered_map(lambda call: (call[0], call[1], run(call[2])), calls(), workers):
+    def call_model(call: tuple[int, list[int], np.ndarray]) -> tuple[int, list[int], np.ndarray]:
+        k, chunk, x = call
+        return k, chunk, run(x) if placed is None else placed(x, [(ys[k], c) for c in chunk])
+
+    for k, chunk, y in ordered_map(call_model, calls(), workers):
         if k != band_k:
             if band_k >= 0:
                 finish_band(band_k)

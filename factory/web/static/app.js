@@ -355,9 +355,28 @@
     }
     ctx.putImageData(out, 0, 0);
   }
+  // An editor with a screen (halftone dots, pixel blocks) also takes each pixel's (row, col) as a fraction of the
+  // photo's short side (factory/runtime/position.py): here every call is a whole photo.
+  function positionTensor(h, w) {
+    const n = w * h;
+    const short = Math.min(w, h);
+    const p = new Float32Array(2 * n);
+    for (let r = 0; r < h; r++) {
+      for (let c = 0; c < w; c++) {
+        p[r * w + c] = Math.fround(r / short);
+        p[n + r * w + c] = Math.fround(c / short);
+      }
+    }
+    return new ort.Tensor('float32', p, [1, 2, h, w]);
+  }
   async function runModel(session, input) {
+    const feeds = { [session.inputNames[0]]: input };
+    if (session.inputNames.includes('position')) {
+      const [, , h, w] = input.dims;
+      feeds.position = positionTensor(h, w);
+    }
     const t0 = performance.now();
-    const out = await session.run({ [session.inputNames[0]]: input });
+    const out = await session.run(feeds);
     const ms = performance.now() - t0;
     const y = out[session.outputNames[0]];
     for (const name of session.outputNames.slice(1)) out[name].dispose?.();
