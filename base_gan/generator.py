@@ -534,7 +534,9 @@ def with_screen_waves(model: Generator, waves: list[list[float]], size: int | No
     if missing != ["stem.waves.weight"] or unexpected:
         raise ValueError(f"cannot add screen waves to this generator (missing {missing}, unexpected {unexpected})")
     param = next(model.parameters())
-    return copy.to(device=param.device, dtype=param.dtype).train(model.training)
+    if param.device != next(copy.parameters()).device or param.dtype != torch.float32:
+        copy = copy.to(device=param.device, dtype=param.dtype)
+    return copy.train(model.training)
 
 
 def build_generator(seed: int = 0, **config) -> Generator:

@@ -430,6 +430,14 @@ def test_a_concept_with_a_screen_trains_its_waves_conv_and_the_adapter_brings_it
     assert res.exit_code == 0 and "a fixed screen" not in res.output, res.output
     assert json.loads((ws.root / "ht-off" / "metrics.json").read_text())["screen"] is None
     assert saved_screen(ws.root / "ht-off") is None
+    # from an adapter saved without a screen (a weight generator's start): its waves conv starts at zero
+    res = invoke(ws, "finetune", "halftone", "--base", "tiny", "--init", str(ws.root / "ht-off"), "--steps", "2",
+                 "--batch", "2", "--eval-every", "2", "--out", str(ws.root / "ht-from"))
+    assert res.exit_code == 0 and "a fixed screen" in res.output, res.output
+    assert saved_screen(ws.root / "ht-from") == m["screen"]
+    curve = read_curve(ws.root / "ht-from" / "curve.csv")
+    off = json.loads((ws.root / "ht-off" / "metrics.json").read_text())["test"]["student"]["psnr"]
+    assert abs(curve[0]["psnr"] - off) < 1e-3  # step 0 is the start adapter exactly
     res = invoke(ws, "finetune", "negative", "--base", "tiny", "--layers", "down2,up1", "--rank", "2", "--steps", "2",
                  "--batch", "2", "--eval-every", "2", "--out", str(ws.root / "neg-screen"))
     assert res.exit_code == 0 and "a fixed screen" not in res.output, res.output

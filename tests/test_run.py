@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import run_factory
 
@@ -273,3 +274,24 @@ def test_a_zero_init_run_trains_the_layout_chosen_on_validation_concepts(shipped
     layout = layout_of_adapter(ws / "loras" / "sepia")
     assert DEFAULT_LAYERS == "stem,down1,up2,head"  # bench/results/layouts.md
     assert set(layout.groups) == set(DEFAULT_LAYERS.split(",")) and set(layout.ranks.values()) == {DEFAULT_RANK}
+
+
+def test_a_halftone_run_makes_an_editor_that_places_its_screen_in_tiles_too(shipped, tmp_path):
+    """``factory run halftone`` (screen auto): the adapter trains the waves conv, the exported editor takes the
+    position input, and ``factory apply`` edits a photo larger than a tile through it."""
+    from factory.core.atomic import atomic_write_png
+    from factory.core.images import read_image
+    from factory.runtime.editor import Editor
+
+    env = {**os.environ, "FACTORY_PRETRAINED": str(shipped), "OMP_NUM_THREADS": "1"}
+    ws = tmp_path / "ws"
+    r = run_factory(ws, "run", "halftone", *RUN, "--no-ort", env=env, timeout=600)
+    assert "a fixed screen" in r.stderr, r.stderr
+    assert (ws / "loras" / "halftone" / "screen.json").is_file()
+    editor = Editor(ws / "editors" / "halftone")
+    assert editor.position_name == "position"
+    photo = (np.random.default_rng(0).uniform(0, 255, (200, 300, 3))).astype(np.uint8)
+    atomic_write_png(tmp_path / "photo.png", photo)
+    run_factory(ws, "apply", "halftone", str(tmp_path / "photo.png"), "--out", str(tmp_path / "out.png"),
+                "--path", "tiled", "--tile", "128", env=env)
+    assert read_image(tmp_path / "out.png").shape == photo.shape

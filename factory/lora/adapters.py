@@ -252,29 +252,44 @@ def load_adapter(base_model: nn.Module, folder: Path, trainable: bool = False, s
     An adapter saved with a screen (``screen.json``), or ``screen`` (``screen_of``'s form) given for one saved
     without (its ``waves`` conv then starts at zero), first gets the base the stem's ``waves`` conv (on a copy).
     """
-    from peft import LoraConfig, PeftModel
-
-    from base_gan.generator import with_screen_waves
+    from peft import PeftModel
 
     read_adapter_config(folder)
     saved = saved_screen(folder)
     if saved and screen and screen != saved:
         raise FactoryError(f"{folder}: the adapter was trained for the screen {saved}, not {screen}")
     screen = saved or screen
-    config = None
-    if screen:
-        try:
-            base_model = with_screen_waves(base_model, screen["screen_waves"], screen["screen_size"])
-        except ValueError as exc:
-            raise FactoryError(f"{folder}: {exc}") from None
-        config = LoraConfig.from_pretrained(str(folder))
-        config.modules_to_save = [SCREEN_MODULE]
     try:
-        return PeftModel.from_pretrained(base_model, str(folder), is_trainable=trainable, config=config)
+        if not screen:
+            return PeftModel.from_pretrained(base_model, str(folder), is_trainable=trainable)
+        return _load_with_screen(base_model, folder, trainable, screen)
     except (RuntimeError, ValueError, KeyError, OSError) as exc:
         raise FactoryError(
             f"{folder}: adapter does not fit this base ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})"
         ) from None
+
+
+def _load_with_screen(base_model: nn.Module, folder: Path, trainable: bool, screen: dict[str, Any]):
+    """The adapter on a copy of ``base_model`` given the stem's ``waves`` conv, that conv as peft's
+    ``modules_to_save``: the adapter's own trained copy when it has one, else the new conv (zero)."""
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from base_gan.generator import with_screen_waves
+
+    base_model = with_screen_waves(base_model, screen["screen_waves"], screen["screen_size"])
+    config = LoraConfig.from_pretrained(str(folder))
+    config.modules_to_save = [SCREEN_MODULE]
+    config.base_model_name_or_path = None
+    config.inference_mode = not trainable
+    model = get_peft_model(base_model, config)
+    state = load_file(str(Path(folder) / ADAPTER_WEIGHTS))
+    key = f"base_model.model.{SCREEN_MODULE}.weight"  # peft needs it: an adapter saved without starts at zero
+    state.setdefault(key, model.get_submodule(f"base_model.model.{SCREEN_MODULE}").original_module.weight)
+    loaded = set_peft_model_state_dict(model, state)
+    if loaded.unexpected_keys:
+        raise KeyError(f"unexpected tensors {loaded.unexpected_keys[:3]}")
+    return model if trainable else model.eval()
 
 
 def merge(peft_model: nn.Module) -> nn.Module:
