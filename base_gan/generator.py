@@ -169,15 +169,18 @@ def pixel_grid(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
     return torch.stack([rows, cols])[None]
 
 
-def wave_phase(waves: list[list[float]]) -> torch.Tensor:
-    """[K, 2, 1, 1]: ``2 pi [fy, fx]`` per wave, the weight of the 1x1 conv that turns (row, col) into phases."""
-    return (2 * math.pi) * torch.tensor(waves, dtype=torch.float32).reshape(-1, 2, 1, 1)
+def wave_phase(waves: list[list[float]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight [2K, 2, 1, 1], bias [2K]) of the 1x1 conv that turns (row, col) into each wave's phase, twice: the
+    second time shifted by pi/2, so one Sin gives sin then cos (NNAPI has Sin but no Cos)."""
+    w = (2 * math.pi) * torch.tensor(waves, dtype=torch.float32).reshape(-1, 2, 1, 1)
+    bias = torch.cat([torch.zeros(len(w)), torch.full((len(w),), math.pi / 2)])
+    return torch.cat([w, w]), bias
 
 
-def wave_planes(phase_weight: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+def wave_planes(phase: tuple[torch.Tensor, torch.Tensor], position: torch.Tensor) -> torch.Tensor:
     """[B, 2K, H, W]: sin of every wave's phase, then cos, at each ``position`` [B, 2, H, W] (row, col)."""
-    phase = F.conv2d(position, phase_weight.to(position.dtype))
-    return torch.cat([torch.sin(phase), torch.cos(phase)], dim=1)
+    weight, bias = phase
+    return torch.sin(F.conv2d(position, weight.to(position.dtype), bias.to(position.dtype)))
 
 
 class Stem(nn.Module):
@@ -328,7 +331,9 @@ class Generator(ModelMixin, ConfigMixin):
             if len(wave) != 2 or not all(abs(f) <= 0.5 for f in wave):
                 raise ValueError(f"a screen wave is [fy, fx] in cycles per pixel, each within ±0.5, got {wave}")
         if screen_waves:  # not saved: rebuilt from the config
-            self.register_buffer("wave_phase", wave_phase(screen_waves), persistent=False)
+            weight, bias = wave_phase(screen_waves)
+            self.register_buffer("wave_weight", weight, persistent=False)
+            self.register_buffer("wave_bias", bias, persistent=False)
         if screen_size is not None and screen_size < 1:
             raise ValueError(f"screen_size is the short side of the images the waves were fitted on, got {screen_size}")
         self.stem = Stem(c, act_fn, norm, extra_in=4 * len(periods), waves=len(screen_waves or []))
@@ -421,7 +426,7 @@ class Generator(ModelMixin, ConfigMixin):
         elif not torch.jit.is_tracing() and (position.shape[1:] != (2, h, w) or position.shape[0] not in (1, b)):
             raise ValueError(f"position must be [1 or {b}, 2, {h}, {w}] (row, col per pixel), got "
                              f"{list(position.shape)}")
-        return wave_planes(self.wave_phase, position).expand(b, -1, -1, -1)
+        return wave_planes((self.wave_weight, self.wave_bias), position)  # batch 1 broadcasts in the stem's Add
 
     def _film(self, x: torch.Tensor, text_tokens: torch.Tensor | None,
               text_mask: torch.Tensor | None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -159,7 +159,8 @@ def markdown(r: dict) -> str:
          "training. Ways: `lora` the LoRA on the frozen base at 3e-3, `lora-1e-2` at 1e-2, `all` the start merged "
          "and every weight trained at 3e-4 (`--tune all`), `all-1e-3` the same at 1e-3, `scratch` our architecture "
          "from random weights at 1e-3; `-decay`: the learning rate decays to 0 over the second half of the budget; "
-         "`-noaug`: no random flip and resized crop of the pairs.",
+         "`-noaug`: no random flip and resized crop of the pairs; `-screen`: also no flip or crop, and position "
+         "channels at the waves of the concept's fixed screen (`--screen auto`).",
          "", "| concept | group | identity | start | " + " | ".join(ways) + " |",
          "| --- | --- | ---: | ---: | " + " | ".join("---:" for _ in ways) + " |"]
     for c, g in r["concepts"].items():

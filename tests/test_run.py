@@ -290,6 +290,8 @@ def test_a_halftone_run_makes_an_editor_that_places_its_screen_in_tiles_too(ship
     assert (ws / "loras" / "halftone" / "screen.json").is_file()
     editor = Editor(ws / "editors" / "halftone")
     assert editor.position_name == "position"
+    card = json.loads((ws / "editors" / "halftone" / "card.json").read_text())
+    assert card["position"]["screen"] == json.loads((ws / "loras" / "halftone" / "screen.json").read_text())
     photo = (np.random.default_rng(0).uniform(0, 255, (200, 300, 3))).astype(np.uint8)
     atomic_write_png(tmp_path / "photo.png", photo)
     run_factory(ws, "apply", "halftone", str(tmp_path / "photo.png"), "--out", str(tmp_path / "out.png"),

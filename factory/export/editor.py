@@ -29,6 +29,8 @@ from factory.export.onnx_export import (
     INPUT_CONTRACT,
     OPSET,
     OUTPUT_CONTRACT,
+    POSITION_CONTRACT,
+    SCREEN_KEYS,
     EditorModule,
     export_onnx,
     merge_adapter,
@@ -389,6 +391,8 @@ def _build(
         "adapter": {"path": str(req.adapter_dir), "sha256": adapter_sha} if req.adapter_dir else None,
         "adapter_note": req.adapter_note,
         "input": {**INPUT_CONTRACT, "stride": stride, "export_size": req.size},
+        **({"position": {**POSITION_CONTRACT, "screen": {k: module.generator.config[k] for k in SCREEN_KEYS}}}
+           if module.takes_position else {}),
         "output": OUTPUT_CONTRACT,
         "files": sizes,
         "int8_size_ratio": round(sizes["editor.int8.onnx"] / sizes["editor.onnx"], 4) if req.int8 else None,

@@ -101,11 +101,14 @@ class EPResult:
 
 
 def fixed_input_shape(src: Path, dst: Path, shape: list[int]) -> Path:
-    """Copy ``src`` with its (single) image input fixed to ``shape`` and the output shapes inferred."""
+    """Copy ``src`` with its image input fixed to ``shape`` (a screen's position input to [1, 2, H, W]) and the
+    output shapes inferred."""
     from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_input_shape_fixed
 
     model = onnx.load(str(src))
     make_input_shape_fixed(model.graph, model.graph.input[0].name, list(shape))
+    for extra in model.graph.input[1:]:
+        make_input_shape_fixed(model.graph, extra.name, [1, 2, *shape[2:]])
     fix_output_shapes(model)
     onnx.save(model, str(dst))
     return dst

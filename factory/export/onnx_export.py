@@ -50,6 +50,16 @@ INPUT_CONTRACT = {
     "to_model": "pixel / 127.5 - 1",
     "dynamic_axes": ["batch", "height", "width"],
 }
+#: the generator's settings of an editor with a screen (written in its card.json)
+SCREEN_KEYS = ("screen_waves", "screen_size")
+#: the second input of an editor with a screen (``EditorModule``, ``factory.runtime.position``)
+POSITION_CONTRACT = {
+    "name": POSITION_NAME,
+    "dtype": "float32",
+    "layout": "[batch or 1, 2, height, width]",
+    "value": "the row and the column of each pixel in the photo, divided by the photo's short side (a tile adds "
+             "its offset)",
+}
 OUTPUT_CONTRACT = {
     "name": OUTPUT_NAME,
     "dtype": "float32",

@@ -32,17 +32,20 @@ import numpy as np
 import onnx
 
 from factory.core.errors import FactoryError
+from factory.runtime.position import POSITION_NAME, position_grid
 
 
 def _calibration_reader_class():
     from onnxruntime.quantization import CalibrationDataReader
 
     class ImageCalibrationReader(CalibrationDataReader):
-        """Feeds images one at a time as ``{input_name: [1, 3, H, W] float32}`` to the calibrator."""
+        """Feeds images one at a time as ``{input_name: [1, 3, H, W] float32}`` to the calibrator (and, for an
+        editor with a screen, ``position``: each image a whole photo)."""
 
-        def __init__(self, input_name: str, images: Sequence[np.ndarray]) -> None:
+        def __init__(self, input_name: str, images: Sequence[np.ndarray], position: bool = False) -> None:
             self.input_name = input_name
             self.images = list(images)
+            self.position = position
             self._next = 0
 
         def get_next(self) -> dict[str, np.ndarray] | None:
@@ -50,7 +53,11 @@ def _calibration_reader_class():
                 return None
             x = np.ascontiguousarray(self.images[self._next], dtype=np.float32)
             self._next += 1
-            return {self.input_name: x[None] if x.ndim == 3 else x}
+            x = x[None] if x.ndim == 3 else x
+            if not self.position:
+                return {self.input_name: x}
+            h, w = x.shape[-2:]
+            return {self.input_name: x, POSITION_NAME: position_grid(h, w, [(0, 0)], min(h, w))}
 
         def rewind(self) -> None:
             self._next = 0
@@ -58,9 +65,9 @@ def _calibration_reader_class():
     return ImageCalibrationReader
 
 
-def calibration_reader(input_name: str, images: Sequence[np.ndarray]):
+def calibration_reader(input_name: str, images: Sequence[np.ndarray], position: bool = False):
     """A ``CalibrationDataReader`` over NCHW float32 images ([3, H, W] or [1, 3, H, W]) in the model's range."""
-    return _calibration_reader_class()(input_name, images)
+    return _calibration_reader_class()(input_name, images, position)
 
 
 def quantize_int8(fp32_path: Path, out_path: Path, calibration: Sequence[np.ndarray], per_channel: bool = True) -> Path:
@@ -69,18 +76,19 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: Sequence[np.ndar
 
     if not calibration:
         raise FactoryError("int8 quantization needs at least one calibration image")
-    input_name = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].name
+    inputs = [i.name for i in onnx.load(str(fp32_path), load_external_data=False).graph.input]
+    input_name = inputs[0]
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # the quantizer logs per-tensor notes (e.g. rank-1 constants) on the root logger
     try:
-        return _quantize(fp32_path, out_path, calibration, per_channel, input_name)
+        return _quantize(fp32_path, out_path, calibration, per_channel, input_name, POSITION_NAME in inputs)
     finally:
         root.setLevel(level)
 
 
 def _quantize(fp32_path: Path, out_path: Path, calibration: Sequence[np.ndarray], per_channel: bool,
-              input_name: str) -> Path:
+              input_name: str, position: bool = False) -> Path:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,7 +99,7 @@ def _quantize(fp32_path: Path, out_path: Path, calibration: Sequence[np.ndarray]
         softmax_out = [n.output[0] for n in model.graph.node if n.op_type == "Softmax"]
         overrides = {name: [{"scale": np.array(1.0 / 256, np.float32), "zero_point": np.array(0, np.uint8)}]
                      for name in softmax_out}
-        quantize_static(str(prepared), str(out_path), calibration_reader(input_name, calibration),
+        quantize_static(str(prepared), str(out_path), calibration_reader(input_name, calibration, position),
                         quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, per_channel=per_channel,
                         calibrate_method=CalibrationMethod.MinMax,
