@@ -61,6 +61,7 @@ def legacy_edit(editor, images, tile: int = 1024, batch: int = 4):
     import numpy as np
 
     from factory.runtime.editor import to_input, to_pixels
+    from factory.runtime.position import position_grid
 
     def starts(total: int, length: int, overlap: int) -> list[int]:
         if total <= length:
@@ -79,15 +80,20 @@ def legacy_edit(editor, images, tile: int = 1024, batch: int = 4):
         ph, pw = -(-h // s) * s, -(-w // s) * s
         padded = cv2.copyMakeBorder(image, 0, ph - h, 0, pw - w, cv2.BORDER_REFLECT_101) if (ph, pw) != (h, w) \
             else image
+        def place(tile_h: int, tile_w: int, origins: list, short: int = min(h, w)) -> np.ndarray | None:
+            """An editor with a screen: where each tile sits in the photo (as the runtime passes it)."""
+            return position_grid(tile_h, tile_w, origins, short) if editor.position_name else None
+
         if max(ph, pw) <= tile:
-            results.append(to_pixels(editor.run(to_input([padded])))[0][:h, :w])
+            results.append(to_pixels(editor.run(to_input([padded]), place(ph, pw, [(0, 0)])))[0][:h, :w])
             continue
         th, tw = min(tile, ph), min(tile, pw)
         overlap = max(s, (tile // 8) // s * s)
         boxes = [(y, x) for y in starts(ph, th, overlap) for x in starts(pw, tw, overlap)]
         outs = []
         for k in range(0, len(boxes), batch):
-            outs.extend(editor.run(to_input([padded[y:y + th, x:x + tw] for y, x in boxes[k:k + batch]])))
+            chunk = boxes[k:k + batch]
+            outs.extend(editor.run(to_input([padded[y:y + th, x:x + tw] for y, x in chunk]), place(th, tw, chunk)))
         weight = ramp(th, overlap)[:, None] * ramp(tw, overlap)[None, :]
         acc = np.zeros((3, ph, pw), np.float32)
         norm = np.zeros((ph, pw), np.float32)

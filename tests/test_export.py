@@ -243,6 +243,7 @@ def test_an_editor_with_a_screen_exports_its_position_input_and_tiles_keep_the_s
     from base_gan.generator import build_generator
     from factory.export.onnx_export import EditorModule, export_onnx, torch_vs_onnx
     from factory.runtime.editor import Editor
+    from factory.runtime.position import position_grid
     from factory.runtime.tiles import edit_tiled
 
     g = build_generator(seed=0, ngf=8, heads=2, screen_waves=[[0.11, 0.07], [-0.07, 0.11]], screen_size=64)
@@ -262,3 +263,14 @@ def test_an_editor_with_a_screen_exports_its_position_input_and_tiles_keep_the_s
     assert whole.std() > 5  # the screen is drawn
     assert np.abs(tiled - whole).mean() < 2.0 < np.abs(unplaced - whole).mean(), (
         np.abs(tiled - whole).mean(), np.abs(unplaced - whole).mean())
+
+    # int8: the phases (hundreds of radians on a large photo) stay float, the rest is quantized as usual
+    from factory.export.quantize import quantize_int8
+
+    rng = np.random.default_rng(2)
+    int8 = Editor(quantize_int8(path, tmp_path / "screen.int8.onnx",
+                                [rng.uniform(-1, 1, (3, 64, 64)).astype(np.float32) for _ in range(4)]))
+    big = rng.uniform(-1, 1, (1, 3, 64, 64)).astype(np.float32)
+    far = position_grid(64, 64, [(3000, 4000)], 3000)  # a tile far into a 12 MP photo
+    a, b = editor.run(big, far), int8.run(big, far)
+    assert 10 * np.log10(4 / np.mean((a - b) ** 2)) > 30

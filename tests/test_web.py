@@ -22,7 +22,6 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 from conftest import photo, write_rgb
 from test_run import ensure_chromium
@@ -38,16 +37,20 @@ ARTIFACTS = Path(os.environ.get("FACTORY_TEST_ARTIFACTS", REPO / "test-artifacts
 PHOTO = (96, 128)  # multiples of 16, under the page's max side: the page edits it as is
 
 
-def _tiny_editor(folder: Path, name: str) -> Path:
-    """A tiny exported editor far from the identity, and the card.json `factory export` would write."""
+def _tiny_editor(folder: Path, name: str, screen: bool = False) -> Path:
+    """A tiny exported editor far from the identity, and the card.json `factory export` would write (``screen``:
+    one that draws a fixed screen from its position input)."""
     import torch
 
     from base_gan.generator import build_generator
     from factory.export.onnx_export import INPUT_CONTRACT, OUTPUT_CONTRACT, EditorModule, export_onnx, set_metadata
 
-    gen = build_generator(seed=3, ngf=8, heads=2)
+    waves = {"screen_waves": [[0.11, 0.07], [-0.07, 0.11]], "screen_size": 64} if screen else {}
+    gen = build_generator(seed=3, ngf=8, heads=2, **waves)
     with torch.no_grad():
         gen.head.conv3.weight.mul_(300.0)  # the edit is tens of grey levels, not ~1
+        if screen:
+            gen.stem.waves.weight.normal_(0, 0.5)
     folder.mkdir(parents=True)
     path = export_onnx(EditorModule(gen), folder / "editor.onnx", 64)
     set_metadata(path, {"concept": name, "precision": "fp32", "stride": "16", "input_size": "64"})
@@ -97,8 +100,7 @@ def _python_edit(model: Path, rgb: np.ndarray, concept: str | None = None) -> np
     """Python onnxruntime's output for ``rgb``: the editor file ``model``, or ``concept`` of the pack ``model``."""
     if concept is not None:
         return to_pixels(Editor.from_pack(model, concept).run(to_input([rgb])))[0]
-    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    return to_pixels(sess.run(None, {"image": to_input([rgb])})[0])[0]
+    return to_pixels(Editor(model).run(to_input([rgb])))[0]  # an editor with a screen: the photo's positions
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +110,7 @@ def site(tmp_path_factory) -> dict:
 
     ws = Workspace(tmp_path_factory.mktemp("web") / "ws")
     editor = _tiny_editor(ws.editor("tiny"), "tiny")
+    _tiny_editor(ws.editor("dots"), "dots", screen=True)
     (ws.editor("broken")).mkdir(parents=True)
     shutil.copyfile(ws.editor("tiny") / "card.json", ws.editor("broken") / "card.json")
     (ws.editor("broken") / "editor.onnx").write_bytes(b"this is not an onnx model" * 40)
@@ -205,8 +208,8 @@ def test_page_lists_editors_and_edits_like_python_onnxruntime(site, browser):
     open_page(browser, site["url"])
     listed = browser.execute_script(
         "return Array.from(document.querySelectorAll('#editors button[data-filter-id]'), b => b.dataset.filterId)")
-    assert listed == ["editor:broken", "editor:gone", "editor:tiny", "pack:duo/warm", "pack:duo/cool",
-                      "pack:duo/torn"]
+    assert listed == ["editor:broken", "editor:dots", "editor:gone", "editor:tiny", "pack:duo/warm",
+                      "pack:duo/cool", "pack:duo/torn"]
     runtime = browser.execute_script("return document.getElementById('runtime').dataset")
     assert runtime["isolated"] == "true" and int(runtime["threads"]) >= 1  # COOP/COEP: threads allowed
 
@@ -231,6 +234,19 @@ def test_page_lists_editors_and_edits_like_python_onnxruntime(site, browser):
     assert err(canvas(browser, "after"), want) <= 1.5 * err(python_int8, want) + 1
     browser.execute_script("const p = document.getElementById('precision'); p.value = 'fp32';"
                            "p.dispatchEvent(new Event('change'))")
+
+
+def test_an_editor_with_a_screen_gets_each_pixels_place_from_the_page(site, browser):
+    """The page feeds an editor's position input (the photo's rows and columns over its short side) as the Python
+    runtime does: the same output, which a wrong position would change."""
+    open_page(browser, site["url"])
+    got = edit(browser, site["files"]["photo"], "editor:dots")
+    model = site["ws"].editor("dots") / "editor.onnx"
+    want = _python_edit(model, site["rgb"])
+    assert_close(got, want)
+    x = to_input([site["rgb"]])
+    misplaced = to_pixels(Editor(model).run(x, np.zeros((1, 2, *x.shape[2:]), np.float32)))[0]
+    assert np.abs(misplaced.astype(int) - want.astype(int)).mean() > 5
 
 
 def test_pack_filters_switch_fetching_only_the_concept(site, browser):

@@ -103,8 +103,21 @@ def _quantize(fp32_path: Path, out_path: Path, calibration: Sequence[np.ndarray]
                         quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, per_channel=per_channel,
                         calibrate_method=CalibrationMethod.MinMax,
+                        nodes_to_exclude=phase_nodes(model) if position else None,
                         extra_options={"TensorQuantOverrides": overrides})
     return out_path
+
+
+def phase_nodes(model: onnx.ModelProto) -> list[str]:
+    """The nodes from the position input up to the Sin of a screen's waves: phases reach hundreds of radians, so
+    8 bits would leave nothing of the sine; they stay float (what follows the Sin, in [-1, 1], is quantized)."""
+    frontier, names = {POSITION_NAME}, []
+    for node in model.graph.node:  # topologically sorted
+        if frontier.intersection(node.input):
+            names.append(node.name)
+            if node.op_type != "Sin":
+                frontier.update(node.output)
+    return names
 
 
 def convert_fp16(fp32_path: Path, out_path: Path) -> Path:
