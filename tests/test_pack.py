@@ -164,3 +164,16 @@ def test_factory_export_pack_from_the_workspace(tiny, tmp_path):
                           ([str(tmp_path / "in.png"), "--concept", "sepia"], "is not a filter pack")):
         r = run_factory(ws.root, "apply", *args, str(tmp_path / "in.png"), "-o", str(tmp_path / "x"), check=False)
         assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_concept_drawn_with_a_screen_is_refused_with_a_clear_message(tiny):
+    """A pack's shared graph has no position input: an adapter that trains the stem's waves conv is refused (the
+    standalone editor is the way to ship it), not packed without its screen."""
+    from base_gan.generator import with_screen_waves
+    from factory.lora.adapters import LoraLayout, save_adapter, wrap
+
+    screen = with_screen_waves(tiny["base"].copy(), [[0.1414, 0.1414]], 32)
+    folder = save_adapter(wrap(screen, LoraLayout(["up1"], ranks=2)), tiny["root"] / "dots")
+    assert (folder / "screen.json").is_file()
+    with pytest.raises(FactoryError, match="dots: drawn with a fixed screen.*standalone editor"):
+        build_pack(tiny["base"], [tiny["concepts"][0], PackConcept("dots", "print it in dots", folder)], size=32)

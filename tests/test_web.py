@@ -341,7 +341,7 @@ def test_static_folder_works_on_a_plain_web_server(site, browser, tmp_path):
     out = tmp_path / "site"
     r = CliRunner().invoke(cli, ["--workspace", str(site["ws"].root), "web", "--out", str(out)])
     assert r.exit_code == 0, r.output + repr(r.exception)
-    assert "2 editor(s)" in r.output and "2 pack(s)" in r.output  # 'gone' lost its file: not listed any more
+    assert "3 editor(s)" in r.output and "2 pack(s)" in r.output  # 'gone' lost its file: not listed any more
     assert {"index.html", "app.js", "style.css", "vendor", "editors", "packs"} <= {p.name for p in out.iterdir()}
     assert (out / "editors" / "tiny" / "editor.onnx").is_file() and (out / "packs" / "duo" / "base.weights").is_file()
     again = CliRunner().invoke(cli, ["--workspace", str(site["ws"].root), "web", "--out", str(out)])

@@ -124,9 +124,11 @@
       throw new Error(`${what}: onnxruntime-web could not load ${url} (corrupt, or not an editor model): ` +
         `${(e.message || String(e)).slice(0, 300)}`);
     }
-    if (session.inputNames.length !== 1 || session.outputNames.length < 1) {
+    const [first, ...rest] = session.inputNames;
+    const extraOk = rest.length === 0 || (rest.length === 1 && rest[0] === 'position'); // an editor with a screen
+    if (!first || !extraOk || session.outputNames.length < 1) {
       throw new Error(`${what}: ${url} is not an editor (inputs ${session.inputNames.join(', ')}; an editor ` +
-        'takes one image)');
+        'takes one image, and the pixel positions when it draws a fixed screen)');
     }
     session.editfactoryModel = url; // which file runs (an editor without editor.int8.onnx runs fp32)
     return session;
