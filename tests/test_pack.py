@@ -175,5 +175,5 @@ def test_a_concept_drawn_with_a_screen_is_refused_with_a_clear_message(tiny):
     screen = with_screen_waves(tiny["base"].copy(), [[0.1414, 0.1414]], 32)
     folder = save_adapter(wrap(screen, LoraLayout(["up1"], ranks=2)), tiny["root"] / "dots")
     assert (folder / "screen.json").is_file()
-    with pytest.raises(FactoryError, match="dots: drawn with a fixed screen.*standalone editor"):
+    with pytest.raises(FactoryError, match=r"dots: drawn with a fixed screen.*standalone editor"):
         build_pack(tiny["base"], [tiny["concepts"][0], PackConcept("dots", "print it in dots", folder)], size=32)
