@@ -534,7 +534,8 @@ def with_screen_waves(model: Generator, waves: list[list[float]], size: int | No
     if model.config.screen_waves:
         raise ValueError(f"the generator already reads screen waves {model.config.screen_waves}")
     config = {k: v for k, v in model.config.items() if not k.startswith("_")}
-    copy = Generator(**{**config, "screen_waves": [list(map(float, w)) for w in waves], "screen_size": size})
+    with torch.random.fork_rng(devices=[]):  # its random init is overwritten: leave the global RNG alone
+        copy = Generator(**{**config, "screen_waves": [list(map(float, w)) for w in waves], "screen_size": size})
     missing, unexpected = copy.load_state_dict(model.state_dict(), strict=False)
     if missing != ["stem.waves.weight"] or unexpected:
         raise ValueError(f"cannot add screen waves to this generator (missing {missing}, unexpected {unexpected})")

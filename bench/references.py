@@ -64,16 +64,23 @@ def reference_concepts(arch: str) -> list[str]:
 
 
 def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float | None, eval_seconds: float,
-                  min_seconds: float, seed: int = 0) -> dict:
-    """Train ``arch`` on ``concept`` to its plateau (or the cap); returns the result written to ``out``."""
+                  min_seconds: float, seed: int = 0, screen: bool = False, augment: bool = True) -> dict:
+    """Train ``arch`` on ``concept`` to its plateau (or the cap); returns the result written to ``out``.
+    ``screen``: our architecture gets position channels at the concept's fixed screen, when it has one (as
+    ``--screen auto`` gives run_all's scratch arm); ``augment``: the random flip and resized crop of the pairs."""
     spec = ARCHS[arch]
     generator = spec["generator"]
     if generator == "shipped base":
         generator = model_spec(load_model(pretrained_base()))
+        if screen:
+            from factory.lora.finetune import fitted_screen
+            from factory.lora.pair_selection import train_ids
+
+            generator = {**generator, **(fitted_screen(ws.data(concept), train_ids(ws.data(concept))) or {})}
     folder = ws.root / "runs" / f"{arch}-{concept}"
     settings = TrainSettings(generator=generator, disc_nf=spec["disc_nf"], steps=10**9,
                              seconds=cap or spec["cap"], batch=spec["batch"], lr=spec["lr"], beta1=0.5,
-                             decay_from=1.0, checkpoint_every=200, seed=seed)
+                             decay_from=1.0, checkpoint_every=200, seed=seed, augment=augment)
     trainer = Trainer(folder, [ws.data(concept)], settings, text_cache=ws.text_cache)
     test = HeldOutPairs(ws.data(concept), "test")
     model = trainer.G
@@ -105,7 +112,7 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
     result = {
         "arch": arch, "concept": concept, "group": concept_split().group.get(concept),
         "instruction": find_card(concept).instruction,
-        "settings": spec | {"generator": generator, "cap_seconds": cap or spec["cap"]},
+        "settings": spec | {"generator": generator, "cap_seconds": cap or spec["cap"], "augment": augment},
         "seed": seed, "eval_seconds": eval_seconds, "plateau_rule": PLATEAU | {"min_seconds": min_seconds},
         "plateau": reached, "stopped": "plateau" if reached else "cap reached (no plateau yet: said plainly)",
         "steps": trainer.state.step, "training_seconds": round(trainer.state.seconds, 1),
@@ -153,6 +160,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke run: 20 s caps, 5 s cadence, separate outputs")
     ap.add_argument("--workspace", type=Path, default=Path("bench/work/protocol"))
     ap.add_argument("--out", type=Path, default=Path("bench/results/references"))
+    ap.add_argument("--screen", action="store_true", help="our architecture gets position channels at the concept's "
+                    "fixed screen, when it has one (run_all's scratch arm under --screen auto)")
+    ap.add_argument("--no-augment", action="store_true", help="no random flip and resized crop of the pairs "
+                    "(run_all's arms under --no-augment)")
     args = ap.parse_args()
     if args.quick:
         args.workspace, args.out = Path("bench/work/references-quick"), Path("bench/results/smoke/references")
@@ -170,7 +181,8 @@ def main() -> None:
                 continue
             log(f"{arch} {concept}: training to its plateau")
             r = run_reference(ws, arch, concept, args.out, 20.0 if args.quick else None,
-                              5.0 if args.quick else EVAL_SECONDS, 10.0 if args.quick else PLATEAU["min_seconds"])
+                              5.0 if args.quick else EVAL_SECONDS, 10.0 if args.quick else PLATEAU["min_seconds"],
+                              screen=args.screen, augment=not args.no_augment)
             atomic_write_text(args.out / "references.md", summary(args.out))
             log(f"{arch} {concept}: {r['stopped']} after {r['training_seconds']:.0f} s, best PSNR {r['best_psnr']:.2f} "
                 f"dB (identity {r['identity']['psnr']:.2f})")
