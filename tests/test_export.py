@@ -264,6 +264,14 @@ def test_an_editor_with_a_screen_exports_its_position_input_and_tiles_keep_the_s
     assert np.abs(tiled - whole).mean() < 2.0 < np.abs(unplaced - whole).mean(), (
         np.abs(tiled - whole).mean(), np.abs(unplaced - whole).mean())
 
+    # a fixed-shape copy (batch 1, as the mobile files are) runs a batch one image at a time with the given place
+    from factory.export.mobile_check import fixed_input_shape
+
+    fixed = Editor(fixed_input_shape(path, tmp_path / "screen.fixed.onnx", [1, 3, 64, 96]))
+    place = position_grid(64, 96, [(40, 24)], 160)
+    np.testing.assert_allclose(fixed.run(x[0], place), editor.run(x[0], place), atol=1e-5)
+    assert np.abs(fixed.run(x[0], place) - fixed.run(x[0])).max() > 0.05
+
     # int8: the phases (hundreds of radians on a large photo) stay float, the rest is quantized as usual
     from factory.export.quantize import quantize_int8
 

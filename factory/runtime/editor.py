@@ -215,7 +215,7 @@ class Editor:
         if any(f is not None and f != d for f, d in zip(self.fixed_hw, (h, w))):
             raise FactoryError(f"{self.path.name} takes only {self.fixed_hw[0]}x{self.fixed_hw[1]} inputs, got {h}x{w}")
         if self.fixed_batch is not None and x.shape[0] != self.fixed_batch:
-            return np.concatenate([self.run(x[i : i + 1], None if position is None or len(position) == 1
+            return np.concatenate([self.run(x[i : i + 1], position if position is None or len(position) == 1
                                             else position[i : i + 1]) for i in range(x.shape[0])])
         return self._call(self.session, x, position)
 
