@@ -105,7 +105,7 @@ def fit_screen_waves(source: torch.Tensor, target: torch.Tensor, max_waves: int 
         scores.append(torch.where(band, power / level.clamp(min=1e-30), torch.zeros_like(power)))
     contrast = torch.stack(scores).amax(0)
     which = torch.stack(scores).argmax(0)
-    searched = torch.where(band, contrast, torch.zeros_like(contrast))
+    searched = contrast.clone()  # zero outside the band already
     n, m = searched.shape
 
     def near(i: float, j: float) -> tuple[int, int]:

@@ -30,7 +30,6 @@ from factory.export.onnx_export import (
     OPSET,
     OUTPUT_CONTRACT,
     POSITION_CONTRACT,
-    SCREEN_KEYS,
     EditorModule,
     export_onnx,
     merge_adapter,
@@ -240,6 +239,7 @@ def _build(
 
     from factory.export.mobile_check import check_mobile, fixed_input_shape
     from factory.export.quantize import convert_fp16, convert_to_ort, quantize_int8
+    from factory.lora.adapters import screen_of
     from factory.runtime.editor import Editor, to_input
 
     held_out = to_input(images.held_out)
@@ -391,8 +391,8 @@ def _build(
         "adapter": {"path": str(req.adapter_dir), "sha256": adapter_sha} if req.adapter_dir else None,
         "adapter_note": req.adapter_note,
         "input": {**INPUT_CONTRACT, "stride": stride, "export_size": req.size},
-        **({"position": {**POSITION_CONTRACT, "screen": {k: module.generator.config[k] for k in SCREEN_KEYS}}}
-           if module.takes_position else {}),
+        **({"position": {**POSITION_CONTRACT, "screen": screen_of(module.generator)}} if module.takes_position
+           else {}),
         "output": OUTPUT_CONTRACT,
         "files": sizes,
         "int8_size_ratio": round(sizes["editor.int8.onnx"] / sizes["editor.onnx"], 4) if req.int8 else None,

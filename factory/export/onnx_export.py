@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from factory.core.errors import FactoryError
-from factory.runtime.position import POSITION_NAME
+from factory.runtime.position import POSITION_NAME, position_grid
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "edited"
@@ -50,8 +50,6 @@ INPUT_CONTRACT = {
     "to_model": "pixel / 127.5 - 1",
     "dynamic_axes": ["batch", "height", "width"],
 }
-#: the generator's settings of an editor with a screen (written in its card.json)
-SCREEN_KEYS = ("screen_waves", "screen_size")
 #: the second input of an editor with a screen (``EditorModule``, ``factory.runtime.position``)
 POSITION_CONTRACT = {
     "name": POSITION_NAME,
@@ -99,19 +97,12 @@ class EditorModule(nn.Module):
         extra = {}
         if self.takes_position:
             if position is None:
-                position = position_grid(image.shape[-2], image.shape[-1])
+                position = torch.from_numpy(position_grid(image.shape[-2], image.shape[-1]))
             extra["position"] = position * self.screen_size
         if self.has_text:
             return self.generator(image, self.text_tokens, self.text_mask, **extra)
         return self.generator(image, **extra)
 
-
-def position_grid(h: int, w: int, origin: tuple[int, int] = (0, 0), short_side: int | None = None) -> torch.Tensor:
-    """[1, 2, h, w]: (row, col) of each pixel of an ``h`` x ``w`` window at ``origin`` of a photo whose short side is
-    ``short_side`` (default ``min(h, w)``: the window is the photo), as fractions of that short side."""
-    from factory.runtime.position import position_grid as grid
-
-    return torch.from_numpy(grid(h, w, [origin], short_side or min(h, w)))
 
 
 def merge_adapter(model: nn.Module, adapter_dir: Path) -> nn.Module:
@@ -145,7 +136,7 @@ def export_onnx(module: nn.Module, path: Path, size: int, dynamic: bool = True, 
         {INPUT_NAME: {v: k for k, v in axes.items()}, OUTPUT_NAME: {v: k for k, v in axes.items()}} if dynamic else None
     )
     if getattr(module, "takes_position", False):  # a screen: the pixel positions are a second input
-        dummy, names = (*dummy, position_grid(size, size)), [INPUT_NAME, POSITION_NAME]
+        dummy, names = (*dummy, torch.from_numpy(position_grid(size, size))), [INPUT_NAME, POSITION_NAME]
         if dynamic_axes:
             dynamic_axes[POSITION_NAME] = {0: "position_batch", 2: "height", 3: "width"}
     path = Path(path)
@@ -216,7 +207,7 @@ def torch_vs_onnx(
         ref = module(torch.from_numpy(x)).numpy()
         feeds = {session.get_inputs()[0].name: x}
         if getattr(module, "takes_position", False):  # the default: each image a whole photo
-            feeds[POSITION_NAME] = position_grid(*x.shape[-2:]).numpy()
+            feeds[POSITION_NAME] = position_grid(*x.shape[-2:])
         got = session.run(None, feeds)[0]
         if got.shape != ref.shape:
             raise FactoryError(f"{onnx_path.name}: output shape {got.shape} differs from torch's {ref.shape}")

@@ -56,8 +56,7 @@ def _calibration_reader_class():
             x = x[None] if x.ndim == 3 else x
             if not self.position:
                 return {self.input_name: x}
-            h, w = x.shape[-2:]
-            return {self.input_name: x, POSITION_NAME: position_grid(h, w, [(0, 0)], min(h, w))}
+            return {self.input_name: x, POSITION_NAME: position_grid(*x.shape[-2:])}
 
         def rewind(self) -> None:
             self._next = 0

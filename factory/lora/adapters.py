@@ -158,6 +158,14 @@ def screen_of(model: nn.Module) -> dict[str, Any] | None:
     return {"screen_waves": [list(map(float, w)) for w in config.screen_waves], "screen_size": config.screen_size}
 
 
+def with_screen(model: nn.Module, screen: dict[str, Any] | None) -> nn.Module:
+    """``model`` given the stem's ``waves`` conv for ``screen`` (``screen_of``'s form; zero at the start), or
+    ``model`` itself for None."""
+    from base_gan.generator import with_screen_waves
+
+    return with_screen_waves(model, screen["screen_waves"], screen["screen_size"]) if screen else model
+
+
 def saved_screen(folder: Path) -> dict[str, Any] | None:
     """The screen a saved adapter trained its ``waves`` conv for (``screen.json``), else None."""
     path = Path(folder) / SCREEN_FILE
@@ -275,9 +283,7 @@ def _load_with_screen(base_model: nn.Module, folder: Path, trainable: bool, scre
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    from base_gan.generator import with_screen_waves
-
-    base_model = with_screen_waves(base_model, screen["screen_waves"], screen["screen_size"])
+    base_model = with_screen(base_model, screen)
     config = LoraConfig.from_pretrained(str(folder))
     config.modules_to_save = [SCREEN_MODULE]
     config.base_model_name_or_path = None

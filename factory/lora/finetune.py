@@ -40,7 +40,6 @@ from typing import Any
 
 from torch import nn
 
-from base_gan.generator import with_screen_waves
 from base_gan.models import BaseGAN, build_model, model_spec
 from base_gan.train import Trainer
 from factory.core.atomic import atomic_write_json, atomic_write_png
@@ -52,7 +51,14 @@ from factory.core.workspace import Workspace
 from factory.data.dataset import concept_instruction
 from factory.evaluation.curves import plot_curve, read_curve, write_curve
 from factory.evaluation.heldout import HeldOutPairs, save_grid
-from factory.lora.adapters import LoraLayout, count_adapter_params, lora_parameters, save_adapter, screen_of
+from factory.lora.adapters import (
+    LoraLayout,
+    count_adapter_params,
+    lora_parameters,
+    save_adapter,
+    screen_of,
+    with_screen,
+)
 from factory.lora.options import ADAPTER_LR, LORA_BIAS, SCRATCH_LR, FinetuneOptions
 from factory.lora.trials import adapted, conditioned, merged, zero_shot
 
@@ -151,8 +157,7 @@ def _student(base: BaseGAN, opts: FinetuneOptions, plan: dict, screen: dict[str,
     if opts.kind == "scratch":
         return build_model(seed=opts.seed, **{**model_spec(base.model), **(screen or {})}), None, None
     if opts.kind == "full":
-        model = base.copy()
-        return with_screen_waves(model, screen["screen_waves"], screen["screen_size"]) if screen else model, None, None
+        return with_screen(base.copy(), screen), None, None
     if opts.tune == "all":
         model, layout = merged(base, Path(plan["init_adapter"]), screen)
         return model, layout, None

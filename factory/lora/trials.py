@@ -12,7 +12,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from base_gan.generator import with_screen_waves
 from base_gan.models import BaseGAN
 from base_gan.train import Trainer, TrainSettings
 from factory.evaluation.heldout import HeldOutPairs, text_conditioned
@@ -23,6 +22,7 @@ from factory.lora.adapters import (
     load_adapter,
     lora_parameters,
     screen_of,
+    with_screen,
     wrap,
 )
 
@@ -35,7 +35,7 @@ def adapted(base: BaseGAN, layout: LoraLayout | None, init_adapter: Path | None,
     with ``screen`` (``adapters.screen_of``'s form), the stem's ``waves`` conv (zero at the start) trains with it."""
     if init_adapter is not None:
         return load_adapter(base.copy(), init_adapter, trainable=True, screen=screen), layout_of_adapter(init_adapter)
-    return wrap(_with_screen(base.copy(), screen), layout, seed=seed), layout
+    return wrap(with_screen(base.copy(), screen), layout, seed=seed), layout
 
 
 def merged(base: BaseGAN, init_adapter: Path, screen: dict[str, Any] | None = None) -> tuple[nn.Module, LoraLayout]:
@@ -43,12 +43,8 @@ def merged(base: BaseGAN, init_adapter: Path, screen: dict[str, Any] | None = No
     with ``screen``, plus the stem's ``waves`` conv (zero at the start)."""
     model = load_adapter(base.copy(), init_adapter).merge_and_unload()
     if not screen_of(model):
-        model = _with_screen(model, screen)
+        model = with_screen(model, screen)
     return model.requires_grad_(True), layout_of_adapter(init_adapter)
-
-
-def _with_screen(model: nn.Module, screen: dict[str, Any] | None) -> nn.Module:
-    return with_screen_waves(model, screen["screen_waves"], screen["screen_size"]) if screen else model
 
 
 def conditioned(model: nn.Module, trainer: Trainer) -> EditFn:

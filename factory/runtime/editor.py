@@ -226,7 +226,7 @@ class Editor:
         if self.position_name is not None:
             h, w = x.shape[-2:]
             feeds[self.position_name] = np.ascontiguousarray(
-                position_grid(h, w, [(0, 0)], min(h, w)) if position is None else position, dtype=np.float32)
+                position_grid(h, w) if position is None else position, dtype=np.float32)
         return session.run(None, feeds)[0]
 
     @property
@@ -337,7 +337,7 @@ class Editor:
                 chunk = indices[start : start + batch]
                 x = to_input([jobs[k].array for k in chunk])
                 position = None if self.position_name is None else np.concatenate(
-                    [position_grid(x.shape[2], x.shape[3], [(0, 0)], jobs[k].short_side) for k in chunk])
+                    [position_grid(x.shape[2], x.shape[3], short_side=jobs[k].short_side) for k in chunk])
                 y = self.run(x, position)
                 for k, out in zip(chunk, y):
                     outputs[k] = out

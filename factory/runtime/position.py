@@ -14,9 +14,12 @@ import numpy as np
 POSITION_NAME = "position"
 
 
-def position_grid(h: int, w: int, origins: Sequence[tuple[int, int]], short_side: int) -> np.ndarray:
+def position_grid(h: int, w: int, origins: Sequence[tuple[int, int]] = ((0, 0),),
+                  short_side: int | None = None) -> np.ndarray:
     """[len(origins), 2, h, w] float32: the (row, col) of every pixel of ``h`` x ``w`` windows whose top-left corners
-    are ``origins`` (pixels of the photo), divided by the photo's ``short_side``."""
+    are ``origins`` (pixels of the photo), divided by the photo's ``short_side`` (by default the window is the whole
+    photo: one origin at (0, 0), short side ``min(h, w)``)."""
+    short_side = min(h, w) if short_side is None else short_side
     if short_side < 1 or not origins:
         raise ValueError(f"need a short side >= 1 and at least one origin, got {short_side} and {list(origins)}")
     rows = np.arange(h, dtype=np.float32)[:, None]
