@@ -49,11 +49,12 @@ from concepts.cards import find_card
 from factory.core.atomic import atomic_write_json, atomic_write_text
 from factory.core.workspace import Workspace
 from factory.data.card_pairs import make_pairs
-from factory.data.screen_fit import fit_screen_waves
 from factory.evaluation.heldout import HeldOutPairs
 from factory.evaluation.metrics import learned
 from factory.evaluation.protocol import DATA_SEED, PAIRS, SEEDS, SIZE, concept_split, mean_spread
+from factory.lora.finetune import fitted_screen
 from factory.lora.options import SCRATCH_LR
+from factory.lora.pair_selection import train_ids
 from factory.pipeline.assets import pretrained_base
 
 from common import log
@@ -82,9 +83,9 @@ def train_one(ws: Workspace, concept: str, variant: str, seed: int, seconds: flo
         spec = {**spec, "screen_periods": list(SCREEN_PERIODS)}
     waves = None
     if v.get("waves"):
-        train = HeldOutPairs(ws.data(concept), "train")
-        waves = fit_screen_waves(train.source, train.target)
-        spec = {**spec, "screen_waves": waves or None}
+        screen = fitted_screen(ws.data(concept), train_ids(ws.data(concept)))
+        waves = screen["screen_waves"] if screen else []
+        spec = {**spec, **(screen or {})}
     settings = TrainSettings(generator=spec, disc_nf=32, steps=10**9, seconds=seconds * v["budget"], batch=8,
                              lr=SCRATCH_LR, beta1=0.5, decay_from=1.0, checkpoint_every=200, seed=seed,
                              l1_weight=v["l1_weight"], fm_weight=v["fm_weight"], augment=v.get("augment", True))
