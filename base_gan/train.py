@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.utils.data import Dataset
 
 from base_gan.distributed import parallel
 from base_gan.models import build_model, round_to_float16_, save_model, state_dict_for_save, unwrap
@@ -77,19 +78,22 @@ class Trainer:
     By default it trains a fresh generator built from ``settings.generator``. For fine-tuning, pass a
     prepared ``generator`` (e.g. a peft-wrapped base) and the ``trainable`` parameters: only those
     are optimized and only those go into checkpoints (the frozen rest is the caller's to rebuild).
-    ``ids`` restricts the training pairs per concept (``{concept: [pair ids]}``).
+    ``ids`` restricts the training pairs per concept (``{concept: [pair ids]}``); ``data`` replaces the pairs
+    with another dataset of the same items (e.g. ``factory.data.multiscale.ScaledPairs``, whose items also carry
+    the ``position`` the generator gets).
     """
 
     def __init__(self, out_dir: Path, data_dirs: list[Path], settings: TrainSettings,
                  text_cache: Path | None = None, *, generator: nn.Module | None = None,
                  trainable: Iterable[nn.Parameter] | None = None,
-                 ids: dict[str, Sequence[str]] | None = None):
+                 ids: dict[str, Sequence[str]] | None = None, data: Dataset | None = None):
         from base_gan.discriminator import build_discriminator
         from base_gan.losses import gan_loss
 
         self.out_dir = Path(out_dir)
         self.s = settings
-        self.data = PairedDataset(data_dirs, split="train", augment=settings.augment, ids=ids)
+        self.data = data if data is not None else PairedDataset(data_dirs, split="train", augment=settings.augment,
+                                                                 ids=ids)
         if generator is None:
             generator = build_model(seed=settings.seed, **settings.generator)
         self.G = generator.train()
@@ -155,7 +159,7 @@ class Trainer:
             torch.manual_seed(derive_seed(self.s.seed, "augment", step, k))  # kornia augmentation
             items.append(self.data[idx[k]])
         torch.manual_seed(derive_seed(self.s.seed, "forward", step, self.par.rank))  # dropout, if any
-        batch = {k: torch.stack([it[k] for it in items]) for k in ("source", "target")}
+        batch = {k: torch.stack([it[k] for it in items]) for k in ("source", "target", "position") if k in items[0]}
         batch["concept"] = torch.tensor([it["concept"] for it in items])
         if self.s.text_dropout:  # these samples learn "no known edit -> the photo unchanged"
             drop = (torch.rand(self.s.batch, generator=g) < self.s.text_dropout)[mine]
@@ -164,10 +168,12 @@ class Trainer:
             batch["concept"] = torch.where(drop, null, batch["concept"])
         return batch
 
-    def generate(self, model: nn.Module, source: torch.Tensor, concept: torch.Tensor) -> torch.Tensor:
+    def generate(self, model: nn.Module, source: torch.Tensor, concept: torch.Tensor,
+                 position: torch.Tensor | None = None) -> torch.Tensor:
+        where = {} if position is None else {"position": position}
         if self.text_tokens is None:
-            return model(source)
-        return model(source, self.text_tokens[concept], self.text_mask[concept])
+            return model(source, **where)
+        return model(source, self.text_tokens[concept], self.text_mask[concept], **where)
 
     def _lr_scale(self, step: int) -> float:
         start = int(self.s.steps * self.s.decay_from)
@@ -185,7 +191,7 @@ class Trainer:
             for group in opt.param_groups:
                 group["lr"] = self.s.lr * self._lr_scale(step) * 0.5 ** len(self.state.rollbacks)
         src, tgt = b["source"], b["target"]
-        fake = self.generate(self.G, src, b["concept"])
+        fake = self.generate(self.G, src, b["concept"], b.get("position"))
 
         self.opt_d.zero_grad(set_to_none=True)
         real_logits, _ = self.D(src, tgt)

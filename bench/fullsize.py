@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -178,8 +179,10 @@ def make_editor(concept: str, args) -> tuple[Path, Path, str]:
     from_protocol = (adapter / "adapter_config.json").is_file() and (data / "synth.json").is_file()
     if not from_protocol:
         data = args.work / f"ws-{concept}" / "data" / concept
+    extra = shlex.split(args.run_args)
     source = (f"the protocol's generated + tuned adapter ({adapter.relative_to(REPO)})" if from_protocol
-              else f"`factory run {concept} --seconds {args.run_seconds:g}`")
+              else f"`factory{f' --seed {args.seed}' if args.seed else ''} run {concept} --seconds {args.run_seconds:g}"
+                   f"{''.join(' ' + a for a in extra)}`")
     card = folder / "card.json"
     if card.is_file() and "full_size" in json.loads(card.read_text()):
         log(f"{concept}: reusing {folder}")
@@ -201,8 +204,9 @@ def make_editor(concept: str, args) -> tuple[Path, Path, str]:
     else:
         ws = args.work / f"ws-{concept}"
         log(f"{concept}: factory run in {ws}")
-        subprocess.run([sys.executable, "-m", "factory", "--workspace", str(ws), "run", concept, "--seconds",
-                        str(args.run_seconds)] + (["--synth-pairs", "24"] if args.quick else []),
+        subprocess.run([sys.executable, "-m", "factory", "--workspace", str(ws), "--seed", str(args.seed), "run",
+                        concept, "--seconds",
+                        str(args.run_seconds), *extra] + (["--synth-pairs", "24"] if args.quick else []),
                        check=True, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         folder.parent.mkdir(parents=True, exist_ok=True)
         import shutil
@@ -430,6 +434,9 @@ def main() -> None:
     for k, v in FULL.items():
         ap.add_argument(f"--{k.replace('_', '-')}", type=type(v) if not isinstance(v, Path) else Path, default=None)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--run-args", default="", help="more arguments of `factory run` for the editors it makes "
+                    "(e.g. \"--screen-scale 1\")")
+    ap.add_argument("--seed", type=int, default=0, help="`factory --seed` for the editors it makes")
     ap.add_argument("--sweep", help="concepts with the tile sweep (default: the first)")
     ap.add_argument("--no-old-huge", dest="old_huge", action="store_false",
                     help="skip the old tiling on the 9000x9000 image (it needs ~9 GB and ~3 minutes)")

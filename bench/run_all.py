@@ -139,6 +139,9 @@ def parse_args() -> argparse.Namespace:
                     help="auto: every arm gets position channels when the concept's teacher draws a fixed screen "
                          "(factory run's default since bench/results/tune_choice-screen.md; every recorded run before "
                          "it trains without)")
+    ap.add_argument("--screen-scale", type=float, default=1.0,
+                    help="with --screen auto: also train on windows rescaled up to this factor (factory run's "
+                         "--screen-scale; every recorded run trains at the pairs' size only, 1)")
     for k, v in FULL.items():
         ap.add_argument(f"--{k.replace('_', '-')}", type=type(v) if v is not None else str, default=None)
     args = ap.parse_args()
@@ -299,6 +302,7 @@ def run_arm(args, ws: Workspace, base, concept: str, seed: int, arm: str,
     common = dict(
         steps=10**6, seconds=args.budget, eval_seconds=args.eval_seconds, batch=8, seed=seed, checkpoint_every=10**6,
         pairs=args.train_pairs, decay_over=args.decay_over, augment=not args.no_augment, screen=args.screen,
+        screen_scale=args.screen_scale,
     )
     if arm in ("scratch", "full"):
         opts = FinetuneOptions(init=arm, **common)
@@ -872,6 +876,7 @@ def main() -> None:
         "decay_over": args.decay_over,
         "augment": not args.no_augment,
         "screen": args.screen,
+        "screen_scale": args.screen_scale,
         "equal_at": args.equal_at,
         "concepts": rows,
         "reused_runs": reused,

@@ -356,6 +356,12 @@ def test_the_cli_and_run_defaults_for_augmentation_are_the_library_s() -> None:
     screens = {name: next(p.default for p in cli.commands[name].params if p.name == "screen")
                for name in ("finetune", "run")}
     assert screens == {"finetune": SCREEN, "run": SCREEN} and RunOptions(target="x").screen == SCREEN
+    from factory.lora.options import SCREEN_SCALE
+
+    scales = {name: next(p.default for p in cli.commands[name].params if p.name == "screen_scale")
+              for name in ("finetune", "run")}
+    assert scales == {"finetune": SCREEN_SCALE, "run": SCREEN_SCALE}
+    assert RunOptions(target="x").screen_scale == SCREEN_SCALE
 
 
 def test_full_init_fine_tunes_every_weight_of_the_base(ws: Workspace) -> None:
@@ -413,7 +419,9 @@ def test_a_concept_with_a_screen_trains_its_waves_conv_and_the_adapter_brings_it
             "--batch", "2", "--eval-every", "3"]
     res = invoke(ws, *args, "--out", str(ws.root / "ht"))
     assert res.exit_code == 0 and "a fixed screen" in res.output, res.output
+    assert "rescaled up to 32x" in res.output, res.output  # its classic teacher runs at other scales
     m = json.loads((ws.root / "ht" / "metrics.json").read_text())
+    assert m["screen_training_scale"] == 32.0 and m["options"]["screen_scale"] == 32.0
     waves = m["screen"]["screen_waves"]
     assert m["screen"]["screen_size"] == 32 and saved_screen(ws.root / "ht") == m["screen"]
     assert sorted(round(abs(f), 2) for w in waves for f in w) == [0.14] * 4, waves  # cell 5 at 45 degrees
@@ -426,6 +434,11 @@ def test_a_concept_with_a_screen_trains_its_waves_conv_and_the_adapter_brings_it
     path = export_onnx(module, ws.root / "ht.onnx", 32)
     assert torch_vs_onnx(module, path, [images(2, 32).numpy()]).max_abs < 1e-3
 
+    res = invoke(ws, *args, "--screen-scale", "1", "--steps", "1", "--out", str(ws.root / "ht-1x"))
+    assert res.exit_code == 0 and "the pairs' size only: --screen-scale 1" in res.output, res.output
+    assert json.loads((ws.root / "ht-1x" / "metrics.json").read_text())["screen_training_scale"] == 1.0
+    res = invoke(ws, *args, "--screen-scale", "0.5")
+    assert res.exit_code != 0 and "--screen-scale" in res.output, res.output
     res = invoke(ws, *args, "--screen", "off", "--out", str(ws.root / "ht-off"))
     assert res.exit_code == 0 and "a fixed screen" not in res.output, res.output
     assert json.loads((ws.root / "ht-off" / "metrics.json").read_text())["screen"] is None

@@ -94,6 +94,10 @@ class PairedDataset(Dataset):
         name = self.concepts[concept]
         return [i for i, r in enumerate(self.refs) if r.concept == name]
 
+    def images(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(source, target) of pair ``i`` as HxWx3 uint8, unaugmented."""
+        return self._images[i]
+
     def __getitem__(self, i: int) -> dict:
         src, tgt = (to_tensor(a) for a in self._images[i])
         if self.augment is not None:

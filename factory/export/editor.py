@@ -79,14 +79,32 @@ def export_images(data_dir: Path, size: int, n_calibration: int = CALIBRATION_IM
             k = max(1, len(train) // 5)
             test = train[-k:]
             train = train[:-k] or train  # a single pair calibrates and is held out
+        held_out = [_square(read_image(r.source), size) for r in test]
+        targets, reference = _teacher_at(data_dir, held_out, size)
         return ExportImages(
-            calibration=[_square(read_image(r.source), size) for r in train],
-            held_out=[_square(read_image(r.source), size) for r in test],
-            held_out_targets=[_square(read_image(r.target), size) for r in test],
-            origin=f"{data_dir} ({len(train)} train sources, {len(test)} test pairs)")
+            calibration=[_square(read_image(r.source), size) for r in train], held_out=held_out,
+            held_out_targets=targets or [_square(read_image(r.target), size) for r in test],
+            origin=f"{data_dir} ({len(train)} train sources, {len(test)} test pairs; {reference})")
     return ExportImages(calibration=photo_crops("train", min(n_calibration, 16), size),
                         held_out=photo_crops("test", min(n_held_out, 8), size), held_out_targets=None,
                         origin="scikit-image sample photos (the concept has no pairs; run `factory synth` for its own)")
+
+
+def _teacher_at(data_dir: Path, sources: list[np.ndarray], size: int) -> tuple[list[np.ndarray] | None, str]:
+    """(the classic teacher run on ``sources`` at ``size``, its pixel sizes scaled from the pairs', or None; what
+    the held-out targets are). A halftone screen or pixel blocks resized from the pairs' size are blurred versions
+    of what the teacher draws at ``size``; a teacher that cannot run here keeps the pairs' targets, resized."""
+    from factory.export.fullsize import full_resolution_reference
+    from factory.teachers.rescale import RescaleError, apply_recipe_at
+
+    recipe, pair_size, _ = full_resolution_reference(data_dir)
+    own = "targets: the pairs' own, resized to the export size when the pairs are another size"
+    if recipe is None or pair_size == size:
+        return None, own
+    try:
+        return [apply_recipe_at(s, recipe, size / pair_size) for s in sources], f"targets: the recipe at {size} px"
+    except RescaleError:
+        return None, own
 
 
 def photo_crops(split: str, n: int, size: int, seed: int = 0) -> list[np.ndarray]:

@@ -116,8 +116,12 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
         log(f"{concept}: a fixed screen in the teacher's outputs; position channels for its waves "
             f"{screen['screen_waves']} (cycles per pixel at {screen['screen_size']} px)")
     model, layout, trainable = _student(base, opts, plan, screen)
+    scaled, why = _scaled_pairs(data_dir, plan["pairs"]["train"], opts, settings.augment) if screen else (None, "")
+    if screen:
+        log(f"{concept}: " + (f"also training on windows of the pairs rescaled up to {opts.screen_scale:g}x (the "
+                              "recipe run at each scale)" if scaled else f"training at the pairs' size only: {why}"))
     trainer = Trainer(out_dir, [data_dir], settings, workspace.text_cache, generator=model,
-                      trainable=trainable, ids={concept: plan["pairs"]["train"]})
+                      trainable=trainable, ids={concept: plan["pairs"]["train"]}, data=scaled)
     test = HeldOutPairs(data_dir, split="test")
     edit = conditioned(model, trainer)
     curve: list[dict[str, float]] = []
@@ -151,6 +155,20 @@ def fitted_screen(data_dir: Path, train_ids: list[str]) -> dict[str, Any] | None
     return {"screen_waves": waves, "screen_size": int(min(pairs.source.shape[-2:]))} if waves else None
 
 
+def _scaled_pairs(data_dir: Path, train_ids: list[str], opts: FinetuneOptions, augment: bool) -> tuple[Any, str]:
+    """(the training pairs with rescaled windows, ``factory.data.multiscale.ScaledPairs``, or None; why not)."""
+    from factory.data.dataset import PairedDataset
+    from factory.data.multiscale import ScaledPairs, scalable_recipe
+
+    if opts.screen_scale <= 1:
+        return None, "--screen-scale 1"
+    recipe, why = scalable_recipe(data_dir, opts.screen_scale)
+    if recipe is None:
+        return None, why
+    pairs = PairedDataset([data_dir], split="train", augment=augment, ids={data_dir.name: train_ids})
+    return ScaledPairs(pairs, recipe, opts.screen_scale, seed=opts.seed), ""
+
+
 def _student(base: BaseGAN, opts: FinetuneOptions, plan: dict, screen: dict[str, Any] | None
              ) -> tuple[nn.Module, LoraLayout | None, list | None]:
     """(the model to train, its LoRA layout or None, its trainable parameters or None for all of them)."""
@@ -181,6 +199,7 @@ def _finish(workspace: Workspace, concept: str, instruction: str, base: BaseGAN,
         "options": to_dict(opts),
         "pairs": {k: v for k, v in plan["pairs"].items() if k != "search"},
         "screen": screen_of(model),
+        "screen_training_scale": getattr(trainer.data, "max_scale", 1.0) if screen_of(model) else None,
         "search_seconds": plan.get("search_seconds", 0.0),
         "training": {"steps": trainer.state.step, "seconds": round(trainer.state.seconds, 2),
                      "settings": to_dict(trainer.s), "rollbacks": trainer.state.rollbacks},

@@ -32,8 +32,12 @@ AUGMENT = False
 #: training pairs (``factory.data.screen_fit``); a concept without one trains exactly as with "off"
 SCREEN = "auto"
 SCREENS = ("auto", "off")
+#: a screen concept with a classic teacher also trains on windows of its pairs rescaled up to this factor, the
+#: recipe run at each scale (``factory.data.multiscale``), so the dots keep their shape and edges on bigger photos;
+#: chosen on the validation concept newsprint (bench/results/fullsize-scales-validation.md: 12 MP tiled PSNR by scale)
+SCREEN_SCALE = 32.0
 #: options added after runs were recorded, with the value every run before them had (resume and reuse read them so)
-ADDED_LATER = {"tune": "lora", "decay_over": "steps", "augment": True, "screen": "off"}
+ADDED_LATER = {"tune": "lora", "decay_over": "steps", "augment": True, "screen": "off", "screen_scale": 1.0}
 #: the inits that train the whole generator (saved as a model folder in loras/<concept>/<init>/), not a LoRA
 FULL_INITS = ("scratch", "full")
 #: what a fine-tune from an adapter start trains: the LoRA on the frozen base, or every weight with the adapter merged
@@ -71,6 +75,7 @@ class FinetuneOptions:
     decay_over: str = "steps"          # steps | budget: the LR decays over the last half of the steps (or seconds)
     augment: bool = AUGMENT            # random flip and resized crop of every training pair
     screen: str = SCREEN               # auto: the screen waves fitted to the pairs (when there is a screen) | off
+    screen_scale: float = SCREEN_SCALE  # with a screen: also train on windows rescaled up to this factor (1: off)
 
     def as_record(self) -> dict:
         """The options as a resume fingerprint records them: those in ``ADDED_LATER`` only when not at their
@@ -128,6 +133,8 @@ class FinetuneOptions:
             raise FactoryError(f"--decay-over {self.decay_over}: expected steps or budget")
         if self.screen not in SCREENS:
             raise FactoryError(f"--screen {self.screen}: expected one of {', '.join(SCREENS)}")
+        if not self.screen_scale >= 1:
+            raise FactoryError(f"--screen-scale {self.screen_scale}: expected a factor >= 1 (1: the pairs' size only)")
         if self.tune not in TUNES:
             raise FactoryError(f"--tune {self.tune}: expected one of {', '.join(TUNES)}")
         if self.tune == "all" and self.kind != "adapter":

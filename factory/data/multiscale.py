@@ -1,0 +1,88 @@
+"""Training pairs at larger scales, for a concept whose classic teacher draws a fixed screen.
+
+An editor with position channels draws the screen where its ``position`` input says, so on a photo N times
+the pairs' size it is asked for dots N times larger, with edges as crisp as the teacher draws them there.
+Pairs at the pairs' size show it one scale only: what it learns of the dot's shape (a 5 px cell with a
+1 px soft edge) is a blur at 20x. ``ScaledPairs`` wraps a ``PairedDataset``: half of its items are the pairs
+as they are; the other half take a window of 1/s of a pair's source (s log-uniform in [1, max_scale], the
+window placed at random), upscale it s times to the pairs' size, and run the recipe rescaled by s on it (the
+window is the teacher's photo: its screen starts at the window's corner), with ``position`` = the pixel
+grid / s. Every item carries ``position`` ([2, H, W], the training pairs' pixel units).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from factory.core.files import read_json
+from factory.data.dataset import PairedDataset, to_tensor
+
+__all__ = ["ScaledPairs", "scalable_recipe"]
+
+
+def scalable_recipe(data_dir: Path, max_scale: float) -> tuple[list | None, str]:
+    """(the concept's classic recipe, "") when its teacher can be run at ``max_scale`` times the pairs' size,
+    else (None, why not)."""
+    from factory.teachers.rescale import RescaleError, rescale_recipe
+
+    teacher = (read_json(Path(data_dir) / "synth.json") or {}).get("teacher") or {}
+    if teacher.get("kind") != "classic":
+        return None, f"its {teacher.get('kind', 'unknown')} teacher cannot be run at other scales here"
+    try:
+        rescale_recipe(teacher["recipe"], max_scale)
+    except RescaleError as exc:
+        return None, str(exc)
+    return teacher["recipe"], ""
+
+
+class ScaledPairs(Dataset):
+    """``pairs`` (one concept, one pair size) and as many rescaled windows of them (see the module docstring)."""
+
+    def __init__(self, pairs: PairedDataset, recipe: list, max_scale: float, seed: int = 0):
+        if max_scale < 1:
+            raise ValueError(f"max_scale must be >= 1, got {max_scale}")
+        if len(pairs.concepts) != 1:
+            raise ValueError("rescaled windows are made for one concept's pairs")
+        self.pairs, self.recipe, self.max_scale, self.seed = pairs, recipe, float(max_scale), seed
+        self.concepts, self.instructions = pairs.concepts, pairs.instructions
+        self.size = pairs.images(0)[0].shape[0]
+
+    def __len__(self) -> int:
+        return 2 * len(self.pairs)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        n = len(self.pairs)
+        if i < n:
+            item = self.pairs[i]
+            item["position"] = _grid(self.size, 1.0)
+            return item
+        item = self.pairs[i - n]
+        scale = math.exp(torch.rand(()).item() * math.log(self.max_scale))  # torch's RNG: the Trainer seeds it
+        source, target, factor = self.window(i - n, scale, torch.rand(2).tolist())
+        item.update(source=to_tensor(source), target=to_tensor(target), position=_grid(self.size, factor))
+        return item
+
+    def window(self, k: int, scale: float, where: list[float]) -> tuple[np.ndarray, np.ndarray, float]:
+        """(source, teacher's target, the exact factor) of a window of 1/``scale`` of pair ``k``'s source at
+        ``where`` (fractions of the free room), upscaled to the pairs' size."""
+        from factory.teachers.rescale import apply_recipe_at
+
+        side = max(4, min(self.size, round(self.size / scale)))
+        y, x = (int(f * (self.size - side + 1)) for f in where)
+        crop = self.pairs.images(k)[0][y:y + side, x:x + side]
+        source = cv2.resize(crop, (self.size, self.size), interpolation=cv2.INTER_CUBIC)
+        factor = self.size / side
+        return source, apply_recipe_at(source, self.recipe, factor, seed=self.seed), factor
+
+
+def _grid(size: int, factor: float) -> torch.Tensor:
+    """[2, size, size]: (row, col) of every pixel over ``factor`` (in the training pairs' pixel units)."""
+    ramp = torch.arange(size, dtype=torch.float32) / factor
+    return torch.stack([ramp[:, None].expand(size, size), ramp[None, :].expand(size, size)])
