@@ -11,7 +11,7 @@ held-out pairs), native and 12 MP PSNR, the photos at the pairs' size, and the i
 the 256 px figure). The scale is chosen on the validation concept (newsprint); the test concept (halftone) reports.
 
     python bench/fullsize_scales.py --concepts newsprint --scales 1,8,16,32 --seeds 0 --name fullsize-scales-validation
-    python bench/fullsize_scales.py --concepts halftone --scales 1,32 --seeds 0,1,2 --name fullsize-scales
+    python bench/fullsize_scales.py --concepts halftone --scales 1,16 --seeds 0,1,2 --name fullsize-scales
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def render(result: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--concepts", default="halftone")
-    ap.add_argument("--scales", default="1,32", help="--screen-scale values")
+    ap.add_argument("--scales", default="1,16", help="--screen-scale values")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--name", default="fullsize-scales", help="results: bench/results/<name>.{json,md}")
     args = ap.parse_args()

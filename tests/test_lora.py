@@ -419,9 +419,9 @@ def test_a_concept_with_a_screen_trains_its_waves_conv_and_the_adapter_brings_it
             "--batch", "2", "--eval-every", "3"]
     res = invoke(ws, *args, "--out", str(ws.root / "ht"))
     assert res.exit_code == 0 and "a fixed screen" in res.output, res.output
-    assert "rescaled up to 32x" in res.output, res.output  # its classic teacher runs at other scales
+    assert "rescaled up to 16x" in res.output, res.output  # its classic teacher runs at other scales
     m = json.loads((ws.root / "ht" / "metrics.json").read_text())
-    assert m["screen_training_scale"] == 32.0 and m["options"]["screen_scale"] == 32.0
+    assert m["screen_training_scale"] == 16.0 and m["options"]["screen_scale"] == 16.0
     waves = m["screen"]["screen_waves"]
     assert m["screen"]["screen_size"] == 32 and saved_screen(ws.root / "ht") == m["screen"]
     assert sorted(round(abs(f), 2) for w in waves for f in w) == [0.14] * 4, waves  # cell 5 at 45 degrees

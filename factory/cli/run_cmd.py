@@ -68,7 +68,7 @@ from factory.pipeline.session import Session
               help="auto: when the teacher draws a fixed screen (halftone dots, pixel blocks: peaks in the spectrum "
                    "of what stays in place across the pairs), give the student position channels at its waves "
                    "(bench/results/structural-screen.md); off: never.")
-@click.option("--screen-scale", type=click.FloatRange(1), default=32.0, show_default=True,
+@click.option("--screen-scale", type=click.FloatRange(1), default=16.0, show_default=True,
               help="With a screen and a classic teacher: also train on windows of the pairs rescaled up to this "
                    "factor, the recipe run at each scale, so the dots keep their shape on full-size photos "
                    "(bench/results/fullsize-scales.md); 1: the pairs' size only.")

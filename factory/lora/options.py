@@ -34,8 +34,9 @@ SCREEN = "auto"
 SCREENS = ("auto", "off")
 #: a screen concept with a classic teacher also trains on windows of its pairs rescaled up to this factor, the
 #: recipe run at each scale (``factory.data.multiscale``), so the dots keep their shape and edges on bigger photos;
-#: chosen on the validation concept newsprint (bench/results/fullsize-scales-validation.md: 12 MP tiled PSNR by scale)
-SCREEN_SCALE = 32.0
+#: chosen on the validation concept newsprint (bench/results/fullsize-scales-validation.md: the best native and 12 MP
+#: tiled PSNR of 1, 8, 16 and 32)
+SCREEN_SCALE = 16.0
 #: options added after runs were recorded, with the value every run before them had (resume and reuse read them so)
 ADDED_LATER = {"tune": "lora", "decay_over": "steps", "augment": True, "screen": "off", "screen_scale": 1.0}
 #: the inits that train the whole generator (saved as a model folder in loras/<concept>/<init>/), not a LoRA

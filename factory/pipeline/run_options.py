@@ -42,7 +42,7 @@ class RunOptions:
     decay_over: str = "steps"        # the fine-tune's LR decay: over its steps, or over its seconds budget
     augment: bool = False            # the fine-tune's random flip and resized crop of its pairs (AUGMENT)
     screen: str = "auto"             # position channels for a fixed screen in the pairs (SCREEN): auto | off
-    screen_scale: float = 32.0       # with a screen: also train on windows rescaled up to this factor (SCREEN_SCALE)
+    screen_scale: float = 16.0       # with a screen: also train on windows rescaled up to this factor (SCREEN_SCALE)
     seed: int = 0
 
     def teacher_overrides(self) -> dict[str, str | None]:
