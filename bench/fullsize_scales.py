@@ -8,7 +8,9 @@ with the recipe run at that scale (``factory.data.multiscale``). Per concept, sc
 12 MP photo and the concept's held-out photos at native size, tiled, against the teacher at full resolution) and
 tabulates, as mean +- sd over the seeds: the card's 256 px figure (the editor against the recipe at 256 px on the
 held-out pairs), native and 12 MP PSNR, the photos at the pairs' size, and the issue-16 goal (12 MP within 1 dB of
-the 256 px figure). The scale is chosen on the validation concept (newsprint); the test concept (halftone) reports.
+the 256 px figure); and how quality falls with scale: the 12 MP photo shrunk to 1, 2, 4, 8 and 16 times the pairs'
+size (and full size), each against the recipe at that scale (``<run>/scale_curve.json``). The scale is chosen on the
+validation concept (newsprint); the test concept (halftone) reports.
 
     python bench/fullsize_scales.py --concepts newsprint --scales 1,8,16,32 --seeds 0 --name fullsize-scales-validation
     python bench/fullsize_scales.py --concepts halftone --scales 1,16 --seeds 0,1,2 --name fullsize-scales
@@ -30,19 +32,52 @@ REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "bench" / "work" / "fullsize-scales"
 RESULTS = REPO / "bench" / "results"
 GOAL_DB = 1.0
+CURVE_FACTORS = (1, 2, 4, 8, 16)
 
 
-def one_run(concept: str, scale: str, seed: int, runs_dir: Path) -> dict:
+def one_run(concept: str, scale: str, seed: int, runs_dir: Path, run_args: str = "", tag: str = "") -> dict:
     """``bench/fullsize.py``'s result for one editor (reused when its results file is there)."""
-    name = f"{concept}-s{scale}-seed{seed}"
+    name = f"{concept}-s{scale}{tag}-seed{seed}"
     out = runs_dir / name
     if not (out / "fullsize.json").is_file():
         log(f"{name}: bench/fullsize.py")
         subprocess.run([sys.executable, str(REPO / "bench" / "fullsize.py"), "--concepts", concept, "--precisions",
                         "fp32", "--huge", "0", "--tiles", "512/32", "--repeats", "1", "--seed", str(seed),
-                        "--work", str(WORK / name), "--out", str(out), "--run-args", f"--screen-scale {scale}"],
+                        "--work", str(WORK / name), "--out", str(out),
+                        "--run-args", f"--screen-scale {scale} {run_args}"],
                        check=True, cwd=REPO)
-    return json.loads((out / "fullsize.json").read_text())
+    result = json.loads((out / "fullsize.json").read_text())
+    if not (out / "scale_curve.json").is_file():
+        from factory.core.atomic import atomic_write_json
+
+        atomic_write_json(out / "scale_curve.json", scale_curve(WORK / name, concept))
+    result["scale_curve"] = json.loads((out / "scale_curve.json").read_text())
+    return result
+
+
+def scale_curve(work: Path, concept: str) -> dict[str, float]:
+    """The editor's tiled PSNR on the 12 MP photo shrunk to each factor of the pairs' size (and at full size),
+    against the recipe run at that factor."""
+    import cv2
+
+    from factory.core.images import read_image
+    from factory.export.fullsize import full_resolution_reference, psnr_u8
+    from factory.runtime.editor import Editor
+    from factory.teachers.rescale import apply_recipe_at
+
+    editor = Editor(work / "editors" / concept, threads=2)
+    recipe, pair_size, _ = full_resolution_reference(work / f"ws-{concept}" / "data" / concept)
+    photo = read_image(next((work / "images" / concept).glob("photo-*x*.png")))
+    h, w = photo.shape[:2]
+    curve = {}
+    for factor in (*CURVE_FACTORS, min(h, w) / pair_size):
+        short = round(pair_size * factor)
+        img = photo if short >= min(h, w) else cv2.resize(photo, (round(w * short / h), short),
+                                                         interpolation=cv2.INTER_AREA)
+        ref = apply_recipe_at(img, recipe, min(img.shape[:2]) / pair_size)
+        psnr = psnr_u8(editor.edit([img], path="tiled")[0], ref)
+        curve[f"{min(img.shape[:2]) / pair_size:.1f}x"] = round(float(psnr), 2)
+    return curve
 
 
 def figures(result: dict) -> dict[str, float]:
@@ -54,6 +89,19 @@ def figures(result: dict) -> dict[str, float]:
             "native at the pairs' size": native["pairs' size"], "12 MP tiled": tiled["psnr_db"],
             "12 MP at the pairs' size": row["photo"]["pair_size_psnr_db"], "12 MP seconds": tiled["seconds"],
             "12 MP peak MB": tiled["peak_mb"]}
+
+
+def curve_table(result: dict) -> list[str]:
+    """PSNR by scale (the 12 MP photo shrunk), mean ± sd over seeds."""
+    cols = list(result["rows"][0]["curves"][0])
+    lines = ["", "PSNR (dB) by scale: the 12 MP photo shrunk to each factor of the pairs' size, tiled, against the "
+             "recipe at that scale (the last column is full size).", "",
+             "| concept | --screen-scale | " + " | ".join(cols) + " |",
+             "| --- | ---: | " + " | ".join("---:" for _ in cols) + " |"]
+    for row in result["rows"]:
+        lines.append(f"| {row['concept']} | {row['scale']} | "
+                     + " | ".join(summary([c[k] for c in row["curves"]]) for k in cols) + " |")
+    return lines
 
 
 def summary(values: list[float]) -> str:
@@ -76,7 +124,7 @@ def render(result: dict) -> str:
         met = sum(f["12 MP tiled"] >= f["256 px (card)"] - GOAL_DB for f in row["figures"])
         lines.append(f"| {row['concept']} | {row['scale']} | " + " | ".join(cells)
                      + f" | {met}/{len(row['figures'])} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + curve_table(result)) + "\n"
 
 
 def main() -> None:
@@ -84,15 +132,22 @@ def main() -> None:
     ap.add_argument("--concepts", default="halftone")
     ap.add_argument("--scales", default="1,16", help="--screen-scale values")
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--run-args", default="", help="more `factory run` arguments for every editor (e.g. "
+                    "\"--seconds 300\"), with --tag")
+    ap.add_argument("--tag", default="", help="a suffix naming the runs made with --run-args (e.g. -300s)")
     ap.add_argument("--name", default="fullsize-scales", help="results: bench/results/<name>.{json,md}")
     args = ap.parse_args()
     from factory.core.atomic import atomic_write_json, atomic_write_text
 
     seeds = [int(s) for s in args.seeds.split(",")]
     runs_dir = RESULTS / "fullsize-scales-runs"
-    rows = [{"concept": c, "scale": s, "seeds": seeds,
-             "figures": [figures(one_run(c, s, seed, runs_dir)) for seed in seeds]}
-            for c in args.concepts.split(",") for s in args.scales.split(",")]
+    rows = []
+    for concept in args.concepts.split(","):
+        for scale in args.scales.split(","):
+            runs = [one_run(concept, scale, seed, runs_dir, args.run_args, args.tag) for seed in seeds]
+            label = scale + (f" {args.run_args}" if args.run_args else "")
+            rows.append({"concept": concept, "scale": label, "seeds": seeds, "figures": [figures(r) for r in runs],
+                         "curves": [r["scale_curve"] for r in runs]})
     result = {"name": args.name, "date": datetime.now(UTC).isoformat(timespec="seconds"), "commit": git_commit(),
               "command": "python bench/fullsize_scales.py " + " ".join(sys.argv[1:]), "seeds": seeds, "rows": rows}
     atomic_write_json(RESULTS / f"{args.name}.json", result)

@@ -26,6 +26,9 @@ from factory.data.dataset import PairedDataset, to_tensor
 
 __all__ = ["ScaledPairs", "scalable_recipe"]
 
+#: rescaled windows drawn per pair (1: half of the samples at the pairs' size, half windows)
+WINDOWS_PER_PAIR = 1
+
 
 def scalable_recipe(data_dir: Path, max_scale: float) -> tuple[list | None, str]:
     """(the concept's classic recipe, "") when its teacher can be run at ``max_scale`` times the pairs' size,
@@ -55,7 +58,7 @@ class ScaledPairs(Dataset):
         self.size = pairs.images(0)[0].shape[0]
 
     def __len__(self) -> int:
-        return 2 * len(self.pairs)
+        return (1 + WINDOWS_PER_PAIR) * len(self.pairs)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         n = len(self.pairs)
@@ -63,9 +66,10 @@ class ScaledPairs(Dataset):
             item = self.pairs[i]
             item["position"] = _grid(self.size, 1.0)
             return item
-        item = self.pairs[i - n]
+        k = (i - n) % n
+        item = self.pairs[k]
         scale = math.exp(torch.rand(()).item() * math.log(self.max_scale))  # torch's RNG: the Trainer seeds it
-        source, target, factor = self.window(i - n, scale, torch.rand(2).tolist())
+        source, target, factor = self.window(k, scale, torch.rand(2).tolist())
         item.update(source=to_tensor(source), target=to_tensor(target), position=_grid(self.size, factor))
         return item
 
