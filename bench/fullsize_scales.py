@@ -93,7 +93,7 @@ def figures(result: dict) -> dict[str, float]:
 
 def curve_table(result: dict) -> list[str]:
     """PSNR by scale (the 12 MP photo shrunk), mean ± sd over seeds."""
-    cols = list(result["rows"][0]["curves"][0])
+    cols = sorted(result["rows"][0]["curves"][0], key=lambda k: float(k.rstrip("x")))
     lines = ["", "PSNR (dB) by scale: the 12 MP photo shrunk to each factor of the pairs' size, tiled, against the "
              "recipe at that scale (the last column is full size).", "",
              "| concept | --screen-scale | " + " | ".join(cols) + " |",
