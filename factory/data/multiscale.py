@@ -3,11 +3,11 @@
 An editor with position channels draws the screen where its ``position`` input says, so on a photo N times
 the pairs' size it is asked for dots N times larger, with edges as crisp as the teacher draws them there.
 Pairs at the pairs' size show it one scale only: what it learns of the dot's shape (a 5 px cell with a
-1 px soft edge) is a blur at 20x. ``ScaledPairs`` wraps a ``PairedDataset``: half of its items are the pairs
-as they are; the other half take a window of 1/s of a pair's source (s log-uniform in [1, max_scale], the
-window placed at random), upscale it s times to the pairs' size, and run the recipe rescaled by s on it (the
-window is the teacher's photo: its screen starts at the window's corner), with ``position`` = the pixel
-grid / s. Every item carries ``position`` ([2, H, W], the training pairs' pixel units).
+1 px soft edge) is a blur at 20x. ``ScaledPairs`` wraps a ``PairedDataset``: its first items are the pairs as
+they are; then, ``WINDOWS_PER_PAIR`` times per pair, a window of 1/s of the pair's source (s log-uniform in
+[1, max_scale], the window placed at random) upscaled s times to the pairs' size, with the recipe rescaled by s
+run on it as the target (the window is the teacher's photo: its screen starts at the window's corner) and
+``position`` = the pixel grid / s. Every item carries ``position`` ([2, H, W], the training pairs' pixel units).
 """
 
 from __future__ import annotations

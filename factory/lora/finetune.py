@@ -9,7 +9,9 @@ in order:
    and the curve. Every lora_B also gets a bias (peft ``lora_bias``, on by default);
 2. with ``screen="auto"``, the fixed screen of the pairs, if their teacher draws one (``fitted_screen``: halftone
    dots, pixel blocks): the student gets the stem's ``waves`` conv (zero at the start, trained in full next to
-   the LoRA) over sin/cos position channels at the screen's waves, so it can place the screen;
+   the LoRA) over sin/cos position channels at the screen's waves, so it can place the screen; with a classic
+   teacher it also trains on windows of its pairs rescaled up to ``screen_scale`` times, the recipe run at each
+   scale (``factory.data.multiscale``), so it draws the screen at the scale of a full-size photo;
 3. the fine-tune itself with the concept's instruction tokens, the Trainer's LSGAN + 100 L1 loop,
    only the LoRA weights in the optimizer, held-out PSNR of the test split recorded against wall-clock
    training seconds (evaluation time excluded);
