@@ -256,7 +256,8 @@ def native_quality(folder: Path, data: Path, n: int, threads: int) -> dict:
     import cv2
     import numpy as np
 
-    from factory.export.fullsize import full_resolution_reference, held_out_photos, low_side_for, psnr_u8
+    from factory.data.dataset import full_resolution_reference
+    from factory.export.fullsize import held_out_photos, low_side_for, psnr_u8
     from factory.runtime.editor import Editor
     from factory.runtime.guided import guided_edit
     from factory.teachers.rescale import RescaleError, apply_recipe_at
@@ -284,7 +285,8 @@ def native_quality(folder: Path, data: Path, n: int, threads: int) -> dict:
 
 # -- the benchmark ----------------------------------------------------------------------------------------------
 def bench_concept(concept: str, args, group: str) -> dict:
-    from factory.export.fullsize import full_resolution_reference, held_out_photos, psnr_u8
+    from factory.data.dataset import full_resolution_reference
+    from factory.export.fullsize import held_out_photos, psnr_u8
     from factory.runtime.tiles import default_overlap
     from factory.teachers.rescale import RescaleError, apply_recipe_at
 

@@ -85,7 +85,8 @@ def test_only_a_classic_teacher_that_can_be_rescaled_gets_windows(ws, tmp_path):
     (folder / "synth.json").write_text(json.dumps({"teacher": {"kind": "pairs"}, "size": SIZE}))
     recipe, why = scalable_recipe(folder, 8.0)
     assert recipe is None and "pairs teacher" in why
-    (folder / "synth.json").write_text(json.dumps({"teacher": {"kind": "classic", "recipe": [{"op": "cartoon"}]}}))
+    (folder / "synth.json").write_text(json.dumps({"teacher": {"kind": "classic", "recipe": [{"op": "cartoon"}]},
+                                                     "size": SIZE}))
     recipe, why = scalable_recipe(folder, 8.0)
     assert recipe is None and "cartoon" in why
 

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from factory.core.errors import FactoryError
+from factory.core.files import read_json
 from factory.core.images import read_image
 from factory.data.pair_store import read_manifest
 
@@ -40,6 +41,17 @@ def concept_instruction(data_dir: Path) -> str:
     if not meta.exists():
         raise FactoryError(f"{data_dir}: no synth.json; run `factory synth {data_dir.name}` first")
     return json.loads(meta.read_text(encoding="utf-8"))["instruction"]
+
+
+def full_resolution_reference(data_dir: Path) -> tuple[list | None, int, str]:
+    """(the classic recipe or None, the pairs' size, why there is no full-resolution reference)."""
+    meta = read_json(Path(data_dir) / "synth.json")
+    if not isinstance(meta, dict):
+        return None, 0, f"no readable synth.json in {data_dir}: the concept has no teacher pairs"
+    teacher = meta.get("teacher") or {}
+    if teacher.get("kind") != "classic":
+        return None, 0, f"the {teacher.get('kind', 'unknown')} teacher cannot be run at full resolution here"
+    return teacher["recipe"], int(meta["size"]), ""
 
 
 def pair_refs(data_dir: Path, split: str | None = None, ids: Sequence[str] | None = None) -> list[PairRef]:

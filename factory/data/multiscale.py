@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from factory.core.files import read_json
-from factory.data.dataset import PairedDataset, to_tensor
+from factory.data.dataset import PairedDataset, full_resolution_reference, to_tensor
+from factory.runtime.position import position_grid
 
 __all__ = ["ScaledPairs", "scalable_recipe"]
 
@@ -35,14 +35,14 @@ def scalable_recipe(data_dir: Path, max_scale: float) -> tuple[list | None, str]
     else (None, why not)."""
     from factory.teachers.rescale import RescaleError, rescale_recipe
 
-    teacher = (read_json(Path(data_dir) / "synth.json") or {}).get("teacher") or {}
-    if teacher.get("kind") != "classic":
-        return None, f"its {teacher.get('kind', 'unknown')} teacher cannot be run at other scales here"
+    recipe, _, why = full_resolution_reference(data_dir)
+    if recipe is None:
+        return None, why
     try:
-        rescale_recipe(teacher["recipe"], max_scale)
+        rescale_recipe(recipe, max_scale)
     except RescaleError as exc:
         return None, str(exc)
-    return teacher["recipe"], ""
+    return recipe, ""
 
 
 class ScaledPairs(Dataset):
@@ -88,5 +88,4 @@ class ScaledPairs(Dataset):
 
 def _grid(size: int, factor: float) -> torch.Tensor:
     """[2, size, size]: (row, col) of every pixel over ``factor`` (in the training pairs' pixel units)."""
-    ramp = torch.arange(size, dtype=torch.float32) / factor
-    return torch.stack([ramp[:, None].expand(size, size), ramp[None, :].expand(size, size)])
+    return torch.from_numpy(position_grid(size, size, short_side=factor)[0])

@@ -94,7 +94,7 @@ def _teacher_at(data_dir: Path, sources: list[np.ndarray], size: int) -> tuple[l
     """(the classic teacher run on ``sources`` at ``size``, its pixel sizes scaled from the pairs', or None; what
     the held-out targets are). A halftone screen or pixel blocks resized from the pairs' size are blurred versions
     of what the teacher draws at ``size``; a teacher that cannot run here keeps the pairs' targets, resized."""
-    from factory.export.fullsize import full_resolution_reference
+    from factory.data.dataset import full_resolution_reference
     from factory.teachers.rescale import RescaleError, apply_recipe_at
 
     recipe, pair_size, _ = full_resolution_reference(data_dir)

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from factory.core.files import read_json
+from factory.data.dataset import full_resolution_reference
 from factory.runtime.editor import Editor
 from factory.runtime.guided import DEFAULT_EPS, guided_edit, radius_for
 from factory.runtime.tiles import DEFAULT_TILE
@@ -75,17 +76,6 @@ def held_out_photos(data_dir: Path, n: int) -> tuple[list[tuple[str, np.ndarray]
                 continue
     found.sort(key=lambda item: -item[1].shape[0] * item[1].shape[1])  # stable: ties keep the pairs' order
     return found[:n], origin
-
-
-def full_resolution_reference(data_dir: Path) -> tuple[list | None, int, str]:
-    """(the classic recipe or None, the pairs' size, why there is no full-resolution reference)."""
-    meta = read_json(data_dir / "synth.json")
-    if not isinstance(meta, dict):
-        return None, 0, f"no readable synth.json in {data_dir}: the concept has no teacher pairs"
-    teacher = meta.get("teacher") or {}
-    if teacher.get("kind") != "classic":
-        return None, 0, f"the {teacher.get('kind', 'unknown')} teacher cannot be run at full resolution here"
-    return teacher["recipe"], int(meta["size"]), ""
 
 
 def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_db: float | None = None,

@@ -118,8 +118,9 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
         log(f"{concept}: a fixed screen in the teacher's outputs; position channels for its waves "
             f"{screen['screen_waves']} (cycles per pixel at {screen['screen_size']} px)")
     model, layout, trainable = _student(base, opts, plan, screen)
-    scaled, why = _scaled_pairs(data_dir, plan["pairs"]["train"], opts, settings.augment) if screen else (None, "")
+    scaled = None
     if screen:
+        scaled, why = _scaled_pairs(data_dir, plan["pairs"]["train"], opts, settings.augment)
         log(f"{concept}: " + (f"also training on windows of the pairs rescaled up to {opts.screen_scale:g}x (the "
                               "recipe run at each scale)" if scaled else f"training at the pairs' size only: {why}"))
     trainer = Trainer(out_dir, [data_dir], settings, workspace.text_cache, generator=model,

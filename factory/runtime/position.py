@@ -15,7 +15,7 @@ POSITION_NAME = "position"
 
 
 def position_grid(h: int, w: int, origins: Sequence[tuple[int, int]] = ((0, 0),),
-                  short_side: int | None = None) -> np.ndarray:
+                  short_side: float | None = None) -> np.ndarray:
     """[len(origins), 2, h, w] float32: the (row, col) of every pixel of ``h`` x ``w`` windows whose top-left corners
     are ``origins`` (pixels of the photo), divided by the photo's ``short_side`` (by default the window is the whole
     photo: one origin at (0, 0), short side ``min(h, w)``)."""
