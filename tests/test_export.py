@@ -276,8 +276,20 @@ def test_an_editor_with_a_screen_exports_its_position_input_and_tiles_keep_the_s
     from factory.export.quantize import quantize_int8
 
     rng = np.random.default_rng(2)
-    int8 = Editor(quantize_int8(path, tmp_path / "screen.int8.onnx",
-                                [rng.uniform(-1, 1, (3, 64, 64)).astype(np.float32) for _ in range(4)]))
+    int8_path = quantize_int8(path, tmp_path / "screen.int8.onnx",
+                              [rng.uniform(-1, 1, (3, 64, 64)).astype(np.float32) for _ in range(4)])
+    int8 = Editor(int8_path)
+    # the first layer, where the waves meet the image (the dots' edges are where it crosses a threshold), stays
+    # float too; the next layers read quantized activations
+    import onnx
+
+    graph = onnx.load(str(int8_path)).graph
+    producer = {out: node.op_type for node in graph.node for out in node.output}
+    reads = {node.name: [producer.get(i) for i in node.input] for node in graph.node}
+    for name in ("/generator/stem/conv1/Conv", "/generator/stem/waves/Conv"):
+        assert reads[name][1] != "DequantizeLinear", (name, reads[name])  # float weights
+    assert "DequantizeLinear" not in reads["/generator/stem/Add"], reads["/generator/stem/Add"]  # float sum
+    assert reads["/generator/stem/conv2/Conv"][:2] == ["DequantizeLinear"] * 2  # int8 from here on
     big = rng.uniform(-1, 1, (1, 3, 64, 64)).astype(np.float32)
     far = position_grid(64, 64, [(3000, 4000)], 3000)  # a tile far into a 12 MP photo
     a, b = editor.run(big, far), int8.run(big, far)
