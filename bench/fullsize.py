@@ -253,13 +253,11 @@ def pair_size_psnr(ed, img, recipe: list, pair_size: int) -> float:
 
 
 def native_quality(folder: Path, data: Path, n: int, threads: int) -> dict:
-    import cv2
     import numpy as np
 
     from factory.data.dataset import full_resolution_reference
     from factory.export.fullsize import held_out_photos, low_side_for, psnr_u8
     from factory.runtime.editor import Editor
-    from factory.runtime.guided import guided_edit
     from factory.teachers.rescale import RescaleError, apply_recipe_at
 
     recipe, pair_size, why = full_resolution_reference(data)
@@ -273,9 +271,9 @@ def native_quality(folder: Path, data: Path, n: int, threads: int) -> dict:
             ref = apply_recipe_at(img, recipe, min(img.shape[:2]) / pair_size)
         except RescaleError as exc:
             return {"measured": False, "why": str(exc)}
-        guided, small = guided_edit(lambda s: ed.edit([s], path="tiled", tile=max(512, low))[0], img, low, ed.stride)
-        outs = {"guided": guided, "tiled": ed.edit([img], path="tiled")[0], "old": legacy_edit(ed, [img])[0],
-                "resize": cv2.resize(small, img.shape[1::-1], interpolation=cv2.INTER_CUBIC)}
+        outs = {"guided": ed.edit([img], size=low, tile=max(512, low), path="guided")[0],
+                "tiled": ed.edit([img], path="tiled")[0], "old": legacy_edit(ed, [img])[0],
+                "resize": ed.edit([img], size=low)[0]}
         psnr = {k: round(psnr_u8(v, ref), 2) for k, v in outs.items()}
         psnr["pairs' size"] = pair_size_psnr(ed, img, recipe, pair_size)
         rows.append({"photo": name, "size": list(img.shape[:2]), "psnr_db": psnr})

@@ -294,3 +294,49 @@ def test_an_editor_with_a_screen_exports_its_position_input_and_tiles_keep_the_s
     far = position_grid(64, 64, [(3000, 4000)], 3000)  # a tile far into a 12 MP photo
     a, b = editor.run(big, far), int8.run(big, far)
     assert 10 * np.log10(4 / np.mean((a - b) ** 2)) > 30
+
+
+def _screen_only_editor(path, cycles: float = 0.05):
+    """An ONNX 'editor' whose output is a screen of its position input alone: sin(2 pi cycles x 64 x row), the same
+    for column, and the product (64: position is in fractions of the photo's short side, as for a 64 px pair)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    k = helper.make_tensor("k", TensorProto.FLOAT, [], [2 * np.pi * cycles * 64])
+    nodes = [helper.make_node("Mul", ["position", "k"], ["phase"]), helper.make_node("Sin", ["phase"], ["waves"]),
+             helper.make_node("ReduceProd", ["waves"], ["both"], axes=[1], keepdims=1),
+             helper.make_node("Concat", ["waves", "both"], ["output"], axis=1)]
+    graph = helper.make_graph(nodes, "screen", [
+        helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, "h", "w"]),
+        helper.make_tensor_value_info("position", TensorProto.FLOAT, ["n", 2, "h", "w"])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 3, "h", "w"])], [k])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+def test_a_screen_editor_on_a_resized_photo_draws_the_screen_where_the_photo_has_it(tmp_path):
+    """The resize and guided paths (and a mobile model's fixed square) round the photo's sides to the stride, so rows
+    and columns shrink by different factors: each resized pixel gets the place of the photo pixels it covers, and the
+    output resized back matches the photo edited at native size, which it does not with one scale for both sides."""
+    import cv2
+
+    from factory.runtime.editor import Editor, to_input, to_pixels
+    from factory.runtime.position import position_grid
+
+    editor = Editor(_screen_only_editor(tmp_path / "screen.onnx"))
+    photo = np.full((300, 400, 3), 128, np.uint8)
+    native = editor.edit([photo], path="tiled", tile=512)[0].astype(np.float32)
+    assert native.std() > 50  # the screen is drawn
+    resized = editor.edit([photo], size=112)[0].astype(np.float32)  # 80 x 112: rows / 3.75, columns / 3.57
+    small = cv2.resize(photo, (112, 80), interpolation=cv2.INTER_AREA)
+    one_scale = to_pixels(editor.run(to_input([small]), position_grid(80, 112, short_side=80)))[0]
+    one_scale = cv2.resize(one_scale, (400, 300), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    good, drifted = (np.abs(x - native).mean() for x in (resized, one_scale))
+    assert good < 4 < 20 < drifted, (good, drifted)
+    # the guided path's low resolution gets the same places (its colour fit cannot draw a screen: the low output)
+    from factory.runtime.guided import guided_edit
+
+    _, low = guided_edit(lambda s: editor._edit_native([s], None, 512, 1, photo.shape[:2])[0], photo, 112, 16)
+    low = cv2.resize(low, (400, 300), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    assert np.abs(low - native).mean() < 4
+    np.testing.assert_allclose(position_grid(1, 3, zoom=(2.0, 2.0), short_side=10)[0, 1, 0], [0.05, 0.25, 0.45])

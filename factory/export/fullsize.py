@@ -17,13 +17,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from factory.core.files import read_json
 from factory.data.dataset import full_resolution_reference
 from factory.runtime.editor import Editor
-from factory.runtime.guided import DEFAULT_EPS, guided_edit, radius_for
+from factory.runtime.guided import DEFAULT_EPS, radius_for
 from factory.runtime.tiles import DEFAULT_TILE
 
 MARGIN_DB = 0.5
@@ -117,10 +116,9 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
             t0 = time.perf_counter()
             tiled = editor.edit([img], tile=tile, batch=1, path="tiled")[0]
             t1 = time.perf_counter()
-            guided, low = guided_edit(lambda s: editor.edit([s], tile=max(tile, low_side), path="tiled")[0],
-                                      img, low_side, editor.stride)
+            guided = editor.edit([img], size=low_side, tile=max(tile, low_side), path="guided")[0]
             t2 = time.perf_counter()
-            resized = cv2.resize(low, img.shape[1::-1], interpolation=cv2.INTER_CUBIC)
+            resized = editor.edit([img], size=low_side)[0]
             seconds["tiled"] += t1 - t0
             seconds["guided"] += t2 - t1
             megapixels += img.shape[0] * img.shape[1] / 1e6

@@ -138,11 +138,20 @@ def open_editor(spec: str | os.PathLike, workspace_root: str | os.PathLike | Non
     return Editor(locate_editor(spec, workspace_root, precision), threads)
 
 
+def _geometry(shape: tuple[int, int], photo: tuple[int, int] | None) -> tuple[int, tuple[float, float]]:
+    """(the photo's short side, the photo's pixels per pixel of an array of ``shape``): the array is the photo
+    itself without ``photo``, else that (h, w) photo resized."""
+    if photo is None:
+        return min(shape), (1.0, 1.0)
+    return min(photo), (photo[0] / shape[0], photo[1] / shape[1])
+
+
 @dataclass(frozen=True)
 class _Job:
     image: int  # index of the image in the call
     array: np.ndarray  # HxWx3 uint8 (already padded/resized to multiples of the stride)
-    short_side: int  # the short side of the photo ``array`` shows, at ``array``'s scale (for a screen's position)
+    short_side: int  # the short side of the photo ``array`` shows, in the photo's pixels (for a screen's position)
+    zoom: tuple[float, float] = (1.0, 1.0)  # the photo's pixels per pixel of ``array`` (rows, columns)
 
 
 class Editor:
@@ -271,29 +280,36 @@ class Editor:
             arrays.append(image)
         if mode == "guided":
             return [self._guided(image, size, batch, tile) for image in arrays]  # type: ignore[arg-type]
+        return self._edit_native(arrays, size if mode == "resize" else None, tile, batch)
+
+    def _edit_native(self, arrays: list[np.ndarray], size: int | None, tile: int, batch: int,
+                     photo: tuple[int, int] | None = None) -> list[np.ndarray]:
+        """``arrays`` edited whole (padded), in tiles, or resized to ``size`` and back; ``photo`` (h, w): the arrays
+        are that photo resized (the guided path's low resolution), for a screen's position."""
         plans, jobs = [], []
         for i, image in enumerate(arrays):
-            plan, image_jobs = self._plan(i, image, size if mode == "resize" else None, tile)
+            plan, image_jobs = self._plan(i, image, size, tile, photo)
             plans.append(plan)
             jobs.extend(image_jobs)
         outputs = self._run_jobs(jobs, max(1, batch))
         return [
-            self._edit_tiles(arrays[i], tile, batch) if plan["mode"] == "tiles"
+            self._edit_tiles(arrays[i], tile, batch, photo) if plan["mode"] == "tiles"
             else self._assemble(plan, [o for j, o in zip(jobs, outputs) if j.image == i])
             for i, plan in enumerate(plans)
         ]
 
-    def _edit_tiles(self, image: np.ndarray, tile: int, batch: int) -> np.ndarray:
+    def _edit_tiles(self, image: np.ndarray, tile: int, batch: int, photo: tuple[int, int] | None = None
+                    ) -> np.ndarray:
         workers = self.tile_workers if self.fixed_batch is None and self.fixed_hw == (None, None) else 1
         if workers > 1 and self._tile_session is None:
             self._tile_session = self._reopen(1)  # before the threads start: one session, shared by them
         run = self._run_tile if workers > 1 else self.run
         placed = None
         if self.position_name is not None:  # each tile gets its place in the photo
-            short = min(image.shape[:2])
+            short, zoom = _geometry(image.shape[:2], photo)
 
             def placed(x: np.ndarray, origins: list[tuple[int, int]]) -> np.ndarray:
-                return run(x, position_grid(x.shape[2], x.shape[3], origins, short))
+                return run(x, position_grid(x.shape[2], x.shape[3], origins, short, zoom))
 
         return edit_tiled(run, image, tile, self.stride, batch, overlap=self.tile_overlap, workers=workers,
                           placed=placed)
@@ -301,10 +317,11 @@ class Editor:
     def _guided(self, image: np.ndarray, side: int, batch: int, tile: int) -> np.ndarray:
         if max(image.shape[:2]) <= side:  # nothing to upsample
             return self.edit([image], batch=batch, tile=max(tile, side), path="tiled")[0]
-        return guided_edit(lambda small: self.edit([small], batch=batch, tile=max(tile, side), path="tiled")[0],
+        return guided_edit(lambda small: self._edit_native([small], None, max(tile, side), batch, image.shape[:2])[0],
                            image, side, self.stride)[0]
 
-    def _plan(self, index: int, image: np.ndarray, size: int | None, tile: int) -> tuple[dict, list[_Job]]:
+    def _plan(self, index: int, image: np.ndarray, size: int | None, tile: int,
+              photo: tuple[int, int] | None = None) -> tuple[dict, list[_Job]]:
         h, w = image.shape[:2]
         s = self.stride
         if self.fixed_hw[0] is not None and size is None:
@@ -317,7 +334,8 @@ class Editor:
                 rh, rw = round_to_stride(h * scale, s), round_to_stride(w * scale, s)
             interp = cv2.INTER_AREA if rh * rw < h * w else cv2.INTER_CUBIC
             resized = cv2.resize(image, (rw, rh), interpolation=interp)
-            return {"mode": "resize", "shape": (h, w)}, [_Job(index, resized, min(rh, rw))]
+            short, (zy, zx) = _geometry((h, w), photo)
+            return {"mode": "resize", "shape": (h, w)}, [_Job(index, resized, short, (zy * h / rh, zx * w / rw))]
         ph, pw = -(-h // s) * s, -(-w // s) * s
         if max(ph, pw) > tile:
             return {"mode": "tiles", "shape": (h, w)}, []  # streamed by edit_tiled
@@ -325,7 +343,7 @@ class Editor:
         if (ph, pw) != (h, w):
             mode = cv2.BORDER_REFLECT_101 if min(h, w) > 1 else cv2.BORDER_REPLICATE
             padded = cv2.copyMakeBorder(image, 0, ph - h, 0, pw - w, mode)
-        return {"mode": "pad", "shape": (h, w)}, [_Job(index, padded, min(h, w))]
+        return {"mode": "pad", "shape": (h, w)}, [_Job(index, padded, *_geometry((h, w), photo))]
 
     def _run_jobs(self, jobs: list[_Job], batch: int) -> list[np.ndarray]:
         outputs: list[np.ndarray | None] = [None] * len(jobs)
@@ -337,7 +355,8 @@ class Editor:
                 chunk = indices[start : start + batch]
                 x = to_input([jobs[k].array for k in chunk])
                 position = None if self.position_name is None else np.concatenate(
-                    [position_grid(x.shape[2], x.shape[3], short_side=jobs[k].short_side) for k in chunk])
+                    [position_grid(x.shape[2], x.shape[3], short_side=jobs[k].short_side, zoom=jobs[k].zoom)
+                     for k in chunk])
                 y = self.run(x, position)
                 for k, out in zip(chunk, y):
                     outputs[k] = out
