@@ -14,6 +14,13 @@ validation concept (newsprint); the test concept (halftone) reports.
 
     python bench/fullsize_scales.py --concepts newsprint --scales 1,8,16,32 --seeds 0 --name fullsize-scales-validation
     python bench/fullsize_scales.py --concepts halftone --scales 1,16 --seeds 0,1,2 --name fullsize-scales
+
+``--variants "label=args;label=args"`` compares `factory run` options side by side, one row per variant (its runs
+named ``<concept>-s<scale>-<label>-seed<seed>``; an empty label reuses the runs made without a tag), e.g. the
+screen's harmonics:
+
+    python bench/fullsize_scales.py --concepts newsprint --scales 16 --seeds 0 --name fullsize-harmonics-validation \
+        --variants "harmonics=;fundamentals=--no-screen-harmonics"
 """
 
 from __future__ import annotations
@@ -114,9 +121,9 @@ def render(result: dict) -> str:
     cols = list(next(iter(result["rows"]))["figures"][0])
     lines = [f"# Screen concepts at full size: training on rescaled windows ({result['name']})", "",
              f"{result['date']}, commit `{result['commit']}`, `{result['command']}`. Each run: "
-             "`bench/results/fullsize-scales-runs/<concept>-s<scale>-seed<seed>/fullsize.md`. Editors from `factory "
-             "--seed N run <concept> --seconds 120 --screen-scale S`; PSNR against the teacher at each size (the "
-             "recipe with its pixel sizes scaled); 12 MP = a held-out photo upscaled to 4000x3000; mean ± sd over "
+             "`bench/results/fullsize-scales-runs/<concept>-s<scale>[-<variant>]-seed<seed>/fullsize.md`. Editors from "
+             "`factory --seed N run <concept> --seconds 120 --screen-scale S`; PSNR against the teacher at each size "
+             "(the recipe with its pixel sizes scaled); 12 MP = a held-out photo upscaled to 4000x3000; mean ± sd over "
              f"{len(result['seeds'])} seed(s).", "",
              "| concept | --screen-scale | " + " | ".join(cols) + " | 12 MP within 1 dB of 256 px |",
              "| --- | ---: | " + " | ".join("---:" for _ in cols) + " | --- |"]
@@ -136,19 +143,25 @@ def main() -> None:
     ap.add_argument("--run-args", default="", help="more `factory run` arguments for every editor (e.g. "
                     "\"--seconds 300\"), with --tag")
     ap.add_argument("--tag", default="", help="a suffix naming the runs made with --run-args (e.g. -300s)")
+    ap.add_argument("--variants", default="", help="label=run-args;label=run-args: one row per variant (e.g. "
+                    "\"harmonics=;fundamentals=--no-screen-harmonics\"); overrides --run-args/--tag")
     ap.add_argument("--name", default="fullsize-scales", help="results: bench/results/<name>.{json,md}")
     args = ap.parse_args()
     from factory.core.atomic import atomic_write_json, atomic_write_text
 
     seeds = [int(s) for s in args.seeds.split(",")]
     runs_dir = RESULTS / "fullsize-scales-runs"
+    variants = ([(label.strip(), run_args.strip()) for label, _, run_args in
+                 (v.partition("=") for v in args.variants.split(";"))] if args.variants else [("", args.run_args)])
     rows = []
     for concept in args.concepts.split(","):
         for scale in args.scales.split(","):
-            runs = [one_run(concept, scale, seed, runs_dir, args.run_args, args.tag) for seed in seeds]
-            label = scale + (f" {args.run_args}" if args.run_args else "")
-            rows.append({"concept": concept, "scale": label, "seeds": seeds, "figures": [figures(r) for r in runs],
-                         "curves": [r["scale_curve"] for r in runs]})
+            for label, run_args in variants:
+                tag = f"-{label}" if label else args.tag
+                runs = [one_run(concept, scale, seed, runs_dir, run_args, tag) for seed in seeds]
+                shown = " ".join(x for x in (scale, label, f"({run_args})" if run_args else "") if x)
+                rows.append({"concept": concept, "scale": shown, "seeds": seeds,
+                             "figures": [figures(r) for r in runs], "curves": [r["scale_curve"] for r in runs]})
     result = {"name": args.name, "date": datetime.now(UTC).isoformat(timespec="seconds"), "commit": git_commit(),
               "command": "python bench/fullsize_scales.py " + " ".join(sys.argv[1:]), "seeds": seeds, "rows": rows}
     atomic_write_json(RESULTS / f"{args.name}.json", result)

@@ -142,6 +142,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--screen-scale", type=float, default=1.0,
                     help="with --screen auto: also train on windows rescaled up to this factor (factory run's "
                          "--screen-scale; every recorded run trains at the pairs' size only, 1)")
+    ap.add_argument("--screen-harmonics", action="store_true",
+                    help="with --screen auto: position channels at the screen's second harmonics too (factory run's "
+                         "default; every recorded run has the fundamentals only)")
     for k, v in FULL.items():
         ap.add_argument(f"--{k.replace('_', '-')}", type=type(v) if v is not None else str, default=None)
     args = ap.parse_args()
@@ -302,7 +305,7 @@ def run_arm(args, ws: Workspace, base, concept: str, seed: int, arm: str,
     common = dict(
         steps=10**6, seconds=args.budget, eval_seconds=args.eval_seconds, batch=8, seed=seed, checkpoint_every=10**6,
         pairs=args.train_pairs, decay_over=args.decay_over, augment=not args.no_augment, screen=args.screen,
-        screen_scale=args.screen_scale,
+        screen_scale=args.screen_scale, screen_harmonics=args.screen_harmonics,
     )
     if arm in ("scratch", "full"):
         opts = FinetuneOptions(init=arm, **common)
@@ -877,6 +880,7 @@ def main() -> None:
         "augment": not args.no_augment,
         "screen": args.screen,
         "screen_scale": args.screen_scale,
+        "screen_harmonics": args.screen_harmonics,
         "equal_at": args.equal_at,
         "concepts": rows,
         "reused_runs": reused,

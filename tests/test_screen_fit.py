@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from factory.data.screen_fit import fit_screen_waves
+from factory.data.screen_fit import fit_screen_waves, with_harmonics
 from factory.teachers.recipes import run_steps, validate_recipe
 
 
@@ -57,3 +57,35 @@ def test_bad_input_is_refused():
     x = torch.zeros(1, 3, 16, 16)
     with pytest.raises(ValueError, match="at least 2 pairs"):
         fit_screen_waves(x, x)
+
+
+def test_the_harmonics_let_a_linear_read_of_the_waves_draw_a_round_dot_at_a_large_scale():
+    """A halftone dot (cell 4 at 15 degrees, 23x larger as on a 12 MP photo) thresholded from a least-squares fit of
+    the screen's sin/cos planes: from the fundamentals alone the mid-tone dots come out the wrong shape; with the
+    second harmonics far fewer pixels are on the wrong side. Harmonics beyond +-0.5 cycles per pixel are left out."""
+    a = np.radians(15.0)
+    fundamentals = [[np.sin(a) / 4, np.cos(a) / 4], [np.cos(a) / 4, -np.sin(a) / 4]]
+    waves = with_harmonics(fundamentals)
+    assert waves[:2] == fundamentals and len(waves) == 6
+    assert all(any(_same_wave(w, [k * x for x in f]) for w in waves) for f in fundamentals for k in (1, 2))
+    assert all(any(_same_wave(w, t) for w in waves) for t in ([x + y for x, y in zip(*fundamentals)],
+                                                               [x - y for x, y in zip(*fundamentals)]))
+    assert len(with_harmonics([[0.0, 1 / 3]])) == 1  # its double would alias
+    assert with_harmonics([]) == []
+
+    scale = 23.4
+    yy, xx = np.mgrid[0:400, 0:400] / scale  # pixels of the big photo in the pairs' pixels
+    u = (xx * np.cos(a) + yy * np.sin(a)) / 4
+    v = (-xx * np.sin(a) + yy * np.cos(a)) / 4
+    d = np.hypot(u - np.floor(u) - 0.5, v - np.floor(v) - 0.5)
+
+    def wrong_side(ws: list[list[float]], ink: float) -> float:
+        phases = [2 * np.pi * (fy * yy + fx * xx) for fy, fx in ws]
+        planes = np.stack([np.ones_like(d)] + [f(p) for p in phases for f in (np.sin, np.cos)], -1)
+        planes = planes.reshape(-1, planes.shape[-1])
+        r = np.sqrt(ink / np.pi)
+        coef = np.linalg.lstsq(planes, (r - d).ravel(), rcond=None)[0]
+        return float(np.mean((planes @ coef > 0) != (d < r).ravel()))
+
+    for ink in (0.5, 0.7):
+        assert wrong_side(waves, ink) < 0.6 * wrong_side(fundamentals, ink), ink

@@ -63,6 +63,10 @@ def parse_candidates(value: str) -> tuple[int, ...]:
               help="With a screen and a classic teacher: also train on windows of the pairs rescaled up to this "
                    "factor, the recipe run at each scale, so the dots keep their shape on full-size photos "
                    "(bench/results/fullsize-scales.md); 1: the pairs' size only.")
+@click.option("--screen-harmonics/--no-screen-harmonics", default=True, show_default=True,
+              help="With a screen: position channels also at its second harmonics (each wave doubled, the sum and "
+                   "difference of two), so round dots and square blocks keep their shape on full-size photos "
+                   "(bench/results/fullsize-harmonics-validation.md).")
 @click.option("--layers", default=None,
               help="auto (layer probe) or comma-separated groups: stem,down1,res,down2,attn,xattn,ff,up1,up2,head. "
                    "Default: auto for --init base, the adapter's own otherwise.")

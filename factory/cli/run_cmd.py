@@ -72,13 +72,18 @@ from factory.pipeline.session import Session
               help="With a screen and a classic teacher: also train on windows of the pairs rescaled up to this "
                    "factor, the recipe run at each scale, so the dots keep their shape on full-size photos "
                    "(bench/results/fullsize-scales.md); 1: the pairs' size only.")
+@click.option("--screen-harmonics/--no-screen-harmonics", default=True, show_default=True,
+              help="With a screen: position channels also at its second harmonics (each wave doubled, the sum and "
+                   "difference of two), so round dots and square blocks keep their shape on full-size photos "
+                   "(bench/results/fullsize-harmonics-validation.md).")
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the run's outcome (concept, editor, report, stages, seconds) to this JSON file.")
 @click.pass_obj
 def run_cmd(session: Session, concept: str, images: Path | None, teacher: str | None, model: str | None,
             base: str | None, init: str, synth_pairs: int, pairs: int | None, seconds: float, steps: int,
             eval_every: int, export_size: int, ort: bool, stop_after: str | None, zero_shot: bool, tune: str,
-            decay_over: str, augment: bool, screen: str, screen_scale: float, summary_json: Path | None,
+            decay_over: str, augment: bool, screen: str, screen_scale: float, screen_harmonics: bool,
+            summary_json: Path | None,
             device: str | None, dtype: str | None, prompt: str | None, negative_prompt: str | None) -> None:
     """Make a mobile editor for CONCEPT: a card name, or the edit as text ("make it a watercolor painting").
 
@@ -92,8 +97,8 @@ def run_cmd(session: Session, concept: str, images: Path | None, teacher: str | 
     opts = RunOptions(target=concept, teacher=teacher, model=model, images=images, base=base, init=init,
                       n_pairs=synth_pairs, pairs=pairs, seconds=seconds, steps=steps, eval_every=eval_every,
                       export_size=export_size, ort=ort, stop_after=stop_after, zero_shot=zero_shot, tune=tune,
-                      decay_over=decay_over, augment=augment, screen=screen,
-                      screen_scale=screen_scale, device=device, dtype=dtype, prompt=prompt,
+                      decay_over=decay_over, augment=augment, screen=screen, screen_scale=screen_scale,
+                      screen_harmonics=screen_harmonics, device=device, dtype=dtype, prompt=prompt,
                       negative_prompt=negative_prompt, seed=session.seed)
     result = run(session.workspace, opts, log=lambda m: click.echo(m, err=True))
     if summary_json is not None:

@@ -150,6 +150,25 @@ def fit_screen_waves(source: torch.Tensor, target: torch.Tensor, max_waves: int 
     return waves
 
 
+def with_harmonics(waves: list[list[float]]) -> list[list[float]]:
+    """``waves`` followed by their second harmonics: every wave doubled and, for two waves, their sum and difference,
+    each kept when within +-0.5 cycles per pixel (the generator's range). A round dot or a square block is a sharp
+    shape inside the screen's cell: from the fundamental sines alone a network draws it as a soft blob of the wrong
+    shape, which shows once the cell is large (a full-size photo); the harmonics give it the shape's next terms."""
+    extra = [[2 * fy, 2 * fx] for fy, fx in waves]
+    for i, (ay, ax) in enumerate(waves):
+        for by, bx in waves[i + 1:]:
+            extra += [[ay + by, ax + bx], [ay - by, ax - bx]]
+    known = {(round(fy, 5), round(fx, 5)) for fy, fx in waves}
+    out = [list(w) for w in waves]
+    for fy, fx in extra:
+        key = (round(fy, 5), round(fx, 5))
+        if max(abs(fy), abs(fx)) <= 0.5 and key not in known and (-key[0], -key[1]) not in known:
+            known.add(key)
+            out.append([key[0], key[1]])
+    return out
+
+
 def _signed(i: int, n: int) -> int:
     """A bin index of an n-point FFT as a signed frequency bin."""
     return i - n if i >= n // 2 else i

@@ -9,7 +9,8 @@ in order:
    and the curve. Every lora_B also gets a bias (peft ``lora_bias``, on by default);
 2. with ``screen="auto"``, the fixed screen of the pairs, if their teacher draws one (``fitted_screen``: halftone
    dots, pixel blocks): the student gets the stem's ``waves`` conv (zero at the start, trained in full next to
-   the LoRA) over sin/cos position channels at the screen's waves, so it can place the screen; with a classic
+   the LoRA) over sin/cos position channels at the screen's waves (and, with ``screen_harmonics``, their second
+   harmonics, for the dots' shape), so it can place the screen; with a classic
    teacher it also trains on windows of its pairs rescaled up to ``screen_scale`` times, the recipe run at each
    scale (``factory.data.multiscale``), so it draws the screen at the scale of a full-size photo;
 3. the fine-tune itself with the concept's instruction tokens, the Trainer's LSGAN + 100 L1 loop,
@@ -113,7 +114,8 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
     plan, resuming = _plan_or_resume(workspace, concept, base, opts, out_dir, quiet)
 
     settings = opts.train_settings(base, opts.steps, opts.seconds)
-    screen = fitted_screen(data_dir, plan["pairs"]["train"]) if opts.screen == "auto" else None
+    screen = (fitted_screen(data_dir, plan["pairs"]["train"], opts.screen_harmonics) if opts.screen == "auto"
+              else None)
     if screen:
         log(f"{concept}: a fixed screen in the teacher's outputs; position channels for its waves "
             f"{screen['screen_waves']} (cycles per pixel at {screen['screen_size']} px)")
@@ -149,12 +151,14 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
     return _finish(workspace, concept, instruction, base, opts, plan, trainer, model, layout, curve, test, out_dir)
 
 
-def fitted_screen(data_dir: Path, train_ids: list[str]) -> dict[str, Any] | None:
-    """The fixed screen in the concept's training pairs as ``adapters.screen_of`` gives it (None without one)."""
-    from factory.data.screen_fit import fit_screen_waves
+def fitted_screen(data_dir: Path, train_ids: list[str], harmonics: bool = False) -> dict[str, Any] | None:
+    """The fixed screen in the concept's training pairs as ``adapters.screen_of`` gives it (None without one), its
+    fitted waves followed, with ``harmonics``, by their second harmonics."""
+    from factory.data.screen_fit import fit_screen_waves, with_harmonics
 
     pairs = HeldOutPairs(data_dir, split=None, ids=train_ids)
     waves = fit_screen_waves(pairs.source, pairs.target) if len(pairs) >= 2 else []
+    waves = with_harmonics(waves) if harmonics else waves
     return {"screen_waves": waves, "screen_size": int(min(pairs.source.shape[-2:]))} if waves else None
 
 

@@ -43,6 +43,7 @@ class RunOptions:
     augment: bool = False            # the fine-tune's random flip and resized crop of its pairs (AUGMENT)
     screen: str = "auto"             # position channels for a fixed screen in the pairs (SCREEN): auto | off
     screen_scale: float = 16.0       # with a screen: also train on windows rescaled up to this factor (SCREEN_SCALE)
+    screen_harmonics: bool = True    # with a screen: position channels at its second harmonics too (SCREEN_HARMONICS)
     seed: int = 0
 
     def teacher_overrides(self) -> dict[str, str | None]:

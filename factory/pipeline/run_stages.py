@@ -155,11 +155,13 @@ def finetune_options(opts: RunOptions, init: str):
         return FinetuneOptions(init="full" if zero else init, tune="lora" if zero else "all", pairs=opts.pairs,
                                steps=opts.steps, seconds=opts.seconds, eval_every=opts.eval_every, seed=opts.seed,
                                decay_over=opts.decay_over, augment=opts.augment,
-                               screen=opts.screen, screen_scale=opts.screen_scale)
+                               screen=opts.screen, screen_scale=opts.screen_scale,
+                               screen_harmonics=opts.screen_harmonics)
     return FinetuneOptions(init=init, layers=DEFAULT_LAYERS if zero else None, rank=DEFAULT_RANK if zero else None,
                            pairs=opts.pairs, steps=opts.steps, seconds=opts.seconds, eval_every=opts.eval_every,
                            seed=opts.seed, decay_over=opts.decay_over, augment=opts.augment,
-                           screen=opts.screen, screen_scale=opts.screen_scale)
+                           screen=opts.screen, screen_scale=opts.screen_scale,
+                           screen_harmonics=opts.screen_harmonics)
 
 
 def trained_files(ws: Workspace, concept: str, ft) -> tuple[Path, Path]:
