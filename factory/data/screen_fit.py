@@ -151,10 +151,11 @@ def fit_screen_waves(source: torch.Tensor, target: torch.Tensor, max_waves: int 
 
 
 def with_harmonics(waves: list[list[float]]) -> list[list[float]]:
-    """``waves`` followed by their second harmonics: every wave doubled and, for two waves, their sum and difference,
-    each kept when within +-0.5 cycles per pixel (the generator's range). A round dot or a square block is a sharp
-    shape inside the screen's cell: from the fundamental sines alone a network draws it as a soft blob of the wrong
-    shape, which shows once the cell is large (a full-size photo); the harmonics give it the shape's next terms."""
+    """``waves`` followed by their second harmonics: every wave doubled and the sum and difference of every two, each
+    kept when within +-0.5 cycles per pixel (the generator's range) and not already there (or its conjugate). A round
+    dot or a square block is a sharp shape inside the screen's cell: from the fundamental sines alone a network draws
+    it as a soft blob of the wrong shape, which shows once the cell is large (a full-size photo); the harmonics give
+    it the shape's next terms."""
     extra = [[2 * fy, 2 * fx] for fy, fx in waves]
     for i, (ay, ax) in enumerate(waves):
         for by, bx in waves[i + 1:]:
