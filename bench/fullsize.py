@@ -253,6 +253,7 @@ def pair_size_psnr(ed, img, recipe: list, pair_size: int) -> float:
 
 
 def native_quality(folder: Path, data: Path, n: int, threads: int) -> dict:
+    import cv2
     import numpy as np
 
     from factory.data.dataset import full_resolution_reference
@@ -271,9 +272,9 @@ def native_quality(folder: Path, data: Path, n: int, threads: int) -> dict:
             ref = apply_recipe_at(img, recipe, min(img.shape[:2]) / pair_size)
         except RescaleError as exc:
             return {"measured": False, "why": str(exc)}
-        outs = {"guided": ed.edit([img], size=low, tile=max(512, low), path="guided")[0],
-                "tiled": ed.edit([img], path="tiled")[0], "old": legacy_edit(ed, [img])[0],
-                "resize": ed.edit([img], size=low)[0]}
+        guided, small = ed.guided(img, low, 4, max(512, low))
+        outs = {"guided": guided, "tiled": ed.edit([img], path="tiled")[0], "old": legacy_edit(ed, [img])[0],
+                "resize": cv2.resize(small, img.shape[1::-1], interpolation=cv2.INTER_CUBIC)}
         psnr = {k: round(psnr_u8(v, ref), 2) for k, v in outs.items()}
         psnr["pairs' size"] = pair_size_psnr(ed, img, recipe, pair_size)
         rows.append({"photo": name, "size": list(img.shape[:2]), "psnr_db": psnr})

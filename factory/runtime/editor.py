@@ -279,7 +279,7 @@ class Editor:
                 raise FactoryError(f"expected HxWx3 uint8 RGB images, got {image.shape} {image.dtype}")
             arrays.append(image)
         if mode == "guided":
-            return [self._guided(image, size, batch, tile) for image in arrays]  # type: ignore[arg-type]
+            return [self.guided(image, size, batch, tile)[0] for image in arrays]  # type: ignore[arg-type]
         return self._edit_native(arrays, size if mode == "resize" else None, tile, batch)
 
     def _edit_native(self, arrays: list[np.ndarray], size: int | None, tile: int, batch: int,
@@ -314,11 +314,14 @@ class Editor:
         return edit_tiled(run, image, tile, self.stride, batch, overlap=self.tile_overlap, workers=workers,
                           placed=placed)
 
-    def _guided(self, image: np.ndarray, side: int, batch: int, tile: int) -> np.ndarray:
+    def guided(self, image: np.ndarray, side: int, batch: int, tile: int) -> tuple[np.ndarray, np.ndarray]:
+        """(the guided path's output for one HxWx3 uint8 image, the editor's own output at longer side ``side``, each
+        resized pixel placed where it is in the photo): the second, resized back, is the resize path's output."""
         if max(image.shape[:2]) <= side:  # nothing to upsample
-            return self.edit([image], batch=batch, tile=max(tile, side), path="tiled")[0]
+            out = self.edit([image], batch=batch, tile=max(tile, side), path="tiled")[0]
+            return out, out
         return guided_edit(lambda small: self._edit_native([small], None, max(tile, side), batch, image.shape[:2])[0],
-                           image, side, self.stride)[0]
+                           image, side, self.stride)
 
     def _plan(self, index: int, image: np.ndarray, size: int | None, tile: int,
               photo: tuple[int, int] | None = None) -> tuple[dict, list[_Job]]:
