@@ -80,6 +80,7 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from base_gan.attention import CrossAttention, FeedForward, SelfAttention
+from base_gan.lattice import LATTICE_BUFFERS, lattice_buffers, lattice_planes, plane_count
 
 STRIDE = 16  # the generator's total downsampling; H and W must be multiples of it
 
@@ -186,15 +187,16 @@ def wave_planes(phase: tuple[torch.Tensor, torch.Tensor], position: torch.Tensor
 class Stem(nn.Module):
     """Full-resolution conv then two stride-2 convs; returns the /4 features and the s1, s2, s4 skips.
 
-    With ``waves`` (screen waves), a second full-resolution conv ``waves`` reads their sin/cos planes and adds to
-    ``conv1``'s output (a conv over both inputs at once, split so a pretrained stem keeps its ``conv1``).
+    With ``waves`` (the number of screen planes: sin/cos of each wave, and a lattice's distance planes), a second
+    full-resolution conv ``waves`` reads them and adds to ``conv1``'s output (a conv over both inputs at once,
+    split so a pretrained stem keeps its ``conv1``).
     """
 
     def __init__(self, c: int, act, norm: str, extra_in: int = 0, waves: int = 0) -> None:
         super().__init__()
         self.conv1 = _conv(3 + extra_in, c // 2)
         if waves:
-            self.waves = nn.Conv2d(2 * waves, c // 2, 3, padding=1, bias=False)
+            self.waves = nn.Conv2d(waves, c // 2, 3, padding=1, bias=False)
         self.conv2 = _conv(c // 2, c, stride=2)
         self.conv3 = _conv(c, c, stride=2)
         self.norm2, self.norm3 = _norm(norm, c), _norm(norm, c)
@@ -320,7 +322,7 @@ class Generator(ModelMixin, ConfigMixin):
                  ff_mult: int = 4, act: str = "lrelu", norm: str = "none", output: str = "residual",
                  image_size: int = 256, text_encoder: str = "minilm", film: bool = False,
                  screen_periods: list[int] | None = None, screen_waves: list[list[float]] | None = None,
-                 screen_size: int | None = None) -> None:
+                 screen_size: int | None = None, screen_lattice: list[list[float]] | None = None) -> None:
         super().__init__()
         _check_config(ngf, heads, act, norm, output, image_size)
         c, act_fn = ngf, ACTIVATIONS[act]
@@ -334,9 +336,15 @@ class Generator(ModelMixin, ConfigMixin):
             weight, bias = wave_phase(screen_waves)
             self.register_buffer("wave_weight", weight, persistent=False)
             self.register_buffer("wave_bias", bias, persistent=False)
+        if screen_lattice:  # not saved: rebuilt from the config
+            if not screen_waves:
+                raise ValueError("a screen lattice needs the screen waves it was fitted with")
+            for name, tensor in lattice_buffers(screen_lattice).items():
+                self.register_buffer(name, tensor, persistent=False)
         if screen_size is not None and screen_size < 1:
             raise ValueError(f"screen_size is the short side of the images the waves were fitted on, got {screen_size}")
-        self.stem = Stem(c, act_fn, norm, extra_in=4 * len(periods), waves=len(screen_waves or []))
+        planes = 2 * len(screen_waves or []) + plane_count(screen_lattice)
+        self.stem = Stem(c, act_fn, norm, extra_in=4 * len(periods), waves=planes)
         self.down1 = Down(c, 2 * c, act_fn, norm)
         n_res = n_res_enc + n_res_dec
         for i in range(1, n_res + 1):
@@ -426,7 +434,11 @@ class Generator(ModelMixin, ConfigMixin):
         elif not torch.jit.is_tracing() and (position.shape[1:] != (2, h, w) or position.shape[0] not in (1, b)):
             raise ValueError(f"position must be [1 or {b}, 2, {h}, {w}] (row, col per pixel), got "
                              f"{list(position.shape)}")
-        return wave_planes((self.wave_weight, self.wave_bias), position)  # batch 1 broadcasts in the stem's Add
+        planes = wave_planes((self.wave_weight, self.wave_bias), position)  # batch 1 broadcasts in the stem's Add
+        if not self.config.screen_lattice:
+            return planes
+        buffers = {name: getattr(self, name) for name in LATTICE_BUFFERS if hasattr(self, name)}
+        return torch.cat([planes, lattice_planes(buffers, position)], dim=1)
 
     def _film(self, x: torch.Tensor, text_tokens: torch.Tensor | None,
               text_mask: torch.Tensor | None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -525,17 +537,19 @@ def check_input(x: torch.Tensor, stride: int) -> None:
             f"resize or crop to e.g. {max(stride, h // stride * stride)}x{max(stride, w // stride * stride)}")
 
 
-def with_screen_waves(model: Generator, waves: list[list[float]], size: int | None = None) -> Generator:
-    """A copy of ``model`` that also reads the screen ``waves`` (fitted on images of short side ``size``) through
-    its stem's ``waves`` conv, which starts at zero (the copy edits exactly as ``model`` until trained); ``model``
-    itself when ``waves`` is empty."""
+def with_screen_waves(model: Generator, waves: list[list[float]], size: int | None = None,
+                      lattice: list[list[float]] | None = None) -> Generator:
+    """A copy of ``model`` that also reads the screen ``waves`` (fitted on images of short side ``size``), and the
+    distance planes of its ``lattice`` (``base_gan.lattice``), through its stem's ``waves`` conv, which starts at
+    zero (the copy edits exactly as ``model`` until trained); ``model`` itself when ``waves`` is empty."""
     if not waves:
         return model
     if model.config.screen_waves:
         raise ValueError(f"the generator already reads screen waves {model.config.screen_waves}")
     config = {k: v for k, v in model.config.items() if not k.startswith("_")}
     with torch.random.fork_rng(devices=[]):  # its random init is overwritten: leave the global RNG alone
-        copy = Generator(**{**config, "screen_waves": [list(map(float, w)) for w in waves], "screen_size": size})
+        copy = Generator(**{**config, "screen_waves": [list(map(float, w)) for w in waves], "screen_size": size,
+                            "screen_lattice": [list(map(float, w)) for w in lattice] if lattice else None})
     missing, unexpected = copy.load_state_dict(model.state_dict(), strict=False)
     if missing != ["stem.waves.weight"] or unexpected:
         raise ValueError(f"cannot add screen waves to this generator (missing {missing}, unexpected {unexpected})")

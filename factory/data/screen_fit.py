@@ -170,6 +170,39 @@ def with_harmonics(waves: list[list[float]]) -> list[list[float]]:
     return out
 
 
+def fit_lattice(source: torch.Tensor, target: torch.Tensor, waves: list[list[float]]) -> list[list[float]]:
+    """The screen's lattice for ``base_gan.lattice``: the first fitted wave and the first later one not parallel to
+    it, each as [fy, fx, offset], ``offset`` (cycles, rounded to 1e-4) putting the extremes of its component in the
+    pairs' coherent mean maps (``anchored_features``) at whole and half cycles of ``fy * row + fx * col + offset``.
+    Of the two maps, the one where that component is the larger share of the map is used. [] without waves."""
+    if not waves:
+        return []
+    chosen = [waves[0]]
+    for fy, fx in waves[1:]:
+        ay, ax = waves[0]
+        if abs(ay * fx - ax * fy) > 0.1 * math.hypot(ay, ax) * math.hypot(fy, fx):  # over ~6 degrees apart
+            chosen.append([fy, fx])
+            break
+    maps = [m.mean(0).double() for m in anchored_features(source, target)]
+    h, w = maps[0].shape
+    window = torch.hann_window(h, periodic=False, dtype=torch.float64)[:, None] * torch.hann_window(
+        w, periodic=False, dtype=torch.float64)[None, :]
+    rows = torch.arange(h, dtype=torch.float64)[:, None]
+    cols = torch.arange(w, dtype=torch.float64)[None, :]
+    lattice = []
+    for fy, fx in chosen:
+        basis = torch.exp(-2j * math.pi * (fy * rows + fx * cols))
+        best, offset = -1.0, 0.0
+        for m in maps:
+            centred = (m - m.mean()) * window
+            z = (centred * basis).sum()
+            share = float(z.abs() / centred.square().sum().sqrt().clamp(min=1e-12))
+            if share > best:  # m ~ |z| cos(2 pi (f . x) + angle z): extremes where f . x + angle / 2 pi is k / 2
+                best, offset = share, float(torch.angle(z)) / (2 * math.pi)
+        lattice.append([fy, fx, round(offset - math.floor(offset + 0.5), 4)])
+    return lattice
+
+
 def _signed(i: int, n: int) -> int:
     """A bin index of an n-point FFT as a signed frequency bin."""
     return i - n if i >= n // 2 else i

@@ -109,19 +109,22 @@ def _quantize(fp32_path: Path, out_path: Path, calibration: Sequence[np.ndarray]
 
 def phase_nodes(model: onnx.ModelProto) -> list[str]:
     """The nodes that stay float in an editor with a screen: from the position input through the Sin of the
-    screen's waves (phases reach hundreds of radians, so 8 bits would leave nothing of the sine) up to the Add where
-    the waves' conv meets the image's first conv, and that conv. The dots' edges are where that sum crosses a
-    threshold, so 8 bits there move them: on the validation concept newsprint, int8 vs fp32 went from 23.1 dB with
-    only the phases float to 38.4 dB (the check needs 30); what follows the Add is quantized as usual."""
+    screen's waves and a lattice's distance planes (phases reach hundreds of radians, so 8 bits would leave nothing
+    of the sine) up to the Add where the waves' conv meets the image's first conv, and that conv. The dots' edges
+    are where that sum crosses a threshold, so 8 bits there move them: on the validation concept newsprint, int8
+    vs fp32 went from 23.1 dB with only the phases float to 38.4 dB (the check needs 30); what follows the Add is
+    quantized as usual."""
     producer = {out: node for node in model.graph.node for out in node.output}
     frontier, names = {POSITION_NAME}, []
     for node in model.graph.node:  # topologically sorted
         if not frontier.intersection(node.input):
             continue
         names.append(node.name)
-        if node.op_type == "Add":  # the first layer's sum: its other operand's conv stays float too
-            names += [producer[i].name for i in node.input if i in producer and producer[i].name not in names]
-        else:
+        others = [producer[i] for i in node.input
+                  if i in producer and i not in frontier and producer[i].op_type != "Constant"]
+        if node.op_type == "Add" and others:  # the first layer's sum: its other operand's conv stays float too
+            names += [other.name for other in others if other.name not in names]
+        else:  # the position's own arithmetic (a lattice's distance planes add squares)
             frontier.update(node.output)
     return names
 

@@ -42,7 +42,7 @@ from factory.core.errors import FactoryError
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-SCREEN_FILE = "screen.json"  # {"screen_waves": [[fy, fx], ...]} of an adapter that trains the stem's waves conv
+SCREEN_FILE = "screen.json"  # screen_of's dict for an adapter that trains the stem's waves conv
 SCREEN_MODULE = "stem.waves"
 
 
@@ -148,14 +148,18 @@ def lora_parameters(peft_model: nn.Module) -> list[nn.Parameter]:
 
 
 def screen_of(model: nn.Module) -> dict[str, Any] | None:
-    """``{"screen_waves": [[fy, fx], ...], "screen_size": n}`` of a generator (or a peft model over one) that reads
-    screen waves, else None."""
+    """``{"screen_waves": [[fy, fx], ...], "screen_size": n}`` (and ``"screen_lattice": [[fy, fx, offset], ...]``
+    when it reads a lattice's distance planes) of a generator (or a peft model over one) that reads screen waves,
+    else None."""
     from base_gan.models import unwrap
 
     config = getattr(unwrap(model), "config", None)
     if not getattr(config, "screen_waves", None):
         return None
-    return {"screen_waves": [list(map(float, w)) for w in config.screen_waves], "screen_size": config.screen_size}
+    screen = {"screen_waves": [list(map(float, w)) for w in config.screen_waves], "screen_size": config.screen_size}
+    if getattr(config, "screen_lattice", None):
+        screen["screen_lattice"] = [list(map(float, w)) for w in config.screen_lattice]
+    return screen
 
 
 def with_screen(model: nn.Module, screen: dict[str, Any] | None) -> nn.Module:
@@ -163,7 +167,9 @@ def with_screen(model: nn.Module, screen: dict[str, Any] | None) -> nn.Module:
     ``model`` itself for None."""
     from base_gan.generator import with_screen_waves
 
-    return with_screen_waves(model, screen["screen_waves"], screen["screen_size"]) if screen else model
+    if not screen:
+        return model
+    return with_screen_waves(model, screen["screen_waves"], screen["screen_size"], screen.get("screen_lattice"))
 
 
 def saved_screen(folder: Path) -> dict[str, Any] | None:
@@ -173,8 +179,11 @@ def saved_screen(folder: Path) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return {"screen_waves": [list(map(float, w)) for w in data["screen_waves"]],
-                "screen_size": None if data.get("screen_size") is None else int(data["screen_size"])}
+        screen = {"screen_waves": [list(map(float, w)) for w in data["screen_waves"]],
+                  "screen_size": None if data.get("screen_size") is None else int(data["screen_size"])}
+        if data.get("screen_lattice"):
+            screen["screen_lattice"] = [list(map(float, w)) for w in data["screen_lattice"]]
+        return screen
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise FactoryError(f"{path}: not a screen file ({type(exc).__name__}: {exc})") from None
 

@@ -114,8 +114,8 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
     plan, resuming = _plan_or_resume(workspace, concept, base, opts, out_dir, quiet)
 
     settings = opts.train_settings(base, opts.steps, opts.seconds)
-    screen = (fitted_screen(data_dir, plan["pairs"]["train"], opts.screen_harmonics) if opts.screen == "auto"
-              else None)
+    screen = (fitted_screen(data_dir, plan["pairs"]["train"], opts.screen_harmonics, opts.screen_lattice)
+              if opts.screen == "auto" else None)
     if screen:
         log(f"{concept}: a fixed screen in the teacher's outputs; position channels for its waves "
             f"{screen['screen_waves']} (cycles per pixel at {screen['screen_size']} px)")
@@ -151,15 +151,22 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
     return _finish(workspace, concept, instruction, base, opts, plan, trainer, model, layout, curve, test, out_dir)
 
 
-def fitted_screen(data_dir: Path, train_ids: list[str], harmonics: bool = False) -> dict[str, Any] | None:
+def fitted_screen(data_dir: Path, train_ids: list[str], harmonics: bool = False,
+                  lattice: bool = False) -> dict[str, Any] | None:
     """The fixed screen in the concept's training pairs as ``adapters.screen_of`` gives it (None without one), its
-    fitted waves followed, with ``harmonics``, by their second harmonics."""
-    from factory.data.screen_fit import fit_screen_waves, with_harmonics
+    fitted waves followed, with ``harmonics``, by their second harmonics; with ``lattice``, also the lattice of the
+    fitted waves (``factory.data.screen_fit.fit_lattice``)."""
+    from factory.data.screen_fit import fit_lattice, fit_screen_waves, with_harmonics
 
     pairs = HeldOutPairs(data_dir, split=None, ids=train_ids)
-    waves = fit_screen_waves(pairs.source, pairs.target) if len(pairs) >= 2 else []
-    waves = with_harmonics(waves) if harmonics else waves
-    return {"screen_waves": waves, "screen_size": int(min(pairs.source.shape[-2:]))} if waves else None
+    fundamentals = fit_screen_waves(pairs.source, pairs.target) if len(pairs) >= 2 else []
+    if not fundamentals:
+        return None
+    screen = {"screen_waves": with_harmonics(fundamentals) if harmonics else fundamentals,
+              "screen_size": int(min(pairs.source.shape[-2:]))}
+    if lattice:
+        screen["screen_lattice"] = fit_lattice(pairs.source, pairs.target, fundamentals)
+    return screen
 
 
 def _scaled_pairs(data_dir: Path, train_ids: list[str], opts: FinetuneOptions, augment: bool) -> tuple[Any, str]:

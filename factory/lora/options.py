@@ -40,9 +40,12 @@ SCREEN_SCALE = 16.0
 #: a screen's position channels also at its second harmonics (``factory.data.screen_fit.with_harmonics``): the dots'
 #: round shape; chosen on the validation concept newsprint (bench/results/fullsize-harmonics-validation.md)
 SCREEN_HARMONICS = True
+#: a screen's lattice distance planes too (``base_gan.lattice``: where in its cell each pixel sits), from the
+#: fitted waves' lattice (``factory.data.screen_fit.fit_lattice``)
+SCREEN_LATTICE = False
 #: options added after runs were recorded, with the value every run before them had (resume and reuse read them so)
 ADDED_LATER = {"tune": "lora", "decay_over": "steps", "augment": True, "screen": "off", "screen_scale": 1.0,
-               "screen_harmonics": False}
+               "screen_harmonics": False, "screen_lattice": False}
 #: the inits that train the whole generator (saved as a model folder in loras/<concept>/<init>/), not a LoRA
 FULL_INITS = ("scratch", "full")
 #: what a fine-tune from an adapter start trains: the LoRA on the frozen base, or every weight with the adapter merged
@@ -82,6 +85,7 @@ class FinetuneOptions:
     screen: str = SCREEN               # auto: the screen waves fitted to the pairs (when there is a screen) | off
     screen_scale: float = SCREEN_SCALE  # with a screen: also train on windows rescaled up to this factor (1: off)
     screen_harmonics: bool = SCREEN_HARMONICS  # with a screen: position channels at its second harmonics too
+    screen_lattice: bool = SCREEN_LATTICE  # with a screen: its lattice's distance planes too
 
     def as_record(self) -> dict:
         """The options as a resume fingerprint records them: those in ``ADDED_LATER`` only when not at their
