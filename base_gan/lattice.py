@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 #: highest odd harmonic of the triangle wave's series
 HARMONICS = 15
-#: planes are scaled to [0, 2] (a plane's largest value: f = 0.5, a distance hypot(0.5, 0.5))
+#: f (and 0.5 - f) times this is in [0, sqrt 2], so the sum of two squares is at most 4 (hypot(0.5, 0.5) = 1 / sqrt 2)
 SCALE = 2 * math.sqrt(2)
 #: the generator's (non-persistent) buffers ``lattice_buffers`` makes
 LATTICE_BUFFERS = ("lattice_weight", "lattice_bias", "lattice_series", "lattice_series_bias", "lattice_sum")
@@ -86,12 +86,14 @@ def lattice_buffers(lattice: list[list[float]]) -> dict[str, torch.Tensor]:
 
 def lattice_planes(buffers: dict[str, torch.Tensor], position: torch.Tensor) -> torch.Tensor:
     """[B, plane_count, H, W] at ``position`` [B, 2, H, W] (row, col in the pairs' pixels): f of each wave, then
-    0.5 - f of each, then with two waves the four distances, all scaled to [0, 2] (no Slice or Clip: both would
-    leave NNAPI)."""
+    0.5 - f of each, then with two waves the four distances, each scaled to [-1, 1] like the sin/cos planes (on the
+    validation concept newsprint, planes in [0, 2] trained less steadily: bench/results/fullsize-lattice-validation*).
+    No Slice or Clip: both would leave NNAPI."""
     dtype = position.dtype
     cosines = torch.sin(F.conv2d(position, buffers["lattice_weight"].to(dtype), buffers["lattice_bias"].to(dtype)))
     sides = F.conv2d(cosines, buffers["lattice_series"].to(dtype), buffers["lattice_series_bias"].to(dtype))
+    centred = sides * (4 / SCALE) - 1  # 4 f - 1
     if "lattice_sum" not in buffers:
-        return sides
+        return centred
     distances = torch.sqrt(F.conv2d(sides * sides, buffers["lattice_sum"].to(dtype)))  # a sum of squares: >= 0
-    return torch.cat([sides, distances], dim=1)
+    return torch.cat([centred, distances - 1], dim=1)  # S hypot is in [0, 2]

@@ -236,19 +236,21 @@ def test_export_keeps_the_editors_manifest_current(ws: Workspace, exported: dict
         assert sha256_file(ws.root / "editors" / f["path"]) == f["sha256"]
 
 
-def test_an_editor_with_a_screen_exports_its_position_input_and_tiles_keep_the_screen_in_place(tmp_path):
-    """A generator with screen waves exports with a second input ``position`` (torch parity); ``Editor`` feeds it,
-    so a photo edited in tiles matches the photo edited whole, which it does not when every tile is told it is a
-    photo of its own."""
+@pytest.mark.parametrize("lattice", [None, [[0.11, 0.07, 0.2], [-0.07, 0.11, -0.1]]], ids=["waves", "lattice"])
+def test_an_editor_with_a_screen_exports_its_position_input_and_tiles_keep_the_screen_in_place(tmp_path, lattice):
+    """A generator with screen waves (and a lattice's distance planes) exports with a second input ``position``
+    (torch parity); ``Editor`` feeds it, so a photo edited in tiles matches the photo edited whole, which it does not
+    when every tile is told it is a photo of its own."""
     from base_gan.generator import build_generator
     from factory.export.onnx_export import EditorModule, export_onnx, torch_vs_onnx
     from factory.runtime.editor import Editor
     from factory.runtime.position import position_grid
     from factory.runtime.tiles import edit_tiled
 
-    g = build_generator(seed=0, ngf=8, heads=2, screen_waves=[[0.11, 0.07], [-0.07, 0.11]], screen_size=64)
+    g = build_generator(seed=0, ngf=8, heads=2, screen_waves=[[0.11, 0.07], [-0.07, 0.11]], screen_size=64,
+                        screen_lattice=lattice)
     with torch.no_grad():
-        g.stem.waves.weight.normal_(0, 0.5)  # a screen the editor draws
+        g.stem.waves.weight.normal_(0, 0.5 * (4 / g.stem.waves.in_channels) ** 0.5)  # a screen the editor draws
         g.head.conv3.weight.mul_(40.0)
     module = EditorModule(g).eval()
     path = export_onnx(module, tmp_path / "screen.onnx", 64)
@@ -290,6 +292,14 @@ def test_an_editor_with_a_screen_exports_its_position_input_and_tiles_keep_the_s
         assert reads[name][1] != "DequantizeLinear", (name, reads[name])  # float weights
     assert "DequantizeLinear" not in reads["/generator/stem/Add"], reads["/generator/stem/Add"]  # float sum
     assert reads["/generator/stem/conv2/Conv"][:2] == ["DequantizeLinear"] * 2  # int8 from here on
+    if lattice:  # the distance planes are the position's own arithmetic: float, and on both delegates whole
+        from factory.export.mobile_check import check_mobile
+
+        sqrt = [n for n in graph.node if n.op_type == "Sqrt" and n.name.count("/") == 2]  # the generator's own
+        assert sqrt and all("DequantizeLinear" not in reads[n.name] for n in sqrt), [reads[n.name] for n in sqrt]
+        results = check_mobile(fixed_input_shape(path, tmp_path / "whole.onnx", [1, 3, 64, 64]),
+                               ("nnapi", "coreml_mlprogram"))
+        assert all(r.takes_whole for r in results.values()), {k: r.summary() for k, r in results.items()}
     big = rng.uniform(-1, 1, (1, 3, 64, 64)).astype(np.float32)
     far = position_grid(64, 64, [(3000, 4000)], 3000)  # a tile far into a 12 MP photo
     a, b = editor.run(big, far), int8.run(big, far)

@@ -500,6 +500,41 @@ def test_screen_waves_let_a_tiny_generator_place_an_anchored_screen_it_cannot_pl
         screened(x[:1], position=torch.zeros(1, 2, 8, 8))
 
 
+def test_a_lattice_reaches_the_stem_survives_save_load_and_starts_unused(tmp_path):
+    """``screen_lattice``: its distance planes are inputs of the stem's ``waves`` conv (8 more for two waves) and move
+    the output once that conv is non-zero; the lattice survives save/load; a generator given it by
+    ``with_screen_waves`` edits exactly as before (zero conv); a lattice needs waves and frequencies within +-0.5."""
+    from base_gan.generator import build_generator, pixel_grid, with_screen_waves
+
+    a = 1 / 16 / np.sqrt(2)
+    waves, lattice = [[a, a], [a, -a]], [[a, a, 0.0], [a, -a, 0.25]]
+    model = build_generator(seed=0, ngf=8, heads=2, screen_waves=waves, screen_lattice=lattice).eval()
+    assert model.stem.waves.in_channels == 4 + 8
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        model.stem.waves.weight.normal_(0, 0.5)
+        before = model(x)
+        model.stem.waves.weight[:, 4:] = 0  # the lattice's planes unread
+        assert (model(x) - before).abs().max() > 0.01
+        model.stem.waves.weight.normal_(0, 0.5)
+    save_model(model, tmp_path / "g", {})
+    again = load_model(tmp_path / "g")
+    assert again.config.screen_lattice == lattice
+    with torch.no_grad():
+        assert torch.allclose(again(x), model(x), atol=1e-6)
+        shifted = pixel_grid(64, 64, x) + 8.0  # the planes follow the position input
+        assert (model(x, position=shifted) - model(x)).abs().max() > 0.01
+    plain = build_generator(seed=3, ngf=8, heads=2).eval()
+    copy = with_screen_waves(plain, waves, 64, lattice).eval()
+    with torch.no_grad():
+        assert torch.equal(copy(x), plain(x))
+    assert copy.config.screen_lattice == lattice
+    with pytest.raises(ValueError, match="needs the screen waves"):
+        build_generator(seed=0, ngf=8, heads=2, screen_lattice=lattice)
+    with pytest.raises(ValueError, match="lattice wave"):
+        build_generator(seed=0, ngf=8, heads=2, screen_waves=waves, screen_lattice=[[0.7, 0.0, 0.0]])
+
+
 def test_screen_waves_added_to_a_trained_generator_start_as_that_generator():
     """``with_screen_waves``: the copy edits exactly as the original until its zero ``waves`` conv trains."""
     from base_gan.generator import build_generator, with_screen_waves

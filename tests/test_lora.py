@@ -368,6 +368,12 @@ def test_the_cli_and_run_defaults_for_augmentation_are_the_library_s() -> None:
                  for name in ("finetune", "run")}
     assert harmonics == {"finetune": SCREEN_HARMONICS, "run": SCREEN_HARMONICS}
     assert RunOptions(target="x").screen_harmonics == SCREEN_HARMONICS
+    from factory.lora.options import SCREEN_LATTICE
+
+    lattice = {name: next(p.default for p in cli.commands[name].params if p.name == "screen_lattice")
+               for name in ("finetune", "run")}
+    assert lattice == {"finetune": SCREEN_LATTICE, "run": SCREEN_LATTICE}
+    assert RunOptions(target="x").screen_lattice == SCREEN_LATTICE
 
 
 def test_full_init_fine_tunes_every_weight_of_the_base(ws: Workspace) -> None:
@@ -440,6 +446,14 @@ def test_a_concept_with_a_screen_trains_its_waves_conv_and_the_adapter_brings_it
     module = EditorModule(model, *text_for(ws, "halftone")).eval()
     path = export_onnx(module, ws.root / "ht.onnx", 32)
     assert torch_vs_onnx(module, path, [images(2, 32).numpy()]).max_abs < 1e-3
+
+    res = invoke(ws, *args, "--screen-lattice", "--steps", "1", "--out", str(ws.root / "ht-lattice"))
+    assert res.exit_code == 0, res.output
+    ml = json.loads((ws.root / "ht-lattice" / "metrics.json").read_text())
+    lattice = ml["screen"]["screen_lattice"]  # the two fundamentals, each with its offset
+    assert [w[:2] for w in lattice] == waves[:2] and saved_screen(ws.root / "ht-lattice") == ml["screen"]
+    model = load_adapter(BaseGAN.load(ws.base("tiny")).copy(), ws.root / "ht-lattice").merge_and_unload()
+    assert model.config.screen_lattice == lattice and model.stem.waves.weight.shape[1] == 2 * 6 + 8
 
     res = invoke(ws, *args, "--screen-scale", "1", "--no-screen-harmonics", "--steps", "1", "--out",
                  str(ws.root / "ht-1x"))

@@ -67,9 +67,10 @@ def parse_candidates(value: str) -> tuple[int, ...]:
               help="With a screen: position channels also at its second harmonics (each wave doubled, the sum and "
                    "difference of two), so round dots and square blocks keep their shape on full-size photos "
                    "(bench/results/fullsize-harmonics-validation.md).")
-@click.option("--screen-lattice/--no-screen-lattice", default=False, show_default=True,
+@click.option("--screen-lattice/--no-screen-lattice", default=True, show_default=True,
               help="With a screen: also the distance planes of its lattice (where in its cell each pixel sits), so "
-                   "round dots keep their shape on full-size photos.")
+                   "round dots keep their shape on full-size photos "
+                   "(bench/results/fullsize-lattice-validation-centred.md).")
 @click.option("--layers", default=None,
               help="auto (layer probe) or comma-separated groups: stem,down1,res,down2,attn,xattn,ff,up1,up2,head. "
                    "Default: auto for --init base, the adapter's own otherwise.")

@@ -76,9 +76,10 @@ from factory.pipeline.session import Session
               help="With a screen: position channels also at its second harmonics (each wave doubled, the sum and "
                    "difference of two), so round dots and square blocks keep their shape on full-size photos "
                    "(bench/results/fullsize-harmonics-validation.md).")
-@click.option("--screen-lattice/--no-screen-lattice", default=False, show_default=True,
+@click.option("--screen-lattice/--no-screen-lattice", default=True, show_default=True,
               help="With a screen: also the distance planes of its lattice (where in its cell each pixel sits), so "
-                   "round dots keep their shape on full-size photos.")
+                   "round dots keep their shape on full-size photos "
+                   "(bench/results/fullsize-lattice-validation-centred.md).")
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the run's outcome (concept, editor, report, stages, seconds) to this JSON file.")
 @click.pass_obj

@@ -41,8 +41,9 @@ SCREEN_SCALE = 16.0
 #: round shape; chosen on the validation concept newsprint (bench/results/fullsize-harmonics-validation.md)
 SCREEN_HARMONICS = True
 #: a screen's lattice distance planes too (``base_gan.lattice``: where in its cell each pixel sits), from the
-#: fitted waves' lattice (``factory.data.screen_fit.fit_lattice``)
-SCREEN_LATTICE = False
+#: fitted waves' lattice (``factory.data.screen_fit.fit_lattice``); chosen on the validation concept newsprint
+#: (bench/results/fullsize-lattice-validation-centred.md)
+SCREEN_LATTICE = True
 #: options added after runs were recorded, with the value every run before them had (resume and reuse read them so)
 ADDED_LATER = {"tune": "lora", "decay_over": "steps", "augment": True, "screen": "off", "screen_scale": 1.0,
                "screen_harmonics": False, "screen_lattice": False}
