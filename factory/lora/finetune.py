@@ -10,7 +10,8 @@ in order:
 2. with ``screen="auto"``, the fixed screen of the pairs, if their teacher draws one (``fitted_screen``: halftone
    dots, pixel blocks): the student gets the stem's ``waves`` conv (zero at the start, trained in full next to
    the LoRA) over sin/cos position channels at the screen's waves (and, with ``screen_harmonics``, their second
-   harmonics, for the dots' shape), so it can place the screen; with a classic
+   harmonics, and with ``screen_lattice`` the distance planes of their lattice, ``base_gan.lattice``, for the dots'
+   shape), so it can place the screen; with a classic
    teacher it also trains on windows of its pairs rescaled up to ``screen_scale`` times, the recipe run at each
    scale (``factory.data.multiscale``), so it draws the screen at the scale of a full-size photo;
 3. the fine-tune itself with the concept's instruction tokens, the Trainer's LSGAN + 100 L1 loop,
@@ -117,8 +118,9 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
     screen = (fitted_screen(data_dir, plan["pairs"]["train"], opts.screen_harmonics, opts.screen_lattice)
               if opts.screen == "auto" else None)
     if screen:
+        lattice = " and its lattice's distance planes" if screen.get("screen_lattice") else ""
         log(f"{concept}: a fixed screen in the teacher's outputs; position channels for its waves "
-            f"{screen['screen_waves']} (cycles per pixel at {screen['screen_size']} px)")
+            f"{screen['screen_waves']} (cycles per pixel at {screen['screen_size']} px){lattice}")
     model, layout, trainable = _student(base, opts, plan, screen)
     scaled = None
     if screen:
