@@ -124,7 +124,7 @@ def phase_nodes(model: onnx.ModelProto) -> list[str]:
                   if i in producer and i not in frontier and producer[i].op_type != "Constant"]
         if node.op_type == "Add" and others:  # the first layer's sum: its other operand's conv stays float too
             names += [other.name for other in others if other.name not in names]
-        else:  # the position's own arithmetic (a lattice's distance planes add squares)
+        else:  # the position's own arithmetic (a lattice's planes: Sin, Conv, Mul, Sub, Sqrt of it alone)
             frontier.update(node.output)
     return names
 
