@@ -80,7 +80,7 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from base_gan.attention import CrossAttention, FeedForward, SelfAttention
-from base_gan.lattice import LATTICE_BUFFERS, lattice_buffers, lattice_planes, plane_count
+from base_gan.lattice import lattice_buffers, lattice_planes, plane_count
 
 STRIDE = 16  # the generator's total downsampling; H and W must be multiples of it
 
@@ -339,8 +339,10 @@ class Generator(ModelMixin, ConfigMixin):
         if screen_lattice:  # not saved: rebuilt from the config
             if not screen_waves:
                 raise ValueError("a screen lattice needs the screen waves it was fitted with")
-            for name, tensor in lattice_buffers(screen_lattice).items():
+            buffers = lattice_buffers(screen_lattice)
+            for name, tensor in buffers.items():
                 self.register_buffer(name, tensor, persistent=False)
+            self.lattice_names = tuple(buffers)
         if screen_size is not None and screen_size < 1:
             raise ValueError(f"screen_size is the short side of the images the waves were fitted on, got {screen_size}")
         planes = 2 * len(screen_waves or []) + plane_count(screen_lattice)
@@ -437,7 +439,7 @@ class Generator(ModelMixin, ConfigMixin):
         planes = wave_planes((self.wave_weight, self.wave_bias), position)  # batch 1 broadcasts in the stem's Add
         if not self.config.screen_lattice:
             return planes
-        buffers = {name: getattr(self, name) for name in LATTICE_BUFFERS if hasattr(self, name)}
+        buffers = {name: getattr(self, name) for name in self.lattice_names}
         return torch.cat([planes, lattice_planes(buffers, position)], dim=1)
 
     def _film(self, x: torch.Tensor, text_tokens: torch.Tensor | None,

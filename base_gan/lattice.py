@@ -28,8 +28,6 @@ import torch.nn.functional as F
 HARMONICS = 15
 #: f (and 0.5 - f) times this is in [0, sqrt 2], so the sum of two squares is at most 4 (hypot(0.5, 0.5) = 1 / sqrt 2)
 SCALE = 2 * math.sqrt(2)
-#: the generator's (non-persistent) buffers ``lattice_buffers`` makes
-LATTICE_BUFFERS = ("lattice_weight", "lattice_bias", "lattice_series", "lattice_series_bias", "lattice_sum")
 
 
 def _orders() -> list[int]:
@@ -64,12 +62,11 @@ def lattice_buffers(lattice: list[list[float]]) -> dict[str, torch.Tensor]:
         biases.append(2 * math.pi * orders * offset + math.pi / 2)  # sin(x + pi/2) = cos(x): NNAPI has no Cos
     n = len(orders)
     series = torch.zeros(2 * len(lattice), n * len(lattice), dtype=torch.float64)
-    series_bias = torch.zeros(2 * len(lattice), dtype=torch.float64)
+    series_bias = torch.full((2 * len(lattice),), 0.25 * SCALE, dtype=torch.float64)  # the series' 1/4
     coeff = 2 / math.pi**2 / orders.square()  # f(u) = 1/4 - sum over odd n of 2 cos(2 pi n u) / (pi n)^2
     for i in range(len(lattice)):
         series[i, i * n:(i + 1) * n] = -coeff * SCALE            # f
         series[len(lattice) + i, i * n:(i + 1) * n] = coeff * SCALE  # 0.5 - f
-        series_bias[i], series_bias[len(lattice) + i] = 0.25 * SCALE, 0.25 * SCALE
     out = {
         "lattice_weight": torch.cat(weights).reshape(-1, 2, 1, 1),
         "lattice_bias": torch.cat(biases),

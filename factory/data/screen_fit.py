@@ -48,10 +48,16 @@ def anchored_features(source: torch.Tensor, target: torch.Tensor) -> list[torch.
     return [yt - ys, _gradient_magnitude(yt)]
 
 
+def _hann(h: int, w: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """[H, W]: the 2-D Hann window the spectra are taken through."""
+    return (torch.hann_window(h, periodic=False, dtype=dtype)[:, None]
+            * torch.hann_window(w, periodic=False, dtype=dtype)[None, :])
+
+
 def _fft(m: torch.Tensor) -> torch.Tensor:
     """The zero-padded 2-D FFT of Hann-windowed maps [..., H, W] (each less its mean)."""
     h, w = m.shape[-2:]
-    window = torch.hann_window(h, periodic=False)[:, None] * torch.hann_window(w, periodic=False)[None, :]
+    window = _hann(h, w)
     return torch.fft.fft2((m - m.mean((-2, -1), keepdim=True)) * window, s=(PAD * h, PAD * w))
 
 
@@ -185,8 +191,7 @@ def fit_lattice(source: torch.Tensor, target: torch.Tensor, waves: list[list[flo
             break
     maps = [m.mean(0).double() for m in anchored_features(source, target)]
     h, w = maps[0].shape
-    window = torch.hann_window(h, periodic=False, dtype=torch.float64)[:, None] * torch.hann_window(
-        w, periodic=False, dtype=torch.float64)[None, :]
+    window = _hann(h, w, torch.float64)
     rows = torch.arange(h, dtype=torch.float64)[:, None]
     cols = torch.arange(w, dtype=torch.float64)[None, :]
     lattice = []

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Mapping
 from dataclasses import InitVar, dataclass
 from pathlib import Path
 from typing import Any
@@ -156,9 +157,15 @@ def screen_of(model: nn.Module) -> dict[str, Any] | None:
     config = getattr(unwrap(model), "config", None)
     if not getattr(config, "screen_waves", None):
         return None
-    screen = {"screen_waves": [list(map(float, w)) for w in config.screen_waves], "screen_size": config.screen_size}
-    if getattr(config, "screen_lattice", None):
-        screen["screen_lattice"] = [list(map(float, w)) for w in config.screen_lattice]
+    return _screen(config)
+
+
+def _screen(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``screen_of``'s dict from a generator's config or a ``screen.json`` (KeyError without waves)."""
+    screen = {"screen_waves": [list(map(float, w)) for w in data["screen_waves"]],
+              "screen_size": None if data.get("screen_size") is None else int(data["screen_size"])}
+    if data.get("screen_lattice"):
+        screen["screen_lattice"] = [list(map(float, w)) for w in data["screen_lattice"]]
     return screen
 
 
@@ -178,12 +185,7 @@ def saved_screen(folder: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        screen = {"screen_waves": [list(map(float, w)) for w in data["screen_waves"]],
-                  "screen_size": None if data.get("screen_size") is None else int(data["screen_size"])}
-        if data.get("screen_lattice"):
-            screen["screen_lattice"] = [list(map(float, w)) for w in data["screen_lattice"]]
-        return screen
+        return _screen(json.loads(path.read_text(encoding="utf-8")))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise FactoryError(f"{path}: not a screen file ({type(exc).__name__}: {exc})") from None
 
