@@ -115,10 +115,12 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
     plan, resuming = _plan_or_resume(workspace, concept, base, opts, out_dir, quiet)
 
     settings = opts.train_settings(base, opts.steps, opts.seconds)
-    screen = (fitted_screen(data_dir, plan["pairs"]["train"], opts.screen_harmonics, opts.screen_lattice)
-              if opts.screen == "auto" else None)
+    screen = (fitted_screen(data_dir, plan["pairs"]["train"], opts.screen_harmonics, opts.screen_lattice,
+                            opts.screen_dots) if opts.screen == "auto" else None)
     if screen:
         lattice = " and its lattice's distance planes" if screen.get("screen_lattice") else ""
+        if screen.get("screen_dots") is not None:
+            lattice += f", dots drawn from distance plane {screen['screen_dots']}"
         log(f"{concept}: a fixed screen in the teacher's outputs; position channels for its waves "
             f"{screen['screen_waves']} (cycles per pixel at {screen['screen_size']} px){lattice}")
     model, layout, trainable = _student(base, opts, plan, screen)
@@ -154,10 +156,12 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
 
 
 def fitted_screen(data_dir: Path, train_ids: list[str], harmonics: bool = False,
-                  lattice: bool = False) -> dict[str, Any] | None:
+                  lattice: bool = False, dots: bool = False) -> dict[str, Any] | None:
     """The fixed screen in the concept's training pairs as ``adapters.screen_of`` gives it (None without one), its
     fitted waves followed, with ``harmonics``, by their second harmonics; with ``lattice``, also the lattice of the
-    fitted waves (``factory.data.screen_fit.fit_lattice``)."""
+    fitted waves (``factory.data.screen_fit.fit_lattice``); with ``dots`` and a lattice of two waves, also the
+    distance plane the dots stage thresholds (``base_gan.dots.dot_plane``)."""
+    from base_gan.dots import dot_plane
     from factory.data.screen_fit import fit_lattice, fit_screen_waves, with_harmonics
 
     pairs = HeldOutPairs(data_dir, split=None, ids=train_ids)
@@ -168,6 +172,8 @@ def fitted_screen(data_dir: Path, train_ids: list[str], harmonics: bool = False,
               "screen_size": int(min(pairs.source.shape[-2:]))}
     if lattice:
         screen["screen_lattice"] = fit_lattice(pairs.source, pairs.target, fundamentals)
+        if dots and len(screen["screen_lattice"]) == 2:
+            screen["screen_dots"] = dot_plane(pairs.source, pairs.target, screen["screen_lattice"])
     return screen
 
 
