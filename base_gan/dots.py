@@ -104,14 +104,15 @@ class Dots(nn.Module):
 def dot_plane(source: torch.Tensor, target: torch.Tensor, lattice: list[list[float]]) -> int:
     """Which of ``lattice``'s four distance planes the dots are centred on: the one whose distance best follows the
     pairs' mean residual luminance (``source``, ``target`` [N, 3, H, W]; ink darkest at a dot's centre)."""
-    from base_gan.generator import pixel_grid
     from base_gan.lattice import lattice_buffers, lattice_planes
     from factory.data.screen_fit import anchored_features
 
     check_dots(0, lattice)
     residual = anchored_features(source, target)[0].mean(0).double()
     h, w = residual.shape
-    planes = lattice_planes(lattice_buffers(lattice), pixel_grid(h, w, residual.float()))[0, 2 * len(lattice):]
+    grid = torch.stack(torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                                      indexing="ij"))[None]  # (row, col) of every pixel
+    planes = lattice_planes(lattice_buffers(lattice), grid)[0, 2 * len(lattice):]
     residual = residual - residual.mean()
     scores = []
     for plane in planes.double():
