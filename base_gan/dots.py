@@ -26,6 +26,9 @@ from base_gan.lattice import SCALE
 
 #: the radius the network can ask for, in cells (hypot(0.5, 0.5) = 0.707 covers the whole cell)
 RADIUS_MAX = 0.75
+#: the radius and gate convs' outputs are multiplied by this: the gate must open from 0 to about 1 within a 90-120 s
+#: fine-tune's 200-300 steps, and an Adam step moves a weight by about the learning rate (3e-3 for a LoRA)
+GAIN = 10.0
 #: added to the pixel step (cells per output pixel) so the photo's first row, whose step is read as zero, stays finite
 STEP_EPS = 1e-4
 
@@ -90,7 +93,7 @@ class Dots(nn.Module):
         ahead = F.conv2d(position, self.dots_forward.to(dtype), padding=(1, 0))
         behind = F.conv2d(position, self.dots_backward.to(dtype), padding=(1, 0))
         step = _smaller(_magnitude(ahead), _magnitude(behind)) + STEP_EPS
-        radius = RADIUS_MAX * torch.sigmoid(self.radius(features))
+        radius = RADIUS_MAX * torch.sigmoid(GAIN * self.radius(features))
         s = torch.clamp((radius - distance) * 2 / step, -1.0, 1.0)  # t = (s + 1) / 2 in [0, 1]
         return 0.5 + s * (0.75 - 0.25 * s * s)  # t^2 (3 - 2t)
 
@@ -98,7 +101,7 @@ class Dots(nn.Module):
                 position: torch.Tensor) -> torch.Tensor:
         """``y`` [B, 3, H, W] with ink laid where the dots cover it; ``features`` are the head's last (full
         resolution), ``planes`` the lattice's (``lattice_planes``) and ``position`` the pixels' (row, col)."""
-        return y + self.gate(features) * self.coverage(features, planes, position) * (self.ink - y)
+        return y + GAIN * self.gate(features) * self.coverage(features, planes, position) * (self.ink - y)
 
 
 def dot_plane(source: torch.Tensor, target: torch.Tensor, lattice: list[list[float]]) -> int:

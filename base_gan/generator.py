@@ -14,6 +14,7 @@ Layout (``c = ngf``; strides relative to the input, which must be a multiple of 
     up2    nearest x2 + conv -> c  (/4)  + s4
     head   nearest x2 + conv1 -> c (/2) + s2, nearest x2 + conv2 -> c/2 (/1) + s1, conv3 -> 3 = delta
     output = soft_bound(source + delta)
+    (with ``screen_dots``: the dots stage, ``base_gan.dots``, lays ink on ``source + delta`` before the bound)
 
 Decisions (see DESIGN.md section 3 for the measurements that motivated them):
 

@@ -257,8 +257,8 @@ def test_an_editor_with_a_screen_exports_its_position_input_and_tiles_keep_the_s
         g.stem.waves.weight.normal_(0, 0.5 * (4 / g.stem.waves.in_channels) ** 0.5)  # a screen the editor draws
         g.head.conv3.weight.mul_(40.0)
         if dots is not None:  # ink laid over most of the photo, at radii that vary with the features
-            g.dots.gate.bias.fill_(0.8)
-            g.dots.radius.weight.normal_(0, 0.05)
+            g.dots.gate.bias.fill_(0.08)
+            g.dots.radius.weight.normal_(0, 0.005)
     module = EditorModule(g).eval()
     path = export_onnx(module, tmp_path / "screen.onnx", 64)
     x = [np.random.default_rng(0).uniform(-1, 1, (2, 3, 64, 96)).astype(np.float32)]

@@ -11,7 +11,8 @@ in order:
    dots, pixel blocks): the student gets the stem's ``waves`` conv (zero at the start, trained in full next to
    the LoRA) over sin/cos position channels at the screen's waves (and, with ``screen_harmonics``, their second
    harmonics, and with ``screen_lattice`` the distance planes of their lattice, ``base_gan.lattice``, for the dots'
-   shape), so it can place the screen; with a classic
+   shape; with ``screen_dots`` also the dots stage, ``base_gan.dots``, trained in full too, which draws the ink
+   with one-pixel edges at any scale), so it can place the screen; with a classic
    teacher it also trains on windows of its pairs rescaled up to ``screen_scale`` times, the recipe run at each
    scale (``factory.data.multiscale``), so it draws the screen at the scale of a full-size photo;
 3. the fine-tune itself with the concept's instruction tokens, the Trainer's LSGAN + 100 L1 loop,
