@@ -352,7 +352,9 @@ class Generator(ModelMixin, ConfigMixin):
             self.lattice_names = tuple(buffers)
         if screen_size is not None and screen_size < 1:
             raise ValueError(f"screen_size is the short side of the images the waves were fitted on, got {screen_size}")
-        planes = 2 * len(screen_waves or []) + plane_count(screen_lattice)
+        # with the dots stage the screen is drawn by it alone: the stem stays translation-equivariant, so the
+        # network cannot draw soft dots of its own that the stage's crisp ones would have to compete with
+        planes = 0 if screen_dots is not None else 2 * len(screen_waves or []) + plane_count(screen_lattice)
         self.stem = Stem(c, act_fn, norm, extra_in=4 * len(periods), waves=planes)
         self.down1 = Down(c, 2 * c, act_fn, norm)
         n_res = n_res_enc + n_res_dec
@@ -392,7 +394,7 @@ class Generator(ModelMixin, ConfigMixin):
         for lin in (self.attn.out, self.xattn.out, self.ff.fc2):
             lin.weight.mul_(BRANCH_INIT_SCALE)
         nn.init.normal_(self.head.conv3.weight, std=HEAD_INIT_SCALE)
-        if self.config.screen_waves:  # position starts unused: the network is translation-equivariant at init
+        if hasattr(self.stem, "waves"):  # position starts unused: the network is translation-equivariant at init
             nn.init.zeros_(self.stem.waves.weight)
         if self.config.screen_dots is not None:  # the dots stage starts unused (gate 0)
             self.dots.reset_parameters()
@@ -412,7 +414,8 @@ class Generator(ModelMixin, ConfigMixin):
         film = self._film(x, text_tokens, text_mask)
         position = self._position(x, position)
         lattice = self._lattice_planes(position)
-        s1, s2, s4 = self.stem(self._with_screen(x), self._wave_planes(position, lattice))
+        planes = None if self.config.screen_dots is not None else self._wave_planes(position, lattice)
+        s1, s2, s4 = self.stem(self._with_screen(x), planes)
         s4 = modulate(s4, film.get("s4"))  # encoder sites: on the block's output
         h = modulate(self.down1(s4), film.get("d1"))
         for name in self.enc_blocks:
@@ -573,7 +576,8 @@ def with_screen_waves(model: Generator, waves: list[list[float]], size: int | No
     """A copy of ``model`` that also reads the screen ``waves`` (fitted on images of short side ``size``), and the
     distance planes of its ``lattice`` (``base_gan.lattice``), through its stem's ``waves`` conv, which starts at
     zero (the copy edits exactly as ``model`` until trained); with ``dots`` (one of the lattice's distance planes)
-    also the dots stage (``base_gan.dots``, its gate at zero); ``model`` itself when ``waves`` is empty."""
+    the dots stage (``base_gan.dots``, its gate at zero) draws the screen instead, and the stem reads no position;
+    ``model`` itself when ``waves`` is empty."""
     if not waves:
         return model
     if model.config.screen_waves:
@@ -584,7 +588,7 @@ def with_screen_waves(model: Generator, waves: list[list[float]], size: int | No
                             "screen_lattice": [list(map(float, w)) for w in lattice] if lattice else None,
                             "screen_dots": None if dots is None else int(dots)})
     missing, unexpected = copy.load_state_dict(model.state_dict(), strict=False)
-    new = {"stem.waves.weight"} | ({f"dots.{n}" for n in copy.dots.state_dict()} if dots is not None else set())
+    new = {f"dots.{n}" for n in copy.dots.state_dict()} if dots is not None else {"stem.waves.weight"}
     if set(missing) != new or unexpected:
         raise ValueError(f"cannot add screen waves to this generator (missing {missing}, unexpected {unexpected})")
     param = next(model.parameters())

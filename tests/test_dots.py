@@ -10,7 +10,7 @@ import torch
 
 from base_gan.dots import GAIN, RADIUS_MAX, Dots, dot_plane
 from base_gan.generator import build_generator, with_screen_waves
-from factory.core.configs import load_model, save_model
+from base_gan.models import load_model, save_model
 from factory.data.screen_fit import fit_lattice, fit_screen_waves
 from factory.teachers.recipes import run_steps, validate_recipe
 from factory.teachers.rescale import apply_recipe_at

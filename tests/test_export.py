@@ -254,9 +254,11 @@ def test_an_editor_with_a_screen_exports_its_position_input_and_tiles_keep_the_s
                         screen_lattice=lattice, screen_dots=dots)
     torch.manual_seed(0)
     with torch.no_grad():
-        g.stem.waves.weight.normal_(0, 0.5 * (4 / g.stem.waves.in_channels) ** 0.5)  # a screen the editor draws
         g.head.conv3.weight.mul_(40.0)
-        if dots is not None:  # ink laid over most of the photo, at radii that vary with the features
+        if dots is None:  # a screen the editor draws
+            g.stem.waves.weight.normal_(0, 0.5 * (4 / g.stem.waves.in_channels) ** 0.5)
+        else:  # the stage draws it (the stem reads no position): ink laid at radii that vary with the features
+            assert not hasattr(g.stem, "waves")
             g.dots.gate.bias.fill_(0.08)
             g.dots.radius.weight.normal_(0, 0.005)
     module = EditorModule(g).eval()
@@ -295,10 +297,13 @@ def test_an_editor_with_a_screen_exports_its_position_input_and_tiles_keep_the_s
     graph = onnx.load(str(int8_path)).graph
     producer = {out: node.op_type for node in graph.node for out in node.output}
     reads = {node.name: [producer.get(i) for i in node.input] for node in graph.node}
-    for name in ("/generator/stem/conv1/Conv", "/generator/stem/waves/Conv"):
-        assert reads[name][1] != "DequantizeLinear", (name, reads[name])  # float weights
-    assert "DequantizeLinear" not in reads["/generator/stem/Add"], reads["/generator/stem/Add"]  # float sum
-    assert reads["/generator/stem/conv2/Conv"][:2] == ["DequantizeLinear"] * 2  # int8 from here on
+    if dots is None:
+        for name in ("/generator/stem/conv1/Conv", "/generator/stem/waves/Conv"):
+            assert reads[name][1] != "DequantizeLinear", (name, reads[name])  # float weights
+        assert "DequantizeLinear" not in reads["/generator/stem/Add"], reads["/generator/stem/Add"]  # float sum
+        assert reads["/generator/stem/conv2/Conv"][:2] == ["DequantizeLinear"] * 2  # int8 from here on
+    else:  # the stage's threshold of the distance plane at the radius stays float
+        assert "DequantizeLinear" not in reads["/generator/dots/Div"], reads["/generator/dots/Div"]
     if lattice:  # the distance planes are the position's own arithmetic: float, and on both delegates whole
         from factory.export.mobile_check import check_mobile
 

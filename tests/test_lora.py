@@ -462,7 +462,7 @@ def test_a_concept_with_a_screen_trains_its_waves_conv_and_the_adapter_brings_it
     assert model.config.screen_lattice == lattice and model.stem.waves.weight.shape[1] == 2 * 6 + 8
     # the dots stage: its plane fitted, its module trained whole next to the waves conv, saved and loaded back
     res = invoke(ws, *args, "--screen-lattice", "--screen-dots", "--steps", "1", "--out", str(ws.root / "ht-dots"))
-    assert res.exit_code == 0 and "dots drawn from distance plane" in res.output, res.output
+    assert res.exit_code == 0 and "dots drawn by the dots stage" in res.output, res.output
     md = json.loads((ws.root / "ht-dots" / "metrics.json").read_text())
     assert md["screen"]["screen_dots"] in range(4) and saved_screen(ws.root / "ht-dots") == md["screen"]
     assert any(".dots." in k for k in load_file(ws.root / "ht-dots" / "adapter_model.safetensors"))

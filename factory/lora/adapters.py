@@ -152,10 +152,10 @@ def lora_parameters(peft_model: nn.Module) -> list[nn.Parameter]:
 
 def screen_modules(screen: dict[str, Any] | None) -> list[str] | None:
     """The modules a fine-tune for ``screen`` trains whole (peft's ``modules_to_save``): the stem's ``waves`` conv,
-    and the dots stage when it has one; None without a screen."""
+    or the dots stage when the screen is drawn by it; None without a screen."""
     if not screen:
         return None
-    return [SCREEN_MODULE] + ([DOTS_MODULE] if screen.get("screen_dots") is not None else [])
+    return [DOTS_MODULE] if screen.get("screen_dots") is not None else [SCREEN_MODULE]
 
 
 def screen_of(model: nn.Module) -> dict[str, Any] | None:

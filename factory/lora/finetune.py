@@ -121,7 +121,7 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
     if screen:
         lattice = " and its lattice's distance planes" if screen.get("screen_lattice") else ""
         if screen.get("screen_dots") is not None:
-            lattice += f", dots drawn from distance plane {screen['screen_dots']}"
+            lattice += f", the dots drawn by the dots stage from distance plane {screen['screen_dots']}"
         log(f"{concept}: a fixed screen in the teacher's outputs; position channels for its waves "
             f"{screen['screen_waves']} (cycles per pixel at {screen['screen_size']} px){lattice}")
     model, layout, trainable = _student(base, opts, plan, screen)
