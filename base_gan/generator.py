@@ -14,7 +14,6 @@ Layout (``c = ngf``; strides relative to the input, which must be a multiple of 
     up2    nearest x2 + conv -> c  (/4)  + s4
     head   nearest x2 + conv1 -> c (/2) + s2, nearest x2 + conv2 -> c/2 (/1) + s1, conv3 -> 3 = delta
     output = soft_bound(source + delta)
-    (with ``screen_dots``: the dots stage, ``base_gan.dots``, lays ink on ``source + delta`` before the bound)
 
 Decisions (see DESIGN.md section 3 for the measurements that motivated them):
 
@@ -81,7 +80,6 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from base_gan.attention import CrossAttention, FeedForward, SelfAttention
-from base_gan.dots import Dots, check_dots
 from base_gan.lattice import lattice_buffers, lattice_planes, plane_count
 
 STRIDE = 16  # the generator's total downsampling; H and W must be multiples of it
@@ -269,14 +267,10 @@ class Head(nn.Module):
 
     def forward(self, x: torch.Tensor, s2: torch.Tensor, s1: torch.Tensor, film1: tuple | None = None,
                 film2: tuple | None = None) -> torch.Tensor:
-        return self.conv3(self.features(x, s2, s1, film1, film2))
-
-    def features(self, x: torch.Tensor, s2: torch.Tensor, s1: torch.Tensor, film1: tuple | None = None,
-                 film2: tuple | None = None) -> torch.Tensor:
-        """The full-resolution features [B, c/2, H, W] that ``conv3`` turns into the delta."""
         x = self.act(modulate(self.norm1(self.conv1(upsample2x(x))), film1) + s2)
         x = upsample2x(x)
-        return self.act(modulate(self.conv2(x), film2) + s1)
+        x = self.act(modulate(self.conv2(x), film2) + s1)
+        return self.conv3(x)
 
 
 def modulate(h: torch.Tensor, film: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
@@ -328,8 +322,7 @@ class Generator(ModelMixin, ConfigMixin):
                  ff_mult: int = 4, act: str = "lrelu", norm: str = "none", output: str = "residual",
                  image_size: int = 256, text_encoder: str = "minilm", film: bool = False,
                  screen_periods: list[int] | None = None, screen_waves: list[list[float]] | None = None,
-                 screen_size: int | None = None, screen_lattice: list[list[float]] | None = None,
-                 screen_dots: int | None = None) -> None:
+                 screen_size: int | None = None, screen_lattice: list[list[float]] | None = None) -> None:
         super().__init__()
         _check_config(ngf, heads, act, norm, output, image_size)
         c, act_fn = ngf, ACTIVATIONS[act]
@@ -352,9 +345,7 @@ class Generator(ModelMixin, ConfigMixin):
             self.lattice_names = tuple(buffers)
         if screen_size is not None and screen_size < 1:
             raise ValueError(f"screen_size is the short side of the images the waves were fitted on, got {screen_size}")
-        # with the dots stage the screen is drawn by it alone: the stem stays translation-equivariant, so the
-        # network cannot draw soft dots of its own that the stage's crisp ones would have to compete with
-        planes = 0 if screen_dots is not None else 2 * len(screen_waves or []) + plane_count(screen_lattice)
+        planes = 2 * len(screen_waves or []) + plane_count(screen_lattice)
         self.stem = Stem(c, act_fn, norm, extra_in=4 * len(periods), waves=planes)
         self.down1 = Down(c, 2 * c, act_fn, norm)
         n_res = n_res_enc + n_res_dec
@@ -367,11 +358,6 @@ class Generator(ModelMixin, ConfigMixin):
         self.up1 = Up(4 * c, 2 * c, act_fn, norm)
         self.up2 = Up(2 * c, c, act_fn, norm)
         self.head = Head(c, act_fn, norm)
-        if screen_dots is not None:
-            check_dots(screen_dots, screen_lattice)
-            if output != "residual":
-                raise ValueError("the dots stage needs output='residual'")
-            self.dots = Dots(c // 2, screen_dots, screen_lattice)
         if film:
             self.text_film = nn.ModuleDict({k: nn.Linear(text_dim, 2 * int(w * c)) for k, w in FILM_SITES.items()})
         self.enc_blocks = [f"res{i}" for i in range(1, n_res_enc + 1)]
@@ -394,10 +380,8 @@ class Generator(ModelMixin, ConfigMixin):
         for lin in (self.attn.out, self.xattn.out, self.ff.fc2):
             lin.weight.mul_(BRANCH_INIT_SCALE)
         nn.init.normal_(self.head.conv3.weight, std=HEAD_INIT_SCALE)
-        if hasattr(self.stem, "waves"):  # position starts unused: the network is translation-equivariant at init
+        if self.config.screen_waves:  # position starts unused: the network is translation-equivariant at init
             nn.init.zeros_(self.stem.waves.weight)
-        if self.config.screen_dots is not None:  # the dots stage starts unused (gate 0)
-            self.dots.reset_parameters()
         if self.config.film:  # FiLM starts as the identity (scale 0, shift 0)
             for lin in self.text_film.values():
                 nn.init.zeros_(lin.weight)
@@ -412,10 +396,7 @@ class Generator(ModelMixin, ConfigMixin):
         if not torch.jit.is_tracing():
             check_input(x, self.stride)
         film = self._film(x, text_tokens, text_mask)
-        position = self._position(x, position)
-        lattice = self._lattice_planes(position)
-        planes = None if self.config.screen_dots is not None else self._wave_planes(position, lattice)
-        s1, s2, s4 = self.stem(self._with_screen(x), planes)
+        s1, s2, s4 = self.stem(self._with_screen(x), self._wave_planes(x, position))
         s4 = modulate(s4, film.get("s4"))  # encoder sites: on the block's output
         h = modulate(self.down1(s4), film.get("d1"))
         for name in self.enc_blocks:
@@ -431,14 +412,10 @@ class Generator(ModelMixin, ConfigMixin):
         for name in self.dec_blocks:
             h = getattr(self, name)(h)
         h = self.up2(h, s4, film.get("u2"))
-        features = self.head.features(h, s2, s1, film.get("h1"), film.get("h2"))
-        delta = self.head.conv3(features)
+        delta = self.head(h, s2, s1, film.get("h1"), film.get("h2"))
         if self.config.output == "tanh_residual":
             return torch.tanh(torch.atanh(x.clamp(-0.999, 0.999)) + delta)
-        y = x + delta
-        if self.config.screen_dots is not None:
-            y = self.dots(y, features, lattice, position)
-        return soft_bound(y)
+        return soft_bound(x + delta)
 
 
     def _with_screen(self, x: torch.Tensor) -> torch.Tensor:
@@ -449,30 +426,21 @@ class Generator(ModelMixin, ConfigMixin):
         phase = self.screen.repeat(1, 1, h // STRIDE, w // STRIDE).expand(b, -1, -1, -1)
         return torch.cat([x, phase.to(x.dtype)], dim=1)
 
-    def _position(self, x: torch.Tensor, position: torch.Tensor | None) -> torch.Tensor | None:
-        """``position`` checked against ``x`` (default: the pixel grid), or None without screen waves."""
+    def _wave_planes(self, x: torch.Tensor, position: torch.Tensor | None) -> torch.Tensor | None:
+        """The screen waves' sin/cos planes at ``position`` (default: the pixel grid), or None without waves."""
         if not self.config.screen_waves:
             return None
         b, _, h, w = x.shape
         if position is None:
-            return pixel_grid(h, w, x)
-        if not torch.jit.is_tracing() and (position.shape[1:] != (2, h, w) or position.shape[0] not in (1, b)):
+            position = pixel_grid(h, w, x)
+        elif not torch.jit.is_tracing() and (position.shape[1:] != (2, h, w) or position.shape[0] not in (1, b)):
             raise ValueError(f"position must be [1 or {b}, 2, {h}, {w}] (row, col per pixel), got "
                              f"{list(position.shape)}")
-        return position
-
-    def _lattice_planes(self, position: torch.Tensor | None) -> torch.Tensor | None:
-        """The lattice's distance planes at ``position`` (``base_gan.lattice``), or None without a lattice."""
-        if position is None or not self.config.screen_lattice:
-            return None
-        return lattice_planes({name: getattr(self, name) for name in self.lattice_names}, position)
-
-    def _wave_planes(self, position: torch.Tensor | None, lattice: torch.Tensor | None) -> torch.Tensor | None:
-        """The screen waves' sin/cos planes at ``position`` then the ``lattice`` planes, or None without waves."""
-        if position is None:
-            return None
         planes = wave_planes((self.wave_weight, self.wave_bias), position)  # batch 1 broadcasts in the stem's Add
-        return planes if lattice is None else torch.cat([planes, lattice], dim=1)
+        if not self.config.screen_lattice:
+            return planes
+        buffers = {name: getattr(self, name) for name in self.lattice_names}
+        return torch.cat([planes, lattice_planes(buffers, position)], dim=1)
 
     def _film(self, x: torch.Tensor, text_tokens: torch.Tensor | None,
               text_mask: torch.Tensor | None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -572,12 +540,10 @@ def check_input(x: torch.Tensor, stride: int) -> None:
 
 
 def with_screen_waves(model: Generator, waves: list[list[float]], size: int | None = None,
-                      lattice: list[list[float]] | None = None, dots: int | None = None) -> Generator:
+                      lattice: list[list[float]] | None = None) -> Generator:
     """A copy of ``model`` that also reads the screen ``waves`` (fitted on images of short side ``size``), and the
     distance planes of its ``lattice`` (``base_gan.lattice``), through its stem's ``waves`` conv, which starts at
-    zero (the copy edits exactly as ``model`` until trained); with ``dots`` (one of the lattice's distance planes)
-    the dots stage (``base_gan.dots``, its gate at zero) draws the screen instead, and the stem reads no position;
-    ``model`` itself when ``waves`` is empty."""
+    zero (the copy edits exactly as ``model`` until trained); ``model`` itself when ``waves`` is empty."""
     if not waves:
         return model
     if model.config.screen_waves:
@@ -585,11 +551,9 @@ def with_screen_waves(model: Generator, waves: list[list[float]], size: int | No
     config = {k: v for k, v in model.config.items() if not k.startswith("_")}
     with torch.random.fork_rng(devices=[]):  # its random init is overwritten: leave the global RNG alone
         copy = Generator(**{**config, "screen_waves": [list(map(float, w)) for w in waves], "screen_size": size,
-                            "screen_lattice": [list(map(float, w)) for w in lattice] if lattice else None,
-                            "screen_dots": None if dots is None else int(dots)})
+                            "screen_lattice": [list(map(float, w)) for w in lattice] if lattice else None})
     missing, unexpected = copy.load_state_dict(model.state_dict(), strict=False)
-    new = {f"dots.{n}" for n in copy.dots.state_dict()} if dots is not None else {"stem.waves.weight"}
-    if set(missing) != new or unexpected:
+    if missing != ["stem.waves.weight"] or unexpected:
         raise ValueError(f"cannot add screen waves to this generator (missing {missing}, unexpected {unexpected})")
     param = next(model.parameters())
     if param.device != next(copy.parameters()).device or param.dtype != torch.float32:

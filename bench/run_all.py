@@ -148,9 +148,6 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--screen-lattice", action="store_true",
                     help="with --screen auto: the screen lattice's distance planes too (factory run's "
                          "--screen-lattice; every recorded run trains without)")
-    ap.add_argument("--screen-dots", action="store_true",
-                    help="with --screen-lattice: the dots stage too (factory run's --screen-dots; every recorded "
-                         "run trains without)")
     for k, v in FULL.items():
         ap.add_argument(f"--{k.replace('_', '-')}", type=type(v) if v is not None else str, default=None)
     args = ap.parse_args()
@@ -312,7 +309,6 @@ def run_arm(args, ws: Workspace, base, concept: str, seed: int, arm: str,
         steps=10**6, seconds=args.budget, eval_seconds=args.eval_seconds, batch=8, seed=seed, checkpoint_every=10**6,
         pairs=args.train_pairs, decay_over=args.decay_over, augment=not args.no_augment, screen=args.screen,
         screen_scale=args.screen_scale, screen_harmonics=args.screen_harmonics, screen_lattice=args.screen_lattice,
-        screen_dots=args.screen_dots,
     )
     if arm in ("scratch", "full"):
         opts = FinetuneOptions(init=arm, **common)
@@ -889,7 +885,6 @@ def main() -> None:
         "screen_scale": args.screen_scale,
         "screen_harmonics": args.screen_harmonics,
         "screen_lattice": args.screen_lattice,
-        "screen_dots": args.screen_dots,
         "equal_at": args.equal_at,
         "concepts": rows,
         "reused_runs": reused,

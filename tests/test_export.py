@@ -236,14 +236,11 @@ def test_export_keeps_the_editors_manifest_current(ws: Workspace, exported: dict
         assert sha256_file(ws.root / "editors" / f["path"]) == f["sha256"]
 
 
-@pytest.mark.parametrize("lattice, dots", [(None, None), ([[0.11, 0.07, 0.2], [-0.07, 0.11, -0.1]], None),
-                                           ([[0.11, 0.07, 0.2], [-0.07, 0.11, -0.1]], 2)],
-                         ids=["waves", "lattice", "dots"])
-def test_an_editor_with_a_screen_exports_its_position_input_and_tiles_keep_the_screen_in_place(tmp_path, lattice,
-                                                                                                dots):
-    """A generator with screen waves (and a lattice's distance planes, and the dots stage) exports with a second
-    input ``position`` (torch parity); ``Editor`` feeds it, so a photo edited in tiles matches the photo edited
-    whole, which it does not when every tile is told it is a photo of its own."""
+@pytest.mark.parametrize("lattice", [None, [[0.11, 0.07, 0.2], [-0.07, 0.11, -0.1]]], ids=["waves", "lattice"])
+def test_an_editor_with_a_screen_exports_its_position_input_and_tiles_keep_the_screen_in_place(tmp_path, lattice):
+    """A generator with screen waves (and a lattice's distance planes) exports with a second input ``position``
+    (torch parity); ``Editor`` feeds it, so a photo edited in tiles matches the photo edited whole, which it does not
+    when every tile is told it is a photo of its own."""
     from base_gan.generator import build_generator
     from factory.export.onnx_export import EditorModule, export_onnx, torch_vs_onnx
     from factory.runtime.editor import Editor
@@ -251,16 +248,10 @@ def test_an_editor_with_a_screen_exports_its_position_input_and_tiles_keep_the_s
     from factory.runtime.tiles import edit_tiled
 
     g = build_generator(seed=0, ngf=8, heads=2, screen_waves=[[0.11, 0.07], [-0.07, 0.11]], screen_size=64,
-                        screen_lattice=lattice, screen_dots=dots)
-    torch.manual_seed(0)
+                        screen_lattice=lattice)
     with torch.no_grad():
+        g.stem.waves.weight.normal_(0, 0.5 * (4 / g.stem.waves.in_channels) ** 0.5)  # a screen the editor draws
         g.head.conv3.weight.mul_(40.0)
-        if dots is None:  # a screen the editor draws
-            g.stem.waves.weight.normal_(0, 0.5 * (4 / g.stem.waves.in_channels) ** 0.5)
-        else:  # the stage draws it (the stem reads no position): ink laid at radii that vary with the features
-            assert not hasattr(g.stem, "waves")
-            g.dots.gate.bias.fill_(0.08)
-            g.dots.radius.weight.normal_(0, 0.005)
     module = EditorModule(g).eval()
     path = export_onnx(module, tmp_path / "screen.onnx", 64)
     x = [np.random.default_rng(0).uniform(-1, 1, (2, 3, 64, 96)).astype(np.float32)]
@@ -297,13 +288,10 @@ def test_an_editor_with_a_screen_exports_its_position_input_and_tiles_keep_the_s
     graph = onnx.load(str(int8_path)).graph
     producer = {out: node.op_type for node in graph.node for out in node.output}
     reads = {node.name: [producer.get(i) for i in node.input] for node in graph.node}
-    if dots is None:
-        for name in ("/generator/stem/conv1/Conv", "/generator/stem/waves/Conv"):
-            assert reads[name][1] != "DequantizeLinear", (name, reads[name])  # float weights
-        assert "DequantizeLinear" not in reads["/generator/stem/Add"], reads["/generator/stem/Add"]  # float sum
-        assert reads["/generator/stem/conv2/Conv"][:2] == ["DequantizeLinear"] * 2  # int8 from here on
-    else:  # the stage's threshold of the distance plane at the radius stays float
-        assert "DequantizeLinear" not in reads["/generator/dots/Div"], reads["/generator/dots/Div"]
+    for name in ("/generator/stem/conv1/Conv", "/generator/stem/waves/Conv"):
+        assert reads[name][1] != "DequantizeLinear", (name, reads[name])  # float weights
+    assert "DequantizeLinear" not in reads["/generator/stem/Add"], reads["/generator/stem/Add"]  # float sum
+    assert reads["/generator/stem/conv2/Conv"][:2] == ["DequantizeLinear"] * 2  # int8 from here on
     if lattice:  # the distance planes are the position's own arithmetic: float, and on both delegates whole
         from factory.export.mobile_check import check_mobile
 
@@ -313,9 +301,7 @@ def test_an_editor_with_a_screen_exports_its_position_input_and_tiles_keep_the_s
                                ("nnapi", "coreml_mlprogram"))
         assert all(r.takes_whole for r in results.values()), {k: r.summary() for k, r in results.items()}
     big = rng.uniform(-1, 1, (1, 3, 64, 64)).astype(np.float32)
-    # a tile far into a 12 MP photo; with the dots stage at the pairs' scale: on a 12 MP photo its edges are one
-    # pixel of a cell a hundred wide, so the radius's 8 bits move them by pixels
-    far = position_grid(64, 64, [(3000, 4000)], 3000) if dots is None else position_grid(64, 64, [(40, 80)], 64)
+    far = position_grid(64, 64, [(3000, 4000)], 3000)  # a tile far into a 12 MP photo
     a, b = editor.run(big, far), int8.run(big, far)
     assert 10 * np.log10(4 / np.mean((a - b) ** 2)) > 30
 

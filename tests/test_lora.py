@@ -374,12 +374,6 @@ def test_the_cli_and_run_defaults_for_augmentation_are_the_library_s() -> None:
                for name in ("finetune", "run")}
     assert lattice == {"finetune": SCREEN_LATTICE, "run": SCREEN_LATTICE}
     assert RunOptions(target="x").screen_lattice == SCREEN_LATTICE
-    from factory.lora.options import SCREEN_DOTS
-
-    dots = {name: next(p.default for p in cli.commands[name].params if p.name == "screen_dots")
-            for name in ("finetune", "run")}
-    assert dots == {"finetune": SCREEN_DOTS, "run": SCREEN_DOTS}
-    assert RunOptions(target="x").screen_dots == SCREEN_DOTS
 
 
 def test_full_init_fine_tunes_every_weight_of_the_base(ws: Workspace) -> None:
@@ -460,15 +454,6 @@ def test_a_concept_with_a_screen_trains_its_waves_conv_and_the_adapter_brings_it
     assert [w[:2] for w in lattice] == waves[:2] and saved_screen(ws.root / "ht-lattice") == ml["screen"]
     model = load_adapter(BaseGAN.load(ws.base("tiny")).copy(), ws.root / "ht-lattice").merge_and_unload()
     assert model.config.screen_lattice == lattice and model.stem.waves.weight.shape[1] == 2 * 6 + 8
-    # the dots stage: its plane fitted, its module trained whole next to the waves conv, saved and loaded back
-    res = invoke(ws, *args, "--screen-lattice", "--screen-dots", "--steps", "1", "--out", str(ws.root / "ht-dots"))
-    assert res.exit_code == 0 and "dots drawn by the dots stage" in res.output, res.output
-    md = json.loads((ws.root / "ht-dots" / "metrics.json").read_text())
-    assert md["screen"]["screen_dots"] in range(4) and saved_screen(ws.root / "ht-dots") == md["screen"]
-    assert any(".dots." in k for k in load_file(ws.root / "ht-dots" / "adapter_model.safetensors"))
-    model = load_adapter(BaseGAN.load(ws.base("tiny")).copy(), ws.root / "ht-dots").merge_and_unload()
-    assert model.config.screen_dots == md["screen"]["screen_dots"]
-    assert model.dots.gate.weight.abs().sum() > 0  # trained from zero
 
     res = invoke(ws, *args, "--screen-scale", "1", "--no-screen-harmonics", "--steps", "1", "--out",
                  str(ws.root / "ht-1x"))

@@ -71,10 +71,6 @@ def parse_candidates(value: str) -> tuple[int, ...]:
               help="With a screen: also the distance planes of its lattice (where in its cell each pixel sits), so "
                    "round dots keep their shape on full-size photos "
                    "(bench/results/fullsize-lattice-validation-centred.md).")
-@click.option("--screen-dots/--no-screen-dots", default=False, show_default=True,
-              help="With a screen lattice of two waves: also the dots stage, which thresholds a distance plane at a "
-                   "radius the network predicts, over one output pixel at any scale, and lays a learned ink there "
-                   "(base_gan/dots.py), so dots keep crisp edges on full-size photos.")
 @click.option("--layers", default=None,
               help="auto (layer probe) or comma-separated groups: stem,down1,res,down2,attn,xattn,ff,up1,up2,head. "
                    "Default: auto for --init base, the adapter's own otherwise.")

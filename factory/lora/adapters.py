@@ -22,8 +22,7 @@ build paths, and peft then never looks for a config file at such a path.
 
 A concept with a fixed screen (``factory.data.screen_fit``) also trains the stem's ``waves`` conv, which the base
 does not have: it is peft's ``modules_to_save`` (trained whole, saved in the adapter, kept by a merge), and
-``screen.json`` beside the adapter names the waves, so ``load_adapter`` first gives the base that conv. With the
-dots stage (``base_gan.dots``) the ``dots`` module is trained and saved the same way.
+``screen.json`` beside the adapter names the waves, so ``load_adapter`` first gives the base that conv.
 """
 
 from __future__ import annotations
@@ -46,7 +45,6 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 SCREEN_FILE = "screen.json"  # screen_of's dict for an adapter that trains the stem's waves conv
 SCREEN_MODULE = "stem.waves"
-DOTS_MODULE = "dots"
 
 
 @dataclass
@@ -94,7 +92,7 @@ class LoraLayout:
 
         ranks = self.module_ranks(model)
         return LoraConfig(
-            modules_to_save=screen_modules(screen_of(model)),
+            modules_to_save=[SCREEN_MODULE] if screen_of(model) else None,
             r=self.max_rank,
             lora_alpha=self.max_rank,
             target_modules=list(ranks),
@@ -150,18 +148,10 @@ def lora_parameters(peft_model: nn.Module) -> list[nn.Parameter]:
             if p.requires_grad and ("lora_" in n or "modules_to_save" in n)]
 
 
-def screen_modules(screen: dict[str, Any] | None) -> list[str] | None:
-    """The modules a fine-tune for ``screen`` trains whole (peft's ``modules_to_save``): the stem's ``waves`` conv,
-    or the dots stage when the screen is drawn by it; None without a screen."""
-    if not screen:
-        return None
-    return [DOTS_MODULE] if screen.get("screen_dots") is not None else [SCREEN_MODULE]
-
-
 def screen_of(model: nn.Module) -> dict[str, Any] | None:
     """``{"screen_waves": [[fy, fx], ...], "screen_size": n}`` (and ``"screen_lattice": [[fy, fx, offset], ...]``
-    when it reads a lattice's distance planes, ``"screen_dots": plane`` with the dots stage) of a generator (or a
-    peft model over one) that reads screen waves, else None."""
+    when it reads a lattice's distance planes) of a generator (or a peft model over one) that reads screen waves,
+    else None."""
     from base_gan.models import unwrap
 
     config = getattr(unwrap(model), "config", None)
@@ -176,8 +166,6 @@ def _screen(data: Mapping[str, Any]) -> dict[str, Any]:
               "screen_size": None if data.get("screen_size") is None else int(data["screen_size"])}
     if data.get("screen_lattice"):
         screen["screen_lattice"] = [list(map(float, w)) for w in data["screen_lattice"]]
-    if data.get("screen_dots") is not None:
-        screen["screen_dots"] = int(data["screen_dots"])
     return screen
 
 
@@ -188,8 +176,7 @@ def with_screen(model: nn.Module, screen: dict[str, Any] | None) -> nn.Module:
 
     if not screen:
         return model
-    return with_screen_waves(model, screen["screen_waves"], screen["screen_size"], screen.get("screen_lattice"),
-                             screen.get("screen_dots"))
+    return with_screen_waves(model, screen["screen_waves"], screen["screen_size"], screen.get("screen_lattice"))
 
 
 def saved_screen(folder: Path) -> dict[str, Any] | None:
@@ -309,15 +296,13 @@ def _load_with_screen(base_model: nn.Module, folder: Path, trainable: bool, scre
 
     base_model = with_screen(base_model, screen)
     config = LoraConfig.from_pretrained(str(folder))
-    config.modules_to_save = screen_modules(screen)
+    config.modules_to_save = [SCREEN_MODULE]
     config.base_model_name_or_path = None
     config.inference_mode = not trainable
     model = get_peft_model(base_model, config)
     state = load_file(str(Path(folder) / ADAPTER_WEIGHTS))
-    for name in config.modules_to_save:  # peft needs them: an adapter saved without starts at zero
-        fresh = model.get_submodule(f"base_model.model.{name}").original_module.state_dict()
-        for key, value in fresh.items():
-            state.setdefault(f"base_model.model.{name}.{key}", value)
+    key = f"base_model.model.{SCREEN_MODULE}.weight"  # peft needs it: an adapter saved without starts at zero
+    state.setdefault(key, model.get_submodule(f"base_model.model.{SCREEN_MODULE}").original_module.weight)
     loaded = set_peft_model_state_dict(model, state)
     if loaded.unexpected_keys:
         raise KeyError(f"unexpected tensors {loaded.unexpected_keys[:3]}")

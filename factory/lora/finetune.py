@@ -11,8 +11,7 @@ in order:
    dots, pixel blocks): the student gets the stem's ``waves`` conv (zero at the start, trained in full next to
    the LoRA) over sin/cos position channels at the screen's waves (and, with ``screen_harmonics``, their second
    harmonics, and with ``screen_lattice`` the distance planes of their lattice, ``base_gan.lattice``, for the dots'
-   shape; with ``screen_dots`` also the dots stage, ``base_gan.dots``, trained in full too, which draws the ink
-   with one-pixel edges at any scale), so it can place the screen; with a classic
+   shape), so it can place the screen; with a classic
    teacher it also trains on windows of its pairs rescaled up to ``screen_scale`` times, the recipe run at each
    scale (``factory.data.multiscale``), so it draws the screen at the scale of a full-size photo;
 3. the fine-tune itself with the concept's instruction tokens, the Trainer's LSGAN + 100 L1 loop,
@@ -116,12 +115,10 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
     plan, resuming = _plan_or_resume(workspace, concept, base, opts, out_dir, quiet)
 
     settings = opts.train_settings(base, opts.steps, opts.seconds)
-    screen = (fitted_screen(data_dir, plan["pairs"]["train"], opts.screen_harmonics, opts.screen_lattice,
-                            opts.screen_dots) if opts.screen == "auto" else None)
+    screen = (fitted_screen(data_dir, plan["pairs"]["train"], opts.screen_harmonics, opts.screen_lattice)
+              if opts.screen == "auto" else None)
     if screen:
         lattice = " and its lattice's distance planes" if screen.get("screen_lattice") else ""
-        if screen.get("screen_dots") is not None:
-            lattice += f", the dots drawn by the dots stage from distance plane {screen['screen_dots']}"
         log(f"{concept}: a fixed screen in the teacher's outputs; position channels for its waves "
             f"{screen['screen_waves']} (cycles per pixel at {screen['screen_size']} px){lattice}")
     model, layout, trainable = _student(base, opts, plan, screen)
@@ -157,12 +154,10 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
 
 
 def fitted_screen(data_dir: Path, train_ids: list[str], harmonics: bool = False,
-                  lattice: bool = False, dots: bool = False) -> dict[str, Any] | None:
+                  lattice: bool = False) -> dict[str, Any] | None:
     """The fixed screen in the concept's training pairs as ``adapters.screen_of`` gives it (None without one), its
     fitted waves followed, with ``harmonics``, by their second harmonics; with ``lattice``, also the lattice of the
-    fitted waves (``factory.data.screen_fit.fit_lattice``); with ``dots`` and a lattice of two waves, also the
-    distance plane the dots stage thresholds (``base_gan.dots.dot_plane``)."""
-    from base_gan.dots import dot_plane
+    fitted waves (``factory.data.screen_fit.fit_lattice``)."""
     from factory.data.screen_fit import fit_lattice, fit_screen_waves, with_harmonics
 
     pairs = HeldOutPairs(data_dir, split=None, ids=train_ids)
@@ -173,8 +168,6 @@ def fitted_screen(data_dir: Path, train_ids: list[str], harmonics: bool = False,
               "screen_size": int(min(pairs.source.shape[-2:]))}
     if lattice:
         screen["screen_lattice"] = fit_lattice(pairs.source, pairs.target, fundamentals)
-        if dots and len(screen["screen_lattice"]) == 2:
-            screen["screen_dots"] = dot_plane(pairs.source, pairs.target, screen["screen_lattice"])
     return screen
 
 

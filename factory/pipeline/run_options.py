@@ -45,7 +45,6 @@ class RunOptions:
     screen_scale: float = 16.0       # with a screen: also train on windows rescaled up to this factor (SCREEN_SCALE)
     screen_harmonics: bool = True    # with a screen: position channels at its second harmonics too (SCREEN_HARMONICS)
     screen_lattice: bool = True      # with a screen: its lattice's distance planes too (SCREEN_LATTICE)
-    screen_dots: bool = False        # with a two-wave lattice: the dots stage too (SCREEN_DOTS)
     seed: int = 0
 
     def teacher_overrides(self) -> dict[str, str | None]:
