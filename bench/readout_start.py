@@ -1,0 +1,139 @@
+"""A least-squares readout as a start, before any training, on **validation** concepts only (issue 15).
+
+The generated start is a few decibels over the unchanged photo, and the LoRA's fine-tune from it is slower than
+our architecture from scratch. A cheaper head start may sit in the base's own features: the head's last conv
+(``head.conv3``, 16 full-resolution feature channels over 3x3 -> the RGB delta) solved in closed form (ridge
+regression) against the training pairs' residuals (target - source), with the rest of the network as the start
+left it. The delta of that conv has rank at most 3, so a rank-4 LoRA on ``head`` can hold it exactly: the readout
+is a LoRA start, not a new kind of model. This measures, per concept, the PSNR on its held-out test pairs of: the
+unchanged photo; the base with the generated adapter (the shipped weight generator's start); the same with its
+``head.conv3`` solved; and the base alone (its text-only output) with it solved; plus the readout's cost (a
+forward pass over the training pairs and the solve, seconds on this machine, not timed alone).
+
+Concepts and pairs are ``bench/tune_choice.py``'s (the first 2 named validation concepts per group and one family
+concept per group no shipped asset trained on; 160 pairs at 128 px, data seed 0). Nothing here is a test figure.
+
+    python bench/readout_start.py     # ~5 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from concepts.cards import find_card
+from factory.core.workspace import Workspace
+from factory.data.card_pairs import PhotoCache, TeacherCache, make_pairs
+from factory.evaluation.heldout import HeldOutPairs, text_conditioned
+from factory.evaluation.protocol import DATA_SEED, PAIRS, SIZE
+
+from common import log, provenance, write_results
+from run_all import init_adapters, shipped
+from tune_choice import SEED, validation_concepts
+
+#: pixels sampled from the training pairs for the solve
+SAMPLES = 200_000
+#: ridge penalty, relative to the mean diagonal of the features' Gram matrix
+RIDGE = 1e-3
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--per-group", type=int, default=2, help="named validation concepts per group")
+    ap.add_argument("--family", type=int, default=1, help="family validation concepts per group")
+    ap.add_argument("--concepts", help="comma-separated named validation concepts instead of the default draw")
+    ap.add_argument("--name", default="readout_start", help="results file name")
+    ap.add_argument("--workspace", type=Path, default=Path("bench/work/tune-choice"))
+    ap.add_argument("--out", type=Path, default=Path("bench/results"))
+    return ap.parse_args()
+
+
+@torch.no_grad()
+def solve_readout(model, edit, train: HeldOutPairs, seed: int = 0) -> float:
+    """Set ``model.head.conv3`` to the ridge solution of the training pairs' residuals from its input features;
+    returns the seconds it took (the features' forward pass and the solve)."""
+    start = time.perf_counter()
+    conv = model.head.conv3
+    captured: list[torch.Tensor] = []
+    hook = conv.register_forward_hook(lambda _m, args, _out: captured.append(args[0]))
+    try:
+        train.outputs(edit, model)
+    finally:
+        hook.remove()
+    features = torch.cat(captured)  # [N, C, H, W]
+    patches = F.unfold(features, 3, padding=1)  # [N, C*9, H*W]
+    residual = (train.target - train.source).flatten(2)  # [N, 3, H*W]
+    n, d, p = patches.shape
+    g = torch.Generator().manual_seed(seed)
+    pick = torch.randint(0, n * p, (min(SAMPLES, n * p),), generator=g)
+    x = patches.permute(0, 2, 1).reshape(-1, d)[pick].double()
+    y = residual.permute(0, 2, 1).reshape(-1, 3)[pick].double()
+    x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)  # the bias
+    gram = x.T @ x
+    gram += RIDGE * gram.diagonal().mean() * torch.eye(d + 1, dtype=x.dtype)
+    w = torch.linalg.solve(gram, x.T @ y)  # [d + 1, 3]
+    conv.weight.copy_(w[:d].T.reshape(conv.weight.shape).to(conv.weight.dtype))
+    conv.bias.copy_(w[d].to(conv.bias.dtype))
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    from base_gan.models import BaseGAN
+    from factory.lora.adapters import load_adapter
+
+    args = parse_args()
+    ws = Workspace(args.workspace)
+    base_dir, wg_dir, m = shipped()
+    base = BaseGAN.load(base_dir)
+    concepts = validation_concepts(args, ws, m)
+    teachers, photos = TeacherCache(), PhotoCache()
+    rows = []
+    for concept, group in concepts.items():
+        make_pairs(ws, find_card(concept, ws), PAIRS, SIZE, DATA_SEED, teachers=teachers, photos=photos)
+        card = find_card(concept, ws)
+        inits = init_adapters(ws, wg_dir, concept, SEED, args.workspace / "runs" / concept, base_dir, auto=False)
+        data = ws.data(concept)
+        train, test = HeldOutPairs(data, split="train"), HeldOutPairs(data, split="test")
+        row = {"concept": concept, "group": group, "identity": test.identity(full=False)["psnr"]}
+        for start in ("generated", "base"):
+            model = (load_adapter(base.copy(), inits["generated"]).merge_and_unload() if start == "generated"
+                     else base.copy().model).eval()
+            edit = text_conditioned(model, card.instruction, ws.text_cache)
+            row[start] = test.score(edit, model)["psnr"]
+            row[f"{start}_seconds"] = round(solve_readout(model, edit, train), 2)
+            row[f"{start}+readout"] = test.score(edit, model)["psnr"]
+        log(f"{concept} ({group}): " + ", ".join(f"{k} {v:.2f}" for k, v in row.items() if isinstance(v, float)))
+        rows.append(row)
+    keys = ["identity", "generated", "generated+readout", "base", "base+readout"]
+    summary = {g: {k: _mean_sd([r[k] for r in rows if g == "all" or r["group"] == g]) for k in keys}
+               for g in ("colour", "structural", "all")}
+    results = {**provenance("readout_start.py"), "concepts": rows, "summary": summary, "samples": SAMPLES,
+               "ridge": RIDGE}
+    lines = [f"# A least-squares readout as a start ({args.name})", "",
+             f"{results['date']}, commit `{results['commit']}`, `{results['command']}`.", "",
+             "PSNR (dB) on each validation concept's test pairs before any training; `+readout`: `head.conv3` solved "
+             "by ridge regression on the training pairs' residuals (seconds: the features' pass and the solve).", "",
+             "| concept | group | photo | generated | generated + readout | s | base | base + readout | s |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(f"| {r['concept']} | {r['group']} | {r['identity']:.2f} | {r['generated']:.2f} | "
+                     f"{r['generated+readout']:.2f} | {r['generated_seconds']} | {r['base']:.2f} | "
+                     f"{r['base+readout']:.2f} | {r['base_seconds']} |")
+    lines += ["", "| group | " + " | ".join(keys) + " |", "| --- |" + " ---: |" * len(keys)]
+    for g, s in summary.items():
+        lines.append(f"| {g} | " + " | ".join(s[k] for k in keys) + " |")
+    write_results(args.out, args.name, False, results, "\n".join(lines) + "\n")
+
+
+def _mean_sd(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.2f} ± {sd:.2f}"
+
+
+if __name__ == "__main__":
+    main()
