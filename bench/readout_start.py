@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from tune_choice import SEED, validation_concepts
 
 from concepts.cards import find_card
 from factory.core.workspace import Workspace
@@ -34,7 +35,6 @@ from factory.evaluation.protocol import DATA_SEED, PAIRS, SIZE
 
 from common import log, provenance, write_results
 from run_all import init_adapters, shipped
-from tune_choice import SEED, validation_concepts
 
 #: pixels sampled from the training pairs for the solve
 SAMPLES = 200_000
@@ -102,7 +102,7 @@ def main() -> None:
         row = {"concept": concept, "group": group, "identity": test.identity(full=False)["psnr"]}
         for start in ("generated", "base"):
             model = (load_adapter(base.copy(), inits["generated"]).merge_and_unload() if start == "generated"
-                     else base.copy().model).eval()
+                     else base.copy()).eval()
             edit = text_conditioned(model, card.instruction, ws.text_cache)
             row[start] = test.score(edit, model)["psnr"]
             row[f"{start}_seconds"] = round(solve_readout(model, edit, train), 2)
