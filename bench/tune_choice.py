@@ -19,7 +19,10 @@ in each of these ways, next to scratch (the reference every goal is against):
   pixel positions and sizes (bench/results/structural-anchored.md), added in a fourth run (``--ways``);
 - ``lora-screen`` and ``scratch-screen``: ``lora-noaug`` and ``scratch-noaug`` with position channels at the waves of
   the concept's fixed screen (``screen="auto"``; a concept without one trains as without), added in a fifth run on
-  the validation concepts with a screen (``--concepts newsprint,pixel-art``).
+  the validation concepts with a screen (``--concepts newsprint,pixel-art``);
+- ``readout-lora`` and ``readout-all``: ``lora-noaug`` and ``all-1e-3-noaug`` from the readout start (``head.conv3``
+  solved on the training pairs first, ``factory.lora.readout``; its seconds count against the budget), added in a
+  sixth run.
 
 Validation concepts: the first ``--per-group`` named validation concepts of each group (concepts/_splits.yaml)
 and the first ``--family`` colour and structural concepts of ``sample_concepts(200, 12, 'train')`` that neither
@@ -66,6 +69,8 @@ WAYS = {
     "scratch-noaug": ("scratch", {"augment": False}),
     "lora-screen": ("generated", {"augment": False, "screen": "auto"}),
     "scratch-screen": ("scratch", {"augment": False, "screen": "auto"}),
+    "readout-lora": ("generated", {"augment": False, "readout": True}),
+    "readout-all": ("generated", {"tune": "all", "lr": 1e-3, "augment": False, "readout": True}),
 }
 
 

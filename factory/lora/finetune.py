@@ -122,6 +122,10 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
         log(f"{concept}: a fixed screen in the teacher's outputs; position channels for its waves "
             f"{screen['screen_waves']} (cycles per pixel at {screen['screen_size']} px){lattice}")
     model, layout, trainable = _student(base, opts, plan, screen)
+    if opts.readout:
+        from factory.lora.readout import check_readout
+
+        check_readout(model)
     scaled = None
     if screen:
         scaled, why = _scaled_pairs(data_dir, plan["pairs"]["train"], opts, settings.augment)
@@ -132,11 +136,16 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
     test = HeldOutPairs(data_dir, split="test")
     edit = conditioned(model, trainer)
     curve: list[dict[str, float]] = []
+    readout = None
     if resuming and trainer.resume():
         curve = [r for r in read_curve(out_dir / CURVE_CSV) if r["step"] <= trainer.state.step]
         log(f"resuming {out_dir} from step {trainer.state.step}")
+    elif opts.readout:
+        readout = _readout(model, edit, data_dir, plan["pairs"]["train"], opts.seed)
+        trainer.state.seconds = readout["seconds"]  # charged to the budget
+        log(f"{concept}: readout start, head.conv3 solved on the training pairs in {readout['seconds']:.1f} s")
     if not curve:
-        curve = [{"step": 0, "seconds": 0.0, **test.score(edit, model)}]
+        curve = [{"step": 0, "seconds": round(trainer.state.seconds, 3), **test.score(edit, model)}]
 
     def record(state) -> None:
         curve.append({"step": state.step, "seconds": round(state.seconds, 3), **test.score(edit, model)})
@@ -150,7 +159,16 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
     if curve[-1]["step"] != state.step:
         curve.append({"step": state.step, "seconds": round(state.seconds, 3), **test.score(edit, model)})
     write_curve(out_dir / CURVE_CSV, curve)
-    return _finish(workspace, concept, instruction, base, opts, plan, trainer, model, layout, curve, test, out_dir)
+    return _finish(workspace, concept, instruction, base, opts, plan, trainer, model, layout, curve, test, out_dir,
+                   readout)
+
+
+def _readout(model, edit, data_dir: Path, train_ids: list[str], seed: int) -> dict[str, Any]:
+    """``factory.lora.readout.solve_readout`` on the concept's training pairs."""
+    from factory.lora.readout import solve_readout
+
+    pairs = HeldOutPairs(data_dir, split=None, ids=train_ids)
+    return solve_readout(model, edit, pairs.source, pairs.target, seed=seed)
 
 
 def fitted_screen(data_dir: Path, train_ids: list[str], harmonics: bool = False,
@@ -202,7 +220,7 @@ def _student(base: BaseGAN, opts: FinetuneOptions, plan: dict, screen: dict[str,
 
 def _finish(workspace: Workspace, concept: str, instruction: str, base: BaseGAN, opts: FinetuneOptions,
             plan: dict, trainer: Trainer, model: nn.Module, layout: LoraLayout | None, curve: list[dict],
-            test: HeldOutPairs, out_dir: Path) -> dict[str, Any]:
+            test: HeldOutPairs, out_dir: Path, readout: dict[str, Any] | None = None) -> dict[str, Any]:
     from base_gan.complexity import count_params
 
     model.eval()
@@ -217,6 +235,7 @@ def _finish(workspace: Workspace, concept: str, instruction: str, base: BaseGAN,
         "screen": screen_of(model),
         "screen_training_scale": getattr(trainer.data, "max_scale", 1.0) if screen_of(model) else None,
         "search_seconds": plan.get("search_seconds", 0.0),
+        "readout": readout,  # the readout start (factory.lora.readout), its seconds in the training seconds
         "training": {"steps": trainer.state.step, "seconds": round(trainer.state.seconds, 2),
                      "settings": to_dict(trainer.s), "rollbacks": trainer.state.rollbacks},
         "test": {"student": result["student"], "identity": result["identity"], "base_zero_shot": base_q,
@@ -243,7 +262,8 @@ def _finish(workspace: Workspace, concept: str, instruction: str, base: BaseGAN,
             meta = Path(plan["init_adapter"]) / "init.json"
             kind = json.loads(meta.read_text())["init"] if meta.is_file() else "adapter"
             metrics["test"]["init_adapter"] = {**{k: curve[0][k] for k in ("psnr", "ssim", "l1")},
-                                               "init": kind, "size": int(test.source.shape[-1])}
+                                               "init": kind, "size": int(test.source.shape[-1]),
+                                               "readout": readout is not None}
     refs = {"identity (source)": result["identity"]["psnr"], "base zero-shot": base_q["psnr"]}
     atomic_write_png(out_dir / CURVE_PNG, plot_curve(curve, concept, refs))
     atomic_write_json(out_dir / METRICS, metrics)

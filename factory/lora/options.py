@@ -44,9 +44,12 @@ SCREEN_HARMONICS = True
 #: fitted waves' lattice (``factory.data.screen_fit.fit_lattice``); chosen on the validation concept newsprint
 #: (bench/results/fullsize-lattice-validation-centred.md)
 SCREEN_LATTICE = True
+#: the readout start (``factory.lora.readout``): head.conv3 solved in closed form on the training pairs before the
+#: fine-tune trains anything
+READOUT = False
 #: options added after runs were recorded, with the value every run before them had (resume and reuse read them so)
 ADDED_LATER = {"tune": "lora", "decay_over": "steps", "augment": True, "screen": "off", "screen_scale": 1.0,
-               "screen_harmonics": False, "screen_lattice": False}
+               "screen_harmonics": False, "screen_lattice": False, "readout": False}
 #: the inits that train the whole generator (saved as a model folder in loras/<concept>/<init>/), not a LoRA
 FULL_INITS = ("scratch", "full")
 #: what a fine-tune from an adapter start trains: the LoRA on the frozen base, or every weight with the adapter merged
@@ -87,6 +90,7 @@ class FinetuneOptions:
     screen_scale: float = SCREEN_SCALE  # with a screen: also train on windows rescaled up to this factor (1: off)
     screen_harmonics: bool = SCREEN_HARMONICS  # with a screen: position channels at its second harmonics too
     screen_lattice: bool = SCREEN_LATTICE  # with a screen: its lattice's distance planes too
+    readout: bool = READOUT            # head.conv3 solved on the training pairs before training (factory.lora.readout)
 
     def as_record(self) -> dict:
         """The options as a resume fingerprint records them: those in ``ADDED_LATER`` only when not at their
