@@ -4,11 +4,11 @@ The generated start is a few decibels over the unchanged photo, and the LoRA's f
 our architecture from scratch. A cheaper head start may sit in the base's own features: the head's last conv
 (``head.conv3``, 16 full-resolution feature channels over 3x3 -> the RGB delta) solved in closed form (ridge
 regression) against the training pairs' residuals (target - source), with the rest of the network as the start
-left it. The delta of that conv has rank at most 3, so a rank-4 LoRA on ``head`` can hold it exactly: the readout
-is a LoRA start, not a new kind of model. This measures, per concept, the PSNR on its held-out test pairs of: the
-unchanged photo; the base with the generated adapter (the shipped weight generator's start); the same with its
-``head.conv3`` solved; and the base alone (its text-only output) with it solved; plus the readout's cost (a
-forward pass over the training pairs and the solve, seconds on this machine, not timed alone).
+left it (``factory.lora.readout``). The delta of that conv has rank at most 3, so a rank-4 LoRA on ``head`` can
+hold it exactly: the readout is a LoRA start, not a new kind of model. This measures, per concept, the PSNR on its
+held-out test pairs of: the unchanged photo; the base with the generated adapter (the shipped weight generator's
+start); the same with its ``head.conv3`` solved; and the base alone (its text-only output) with it solved; plus the
+readout's cost (a forward pass over the training pairs and the solve, seconds on this machine, not timed alone).
 
 Concepts and pairs are ``bench/tune_choice.py``'s (the first 2 named validation concepts per group and one family
 concept per group no shipped asset trained on; 160 pairs at 128 px, data seed 0). Nothing here is a test figure.
@@ -20,12 +20,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
-
-import torch
-import torch.nn.functional as F
-from tune_choice import SEED, validation_concepts
 
 from concepts.cards import find_card
 from factory.core.workspace import Workspace
@@ -35,11 +30,7 @@ from factory.evaluation.protocol import DATA_SEED, PAIRS, SIZE
 
 from common import log, provenance, write_results
 from run_all import init_adapters, shipped
-
-#: pixels sampled from the training pairs for the solve
-SAMPLES = 200_000
-#: ridge penalty, relative to the mean diagonal of the features' Gram matrix
-RIDGE = 1e-3
+from tune_choice import SEED, validation_concepts
 
 
 def parse_args() -> argparse.Namespace:
@@ -53,38 +44,10 @@ def parse_args() -> argparse.Namespace:
     return ap.parse_args()
 
 
-@torch.no_grad()
-def solve_readout(model, edit, train: HeldOutPairs, seed: int = 0) -> float:
-    """Set ``model.head.conv3`` to the ridge solution of the training pairs' residuals from its input features;
-    returns the seconds it took (the features' forward pass and the solve)."""
-    start = time.perf_counter()
-    conv = model.head.conv3
-    captured: list[torch.Tensor] = []
-    hook = conv.register_forward_hook(lambda _m, args, _out: captured.append(args[0]))
-    try:
-        train.outputs(edit, model)
-    finally:
-        hook.remove()
-    features = torch.cat(captured)  # [N, C, H, W]
-    patches = F.unfold(features, 3, padding=1)  # [N, C*9, H*W]
-    residual = (train.target - train.source).flatten(2)  # [N, 3, H*W]
-    n, d, p = patches.shape
-    g = torch.Generator().manual_seed(seed)
-    pick = torch.randint(0, n * p, (min(SAMPLES, n * p),), generator=g)
-    x = patches.permute(0, 2, 1).reshape(-1, d)[pick].double()
-    y = residual.permute(0, 2, 1).reshape(-1, 3)[pick].double()
-    x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)  # the bias
-    gram = x.T @ x
-    gram += RIDGE * gram.diagonal().mean() * torch.eye(d + 1, dtype=x.dtype)
-    w = torch.linalg.solve(gram, x.T @ y)  # [d + 1, 3]
-    conv.weight.copy_(w[:d].T.reshape(conv.weight.shape).to(conv.weight.dtype))
-    conv.bias.copy_(w[d].to(conv.bias.dtype))
-    return time.perf_counter() - start
-
-
 def main() -> None:
     from base_gan.models import BaseGAN
     from factory.lora.adapters import load_adapter
+    from factory.lora.readout import RIDGE, SAMPLES, solve_readout
 
     args = parse_args()
     ws = Workspace(args.workspace)
@@ -105,7 +68,7 @@ def main() -> None:
                      else base.copy()).eval()
             edit = text_conditioned(model, card.instruction, ws.text_cache)
             row[start] = test.score(edit, model)["psnr"]
-            row[f"{start}_seconds"] = round(solve_readout(model, edit, train), 2)
+            row[f"{start}_seconds"] = round(solve_readout(model, edit, train.source, train.target)["seconds"], 2)
             row[f"{start}+readout"] = test.score(edit, model)["psnr"]
         log(f"{concept} ({group}): " + ", ".join(f"{k} {v:.2f}" for k, v in row.items() if isinstance(v, float)))
         rows.append(row)

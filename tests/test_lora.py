@@ -374,6 +374,66 @@ def test_the_cli_and_run_defaults_for_augmentation_are_the_library_s() -> None:
                for name in ("finetune", "run")}
     assert lattice == {"finetune": SCREEN_LATTICE, "run": SCREEN_LATTICE}
     assert RunOptions(target="x").screen_lattice == SCREEN_LATTICE
+    from factory.lora.options import READOUT
+
+    readout = {name: next(p.default for p in cli.commands[name].params if p.name == "readout")
+               for name in ("finetune", "run")}
+    assert readout == {"finetune": READOUT, "run": READOUT}
+    assert RunOptions(target="x").readout == READOUT
+
+
+def test_the_readout_start_solves_the_head_into_the_lora_or_the_conv_and_lifts_the_start(ws: Workspace) -> None:
+    """factory.lora.readout: on autumn's training pairs the solved head.conv3 lifts the tiny base's held-out PSNR
+    before any training; written into a rank-4 LoRA (SVD of a rank-3 change) it edits as the same solve written into
+    a plain copy's conv, and survives the merge; a LoRA without the head, or of rank < 3 there, is refused."""
+    import copy
+
+    from factory.lora.readout import check_readout, solve_readout
+
+    base = load_model(ws.base("tiny")).eval()
+    tok, mask = text_for(ws, "autumn")
+    train, test = HeldOutPairs(ws.data("autumn"), split="train"), HeldOutPairs(ws.data("autumn"), split="test")
+
+    def editor(model):
+        return lambda x: model(x, tok.expand(len(x), -1, -1), mask.expand(len(x), -1))
+
+    plain = copy.deepcopy(base)
+    before = test.score(editor(plain), plain)["psnr"]
+    assert solve_readout(plain, editor(plain), train.source, train.target)["lora_rank"] is None
+    after = test.score(editor(plain), plain)["psnr"]
+    assert after > before + 1.0, (before, after)
+    lora = wrap(copy.deepcopy(base), LoraLayout(["up2", "head"], rank=4, bias=True)).eval()
+    check_readout(lora)
+    assert solve_readout(lora, editor(lora), train.source, train.target)["lora_rank"] == 3
+    with torch.no_grad():
+        x = test.source[:4]
+        assert torch.allclose(editor(lora)(x), editor(plain)(x), atol=1e-4)
+        merged = merge(lora).eval()
+        assert torch.allclose(editor(merged)(x), editor(plain)(x), atol=1e-4)
+    with pytest.raises(FactoryError, match="head"):
+        check_readout(wrap(copy.deepcopy(base), LoraLayout(["up2"], rank=4)))
+    low = wrap(copy.deepcopy(base), LoraLayout(["head"], rank=2, bias=True)).eval()
+    with pytest.raises(FactoryError, match="rank >= 3"):
+        solve_readout(low, editor(low), train.source, train.target)
+
+
+def test_a_fine_tune_with_the_readout_starts_from_it_and_charges_its_seconds(ws: Workspace) -> None:
+    """--readout: the curve's first point (before any step) is the solved start, above the plain start, at the
+    readout's seconds; metrics record it; a layout without the head is refused with a clear message."""
+    args = ["finetune", "autumn", "--base", "tiny", "--layers", "up2,head", "--rank", "4", "--steps", "2",
+            "--batch", "2", "--eval-every", "2"]
+    res = invoke(ws, *args, "--readout", "--out", str(ws.root / "ro"))
+    assert res.exit_code == 0 and "readout start" in res.output, res.output
+    m = json.loads((ws.root / "ro" / "metrics.json").read_text())
+    assert m["readout"]["lora_rank"] == 3 and m["options"]["readout"] is True
+    res = invoke(ws, *args, "--out", str(ws.root / "no-ro"))
+    assert res.exit_code == 0, res.output
+    first, plain = read_curve(ws.root / "ro" / "curve.csv")[0], read_curve(ws.root / "no-ro" / "curve.csv")[0]
+    assert first["step"] == 0 and first["seconds"] == pytest.approx(m["readout"]["seconds"], abs=1e-3)
+    assert first["psnr"] > plain["psnr"] + 1.0, (first, plain)
+    res = invoke(ws, *args[:4], "--layers", "up2", "--rank", "4", "--steps", "1", "--readout", "--out",
+                 str(ws.root / "ro-nohead"))
+    assert isinstance(res.exception, FactoryError) and "head" in str(res.exception), res.output
 
 
 def test_full_init_fine_tunes_every_weight_of_the_base(ws: Workspace) -> None:

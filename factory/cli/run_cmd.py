@@ -80,6 +80,10 @@ from factory.pipeline.session import Session
               help="With a screen: also the distance planes of its lattice (where in its cell each pixel sits), so "
                    "round dots keep their shape on full-size photos "
                    "(bench/results/fullsize-lattice-validation-centred.md).")
+@click.option("--readout/--no-readout", default=False, show_default=True,
+              help="Before training, solve the head's last conv (head.conv3) by ridge regression on the training "
+                   "pairs, written into the LoRA (or the weights), a few seconds charged to the budget "
+                   "(bench/results/readout_start.md).")
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the run's outcome (concept, editor, report, stages, seconds) to this JSON file.")
 @click.pass_obj
@@ -87,7 +91,7 @@ def run_cmd(session: Session, concept: str, images: Path | None, teacher: str | 
             base: str | None, init: str, synth_pairs: int, pairs: int | None, seconds: float, steps: int,
             eval_every: int, export_size: int, ort: bool, stop_after: str | None, zero_shot: bool, tune: str,
             decay_over: str, augment: bool, screen: str, screen_scale: float, screen_harmonics: bool,
-            screen_lattice: bool, summary_json: Path | None,
+            screen_lattice: bool, readout: bool, summary_json: Path | None,
             device: str | None, dtype: str | None, prompt: str | None, negative_prompt: str | None) -> None:
     """Make a mobile editor for CONCEPT: a card name, or the edit as text ("make it a watercolor painting").
 
@@ -102,8 +106,8 @@ def run_cmd(session: Session, concept: str, images: Path | None, teacher: str | 
                       n_pairs=synth_pairs, pairs=pairs, seconds=seconds, steps=steps, eval_every=eval_every,
                       export_size=export_size, ort=ort, stop_after=stop_after, zero_shot=zero_shot, tune=tune,
                       decay_over=decay_over, augment=augment, screen=screen, screen_scale=screen_scale,
-                      screen_harmonics=screen_harmonics, screen_lattice=screen_lattice, device=device, dtype=dtype,
-                      prompt=prompt, negative_prompt=negative_prompt, seed=session.seed)
+                      screen_harmonics=screen_harmonics, screen_lattice=screen_lattice, readout=readout,
+                      device=device, dtype=dtype, prompt=prompt, negative_prompt=negative_prompt, seed=session.seed)
     result = run(session.workspace, opts, log=lambda m: click.echo(m, err=True))
     if summary_json is not None:
         from factory.core.atomic import atomic_write_json
