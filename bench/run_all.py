@@ -84,7 +84,7 @@ QUICK = dict(
     references="bench/results/references",
     doc=None,
 )
-ALL_ARMS = ("scratch", "full", "zero", "retrieval", "generated", "tuned", "auto")
+ALL_ARMS = ("scratch", "full", "zero", "retrieval", "generated", "tuned", "auto", "readout", "readout-tuned")
 ARMS = ("scratch", "zero", "retrieval", "generated")  # the default: --arms adds "full"
 LABELS = {
     "scratch": "our architecture from scratch",
@@ -94,6 +94,8 @@ LABELS = {
     "generated": "base + generated LoRA (ours)",
     "tuned": "base + generated LoRA merged, every weight fine-tuned",
     "auto": "base + the default start (--init auto)",
+    "readout": "base + generated LoRA + readout (head.conv3 solved first)",
+    "readout-tuned": "base + generated LoRA + readout, every weight fine-tuned",
     "pix2pix": "pix2pix ResNet-9 (reference recipe)",
     "pix2pix-residual": "pix2pix + global residual",
 }
@@ -128,7 +130,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--arms", default=",".join(ARMS),
                     help=f"comma-separated arms of {', '.join(ALL_ARMS)} (full: every weight of the base fine-tuned; "
                          "tuned: the generated start merged into the base, then every weight fine-tuned, --tune all; "
-                         "auto: the start `factory run` takes, --init auto)")
+                         "auto: the start `factory run` takes, --init auto; readout, readout-tuned: generated and "
+                         "tuned from the readout start, head.conv3 solved on the training pairs first, its seconds "
+                         "in the budget)")
     ap.add_argument("--decay-over", choices=("steps", "budget"), default="steps",
                     help="every arm's learning-rate decay: over the steps (a 90 s run never reaches it) or over the "
                          "second half of the seconds budget (bench/results/tune_choice.md)")
@@ -247,7 +251,7 @@ def arm_costs(arm: str, costs: dict[str, float]) -> dict[str, float]:
         charged["load_base"] = costs["load_base"]
     if arm == "retrieval":
         charged["retrieval"] = costs["retrieval"]
-    if arm in ("generated", "tuned"):
+    if arm in ("generated", "tuned", "readout", "readout-tuned"):  # the readout's own seconds are in the budget
         charged["weightgen_load_and_sample"] = costs["weightgen_load_and_sample"]
     if arm == "auto":
         charged["auto_start"] = costs["auto_start"]
@@ -309,6 +313,7 @@ def run_arm(args, ws: Workspace, base, concept: str, seed: int, arm: str,
         steps=10**6, seconds=args.budget, eval_seconds=args.eval_seconds, batch=8, seed=seed, checkpoint_every=10**6,
         pairs=args.train_pairs, decay_over=args.decay_over, augment=not args.no_augment, screen=args.screen,
         screen_scale=args.screen_scale, screen_harmonics=args.screen_harmonics, screen_lattice=args.screen_lattice,
+        readout=arm in ("readout", "readout-tuned"),  # every other arm as recorded, without it
     )
     if arm in ("scratch", "full"):
         opts = FinetuneOptions(init=arm, **common)
@@ -316,8 +321,10 @@ def run_arm(args, ws: Workspace, base, concept: str, seed: int, arm: str,
         opts = FinetuneOptions(
             init="base", layers=",".join(layout.groups), rank=layout.max_rank, lora_bias=layout.bias, **common
         )
-    elif arm == "tuned":
+    elif arm in ("tuned", "readout-tuned"):
         opts = FinetuneOptions(init=str(inits["generated"]), tune="all", **common)
+    elif arm == "readout":
+        opts = FinetuneOptions(init=str(inits["generated"]), **common)
     else:
         opts = FinetuneOptions(init=str(inits[arm]), **common)
     if (done := finished_run(out, opts)) is not None:

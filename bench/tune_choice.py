@@ -135,7 +135,7 @@ def main() -> None:
             opts = FinetuneOptions(init=start, steps=10**6, seconds=seconds, eval_every=10**6,  # the ways
                                    checkpoint_every=10**6, seed=SEED,
                                    **{"augment": True, "screen": "off", "screen_scale": 1.0,
-                                      "screen_harmonics": False, "screen_lattice": False,
+                                      "screen_harmonics": False, "screen_lattice": False, "readout": False,
                                       **extra})  # as recorded
             reused = (out / "metrics.json").is_file()
             metrics = (json.loads((out / "metrics.json").read_text()) if reused else

@@ -71,10 +71,10 @@ def parse_candidates(value: str) -> tuple[int, ...]:
               help="With a screen: also the distance planes of its lattice (where in its cell each pixel sits), so "
                    "round dots keep their shape on full-size photos "
                    "(bench/results/fullsize-lattice-validation-centred.md).")
-@click.option("--readout/--no-readout", default=False, show_default=True,
+@click.option("--readout/--no-readout", default=True, show_default=True,
               help="Before training, solve the head's last conv (head.conv3) by ridge regression on the training "
-                   "pairs, written into the LoRA (or the weights), a few seconds charged to the budget "
-                   "(bench/results/readout_start.md).")
+                   "pairs, written into the LoRA (or the weights), a few seconds charged to the budget; skipped when "
+                   "the LoRA does not adapt the head (bench/results/readout_start.md, tune_choice-readout.md).")
 @click.option("--layers", default=None,
               help="auto (layer probe) or comma-separated groups: stem,down1,res,down2,attn,xattn,ff,up1,up2,head. "
                    "Default: auto for --init base, the adapter's own otherwise.")

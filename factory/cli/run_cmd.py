@@ -80,10 +80,10 @@ from factory.pipeline.session import Session
               help="With a screen: also the distance planes of its lattice (where in its cell each pixel sits), so "
                    "round dots keep their shape on full-size photos "
                    "(bench/results/fullsize-lattice-validation-centred.md).")
-@click.option("--readout/--no-readout", default=False, show_default=True,
+@click.option("--readout/--no-readout", default=True, show_default=True,
               help="Before training, solve the head's last conv (head.conv3) by ridge regression on the training "
-                   "pairs, written into the LoRA (or the weights), a few seconds charged to the budget "
-                   "(bench/results/readout_start.md).")
+                   "pairs, written into the LoRA (or the weights), a few seconds charged to the budget; skipped when "
+                   "the LoRA does not adapt the head (bench/results/readout_start.md, tune_choice-readout.md).")
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the run's outcome (concept, editor, report, stages, seconds) to this JSON file.")
 @click.pass_obj

@@ -61,7 +61,7 @@ class LoraLayout:
     def __post_init__(self, rank: int | None) -> None:
         self.groups = parse_groups(self.groups)
         given = {} if isinstance(self.ranks, int) else dict(self.ranks)
-        default = self.ranks if isinstance(self.ranks, int) else rank
+        default = rank if rank is not None else self.ranks if isinstance(self.ranks, int) else None
         bad = sorted(set(given) - set(self.groups))
         if bad:
             raise FactoryError(f"ranks given for groups that are not adapted: {', '.join(bad)}")

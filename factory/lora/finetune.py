@@ -122,10 +122,13 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
         log(f"{concept}: a fixed screen in the teacher's outputs; position channels for its waves "
             f"{screen['screen_waves']} (cycles per pixel at {screen['screen_size']} px){lattice}")
     model, layout, trainable = _student(base, opts, plan, screen)
-    if opts.readout:
-        from factory.lora.readout import check_readout
+    use_readout = opts.readout
+    if use_readout:
+        from factory.lora.readout import readout_refusal
 
-        check_readout(model)
+        if why := readout_refusal(model):
+            log(f"{concept}: no readout start: {why}")
+            use_readout = False
     scaled = None
     if screen:
         scaled, why = _scaled_pairs(data_dir, plan["pairs"]["train"], opts, settings.augment)
@@ -140,7 +143,7 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
     if resuming and trainer.resume():
         curve = [r for r in read_curve(out_dir / CURVE_CSV) if r["step"] <= trainer.state.step]
         log(f"resuming {out_dir} from step {trainer.state.step}")
-    elif opts.readout:
+    elif use_readout:
         readout = _readout(model, edit, data_dir, plan["pairs"]["train"], opts.seed)
         trainer.state.seconds = readout["seconds"]  # charged to the budget
         log(f"{concept}: readout start, head.conv3 solved on the training pairs in {readout['seconds']:.1f} s")

@@ -10,8 +10,8 @@ any training from 21.62 to 32.67 dB on colour concepts and from 17.66 to 21.58 o
 For a LoRA run the solved conv must live in the adapter: its change has rank at most 3 (three output channels),
 so a LoRA of rank >= 3 on ``head.conv3`` holds it exactly (an SVD split into ``lora_B @ lora_A``; the LoRA's bias,
 ``lora_bias``, takes the bias change; without it the bias stays the base's and the solve fits around it). A run
-whose LoRA does not adapt ``head`` cannot hold it and is refused. Without a LoRA (``--tune all``, ``--init
-scratch``/``full``) the conv's weights are set directly.
+whose LoRA does not adapt ``head``, or at a rank below 3, cannot hold it and trains without (``readout_refusal``
+says why). Without a LoRA (``--tune all``, ``--init scratch``/``full``) the conv's weights are set directly.
 """
 
 from __future__ import annotations
@@ -113,11 +113,15 @@ def _write_lora(conv: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None
     return k
 
 
-def check_readout(model: nn.Module) -> None:
-    """FactoryError unless the readout can be written into ``model`` (a peft model's LoRA must adapt head.conv3)."""
+def readout_refusal(model: nn.Module) -> str | None:
+    """Why the readout cannot be written into ``model`` (a peft model whose LoRA does not adapt head.conv3, or at a
+    rank below its output channels), or None when it can."""
     from base_gan.models import unwrap
 
     conv = _conv3(model)
     if unwrap(model) is not model and not hasattr(conv, "lora_A"):
-        raise FactoryError(f"--readout needs the LoRA to adapt {MODULE} (the 'head' layer group); this layout "
-                           "does not")
+        return f"the LoRA does not adapt {MODULE} (the 'head' layer group)"
+    if hasattr(conv, "lora_A") and conv.lora_A["default"].weight.shape[0] < conv.base_layer.out_channels:
+        return (f"the LoRA's rank on {MODULE} is {conv.lora_A['default'].weight.shape[0]}, below the "
+                f"{conv.base_layer.out_channels} its change needs")
+    return None

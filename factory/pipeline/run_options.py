@@ -45,7 +45,7 @@ class RunOptions:
     screen_scale: float = 16.0       # with a screen: also train on windows rescaled up to this factor (SCREEN_SCALE)
     screen_harmonics: bool = True    # with a screen: position channels at its second harmonics too (SCREEN_HARMONICS)
     screen_lattice: bool = True      # with a screen: its lattice's distance planes too (SCREEN_LATTICE)
-    readout: bool = False            # head.conv3 solved on the training pairs before the fine-tune (READOUT)
+    readout: bool = True             # head.conv3 solved on the training pairs before the fine-tune (READOUT)
     seed: int = 0
 
     def teacher_overrides(self) -> dict[str, str | None]:
