@@ -431,6 +431,7 @@ def test_a_fine_tune_with_the_readout_starts_from_it_and_charges_its_seconds(ws:
     first, plain = read_curve(ws.root / "ro" / "curve.csv")[0], read_curve(ws.root / "no-ro" / "curve.csv")[0]
     assert first["step"] == 0 and first["seconds"] == pytest.approx(m["readout"]["seconds"], abs=1e-3)
     assert first["psnr"] > plain["psnr"] + 1.0, (first, plain)
+    assert m["readout"]["before"]["psnr"] == pytest.approx(plain["psnr"], abs=1e-3)  # the start before it, recorded
     res = invoke(ws, *args[:4], "--layers", "up2", "--rank", "4", "--steps", "1", "--readout", "--out",
                  str(ws.root / "ro-nohead"))
     assert res.exit_code == 0 and "no readout start: the LoRA does not adapt head.conv3" in res.output, res.output

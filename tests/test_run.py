@@ -126,6 +126,8 @@ def test_tune_all_trains_every_weight_from_the_start_and_exports_that_generator(
         finished["ws"] / "editors" / concept / "editor.onnx").read_bytes()
     page = (ws / "reports" / f"{concept}.html").read_text(encoding="utf-8")
     assert str(tuned / "metrics.json") in page and f"{m['training']['steps']}" in page
+    # the readout (on by default) is written into the unmerged conv here: the report shows it beside the start
+    assert m["test"]["readout_start"]["psnr"] > m["test"]["init_adapter"]["psnr"] and "readout start" in page
     r = run_factory(ws, "run", NEW_TEXT, "--zero-shot", "--tune", "all", env=env, check=False)
     assert r.returncode == 2 and "--zero-shot --tune all" in r.stderr
 

@@ -144,7 +144,8 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
         curve = [r for r in read_curve(out_dir / CURVE_CSV) if r["step"] <= trainer.state.step]
         log(f"resuming {out_dir} from step {trainer.state.step}")
     elif use_readout:
-        readout = _readout(model, edit, data_dir, plan["pairs"]["train"], opts.seed)
+        before = test.score(edit, model)  # the start the init stage gave (the zero-shot editor), not charged
+        readout = {**_readout(model, edit, data_dir, plan["pairs"]["train"], opts.seed), "before": before}
         trainer.state.seconds = readout["seconds"]  # charged to the budget
         log(f"{concept}: readout start, head.conv3 solved on the training pairs in {readout['seconds']:.1f} s")
     if not curve:
@@ -264,9 +265,11 @@ def _finish(workspace: Workspace, concept: str, instruction: str, base: BaseGAN,
         if curve[0]["step"] == 0:  # the zero-shot editor: the starting adapter before any training
             meta = Path(plan["init_adapter"]) / "init.json"
             kind = json.loads(meta.read_text())["init"] if meta.is_file() else "adapter"
-            metrics["test"]["init_adapter"] = {**{k: curve[0][k] for k in ("psnr", "ssim", "l1")},
-                                               "init": kind, "size": int(test.source.shape[-1]),
-                                               "readout": readout is not None}
+            start = readout["before"] if readout else curve[0]  # before the readout: it uses the teacher's pairs
+            metrics["test"]["init_adapter"] = {**{k: start[k] for k in ("psnr", "ssim", "l1")},
+                                               "init": kind, "size": int(test.source.shape[-1])}
+            if readout:
+                metrics["test"]["readout_start"] = {k: curve[0][k] for k in ("psnr", "ssim", "l1")}
     refs = {"identity (source)": result["identity"]["psnr"], "base zero-shot": base_q["psnr"]}
     atomic_write_png(out_dir / CURVE_PNG, plot_curve(curve, concept, refs))
     atomic_write_json(out_dir / METRICS, metrics)

@@ -41,6 +41,10 @@ def _quality(ev: dict, metrics: dict | None) -> list[dict[str, Any]]:
     if start:
         rows.append({"label": f"starting adapter ({start['init']}), no training (torch, {start['size']} px)",
                      "values": start, "gain": start["psnr"] - ident["psnr"]})
+    readout = (metrics or {}).get("test", {}).get("readout_start")
+    if start and readout:
+        rows.append({"label": f"readout start: head solved on the training pairs (torch, {start['size']} px)",
+                     "values": readout, "gain": readout["psnr"] - ident["psnr"]})
     zero = (metrics or {}).get("test", {}).get("base_zero_shot")
     if zero:
         rows.append({"label": "base without the LoRA (text only)", "values": zero,
