@@ -421,7 +421,7 @@ def test_a_fine_tune_with_the_readout_starts_from_it_and_charges_its_seconds(ws:
     """--readout: the curve's first point (before any step) is the solved start, above the plain start, at the
     readout's seconds; metrics record it; a layout without the head trains without it and says so."""
     args = ["finetune", "autumn", "--base", "tiny", "--layers", "up2,head", "--rank", "4", "--steps", "2",
-            "--batch", "2", "--eval-every", "2"]
+            "--batch", "2", "--eval-every", "2", "--checkpoint-every", "2"]
     res = invoke(ws, *args, "--readout", "--out", str(ws.root / "ro"))
     assert res.exit_code == 0 and "readout start" in res.output, res.output
     m = json.loads((ws.root / "ro" / "metrics.json").read_text())
@@ -432,6 +432,9 @@ def test_a_fine_tune_with_the_readout_starts_from_it_and_charges_its_seconds(ws:
     assert first["step"] == 0 and first["seconds"] == pytest.approx(m["readout"]["seconds"], abs=1e-3)
     assert first["psnr"] > plain["psnr"] + 1.0, (first, plain)
     assert m["readout"]["before"]["psnr"] == pytest.approx(plain["psnr"], abs=1e-3)  # the start before it, recorded
+    res = invoke(ws, *args, "--readout", "--out", str(ws.root / "ro"), "--steps", "4")  # resumed: its record kept
+    assert res.exit_code == 0 and "resuming" in res.output, res.output
+    assert json.loads((ws.root / "ro" / "metrics.json").read_text())["readout"] == m["readout"]
     res = invoke(ws, *args[:4], "--layers", "up2", "--rank", "4", "--steps", "1", "--readout", "--out",
                  str(ws.root / "ro-nohead"))
     assert res.exit_code == 0 and "no readout start: the LoRA does not adapt head.conv3" in res.output, res.output

@@ -72,6 +72,7 @@ RUN_FILE = "run.json"
 METRICS = "metrics.json"
 CURVE_CSV = "curve.csv"
 CURVE_PNG = "curve.png"
+READOUT_FILE = "readout.json"  # the readout start's record, read back when the run resumes
 #: options a resumed run may change (a longer budget, another evaluation cadence)
 RESUMABLE = {"steps", "seconds", "eval_every", "eval_seconds", "checkpoint_every"}
 
@@ -109,7 +110,7 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
     instruction = concept_instruction(data_dir)
     if restart:
         shutil.rmtree(out_dir / CHECKPOINTS, ignore_errors=True)
-        for name in (RUN_FILE, CURVE_CSV):
+        for name in (RUN_FILE, CURVE_CSV, READOUT_FILE):
             (out_dir / name).unlink(missing_ok=True)
     opts.validate()
     plan, resuming = _plan_or_resume(workspace, concept, base, opts, out_dir, quiet)
@@ -143,10 +144,13 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
     if resuming and trainer.resume():
         curve = [r for r in read_curve(out_dir / CURVE_CSV) if r["step"] <= trainer.state.step]
         log(f"resuming {out_dir} from step {trainer.state.step}")
+        if (out_dir / READOUT_FILE).is_file():
+            readout = json.loads((out_dir / READOUT_FILE).read_text(encoding="utf-8"))
     elif use_readout:
         before = test.score(edit, model)  # the start the init stage gave (the zero-shot editor), not charged
         readout = {**_readout(model, edit, data_dir, plan["pairs"]["train"], opts.seed), "before": before}
         trainer.state.seconds = readout["seconds"]  # charged to the budget
+        atomic_write_json(out_dir / READOUT_FILE, readout)
         log(f"{concept}: readout start, head.conv3 solved on the training pairs in {readout['seconds']:.1f} s")
     if not curve:
         curve = [{"step": 0, "seconds": round(trainer.state.seconds, 3), **test.score(edit, model)}]
