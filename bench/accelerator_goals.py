@@ -34,7 +34,8 @@ LEAVE_OUT = {"family leave-out, 1024 adapters": "accelerators/remade-1024/accele
 #: label -> equal-budget run (``bench/run_all.py``)
 EQUAL = {"equal 90 s, remade family assets": "all-family-remade/run_all.json",
          "equal 90 s, shipped family assets": "all-shipped-family/run_all.json",
-         "equal 90 s, held-out family concepts, shipped family assets": "all-family-heldout/run_all.json"}
+         "equal 90 s, held-out family concepts, shipped family assets": "all-family-heldout/run_all.json",
+         "equal 90 s, shipped family assets, run again with the readout": "all-shipped-family-readout/run_all.json"}
 GROUPS = ("all", "colour", "structural")
 
 
@@ -118,8 +119,9 @@ def leave_out_rows(label: str, path: Path) -> list[dict]:
 def equal_rows(label: str, path: Path) -> list[dict]:
     """Goals 4 and 5 from an equal-budget run: generated LoRA against scratch at the equal budget, and the speed-ups
     to scratch's plateau minus 0.5 dB and to pix2pix's plateau (every run of the group must reach it); the same
-    for the generated start with every weight fine-tuned (``tuned``) and the start ``factory run`` takes
-    (``auto``) where the run measured them."""
+    for the generated start with every weight fine-tuned (``tuned``), the start ``factory run`` takes
+    (``auto``) and the generated start with the readout solved first (``readout``, ``readout-tuned``) where the run
+    measured them."""
     s = json.loads(path.read_text())["summary"]
     out = []
     for group in GROUPS:
@@ -127,7 +129,9 @@ def equal_rows(label: str, path: Path) -> list[dict]:
         if not eq or "generated" not in eq:
             continue
         for arm, source in (("generated", label), ("tuned", f"{label}, the generated start with every weight tuned"),
-                            ("auto", f"{label}, the start of --init auto")):
+                            ("auto", f"{label}, the start of --init auto"),
+                            ("readout", f"{label}, the generated start and the readout (factory run's default)"),
+                            ("readout-tuned", f"{label}, the readout start with every weight tuned")):
             if arm in eq:
                 out += arm_goals(s, eq, group, arm, source)
     return out
