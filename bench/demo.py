@@ -42,7 +42,9 @@ def one_run(seed: int, workspace: Path) -> dict:
     ev = json.loads((workspace / "runs" / CONCEPT / "eval.json").read_text())
     ev.pop("grid", None)  # image paths in a temporary workspace: not results
     state = json.loads((workspace / "runs" / CONCEPT / "state.json").read_text())
-    return {"seed": seed, "wall_seconds": round(wall, 1), "finetune": state["stages"]["finetune"]["info"],
+    finetune = state["stages"]["finetune"]["info"]
+    finetune["out"] = Path(finetune["out"]).relative_to(workspace).as_posix()  # a temporary workspace's path
+    return {"seed": seed, "wall_seconds": round(wall, 1), "finetune": finetune,
             "stage_seconds": {k: v["seconds"] for k, v in state["stages"].items()}, "eval": ev}
 
 
