@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from factory.cli.teacher_options import teacher_options
+from factory.cli.training_options import training_options
 from factory.pipeline.run_options import INIT_CHOICES
 from factory.pipeline.session import Session
 
@@ -56,34 +57,7 @@ from factory.pipeline.session import Session
                    "filter packs need); all: merge the starting adapter into the base and train every weight, "
                    "better at an equal budget on validation and test concepts (bench/results/tune_choice.md), "
                    "but a whole generator per concept.")
-@click.option("--decay-over", type=click.Choice(["steps", "budget"]), default="steps", show_default=True,
-              help="How the learning rate decays: over the last half of --steps, or over the second half of the "
-                   "--seconds budget (with a seconds budget the step schedule is rarely reached; "
-                   "bench/results/tune_choice.md: a small gain for every way on validation concepts).")
-@click.option("--augment/--no-augment", default=False, show_default=True,
-              help="Random flip and resized crop of every training pair. Off by default: a crop moves and rescales "
-                   "what the teacher drew at fixed pixel positions and sizes, a flip reverses a directional edit "
-                   "(bench/results/tune_choice-augment.md: 1.2-2.0 dB better without it on validation concepts).")
-@click.option("--screen", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
-              help="auto: when the teacher draws a fixed screen (halftone dots, pixel blocks: peaks in the spectrum "
-                   "of what stays in place across the pairs), give the student position channels at its waves "
-                   "(bench/results/structural-screen.md); off: never.")
-@click.option("--screen-scale", type=click.FloatRange(1), default=16.0, show_default=True,
-              help="With a screen and a classic teacher: also train on windows of the pairs rescaled up to this "
-                   "factor, the recipe run at each scale, so the dots keep their shape on full-size photos "
-                   "(bench/results/fullsize-scales.md); 1: the pairs' size only.")
-@click.option("--screen-harmonics/--no-screen-harmonics", default=True, show_default=True,
-              help="With a screen: position channels also at its second harmonics (each wave doubled, the sum and "
-                   "difference of two), so round dots and square blocks keep their shape on full-size photos "
-                   "(bench/results/fullsize-harmonics-validation.md).")
-@click.option("--screen-lattice/--no-screen-lattice", default=True, show_default=True,
-              help="With a screen: also the distance planes of its lattice (where in its cell each pixel sits), so "
-                   "round dots keep their shape on full-size photos "
-                   "(bench/results/fullsize-lattice-validation-centred.md).")
-@click.option("--readout/--no-readout", default=True, show_default=True,
-              help="Before training, solve the head's last conv (head.conv3) by ridge regression on the training "
-                   "pairs, written into the LoRA (or the weights), a few seconds charged to the budget; skipped when "
-                   "the LoRA does not adapt the head (bench/results/readout_start.md, tune_choice-readout.md).")
+@training_options
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the run's outcome (concept, editor, report, stages, seconds) to this JSON file.")
 @click.pass_obj
