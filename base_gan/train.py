@@ -51,6 +51,7 @@ class TrainSettings:
     beta1: float = 0.5
     decay_from: float = 0.5  # linear LR decay to 0 over the last (1 - decay_from) of the steps
     decay_over: str = "steps"  # budget: of the steps or of the seconds budget, whichever is further along
+    warmup: int = 0  # linear LR warm-up over the first N steps (0: none): a fine-tune from a trained start
     l1_weight: float = 100.0
     gan_weight: float = 1.0
     gan_loss: str = "lsgan"
@@ -176,6 +177,10 @@ class Trainer:
         return model(source, self.text_tokens[concept], self.text_mask[concept], **where)
 
     def _lr_scale(self, step: int) -> float:
+        warm = min(1.0, (step + 1) / self.s.warmup) if self.s.warmup > 0 else 1.0
+        return warm * self._decay_scale(step)
+
+    def _decay_scale(self, step: int) -> float:
         start = int(self.s.steps * self.s.decay_from)
         by_steps = 1.0 if step < start else max(0.0, 1.0 - (step - start) / max(1, self.s.steps - start))
         if self.s.decay_over != "budget" or not self.s.seconds or self.s.decay_from >= 1:

@@ -22,7 +22,10 @@ in each of these ways, next to scratch (the reference every goal is against):
   the validation concepts with a screen (``--concepts newsprint,pixel-art``);
 - ``readout-lora`` and ``readout-all``: ``lora-noaug`` and ``all-1e-3-noaug`` from the readout start (``head.conv3``
   solved on the training pairs first, ``factory.lora.readout``; its seconds count against the budget), added in a
-  sixth run.
+  sixth run;
+- ``readout-lora-warmup`` and ``readout-all-warmup``: those two with the learning rate rising linearly over the first
+  ``WARMUP`` steps (Adam's first steps move every weight by about the learning rate, which throws a trained start
+  back: the readout start's held-out PSNR falls for its first ~10 s), added in a seventh run.
 
 Validation concepts: the first ``--per-group`` named validation concepts of each group (concepts/_splits.yaml)
 and the first ``--family`` colour and structural concepts of ``sample_concepts(200, 12, 'train')`` that neither
@@ -54,6 +57,7 @@ from run_all import init_adapters, shipped
 
 SEED = 0
 FAMILY_DRAW = 12
+WARMUP = 50  # steps of linear LR warm-up in the *-warmup ways (about 15 s of a 90 s budget)
 #: way -> (init, FinetuneOptions fields): "generated" is the weight generator's start for the concept
 WAYS = {
     "lora": ("generated", {}),
@@ -71,6 +75,9 @@ WAYS = {
     "scratch-screen": ("scratch", {"augment": False, "screen": "auto"}),
     "readout-lora": ("generated", {"augment": False, "readout": True}),
     "readout-all": ("generated", {"tune": "all", "lr": 1e-3, "augment": False, "readout": True}),
+    "readout-lora-warmup": ("generated", {"augment": False, "readout": True, "warmup": WARMUP}),
+    "readout-all-warmup": ("generated", {"tune": "all", "lr": 1e-3, "augment": False, "readout": True,
+                                         "warmup": WARMUP}),
 }
 
 

@@ -106,6 +106,15 @@ def test_decay_over_the_budget_brings_the_rate_down_by_the_last_second(tiny_data
     assert budget[0] == 1e-3 and budget[-1] < 0.2e-3 and budget == sorted(budget, reverse=True), budget
 
 
+def test_warmup_raises_the_rate_linearly_then_holds_it(tiny_data: Workspace, tmp_path: Path) -> None:
+    trainer = make_trainer(tiny_data, tmp_path / "warm", steps=8, lr=1e-3, decay_from=1.0, warmup=4,
+                           checkpoint_every=10**6)
+    seen: list[float] = []
+    trainer.train(progress=lambda _: seen.append(trainer.opt_g.param_groups[0]["lr"]))
+    assert seen == pytest.approx([0.25e-3, 0.5e-3, 0.75e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3])
+    assert [g["lr"] for g in trainer.opt_d.param_groups] == [1e-3]  # the discriminator warms up alike
+
+
 def test_without_augmentation_every_sample_is_a_stored_pair_pixel_for_pixel(tiny_data: Workspace,
                                                                             tmp_path: Path) -> None:
     stored = PairedDataset([tiny_data.data("sepia"), tiny_data.data("negative")], split="train")

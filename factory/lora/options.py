@@ -50,7 +50,7 @@ SCREEN_LATTICE = True
 READOUT = True
 #: options added after runs were recorded, with the value every run before them had (resume and reuse read them so)
 ADDED_LATER = {"tune": "lora", "decay_over": "steps", "augment": True, "screen": "off", "screen_scale": 1.0,
-               "screen_harmonics": False, "screen_lattice": False, "readout": False}
+               "screen_harmonics": False, "screen_lattice": False, "readout": False, "warmup": 0}
 #: the inits that train the whole generator (saved as a model folder in loras/<concept>/<init>/), not a LoRA
 FULL_INITS = ("scratch", "full")
 #: what a fine-tune from an adapter start trains: the LoRA on the frozen base, or every weight with the adapter merged
@@ -92,6 +92,7 @@ class FinetuneOptions:
     screen_harmonics: bool = SCREEN_HARMONICS  # with a screen: position channels at its second harmonics too
     screen_lattice: bool = SCREEN_LATTICE  # with a screen: its lattice's distance planes too
     readout: bool = READOUT            # head.conv3 solved on the training pairs before training (factory.lora.readout)
+    warmup: int = 0                    # the LR rises linearly over the first N steps (0: from the first step)
 
     def as_record(self) -> dict:
         """The options as a resume fingerprint records them: those in ``ADDED_LATER`` only when not at their
@@ -128,7 +129,7 @@ class FinetuneOptions:
         return TrainSettings(generator=model_spec(base.model), disc_nf=self.disc_nf, steps=steps, seconds=seconds,
                              batch=self.batch, lr=self.learning_rate(), seed=self.seed,
                              checkpoint_every=self.checkpoint_every, decay_over=self.decay_over,
-                             augment=self.augment)
+                             augment=self.augment, warmup=self.warmup)
 
     def validate(self) -> None:
         """Refuse bad options before anything runs (FactoryError naming the option)."""
@@ -147,6 +148,8 @@ class FinetuneOptions:
                                "adapter_model.safetensors), nor base, scratch, full or weightgen")
         if self.decay_over not in ("steps", "budget"):
             raise FactoryError(f"--decay-over {self.decay_over}: expected steps or budget")
+        if self.warmup < 0:
+            raise FactoryError(f"--warmup {self.warmup}: expected a number of steps >= 0")
         if self.screen not in SCREENS:
             raise FactoryError(f"--screen {self.screen}: expected one of {', '.join(SCREENS)}")
         if not self.screen_scale >= 1:
