@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import multiprocessing as mp
 import os
 import platform
@@ -67,6 +68,7 @@ from factory.evaluation.protocol import (
     mean_spread,
 )
 
+import accelerator_targets as T
 from common import git_commit, log
 
 FULL = dict(budget=90.0, eval_seconds=EVAL_SECONDS, equal_at=90.0, seeds=",".join(map(str, SEEDS)),
@@ -149,6 +151,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--screen-harmonics", action="store_true",
                     help="with --screen auto: position channels at the screen's second harmonics too (factory run's "
                          "default; every recorded run has the fundamentals only)")
+    ap.add_argument("--window", action="store_true",
+                    help="run each concept as long as its speed-up goals allow instead of --budget: the scratch "
+                         "reference's time to its target / 5 and pix2pix's / 20 (goals 4b and 5 of issue 15), at least "
+                         "--equal-at; a 90 s run cannot show a 5x speed-up on a concept scratch needs 30 min for")
     ap.add_argument("--screen-lattice", action="store_true",
                     help="with --screen auto: the screen lattice's distance planes too (factory run's "
                          "--screen-lattice; every recorded run trains without)")
@@ -163,8 +169,8 @@ def parse_args() -> argparse.Namespace:
     args.arms = tuple(a.strip() for a in args.arms.split(","))
     if unknown := [a for a in args.arms if a not in ALL_ARMS]:
         ap.error(f"--arms: unknown {', '.join(unknown)} (expected some of {', '.join(ALL_ARMS)})")
-    if "generated" not in args.arms and not args.render:
-        ap.error("--arms: include generated (sections 5 and 6 export and time its editor)")
+    if not {"generated", "readout"} & set(args.arms) and not args.render:
+        ap.error("--arms: include generated or readout (sections 5 and 6 export and time its editor)")
     return args
 
 
@@ -300,8 +306,25 @@ def init_adapters(ws: Workspace, wg_dir: Path, concept: str, seed: int, run: Pat
     return inits
 
 
+def window_budget(args, concept: str, costs: dict[str, float], identity: float) -> float:
+    """With ``--window``, the seconds a concept's runs need for its speed-up goals to be measurable: the longest
+    time an arm may take and still be 5x sooner than scratch's reference and 20x sooner than pix2pix's, rounded up
+    to the evaluation cadence (at least ``--equal-at``); otherwise ``--budget``."""
+    if not args.window:
+        return args.budget
+    allowed = [args.equal_at]
+    for arch, below, factor, ref_costs in (("scratch", TARGET_BELOW_PLATEAU_DB, T.SCRATCH_SPEEDUP,
+                                            {"text_encoding": costs["text_encoding"]}),
+                                           ("pix2pix", 0.0, T.PIX2PIX_SPEEDUP, {})):
+        if (ref := reference(args, arch, concept)) is not None:
+            t = time_to_quality(ref["curve"], ref["best_psnr"] - below, ref_costs, identity)
+            if t["status"] == "reached":
+                allowed.append(math.ceil(t["seconds"] / factor / args.eval_seconds) * args.eval_seconds)
+    return float(max(allowed))
+
+
 def run_arm(args, ws: Workspace, base, concept: str, seed: int, arm: str,
-            inits: dict[str, Path]) -> tuple[dict, bool]:
+            inits: dict[str, Path], budget: float) -> tuple[dict, bool]:
     """(the metrics, read from an earlier run?) of one arm's fine-tune for one concept and seed."""
     from factory.lora.adapters import layout_of_adapter
     from factory.lora.finetune import finetune
@@ -310,7 +333,7 @@ def run_arm(args, ws: Workspace, base, concept: str, seed: int, arm: str,
     out = args.workspace / "runs" / concept / f"seed{seed}" / arm
     layout = layout_of_adapter(inits["generated"])
     common = dict(
-        steps=10**6, seconds=args.budget, eval_seconds=args.eval_seconds, batch=8, seed=seed, checkpoint_every=10**6,
+        steps=10**6, seconds=budget, eval_seconds=args.eval_seconds, batch=8, seed=seed, checkpoint_every=10**6,
         pairs=args.train_pairs, decay_over=args.decay_over, augment=not args.no_augment, screen=args.screen,
         screen_scale=args.screen_scale, screen_harmonics=args.screen_harmonics, screen_lattice=args.screen_lattice,
         readout=arm in ("readout", "readout-tuned"),  # every other arm as recorded, without it
@@ -329,7 +352,7 @@ def run_arm(args, ws: Workspace, base, concept: str, seed: int, arm: str,
         opts = FinetuneOptions(init=str(inits[arm]), **common)
     if (done := finished_run(out, opts)) is not None:
         return done, True
-    log(f"{concept} seed {seed}: {LABELS[arm]} ({args.budget:.0f} s)")
+    log(f"{concept} seed {seed}: {LABELS[arm]} ({budget:.0f} s)")
     return finetune(ws, concept, base, opts, out_dir=out, restart=True, quiet=True, log=lambda m: None), False
 
 
@@ -405,7 +428,8 @@ def export_and_time(args, ws: Workspace, base, concept: str) -> dict:
     from factory.export.editor import ExportRequest, export_editor, pix2pix_reference
     from factory.runtime.latency import benchmark
 
-    adapter = args.workspace / "runs" / concept / f"seed{args.seed_list[0]}" / "generated"
+    arm = "generated" if "generated" in args.arms else "readout"
+    adapter = args.workspace / "runs" / concept / f"seed{args.seed_list[0]}" / arm
     out = ws.editor(concept)
     if not (out / "card.json").is_file():
         export_editor(
@@ -413,7 +437,7 @@ def export_and_time(args, ws: Workspace, base, concept: str) -> dict:
                 concept=concept,
                 base=base,
                 adapter_dir=adapter,
-                adapter_note="generated + tuned",
+                adapter_note="generated + tuned" if arm == "generated" else "generated + readout + tuned",
                 instruction=find_card(concept, ws).instruction,
                 data_dir=ws.data(concept),
                 out_dir=out,
@@ -614,8 +638,9 @@ def reused_line(r: dict) -> str:
 def markdown(r: dict) -> str:
     q, s, split = r["quick"], r["summary"], r["split"]
     times = [r["equal_at"]] if r["equal_at"] == r["budget"] else [r["equal_at"], r["budget"]]
+    window = r["budget"] == "window"  # each concept its own budget (--window)
     costs = ", ".join(f"{k} {v:.2f} s" for k, v in sorted(r["costs_example"].items()))  # as the JSON file keeps it
-    budgets = " and ".join(f"{t:g} s" for t in times)
+    budgets = " and ".join(f"{t:g} s" if t != "window" else "each concept's speed-up window" for t in times)
     a, at = r.get("assets"), r["commit"].split("+")[0]
     assets = (f"base and weight generator shipped at commit `{at}` (`factory pretrain info` there)" if a is None else
               f"base and weight generator shipped at commit `{at}` (made by `{a['recipe']}`)" if a["shipped"] else
@@ -659,7 +684,11 @@ def markdown(r: dict) -> str:
         + (" Every arm trains without the random flip and resized crop of its pairs (`--no-augment`)."
            if r.get("augment") is False else "")
         + (" Every arm gets position channels at the waves of a fixed screen in the concept's pairs, when there is "
-           "one (`--screen auto`)." if r.get("screen") == "auto" else "") + reused_line(r),
+           "one (`--screen auto`)." if r.get("screen") == "auto" else "")
+        + (" Each concept's runs last as long as its speed-up goals allow (`--window`: the scratch reference's time "
+           "to its target / 5 and pix2pix's / 20, at least the equal budget): "
+           + ", ".join(f"{c['concept']} {c['budget']:g} s" for c in r["concepts"]) + "." if window else "")
+        + reused_line(r),
         "",
         f"## 2. Quality at equal budgets ({budgets} of training)",
         "",
@@ -670,7 +699,7 @@ def markdown(r: dict) -> str:
         "",
     ]
     for group, eq in s["equal"].items():
-        at = [f"PSNR at {t:g} s" for t in times]
+        at = [f"PSNR at {t:g} s" if t != "window" else "PSNR at the window's end" for t in times]
         L += [
             f"**{group}** concepts",
             "",
@@ -820,13 +849,14 @@ def main() -> None:
         costs = measure_costs(find_card(concept, ws), base_dir, wg_dir)
         held = HeldOutPairs(ws.data(concept), "test")
         identity = held.identity()
+        budget = window_budget(args, concept, costs, identity["psnr"])
         seeds = []
         for seed in args.seed_list:
             run = args.workspace / "runs" / concept / f"seed{seed}"
             inits = init_adapters(ws, wg_dir, concept, seed, run, base_dir, "auto" in args.arms)
             per_arm = {}
             for arm in args.arms:
-                metrics, was_reused = run_arm(args, ws, base, concept, seed, arm, inits)
+                metrics, was_reused = run_arm(args, ws, base, concept, seed, arm, inits, budget)
                 if was_reused:
                     reused.append(f"{concept}/seed{seed}/{arm}")
                 curve = curve_of(args, concept, seed, arm)
@@ -852,6 +882,7 @@ def main() -> None:
                 "identity": identity,
                 "test_pairs": len(held),
                 "costs": costs,
+                "budget": budget,
                 "seeds": seeds,
                 "time": time_rows(args, concept, costs, identity["psnr"]),
             }
@@ -885,7 +916,7 @@ def main() -> None:
         "size": size,
         "seeds": args.seed_list,
         "eval_seconds": args.eval_seconds,
-        "budget": args.budget,
+        "budget": "window" if args.window else args.budget,
         "decay_over": args.decay_over,
         "augment": not args.no_augment,
         "screen": args.screen,

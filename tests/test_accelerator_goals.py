@@ -100,3 +100,15 @@ def test_run_all_family_test_concepts_are_held_out_family_recipes_half_of_each_g
     assert run_all.measured_concepts(args, ws, concept_split(), nothing) == groups  # the same draw, cards kept
     with pytest.raises(Exception, match="in the shipped assets' training"):
         run_all.measured_concepts(args, ws, concept_split(), {**nothing, "base": {"concepts": [next(iter(groups))]}})
+
+
+def test_a_window_run_without_scratch_gives_the_speed_ups_not_the_equal_budget_lead(tmp_path):
+    summary = {"equal": {"colour": {"readout": {"psnr_at_equal": {"mean": 30.0}}}},
+               "time": {"colour": {"scratch plateau - 0.5 dB": {"arms": {"readout": {
+                   "reached": "3/3", "speedup": {"mean": 6.0}}}}}}}
+    path = tmp_path / "run_all.json"
+    path.write_text(json.dumps({"summary": summary}))
+    rows = {g["goal"][:2].strip(): g for g in goals.equal_rows("w", path)}
+    assert "4a" not in rows  # no scratch arm beside it: no lead to report
+    assert rows["4b"]["status"] == "met" and rows["4b"]["figure"] == pytest.approx(6.0)
+    assert rows["5"]["status"] == "not measured"

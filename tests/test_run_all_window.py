@@ -1,0 +1,30 @@
+"""bench/run_all.py --window: each concept runs as long as its speed-up goals allow, read from its references."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import run_all
+
+
+def reference(path: Path, curve: list[tuple[float, float]]) -> None:
+    path.write_text(json.dumps({"best_psnr": max(p for _, p in curve),
+                                "curve": [{"step": i, "seconds": s, "psnr": p} for i, (s, p) in enumerate(curve)]}))
+
+
+def test_window_covers_the_slowest_speed_up_goal_and_falls_back_to_the_budget(tmp_path):
+    # scratch reaches its plateau - 0.5 dB (30.0) at 500 s + 2 s of text encoding: 5x sooner is 100.4 s, i.e. the
+    # evaluation at 110 s; pix2pix reaches its plateau at 1000 s: 20x sooner is 50 s
+    reference(tmp_path / "scratch-a.json", [(0, 10.0), (250, 29.0), (500, 30.2), (1000, 30.5)])
+    reference(tmp_path / "pix2pix-a.json", [(0, 10.0), (1000, 20.0)])
+    args = SimpleNamespace(window=True, budget=90.0, equal_at=90.0, eval_seconds=10.0, references=tmp_path)
+    assert run_all.window_budget(args, "a", {"text_encoding": 2.0}, identity=12.0) == 110.0
+    assert run_all.window_budget(args, "no-references", {"text_encoding": 2.0}, identity=12.0) == 90.0
+    # a target below the unchanged photo is never used, so it asks for no longer run
+    assert run_all.window_budget(args, "a", {"text_encoding": 2.0}, identity=31.0) == 90.0
+    assert run_all.window_budget(SimpleNamespace(**{**vars(args), "window": False, "budget": 60.0}), "a",
+                                 {"text_encoding": 2.0}, identity=12.0) == 60.0
