@@ -25,7 +25,11 @@ in each of these ways, next to scratch (the reference every goal is against):
   sixth run;
 - ``readout-lora-warmup`` and ``readout-all-warmup``: those two with the learning rate rising linearly over the first
   ``WARMUP`` steps (Adam's first steps move every weight by about the learning rate, which throws a trained start
-  back: the readout start's held-out PSNR falls for its first ~10 s), added in a seventh run.
+  back: the readout start's held-out PSNR falls for its first ~10 s), added in a seventh run;
+- ``readout-lora-b4``, ``readout-all-b4`` and ``scratch-noaug-b4``: ``readout-lora``, ``readout-all`` and
+  ``scratch-noaug`` with 4 pairs per step instead of 8 (about twice the steps in the budget: a trained start may
+  gain more from more steps than from less noisy ones; scratch gets the same, so a gain that any run would have
+  is not counted as the start's), added in an eighth run.
 
 Validation concepts: the first ``--per-group`` named validation concepts of each group (concepts/_splits.yaml)
 and the first ``--family`` colour and structural concepts of ``sample_concepts(200, 12, 'train')`` that neither
@@ -78,6 +82,9 @@ WAYS = {
     "readout-lora-warmup": ("generated", {"augment": False, "readout": True, "warmup": WARMUP}),
     "readout-all-warmup": ("generated", {"tune": "all", "lr": 1e-3, "augment": False, "readout": True,
                                          "warmup": WARMUP}),
+    "readout-lora-b4": ("generated", {"augment": False, "readout": True, "batch": 4}),
+    "readout-all-b4": ("generated", {"tune": "all", "lr": 1e-3, "augment": False, "readout": True, "batch": 4}),
+    "scratch-noaug-b4": ("scratch", {"augment": False, "batch": 4}),
 }
 
 
@@ -174,7 +181,10 @@ def markdown(r: dict) -> str:
          "and every weight trained at 3e-4 (`--tune all`), `all-1e-3` the same at 1e-3, `scratch` our architecture "
          "from random weights at 1e-3; `-decay`: the learning rate decays to 0 over the second half of the budget; "
          "`-noaug`: no random flip and resized crop of the pairs; `-screen`: also no flip or crop, and position "
-         "channels at the waves of the concept's fixed screen (`--screen auto`).",
+         "channels at the waves of the concept's fixed screen (`--screen auto`); `readout-`: from the readout start "
+         "(`head.conv3` solved on the training pairs first, its seconds inside the budget), without the flip and crop; "
+         f"`-warmup`: the learning rate rising linearly over the first {WARMUP} steps; `-b4`: 4 pairs per step "
+         "instead of 8.",
          "", "| concept | group | identity | start | " + " | ".join(ways) + " |",
          "| --- | --- | ---: | ---: | " + " | ".join("---:" for _ in ways) + " |"]
     for c, g in r["concepts"].items():
@@ -186,6 +196,8 @@ def markdown(r: dict) -> str:
     for g, means in r["mean_psnr_by_group"].items():
         L.append(f"| mean, {g} | | | | " + " | ".join(f"{means[w]:.2f}" for w in ways) + " |")
     L.append("| **mean** | | | | " + " | ".join(f"**{r['mean_psnr'][w]:.2f}**" for w in ways) + " |")
+    steps = {w: statistics.mean(x["steps"] for x in r["rows"] if x["way"] == w) for w in ways}
+    L.append("| steps in the budget, mean | | | | " + " | ".join(f"{steps[w]:.0f}" for w in ways) + " |")
     if reused := [f"{x['concept']}/{x['way']}" for x in r["rows"] if x.get("reused")]:
         L += ["", f"{len(reused)} runs were read from an earlier run of this script in the same work folder (same "
               "pairs, seed and budget), not trained again: " + ", ".join(sorted({x.split('/')[1] for x in reused}))

@@ -92,7 +92,7 @@ class FinetuneOptions:
     screen_harmonics: bool = SCREEN_HARMONICS  # with a screen: position channels at its second harmonics too
     screen_lattice: bool = SCREEN_LATTICE  # with a screen: its lattice's distance planes too
     readout: bool = READOUT            # head.conv3 solved on the training pairs before training (factory.lora.readout)
-    warmup: int = 0                    # the LR rises linearly over the first N steps (0: from the first step)
+    warmup: int = 0                    # LR rising over the first N steps; 0: tried, no gain (tune_choice-warmup.md)
 
     def as_record(self) -> dict:
         """The options as a resume fingerprint records them: those in ``ADDED_LATER`` only when not at their
