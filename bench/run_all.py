@@ -138,6 +138,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--decay-over", choices=("steps", "budget"), default="steps",
                     help="every arm's learning-rate decay: over the steps (a 90 s run never reaches it) or over the "
                          "second half of the seconds budget (bench/results/tune_choice.md)")
+    ap.add_argument("--batch", type=int, default=8,
+                    help="pairs per step of every arm (8: every recorded run; bench/results/tune_choice-batch.md)")
     ap.add_argument("--no-augment", action="store_true",
                     help="every arm trains without the random flip and resized crop of its pairs (factory run's "
                          "default since bench/results/tune_choice-augment.md; every recorded run before it augments)")
@@ -333,8 +335,9 @@ def run_arm(args, ws: Workspace, base, concept: str, seed: int, arm: str,
     out = args.workspace / "runs" / concept / f"seed{seed}" / arm
     layout = layout_of_adapter(inits["generated"])
     common = dict(
-        steps=10**6, seconds=budget, eval_seconds=args.eval_seconds, batch=8, seed=seed, checkpoint_every=10**6,
-        pairs=args.train_pairs, decay_over=args.decay_over, augment=not args.no_augment, screen=args.screen,
+        steps=10**6, seconds=budget, eval_seconds=args.eval_seconds, batch=args.batch, seed=seed,
+        checkpoint_every=10**6, pairs=args.train_pairs, decay_over=args.decay_over, augment=not args.no_augment,
+        screen=args.screen,
         screen_scale=args.screen_scale, screen_harmonics=args.screen_harmonics, screen_lattice=args.screen_lattice,
         readout=arm in ("readout", "readout-tuned"),  # every other arm as recorded, without it
     )
@@ -681,6 +684,8 @@ def markdown(r: dict) -> str:
         "excluded) on all test pairs." + (" Every arm's learning rate decays linearly to 0 over the second half of "
                                            "its seconds budget (`--decay-over budget`)."
                                            if r.get("decay_over") == "budget" else "")
+        + (f" Every arm trains on {r['batch']} pairs per step (`--batch`; 8 elsewhere)." if r.get("batch", 8) != 8
+           else "")
         + (" Every arm trains without the random flip and resized crop of its pairs (`--no-augment`)."
            if r.get("augment") is False else "")
         + (" Every arm gets position channels at the waves of a fixed screen in the concept's pairs, when there is "
@@ -919,6 +924,7 @@ def main() -> None:
         "budget": "window" if args.window else args.budget,
         "decay_over": args.decay_over,
         "augment": not args.no_augment,
+        "batch": args.batch,
         "screen": args.screen,
         "screen_scale": args.screen_scale,
         "screen_harmonics": args.screen_harmonics,
