@@ -315,13 +315,11 @@ def window_budget(args, concept: str, costs: dict[str, float], identity: float) 
     if not args.window:
         return args.budget
     allowed = [args.equal_at]
-    for arch, below, factor, ref_costs in (("scratch", TARGET_BELOW_PLATEAU_DB, T.SCRATCH_SPEEDUP,
-                                            {"text_encoding": costs["text_encoding"]}),
-                                           ("pix2pix", 0.0, T.PIX2PIX_SPEEDUP, {})):
-        if (ref := reference(args, arch, concept)) is not None:
-            t = time_to_quality(ref["curve"], ref["best_psnr"] - below, ref_costs, identity)
-            if t["status"] == "reached":
-                allowed.append(math.ceil(t["seconds"] / factor / args.eval_seconds) * args.eval_seconds)
+    factors = {"scratch plateau - 0.5 dB": T.SCRATCH_SPEEDUP, "pix2pix plateau": T.PIX2PIX_SPEEDUP}
+    for name, (ref, target, ref_costs) in speedup_targets(args, concept, costs).items():
+        t = time_to_quality(ref["curve"], target, ref_costs, identity)
+        if t["status"] == "reached":
+            allowed.append(math.ceil(t["seconds"] / factors[name] / args.eval_seconds) * args.eval_seconds)
     return float(max(allowed))
 
 
@@ -396,21 +394,23 @@ def reference(args, arch: str, concept: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def speedup_targets(args, concept: str, costs: dict[str, float]) -> dict[str, tuple[dict, float, dict]]:
+    """{target name: (its reference run, the target PSNR, the costs charged to the reference)} for the references
+    recorded for ``concept``: scratch's plateau - 0.5 dB (charged its text encoding) and pix2pix's plateau."""
+    targets = {}
+    if scratch_ref := reference(args, "scratch", concept):
+        targets["scratch plateau - 0.5 dB"] = (scratch_ref, scratch_ref["best_psnr"] - TARGET_BELOW_PLATEAU_DB,
+                                               {"text_encoding": costs["text_encoding"]})
+    if p2p_ref := reference(args, "pix2pix", concept):
+        targets["pix2pix plateau"] = (p2p_ref, p2p_ref["best_psnr"], {})
+    return targets
+
+
 def time_rows(args, concept: str, costs: dict[str, float], identity: float) -> dict:
     """Per target (scratch plateau - 0.5 dB, pix2pix's plateau quality): each arm's time per seed and its
     speed-up over the reference's own time to that target."""
     rows: dict = {}
-    scratch_ref, p2p_ref = reference(args, "scratch", concept), reference(args, "pix2pix", concept)
-    targets = {}
-    if scratch_ref:
-        targets["scratch plateau - 0.5 dB"] = (
-            scratch_ref,
-            scratch_ref["best_psnr"] - TARGET_BELOW_PLATEAU_DB,
-            {"text_encoding": costs["text_encoding"]},
-        )
-    if p2p_ref:
-        targets["pix2pix plateau"] = (p2p_ref, p2p_ref["best_psnr"], {})
-    for name, (ref, target, ref_costs) in targets.items():
+    for name, (ref, target, ref_costs) in speedup_targets(args, concept, costs).items():
         ref_time = time_to_quality(ref["curve"], target, ref_costs, identity)
         per_arm = {}
         for arm in args.arms:
