@@ -157,6 +157,9 @@ def parse_args() -> argparse.Namespace:
                     help="run each concept as long as its speed-up goals allow instead of --budget: the scratch "
                          "reference's time to its target / 5 and pix2pix's / 20 (goals 4b and 5 of issue 15), at least "
                          "--equal-at; a 90 s run cannot show a 5x speed-up on a concept scratch needs 30 min for")
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="every arm evaluated and kept as the moving average of its weights, this decay (factory "
+                         "run's --ema; every recorded run before it evaluates the weights as they are, 0)")
     ap.add_argument("--screen-lattice", action="store_true",
                     help="with --screen auto: the screen lattice's distance planes too (factory run's "
                          "--screen-lattice; every recorded run trains without)")
@@ -338,6 +341,7 @@ def run_arm(args, ws: Workspace, base, concept: str, seed: int, arm: str,
         screen=args.screen,
         screen_scale=args.screen_scale, screen_harmonics=args.screen_harmonics, screen_lattice=args.screen_lattice,
         readout=arm in ("readout", "readout-tuned"),  # every other arm as recorded, without it
+        ema=args.ema,
     )
     if arm in ("scratch", "full"):
         opts = FinetuneOptions(init=arm, **common)

@@ -34,6 +34,7 @@ from factory.lora.adapters import (
     save_adapter,
     wrap,
 )
+from factory.lora.options import FinetuneOptions
 from factory.lora.pair_selection import cluster_select, select_pairs, train_ids, validation_split
 from factory.lora.rank_search import search_ranks
 from factory.text.encoder import TextEncoder
@@ -380,6 +381,11 @@ def test_the_cli_and_run_defaults_for_augmentation_are_the_library_s() -> None:
                for name in ("finetune", "run")}
     assert readout == {"finetune": READOUT, "run": READOUT}
     assert RunOptions(target="x").readout == READOUT
+    from factory.lora.options import EMA
+
+    ema = {name: next(p.default for p in cli.commands[name].params if p.name == "ema") for name in ("finetune", "run")}
+    assert ema == {"finetune": EMA, "run": EMA}
+    assert RunOptions(target="x").ema == EMA
 
 
 def test_the_readout_start_solves_the_head_into_the_lora_or_the_conv_and_lifts_the_start(ws: Workspace) -> None:
@@ -439,6 +445,36 @@ def test_a_fine_tune_with_the_readout_starts_from_it_and_charges_its_seconds(ws:
                  str(ws.root / "ro-nohead"))
     assert res.exit_code == 0 and "no readout start: the LoRA does not adapt head.conv3" in res.output, res.output
     assert json.loads((ws.root / "ro-nohead" / "metrics.json").read_text())["readout"] is None
+
+
+def test_a_fine_tune_with_ema_keeps_and_scores_the_moving_average_of_its_weights(ws: Workspace) -> None:
+    """ema: what the fine-tune saves (and scores) is the weights' moving average. At decay 0.999 it starts at the
+    first step's weights and barely moves, so after 3 steps it is (nearly) a 1-step run's adapter, not a 3-step
+    run's; its curve's last point is the saved adapter's score. A decay outside [0, 1) is refused."""
+    from factory.lora.finetune import finetune
+
+    base = BaseGAN.load(ws.base("tiny"))
+    common = dict(init="base", layers="up2,head", rank=4, batch=2, eval_every=10**6, checkpoint_every=10**6,
+                  readout=False, seed=0)
+
+    def adapter(name: str, **kw) -> dict[str, torch.Tensor]:
+        finetune(ws, "autumn", base, FinetuneOptions(**common, **kw), out_dir=ws.root / name, quiet=True,
+                 log=lambda _: None)
+        return load_file(ws.root / name / "adapter_model.safetensors")
+
+    one, three, avg = adapter("ema-1", steps=1), adapter("ema-3", steps=3), adapter("ema-avg", steps=3, ema=0.999)
+    moved = max(float((three[k] - one[k]).abs().max()) for k in one)
+    assert moved > 1e-4
+    assert max(float((avg[k] - one[k]).abs().max()) for k in one) < 0.05 * moved
+    m_avg = json.loads((ws.root / "ema-avg" / "metrics.json").read_text())
+    m_one = json.loads((ws.root / "ema-1" / "metrics.json").read_text())
+    assert m_avg["options"]["ema"] == 0.999
+    assert m_avg["test"]["student"]["psnr"] == pytest.approx(m_one["test"]["student"]["psnr"], abs=0.05)
+    assert read_curve(ws.root / "ema-avg" / "curve.csv")[-1]["psnr"] == pytest.approx(
+        m_avg["test"]["student"]["psnr"], abs=1e-3)
+    for bad in (1.0, -0.1):
+        with pytest.raises(FactoryError, match="--ema"):
+            FinetuneOptions(ema=bad).validate()
 
 
 def test_full_init_fine_tunes_every_weight_of_the_base(ws: Workspace) -> None:

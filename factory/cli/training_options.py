@@ -13,7 +13,7 @@ import click
 
 def training_options(command: Callable) -> Callable:
     """Add ``--decay-over``, ``--augment``, ``--screen``, ``--screen-scale``, ``--screen-harmonics``,
-    ``--screen-lattice`` and ``--readout``."""
+    ``--screen-lattice``, ``--readout`` and ``--ema``."""
     for option in reversed([
         click.option("--decay-over", type=click.Choice(["steps", "budget"]), default="steps", show_default=True,
                      help="How the learning rate decays: over the last half of --steps, or over the second half of "
@@ -45,6 +45,10 @@ def training_options(command: Callable) -> Callable:
                           "training pairs, written into the LoRA (or the weights), a few seconds charged to the "
                           "budget; skipped when the LoRA does not adapt the head (bench/results/readout_start.md, "
                           "tune_choice-readout.md)."),
+        click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True,
+                     help="Evaluate and keep the moving average of the weights with this decay (0.9: about the last "
+                          "10 steps), not the last step's weights: a GAN's held-out quality swings from step to step "
+                          "(bench/results/tune_choice-ema.md); 0: off."),
     ]):
         command = option(command)
     return command

@@ -139,6 +139,8 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
                       trainable=trainable, ids={concept: plan["pairs"]["train"]}, data=scaled)
     test = HeldOutPairs(data_dir, split="test")
     edit = conditioned(model, trainer)
+    kept = trainer.final_model()  # what is evaluated and saved: the EMA of the weights when --ema, else the model
+    scored = conditioned(kept, trainer)
     curve: list[dict[str, float]] = []
     readout = None
     if resuming and trainer.resume():
@@ -154,9 +156,18 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
         log(f"{concept}: readout start, head.conv3 solved on the training pairs in {readout['seconds']:.1f} s")
     if not curve:
         curve = [{"step": 0, "seconds": round(trainer.state.seconds, 3), **test.score(edit, model)}]
+    periodic = None
+    if use_readout and opts.readout_every:
+        from factory.lora.readout import PeriodicReadout
+
+        pairs = HeldOutPairs(data_dir, split=None, ids=plan["pairs"]["train"])
+        periodic = PeriodicReadout(model, edit, pairs.source, pairs.target, trainer.opt_g,
+                                   lambda: trainer.state.seconds, opts.readout_every, budget=opts.seconds,
+                                   seed=opts.seed)
+        trainer.before_step.append(periodic)
 
     def record(state) -> None:
-        curve.append({"step": state.step, "seconds": round(state.seconds, 3), **test.score(edit, model)})
+        curve.append({"step": state.step, "seconds": round(state.seconds, 3), **test.score(scored, kept)})
         write_curve(out_dir / CURVE_CSV, curve)
 
     with BudgetBar(f"finetune {concept}", opts.steps, opts.seconds, trainer.state.step, trainer.state.seconds,
@@ -165,9 +176,12 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
                                                              psnr=f"{curve[-1]['psnr']:.2f}"),
                               eval_every=opts.eval_every, on_eval=record, eval_seconds=opts.eval_seconds)
     if curve[-1]["step"] != state.step:
-        curve.append({"step": state.step, "seconds": round(state.seconds, 3), **test.score(edit, model)})
+        curve.append({"step": state.step, "seconds": round(state.seconds, 3), **test.score(scored, kept)})
     write_curve(out_dir / CURVE_CSV, curve)
-    return _finish(workspace, concept, instruction, base, opts, plan, trainer, model, layout, curve, test, out_dir,
+    if periodic is not None and readout is not None:
+        readout = {**readout, "resolves": readout.get("resolves", []) + periodic.solves}
+        atomic_write_json(out_dir / READOUT_FILE, readout)
+    return _finish(workspace, concept, instruction, base, opts, plan, trainer, kept, layout, curve, test, out_dir,
                    readout)
 
 

@@ -48,9 +48,13 @@ SCREEN_LATTICE = True
 #: fine-tune trains anything; chosen on validation concepts (bench/results/tune_choice-readout.md: the generated
 #: start's LoRA at 90 s, mean 28.86 dB with it against 28.02 without, scratch 26.92)
 READOUT = True
+#: the moving average of the weights (decay) that a fine-tune evaluates and keeps, 0: the weights as they are; chosen
+#: on validation concepts (bench/results/tune_choice-ema.md: every way gains from it at 90 s)
+EMA = 0.9
 #: options added after runs were recorded, with the value every run before them had (resume and reuse read them so)
 ADDED_LATER = {"tune": "lora", "decay_over": "steps", "augment": True, "screen": "off", "screen_scale": 1.0,
-               "screen_harmonics": False, "screen_lattice": False, "readout": False, "warmup": 0}
+               "screen_harmonics": False, "screen_lattice": False, "readout": False, "warmup": 0,
+               "readout_every": 0.0, "ema": 0.0}
 #: the inits that train the whole generator (saved as a model folder in loras/<concept>/<init>/), not a LoRA
 FULL_INITS = ("scratch", "full")
 #: what a fine-tune from an adapter start trains: the LoRA on the frozen base, or every weight with the adapter merged
@@ -93,6 +97,8 @@ class FinetuneOptions:
     screen_lattice: bool = SCREEN_LATTICE  # with a screen: its lattice's distance planes too
     readout: bool = READOUT            # head.conv3 solved on the training pairs before training (factory.lora.readout)
     warmup: int = 0                    # LR rising over the first N steps; 0: tried, no gain (tune_choice-warmup.md)
+    readout_every: float = 0.0         # with the readout: solve it again every N training seconds (0: at the start)
+    ema: float = EMA                   # evaluate and keep an exponential moving average of the weights (decay; 0: off)
 
     def as_record(self) -> dict:
         """The options as a resume fingerprint records them: those in ``ADDED_LATER`` only when not at their
@@ -129,7 +135,8 @@ class FinetuneOptions:
         return TrainSettings(generator=model_spec(base.model), disc_nf=self.disc_nf, steps=steps, seconds=seconds,
                              batch=self.batch, lr=self.learning_rate(), seed=self.seed,
                              checkpoint_every=self.checkpoint_every, decay_over=self.decay_over,
-                             augment=self.augment, warmup=self.warmup)
+                             augment=self.augment, warmup=self.warmup,
+                             ema=self.ema or None)
 
     def validate(self) -> None:
         """Refuse bad options before anything runs (FactoryError naming the option)."""
@@ -148,6 +155,10 @@ class FinetuneOptions:
                                "adapter_model.safetensors), nor base, scratch, full or weightgen")
         if self.decay_over not in ("steps", "budget"):
             raise FactoryError(f"--decay-over {self.decay_over}: expected steps or budget")
+        if not 0 <= self.ema < 1:
+            raise FactoryError(f"--ema {self.ema}: expected a decay in [0, 1) (0: off)")
+        if self.readout_every < 0:
+            raise FactoryError(f"--readout-every {self.readout_every}: expected training seconds >= 0 (0: off)")
         if self.warmup < 0:
             raise FactoryError(f"--warmup {self.warmup}: expected a number of steps >= 0")
         if self.screen not in SCREENS:

@@ -46,6 +46,7 @@ class RunOptions:
     screen_harmonics: bool = True    # with a screen: position channels at its second harmonics too (SCREEN_HARMONICS)
     screen_lattice: bool = True      # with a screen: its lattice's distance planes too (SCREEN_LATTICE)
     readout: bool = True             # head.conv3 solved on the training pairs before the fine-tune (READOUT)
+    ema: float = 0.9                 # the weights' moving average evaluated and kept (EMA)
     seed: int = 0
 
     def teacher_overrides(self) -> dict[str, str | None]:

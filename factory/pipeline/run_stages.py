@@ -157,13 +157,13 @@ def finetune_options(opts: RunOptions, init: str):
                                decay_over=opts.decay_over, augment=opts.augment,
                                screen=opts.screen, screen_scale=opts.screen_scale,
                                screen_harmonics=opts.screen_harmonics, screen_lattice=opts.screen_lattice,
-                               readout=opts.readout)
+                               readout=opts.readout, ema=opts.ema)
     return FinetuneOptions(init=init, layers=DEFAULT_LAYERS if zero else None, rank=DEFAULT_RANK if zero else None,
                            pairs=opts.pairs, steps=opts.steps, seconds=opts.seconds, eval_every=opts.eval_every,
                            seed=opts.seed, decay_over=opts.decay_over, augment=opts.augment,
                            screen=opts.screen, screen_scale=opts.screen_scale,
                            screen_harmonics=opts.screen_harmonics, screen_lattice=opts.screen_lattice,
-                               readout=opts.readout)
+                           readout=opts.readout, ema=opts.ema)
 
 
 def trained_files(ws: Workspace, concept: str, ft) -> tuple[Path, Path]:
