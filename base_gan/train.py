@@ -130,8 +130,6 @@ class Trainer:
             self.D = nn.SyncBatchNorm.convert_sync_batchnorm(self.D)
         self.state = TrainState()
         self.text_tokens, self.text_mask = self._encode_texts(text_cache)
-        #: called with the step index before each training step, inside its timed span (work charged to the run)
-        self.before_step: list[Callable[[int], None]] = []
 
     # -- text ---------------------------------------------------------------------------------
     def uses_text(self) -> bool:
@@ -193,8 +191,6 @@ class Trainer:
         return min(by_steps, by_time)
 
     def train_step(self, step: int) -> dict[str, float]:
-        for hook in self.before_step:
-            hook(step)
         b = self._batch(step)
         for opt in (self.opt_g, self.opt_d):
             for group in opt.param_groups:

@@ -30,13 +30,13 @@ in each of these ways, next to scratch (the reference every goal is against):
   ``scratch-noaug`` with 4 pairs per step instead of 8 (about twice the steps in the budget: a trained start may
   gain more from more steps than from less noisy ones; scratch gets the same, so a gain that any run would have
   is not counted as the start's), added in an eighth run.
-- ``readout-lora-every15`` and ``readout-all-every15``: ``readout-lora`` and ``readout-all`` with the readout solved
-  again every ``RESOLVE`` training seconds on 32 random training pairs (the features under it move as the rest
-  trains; each solve's seconds are charged), added in a ninth run.
+- ``readout-all-every15`` (run once, then removed with its option at the commit after edda647): ``readout-all`` with
+  the readout solved again every 15 training seconds on 32 random training pairs (the features under it move as the
+  rest trains; each solve's seconds were charged), in the ninth run: below every other start there.
 - ``readout-lora-ema``, ``readout-all-ema`` and ``scratch-noaug-ema``: ``readout-lora``, ``readout-all`` and
   ``scratch-noaug`` evaluated (and kept) as an exponential moving average of the weights, decay ``EMA`` (at a
   learning rate of 1e-3 the GAN's held-out PSNR swings by several dB from one evaluation to the next; the average
-  of the last steps' weights does not), added in the ninth run too.
+  of the last steps' weights does not), added in the ninth run.
 
 Validation concepts: the first ``--per-group`` named validation concepts of each group (concepts/_splits.yaml)
 and the first ``--family`` colour and structural concepts of ``sample_concepts(200, 12, 'train')`` that neither
@@ -69,7 +69,6 @@ from run_all import init_adapters, shipped
 SEED = 0
 FAMILY_DRAW = 12
 EMA = 0.9  # decay of the weights' moving average in the *-ema ways (a step's weight 0.1: about 10 steps, 2-3 s)
-RESOLVE = 15.0  # training seconds between the readout's solves in the *-every15 ways
 WARMUP = 50  # steps of linear LR warm-up in the *-warmup ways (about 15 s of a 90 s budget)
 #: way -> (init, FinetuneOptions fields): "generated" is the weight generator's start for the concept
 WAYS = {
@@ -94,9 +93,6 @@ WAYS = {
     "readout-lora-b4": ("generated", {"augment": False, "readout": True, "batch": 4}),
     "readout-all-b4": ("generated", {"tune": "all", "lr": 1e-3, "augment": False, "readout": True, "batch": 4}),
     "scratch-noaug-b4": ("scratch", {"augment": False, "batch": 4}),
-    "readout-lora-every15": ("generated", {"augment": False, "readout": True, "readout_every": RESOLVE}),
-    "readout-all-every15": ("generated", {"tune": "all", "lr": 1e-3, "augment": False, "readout": True,
-                                          "readout_every": RESOLVE}),
     "readout-lora-ema": ("generated", {"augment": False, "readout": True, "ema": EMA}),
     "readout-all-ema": ("generated", {"tune": "all", "lr": 1e-3, "augment": False, "readout": True, "ema": EMA}),
     "scratch-noaug-ema": ("scratch", {"augment": False, "ema": EMA}),
@@ -199,7 +195,7 @@ def markdown(r: dict) -> str:
          "channels at the waves of the concept's fixed screen (`--screen auto`); `readout-`: from the readout start "
          "(`head.conv3` solved on the training pairs first, its seconds inside the budget), without the flip and crop; "
          f"`-warmup`: the learning rate rising linearly over the first {WARMUP} steps; `-b4`: 4 pairs per step "
-         f"instead of 8; `-every15`: the readout solved again every {RESOLVE:g} training seconds; `-ema`: "
+         "instead of 8; `-every15`: the readout solved again every 15 training seconds (removed); `-ema`: "
          f"the moving average of the weights (decay {EMA:g}) evaluated and kept.",
          "", "| concept | group | identity | start | " + " | ".join(ways) + " |",
          "| --- | --- | ---: | ---: | " + " | ".join("---:" for _ in ways) + " |"]

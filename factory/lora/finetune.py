@@ -156,15 +156,6 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
         log(f"{concept}: readout start, head.conv3 solved on the training pairs in {readout['seconds']:.1f} s")
     if not curve:
         curve = [{"step": 0, "seconds": round(trainer.state.seconds, 3), **test.score(edit, model)}]
-    periodic = None
-    if use_readout and opts.readout_every:
-        from factory.lora.readout import PeriodicReadout
-
-        pairs = HeldOutPairs(data_dir, split=None, ids=plan["pairs"]["train"])
-        periodic = PeriodicReadout(model, edit, pairs.source, pairs.target, trainer.opt_g,
-                                   lambda: trainer.state.seconds, opts.readout_every, budget=opts.seconds,
-                                   seed=opts.seed)
-        trainer.before_step.append(periodic)
 
     def record(state) -> None:
         curve.append({"step": state.step, "seconds": round(state.seconds, 3), **test.score(scored, kept)})
@@ -178,9 +169,6 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
     if curve[-1]["step"] != state.step:
         curve.append({"step": state.step, "seconds": round(state.seconds, 3), **test.score(scored, kept)})
     write_curve(out_dir / CURVE_CSV, curve)
-    if periodic is not None and readout is not None:
-        readout = {**readout, "resolves": readout.get("resolves", []) + periodic.solves}
-        atomic_write_json(out_dir / READOUT_FILE, readout)
     return _finish(workspace, concept, instruction, base, opts, plan, trainer, kept, layout, curve, test, out_dir,
                    readout)
 

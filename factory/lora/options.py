@@ -53,8 +53,7 @@ READOUT = True
 EMA = 0.9
 #: options added after runs were recorded, with the value every run before them had (resume and reuse read them so)
 ADDED_LATER = {"tune": "lora", "decay_over": "steps", "augment": True, "screen": "off", "screen_scale": 1.0,
-               "screen_harmonics": False, "screen_lattice": False, "readout": False, "warmup": 0,
-               "readout_every": 0.0, "ema": 0.0}
+               "screen_harmonics": False, "screen_lattice": False, "readout": False, "warmup": 0, "ema": 0.0}
 #: the inits that train the whole generator (saved as a model folder in loras/<concept>/<init>/), not a LoRA
 FULL_INITS = ("scratch", "full")
 #: what a fine-tune from an adapter start trains: the LoRA on the frozen base, or every weight with the adapter merged
@@ -97,7 +96,6 @@ class FinetuneOptions:
     screen_lattice: bool = SCREEN_LATTICE  # with a screen: its lattice's distance planes too
     readout: bool = READOUT            # head.conv3 solved on the training pairs before training (factory.lora.readout)
     warmup: int = 0                    # LR rising over the first N steps; 0: tried, no gain (tune_choice-warmup.md)
-    readout_every: float = 0.0         # with the readout: solve it again every N training seconds (0: at the start)
     ema: float = EMA                   # evaluate and keep an exponential moving average of the weights (decay; 0: off)
 
     def as_record(self) -> dict:
@@ -157,8 +155,6 @@ class FinetuneOptions:
             raise FactoryError(f"--decay-over {self.decay_over}: expected steps or budget")
         if not 0 <= self.ema < 1:
             raise FactoryError(f"--ema {self.ema}: expected a decay in [0, 1) (0: off)")
-        if self.readout_every < 0:
-            raise FactoryError(f"--readout-every {self.readout_every}: expected training seconds >= 0 (0: off)")
         if self.warmup < 0:
             raise FactoryError(f"--warmup {self.warmup}: expected a number of steps >= 0")
         if self.screen not in SCREENS:
