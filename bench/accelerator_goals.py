@@ -37,7 +37,9 @@ EQUAL = {"equal 90 s, remade family assets": "all-family-remade/run_all.json",
          "equal 90 s, held-out family concepts, shipped family assets": "all-family-heldout/run_all.json",
          "equal 90 s, shipped family assets, run again with the readout": "all-shipped-family-readout/run_all.json",
          "each concept's speed-up window, shipped family assets, with the readout":
-             "all-shipped-family-window/run_all.json"}
+             "all-shipped-family-window/run_all.json",
+         "equal 90 s, shipped family assets, the readout and the weights' moving average (--ema 0.9)":
+             "all-shipped-family-ema/run_all.json"}
 GROUPS = ("all", "colour", "structural")
 
 

@@ -125,4 +125,3 @@ def readout_refusal(model: nn.Module) -> str | None:
         return (f"the LoRA's rank on {MODULE} is {conv.lora_A['default'].weight.shape[0]}, below the "
                 f"{conv.base_layer.out_channels} its change needs")
     return None
-
