@@ -10,45 +10,48 @@ from collections.abc import Callable
 
 import click
 
+#: ``--decay-over``, ``--augment``, ``--screen``, ``--screen-scale``, ``--screen-harmonics``, ``--screen-lattice``,
+#: ``--readout`` and ``--ema``, in the order ``--help`` lists them
+OPTIONS = [
+    click.option("--decay-over", type=click.Choice(["steps", "budget"]), default="steps", show_default=True,
+                 help="How the learning rate decays: over the last half of --steps, or over the second half of "
+                      "the --seconds budget (with a seconds budget the step schedule is rarely reached; "
+                      "bench/results/tune_choice.md: a small gain for every way on validation concepts)."),
+    click.option("--augment/--no-augment", default=False, show_default=True,
+                 help="Random flip and resized crop of every training pair. Off by default: a crop moves and "
+                      "rescales what the teacher drew at fixed pixel positions and sizes, a flip reverses a "
+                      "directional edit (bench/results/tune_choice-augment.md: 1.2-2.0 dB better without it on "
+                      "validation concepts)."),
+    click.option("--screen", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
+                 help="auto: when the teacher draws a fixed screen (halftone dots, pixel blocks: peaks in the "
+                      "spectrum of what stays in place across the pairs), give the student position channels "
+                      "at its waves (bench/results/structural-screen.md); off: never."),
+    click.option("--screen-scale", type=click.FloatRange(1), default=16.0, show_default=True,
+                 help="With a screen and a classic teacher: also train on windows of the pairs rescaled up to "
+                      "this factor, the recipe run at each scale, so the dots keep their shape on full-size "
+                      "photos (bench/results/fullsize-scales.md); 1: the pairs' size only."),
+    click.option("--screen-harmonics/--no-screen-harmonics", default=True, show_default=True,
+                 help="With a screen: position channels also at its second harmonics (each wave doubled, the "
+                      "sum and difference of two), so round dots and square blocks keep their shape on "
+                      "full-size photos (bench/results/fullsize-harmonics-validation.md)."),
+    click.option("--screen-lattice/--no-screen-lattice", default=True, show_default=True,
+                 help="With a screen: also the distance planes of its lattice (where in its cell each pixel "
+                      "sits), so round dots keep their shape on full-size photos "
+                      "(bench/results/fullsize-lattice-validation-centred.md)."),
+    click.option("--readout/--no-readout", default=True, show_default=True,
+                 help="Before training, solve the head's last conv (head.conv3) by ridge regression on the "
+                      "training pairs, written into the LoRA (or the weights), a few seconds charged to the "
+                      "budget; skipped when the LoRA does not adapt the head (bench/results/readout_start.md, "
+                      "tune_choice-readout.md)."),
+    click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True,
+                 help="Evaluate and keep the moving average of the weights with this decay (0.9: about the last "
+                      "10 steps), not the last step's weights: a GAN's held-out quality swings from step to step "
+                      "(bench/results/tune_choice-ema.md); 0: off."),
+]
+
 
 def training_options(command: Callable) -> Callable:
-    """Add ``--decay-over``, ``--augment``, ``--screen``, ``--screen-scale``, ``--screen-harmonics``,
-    ``--screen-lattice``, ``--readout`` and ``--ema``."""
-    for option in reversed([
-        click.option("--decay-over", type=click.Choice(["steps", "budget"]), default="steps", show_default=True,
-                     help="How the learning rate decays: over the last half of --steps, or over the second half of "
-                          "the --seconds budget (with a seconds budget the step schedule is rarely reached; "
-                          "bench/results/tune_choice.md: a small gain for every way on validation concepts)."),
-        click.option("--augment/--no-augment", default=False, show_default=True,
-                     help="Random flip and resized crop of every training pair. Off by default: a crop moves and "
-                          "rescales what the teacher drew at fixed pixel positions and sizes, a flip reverses a "
-                          "directional edit (bench/results/tune_choice-augment.md: 1.2-2.0 dB better without it on "
-                          "validation concepts)."),
-        click.option("--screen", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
-                     help="auto: when the teacher draws a fixed screen (halftone dots, pixel blocks: peaks in the "
-                          "spectrum of what stays in place across the pairs), give the student position channels "
-                          "at its waves (bench/results/structural-screen.md); off: never."),
-        click.option("--screen-scale", type=click.FloatRange(1), default=16.0, show_default=True,
-                     help="With a screen and a classic teacher: also train on windows of the pairs rescaled up to "
-                          "this factor, the recipe run at each scale, so the dots keep their shape on full-size "
-                          "photos (bench/results/fullsize-scales.md); 1: the pairs' size only."),
-        click.option("--screen-harmonics/--no-screen-harmonics", default=True, show_default=True,
-                     help="With a screen: position channels also at its second harmonics (each wave doubled, the "
-                          "sum and difference of two), so round dots and square blocks keep their shape on "
-                          "full-size photos (bench/results/fullsize-harmonics-validation.md)."),
-        click.option("--screen-lattice/--no-screen-lattice", default=True, show_default=True,
-                     help="With a screen: also the distance planes of its lattice (where in its cell each pixel "
-                          "sits), so round dots keep their shape on full-size photos "
-                          "(bench/results/fullsize-lattice-validation-centred.md)."),
-        click.option("--readout/--no-readout", default=True, show_default=True,
-                     help="Before training, solve the head's last conv (head.conv3) by ridge regression on the "
-                          "training pairs, written into the LoRA (or the weights), a few seconds charged to the "
-                          "budget; skipped when the LoRA does not adapt the head (bench/results/readout_start.md, "
-                          "tune_choice-readout.md)."),
-        click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True,
-                     help="Evaluate and keep the moving average of the weights with this decay (0.9: about the last "
-                          "10 steps), not the last step's weights: a GAN's held-out quality swings from step to step "
-                          "(bench/results/tune_choice-ema.md); 0: off."),
-    ]):
+    """Add the fine-tune's training options (``OPTIONS``) to ``command``."""
+    for option in reversed(OPTIONS):
         command = option(command)
     return command
