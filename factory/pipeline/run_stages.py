@@ -150,20 +150,15 @@ def finetune_options(opts: RunOptions, init: str):
     ``init`` is ``base``), or with ``--tune all`` every weight (the start merged; the base's own for ``base``)."""
     from factory.lora.options import FinetuneOptions
 
-    zero, whole = init == "base", opts.tune == "all"
-    if whole:
-        return FinetuneOptions(init="full" if zero else init, tune="lora" if zero else "all", pairs=opts.pairs,
-                               steps=opts.steps, seconds=opts.seconds, eval_every=opts.eval_every, seed=opts.seed,
-                               decay_over=opts.decay_over, augment=opts.augment,
-                               screen=opts.screen, screen_scale=opts.screen_scale,
-                               screen_harmonics=opts.screen_harmonics, screen_lattice=opts.screen_lattice,
-                               readout=opts.readout, ema=opts.ema)
+    zero = init == "base"
+    training = dict(pairs=opts.pairs, steps=opts.steps, seconds=opts.seconds, eval_every=opts.eval_every,
+                    seed=opts.seed, decay_over=opts.decay_over, augment=opts.augment, screen=opts.screen,
+                    screen_scale=opts.screen_scale, screen_harmonics=opts.screen_harmonics,
+                    screen_lattice=opts.screen_lattice, readout=opts.readout, ema=opts.ema)
+    if opts.tune == "all":
+        return FinetuneOptions(init="full" if zero else init, tune="lora" if zero else "all", **training)
     return FinetuneOptions(init=init, layers=DEFAULT_LAYERS if zero else None, rank=DEFAULT_RANK if zero else None,
-                           pairs=opts.pairs, steps=opts.steps, seconds=opts.seconds, eval_every=opts.eval_every,
-                           seed=opts.seed, decay_over=opts.decay_over, augment=opts.augment,
-                           screen=opts.screen, screen_scale=opts.screen_scale,
-                           screen_harmonics=opts.screen_harmonics, screen_lattice=opts.screen_lattice,
-                           readout=opts.readout, ema=opts.ema)
+                           **training)
 
 
 def trained_files(ws: Workspace, concept: str, ft) -> tuple[Path, Path]:
