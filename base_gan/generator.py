@@ -13,6 +13,7 @@ Layout (``c = ngf``; strides relative to the input, which must be a multiple of 
     res3                                        (2c, /8)
     up2    nearest x2 + conv -> c  (/4)  + s4
     head   nearest x2 + conv1 -> c (/2) + s2, nearest x2 + conv2 -> c/2 (/1) + s1, conv3 -> 3 = delta
+           (with ``colour_basis``: + colour, a 1x1 conv over the source pixel's colour monomials)
     output = soft_bound(source + delta)
 
 Decisions (see DESIGN.md section 3 for the measurements that motivated them):
@@ -65,13 +66,15 @@ Decisions (see DESIGN.md section 3 for the measurements that motivated them):
   trained with some text dropped therefore also works text-free).
 
 Module names for LoRA (``LAYER_GROUPS``): stem.conv{1,2,3}, down1.conv, res{i}.conv{1,2}, down2.conv,
-attn.{q,k,v,out}, xattn.{q,k,v,out}, ff.{fc1,fc2}, up1.conv, up2.conv, head.conv{1,2,3}.
+attn.{q,k,v,out}, xattn.{q,k,v,out}, ff.{fc1,fc2}, up1.conv, up2.conv, head.conv{1,2,3}. ``head.colour`` (the
+colour basis's conv) is in no group: a LoRA run trains it whole (peft's ``modules_to_save``).
 """
 
 from __future__ import annotations
 
 import math
 import re
+from itertools import combinations_with_replacement
 
 import torch
 import torch.nn.functional as F
@@ -118,6 +121,12 @@ BRANCH_INIT_SCALE = 0.1  # residual branch outputs (res conv2, attn/xattn out, f
 #: from the image's corner), so a tile passes its offset and a resized photo its scale.
 SCREEN_PERIODS = (4, 8, 16)
 
+#: the colour basis (``colour_basis``, a degree): every monomial of the source pixel's R, G and B up to that degree
+#: (3, 9 or 19 of them), read by ``head.colour``, a 1x1 conv that starts at zero, into the delta. A per-pixel colour
+#: map (curves, channel mixes, saturation, tints) is then linear in weights the readout start solves in closed form
+#: (``factory.lora.readout``), instead of being learnt by steps through the whole network.
+COLOUR_DEGREES = (1, 2, 3)
+
 ACTIVATIONS = {"lrelu": lambda: nn.LeakyReLU(0.2), "relu": nn.ReLU, "silu": nn.SiLU}
 NORMS = {"none", "group", "batch"}
 OUTPUTS = {"residual", "tanh_residual"}
@@ -142,6 +151,22 @@ def _norm(kind: str, ch: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(ch)
     return nn.Identity()
+
+
+def colour_terms(degree: int) -> list[tuple[int, ...]]:
+    """The channel index tuples of the colour monomials up to ``degree`` (r, g, b, rr, rg, ..., bbb)."""
+    if degree not in COLOUR_DEGREES:
+        raise ValueError(f"colour_basis must be one of {COLOUR_DEGREES}, got {degree}")
+    return [t for d in range(1, degree + 1) for t in combinations_with_replacement(range(3), d)]
+
+
+def colour_monomials(x: torch.Tensor, degree: int) -> torch.Tensor:
+    """[B, n, H, W]: every monomial of ``x``'s three channels up to ``degree`` (Slice and Mul under ONNX)."""
+    channels = [x[:, i:i + 1] for i in range(3)]
+    products: dict[tuple[int, ...], torch.Tensor] = {}
+    for t in colour_terms(degree):
+        products[t] = channels[t[0]] if len(t) == 1 else products[t[:-1]] * channels[t[-1]]
+    return torch.cat(list(products.values()), dim=1)
 
 
 def _conv(cin: int, cout: int, stride: int = 1, k: int = 3) -> nn.Conv2d:
@@ -257,11 +282,13 @@ class ResBlock(nn.Module):
 class Head(nn.Module):
     """Two nearest x2 + conv stages fused with the s2/s1 skips, then a 3x3 conv to the RGB delta."""
 
-    def __init__(self, c: int, act, norm: str) -> None:
+    def __init__(self, c: int, act, norm: str, colour_terms: int = 0) -> None:
         super().__init__()
         self.conv1 = _conv(c, c)
         self.conv2 = _conv(c, c // 2)
         self.conv3 = _conv(c // 2, 3)
+        if colour_terms:
+            self.colour = nn.Conv2d(colour_terms, 3, 1, bias=False)
         self.norm1 = _norm(norm, c)
         self.act = act()
 
@@ -322,9 +349,11 @@ class Generator(ModelMixin, ConfigMixin):
                  ff_mult: int = 4, act: str = "lrelu", norm: str = "none", output: str = "residual",
                  image_size: int = 256, text_encoder: str = "minilm", film: bool = False,
                  screen_periods: list[int] | None = None, screen_waves: list[list[float]] | None = None,
-                 screen_size: int | None = None, screen_lattice: list[list[float]] | None = None) -> None:
+                 screen_size: int | None = None, screen_lattice: list[list[float]] | None = None,
+                 colour_basis: int = 0) -> None:
         super().__init__()
         _check_config(ngf, heads, act, norm, output, image_size)
+        n_colour = len(colour_terms(colour_basis)) if colour_basis else 0
         c, act_fn = ngf, ACTIVATIONS[act]
         periods = list(screen_periods or [])
         if periods:  # not saved: rebuilt from the config
@@ -357,7 +386,7 @@ class Generator(ModelMixin, ConfigMixin):
         self.ff = FeedForward(4 * c, ff_mult, act_fn())
         self.up1 = Up(4 * c, 2 * c, act_fn, norm)
         self.up2 = Up(2 * c, c, act_fn, norm)
-        self.head = Head(c, act_fn, norm)
+        self.head = Head(c, act_fn, norm, n_colour)
         if film:
             self.text_film = nn.ModuleDict({k: nn.Linear(text_dim, 2 * int(w * c)) for k, w in FILM_SITES.items()})
         self.enc_blocks = [f"res{i}" for i in range(1, n_res_enc + 1)]
@@ -382,6 +411,8 @@ class Generator(ModelMixin, ConfigMixin):
         nn.init.normal_(self.head.conv3.weight, std=HEAD_INIT_SCALE)
         if self.config.screen_waves:  # position starts unused: the network is translation-equivariant at init
             nn.init.zeros_(self.stem.waves.weight)
+        if self.config.colour_basis:  # the colour basis starts unused
+            nn.init.zeros_(self.head.colour.weight)
         if self.config.film:  # FiLM starts as the identity (scale 0, shift 0)
             for lin in self.text_film.values():
                 nn.init.zeros_(lin.weight)
@@ -413,6 +444,8 @@ class Generator(ModelMixin, ConfigMixin):
             h = getattr(self, name)(h)
         h = self.up2(h, s4, film.get("u2"))
         delta = self.head(h, s2, s1, film.get("h1"), film.get("h2"))
+        if self.config.colour_basis:
+            delta = delta + self.head.colour(colour_monomials(x, self.config.colour_basis))
         if self.config.output == "tanh_residual":
             return torch.tanh(torch.atanh(x.clamp(-0.999, 0.999)) + delta)
         return soft_bound(x + delta)
@@ -548,13 +581,30 @@ def with_screen_waves(model: Generator, waves: list[list[float]], size: int | No
         return model
     if model.config.screen_waves:
         raise ValueError(f"the generator already reads screen waves {model.config.screen_waves}")
+    return _extended(model, {"screen_waves": [list(map(float, w)) for w in waves], "screen_size": size,
+                             "screen_lattice": [list(map(float, w)) for w in lattice] if lattice else None},
+                     "stem.waves.weight", "screen waves")
+
+
+def with_colour_basis(model: Generator, degree: int) -> Generator:
+    """A copy of ``model`` that also reads the colour basis of ``degree`` through ``head.colour``, which starts at
+    zero (the copy edits exactly as ``model`` until trained or solved); ``model`` itself for degree 0 or when it
+    already has that basis."""
+    if not degree or model.config.colour_basis == degree:
+        return model
+    if model.config.colour_basis:
+        raise ValueError(f"the generator already reads a colour basis of degree {model.config.colour_basis}")
+    return _extended(model, {"colour_basis": int(degree)}, "head.colour.weight", "a colour basis")
+
+
+def _extended(model: Generator, changes: dict, new_weight: str, what: str) -> Generator:
+    """A copy of ``model`` with its config ``changes``, which add exactly the (zero-init) weight ``new_weight``."""
     config = {k: v for k, v in model.config.items() if not k.startswith("_")}
     with torch.random.fork_rng(devices=[]):  # its random init is overwritten: leave the global RNG alone
-        copy = Generator(**{**config, "screen_waves": [list(map(float, w)) for w in waves], "screen_size": size,
-                            "screen_lattice": [list(map(float, w)) for w in lattice] if lattice else None})
+        copy = Generator(**{**config, **changes})
     missing, unexpected = copy.load_state_dict(model.state_dict(), strict=False)
-    if missing != ["stem.waves.weight"] or unexpected:
-        raise ValueError(f"cannot add screen waves to this generator (missing {missing}, unexpected {unexpected})")
+    if missing != [new_weight] or unexpected:
+        raise ValueError(f"cannot add {what} to this generator (missing {missing}, unexpected {unexpected})")
     param = next(model.parameters())
     if param.device != next(copy.parameters()).device or param.dtype != torch.float32:
         copy = copy.to(device=param.device, dtype=param.dtype)

@@ -86,7 +86,8 @@ QUICK = dict(
     references="bench/results/references",
     doc=None,
 )
-ALL_ARMS = ("scratch", "full", "zero", "retrieval", "generated", "tuned", "auto", "readout", "readout-tuned")
+ALL_ARMS = ("scratch", "full", "zero", "retrieval", "generated", "tuned", "auto", "readout", "readout-tuned",
+            "scratch-readout")
 ARMS = ("scratch", "zero", "retrieval", "generated")  # the default: --arms adds "full"
 LABELS = {
     "scratch": "our architecture from scratch",
@@ -98,6 +99,7 @@ LABELS = {
     "auto": "base + the default start (--init auto)",
     "readout": "base + generated LoRA + readout (head.conv3 solved first)",
     "readout-tuned": "base + generated LoRA + readout, every weight fine-tuned",
+    "scratch-readout": "our architecture from scratch + readout (the solve without the base)",
     "pix2pix": "pix2pix ResNet-9 (reference recipe)",
     "pix2pix-residual": "pix2pix + global residual",
 }
@@ -160,6 +162,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--ema", type=float, default=0.0,
                     help="every arm evaluated and kept as the moving average of its weights, this decay (factory "
                          "run's --ema; every recorded run before it evaluates the weights as they are, 0)")
+    ap.add_argument("--colour-basis", type=int, default=0,
+                    help="every arm with the colour basis of this degree (head.colour over the source pixel's colour "
+                         "monomials, solved with the readout; factory run's --colour-basis; every recorded run before "
+                         "it has none, 0)")
     ap.add_argument("--screen-lattice", action="store_true",
                     help="with --screen auto: the screen lattice's distance planes too (factory run's "
                          "--screen-lattice; every recorded run trains without)")
@@ -258,7 +264,7 @@ def measure_costs(card: ConceptCard, base_dir: Path, wg_dir: Path) -> dict[str, 
 def arm_costs(arm: str, costs: dict[str, float]) -> dict[str, float]:
     """The costs charged to an arm (every arm encodes its concept text; arms that start from the base load it)."""
     charged = {"text_encoding": costs["text_encoding"]}
-    if arm != "scratch":
+    if arm not in ("scratch", "scratch-readout"):
         charged["load_base"] = costs["load_base"]
     if arm == "retrieval":
         charged["retrieval"] = costs["retrieval"]
@@ -340,11 +346,11 @@ def run_arm(args, ws: Workspace, base, concept: str, seed: int, arm: str,
         checkpoint_every=10**6, pairs=args.train_pairs, decay_over=args.decay_over, augment=not args.no_augment,
         screen=args.screen,
         screen_scale=args.screen_scale, screen_harmonics=args.screen_harmonics, screen_lattice=args.screen_lattice,
-        readout=arm in ("readout", "readout-tuned"),  # every other arm as recorded, without it
-        ema=args.ema,
+        readout=arm in ("readout", "readout-tuned", "scratch-readout"),  # every other arm as recorded, without it
+        ema=args.ema, colour_basis=args.colour_basis,
     )
-    if arm in ("scratch", "full"):
-        opts = FinetuneOptions(init=arm, **common)
+    if arm in ("scratch", "full", "scratch-readout"):
+        opts = FinetuneOptions(init=arm.removesuffix("-readout"), **common)
     elif arm == "zero":
         opts = FinetuneOptions(
             init="base", layers=",".join(layout.groups), rank=layout.max_rank, lora_bias=layout.bias, **common

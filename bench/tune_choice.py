@@ -37,6 +37,11 @@ in each of these ways, next to scratch (the reference every goal is against):
   ``scratch-noaug`` evaluated (and kept) as an exponential moving average of the weights, decay ``EMA`` (at a
   learning rate of 1e-3 the GAN's held-out PSNR swings by several dB from one evaluation to the next; the average
   of the last steps' weights does not), added in the ninth run.
+- ``readout-lora-ema-colour``, ``readout-all-ema-colour`` and ``scratch-noaug-ema-colour``: those three with the
+  colour basis (``colour_basis=COLOUR``: the source pixel's colour monomials read by ``head.colour``, which the
+  readout solves with ``head.conv3``, a LoRA run trains whole and scratch trains from zero like every other
+  weight), added in a tenth run; ``scratch-readout-ema-colour``: scratch with the readout (the solve on random
+  features and the colour basis, without the base or the generated start: what the solve alone gives).
 
 Validation concepts: the first ``--per-group`` named validation concepts of each group (concepts/_splits.yaml)
 and the first ``--family`` colour and structural concepts of ``sample_concepts(200, 12, 'train')`` that neither
@@ -69,6 +74,7 @@ from run_all import init_adapters, shipped
 SEED = 0
 FAMILY_DRAW = 12
 EMA = 0.9  # decay of the weights' moving average in the *-ema ways (a step's weight 0.1: about 10 steps, 2-3 s)
+COLOUR = 3  # the colour basis's degree in the *-colour ways (19 monomials)
 WARMUP = 50  # steps of linear LR warm-up in the *-warmup ways (about 15 s of a 90 s budget)
 #: way -> (init, FinetuneOptions fields): "generated" is the weight generator's start for the concept
 WAYS = {
@@ -96,6 +102,11 @@ WAYS = {
     "readout-lora-ema": ("generated", {"augment": False, "readout": True, "ema": EMA}),
     "readout-all-ema": ("generated", {"tune": "all", "lr": 1e-3, "augment": False, "readout": True, "ema": EMA}),
     "scratch-noaug-ema": ("scratch", {"augment": False, "ema": EMA}),
+    "readout-lora-ema-colour": ("generated", {"augment": False, "readout": True, "ema": EMA, "colour_basis": COLOUR}),
+    "readout-all-ema-colour": ("generated", {"tune": "all", "lr": 1e-3, "augment": False, "readout": True, "ema": EMA,
+                                             "colour_basis": COLOUR}),
+    "scratch-noaug-ema-colour": ("scratch", {"augment": False, "ema": EMA, "colour_basis": COLOUR}),
+    "scratch-readout-ema-colour": ("scratch", {"augment": False, "readout": True, "ema": EMA, "colour_basis": COLOUR}),
 }
 
 
@@ -161,7 +172,7 @@ def main() -> None:
                                    checkpoint_every=10**6, seed=SEED,
                                    **{"augment": True, "screen": "off", "screen_scale": 1.0,
                                       "screen_harmonics": False, "screen_lattice": False, "readout": False,
-                                      "ema": 0.0, **extra})  # as recorded
+                                      "ema": 0.0, "colour_basis": 0, **extra})  # as recorded
             reused = (out / "metrics.json").is_file()
             metrics = (json.loads((out / "metrics.json").read_text()) if reused else
                        finetune(ws, concept, base, opts, out_dir=out, quiet=True, log=lambda _: None))
@@ -196,7 +207,8 @@ def markdown(r: dict) -> str:
          "(`head.conv3` solved on the training pairs first, its seconds inside the budget), without the flip and crop; "
          f"`-warmup`: the learning rate rising linearly over the first {WARMUP} steps; `-b4`: 4 pairs per step "
          "instead of 8; `-every15`: the readout solved again every 15 training seconds (removed); `-ema`: "
-         f"the moving average of the weights (decay {EMA:g}) evaluated and kept.",
+         f"the moving average of the weights (decay {EMA:g}) evaluated and kept; `-colour`: the colour basis of degree "
+         f"{COLOUR} (`head.colour`, solved with the readout).",
          "", "| concept | group | identity | start | " + " | ".join(ways) + " |",
          "| --- | --- | ---: | ---: | " + " | ".join("---:" for _ in ways) + " |"]
     for c, g in r["concepts"].items():

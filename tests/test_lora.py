@@ -281,8 +281,13 @@ def test_probe_then_finetune_auto(ws: Workspace) -> None:
     assert abs(curve[0]["psnr"] - m["test"]["base_zero_shot"]["psnr"]) < 1e-4  # step 0 is the base
     assert read_image(out / "curve.png").shape[2] == 3
     assert "finetune autumn: LoRA" in res.output and str(out) in res.output
-    # the adapter loads with plain peft onto the base and reproduces the final test PSNR
-    fresh = load_model(ws.base("tiny"))
+    # the adapter loads with plain peft onto the base given its colour basis's conv, and reproduces the final
+    # test PSNR; onto the bare base it does not (peft skips a modules_to_save module the model lacks)
+    from base_gan.generator import with_colour_basis
+    from factory.lora.adapters import saved_colour_basis
+
+    assert saved_colour_basis(out) == 3
+    fresh = with_colour_basis(load_model(ws.base("tiny")), saved_colour_basis(out))
     model = PeftModel.from_pretrained(fresh, str(out)).eval()
     tok, mask = text_for(ws, "autumn")
     edit = lambda x: model(x, tok.expand(len(x), -1, -1), mask.expand(len(x), -1))
@@ -329,7 +334,7 @@ def test_scratch_is_a_full_generator_and_cli_errors_are_one_line(ws: Workspace, 
     out = ws.lora("autumn") / "scratch"
     model = load_model(out)
     base = load_model(ws.base("tiny"))
-    assert read_training(out)["concepts"] == ["autumn"] and model_spec(model) == model_spec(base)
+    assert read_training(out)["concepts"] == ["autumn"] and model_spec(model) == {**model_spec(base), "colour_basis": 3}
     assert not all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), base.state_dict().values()))
     m = json.loads((out / "metrics.json").read_text())
     assert m["init"] == "scratch" and "adapter_params" not in m and len(read_curve(out / "curve.csv")) == 3
@@ -344,48 +349,21 @@ def test_scratch_is_a_full_generator_and_cli_errors_are_one_line(ws: Workspace, 
     assert proc.returncode == 2 and "base 'nope' not found" in proc.stderr
 
 
-def test_the_cli_and_run_defaults_for_augmentation_are_the_library_s() -> None:
-    # RunOptions and the CLI spell the default as a literal (importing factory.lora would load torch for --help)
-    from factory.lora.options import AUGMENT
+def test_the_cli_and_run_defaults_of_the_training_options_are_the_library_s() -> None:
+    """RunOptions and the CLI spell each default as a literal (importing factory.lora would load torch for --help):
+    each must equal its chosen constant in factory.lora.options."""
+    from factory.lora import options
     from factory.pipeline.run_options import RunOptions
 
-    defaults = {name: next(p.default for p in cli.commands[name].params if p.name == "augment")
-                for name in ("finetune", "run")}
-    assert defaults == {"finetune": AUGMENT, "run": AUGMENT} and RunOptions(target="x").augment is AUGMENT
-    from factory.lora.options import SCREEN
-
-    screens = {name: next(p.default for p in cli.commands[name].params if p.name == "screen")
-               for name in ("finetune", "run")}
-    assert screens == {"finetune": SCREEN, "run": SCREEN} and RunOptions(target="x").screen == SCREEN
-    from factory.lora.options import SCREEN_SCALE
-
-    scales = {name: next(p.default for p in cli.commands[name].params if p.name == "screen_scale")
-              for name in ("finetune", "run")}
-    assert scales == {"finetune": SCREEN_SCALE, "run": SCREEN_SCALE}
-    assert RunOptions(target="x").screen_scale == SCREEN_SCALE
-    from factory.lora.options import SCREEN_HARMONICS
-
-    harmonics = {name: next(p.default for p in cli.commands[name].params if p.name == "screen_harmonics")
-                 for name in ("finetune", "run")}
-    assert harmonics == {"finetune": SCREEN_HARMONICS, "run": SCREEN_HARMONICS}
-    assert RunOptions(target="x").screen_harmonics == SCREEN_HARMONICS
-    from factory.lora.options import SCREEN_LATTICE
-
-    lattice = {name: next(p.default for p in cli.commands[name].params if p.name == "screen_lattice")
-               for name in ("finetune", "run")}
-    assert lattice == {"finetune": SCREEN_LATTICE, "run": SCREEN_LATTICE}
-    assert RunOptions(target="x").screen_lattice == SCREEN_LATTICE
-    from factory.lora.options import READOUT
-
-    readout = {name: next(p.default for p in cli.commands[name].params if p.name == "readout")
-               for name in ("finetune", "run")}
-    assert readout == {"finetune": READOUT, "run": READOUT}
-    assert RunOptions(target="x").readout == READOUT
-    from factory.lora.options import EMA
-
-    ema = {name: next(p.default for p in cli.commands[name].params if p.name == "ema") for name in ("finetune", "run")}
-    assert ema == {"finetune": EMA, "run": EMA}
-    assert RunOptions(target="x").ema == EMA
+    constants = {"augment": "AUGMENT", "screen": "SCREEN", "screen_scale": "SCREEN_SCALE",
+                 "screen_harmonics": "SCREEN_HARMONICS", "screen_lattice": "SCREEN_LATTICE", "readout": "READOUT",
+                 "ema": "EMA", "colour_basis": "COLOUR_BASIS"}
+    for option, constant in constants.items():
+        chosen = getattr(options, constant)
+        defaults = {name: next(p.default for p in cli.commands[name].params if p.name == option)
+                    for name in ("finetune", "run")}
+        assert defaults == {"finetune": chosen, "run": chosen}, option
+        assert getattr(RunOptions(target="x"), option) == chosen, option
 
 
 def test_the_readout_start_solves_the_head_into_the_lora_or_the_conv_and_lifts_the_start(ws: Workspace) -> None:
@@ -421,6 +399,50 @@ def test_the_readout_start_solves_the_head_into_the_lora_or_the_conv_and_lifts_t
     assert "below the 3" in readout_refusal(low)
     with pytest.raises(FactoryError, match="rank >= 3"):
         solve_readout(low, editor(low), train.source, train.target)
+
+
+def test_the_colour_basis_is_solved_with_the_readout_and_travels_in_the_adapter(ws: Workspace, tmp_path) -> None:
+    """colour_basis: a copy with head.colour edits as the base until solved; the readout solved with it fits
+    autumn's per-pixel colour map better than head.conv3 alone (held-out PSNR); in a LoRA run the conv is trained
+    whole, saved in the adapter and loaded back (its degree read from the file) to the same edits, kept by a merge
+    and by the ONNX export; an adapter of another degree is refused."""
+    import copy
+
+    from base_gan.generator import with_colour_basis
+    from factory.export.onnx_export import EditorModule, export_onnx, text_condition, torch_vs_onnx
+    from factory.lora.adapters import load_adapter, saved_colour_basis
+    from factory.lora.readout import solve_readout
+
+    base = load_model(ws.base("tiny")).eval()
+    tok, mask = text_for(ws, "autumn")
+    train, test = HeldOutPairs(ws.data("autumn"), split="train"), HeldOutPairs(ws.data("autumn"), split="test")
+
+    def editor(model):
+        return lambda x: model(x, tok.expand(len(x), -1, -1), mask.expand(len(x), -1))
+
+    x = test.source[:4]
+    coloured = with_colour_basis(copy.deepcopy(base), 3).eval()
+    with torch.no_grad():
+        assert torch.equal(editor(coloured)(x), editor(base)(x))
+    plain = copy.deepcopy(base)
+    solve_readout(plain, editor(plain), train.source, train.target)
+    lora = wrap(coloured, LoraLayout(["up2", "head"], rank=4, bias=True)).eval()
+    assert solve_readout(lora, editor(lora), train.source, train.target)["colour_basis"] == 3
+    without, with_basis = test.score(editor(plain), plain)["psnr"], test.score(editor(lora), lora)["psnr"]
+    assert with_basis > without + 1.0, (without, with_basis)
+
+    save_adapter(lora, tmp_path / "coloured")
+    assert saved_colour_basis(tmp_path / "coloured") == 3
+    loaded = load_adapter(copy.deepcopy(base), tmp_path / "coloured").eval()
+    with torch.no_grad():
+        assert torch.allclose(editor(loaded)(x), editor(lora)(x), atol=1e-5)
+        merged = merge(loaded).eval()
+        assert torch.allclose(editor(merged)(x), editor(lora)(x), atol=1e-5)
+    module = EditorModule(merged, *text_condition(merged, find_card("autumn").instruction, ws.text_cache)).eval()
+    path = export_onnx(module, tmp_path / "coloured.onnx", 64)
+    assert torch_vs_onnx(module, path, [x[:2].numpy()]).max_abs < 1e-3
+    with pytest.raises(FactoryError, match="degree 3, not 2"):
+        load_adapter(copy.deepcopy(base), tmp_path / "coloured", colour_basis=2)
 
 
 def test_a_fine_tune_with_the_readout_starts_from_it_and_charges_its_seconds(ws: Workspace) -> None:
@@ -483,8 +505,9 @@ def test_full_init_fine_tunes_every_weight_of_the_base(ws: Workspace) -> None:
     assert res.exit_code == 0 and "every weight of the base fine-tuned" in res.output, res.output
     out = ws.lora("autumn") / "full"
     model, base = load_model(out), load_model(ws.base("tiny"))
-    assert model_spec(model) == model_spec(base)
-    changed = [not torch.equal(a, b) for a, b in zip(model.state_dict().values(), base.state_dict().values())]
+    assert model_spec(model) == {**model_spec(base), "colour_basis": 3}  # the base given the colour basis
+    trained = model.state_dict()
+    changed = [not torch.equal(trained[k], v) for k, v in base.state_dict().items()]
     assert sum(changed) > 0.9 * len(changed)  # the whole generator trains, not a few layers
     m = json.loads((out / "metrics.json").read_text())
     curve = read_curve(out / "curve.csv")
@@ -510,8 +533,10 @@ def test_tune_all_starts_from_the_merged_adapter_and_trains_every_weight(ws: Wor
     assert abs(curve[0]["psnr"] - started) < 1e-3  # step 0 is the adapter's editor, merged into the weights
     assert abs(curve[0]["psnr"] - m["test"]["base_zero_shot"]["psnr"]) > 1e-3  # ... not the base's
     model, base = load_model(out), load_model(ws.base("tiny"))
-    assert model_spec(model) == model_spec(base) and not (out / "adapter_config.json").exists()
-    changed = [not torch.equal(a, b) for a, b in zip(model.state_dict().values(), base.state_dict().values())]
+    assert model_spec(model) == {**model_spec(base), "colour_basis": 3}
+    assert not (out / "adapter_config.json").exists()
+    trained = model.state_dict()
+    changed = [not torch.equal(trained[k], v) for k, v in base.state_dict().items()]
     assert sum(changed) > 0.9 * len(changed)
     assert m["training"]["settings"]["lr"] == 1e-3 and m["init_adapter"].endswith("start-for-tune-all")
     for init in ("base", "scratch", "full"):

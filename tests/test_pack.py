@@ -177,3 +177,32 @@ def test_a_concept_drawn_with_a_screen_is_refused_with_a_clear_message(tiny):
     assert (folder / "screen.json").is_file()
     with pytest.raises(FactoryError, match=r"dots: drawn with a fixed screen.*standalone editor"):
         build_pack(tiny["base"], [tiny["concepts"][0], PackConcept("dots", "print it in dots", folder)], size=32)
+
+
+def test_a_concept_with_a_colour_basis_packs_its_colour_conv_with_its_factors(tiny):
+    """An adapter that trains head.colour whole (the colour basis) packs beside concepts without one: the pack's
+    base has the conv at zero, the concept's file carries its weight, and each concept edits as its standalone editor
+    (the colour conv really changes the output); two degrees in one pack are refused."""
+    from base_gan.generator import with_colour_basis
+    from factory.lora.adapters import LoraLayout, save_adapter, wrap
+
+    root = tiny["root"] / "colour"
+    folders = {}
+    for degree in (3, 2):
+        model = wrap(with_colour_basis(tiny["base"].copy(), degree), LoraLayout(["up1"], ranks=2), seed=degree)
+        with torch.no_grad():
+            model.get_submodule("base_model.model.head.colour").modules_to_save["default"].weight.normal_(0, 0.2)
+        folders[degree] = save_adapter(model, root / f"degree{degree}")
+    concepts = [PackConcept("tinted", "tint it by a colour map", folders[3]), tiny["concepts"][1],
+                tiny["concepts"][2]]
+    images = {c.name: tiny["images"][c.name] if c.name in tiny["images"] else tiny["images"]["warm"]
+              for c in concepts}
+    parts = build_pack(tiny["base"], concepts, size=32)
+    manifest = write_pack(parts, root / "pack", "colour", images, "fp32", tiny["base"], threads=1, log=lambda m: None)
+    for name in ("tinted", "sketch", "plain"):
+        assert manifest["checks"][name]["max_abs"] <= 1e-4, (name, manifest["checks"][name])
+    x = images["tinted"]
+    assert np.abs(Editor.from_pack(root / "pack", "tinted", threads=1).run(x)
+                  - Editor.from_pack(root / "pack", "plain", threads=1).run(x)).max() > 0.05
+    with pytest.raises(FactoryError, match="share one colour basis"):
+        build_pack(tiny["base"], [concepts[0], PackConcept("other", "another map", folders[2])], size=32)

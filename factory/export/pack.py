@@ -14,7 +14,10 @@ The graph names two external-data files, ``base.weights`` and ``concept.bin``; a
 with onnxruntime-web's ``externalData`` option; Python: ``factory.runtime.pack``) passes the base's file
 and the chosen concept's ``.bin`` as ``concept.bin``. Every concept file of a pack has the same layout:
 the union of the concepts' adapted layers at the largest rank (zero rows and columns elsewhere, which
-change nothing) and the longest text (masked tokens elsewhere); the LoRA scaling is folded into B.
+change nothing) and the longest text (masked tokens elsewhere); the LoRA scaling is folded into B. A concept
+fine-tuned with a colour basis trains its ``head.colour`` conv whole: the pack's base then has that conv at zero
+and the concept's weight is its factors (``a`` the weight, ``b`` the identity); every concept of a pack has the same
+degree or none.
 
 ``precision="fp16"`` stores the weights and factors as float16 (cast to float32 in the graph, folded at
 load; the text tokens stay float32): half the bytes. A base saved float16-exact (as training and
@@ -36,6 +39,7 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
+from base_gan.generator import with_colour_basis
 from base_gan.models import BaseGAN, is_float16_exact
 from factory.core.errors import FactoryError
 from factory.export.onnx_export import (
@@ -80,11 +84,15 @@ def adapter_factors(base: BaseGAN, adapter_dir: Path | None) -> dict[str, Factor
         return {}
     from peft.tuners.lora import LoraLayer
 
-    from factory.lora.adapters import load_adapter
+    from factory.lora.adapters import COLOUR_MODULE, colour_basis_of, load_adapter
 
     peft_model = load_adapter(base.copy(), adapter_dir)
     prefix = "base_model.model."
     out: dict[str, Factors] = {}
+    colour = peft_model.get_submodule(prefix + COLOUR_MODULE) if colour_basis_of(peft_model) else None
+    if colour is not None:  # trained whole (peft's modules_to_save): the weight itself, over the base's zero conv
+        weight = colour.modules_to_save["default"].weight.detach().float()
+        out[COLOUR_MODULE] = Factors(weight.reshape(weight.shape[0], -1), torch.eye(weight.shape[0]), None)
     for name, module in peft_model.named_modules():
         if not isinstance(module, LoraLayer) or "default" not in module.lora_A:
             continue
@@ -318,7 +326,7 @@ def build_pack(base: BaseGAN, concepts: list[PackConcept], size: int = 256, prec
     factors = [adapter_factors(base, c.adapter_dir) for c in concepts]
     texts = [text_condition(base.model, c.instruction, text_cache) for c in concepts]
     layout = PackLayout.of(factors, texts)
-    module = PackModule(copy.deepcopy(base.model).eval(), layout)
+    module = PackModule(with_colour_basis(copy.deepcopy(base.model), _colour_degree(concepts)).eval(), layout)
     with torch.no_grad():  # distinct values while exporting: the exporter merges initializers of equal content
         g = torch.Generator().manual_seed(0)
         for t in module.concept_tensors().values():
@@ -349,6 +357,17 @@ def build_pack(base: BaseGAN, concepts: list[PackConcept], size: int = 256, prec
         references[concept.name] = EditorModule(merged.eval(), *(text or (None, None))).eval()
     return PackParts(graph, base_weights, blobs, layout, concept_entries, references,
                      {c.name: c.instruction for c in concepts}, lossless)
+
+
+def _colour_degree(concepts: list[PackConcept]) -> int:
+    """The colour basis's degree the pack's concepts were fine-tuned with (0: none); mixed degrees are refused."""
+    from factory.lora.adapters import saved_colour_basis
+
+    degrees = {c.name: saved_colour_basis(c.adapter_dir) for c in concepts if c.adapter_dir is not None}
+    if len(set(degrees.values()) - {0}) > 1:
+        raise FactoryError("a pack's concepts must share one colour basis (--colour-basis): "
+                           + ", ".join(f"{n} {d}" for n, d in degrees.items()))
+    return max(degrees.values(), default=0)
 
 
 #: pack vs standalone editor, max abs difference on the [-1, 1] scale: 1e-4 when every stored value is the

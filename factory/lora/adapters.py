@@ -22,7 +22,9 @@ build paths, and peft then never looks for a config file at such a path.
 
 A concept with a fixed screen (``factory.data.screen_fit``) also trains the stem's ``waves`` conv, which the base
 does not have: it is peft's ``modules_to_save`` (trained whole, saved in the adapter, kept by a merge), and
-``screen.json`` beside the adapter names the waves, so ``load_adapter`` first gives the base that conv.
+``screen.json`` beside the adapter names the waves, so ``load_adapter`` first gives the base that conv. A fine-tune
+with a colour basis (``base_gan.generator.COLOUR_DEGREES``) trains ``head.colour`` the same way; its degree is read
+back from the saved conv's input channels.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 SCREEN_FILE = "screen.json"  # screen_of's dict for an adapter that trains the stem's waves conv
 SCREEN_MODULE = "stem.waves"
+COLOUR_MODULE = "head.colour"
 
 
 @dataclass
@@ -92,7 +95,7 @@ class LoraLayout:
 
         ranks = self.module_ranks(model)
         return LoraConfig(
-            modules_to_save=[SCREEN_MODULE] if screen_of(model) else None,
+            modules_to_save=extra_modules(model) or None,
             r=self.max_rank,
             lora_alpha=self.max_rank,
             target_modules=list(ranks),
@@ -142,8 +145,38 @@ def wrap(model: nn.Module, layout: LoraLayout, seed: int = 0):
     return peft_model
 
 
+def extra_modules(model: nn.Module) -> list[str]:
+    """The modules of ``model`` (or a peft model over one) that a LoRA run trains whole, the base lacking them: a
+    screen's ``waves`` conv and the colour basis's conv."""
+    return ([SCREEN_MODULE] if screen_of(model) else []) + ([COLOUR_MODULE] if colour_basis_of(model) else [])
+
+
+def colour_basis_of(model: nn.Module) -> int:
+    """The degree of the colour basis a generator (or a peft model over one) reads, 0 without."""
+    from base_gan.models import unwrap
+
+    return int(getattr(getattr(unwrap(model), "config", None), "colour_basis", 0) or 0)
+
+
+def saved_colour_basis(folder: Path) -> int:
+    """The degree of the colour basis a saved adapter trained ``head.colour`` for, 0 without (from its shape)."""
+    from safetensors import safe_open
+
+    from base_gan.generator import COLOUR_DEGREES, colour_terms
+
+    if COLOUR_MODULE not in (read_adapter_config(folder).get("modules_to_save") or []):
+        return 0
+    with safe_open(str(Path(folder) / ADAPTER_WEIGHTS), framework="pt") as f:
+        name = next((k for k in f.keys() if f".{COLOUR_MODULE}." in k), None)  # noqa: SIM118
+        terms = f.get_slice(name).get_shape()[1] if name else None
+    degree = next((d for d in COLOUR_DEGREES if len(colour_terms(d)) == terms), None)
+    if degree is None:
+        raise FactoryError(f"{folder}: its {COLOUR_MODULE} conv reads {terms} channels, no colour basis's count")
+    return degree
+
+
 def lora_parameters(peft_model: nn.Module) -> list[nn.Parameter]:
-    """The trainable parameters of a wrapped model: the LoRA factors (and a screen's ``waves`` conv)."""
+    """The trainable parameters of a wrapped model: the LoRA factors (and the modules it trains whole)."""
     return [p for n, p in peft_model.named_parameters()
             if p.requires_grad and ("lora_" in n or "modules_to_save" in n)]
 
@@ -265,11 +298,13 @@ def layout_of_adapter(folder: Path) -> LoraLayout:
     return LoraLayout(list(per), ranks=per, bias=bool(read_adapter_config(folder).get("lora_bias", False)))
 
 
-def load_adapter(base_model: nn.Module, folder: Path, trainable: bool = False, screen: dict[str, Any] | None = None):
+def load_adapter(base_model: nn.Module, folder: Path, trainable: bool = False, screen: dict[str, Any] | None = None,
+                 colour_basis: int = 0):
     """``PeftModel.from_pretrained`` onto ``base_model`` (modified in place), with a clear error.
 
     An adapter saved with a screen (``screen.json``), or ``screen`` (``screen_of``'s form) given for one saved
-    without (its ``waves`` conv then starts at zero), first gets the base the stem's ``waves`` conv (on a copy).
+    without (its ``waves`` conv then starts at zero), first gets the base the stem's ``waves`` conv (on a copy);
+    likewise the colour basis's ``head.colour`` for one saved with it, or ``colour_basis`` (a degree) given.
     """
     from peft import PeftModel
 
@@ -278,31 +313,41 @@ def load_adapter(base_model: nn.Module, folder: Path, trainable: bool = False, s
     if saved and screen and screen != saved:
         raise FactoryError(f"{folder}: the adapter was trained for the screen {saved}, not {screen}")
     screen = saved or screen
+    saved_degree = saved_colour_basis(folder)
+    if saved_degree and colour_basis and colour_basis != saved_degree:
+        raise FactoryError(f"{folder}: the adapter was trained with a colour basis of degree {saved_degree}, "
+                           f"not {colour_basis}")
+    colour_basis = saved_degree or colour_basis
     try:
-        if not screen:
+        if not screen and not colour_basis:
             return PeftModel.from_pretrained(base_model, str(folder), is_trainable=trainable)
-        return _load_with_screen(base_model, folder, trainable, screen)
+        return _load_with_extras(base_model, folder, trainable, screen, colour_basis)
     except (RuntimeError, ValueError, KeyError, OSError) as exc:
         raise FactoryError(
             f"{folder}: adapter does not fit this base ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})"
         ) from None
 
 
-def _load_with_screen(base_model: nn.Module, folder: Path, trainable: bool, screen: dict[str, Any]):
-    """The adapter on a copy of ``base_model`` given the stem's ``waves`` conv, that conv as peft's
-    ``modules_to_save``: the adapter's own trained copy when it has one, else the new conv (zero)."""
+def _load_with_extras(base_model: nn.Module, folder: Path, trainable: bool, screen: dict[str, Any] | None,
+                      colour_basis: int):
+    """The adapter on a copy of ``base_model`` given the stem's ``waves`` conv (``screen``) and/or the colour basis's
+    conv, each as peft's ``modules_to_save``: the adapter's own trained copy when it has one, else the new conv
+    (zero)."""
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    base_model = with_screen(base_model, screen)
+    from base_gan.generator import with_colour_basis
+
+    base_model = with_colour_basis(with_screen(base_model, screen), colour_basis)
     config = LoraConfig.from_pretrained(str(folder))
-    config.modules_to_save = [SCREEN_MODULE]
+    config.modules_to_save = extra_modules(base_model)
     config.base_model_name_or_path = None
     config.inference_mode = not trainable
     model = get_peft_model(base_model, config)
     state = load_file(str(Path(folder) / ADAPTER_WEIGHTS))
-    key = f"base_model.model.{SCREEN_MODULE}.weight"  # peft needs it: an adapter saved without starts at zero
-    state.setdefault(key, model.get_submodule(f"base_model.model.{SCREEN_MODULE}").original_module.weight)
+    for module in config.modules_to_save:  # peft needs each: an adapter saved without starts at zero
+        original = model.get_submodule(f"base_model.model.{module}").original_module.weight
+        state.setdefault(f"base_model.model.{module}.weight", original)
     loaded = set_peft_model_state_dict(model, state)
     if loaded.unexpected_keys:
         raise KeyError(f"unexpected tensors {loaded.unexpected_keys[:3]}")

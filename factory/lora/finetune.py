@@ -44,6 +44,7 @@ from typing import Any
 
 from torch import nn
 
+from base_gan.generator import with_colour_basis
 from base_gan.models import BaseGAN, build_model, model_spec
 from base_gan.train import Trainer
 from factory.core.atomic import atomic_write_json, atomic_write_png
@@ -153,7 +154,8 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
         readout = {**_readout(model, edit, data_dir, plan["pairs"]["train"], opts.seed), "before": before}
         trainer.state.seconds = readout["seconds"]  # charged to the budget
         atomic_write_json(out_dir / READOUT_FILE, readout)
-        log(f"{concept}: readout start, head.conv3 solved on the training pairs in {readout['seconds']:.1f} s")
+        log(f"{concept}: readout start, head.conv3{' and head.colour' if readout['colour_basis'] else ''} solved on "
+            f"the training pairs in {readout['seconds']:.1f} s")
     if not curve:
         curve = [{"step": 0, "seconds": round(trainer.state.seconds, 3), **test.score(edit, model)}]
 
@@ -216,15 +218,17 @@ def _scaled_pairs(data_dir: Path, train_ids: list[str], opts: FinetuneOptions, a
 def _student(base: BaseGAN, opts: FinetuneOptions, plan: dict, screen: dict[str, Any] | None
              ) -> tuple[nn.Module, LoraLayout | None, list | None]:
     """(the model to train, its LoRA layout or None, its trainable parameters or None for all of them)."""
+    colour = opts.colour_basis
     if opts.kind == "scratch":
-        return build_model(seed=opts.seed, **{**model_spec(base.model), **(screen or {})}), None, None
+        spec = {**model_spec(base.model), **(screen or {}), **({"colour_basis": colour} if colour else {})}
+        return build_model(seed=opts.seed, **spec), None, None
     if opts.kind == "full":
-        return with_screen(base.copy(), screen), None, None
+        return with_colour_basis(with_screen(base.copy(), screen), colour), None, None
     if opts.tune == "all":
-        model, layout = merged(base, Path(plan["init_adapter"]), screen)
+        model, layout = merged(base, Path(plan["init_adapter"]), screen, colour)
         return model, layout, None
     init = Path(plan["init_adapter"]) if plan.get("init_adapter") else None
-    model, layout = adapted(base, LoraLayout(**plan["layout"]), init, opts.seed, screen)
+    model, layout = adapted(base, LoraLayout(**plan["layout"]), init, opts.seed, screen, colour)
     return model, layout, lora_parameters(model)
 
 

@@ -47,6 +47,7 @@ class RunOptions:
     screen_lattice: bool = True      # with a screen: its lattice's distance planes too (SCREEN_LATTICE)
     readout: bool = True             # head.conv3 solved on the training pairs before the fine-tune (READOUT)
     ema: float = 0.9                 # the weights' moving average evaluated and kept (EMA)
+    colour_basis: int = 3            # the colour monomials' degree read by head.colour (COLOUR_BASIS; 0: none)
     seed: int = 0
 
     def teacher_overrides(self) -> dict[str, str | None]:
