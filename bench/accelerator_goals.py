@@ -39,7 +39,9 @@ EQUAL = {"equal 90 s, remade family assets": "all-family-remade/run_all.json",
          "each concept's speed-up window, shipped family assets, with the readout":
              "all-shipped-family-window/run_all.json",
          "equal 90 s, shipped family assets, the readout and the weights' moving average (--ema 0.9)":
-             "all-shipped-family-ema/run_all.json"}
+             "all-shipped-family-ema/run_all.json",
+         "equal 90 s, shipped family assets, the colour basis (--colour-basis 3), factory run's training defaults":
+             "all-shipped-family-colour/run_all.json"}
 GROUPS = ("all", "colour", "structural")
 
 
@@ -135,7 +137,9 @@ def equal_rows(label: str, path: Path) -> list[dict]:
         for arm, source in (("generated", label), ("tuned", f"{label}, the generated start with every weight tuned"),
                             ("auto", f"{label}, the start of --init auto"),
                             ("readout", f"{label}, the generated start and the readout (factory run's default)"),
-                            ("readout-tuned", f"{label}, the readout start with every weight tuned")):
+                            ("readout-tuned", f"{label}, the readout start with every weight tuned"),
+                            ("scratch-readout", f"{label}, control: scratch with the readout, no base (not an "
+                                                "accelerator: what the solve alone gives)")):
             if arm in eq:
                 out += arm_goals(s, eq, group, arm, source)
     return out

@@ -179,6 +179,7 @@ def main() -> None:
             rows.append({"concept": concept, "group": group, "way": way, "lr": opts.learning_rate(), "reused": reused,
                          "psnr": metrics["test"]["student"]["psnr"],
                          "start_psnr": metrics["test"].get("init_adapter", {}).get("psnr"),
+                         "readout_start_psnr": metrics["test"].get("readout_start", {}).get("psnr"),
                          "identity": metrics["test"]["identity"]["psnr"], "steps": metrics["training"]["steps"]})
     means = {w: statistics.mean(r["psnr"] for r in rows if r["way"] == w) for w in ways}
     by_group = {g: {w: statistics.mean(r["psnr"] for r in rows if r["way"] == w and r["group"] == g) for w in ways}
@@ -226,6 +227,13 @@ def markdown(r: dict) -> str:
         L += ["", f"{len(reused)} runs were read from an earlier run of this script in the same work folder (same "
               "pairs, seed and budget), not trained again: " + ", ".join(sorted({x.split('/')[1] for x in reused}))
               + "."]
+    solved = [w for w in ways if any(x.get("readout_start_psnr") is not None for x in r["rows"] if x["way"] == w)]
+    if solved:
+        L += ["", "The readout starts: PSNR (dB) after the solve, before the first step (the curve's first point).", "",
+              "| concept | " + " | ".join(solved) + " |", "| --- | " + " | ".join("---:" for _ in solved) + " |"]
+        for c in r["concepts"]:
+            by = {x["way"]: x.get("readout_start_psnr") for x in r["rows"] if x["concept"] == c}
+            L.append(f"| {c} | " + " | ".join("" if by.get(w) is None else f"{by[w]:.2f}" for w in solved) + " |")
     L += ["", f"Choice: **{r['choice']}** (the best mean of the ways that start from the generated adapter).", ""]
     return "\n".join(L)
 

@@ -72,7 +72,10 @@ def test_editor_is_the_merged_text_conditioned_model(ws: Workspace, exported: di
     folder = ws.editor("sepia")
     assert {"editor.onnx", "editor.int8.onnx", "editor.fp16.onnx", "card.json"} <= {p.name for p in folder.iterdir()}
     tokens, mask = TextEncoder.from_name("minilm", ws.text_cache).tokens([find_card("sepia").instruction])
-    base = load_model(ws.base("default"))
+    from base_gan.generator import with_colour_basis
+    from factory.lora.adapters import saved_colour_basis
+
+    base = with_colour_basis(load_model(ws.base("default")), saved_colour_basis(ws.lora("sepia")))
     unmerged = PeftModel.from_pretrained(base, str(ws.lora("sepia"))).eval()  # LoRA applied on the fly
     x = _held_out(ws)
     want = unmerged(torch.from_numpy(x), tokens, mask).numpy()

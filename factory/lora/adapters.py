@@ -15,7 +15,11 @@ Adapters are saved with ``PeftModel.save_pretrained`` (``adapter_config.json`` +
 ``adapter_model.safetensors``), each file moved into place atomically, so plain peft loads them::
 
     base = load_model(base_dir)
+    base = with_colour_basis(base, saved_colour_basis(adapter_dir))  # the colour basis's conv, when it has one
     model = PeftModel.from_pretrained(base, adapter_dir)   # or set_peft_model_state_dict
+
+(peft skips a ``modules_to_save`` module the model does not have, so without the second line an adapter trained
+with the colour basis loads without its colour map.)
 
 The adapter config names no base (``base_model_name_or_path`` is None): the shipped files carry no
 build paths, and peft then never looks for a config file at such a path.
