@@ -328,7 +328,10 @@ def test_cli_train_resume_and_sample(tiny, tmp_path):
 def test_init_adapter_for_finetune_checks_the_base(tiny, trained, tmp_path):
     out = generate_adapter("make it sepia", tmp_path / "init", workspace=tiny["ws"], base=tiny["base"], seed=0,
                            name="default")
-    assert AdapterLayout.of(*read_adapter(out)) == tiny["dataset"].layout
+    tensors, config = read_adapter(out)  # the generator's LoRA tensors, plus the colour basis's conv trained whole
+    assert tensors.pop("base_model.model.head.colour.weight").shape[:2] == (3, 19)
+    layout = AdapterLayout.of(tensors, config)
+    assert (layout.keys, layout.shapes) == (tiny["dataset"].layout.keys, tiny["dataset"].layout.shapes)
     save_model(build_generator(**GEN), tmp_path / "another")
     with pytest.raises(FactoryError, match="trained on adapters of base"):
         generate_adapter("make it sepia", tmp_path / "init2", workspace=tiny["ws"], base=tmp_path / "another",
@@ -424,7 +427,10 @@ def test_finetune_starts_from_the_generated_adapter(tiny, trained, tmp_path):
     meta = json.loads((init / "weightgen.json").read_text())
     assert meta["instruction"] == card.instruction and Path(meta["weightgen"]) == ws.weightgen("default")
     assert m["init_adapter"] == str(init.resolve()) and m["training"]["steps"] == 2
-    assert AdapterLayout.of(*read_adapter(out)) == tiny["dataset"].layout
+    tensors, config = read_adapter(out)  # the generator's LoRA tensors, plus the colour basis's conv trained whole
+    assert tensors.pop("base_model.model.head.colour.weight").shape[:2] == (3, 19)
+    layout = AdapterLayout.of(tensors, config)
+    assert (layout.keys, layout.shapes) == (tiny["dataset"].layout.keys, tiny["dataset"].layout.shapes)
     # the curve starts at the generated adapter's quality, not at the base's
     from factory.evaluation.heldout import HeldOutPairs, text_conditioned
     from factory.lora.adapters import load_adapter
