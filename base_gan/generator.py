@@ -282,13 +282,13 @@ class ResBlock(nn.Module):
 class Head(nn.Module):
     """Two nearest x2 + conv stages fused with the s2/s1 skips, then a 3x3 conv to the RGB delta."""
 
-    def __init__(self, c: int, act, norm: str, colour_terms: int = 0) -> None:
+    def __init__(self, c: int, act, norm: str, n_colour: int = 0) -> None:
         super().__init__()
         self.conv1 = _conv(c, c)
         self.conv2 = _conv(c, c // 2)
         self.conv3 = _conv(c // 2, 3)
-        if colour_terms:
-            self.colour = nn.Conv2d(colour_terms, 3, 1, bias=False)
+        if n_colour:  # the colour basis's conv over that many monomials
+            self.colour = nn.Conv2d(n_colour, 3, 1, bias=False)
         self.norm1 = _norm(norm, c)
         self.act = act()
 
