@@ -64,10 +64,13 @@ def reference_concepts(arch: str) -> list[str]:
 
 
 def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float | None, eval_seconds: float,
-                  min_seconds: float, seed: int = 0, screen: bool = False, augment: bool = True) -> dict:
+                  min_seconds: float, seed: int = 0, screen: bool = False, augment: bool = True,
+                  colour_basis: int = 0, ema: float = 0.0) -> dict:
     """Train ``arch`` on ``concept`` to its plateau (or the cap); returns the result written to ``out``.
     ``screen``: our architecture gets position channels at the concept's fixed screen, when it has one (as
-    ``--screen auto`` gives run_all's scratch arm); ``augment``: the random flip and resized crop of the pairs."""
+    ``--screen auto`` gives run_all's scratch arm); ``augment``: the random flip and resized crop of the pairs;
+    ``colour_basis``: our architecture with the colour basis of this degree (run_all's ``--colour-basis``);
+    ``ema``: evaluated as the moving average of its weights, this decay (run_all's ``--ema``)."""
     spec = ARCHS[arch]
     generator = spec["generator"]
     if generator == "shipped base":
@@ -77,16 +80,18 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
             from factory.lora.pair_selection import train_ids
 
             generator = {**generator, **(fitted_screen(ws.data(concept), train_ids(ws.data(concept))) or {})}
+        if colour_basis:
+            generator = {**generator, "colour_basis": colour_basis}
     folder = ws.root / "runs" / f"{arch}-{concept}"
     settings = TrainSettings(generator=generator, disc_nf=spec["disc_nf"], steps=10**9,
                              seconds=cap or spec["cap"], batch=spec["batch"], lr=spec["lr"], beta1=0.5,
-                             decay_from=1.0, checkpoint_every=200, seed=seed, augment=augment)
+                             decay_from=1.0, checkpoint_every=200, seed=seed, augment=augment,
+                             ema=ema or None)
     trainer = Trainer(folder, [ws.data(concept)], settings, text_cache=ws.text_cache)
     test = HeldOutPairs(ws.data(concept), "test")
-    model = trainer.G
 
     def edit(x: torch.Tensor) -> torch.Tensor:
-        tokens = trainer.text_tokens
+        tokens, model = trainer.text_tokens, trainer.final_model()
         return model(x) if tokens is None else model(x, tokens[:1].expand(len(x), -1, -1),
                                                       trainer.text_mask[:1].expand(len(x), -1))
 
@@ -95,13 +100,13 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
         curve = [r for r in read_curve(folder / "curve.csv") if r["step"] <= trainer.state.step]
         log(f"{arch} {concept}: resuming at step {trainer.state.step} ({trainer.state.seconds:.0f} s)")
     if not curve:
-        curve = [{"step": 0, "seconds": 0.0, **test.score(edit, model)}]
+        curve = [{"step": 0, "seconds": 0.0, **test.score(edit, trainer.final_model())}]
 
     def at_plateau() -> dict | None:
         return plateau(curve, PLATEAU["min_gain_db"], PLATEAU["last_fraction"], min_seconds)
 
     def record(state) -> bool:
-        curve.append({"step": state.step, "seconds": round(state.seconds, 3), **test.score(edit, model)})
+        curve.append({"step": state.step, "seconds": round(state.seconds, 3), **test.score(edit, trainer.final_model())})
         write_curve(folder / "curve.csv", curve)
         return at_plateau() is not None
 
@@ -112,7 +117,8 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
     result = {
         "arch": arch, "concept": concept, "group": concept_split().group.get(concept),
         "instruction": find_card(concept).instruction,
-        "settings": spec | {"generator": generator, "cap_seconds": cap or spec["cap"], "augment": augment},
+        "settings": spec | {"generator": generator, "cap_seconds": cap or spec["cap"], "augment": augment,
+                            "ema": ema},
         "seed": seed, "eval_seconds": eval_seconds, "plateau_rule": PLATEAU | {"min_seconds": min_seconds},
         "plateau": reached, "stopped": "plateau" if reached else "cap reached (no plateau yet: said plainly)",
         "steps": trainer.state.step, "training_seconds": round(trainer.state.seconds, 1),
@@ -162,6 +168,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/results/references"))
     ap.add_argument("--screen", action="store_true", help="our architecture gets position channels at the concept's "
                     "fixed screen, when it has one (run_all's scratch arm under --screen auto)")
+    ap.add_argument("--colour-basis", type=int, default=0, help="our architecture with the colour basis of this "
+                    "degree (run_all's arms under --colour-basis; factory run's default is 3)")
+    ap.add_argument("--ema", type=float, default=0.0, help="evaluate the moving average of the weights, this decay "
+                    "(run_all's arms under --ema)")
     ap.add_argument("--no-augment", action="store_true", help="no random flip and resized crop of the pairs "
                     "(run_all's arms under --no-augment)")
     args = ap.parse_args()
@@ -182,7 +192,8 @@ def main() -> None:
             log(f"{arch} {concept}: training to its plateau")
             r = run_reference(ws, arch, concept, args.out, 20.0 if args.quick else None,
                               5.0 if args.quick else EVAL_SECONDS, 10.0 if args.quick else PLATEAU["min_seconds"],
-                              screen=args.screen, augment=not args.no_augment)
+                              screen=args.screen, augment=not args.no_augment,
+                              colour_basis=args.colour_basis, ema=args.ema)
             atomic_write_text(args.out / "references.md", summary(args.out))
             log(f"{arch} {concept}: {r['stopped']} after {r['training_seconds']:.0f} s, best PSNR {r['best_psnr']:.2f} "
                 f"dB (identity {r['identity']['psnr']:.2f})")

@@ -423,7 +423,8 @@ def test_the_colour_basis_is_solved_with_the_readout_and_travels_in_the_adapter(
     x = test.source[:4]
     coloured = with_colour_basis(copy.deepcopy(base), 3).eval()
     with torch.no_grad():
-        assert torch.equal(editor(coloured)(x), editor(base)(x))
+        # a fresh module's convs may take another CPU kernel: equal to float rounding, not bit for bit
+        assert torch.allclose(editor(coloured)(x), editor(base)(x), atol=1e-6)
     plain = copy.deepcopy(base)
     solve_readout(plain, editor(plain), train.source, train.target)
     lora = wrap(coloured, LoraLayout(["up2", "head"], rank=4, bias=True)).eval()
