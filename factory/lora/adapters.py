@@ -216,6 +216,17 @@ def with_screen(model: nn.Module, screen: dict[str, Any] | None) -> nn.Module:
     return with_screen_waves(model, screen["screen_waves"], screen["screen_size"], screen.get("screen_lattice"))
 
 
+def with_extras(model: nn.Module, screen: dict[str, Any] | None, colour_basis: int) -> nn.Module:
+    """``model`` given the convs a LoRA run trains whole beside its factors, each zero at the start: the stem's
+    ``waves`` conv for ``screen`` (``screen_of``'s form) and the colour basis's ``head.colour`` of degree
+    ``colour_basis``; a conv the model already has is kept, and ``model`` itself comes back when it needs neither."""
+    from base_gan.generator import with_colour_basis
+
+    if not screen_of(model):
+        model = with_screen(model, screen)
+    return with_colour_basis(model, colour_basis)
+
+
 def saved_screen(folder: Path) -> dict[str, Any] | None:
     """The screen a saved adapter trained its ``waves`` conv for (``screen.json``), else None."""
     path = Path(folder) / SCREEN_FILE
@@ -340,9 +351,7 @@ def _load_with_extras(base_model: nn.Module, folder: Path, trainable: bool, scre
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    from base_gan.generator import with_colour_basis
-
-    base_model = with_colour_basis(with_screen(base_model, screen), colour_basis)
+    base_model = with_extras(base_model, screen, colour_basis)
     config = LoraConfig.from_pretrained(str(folder))
     config.modules_to_save = extra_modules(base_model)
     config.base_model_name_or_path = None

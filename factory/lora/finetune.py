@@ -44,7 +44,6 @@ from typing import Any
 
 from torch import nn
 
-from base_gan.generator import with_colour_basis
 from base_gan.models import BaseGAN, build_model, model_spec
 from base_gan.train import Trainer
 from factory.core.atomic import atomic_write_json, atomic_write_png
@@ -62,7 +61,7 @@ from factory.lora.adapters import (
     lora_parameters,
     save_adapter,
     screen_of,
-    with_screen,
+    with_extras,
 )
 from factory.lora.options import ADAPTER_LR, LORA_BIAS, SCRATCH_LR, FinetuneOptions
 from factory.lora.trials import adapted, conditioned, merged, zero_shot
@@ -223,7 +222,7 @@ def _student(base: BaseGAN, opts: FinetuneOptions, plan: dict, screen: dict[str,
         spec = {**model_spec(base.model), **(screen or {}), **({"colour_basis": colour} if colour else {})}
         return build_model(seed=opts.seed, **spec), None, None
     if opts.kind == "full":
-        return with_colour_basis(with_screen(base.copy(), screen), colour), None, None
+        return with_extras(base.copy(), screen, colour), None, None
     if opts.tune == "all":
         model, layout = merged(base, Path(plan["init_adapter"]), screen, colour)
         return model, layout, None

@@ -12,19 +12,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from base_gan.generator import with_colour_basis
 from base_gan.models import BaseGAN
 from base_gan.train import Trainer, TrainSettings
 from factory.evaluation.heldout import HeldOutPairs, text_conditioned
 from factory.lora.adapters import (
     LoraLayout,
-    colour_basis_of,
     count_adapter_params,
     layout_of_adapter,
     load_adapter,
     lora_parameters,
-    screen_of,
-    with_screen,
+    with_extras,
     wrap,
 )
 
@@ -39,7 +36,7 @@ def adapted(base: BaseGAN, layout: LoraLayout | None, init_adapter: Path | None,
     if init_adapter is not None:
         return (load_adapter(base.copy(), init_adapter, trainable=True, screen=screen, colour_basis=colour_basis),
                 layout_of_adapter(init_adapter))
-    return wrap(with_colour_basis(with_screen(base.copy(), screen), colour_basis), layout, seed=seed), layout
+    return wrap(with_extras(base.copy(), screen, colour_basis), layout, seed=seed), layout
 
 
 def merged(base: BaseGAN, init_adapter: Path, screen: dict[str, Any] | None = None,
@@ -47,11 +44,7 @@ def merged(base: BaseGAN, init_adapter: Path, screen: dict[str, Any] | None = No
     """(a copy of the base with the saved adapter merged into its weights, every weight trainable; its layout);
     with ``screen``, plus the stem's ``waves`` conv, and with ``colour_basis``, the colour basis (each zero at the
     start when the adapter has none)."""
-    model = load_adapter(base.copy(), init_adapter).merge_and_unload()
-    if not screen_of(model):
-        model = with_screen(model, screen)
-    if not colour_basis_of(model):
-        model = with_colour_basis(model, colour_basis)
+    model = with_extras(load_adapter(base.copy(), init_adapter).merge_and_unload(), screen, colour_basis)
     return model.requires_grad_(True), layout_of_adapter(init_adapter)
 
 
