@@ -106,7 +106,8 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
         return plateau(curve, PLATEAU["min_gain_db"], PLATEAU["last_fraction"], min_seconds)
 
     def record(state) -> bool:
-        curve.append({"step": state.step, "seconds": round(state.seconds, 3), **test.score(edit, trainer.final_model())})
+        point = test.score(edit, trainer.final_model())
+        curve.append({"step": state.step, "seconds": round(state.seconds, 3), **point})
         write_curve(folder / "curve.csv", curve)
         return at_plateau() is not None
 
