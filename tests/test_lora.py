@@ -604,3 +604,24 @@ def test_a_concept_with_a_screen_trains_its_waves_conv_and_the_adapter_brings_it
     res = invoke(ws, "finetune", "negative", "--base", "tiny", "--layers", "down2,up1", "--rank", "2", "--steps", "2",
                  "--batch", "2", "--eval-every", "2", "--out", str(ws.root / "neg-screen"))
     assert res.exit_code == 0 and "a fixed screen" not in res.output, res.output
+
+
+def test_with_extras_adds_each_missing_conv_at_zero_and_keeps_the_ones_there() -> None:
+    """with_extras: a base given the screen's waves conv and the colour basis edits exactly as before (both zero);
+    a model that already has them comes back with its trained convs kept; neither asked: the model itself."""
+    from base_gan.generator import build_generator
+    from factory.lora.adapters import colour_basis_of, screen_of, with_extras
+
+    base = build_generator(seed=0, ngf=8, heads=2, image_size=32).eval()
+    screen = {"screen_waves": [[0.1, 0.1], [0.1, -0.1]], "screen_size": 32}
+    assert with_extras(base, None, 0) is base
+    extended = with_extras(base, screen, 3).eval()
+    assert screen_of(extended)["screen_waves"] == screen["screen_waves"] and colour_basis_of(extended) == 3
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(extended(x), base(x), atol=1e-6)
+        extended.head.colour.weight.fill_(0.01)
+        extended.stem.waves.weight.fill_(0.01)
+        again = with_extras(extended, screen, 3)
+        assert again is extended and not torch.allclose(again(x), base(x), atol=1e-3)
+    assert screen_of(base) is None and colour_basis_of(base) == 0  # the base itself is left as it was

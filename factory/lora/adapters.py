@@ -224,7 +224,9 @@ def with_extras(model: nn.Module, screen: dict[str, Any] | None, colour_basis: i
 
     if not screen_of(model):
         model = with_screen(model, screen)
-    return with_colour_basis(model, colour_basis)
+    if not colour_basis_of(model):
+        model = with_colour_basis(model, colour_basis)
+    return model
 
 
 def saved_screen(folder: Path) -> dict[str, Any] | None:
