@@ -144,6 +144,20 @@ def plot(result: dict) -> object:
                       ylabel="held-out PSNR dB", hlines=refs)
 
 
+def training_of(settings: dict) -> str:
+    """The options a reference trained with, in words (a run recorded before an option existed had it off)."""
+    generator = settings.get("generator")
+    spec = generator if isinstance(generator, dict) else {}
+    words = ["augmented" if settings.get("augment", True) else "no augmentation"]
+    if spec.get("screen_waves"):
+        words.append("screen")
+    if spec.get("colour_basis"):
+        words.append(f"colour basis {spec['colour_basis']}")
+    if settings.get("ema"):
+        words.append(f"EMA {settings['ema']:g}")
+    return ", ".join(words)
+
+
 def summary(out: Path) -> str:
     """A markdown table of every finished reference run in ``out`` (the figures the README may quote)."""
     rows = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
@@ -151,12 +165,12 @@ def summary(out: Path) -> str:
              "Held-out (test-split pairs, test photos) PSNR in dB of each reference student trained from random",
              f"weights, one seed, evaluated every {EVAL_SECONDS:g} s of training; written by",
              "`python bench/references.py`.",
-             "", "| arch | concept | group | stopped | training s | steps | best PSNR | final PSNR | identity PSNR "
-             "| load avg |", "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "", "| arch | concept | group | training | stopped | training s | steps | best PSNR | final PSNR "
+             "| identity PSNR | load avg |", "| --- | --- | --- | --- | --- " + "| ---: " * 6 + "|"]
     for r in rows:
-        lines.append(f"| {r['arch']} | {r['concept']} | {r['group']} | {r['stopped']} | {r['training_seconds']:.0f} "
-                     f"| {r['steps']} | {r['best_psnr']:.2f} | {r['final']['psnr']:.2f} | {r['identity']['psnr']:.2f} "
-                     f"| {r['load_average_1min']:.2f} |")
+        lines.append(f"| {r['arch']} | {r['concept']} | {r['group']} | {training_of(r['settings'])} | {r['stopped']} "
+                     f"| {r['training_seconds']:.0f} | {r['steps']} | {r['best_psnr']:.2f} | {r['final']['psnr']:.2f} "
+                     f"| {r['identity']['psnr']:.2f} | {r['load_average_1min']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
