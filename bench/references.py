@@ -65,21 +65,28 @@ def reference_concepts(arch: str) -> list[str]:
 
 def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float | None, eval_seconds: float,
                   min_seconds: float, seed: int = 0, screen: bool = False, augment: bool = True,
-                  colour_basis: int = 0, ema: float = 0.0) -> dict:
+                  colour_basis: int = 0, ema: float = 0.0, screen_options: dict | None = None) -> dict:
     """Train ``arch`` on ``concept`` to its plateau (or the cap); returns the result written to ``out``.
     ``screen``: our architecture gets position channels at the concept's fixed screen, when it has one (as
     ``--screen auto`` gives run_all's scratch arm); ``augment``: the random flip and resized crop of the pairs;
     ``colour_basis``: our architecture with the colour basis of this degree (run_all's ``--colour-basis``);
-    ``ema``: evaluated as the moving average of its weights, this decay (run_all's ``--ema``)."""
+    ``ema``: evaluated as the moving average of its weights, this decay (run_all's ``--ema``);
+    ``screen_options``: with ``screen``, ``harmonics``, ``lattice`` and ``scale`` as run_all's ``--screen-harmonics``,
+    ``--screen-lattice`` and ``--screen-scale`` give them (the last: also train on windows rescaled up to it)."""
     spec = ARCHS[arch]
-    generator = spec["generator"]
+    generator, scaled = spec["generator"], None
+    opts = {"harmonics": False, "lattice": False, "scale": 1.0, **(screen_options or {})}
     if generator == "shipped base":
         generator = model_spec(load_model(pretrained_base()))
         if screen:
             from factory.lora.finetune import fitted_screen
             from factory.lora.pair_selection import train_ids
 
-            generator = {**generator, **(fitted_screen(ws.data(concept), train_ids(ws.data(concept))) or {})}
+            ids = train_ids(ws.data(concept))
+            fitted = fitted_screen(ws.data(concept), ids, harmonics=opts["harmonics"], lattice=opts["lattice"])
+            generator = {**generator, **(fitted or {})}
+            if fitted and opts["scale"] > 1:
+                scaled = rescaled_windows(ws.data(concept), ids, opts["scale"], augment, seed)
         if colour_basis:
             generator = {**generator, "colour_basis": colour_basis}
     folder = ws.root / "runs" / f"{arch}-{concept}"
@@ -87,7 +94,8 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
                              seconds=cap or spec["cap"], batch=spec["batch"], lr=spec["lr"], beta1=0.5,
                              decay_from=1.0, checkpoint_every=200, seed=seed, augment=augment,
                              ema=ema or None)
-    trainer = Trainer(folder, [ws.data(concept)], settings, text_cache=ws.text_cache)
+    trainer = Trainer(folder, [ws.data(concept)], settings, text_cache=ws.text_cache, data=scaled,
+                      ids=None if scaled is None else {concept: train_ids(ws.data(concept))})
     test = HeldOutPairs(ws.data(concept), "test")
 
     def edit(x: torch.Tensor) -> torch.Tensor:
@@ -119,7 +127,7 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
         "arch": arch, "concept": concept, "group": concept_split().group.get(concept),
         "instruction": find_card(concept).instruction,
         "settings": spec | {"generator": generator, "cap_seconds": cap or spec["cap"], "augment": augment,
-                            "ema": ema},
+                            "ema": ema, "screen_scale": opts["scale"] if scaled is not None else 1.0},
         "seed": seed, "eval_seconds": eval_seconds, "plateau_rule": PLATEAU | {"min_seconds": min_seconds},
         "plateau": reached, "stopped": "plateau" if reached else "cap reached (no plateau yet: said plainly)",
         "steps": trainer.state.step, "training_seconds": round(trainer.state.seconds, 1),
@@ -130,6 +138,20 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
     atomic_write_json(out / f"{arch}-{concept}.json", result)
     atomic_write_png(out / f"{arch}-{concept}.png", plot(result))
     return result
+
+
+def rescaled_windows(data_dir: Path, ids: list[str], scale: float, augment: bool, seed: int):
+    """The training pairs plus windows rescaled up to ``scale`` (``factory.data.multiscale.ScaledPairs``), as
+    ``factory run --screen-scale`` trains a screen concept; None when the concept's recipe cannot be rescaled."""
+    from factory.data.dataset import PairedDataset
+    from factory.data.multiscale import ScaledPairs, scalable_recipe
+
+    recipe, why = scalable_recipe(data_dir, scale)
+    if recipe is None:
+        log(f"{data_dir.name}: training at the pairs' size only: {why}")
+        return None
+    pairs = PairedDataset([data_dir], split="train", augment=augment, ids={data_dir.name: ids})
+    return ScaledPairs(pairs, recipe, scale, seed=seed)
 
 
 def plot(result: dict) -> object:
@@ -153,6 +175,8 @@ def training_of(settings: dict) -> str:
         words.append("screen")
     if spec.get("colour_basis"):
         words.append(f"colour basis {spec['colour_basis']}")
+    if settings.get("screen_scale", 1.0) > 1:
+        words.append(f"windows to {settings['screen_scale']:g}x")
     if settings.get("ema"):
         words.append(f"EMA {settings['ema']:g}")
     return ", ".join(words)
@@ -183,6 +207,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/results/references"))
     ap.add_argument("--screen", action="store_true", help="our architecture gets position channels at the concept's "
                     "fixed screen, when it has one (run_all's scratch arm under --screen auto)")
+    ap.add_argument("--screen-harmonics", action="store_true", help="with --screen: the waves' second harmonics too "
+                    "(run_all's --screen-harmonics)")
+    ap.add_argument("--screen-lattice", action="store_true", help="with --screen: the lattice's distance planes too "
+                    "(run_all's --screen-lattice)")
+    ap.add_argument("--screen-scale", type=float, default=1.0, help="with --screen: also train on windows rescaled "
+                    "up to this factor (run_all's --screen-scale)")
     ap.add_argument("--colour-basis", type=int, default=0, help="our architecture with the colour basis of this "
                     "degree (run_all's arms under --colour-basis; factory run's default is 3)")
     ap.add_argument("--ema", type=float, default=0.0, help="evaluate the moving average of the weights, this decay "
@@ -208,7 +238,9 @@ def main() -> None:
             r = run_reference(ws, arch, concept, args.out, 20.0 if args.quick else None,
                               5.0 if args.quick else EVAL_SECONDS, 10.0 if args.quick else PLATEAU["min_seconds"],
                               screen=args.screen, augment=not args.no_augment,
-                              colour_basis=args.colour_basis, ema=args.ema)
+                              colour_basis=args.colour_basis, ema=args.ema,
+                              screen_options={"harmonics": args.screen_harmonics, "lattice": args.screen_lattice,
+                                              "scale": args.screen_scale})
             atomic_write_text(args.out / "references.md", summary(args.out))
             log(f"{arch} {concept}: {r['stopped']} after {r['training_seconds']:.0f} s, best PSNR {r['best_psnr']:.2f} "
                 f"dB (identity {r['identity']['psnr']:.2f})")
