@@ -86,7 +86,11 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
             fitted = fitted_screen(ws.data(concept), ids, harmonics=opts["harmonics"], lattice=opts["lattice"])
             generator = {**generator, **(fitted or {})}
             if fitted and opts["scale"] > 1:
-                scaled = rescaled_windows(ws.data(concept), ids, opts["scale"], augment, seed)
+                from factory.data.multiscale import rescaled_pairs
+
+                scaled, why = rescaled_pairs(ws.data(concept), ids, opts["scale"], augment, seed)
+                if scaled is None:
+                    log(f"{concept}: training at the pairs' size only: {why}")
         if colour_basis:
             generator = {**generator, "colour_basis": colour_basis}
     folder = ws.root / "runs" / f"{arch}-{concept}"
@@ -95,7 +99,7 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
                              decay_from=1.0, checkpoint_every=200, seed=seed, augment=augment,
                              ema=ema or None)
     trainer = Trainer(folder, [ws.data(concept)], settings, text_cache=ws.text_cache, data=scaled,
-                      ids=None if scaled is None else {concept: train_ids(ws.data(concept))})
+                      ids=None if scaled is None else {concept: ids})
     test = HeldOutPairs(ws.data(concept), "test")
 
     def edit(x: torch.Tensor) -> torch.Tensor:
@@ -138,20 +142,6 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
     atomic_write_json(out / f"{arch}-{concept}.json", result)
     atomic_write_png(out / f"{arch}-{concept}.png", plot(result))
     return result
-
-
-def rescaled_windows(data_dir: Path, ids: list[str], scale: float, augment: bool, seed: int):
-    """The training pairs plus windows rescaled up to ``scale`` (``factory.data.multiscale.ScaledPairs``), as
-    ``factory run --screen-scale`` trains a screen concept; None when the concept's recipe cannot be rescaled."""
-    from factory.data.dataset import PairedDataset
-    from factory.data.multiscale import ScaledPairs, scalable_recipe
-
-    recipe, why = scalable_recipe(data_dir, scale)
-    if recipe is None:
-        log(f"{data_dir.name}: training at the pairs' size only: {why}")
-        return None
-    pairs = PairedDataset([data_dir], split="train", augment=augment, ids={data_dir.name: ids})
-    return ScaledPairs(pairs, recipe, scale, seed=seed)
 
 
 def plot(result: dict) -> object:

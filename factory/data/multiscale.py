@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from factory.data.dataset import PairedDataset, full_resolution_reference, to_tensor
 from factory.runtime.position import position_grid
 
-__all__ = ["ScaledPairs", "scalable_recipe"]
+__all__ = ["ScaledPairs", "rescaled_pairs", "scalable_recipe"]
 
 #: rescaled windows drawn per pair (1: half of the samples at the pairs' size, half windows)
 WINDOWS_PER_PAIR = 1
@@ -43,6 +43,17 @@ def scalable_recipe(data_dir: Path, max_scale: float) -> tuple[list | None, str]
     except RescaleError as exc:
         return None, str(exc)
     return recipe, ""
+
+
+def rescaled_pairs(data_dir: Path, ids: list[str], max_scale: float, augment: bool,
+                   seed: int) -> tuple[ScaledPairs | None, str]:
+    """(the concept's training pairs ``ids`` with windows rescaled up to ``max_scale``, ""), or (None, why not) when
+    its teacher cannot be run at that scale."""
+    recipe, why = scalable_recipe(data_dir, max_scale)
+    if recipe is None:
+        return None, why
+    pairs = PairedDataset([data_dir], split="train", augment=augment, ids={data_dir.name: ids})
+    return ScaledPairs(pairs, recipe, max_scale, seed=seed), ""
 
 
 class ScaledPairs(Dataset):

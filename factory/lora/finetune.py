@@ -202,16 +202,11 @@ def fitted_screen(data_dir: Path, train_ids: list[str], harmonics: bool = False,
 
 def _scaled_pairs(data_dir: Path, train_ids: list[str], opts: FinetuneOptions, augment: bool) -> tuple[Any, str]:
     """(the training pairs with rescaled windows, ``factory.data.multiscale.ScaledPairs``, or None; why not)."""
-    from factory.data.dataset import PairedDataset
-    from factory.data.multiscale import ScaledPairs, scalable_recipe
+    from factory.data.multiscale import rescaled_pairs
 
     if opts.screen_scale <= 1:
         return None, "--screen-scale 1"
-    recipe, why = scalable_recipe(data_dir, opts.screen_scale)
-    if recipe is None:
-        return None, why
-    pairs = PairedDataset([data_dir], split="train", augment=augment, ids={data_dir.name: train_ids})
-    return ScaledPairs(pairs, recipe, opts.screen_scale, seed=opts.seed), ""
+    return rescaled_pairs(data_dir, train_ids, opts.screen_scale, augment, opts.seed)
 
 
 def _student(base: BaseGAN, opts: FinetuneOptions, plan: dict, screen: dict[str, Any] | None
