@@ -15,7 +15,6 @@ Numpy/OpenCV only. Writes ``bench/results/fullsize-scale-bound.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 
 import cv2
@@ -27,18 +26,17 @@ WIDTH, HEIGHT = 4000, 3000
 
 
 def scale_bound(concept: str, photos: list, pair_size: int) -> dict:
-    """PSNR (dB) of the teacher at each k x the pairs' size, upscaled to full size, per photo and on average."""
-    from fullsize import big_photo
-
+    """PSNR (dB) of the teacher at each k x the pairs' size, upscaled to full size, per photo (``photos``: (name,
+    the photo at full size)) and its mean and spread (``mean_spread``)."""
     from concepts.cards import find_card
+    from factory.evaluation.protocol import mean_spread
     from factory.export.fullsize import psnr_u8
     from factory.teachers.rescale import apply_recipe_at
 
     recipe = find_card(concept).teacher.params["recipe"]
     factor = min(WIDTH, HEIGHT) / pair_size
     per_photo = []
-    for name, rgb in photos:
-        big = big_photo(rgb, WIDTH, HEIGHT)
+    for name, big in photos:
         full = apply_recipe_at(big, recipe, factor)
         row = {"photo": name, "unchanged_db": round(psnr_u8(big, full), 2), "upscaled_db": {}}
         for k in SCALES:
@@ -48,13 +46,13 @@ def scale_bound(concept: str, photos: list, pair_size: int) -> dict:
             row["upscaled_db"][str(k)] = round(psnr_u8(up, full), 2)
         per_photo.append(row)
         log(f"{concept} {name}: {row['upscaled_db']}")
-
-    def mean_sd(values: list[float]) -> list[float]:
-        return [round(statistics.mean(values), 2), round(statistics.stdev(values), 2) if len(values) > 1 else 0.0]
-
     return {"concept": concept, "factor": round(factor, 3), "photos": per_photo,
-            "mean_sd": {str(k): mean_sd([r["upscaled_db"][str(k)] for r in per_photo]) for k in SCALES},
-            "unchanged": mean_sd([r["unchanged_db"] for r in per_photo])}
+            "upscaled": {str(k): mean_spread(r["upscaled_db"][str(k)] for r in per_photo) for k in SCALES},
+            "unchanged": mean_spread(r["unchanged_db"] for r in per_photo)}
+
+
+def _cell(m: dict) -> str:
+    return f"{round(m['mean'], 2)} ± {round(m['std'], 2)}"
 
 
 def render(res: dict) -> str:
@@ -66,8 +64,8 @@ def render(res: dict) -> str:
              "| concept | unchanged photo | " + " | ".join(f"{k}x" for k in SCALES) + " |",
              "| --- | ---: | " + " | ".join("---:" for _ in SCALES) + " |"]
     for c in res["concepts"]:
-        cells = [f"{m} ± {s}" for m, s in (c["mean_sd"][str(k)] for k in SCALES)]
-        lines.append(f"| {c['concept']} | {c['unchanged'][0]} ± {c['unchanged'][1]} | " + " | ".join(cells) + " |")
+        cells = [_cell(c["upscaled"][str(k)]) for k in SCALES]
+        lines.append(f"| {c['concept']} | {_cell(c['unchanged'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -80,7 +78,10 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=3, help="test photos per concept")
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     args = ap.parse_args()
-    photos = [(p.name, p.rgb) for p in default_photos(fetch=False).split("test")[:args.photos]]
+    from fullsize import big_photo
+
+    test = default_photos(fetch=False).split("test")[:args.photos]
+    photos = [(p.name, big_photo(p.rgb, WIDTH, HEIGHT)) for p in test]  # each made once, for every concept
     res = {**provenance("fullsize_scale_bound.py"), "pair_size": SIZE, "scales": list(SCALES),
            "concepts": [scale_bound(c, photos, SIZE) for c in args.concepts.split(",")]}
     log(f"wrote {write_results(args.out, 'fullsize-scale-bound', False, res, render(res))}")
