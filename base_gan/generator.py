@@ -122,10 +122,10 @@ BRANCH_INIT_SCALE = 0.1  # residual branch outputs (res conv2, attn/xattn out, f
 SCREEN_PERIODS = (4, 8, 16)
 
 #: the colour basis (``colour_basis``, a degree): every monomial of the source pixel's R, G and B up to that degree
-#: (3, 9 or 19 of them), read by ``head.colour``, a 1x1 conv that starts at zero, into the delta. A per-pixel colour
-#: map (curves, channel mixes, saturation, tints) is then linear in weights the readout start solves in closed form
-#: (``factory.lora.readout``), instead of being learnt by steps through the whole network.
-COLOUR_DEGREES = (1, 2, 3)
+#: (3, 9, 19, 34 or 55 of them), read by ``head.colour``, a 1x1 conv that starts at zero, into the delta. A
+#: per-pixel colour map (curves, channel mixes, saturation, tints) is then linear in weights the readout start
+#: solves in closed form (``factory.lora.readout``), instead of being learnt by steps through the whole network.
+COLOUR_DEGREES = (1, 2, 3, 4, 5)
 
 ACTIVATIONS = {"lrelu": lambda: nn.LeakyReLU(0.2), "relu": nn.ReLU, "silu": nn.SiLU}
 NORMS = {"none", "group", "batch"}

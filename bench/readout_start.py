@@ -9,6 +9,9 @@ hold it exactly: the readout is a LoRA start, not a new kind of model. This meas
 held-out test pairs of: the unchanged photo; the base with the generated adapter (the shipped weight generator's
 start); the same with its ``head.conv3`` solved; and the base alone (its text-only output) with it solved; plus the
 readout's cost (a forward pass over the training pairs and the solve, seconds on this machine, not timed alone).
+With ``--colour-degrees``, also the generated start solved with a colour basis of each degree (``head.colour``
+over the source pixel's colour monomials, solved with ``head.conv3``): how much of a concept a per-pixel colour map
+of that degree fits before the first step.
 
 Concepts and pairs are ``bench/tune_choice.py``'s (the first 2 named validation concepts per group and one family
 concept per group no shipped asset trained on; 160 pairs at 128 px, data seed 0). Nothing here is a test figure.
@@ -38,6 +41,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--per-group", type=int, default=2, help="named validation concepts per group")
     ap.add_argument("--family", type=int, default=1, help="family validation concepts per group")
     ap.add_argument("--concepts", help="comma-separated named validation concepts instead of the default draw")
+    ap.add_argument("--colour-degrees", default="",
+                    help="comma-separated colour-basis degrees (base_gan.generator.COLOUR_DEGREES) to solve the "
+                         "generated start with, beside the plain readout")
     ap.add_argument("--name", default="readout_start", help="results file name")
     ap.add_argument("--workspace", type=Path, default=Path("bench/work/tune-choice"))
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
@@ -45,11 +51,13 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> None:
+    from base_gan.generator import with_colour_basis
     from base_gan.models import BaseGAN
     from factory.lora.adapters import load_adapter
     from factory.lora.readout import RIDGE, SAMPLES, solve_readout
 
     args = parse_args()
+    degrees = [int(d) for d in args.colour_degrees.split(",") if d.strip()]
     ws = Workspace(args.workspace)
     base_dir, wg_dir, m = shipped()
     base = BaseGAN.load(base_dir)
@@ -70,9 +78,15 @@ def main() -> None:
             row[start] = test.score(edit, model)["psnr"]
             row[f"{start}_seconds"] = round(solve_readout(model, edit, train.source, train.target)["seconds"], 2)
             row[f"{start}+readout"] = test.score(edit, model)["psnr"]
+        for degree in degrees:
+            model = with_colour_basis(load_adapter(base.copy(), inits["generated"]).merge_and_unload(), degree).eval()
+            edit = text_conditioned(model, card.instruction, ws.text_cache)
+            solve_readout(model, edit, train.source, train.target)
+            row[f"generated+readout+colour{degree}"] = test.score(edit, model)["psnr"]
         log(f"{concept} ({group}): " + ", ".join(f"{k} {v:.2f}" for k, v in row.items() if isinstance(v, float)))
         rows.append(row)
-    keys = ["identity", "generated", "generated+readout", "base", "base+readout"]
+    keys = ["identity", "generated", "generated+readout", "base", "base+readout",
+            *(f"generated+readout+colour{d}" for d in degrees)]
     summary = {g: {k: _mean_sd([r[k] for r in rows if g == "all" or r["group"] == g]) for k in keys}
                for g in ("colour", "structural", "all")}
     results = {**provenance("readout_start.py"), "concepts": rows, "summary": summary, "samples": SAMPLES,
@@ -80,13 +94,17 @@ def main() -> None:
     lines = [f"# A least-squares readout as a start ({args.name})", "",
              f"{results['date']}, commit `{results['commit']}`, `{results['command']}`.", "",
              "PSNR (dB) on each validation concept's test pairs before any training; `+readout`: `head.conv3` solved "
-             "by ridge regression on the training pairs' residuals (seconds: the features' pass and the solve).", "",
-             "| concept | group | photo | generated | generated + readout | s | base | base + readout | s |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "by ridge regression on the training pairs' residuals (seconds: the features' pass and the solve)"
+             + ("; `+colourD`: `head.colour` over the colour monomials up to degree D solved with it" if degrees
+                else "") + ".", "",
+             "| concept | group | photo | generated | generated + readout | s | base | base + readout | s |"
+             + "".join(f" + colour{d} |" for d in degrees),
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + " ---: |" * len(degrees)]
     for r in rows:
         lines.append(f"| {r['concept']} | {r['group']} | {r['identity']:.2f} | {r['generated']:.2f} | "
                      f"{r['generated+readout']:.2f} | {r['generated_seconds']} | {r['base']:.2f} | "
-                     f"{r['base+readout']:.2f} | {r['base_seconds']} |")
+                     f"{r['base+readout']:.2f} | {r['base_seconds']} |"
+                     + "".join(f" {r[f'generated+readout+colour{d}']:.2f} |" for d in degrees))
     lines += ["", "| group | " + " | ".join(keys) + " |", "| --- |" + " ---: |" * len(keys)]
     for g, s in summary.items():
         lines.append(f"| {g} | " + " | ".join(s[k] for k in keys) + " |")

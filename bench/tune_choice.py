@@ -42,6 +42,10 @@ in each of these ways, next to scratch (the reference every goal is against):
   readout solves with ``head.conv3``, a LoRA run trains whole and scratch trains from zero like every other
   weight), added in a tenth run; ``scratch-readout-ema-colour``: scratch with the readout (the solve on random
   features and the colour basis, without the base or the generated start: what the solve alone gives).
+- ``readout-lora-ema-colour4``, ``readout-lora-ema-colour5``: ``readout-lora-ema-colour`` with the colour
+  monomials up to degree 4 (34) or 5 (55) instead of 3 (19), added in an eleventh run: the degree-3 basis leaves
+  cross-process's readout start flat near 36 dB through a 90 s run (bench/results/all-colour-rebased), a
+  monotone tone curve per channel that a cubic fits only roughly.
 
 Validation concepts: the first ``--per-group`` named validation concepts of each group (concepts/_splits.yaml)
 and the first ``--family`` colour and structural concepts of ``sample_concepts(200, 12, 'train')`` that neither
@@ -107,6 +111,8 @@ WAYS = {
                                              "colour_basis": COLOUR}),
     "scratch-noaug-ema-colour": ("scratch", {"augment": False, "ema": EMA, "colour_basis": COLOUR}),
     "scratch-readout-ema-colour": ("scratch", {"augment": False, "readout": True, "ema": EMA, "colour_basis": COLOUR}),
+    **{f"readout-lora-ema-colour{d}": ("generated", {"augment": False, "readout": True, "ema": EMA, "colour_basis": d})
+       for d in (4, 5)},
 }
 
 
@@ -209,7 +215,7 @@ def markdown(r: dict) -> str:
          f"`-warmup`: the learning rate rising linearly over the first {WARMUP} steps; `-b4`: 4 pairs per step "
          "instead of 8; `-every15`: the readout solved again every 15 training seconds (removed); `-ema`: "
          f"the moving average of the weights (decay {EMA:g}) evaluated and kept; `-colour`: the colour basis of degree "
-         f"{COLOUR} (`head.colour`, solved with the readout).",
+         f"{COLOUR} (`head.colour`, solved with the readout); `-colourD`: of degree D.",
          "", "| concept | group | identity | start | " + " | ".join(ways) + " |",
          "| --- | --- | ---: | ---: | " + " | ".join("---:" for _ in ways) + " |"]
     for c, g in r["concepts"].items():

@@ -188,12 +188,12 @@ def test_a_concept_with_a_colour_basis_packs_its_colour_conv_with_its_factors(ti
 
     root = tiny["root"] / "colour"
     folders = {}
-    for degree in (3, 2):
+    for degree in (5, 2):  # the highest degree (55 monomials) and a low one
         model = wrap(with_colour_basis(tiny["base"].copy(), degree), LoraLayout(["up1"], ranks=2), seed=degree)
         with torch.no_grad():
             model.get_submodule("base_model.model.head.colour").modules_to_save["default"].weight.normal_(0, 0.2)
         folders[degree] = save_adapter(model, root / f"degree{degree}")
-    concepts = [PackConcept("tinted", "tint it by a colour map", folders[3]), tiny["concepts"][1],
+    concepts = [PackConcept("tinted", "tint it by a colour map", folders[5]), tiny["concepts"][1],
                 tiny["concepts"][2]]
     images = {c.name: tiny["images"][c.name] if c.name in tiny["images"] else tiny["images"]["warm"]
               for c in concepts}

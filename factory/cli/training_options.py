@@ -43,11 +43,11 @@ OPTIONS = [
                       "training pairs, written into the LoRA (or the weights), a few seconds charged to the "
                       "budget; skipped when the LoRA does not adapt the head (bench/results/readout_start.md, "
                       "tune_choice-readout.md)."),
-    click.option("--colour-basis", type=click.IntRange(0, 3), default=3, show_default=True,
-                 help="The colour basis: every monomial of the source pixel's R, G, B up to this degree (19 at 3), "
-                      "read by a 1x1 conv (head.colour) into the edit and solved with the readout, so a per-pixel "
-                      "colour map (curves, channel mixes, tints) is fitted in closed form before the first step "
-                      "(bench/results/tune_choice-colour.md); a LoRA run trains that conv whole. 0: none."),
+    click.option("--colour-basis", type=click.IntRange(0, 5), default=3, show_default=True,
+                 help="The colour basis: every monomial of the source pixel's R, G, B up to this degree (19 at 3, "
+                      "55 at 5), read by a 1x1 conv (head.colour) into the edit and solved with the readout, so a "
+                      "per-pixel colour map (curves, channel mixes, tints) is fitted in closed form before the first "
+                      "step (bench/results/tune_choice-colour.md); a LoRA run trains that conv whole. 0: none."),
     click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True,
                  help="Evaluate and keep the moving average of the weights with this decay (0.9: about the last "
                       "10 steps), not the last step's weights: a GAN's held-out quality swings from step to step "
