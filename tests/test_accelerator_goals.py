@@ -60,7 +60,7 @@ def test_equal_budget_goals_for_the_generated_and_the_default_start(tmp_path):
     summary = {"equal": {"colour": {"scratch": cell(20.0), "generated": cell(22.5), "auto": cell(21.0)}},
                "time": {}}
     path = tmp_path / "run_all.json"
-    path.write_text(json.dumps({"summary": summary}))
+    path.write_text(json.dumps({"summary": summary, "concepts": []}))
     rows = {(g["goal"][:2].strip(), g["source"]): g for g in goals.equal_rows("eq", path)}
     assert rows[("4a", "eq")]["status"] == "met" and rows[("4a", "eq")]["figure"] == pytest.approx(2.5)
     auto = rows[("4a", "eq, the start of --init auto")]
@@ -102,13 +102,40 @@ def test_run_all_family_test_concepts_are_held_out_family_recipes_half_of_each_g
         run_all.measured_concepts(args, ws, concept_split(), {**nothing, "base": {"concepts": [next(iter(groups))]}})
 
 
+def timed_concept(reference_seconds: float, *runs: tuple[str, float]) -> dict:
+    """A run_all concept whose scratch reference reached its target after ``reference_seconds``, with one readout
+    run per ``(status, seconds)``: the time to the target when reached, else the run's whole budget."""
+    times = [{"status": st, "seconds": sec} if st == "reached" else {"status": st, "budget_seconds": sec}
+             for st, sec in runs]
+    return {"group": "colour", "time": {"scratch plateau - 0.5 dB": {
+        "reference_time": {"status": "reached", "seconds": reference_seconds}, "arms": {"readout": {"times": times}}}}}
+
+
 def test_a_window_run_without_scratch_gives_the_speed_ups_not_the_equal_budget_lead(tmp_path):
     summary = {"equal": {"colour": {"readout": {"psnr_at_equal": {"mean": 30.0}}}},
                "time": {"colour": {"scratch plateau - 0.5 dB": {"arms": {"readout": {
                    "reached": "3/3", "speedup": {"mean": 6.0}}}}}}}
     path = tmp_path / "run_all.json"
-    path.write_text(json.dumps({"summary": summary}))
+    concepts = [timed_concept(60.0, ("reached", 8.0), ("reached", 9.0), ("reached", 10.0))]
+    path.write_text(json.dumps({"summary": summary, "concepts": concepts}))
     rows = {g["goal"][:2].strip(): g for g in goals.equal_rows("w", path)}
     assert "4a" not in rows  # no scratch arm beside it: no lead to report
     assert rows["4b"]["status"] == "met" and rows["4b"]["figure"] == pytest.approx(6.0)
     assert rows["5"]["status"] == "not measured"
+
+
+def test_a_speed_up_is_judged_run_by_run_within_its_window():
+    """Reference at 100 s, goal 5x: a 20 s window. Reached inside it: met; reached after it, or not reached in a run
+    that lasted the window: missed; not reached in a run shorter than the window: not measured (it might have)."""
+    verdict = lambda *runs: goals.speedup_verdict([timed_concept(100.0, *runs)], "colour",
+                                                  "scratch plateau - 0.5 dB", "readout", 5.0)
+    assert verdict(("reached", 15.0), ("reached", 20.0))[0] is True
+    assert verdict(("reached", 15.0), ("reached", 25.0))[0] is False  # one run too slow
+    assert verdict(("reached", 15.0), ("not reached", 30.0))[0] is False  # ran the window, never reached
+    ok, why = verdict(("reached", 15.0), ("not reached", 12.0))
+    assert ok is None and "1 ended before the 5x window of 20-20 s" in why
+    assert verdict(("not reached", 12.0), ("reached", 40.0))[0] is False  # a miss outweighs an unmeasured run
+    assert verdict(("not reached", 12.0))[0] is None
+    # a structural concept's runs say nothing about the colour group
+    other = {**timed_concept(100.0, ("reached", 50.0)), "group": "structural"}
+    assert goals.speedup_verdict([other], "colour", "scratch plateau - 0.5 dB", "readout", 5.0)[0] is None
