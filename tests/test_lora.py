@@ -364,6 +364,12 @@ def test_the_cli_and_run_defaults_of_the_training_options_are_the_library_s() ->
                     for name in ("finetune", "run")}
         assert defaults == {"finetune": chosen, "run": chosen}, option
         assert getattr(RunOptions(target="x"), option) == chosen, option
+    # --colour-basis's range is a literal too: it takes exactly 0 (none) and the degrees the generator builds
+    from base_gan.generator import COLOUR_DEGREES
+
+    for name in ("finetune", "run"):
+        kind = next(p.type for p in cli.commands[name].params if p.name == "colour_basis")
+        assert set(range(kind.min, kind.max + 1)) == {0, *COLOUR_DEGREES}, name
 
 
 def test_the_readout_start_solves_the_head_into_the_lora_or_the_conv_and_lifts_the_start(ws: Workspace) -> None:
