@@ -356,8 +356,8 @@ def test_the_cli_and_run_defaults_of_the_training_options_are_the_library_s() ->
     from factory.pipeline.run_options import RunOptions
 
     constants = {"augment": "AUGMENT", "screen": "SCREEN", "screen_scale": "SCREEN_SCALE",
-                 "screen_harmonics": "SCREEN_HARMONICS", "screen_lattice": "SCREEN_LATTICE", "readout": "READOUT",
-                 "ema": "EMA", "colour_basis": "COLOUR_BASIS"}
+                 "screen_windows": "SCREEN_WINDOWS", "screen_harmonics": "SCREEN_HARMONICS",
+                 "screen_lattice": "SCREEN_LATTICE", "readout": "READOUT", "ema": "EMA", "colour_basis": "COLOUR_BASIS"}
     for option, constant in constants.items():
         chosen = getattr(options, constant)
         defaults = {name: next(p.default for p in cli.commands[name].params if p.name == option)

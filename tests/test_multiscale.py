@@ -15,7 +15,7 @@ from concepts.cards import find_card
 from factory.core.workspace import Workspace
 from factory.data.card_pairs import make_pairs
 from factory.data.dataset import PairedDataset, to_tensor
-from factory.data.multiscale import ScaledPairs, scalable_recipe
+from factory.data.multiscale import ScaledPairs, pair_photos, rescaled_pairs, scalable_recipe
 from factory.data.screen_fit import fit_screen_waves
 from factory.text.encoder import TextEncoder
 
@@ -76,6 +76,57 @@ def test_items_are_the_pairs_then_rescaled_windows_each_with_its_position(ws):
     assert torch.allclose(item["position"], grid / factor)
     with pytest.raises(ValueError, match="max_scale"):
         ScaledPairs(sp.pairs, sp.recipe, 0.5)
+
+
+def _detail(rgb: np.ndarray) -> float:
+    """Mean absolute Laplacian of the grey image: how much fine detail a window holds."""
+    return float(np.abs(cv2.Laplacian(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32), cv2.CV_32F)).mean())
+
+
+def test_windows_cut_from_the_photo_hold_its_detail_and_shrink_back_to_the_pair(ws):
+    """``windows="photo"``: a window is the same part of the scene as the pair's upscaled window, cut from the photo
+    at its own resolution: at scale 1 it is the pair's source; at scale 4 it shrinks back to the pair's quarter and
+    holds more detail than that quarter upscaled."""
+    data = ws.data("halftone")
+    ids = [json.loads(line)["id"] for line in (data / "manifest.jsonl").read_text().splitlines()
+           if json.loads(line)["split"] == "train"]
+    with_photos, _ = rescaled_pairs(data, ids, 4.0, augment=False, seed=0, windows="photo")
+    upscaled, _ = rescaled_pairs(data, ids, 4.0, augment=False, seed=0)
+    assert set(with_photos.photos) == set(range(len(with_photos.pairs))) and upscaled.photos == {}
+    whole, _, factor = with_photos.window(0, 1.0, [0.0, 0.0])
+    assert factor == 1.0 and np.abs(whole.astype(int) - with_photos.pairs.images(0)[0].astype(int)).max() <= 1
+    sharper = 0
+    for k in range(8):
+        cut, target, factor = with_photos.window(k, 4.0, [0.5, 0.25])
+        blurred, _, same_factor = upscaled.window(k, 4.0, [0.5, 0.25])
+        assert factor == same_factor == 4.0 and target.shape == cut.shape == (SIZE, SIZE, 3)
+        side = SIZE // 4
+        y, x = int(0.5 * (SIZE - side + 1)), int(0.25 * (SIZE - side + 1))  # where the window sits in the pair
+        quarter = with_photos.pairs.images(k)[0][y:y + side, x:x + side]
+        back = cv2.resize(cut, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
+        assert np.abs(back - quarter.astype(np.float32)).mean() < 8.0, k
+        sharper += _detail(cut) > 1.2 * _detail(blurred)
+    assert sharper >= 6
+    with pytest.raises(ValueError, match="windows"):
+        rescaled_pairs(data, ids, 4.0, augment=False, seed=0, windows="photos")
+
+
+def test_a_pair_whose_photo_does_not_give_its_source_keeps_the_upscaled_window(ws, tmp_path):
+    """The photo is read again by name: a pair whose recorded crop no longer gives its source (here: moved) is left
+    out of ``pair_photos`` and its windows are upscaled from the pair as before."""
+    import shutil
+
+    folder = tmp_path / "halftone"
+    shutil.copytree(ws.data("halftone"), folder)
+    lines = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
+    train = [r for r in lines if r["split"] == "train"]
+    x, y, w, h = train[0]["crop"]
+    train[0]["crop"] = [x + w // 3, y, w, h]  # past the photo's edge or another part of it: either way not its source
+    (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    pairs = PairedDataset([folder], split="train")
+    found = pair_photos(folder, pairs)
+    moved = next(i for i, r in enumerate(pairs.refs) if r.pair_id == train[0]["id"])
+    assert moved not in found and len(found) == len(pairs) - 1
 
 
 def test_only_a_classic_teacher_that_can_be_rescaled_gets_windows(ws, tmp_path):

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import click
 
-#: ``--decay-over``, ``--augment``, ``--screen``, ``--screen-scale``, ``--screen-harmonics``, ``--screen-lattice``,
-#: ``--readout``, ``--colour-basis`` and ``--ema``, in the order ``--help`` lists them
+#: ``--decay-over``, ``--augment``, ``--screen``, ``--screen-scale``, ``--screen-windows``, ``--screen-harmonics``,
+#: ``--screen-lattice``, ``--readout``, ``--colour-basis`` and ``--ema``, in the order ``--help`` lists them
 OPTIONS = [
     click.option("--decay-over", type=click.Choice(["steps", "budget"]), default="steps", show_default=True,
                  help="How the learning rate decays: over the last half of --steps, or over the second half of "
@@ -30,6 +30,11 @@ OPTIONS = [
                  help="With a screen and a classic teacher: also train on windows of the pairs rescaled up to "
                       "this factor, the recipe run at each scale, so the dots keep their shape on full-size "
                       "photos (bench/results/fullsize-scales.md); 1: the pairs' size only."),
+    click.option("--screen-windows", type=click.Choice(["pairs", "photo"]), default="pairs", show_default=True,
+                 help="Where --screen-scale's windows come from: pairs: the pair's own source upscaled (at 16x a "
+                      "128 px window holds 8 px of detail); photo: the same window cut from the photo the pair was "
+                      "cut from, at the photo's own resolution (the detail a full-size photo has), for every pair "
+                      "whose photo can be read again."),
     click.option("--screen-harmonics/--no-screen-harmonics", default=True, show_default=True,
                  help="With a screen: position channels also at its second harmonics (each wave doubled, the "
                       "sum and difference of two), so round dots and square blocks keep their shape on "

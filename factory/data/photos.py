@@ -122,3 +122,19 @@ def folder_photos(folder: str | os.PathLike, test_fraction: float = 0.1, progres
     for photo in photos:
         photo.split = "test" if photo.name in test else "train"
     return PhotoSet(origin=str(folder), photos=photos, skipped=skipped)
+
+
+def photos_by_name(origin: str, names: list[str]) -> dict[str, np.ndarray]:
+    """The photos ``names`` of a pair folder's ``origin`` (its synth.json's: the default set, or a folder of images)
+    decoded again at their own size, as the pairs were cut from them; unreadable or missing ones are left out."""
+    if origin.startswith("default photos"):
+        pool = {p.name: p.rgb for p in default_photos(fetch=False).photos}
+        return {name: pool[name] for name in names if name in pool}
+    found: dict[str, np.ndarray] = {}
+    if origin and Path(origin).is_dir():
+        for name in names:
+            try:
+                found[name] = read_image(Path(origin) / name)
+            except UnreadableImage:
+                continue
+    return found

@@ -55,25 +55,14 @@ def _centre_crop(rgb: np.ndarray, max_pixels: int) -> np.ndarray:
 
 def held_out_photos(data_dir: Path, n: int) -> tuple[list[tuple[str, np.ndarray]], str]:
     """The ``n`` largest test-split photos the concept's pairs were cut from, and where they came from."""
-    from factory.core.images import UnreadableImage, read_image
     from factory.data.pair_store import read_manifest
+    from factory.data.photos import photos_by_name
 
     meta = read_json(data_dir / "synth.json") or {}
     test = [r for r in read_manifest(data_dir) if r.get("split") == "test" and r.get("photo")]
     names = list(dict.fromkeys(r["photo"] for r in sorted(test, key=lambda r: r["id"])))
     origin = str(meta.get("origin", ""))
-    found: list[tuple[str, np.ndarray]] = []
-    if origin.startswith("default photos"):
-        from factory.data.photos import default_photos
-
-        pool = {p.name: p.rgb for p in default_photos(fetch=False).photos}
-        found = [(name, pool[name]) for name in names if name in pool]
-    elif origin and Path(origin).is_dir():
-        for name in names:
-            try:
-                found.append((name, read_image(Path(origin) / name)))
-            except UnreadableImage:
-                continue
+    found = list(photos_by_name(origin, names).items())
     found.sort(key=lambda item: -item[1].shape[0] * item[1].shape[1])  # stable: ties keep the pairs' order
     return found[:n], origin
 

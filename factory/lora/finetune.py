@@ -206,7 +206,7 @@ def _scaled_pairs(data_dir: Path, train_ids: list[str], opts: FinetuneOptions, a
 
     if opts.screen_scale <= 1:
         return None, "--screen-scale 1"
-    return rescaled_pairs(data_dir, train_ids, opts.screen_scale, augment, opts.seed)
+    return rescaled_pairs(data_dir, train_ids, opts.screen_scale, augment, opts.seed, opts.screen_windows)
 
 
 def _student(base: BaseGAN, opts: FinetuneOptions, plan: dict, screen: dict[str, Any] | None

@@ -38,6 +38,9 @@ SCREENS = ("auto", "off")
 #: chosen on the validation concept newsprint (bench/results/fullsize-scales-validation.md: the best native and 12 MP
 #: tiled PSNR of 1, 8, 16 and 32)
 SCREEN_SCALE = 16.0
+#: where those windows' pixels come from (``factory.data.multiscale.WINDOW_SOURCES``): the pair's source upscaled
+#: ("pairs"), or the photo it was cut from at the photo's own resolution ("photo")
+SCREEN_WINDOWS = "pairs"
 #: a screen's position channels also at its second harmonics (``factory.data.screen_fit.with_harmonics``): the dots'
 #: round shape; chosen on the validation concept newsprint (bench/results/fullsize-harmonics-validation.md)
 SCREEN_HARMONICS = True
@@ -60,7 +63,7 @@ COLOUR_BASIS = 3
 #: options added after runs were recorded, with the value every run before them had (resume and reuse read them so)
 ADDED_LATER = {"tune": "lora", "decay_over": "steps", "augment": True, "screen": "off", "screen_scale": 1.0,
                "screen_harmonics": False, "screen_lattice": False, "readout": False, "warmup": 0, "ema": 0.0,
-               "colour_basis": 0}
+               "colour_basis": 0, "screen_windows": "pairs"}
 #: the inits that train the whole generator (saved as a model folder in loras/<concept>/<init>/), not a LoRA
 FULL_INITS = ("scratch", "full")
 #: what a fine-tune from an adapter start trains: the LoRA on the frozen base, or every weight with the adapter merged
@@ -99,6 +102,7 @@ class FinetuneOptions:
     augment: bool = AUGMENT            # random flip and resized crop of every training pair
     screen: str = SCREEN               # auto: the screen waves fitted to the pairs (when there is a screen) | off
     screen_scale: float = SCREEN_SCALE  # with a screen: also train on windows rescaled up to this factor (1: off)
+    screen_windows: str = SCREEN_WINDOWS  # with screen_scale > 1: the windows cut from the pairs or their photos
     screen_harmonics: bool = SCREEN_HARMONICS  # with a screen: position channels at its second harmonics too
     screen_lattice: bool = SCREEN_LATTICE  # with a screen: its lattice's distance planes too
     readout: bool = READOUT            # head.conv3 solved on the training pairs before training (factory.lora.readout)

@@ -43,6 +43,7 @@ class RunOptions:
     augment: bool = False            # the fine-tune's random flip and resized crop of its pairs (AUGMENT)
     screen: str = "auto"             # position channels for a fixed screen in the pairs (SCREEN): auto | off
     screen_scale: float = 16.0       # with a screen: also train on windows rescaled up to this factor (SCREEN_SCALE)
+    screen_windows: str = "pairs"    # where those windows come from: the pairs or their photos (SCREEN_WINDOWS)
     screen_harmonics: bool = True    # with a screen: position channels at its second harmonics too (SCREEN_HARMONICS)
     screen_lattice: bool = True      # with a screen: its lattice's distance planes too (SCREEN_LATTICE)
     readout: bool = True             # head.conv3 solved on the training pairs before the fine-tune (READOUT)

@@ -153,7 +153,8 @@ def finetune_options(opts: RunOptions, init: str):
     zero = init == "base"
     training = dict(pairs=opts.pairs, steps=opts.steps, seconds=opts.seconds, eval_every=opts.eval_every,
                     seed=opts.seed, decay_over=opts.decay_over, augment=opts.augment, screen=opts.screen,
-                    screen_scale=opts.screen_scale, screen_harmonics=opts.screen_harmonics,
+                    screen_scale=opts.screen_scale, screen_windows=opts.screen_windows,
+                    screen_harmonics=opts.screen_harmonics,
                     screen_lattice=opts.screen_lattice, readout=opts.readout, ema=opts.ema,
                     colour_basis=opts.colour_basis)
     if opts.tune == "all":
