@@ -45,7 +45,9 @@ EQUAL = {"equal 90 s, remade family assets": "all-family-remade/run_all.json",
          "equal 90 s, the colour basis, colour test concepts only, against scratch references with the basis "
          "(bench/results/references-colour-basis)": "all-colour-rebased/run_all.json",
          "each concept's speed-up window, the colour basis, structural test concepts only, against scratch "
-         "references with the basis (bench/results/references-colour-basis)": "all-structural-rebased/run_all.json"}
+         "references with the basis (bench/results/references-colour-basis)": "all-structural-rebased/run_all.json",
+         "each concept's speed-up window, the colour basis, colour test concepts only, against scratch references "
+         "with the basis (bench/results/references-colour-basis)": "all-colour-window/run_all.json"}
 GROUPS = ("all", "colour", "structural")
 
 
