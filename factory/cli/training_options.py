@@ -34,7 +34,8 @@ OPTIONS = [
                  help="Where --screen-scale's windows come from: pairs: the pair's own source upscaled (at 16x a "
                       "128 px window holds 8 px of detail); photo: the same window cut from the photo the pair was "
                       "cut from, at the photo's own resolution (the detail a full-size photo has), for every pair "
-                      "whose photo can be read again."),
+                      "whose photo can be read again; level or behind on newsprint "
+                      "(bench/results/fullsize-windows-validation.md)."),
     click.option("--screen-harmonics/--no-screen-harmonics", default=True, show_default=True,
                  help="With a screen: position channels also at its second harmonics (each wave doubled, the "
                       "sum and difference of two), so round dots and square blocks keep their shape on "

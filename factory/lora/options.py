@@ -39,7 +39,8 @@ SCREENS = ("auto", "off")
 #: tiled PSNR of 1, 8, 16 and 32)
 SCREEN_SCALE = 16.0
 #: where those windows' pixels come from (``factory.data.multiscale.WINDOW_SOURCES``): the pair's source upscaled
-#: ("pairs"), or the photo it was cut from at the photo's own resolution ("photo")
+#: ("pairs"), or the photo it was cut from at the photo's own resolution ("photo"); on the validation concept
+#: newsprint photo is level or behind (bench/results/fullsize-windows-validation.md), so pairs stays
 SCREEN_WINDOWS = "pairs"
 #: a screen's position channels also at its second harmonics (``factory.data.screen_fit.with_harmonics``): the dots'
 #: round shape; chosen on the validation concept newsprint (bench/results/fullsize-harmonics-validation.md)
