@@ -134,7 +134,8 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
     if screen:
         scaled, why = _scaled_pairs(data_dir, plan["pairs"]["train"], opts, settings.augment)
         log(f"{concept}: " + (f"also training on windows of the pairs rescaled up to {opts.screen_scale:g}x (the "
-                              "recipe run at each scale)" if scaled else f"training at the pairs' size only: {why}"))
+                              f"recipe run at each scale){_window_source(scaled, opts)}" if scaled
+                              else f"training at the pairs' size only: {why}"))
     trainer = Trainer(out_dir, [data_dir], settings, workspace.text_cache, generator=model,
                       trainable=trainable, ids={concept: plan["pairs"]["train"]}, data=scaled)
     test = HeldOutPairs(data_dir, split="test")
@@ -198,6 +199,13 @@ def fitted_screen(data_dir: Path, train_ids: list[str], harmonics: bool = False,
     if lattice:
         screen["screen_lattice"] = fit_lattice(pairs.source, pairs.target, fundamentals)
     return screen
+
+
+def _window_source(scaled: Any, opts: FinetuneOptions) -> str:
+    """With ``--screen-windows photo``: how many pairs' windows are cut from their photos (the rest are upscaled)."""
+    if opts.screen_windows != "photo":
+        return ""
+    return f", cut from their photos for {len(scaled.photos)} of {len(scaled.pairs)} pairs (the rest upscaled)"
 
 
 def _scaled_pairs(data_dir: Path, train_ids: list[str], opts: FinetuneOptions, augment: bool) -> tuple[Any, str]:
