@@ -245,7 +245,7 @@ def read_rgb(path: Path):
 def pair_size_psnr(ed, img, recipe: list, pair_size: int) -> float:
     """The editor's PSNR on ``img`` shrunk to the pairs' size (short side), against the teacher at that size: the
     same photo's figure at the resolution the editor was trained and carded at."""
-    from factory.export.fullsize import psnr_u8
+    from factory.core.images import psnr_u8
     from factory.teachers.rescale import apply_recipe_at
 
     small = shrink_to_pairs(img, pair_size)
@@ -256,8 +256,9 @@ def native_quality(folder: Path, data: Path, n: int, threads: int) -> dict:
     import cv2
     import numpy as np
 
+    from factory.core.images import psnr_u8
     from factory.data.dataset import full_resolution_reference
-    from factory.export.fullsize import held_out_photos, low_side_for, psnr_u8
+    from factory.export.fullsize import held_out_photos, low_side_for
     from factory.runtime.editor import Editor
     from factory.teachers.rescale import RescaleError, apply_recipe_at
 
@@ -284,8 +285,9 @@ def native_quality(folder: Path, data: Path, n: int, threads: int) -> dict:
 
 # -- the benchmark ----------------------------------------------------------------------------------------------
 def bench_concept(concept: str, args, group: str) -> dict:
+    from factory.core.images import psnr_u8
     from factory.data.dataset import full_resolution_reference
-    from factory.export.fullsize import held_out_photos, psnr_u8
+    from factory.export.fullsize import held_out_photos
     from factory.runtime.tiles import default_overlap
     from factory.teachers.rescale import RescaleError, apply_recipe_at
 

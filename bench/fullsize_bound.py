@@ -25,8 +25,8 @@ from pathlib import Path
 import cv2
 
 from factory.core.atomic import atomic_write_json, atomic_write_text
+from factory.core.images import psnr_u8
 from factory.data.dataset import full_resolution_reference
-from factory.export.fullsize import psnr_u8
 from factory.teachers.rescale import apply_recipe_at
 
 from common import log, provenance, shrink_to_pairs

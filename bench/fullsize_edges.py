@@ -29,10 +29,6 @@ GREY = (0.15, 0.85)
 WINDOW = 256
 
 
-def _psnr(a: np.ndarray, ref: np.ndarray) -> float:
-    return float(10 * np.log10(1 / max(float(np.mean((a - ref) ** 2)), 1e-10)))
-
-
 def _grey(a: np.ndarray) -> float:
     """The share of pixels strictly between the ``GREY`` bounds."""
     return float(((a > GREY[0]) & (a < GREY[1])).mean())
@@ -42,7 +38,7 @@ def measure(run: Path) -> dict:
     """The figures of one fullsize_scales run's editor (see the module docstring)."""
     import cv2
 
-    from factory.core.images import read_image
+    from factory.core.images import psnr_u8, read_image
     from factory.data.dataset import full_resolution_reference
     from factory.runtime.editor import Editor
     from factory.teachers.rescale import apply_recipe_at
@@ -69,8 +65,8 @@ def measure(run: Path) -> dict:
                 a, b = ref[y:y + WINDOW, x:x + WINDOW], out[y:y + WINDOW, x:x + WINDOW]
                 (dx, dy), _ = cv2.phaseCorrelate(a - a.mean(), b - b.mean())
                 shifts.append(float(np.hypot(dx, dy)))
-        rows.append({"scale": round(scale, 1), "psnr_db": round(_psnr(out, ref), 2),
-                     "hardened_psnr_db": round(_psnr((out > 0.5).astype(np.float32), ref), 2),
+        rows.append({"scale": round(scale, 1), "psnr_db": round(psnr_u8(255 * out, 255 * ref), 2),
+                     "hardened_psnr_db": round(psnr_u8(255 * (out > 0.5), 255 * ref), 2),
                      "grey_teacher": round(_grey(ref), 3), "grey_editor": round(_grey(out), 3),
                      "phase_shift_px_max": round(max(shifts), 2) if shifts else None})
         log(f"{run.name} {scale:.1f}x: {rows[-1]}")

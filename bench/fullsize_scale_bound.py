@@ -29,8 +29,8 @@ def scale_bound(concept: str, photos: list, pair_size: int) -> dict:
     """PSNR (dB) of the teacher at each k x the pairs' size, upscaled to full size, per photo (``photos``: (name,
     the photo at full size)) and its mean and spread (``mean_spread``)."""
     from concepts.cards import find_card
+    from factory.core.images import psnr_u8
     from factory.evaluation.protocol import mean_spread
-    from factory.export.fullsize import psnr_u8
     from factory.teachers.rescale import apply_recipe_at
 
     recipe = find_card(concept).teacher.params["recipe"]

@@ -67,9 +67,8 @@ def scale_curve(work: Path, concept: str) -> dict[str, float]:
     against the recipe run at that factor."""
     import cv2
 
-    from factory.core.images import read_image
+    from factory.core.images import psnr_u8, read_image
     from factory.data.dataset import full_resolution_reference
-    from factory.export.fullsize import psnr_u8
     from factory.runtime.editor import Editor
     from factory.teachers.rescale import apply_recipe_at
 

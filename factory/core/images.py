@@ -7,6 +7,7 @@ raises ``UnreadableImage`` with the reason; callers skip it and list it in their
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -113,3 +114,9 @@ def random_square(
     x = int(rng.integers(0, w - side + 1))
     y = int(rng.integers(0, h - side + 1))
     return (x, y, side, side)
+
+
+def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR (dB) of two images in 0-255 units (uint8 or float), peak 255."""
+    mse = float(np.mean((a.astype(np.float32) - b.astype(np.float32)) ** 2))
+    return 10 * math.log10(255.0**2 / max(mse, 1e-10))

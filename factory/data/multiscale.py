@@ -71,7 +71,7 @@ def pair_photos(data_dir: Path, pairs: PairedDataset) -> dict[int, tuple[np.ndar
     """{item of ``pairs``: (the photo it was cut from, at the photo's own size; the square crop (x, y, w, h))} for
     every pair whose photo can be read again and gives its source to within ``PHOTO_MATCH_DB``."""
     from factory.core.files import read_json
-    from factory.core.images import crop_and_resize
+    from factory.core.images import crop_and_resize, psnr_u8
     from factory.data.pair_store import read_manifest
     from factory.data.photos import photos_by_name
 
@@ -85,9 +85,7 @@ def pair_photos(data_dir: Path, pairs: PairedDataset) -> dict[int, tuple[np.ndar
         if photo is None or w != h or x + w > photo.shape[1] or y + h > photo.shape[0]:
             continue
         source = pairs.images(i)[0]
-        again = crop_and_resize(photo, (x, y, w, h), source.shape[0]).astype(np.float32)
-        mse = float(np.mean((again - source.astype(np.float32)) ** 2))
-        if 10 * math.log10(255.0**2 / max(mse, 1e-10)) >= PHOTO_MATCH_DB:
+        if psnr_u8(crop_and_resize(photo, (x, y, w, h), source.shape[0]), source) >= PHOTO_MATCH_DB:
             found[i] = (photo, (x, y, w, h))
     return found
 

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from factory.core.files import read_json
+from factory.core.images import psnr_u8
 from factory.data.dataset import full_resolution_reference
 from factory.runtime.editor import Editor
 from factory.runtime.guided import DEFAULT_EPS, radius_for
@@ -36,11 +37,6 @@ MAX_SIDE_IN_EXPORT_SIZES = 6
 def low_side_for(export_size: int, stride: int) -> int:
     """The guided path's editor resolution: twice the export size (512 for a 256 px editor)."""
     return max(stride, 2 * export_size // stride * stride)
-
-
-def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float32) - b.astype(np.float32)) ** 2))
-    return 10 * math.log10(255.0**2 / max(mse, 1e-10))
 
 
 def _centre_crop(rgb: np.ndarray, max_pixels: int) -> np.ndarray:
