@@ -370,6 +370,12 @@ def test_the_cli_and_run_defaults_of_the_training_options_are_the_library_s() ->
     for name in ("finetune", "run"):
         kind = next(p.type for p in cli.commands[name].params if p.name == "colour_basis")
         assert set(range(kind.min, kind.max + 1)) == {0, *COLOUR_DEGREES}, name
+    # and --screen-windows's choices are the window sources factory.data.multiscale knows
+    from factory.data.multiscale import WINDOW_SOURCES
+
+    for name in ("finetune", "run"):
+        kind = next(p.type for p in cli.commands[name].params if p.name == "screen_windows")
+        assert sorted(kind.choices) == sorted(WINDOW_SOURCES), name
 
 
 def test_the_readout_start_solves_the_head_into_the_lora_or_the_conv_and_lifts_the_start(ws: Workspace) -> None:
