@@ -64,7 +64,7 @@ def measure(run: Path, candidates: list[tuple[float, float, float]]) -> dict:
     import json
 
     from factory.core.images import psnr_u8
-    from factory.runtime.screen_finish import Finish, blur, levels, screen_cell
+    from factory.runtime.screen_finish import blur, levels, screen_cell
     from factory.teachers.rescale import apply_recipe_at
 
     editor, recipe, cases = _cases(run)
@@ -77,18 +77,19 @@ def measure(run: Path, candidates: list[tuple[float, float, float]]) -> dict:
         reference = apply_recipe_at(img, recipe, scale)
         for b in sorted({c[0] for c in candidates}):
             out = editor.edit([blur(img, b * cell * min(img.shape[:2]))], path="tiled")[0]
-            for blur_cells, level, gain in (c for c in candidates if c[0] == b):
+            for candidate in (c for c in candidates if c[0] == b):
+                level, gain = candidate[1:]
                 finished = out if (level, gain) == (0.5, 1.0) else levels(out, level, gain)
-                key = Finish(cell, blur_cells, level, gain)
-                scores.setdefault(label, {}).setdefault(_name(key), []).append(round(psnr_u8(finished, reference), 2))
+                scores.setdefault(label, {}).setdefault(_name(candidate), []).append(
+                    round(psnr_u8(finished, reference), 2))
         log(f"{run.name} {label} {img.shape[1]}x{img.shape[0]}: " + ", ".join(
             f"{k} {v[-1]:.2f}" for k, v in scores[label].items()))
     return {"run": str(run.relative_to(REPO)) if run.is_relative_to(REPO) else str(run), "cell": cell,
             "scores": scores}
 
 
-def _name(f) -> str:
-    return f"blur {f.blur_cells:g}, level {f.level:g}, gain {f.gain:g}"
+def _name(candidate: tuple[float, float, float]) -> str:
+    return "blur {:g}, level {:g}, gain {:g}".format(*candidate)
 
 
 def summarise(runs: list[dict]) -> dict:

@@ -1,4 +1,4 @@
-"""Full-size photos: guided upsampling, streamed tiles, the export's choice and `factory apply --path`."""
+"""Full-size photos: guided upsampling, streamed tiles, the export's choice, a screen editor's finish and `factory apply --path`."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from factory.core.errors import FactoryError
 from factory.runtime.editor import Editor
 from factory.runtime.fullsize import FullSize, card_full_size, resolve
 from factory.runtime.guided import guided_edit
+from factory.runtime.screen_finish import Finish, blur, finish_for, levels, screen_cell
 from factory.runtime.tiles import axis_tiles, edit_tiled, ordered_map
 from tests.conftest import photo, write_rgb
 
@@ -330,3 +331,89 @@ def test_every_recipe_operation_has_a_full_resolution_rule() -> None:
     at_1x = apply_recipe(img, [{"op": "gaussian_blur", "sigma": 3.0}])
     at_3x = apply_recipe_at(big, [{"op": "gaussian_blur", "sigma": 3.0}], 3.0)
     assert psnr(cv2.resize(at_3x, (96, 64), interpolation=cv2.INTER_AREA), at_1x) > 35
+
+
+# -- a screen editor's full-size finish ----------------------------------------------------------------
+
+#: a halftone screen of cell 4 at 45 degrees, fitted on 128 px pairs (as card.json's position.screen holds it)
+SCREEN = {"screen_waves": [[0.17678, 0.17678], [-0.17678, 0.17678]], "screen_size": 128,
+          "screen_lattice": [[0.17678, 0.17678, 0.0], [-0.17678, 0.17678, 0.0]]}
+
+
+def test_blur_matches_a_gaussian_and_levels_steepen_around_the_level() -> None:
+    img = cv2.resize(textured(60, 80, seed=3), (800, 600), interpolation=cv2.INTER_CUBIC)
+    exact = cv2.GaussianBlur(img, (0, 0), 24).astype(float)
+    fast = blur(img, 24).astype(float)
+    assert np.abs(fast - exact).mean() < 1.5 and np.abs(fast - img).mean() > 5 * np.abs(fast - exact).mean()
+    assert blur(img, 0) is img
+    v = np.arange(256, dtype=np.uint8)[None, :, None].repeat(3, axis=2)
+    out = levels(v, 0.55, 2.0)[0, :, 0].astype(int)
+    assert abs(out[round(0.55 * 255)] - 128) <= 1 and out[0] == 0 and out[-1] == 255
+    assert (np.diff(out) >= 0).all() and out[200] - out[100] > 200 - 100  # monotone and steeper than the identity
+
+
+def test_the_finish_follows_the_screen_and_rejects_bad_cards() -> None:
+    assert screen_cell(SCREEN) == pytest.approx(4 / 128, rel=1e-3)  # the lattice's period over the pairs' side
+    assert screen_cell({**SCREEN, "screen_lattice": None}) == pytest.approx(4 / 128, rel=1e-3)
+    assert screen_cell(None) is None and finish_for(None) is None
+    finish = finish_for(SCREEN)
+    assert finish is not None and finish.pair_size == 128
+    assert Finish.from_json(json.loads(json.dumps(finish.to_json()))) == finish
+    assert finish.applies((512, 700, 3)) and not finish.applies((511, 4000, 3))  # 4x the pairs' short side
+    with pytest.raises(ValueError, match="needs numbers"):
+        Finish.from_json({"cell": 0.1})
+    with pytest.raises(ValueError, match="0 < level < 1"):
+        Finish.from_json({**finish.to_json(), "level": 1.5})
+
+
+def _finished_editor(editors: dict[str, Path], root: Path, finish: dict | None) -> Path:
+    folder = root / "mix-finished"
+    shutil.copytree(editors["mix"].parent, folder)
+    (folder / "card.json").write_text(json.dumps({"full_size": {"path": "tiled", "low_side": 64, "tile": 64,
+                                                                "finish": finish}}))
+    return folder
+
+
+def test_the_tiled_path_finishes_large_photos_only(editors: dict[str, Path], tmp_path: Path,
+                                                    workspace: Path) -> None:
+    finish = Finish(cell=0.1, pair_size=16, blur_cells=0.5, level=0.55, gain=2.0)
+    folder = _finished_editor(editors, tmp_path, finish.to_json())
+    ed = Editor(folder, threads=1)
+    assert ed.full_size.finish == finish
+    large, small = textured(150, 230, seed=5), textured(48, 80, seed=6)  # 150 >= 4 x 16 > 48
+    plain = ed.edit([large], path="tiled", finish=False)[0]
+    expected = levels(ed.edit([blur(large, 0.5 * 0.1 * 150)], path="tiled", finish=False)[0], 0.55, 2.0)
+    np.testing.assert_array_equal(ed.edit([large])[0], expected)
+    assert np.abs(expected.astype(int) - plain).mean() > 5  # the finish changed the photo
+    np.testing.assert_array_equal(ed.edit([small])[0], ed.edit([small], finish=False)[0])
+    np.testing.assert_array_equal(ed.edit([large], size=64)[0], ed.edit([large], size=64, finish=False)[0])
+
+    src = write_rgb(tmp_path / "in.png", large)
+    for args, want, phrase in (((), expected, "finished from 4x"), (("--no-finish",), plain, "64 px tiles (")):
+        out = tmp_path / f"out{len(args)}.png"
+        r = CliRunner().invoke(cli, ["--workspace", str(workspace), "apply", str(folder), str(src), "-o", str(out),
+                                     *args])
+        assert r.exit_code == 0 and phrase in r.output, r.output
+        np.testing.assert_array_equal(cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB), want)
+
+    bad = _finished_editor(editors, tmp_path / "bad", {**finish.to_json(), "gain": -1})
+    with pytest.raises(FactoryError, match=r"full_size\.finish: .*gain > 0.*export the editor again"):
+        Editor(bad).edit([large])
+
+
+def test_export_keeps_the_finish_only_when_it_measures_better(editors: dict[str, Path], tmp_path: Path) -> None:
+    from factory.export.fullsize import measure_full_size
+
+    recipe = [{"op": "halftone", "cell": 4, "angle": 45.0}]
+    data = _concept(tmp_path, {"kind": "classic", "recipe": recipe}, ["skimage:coffee"])
+    screen = {**SCREEN, "screen_size": 64}  # the concept's pairs are 64 px
+    section = measure_full_size(Editor(editors["mix"], threads=1), data, 64, photos=1, log=lambda m: None,
+                                screen=screen)
+    psnr = section["psnr_db"]
+    assert set(psnr) == {"guided", "tiled", "resize", "tiled_finished"} and psnr["tiled_finished"] != psnr["tiled"]
+    kept = psnr["tiled_finished"] > psnr["tiled"]
+    assert (section["finish"] is not None) == kept and "screen finish" in section["why"]
+    if kept:
+        assert Finish.from_json(section["finish"]) == finish_for(screen)
+    plain = measure_full_size(Editor(editors["mix"], threads=1), data, 64, photos=1, log=lambda m: None)
+    assert plain["finish"] is None and "tiled_finished" not in plain["psnr_db"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -28,6 +29,10 @@ from factory.pipeline.session import Session
                    "the editor's resolution before guided upsampling.")
 @click.option("--tile", type=click.IntRange(16),
               help="Tile side for native-resolution editing (a multiple of 16); default: the card's, else 512.")
+@click.option("--finish/--no-finish", default=True, show_default=True,
+              help="For an editor with a screen (halftone dots) whose card.json kept one: the tiled path's finish "
+                   "on photos at least 4x its pairs' size (input blurred at a third of a screen cell, output "
+                   "levels sharpened; measured at export). --no-finish runs the model alone.")
 @click.option("--precision", type=click.Choice(["fp32", "int8", "fp16"]), default="fp32", show_default=True,
               help="Which model of an editor folder to run.")
 @click.option("--concept", help="With EDITOR a filter pack (a pack folder, or a pack name in <workspace>/packs/): "
@@ -35,7 +40,8 @@ from factory.pipeline.session import Session
 @click.option("--threads", type=click.IntRange(1), help="onnxruntime threads (default: all cores).")
 @click.pass_obj
 def apply(session: Session, editor: str, inputs: tuple[str, ...], out: Path, batch: int, path: str,
-          size: int | None, tile: int | None, precision: str, concept: str | None, threads: int | None) -> None:
+          size: int | None, tile: int | None, finish: bool, precision: str, concept: str | None,
+          threads: int | None) -> None:
     """Edit images, folders (recursive) and videos with EDITOR (an editor folder, a .onnx/.ort file,
     a concept name exported to <workspace>/editors/, or a filter pack with --concept).
 
@@ -50,13 +56,14 @@ def apply(session: Session, editor: str, inputs: tuple[str, ...], out: Path, bat
     from factory.runtime.fullsize import describe
 
     model = open_editor(editor, session.workspace.root, precision, concept, threads)
-    how = describe(model.full_size, path, size, tile)  # a bad combination fails here, before any work
+    how = describe(model.full_size if finish else replace(model.full_size, finish=None), path, size, tile)
     with tqdm(unit="img", desc=f"apply {model.describe()}", leave=False) as bar:
         def show(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
-        r = apply_files(model, inputs, out, size=size, batch=batch, tile=tile, path=path, progress=show)
+        r = apply_files(model, inputs, out, size=size, batch=batch, tile=tile, path=path, finish=finish,
+                        progress=show)
     if r.skipped:
         click.echo(f"skipped {len(r.skipped)} input(s):", err=True)
         for path, reason in r.skipped:

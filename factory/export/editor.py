@@ -388,7 +388,8 @@ def _build(
 
     if req.full_size and not failures:
         full_size = measure_full_size(fp32_editor, req.data_dir, req.size,
-                                      quality.get("fp32_vs_teacher", {}).get("mean_db"), log=log)
+                                      quality.get("fp32_vs_teacher", {}).get("mean_db"), log=log,
+                                      screen=screen_of(module.generator) if module.takes_position else None)
     else:  # skipped, or the export fails anyway
         full_size = skipped_section(req.size, stride, "a check failed" if failures else "skipped at export")
 

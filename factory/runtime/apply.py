@@ -81,9 +81,9 @@ def collect(inputs: Sequence[str | os.PathLike], out: Path) -> tuple[list[Item],
 
 def apply_files(editor: Editor, inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
                 size: int | None = None, batch: int = 4, tile: int | None = None, path: str = "auto",
-                progress: Callable[[int, int], None] | None = None) -> ApplyResult:
+                finish: bool = True, progress: Callable[[int, int], None] | None = None) -> ApplyResult:
     """Edit every image and video of ``inputs`` into ``out`` (each output written atomically); unreadable
-    inputs are skipped and listed. ``size``, ``tile`` and ``path`` as ``Editor.edit`` (path auto: the
+    inputs are skipped and listed. ``size``, ``tile``, ``path`` and ``finish`` as ``Editor.edit`` (path auto: the
     editor card's choice). ``progress(done, total)`` counts images and frames."""
     started = time.perf_counter()
     if size is not None and size % editor.stride:
@@ -116,7 +116,7 @@ def apply_files(editor: Editor, inputs: Sequence[str | os.PathLike], out: str | 
 
     def flush() -> None:
         items = [item for item, _ in chunk]
-        edited = editor.edit([rgb for _, rgb in chunk], size=size, batch=batch, tile=tile, path=path)
+        edited = editor.edit([rgb for _, rgb in chunk], size=size, batch=batch, tile=tile, path=path, finish=finish)
         chunk.clear()  # the inputs are not needed while the outputs are written
         for item, rgb in zip(items, edited):
             atomic_write_bytes(item.out, encode_image(rgb, item.out.suffix or ".png"))
@@ -137,7 +137,7 @@ def apply_files(editor: Editor, inputs: Sequence[str | os.PathLike], out: str | 
     if chunk:
         flush()
     for item in (i for i in items if i.kind == "video" and i.path in videos):
-        frames = _apply_video(editor, item, videos[item.path], size, batch, tile, path, tick, skipped)
+        frames = _apply_video(editor, item, videos[item.path], size, batch, tile, path, tick, skipped, finish)
         if frames:
             result.videos += 1
             result.frames += frames
@@ -146,13 +146,13 @@ def apply_files(editor: Editor, inputs: Sequence[str | os.PathLike], out: str | 
 
 
 def _apply_video(editor: Editor, item: Item, opened, size: int | None, batch: int, tile: int | None, path: str,
-                 tick: Callable[[int], None], skipped: list[tuple[str, str]]) -> int:
+                 tick: Callable[[int], None], skipped: list[tuple[str, str]], finish: bool = True) -> int:
     """Edit one video frame by frame into ``item.out``; the number of frames written (0 when skipped)."""
     cap, info = opened
     try:
         with AtomicVideoWriter(item.out, info) as writer:
             for frames in video_frames(cap, batch):
-                for edited in editor.edit(frames, size=size, batch=batch, tile=tile, path=path):
+                for edited in editor.edit(frames, size=size, batch=batch, tile=tile, path=path, finish=finish):
                     writer.write(edited)
                 tick(len(frames))
             if writer.frames == 0:

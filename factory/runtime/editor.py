@@ -8,6 +8,8 @@ takes HxWx3 uint8 RGB images of any size and returns edited images of the same s
   the output cropped back. Images larger than ``tile`` on a side are edited in overlapping tiles
   blended with linear ramps, streamed band by band (``factory.runtime.tiles``: attention memory
   grows with the square of the pixel count, so a 12 MP photo is never run in one piece).
+  A screen editor whose card has a ``finish`` gets it around the tiles on large photos
+  (``factory.runtime.screen_finish``).
 * ``path="guided"``: the editor runs at longer side ``size`` (default 512) and its edit is applied at
   full resolution by a local affine colour model (``factory.runtime.guided``): for colour edits.
 * ``size=S`` (with the default ``path="auto"``): the image is resized so its longer side is S (both
@@ -38,6 +40,7 @@ from factory.core.errors import FactoryError
 from factory.runtime.fullsize import FullSize, card_full_size, resolve
 from factory.runtime.guided import guided_edit
 from factory.runtime.position import POSITION_NAME, position_grid
+from factory.runtime.screen_finish import finish_output, prepare
 from factory.runtime.tiles import DEFAULT_TILE as DEFAULT_TILE  # re-exported
 from factory.runtime.tiles import edit_tiled
 
@@ -261,9 +264,10 @@ class Editor:
 
     def edit(
         self, images: Sequence[np.ndarray], size: int | None = None, batch: int = 4, tile: int | None = None,
-        path: str = "auto",
+        path: str = "auto", finish: bool = True,
     ) -> list[np.ndarray]:
-        """Edit HxWx3 uint8 RGB images; each output has its input's size (see the module docstring)."""
+        """Edit HxWx3 uint8 RGB images; each output has its input's size (see the module docstring). The tiled
+        path applies the card's screen finish to images large enough, unless ``finish`` is False."""
         mode, size, tile = resolve(self.full_size, path, size, tile)
         if size is not None and size % self.stride:
             raise FactoryError(
@@ -280,6 +284,10 @@ class Editor:
             arrays.append(image)
         if mode == "guided":
             return [self.guided(image, size, batch, tile)[0] for image in arrays]  # type: ignore[arg-type]
+        screen = self.full_size.finish if finish and mode == "tiled" else None
+        if screen is not None and any(screen.applies(a.shape) for a in arrays):
+            return [finish_output(self._edit_native([prepare(a, screen)], None, tile, batch)[0], screen)
+                    if screen.applies(a.shape) else self._edit_native([a], None, tile, batch)[0] for a in arrays]
         return self._edit_native(arrays, size if mode == "resize" else None, tile, batch)
 
     def _edit_native(self, arrays: list[np.ndarray], size: int | None, tile: int, batch: int,

@@ -7,7 +7,8 @@
 
 ``factory export`` measures guided against tiled on held-out photos and writes its choice into the
 editor's card.json (``full_size``: path, low_side, tile). Without a card (a bare .onnx file) or without
-that section, the path is ``tiled``.
+that section, the path is ``tiled``. An editor with a screen may also have a ``finish`` there
+(``factory.runtime.screen_finish``), which the tiled path applies to photos large enough.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from factory.core.errors import FactoryError
 from factory.runtime.guided import DEFAULT_LOW_SIDE
+from factory.runtime.screen_finish import Finish
 from factory.runtime.tiles import DEFAULT_TILE
 
 PATHS = ("guided", "tiled")
@@ -26,12 +28,14 @@ CHOICES = ("auto", *PATHS)
 
 @dataclass(frozen=True)
 class FullSize:
-    """How large images are edited: ``path`` (guided or tiled), its ``low_side`` and ``tile``."""
+    """How large images are edited: ``path`` (guided or tiled), its ``low_side`` and ``tile``; the tiled path's
+    screen ``finish`` (None: none)."""
 
     path: str = "tiled"
     low_side: int = DEFAULT_LOW_SIDE
     tile: int = DEFAULT_TILE
     origin: str = "default (no card.json)"
+    finish: Finish | None = None
 
 
 def card_full_size(model: str | Path) -> FullSize:
@@ -49,7 +53,11 @@ def card_full_size(model: str | Path) -> FullSize:
     if path not in PATHS or not all(isinstance(v, int) and v >= 16 for v in (low, tile)):
         raise FactoryError(f"{card}: full_size must have path guided or tiled and integer low_side and tile "
                            f"(got path {path!r}, low_side {low!r}, tile {tile!r}); export the editor again")
-    return FullSize(path=path, low_side=low, tile=tile, origin=str(card))
+    try:
+        finish = Finish.from_json(section["finish"]) if section.get("finish") else None
+    except ValueError as exc:
+        raise FactoryError(f"{card}: full_size.finish: {exc}; export the editor again") from None
+    return FullSize(path=path, low_side=low, tile=tile, origin=str(card), finish=finish)
 
 
 def resolve(card: FullSize, path: str = "auto", size: int | None = None, tile: int | None = None
@@ -82,4 +90,7 @@ def describe(card: FullSize, path: str = "auto", size: int | None = None, tile: 
         return f"resized to {size} px and back ({where})"
     if mode == "guided":
         return f"guided, editor at {size} px ({where})"
-    return f"tiled, {tile} px tiles ({where})"
+    finish = card.finish
+    extra = (f", finished from {finish.min_scale:g}x the pairs' size (input blurred by {finish.blur_cells:g} of a "
+             f"screen cell, levels {finish.level:g} x {finish.gain:g})" if finish else "")
+    return f"tiled, {tile} px tiles{extra} ({where})"

@@ -11,7 +11,9 @@ better on held-out photos (``factory.export.fullsize``), does two cheap things a
 * ``level`` and ``gain``: the output's levels mapped by ``(v - level) * gain + 0.5`` (v in [0, 1], clipped), a
   steeper ramp around the level where the soft edge meets the teacher's.
 
-The constants were chosen on the validation concept newsprint (``bench/results/fullsize-finish-validation.md``).
+Only on photos at least ``min_scale`` times the pairs' size: nearer the pairs' size the soft edges are the
+teacher's. The constants were chosen on the validation concept newsprint
+(``bench/results/fullsize-finish-validation.md``: at 2x it loses 1 dB, from 4x it gains 1.2-2.6 dB).
 """
 
 from __future__ import annotations
@@ -26,33 +28,54 @@ import numpy as np
 
 #: the finish chosen on newsprint (validation): sigma in cells, output level and gain
 BLUR_CELLS = 0.33
-LEVEL = 0.6
+LEVEL = 0.55
 GAIN = 2.0
+#: photos smaller than this many times the pairs' size are edited as they are
+MIN_SCALE = 4.0
 #: the blur is computed this many pixels of sigma per pixel of a shrunk copy (fast at any sigma)
 PYRAMID_SIGMA = 4.0
 
 
 @dataclass(frozen=True)
 class Finish:
-    """``blur_cells``, ``level`` and ``gain`` (see the module docstring); ``cell`` the screen's cell as a fraction
-    of the photo's short side."""
+    """``blur_cells``, ``level``, ``gain`` and ``min_scale`` (see the module docstring); ``cell`` the screen's cell
+    as a fraction of the photo's short side, ``pair_size`` the short side of the pairs the screen was fitted on."""
 
     cell: float
+    pair_size: int
     blur_cells: float = BLUR_CELLS
     level: float = LEVEL
     gain: float = GAIN
+    min_scale: float = MIN_SCALE
+
+    def applies(self, shape: tuple[int, ...]) -> bool:
+        """Whether a photo of this (height, width, ...) is large enough to be finished."""
+        return min(shape[:2]) >= self.min_scale * self.pair_size
 
     def to_json(self) -> dict[str, float]:
-        return {"cell": self.cell, "blur_cells": self.blur_cells, "level": self.level, "gain": self.gain}
+        return {k: getattr(self, k) for k in FIELDS}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Finish:
-        values = {k: float(data[k]) for k in ("cell", "blur_cells", "level", "gain")}
-        if not (0 < values["cell"] <= 1 and values["blur_cells"] >= 0 and 0 < values["level"] < 1
-                and values["gain"] > 0):
-            raise ValueError(f"a screen finish needs 0 < cell <= 1, blur_cells >= 0, 0 < level < 1 and gain > 0, "
-                             f"got {values}")
-        return cls(**values)
+        """The finish of a card's ``full_size.finish`` (ValueError when a field is missing or out of range)."""
+        try:
+            values = {k: float(data[k]) for k in FIELDS}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"a screen finish needs numbers {', '.join(FIELDS)} ({exc!r})") from None
+        if not (0 < values["cell"] <= 1 and values["pair_size"] >= 1 and values["blur_cells"] >= 0
+                and 0 < values["level"] < 1 and values["gain"] > 0 and values["min_scale"] >= 0):
+            raise ValueError(f"a screen finish needs 0 < cell <= 1, pair_size >= 1, blur_cells >= 0, "
+                             f"0 < level < 1, gain > 0 and min_scale >= 0, got {values}")
+        return cls(**{**values, "pair_size": int(values["pair_size"])})
+
+
+FIELDS = ("cell", "pair_size", "blur_cells", "level", "gain", "min_scale")
+
+
+def finish_for(screen: Mapping[str, Any] | None) -> Finish | None:
+    """The default finish of an editor whose card's ``position.screen`` is ``screen`` (None without a screen)."""
+    cell = screen_cell(screen)
+    return None if cell is None else Finish(cell, int(screen["screen_size"]))  # type: ignore[index]
 
 
 def screen_cell(screen: Mapping[str, Any] | None) -> float | None:
