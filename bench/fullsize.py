@@ -9,6 +9,7 @@ made by ``factory run <concept>`` in this benchmark's workspace. Then, per path:
 * ``tiled``: native resolution in 512 px tiles streamed band by band (factory.runtime.tiles);
 * ``old``: the tiling before this change (1024 px tiles, batch 4, a float accumulator of the whole
   image and every tile's output kept), re-implemented here for comparison.
+* ``plain``: for an editor whose card kept a screen finish (factory.runtime.screen_finish), tiled without it.
 
 Measured: seconds and peak memory (VmHWM, each run in a fresh process doing what ``factory apply``
 does: read the file, edit, write) for a 12 MP photo (4000x3000) and a 9000x9000 image; PSNR against
@@ -144,7 +145,8 @@ def child(spec: dict) -> None:
     apply_seconds = []
     for _ in range(spec["repeats"]):
         r = apply_files(ed, [spec["image"]], spec["out"], batch=spec.get("batch", 4), tile=spec.get("tile"),
-                        path="tiled" if spec["path"] == "old" else spec["path"])
+                        path="tiled" if spec["path"] in ("old", "plain") else spec["path"],
+                        finish=spec["path"] != "plain")
         if r.images != 1:
             raise SystemExit(f"apply failed: {r.skipped}")
         apply_seconds.append(r.seconds)
@@ -276,6 +278,8 @@ def native_quality(folder: Path, data: Path, n: int, threads: int) -> dict:
         guided, small = ed.guided(img, low, 4, max(512, low))
         outs = {"guided": guided, "tiled": ed.edit([img], path="tiled")[0], "old": legacy_edit(ed, [img])[0],
                 "resize": cv2.resize(small, img.shape[1::-1], interpolation=cv2.INTER_CUBIC)}
+        if ed.full_size.finish is not None:  # the card kept a screen finish: tiled without it too
+            outs["plain"] = ed.edit([img], path="tiled", finish=False)[0]
         psnr = {k: round(psnr_u8(v, ref), 2) for k, v in outs.items()}
         psnr["pairs' size"] = pair_size_psnr(ed, img, recipe, pair_size)
         rows.append({"photo": name, "size": list(img.shape[:2]), "psnr_db": psnr})
@@ -324,8 +328,9 @@ def bench_concept(concept: str, args, group: str) -> dict:
         row["photo"]["pair_size_psnr_db"] = pair_size_psnr(Editor(folder, threads=args.threads), big, recipe,
                                                            pair_size)
     runs = []
+    paths = (*PATHS, "plain") if card["full_size"].get("finish") else PATHS  # plain: tiled without the finish
     for precision in args.precision_list:
-        for path in PATHS:
+        for path in paths:
             out = tmp / f"{path}-{precision}.png"
             r = measure({"editor": str(folder), "image": str(src), "out": str(out), "path": path,
                          "precision": precision, "threads": args.threads, "repeats": args.repeats})
