@@ -11,6 +11,9 @@ every blur x levels candidate below is scored against the teacher at full resolu
 The rule, run on validation concepts (newsprint): the candidate with the best mean over the held-out photos and
 the 12 MP photo. ``--candidates chosen`` scores only the module's constants (for test concepts).
 
+``--max-scales`` then scores the module's finish on the 12 MP photo edited shrunk to each of those multiples of the
+pairs' size and upscaled before the levels (``max_scale``; 0: at full size), with the edit's seconds.
+
     python bench/fullsize_finish.py --runs bench/work/fullsize-scales/newsprint-s16-pairs-now-seed0,...
 """
 
@@ -59,7 +62,7 @@ def _cases(run: Path) -> tuple[object, list, list[tuple[str, np.ndarray, float]]
     return editor, recipe, [(label, img, min(img.shape[:2]) / pair_size) for label, img in cases]
 
 
-def measure(run: Path, candidates: list[tuple[float, float, float]]) -> dict:
+def measure(run: Path, candidates: list[tuple[float, float, float]], max_scales: list[float]) -> dict:
     """{scale label: {candidate: [PSNR per photo]}} for one run folder."""
     import json
 
@@ -85,7 +88,30 @@ def measure(run: Path, candidates: list[tuple[float, float, float]]) -> dict:
         log(f"{run.name} {label} {img.shape[1]}x{img.shape[0]}: " + ", ".join(
             f"{k} {v[-1]:.2f}" for k, v in scores[label].items()))
     return {"run": str(run.relative_to(REPO)) if run.is_relative_to(REPO) else str(run), "cell": cell,
-            "scores": scores}
+            "scores": scores, "max_scale": _max_scales(editor, recipe, cases[-1], card, max_scales)}
+
+
+def _max_scales(editor, recipe: list, case: tuple, card: dict, max_scales: list[float]) -> dict[str, dict]:
+    """{max_scale: {psnr_db, seconds}} of the module's finish on the 12 MP photo (``case``)."""
+    import time
+    from dataclasses import replace
+
+    from factory.core.images import psnr_u8
+    from factory.runtime.screen_finish import edit_finished, finish_for
+    from factory.teachers.rescale import apply_recipe_at
+
+    label, img, scale = case
+    reference = apply_recipe_at(img, recipe, scale)
+    finish = finish_for(card["position"]["screen"])
+    out = {}
+    for m in max_scales:
+        t = time.perf_counter()
+        edited = edit_finished(lambda a: editor.edit([a], path="tiled", finish=False)[0], img,
+                               replace(finish, max_scale=m))
+        seconds = time.perf_counter() - t
+        out[f"{m:g}"] = {"psnr_db": round(psnr_u8(edited, reference), 2), "seconds": round(seconds, 2)}
+        log(f"{label}, finish, max scale {m:g}: {out[f'{m:g}']}")
+    return out
 
 
 def _name(candidate: tuple[float, float, float]) -> str:
@@ -103,7 +129,12 @@ def summarise(runs: list[dict]) -> dict:
             table.setdefault(label, {})[name] = (round(statistics.fmean(per_run), 2), round(sd, 2))
     names = list(table["12 MP"])
     chosen = max(names, key=lambda n: (table["held-out"][n][0] + table["12 MP"][n][0]) / 2)
-    return {"table": table, "chosen": chosen, "none": names[0]}
+    by_max = {}
+    for m in runs[0]["max_scale"]:
+        psnr, secs = ([r["max_scale"][m][k] for r in runs] for k in ("psnr_db", "seconds"))
+        by_max[m] = {"psnr_db": (round(statistics.fmean(psnr), 2), round(statistics.stdev(psnr), 2) if len(psnr) > 1
+                                 else 0.0), "seconds": round(statistics.fmean(secs), 2)}
+    return {"table": table, "chosen": chosen, "none": names[0], "max_scale": by_max}
 
 
 def render(result: dict) -> str:
@@ -122,6 +153,12 @@ def render(result: dict) -> str:
         mark = " (chosen)" if name == s["chosen"] else ""
         lines.append(f"| {name}{mark} | " + " | ".join(f"{table[lb][name][0]:.2f} ± {table[lb][name][1]:.2f}"
                                                           for lb in labels) + " |")
+    if s["max_scale"]:
+        lines += ["", f"The module's finish ({result['finish']}) on the 12 MP photo, edited at most *max scale* times "
+                  "the pairs' size (0: full size) and upscaled before the levels; seconds of the edit (mean):", "",
+                  "| max scale | 12 MP PSNR (dB) | seconds |", "| ---: | ---: | ---: |"]
+        lines += [f"| {m} | {v['psnr_db'][0]:.2f} ± {v['psnr_db'][1]:.2f} | {v['seconds']:.2f} |"
+                  for m, v in s["max_scale"].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -132,6 +169,7 @@ def main() -> None:
     ap.add_argument("--runs", required=True, help="comma-separated run folders (editors/, images/, ws-<concept>/)")
     ap.add_argument("--candidates", choices=("grid", "chosen"), default="grid",
                     help="grid: every blur x levels candidate (validation); chosen: none and the module's finish")
+    ap.add_argument("--max-scales", default="", help="comma-separated max_scale values to score (0: full size)")
     ap.add_argument("--name", default="fullsize-finish")
     args = ap.parse_args()
     runs = [Path(r).resolve() for r in args.runs.split(",")]
@@ -139,8 +177,10 @@ def main() -> None:
         raise SystemExit(f"no editors/ in {', '.join(missing)}")
     candidates = ([(b, lv, g) for b, (lv, g) in itertools.product(BLURS, LEVELS)] if args.candidates == "grid"
                   else [(0.0, 0.5, 1.0), (BLUR_CELLS, LEVEL, GAIN)])
-    measured = [measure(r, candidates) for r in runs]
-    result = {**provenance("fullsize_finish.py"), "runs": measured, "summary": summarise(measured)}
+    max_scales = [float(m) for m in args.max_scales.split(",") if m]
+    measured = [measure(r, candidates, max_scales) for r in runs]
+    result = {**provenance("fullsize_finish.py"), "runs": measured, "summary": summarise(measured),
+              "finish": f"blur {BLUR_CELLS:g} cells, level {LEVEL:g}, gain {GAIN:g}"}
     log(f"wrote {write_results(REPO / 'bench' / 'results', args.name, False, result, render(result))}")
 
 

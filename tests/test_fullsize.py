@@ -1,4 +1,4 @@
-"""Full-size photos: guided upsampling, streamed tiles, the export's choice, a screen editor's finish and `factory apply --path`."""
+"""Full-size photos: guided upsampling, streamed tiles, the export's choice, a screen finish, `factory apply --path`."""
 
 from __future__ import annotations
 

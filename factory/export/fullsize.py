@@ -29,7 +29,7 @@ from factory.core.images import psnr_u8
 from factory.data.dataset import full_resolution_reference
 from factory.runtime.editor import Editor
 from factory.runtime.guided import DEFAULT_EPS, radius_for
-from factory.runtime.screen_finish import finish_for, finish_output, prepare
+from factory.runtime.screen_finish import edit_finished, finish_for
 from factory.runtime.tiles import DEFAULT_TILE
 
 MARGIN_DB = 0.5
@@ -115,8 +115,8 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
             resized = cv2.resize(low, img.shape[1::-1], interpolation=cv2.INTER_CUBIC)  # the resize path's output
             outputs = {"guided": guided, "tiled": tiled, "resize": resized}
             if finish is not None:
-                outputs["tiled_finished"] = (finish_output(editor.edit([prepare(img, finish)], tile=tile, batch=1,
-                                                                       path="tiled", finish=False)[0], finish)
+                outputs["tiled_finished"] = (edit_finished(lambda a: editor.edit([a], tile=tile, batch=1, path="tiled",
+                                                                                 finish=False)[0], img, finish)
                                              if finish.applies(img.shape) else tiled)
             seconds["tiled"] += t1 - t0
             seconds["guided"] += t2 - t1

@@ -40,7 +40,7 @@ from factory.core.errors import FactoryError
 from factory.runtime.fullsize import FullSize, card_full_size, resolve
 from factory.runtime.guided import guided_edit
 from factory.runtime.position import POSITION_NAME, position_grid
-from factory.runtime.screen_finish import finish_output, prepare
+from factory.runtime.screen_finish import edit_finished
 from factory.runtime.tiles import DEFAULT_TILE as DEFAULT_TILE  # re-exported
 from factory.runtime.tiles import edit_tiled
 
@@ -286,8 +286,10 @@ class Editor:
             return [self.guided(image, size, batch, tile)[0] for image in arrays]  # type: ignore[arg-type]
         screen = self.full_size.finish if finish and mode == "tiled" else None
         if screen is not None and any(screen.applies(a.shape) for a in arrays):
-            return [finish_output(self._edit_native([prepare(a, screen)], None, tile, batch)[0], screen)
-                    if screen.applies(a.shape) else self._edit_native([a], None, tile, batch)[0] for a in arrays]
+            def tiled(a: np.ndarray) -> np.ndarray:
+                return self._edit_native([a], None, tile, batch)[0]
+
+            return [edit_finished(tiled, a, screen) if screen.applies(a.shape) else tiled(a) for a in arrays]
         return self._edit_native(arrays, size if mode == "resize" else None, tile, batch)
 
     def _edit_native(self, arrays: list[np.ndarray], size: int | None, tile: int, batch: int,

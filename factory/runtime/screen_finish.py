@@ -12,14 +12,16 @@ better on held-out photos (``factory.export.fullsize``), does two cheap things a
   steeper ramp around the level where the soft edge meets the teacher's.
 
 Only on photos at least ``min_scale`` times the pairs' size: nearer the pairs' size the soft edges are the
-teacher's. The constants were chosen on the validation concept newsprint
-(``bench/results/fullsize-finish-validation.md``: at 2x it loses 1 dB, from 4x it gains 1.2-2.6 dB).
+teacher's. With ``max_scale``, a photo larger than that many times the pairs' size is edited shrunk to it (beyond
+the scales it was trained at the editor is no better, and each tile costs the same) and its output upscaled
+(bicubic) before the levels, which sharpen the upscaled edges too. The constants were chosen on the validation
+concept newsprint (``bench/results/fullsize-finish-validation.md``: at 2x it loses 1 dB, from 4x it gains 1.2-2.6 dB).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +49,7 @@ class Finish:
     level: float = LEVEL
     gain: float = GAIN
     min_scale: float = MIN_SCALE
+    max_scale: float = 0.0  # 0: photos of any size are edited at their own size
 
     def applies(self, shape: tuple[int, ...]) -> bool:
         """Whether a photo of this (height, width, ...) is large enough to be finished."""
@@ -59,17 +62,19 @@ class Finish:
     def from_json(cls, data: Mapping[str, Any]) -> Finish:
         """The finish of a card's ``full_size.finish`` (ValueError when a field is missing or out of range)."""
         try:
-            values = {k: float(data[k]) for k in FIELDS}
+            values = {k: float(data.get(k, 0.0) if k == "max_scale" else data[k]) for k in FIELDS}
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"a screen finish needs numbers {', '.join(FIELDS)} ({exc!r})") from None
         if not (0 < values["cell"] <= 1 and values["pair_size"] >= 1 and values["blur_cells"] >= 0
-                and 0 < values["level"] < 1 and values["gain"] > 0 and values["min_scale"] >= 0):
+                and 0 < values["level"] < 1 and values["gain"] > 0 and values["min_scale"] >= 0
+                and (values["max_scale"] == 0 or values["max_scale"] >= values["min_scale"])):
             raise ValueError(f"a screen finish needs 0 < cell <= 1, pair_size >= 1, blur_cells >= 0, "
-                             f"0 < level < 1, gain > 0 and min_scale >= 0, got {values}")
+                             f"0 < level < 1, gain > 0, min_scale >= 0 and max_scale 0 or >= min_scale, "
+                             f"got {values}")
         return cls(**{**values, "pair_size": int(values["pair_size"])})
 
 
-FIELDS = ("cell", "pair_size", "blur_cells", "level", "gain", "min_scale")
+FIELDS = ("cell", "pair_size", "blur_cells", "level", "gain", "min_scale", "max_scale")
 
 
 def finish_for(screen: Mapping[str, Any] | None) -> Finish | None:
@@ -117,3 +122,17 @@ def prepare(image: np.ndarray, finish: Finish) -> np.ndarray:
 def finish_output(out: np.ndarray, finish: Finish) -> np.ndarray:
     """The editor's output with its levels sharpened."""
     return levels(out, finish.level, finish.gain)
+
+
+def edit_finished(edit: Callable[[np.ndarray], np.ndarray], image: np.ndarray, finish: Finish) -> np.ndarray:
+    """``image`` edited by ``edit`` (HxWx3 uint8 -> same, the unfinished tiled edit) with ``finish``: shrunk to
+    ``max_scale`` times the pairs' size if larger, blurred, edited, upscaled back, levels sharpened."""
+    h, w = image.shape[:2]
+    work = image
+    if finish.max_scale and min(h, w) > finish.max_scale * finish.pair_size:
+        s = finish.max_scale * finish.pair_size / min(h, w)
+        work = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    out = edit(prepare(work, finish))
+    if out.shape[:2] != (h, w):
+        out = cv2.resize(out, (w, h), interpolation=cv2.INTER_CUBIC)
+    return finish_output(out, finish)
