@@ -360,6 +360,8 @@ def test_the_finish_follows_the_screen_and_rejects_bad_cards() -> None:
     assert finish is not None and finish.pair_size == 128
     assert Finish.from_json(json.loads(json.dumps(finish.to_json()))) == finish
     assert finish.applies((512, 700, 3)) and not finish.applies((511, 4000, 3))  # 4x the pairs' short side
+    old = {k: v for k, v in finish.to_json().items() if k != "max_scale"}  # a card from before max_scale
+    assert finish.max_scale == 12 and Finish.from_json(old).max_scale == 0
     with pytest.raises(ValueError, match="needs numbers"):
         Finish.from_json({"cell": 0.1})
     with pytest.raises(ValueError, match="0 < level < 1"):
@@ -387,6 +389,11 @@ def test_the_tiled_path_finishes_large_photos_only(editors: dict[str, Path], tmp
     assert np.abs(expected.astype(int) - plain).mean() > 5  # the finish changed the photo
     np.testing.assert_array_equal(ed.edit([small])[0], ed.edit([small], finish=False)[0])
     np.testing.assert_array_equal(ed.edit([large], size=64)[0], ed.edit([large], size=64, finish=False)[0])
+    capped = Editor(_finished_editor(editors, tmp_path / "capped", {**finish.to_json(), "max_scale": 6}), threads=1)
+    shrunk = cv2.resize(large, (147, 96), interpolation=cv2.INTER_AREA)  # 6 x 16 px short side
+    edited = capped.edit([blur(shrunk, 0.5 * 0.1 * 96)], path="tiled", finish=False)[0]
+    want = levels(cv2.resize(edited, (230, 150), interpolation=cv2.INTER_CUBIC), 0.55, 2.0)
+    np.testing.assert_array_equal(capped.edit([large])[0], want)
 
     src = write_rgb(tmp_path / "in.png", large)
     for args, want, phrase in (((), expected, "finished from 4x"), (("--no-finish",), plain, "64 px tiles (")):

@@ -32,7 +32,8 @@ from factory.pipeline.session import Session
 @click.option("--finish/--no-finish", default=True, show_default=True,
               help="For an editor with a screen (halftone dots) whose card.json kept one: the tiled path's finish "
                    "on photos at least 4x its pairs' size (input blurred at a third of a screen cell, output "
-                   "levels sharpened; measured at export). --no-finish runs the model alone.")
+                   "levels sharpened; beyond 12x edited at 12x and upscaled first; measured at export). "
+                   "--no-finish runs the model alone at native resolution.")
 @click.option("--precision", type=click.Choice(["fp32", "int8", "fp16"]), default="fp32", show_default=True,
               help="Which model of an editor folder to run.")
 @click.option("--concept", help="With EDITOR a filter pack (a pack folder, or a pack name in <workspace>/packs/): "

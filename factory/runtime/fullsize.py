@@ -91,6 +91,7 @@ def describe(card: FullSize, path: str = "auto", size: int | None = None, tile: 
     if mode == "guided":
         return f"guided, editor at {size} px ({where})"
     finish = card.finish
+    cap = f"; edited at most {finish.max_scale:g}x and upscaled" if finish and finish.max_scale else ""
     extra = (f", finished from {finish.min_scale:g}x the pairs' size (input blurred by {finish.blur_cells:g} of a "
-             f"screen cell, levels {finish.level:g} x {finish.gain:g})" if finish else "")
+             f"screen cell, levels {finish.level:g} x {finish.gain:g}{cap})" if finish else "")
     return f"tiled, {tile} px tiles{extra} ({where})"
