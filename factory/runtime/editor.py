@@ -284,12 +284,13 @@ class Editor:
             arrays.append(image)
         if mode == "guided":
             return [self.guided(image, size, batch, tile)[0] for image in arrays]  # type: ignore[arg-type]
-        screen = self.full_size.finish if finish and mode == "tiled" else None
-        if screen is not None and any(screen.applies(a.shape) for a in arrays):
+        card_finish = self.full_size.finish if finish and mode == "tiled" else None
+        if card_finish is not None and any(card_finish.applies(a.shape) for a in arrays):
             def tiled(a: np.ndarray) -> np.ndarray:
                 return self._edit_native([a], None, tile, batch)[0]
 
-            return [edit_finished(tiled, a, screen) if screen.applies(a.shape) else tiled(a) for a in arrays]
+            return [edit_finished(tiled, a, card_finish) if card_finish.applies(a.shape) else tiled(a)
+                    for a in arrays]
         return self._edit_native(arrays, size if mode == "resize" else None, tile, batch)
 
     def _edit_native(self, arrays: list[np.ndarray], size: int | None, tile: int, batch: int,

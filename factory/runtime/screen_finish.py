@@ -45,8 +45,9 @@ PYRAMID_SIGMA = 4.0
 
 @dataclass(frozen=True)
 class Finish:
-    """``blur_cells``, ``level``, ``gain`` and ``min_scale`` (see the module docstring); ``cell`` the screen's cell
-    as a fraction of the photo's short side, ``pair_size`` the short side of the pairs the screen was fitted on."""
+    """``blur_cells``, ``level``, ``gain``, ``min_scale`` and ``max_scale`` (see the module docstring); ``cell`` the
+    screen's cell as a fraction of the photo's short side, ``pair_size`` the short side of the pairs the screen was
+    fitted on."""
 
     cell: float
     pair_size: int
