@@ -260,7 +260,7 @@ def native_quality(folder: Path, data: Path, n: int, threads: int) -> dict:
 
     from factory.core.images import psnr_u8
     from factory.data.dataset import full_resolution_reference
-    from factory.export.fullsize import held_out_photos, low_side_for
+    from factory.export.fullsize import held_out_photos
     from factory.runtime.editor import Editor
     from factory.teachers.rescale import RescaleError, apply_recipe_at
 
@@ -268,7 +268,7 @@ def native_quality(folder: Path, data: Path, n: int, threads: int) -> dict:
     if recipe is None:
         return {"measured": False, "why": why}
     ed = Editor(folder, threads=threads)
-    low = low_side_for(256, ed.stride)
+    low = ed.full_size.low_side  # the card's guided resolution
     rows = []
     for name, img in held_out_photos(data, n)[0]:
         try:
