@@ -21,9 +21,9 @@ from factory.pipeline.session import Session
               help="How photos larger than the editor's size are edited. auto: what the editor's card.json chose "
                    "at export (full_size: guided when it measured within 0.5 dB of tiled), tiled for a .onnx file "
                    "without a card; --size or --tile alone override it. guided: the editor at a low resolution "
-                   "(--size, default the card's low_side or 512) and its colour edit applied to the full-size "
-                   "photo: fast, for colour edits. tiled: native resolution in overlapping tiles (--tile): any "
-                   "edit.")
+                   "(--size, default the card's low_side, measured at export, or 512) and its colour edit applied "
+                   "to the full-size photo: fast, for colour edits. tiled: native resolution in overlapping tiles "
+                   "(--tile): any edit.")
 @click.option("--size", type=click.IntRange(16),
               help="Edit at this longer side (a multiple of 16) and resize back (a preview); with --path guided, "
                    "the editor's resolution before guided upsampling.")
