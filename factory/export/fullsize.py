@@ -150,6 +150,8 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
     finished = finish is not None and mean["tiled_finished"] > mean["tiled"]
     best_tiled = max(mean["tiled"], mean.get("tiled_finished", mean["tiled"]))
     guided_ok = mean["guided"] >= best_tiled - MARGIN_DB
+    finish_note = (f"the screen finish {'kept' if finished else 'dropped'} (tiled {mean['tiled']:.2f} dB without, "
+                   f"{mean['tiled_finished']:.2f} dB with)" if finish is not None else "")
     section.update({
         "path": "guided" if guided_ok else "tiled",
         "low_side": low_side,
@@ -163,13 +165,12 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
         "photos": rows,
         "why": f"guided {mean['guided']:.2f} dB (editor at {low_side} px) vs tiled {best_tiled:.2f} dB: "
                f"{'within' if guided_ok else 'beyond'} the {MARGIN_DB} dB margin"
-               + (f"; the screen finish {'kept' if finished else 'dropped'} (tiled {mean['tiled']:.2f} dB "
-                  f"without, {mean['tiled_finished']:.2f} dB with)" if finish is not None else ""),
+               + (f"; {finish_note}" if finish_note else ""),
     })
     ref = f", {export_size} px {editor_db:.2f} dB" if editor_db is not None else ""
     log(f"full size: guided {mean['guided']:.2f} dB, tiled {best_tiled:.2f} dB{ref} vs the teacher at full "
         f"resolution on {len(rows)} held-out photos ({megapixels:.1f} MP) -> {section['path']}"
-        + (f" ({section['why'].split('; ')[-1]})" if finish is not None else ""))
+        + (f" ({finish_note})" if finish_note else ""))
     return section
 
 

@@ -105,7 +105,7 @@ def blur(image: np.ndarray, sigma: float) -> np.ndarray:
     if sigma <= 0:
         return image
     h, w = image.shape[:2]
-    k = max(1.0, sigma / PYRAMID_SIGMA)
+    k = sigma / PYRAMID_SIGMA
     if k <= 1.0:
         return cv2.GaussianBlur(image, (0, 0), sigma)
     small = cv2.resize(image, (max(1, round(w / k)), max(1, round(h / k))), interpolation=cv2.INTER_AREA)
