@@ -17,13 +17,16 @@ from factory.pipeline.session import Session
               help="Output folder (or an output file when the input is one image or video).")
 @click.option("--batch", type=click.IntRange(1), default=4, show_default=True,
               help="Images, frames or tiles per onnxruntime call.")
-@click.option("--path", "path", type=click.Choice(["auto", "guided", "tiled"]), default="auto", show_default=True,
+@click.option("--path", "path", type=click.Choice(["auto", "guided", "tiled", "screen"]), default="auto",
+              show_default=True,
               help="How photos larger than the editor's size are edited. auto: what the editor's card.json chose "
-                   "at export (full_size: guided when it measured within 0.5 dB of tiled), tiled for a .onnx file "
+                   "at export (full_size: guided when it measured within 0.5 dB of the best native path), tiled "
+                   "for a .onnx file "
                    "without a card; --size or --tile alone override it. guided: the editor at a low resolution "
                    "(--size, default the card's low_side, measured at export, or 512) and its colour edit applied "
                    "to the full-size photo: fast, for colour edits. tiled: native resolution in overlapping tiles "
-                   "(--tile): any edit.")
+                   "(--tile): any edit. screen: for an editor with a screen (halftone dots) whose export kept a screen "
+                   "render: the editor at a low resolution gives the ink, the dots are drawn at full resolution.")
 @click.option("--size", type=click.IntRange(16),
               help="Edit at this longer side (a multiple of 16) and resize back (a preview); with --path guided, "
                    "the editor's resolution before guided upsampling.")

@@ -12,7 +12,10 @@ full-resolution reference (a diffusion or imported-pairs teacher, a recipe that 
 no held-out photos) nothing is measured and the path is tiled, the one that works for any edit.
 For an editor with a screen, tiled is also measured with the screen finish
 (``factory.runtime.screen_finish``: input blurred at the screen's cell, output levels sharpened, on photos
-large enough), which is kept when it scores higher than tiled without it.
+large enough), which is kept when it scores higher than tiled without it; and, when the screen is a two-wave
+lattice, the screen path (``factory.runtime.screen_render``), its threshold array fitted on the concept's training
+photos at full resolution with the teacher's output (never on the photos it is measured on). The screen path is
+chosen when it scores highest of the native paths (the finish is then kept: its low-resolution edit uses it).
 The result is card.json's ``full_size`` section, next to the editor's 256 px figure.
 """
 
@@ -32,7 +35,8 @@ from factory.core.images import psnr_u8
 from factory.data.dataset import full_resolution_reference
 from factory.runtime.editor import Editor
 from factory.runtime.guided import DEFAULT_EPS, radius_for
-from factory.runtime.screen_finish import edit_finished, finish_for
+from factory.runtime.screen_finish import Finish, edit_finished, finish_for
+from factory.runtime.screen_render import ScreenRender, check_lattice, fit_render, render_screen
 from factory.runtime.tiles import DEFAULT_TILE
 
 MARGIN_DB = 0.5
@@ -66,13 +70,13 @@ def _centre_crop(rgb: np.ndarray, max_pixels: int) -> np.ndarray:
     return np.ascontiguousarray(rgb[y : y + ch, x : x + cw])
 
 
-def held_out_photos(data_dir: Path, n: int) -> tuple[list[tuple[str, np.ndarray]], str]:
-    """The ``n`` largest test-split photos the concept's pairs were cut from, and where they came from."""
+def held_out_photos(data_dir: Path, n: int, split: str = "test") -> tuple[list[tuple[str, np.ndarray]], str]:
+    """The ``n`` largest ``split`` photos the concept's pairs were cut from, and where they came from."""
     from factory.data.pair_store import read_manifest
     from factory.data.photos import photos_by_name
 
     meta = read_json(data_dir / "synth.json") or {}
-    test = [r for r in read_manifest(data_dir) if r.get("split") == "test" and r.get("photo")]
+    test = [r for r in read_manifest(data_dir) if r.get("split") == split and r.get("photo")]
     names = list(dict.fromkeys(r["photo"] for r in sorted(test, key=lambda r: r["id"])))
     origin = str(meta.get("origin", ""))
     found = list(photos_by_name(origin, names).items())
@@ -115,7 +119,15 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
     rows, seconds = [], {"tiled": 0.0, **{f"guided_{side}": 0.0 for side in sides}}
     finish = finish_for(screen)
     megapixels = 0.0
+
+    def tiled_edit(a: np.ndarray, finished: Finish | None) -> np.ndarray:
+        def raw(b: np.ndarray) -> np.ndarray:
+            return editor.edit([b], tile=tile, batch=1, path="tiled", finish=False)[0]
+
+        return edit_finished(raw, a, finished) if finished is not None and finished.applies(a.shape) else raw(a)
+
     try:
+        render = _fit_render(data_dir, recipe, pair_size, screen, photos, cap, log)
         for name, full in chosen:
             factor = min(full.shape[:2]) / pair_size
             img = _centre_crop(full, cap)
@@ -130,9 +142,12 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
                 seconds[f"guided_{side}"] += time.perf_counter() - t0
             outputs["resize"] = cv2.resize(low, img.shape[1::-1], interpolation=cv2.INTER_CUBIC)  # largest side
             if finish is not None:
-                outputs["tiled_finished"] = (edit_finished(lambda a: editor.edit([a], tile=tile, batch=1, path="tiled",
-                                                                                 finish=False)[0], img, finish)
-                                             if finish.applies(img.shape) else tiled)
+                outputs["tiled_finished"] = tiled_edit(img, finish) if finish.applies(img.shape) else tiled
+            if render is not None:
+                t0 = time.perf_counter()
+                outputs["screen"] = (render_screen(lambda a: tiled_edit(a, finish), img, render)
+                                     if render.applies(img.shape) else outputs.get("tiled_finished", tiled))
+                seconds["screen"] = seconds.get("screen", 0.0) + time.perf_counter() - t0
             megapixels += img.shape[0] * img.shape[1] / 1e6
             rows.append({"photo": name, "photo_size": list(full.shape[:2]), "measured_size": list(img.shape[:2]),
                          "scale": round(factor, 3),
@@ -147,31 +162,53 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
     seconds["guided"] = seconds[f"guided_{low_side}"]
     for r in rows:
         r["psnr_db"]["guided"] = r["psnr_db"][f"guided_{low_side}"]
-    finished = finish is not None and mean["tiled_finished"] > mean["tiled"]
-    best_tiled = max(mean["tiled"], mean.get("tiled_finished", mean["tiled"]))
-    guided_ok = mean["guided"] >= best_tiled - MARGIN_DB
+    native = {k: mean[k] for k in ("tiled", "tiled_finished", "screen") if k in mean}
+    best_native = max(native, key=lambda k: native[k])
+    guided_ok = mean["guided"] >= native[best_native] - MARGIN_DB
+    path = "guided" if guided_ok else "screen" if best_native == "screen" else "tiled"
+    finished = finish is not None and (mean["tiled_finished"] > mean["tiled"] or path == "screen")
+    best_tiled = native[best_native]
     finish_note = (f"the screen finish {'kept' if finished else 'dropped'} (tiled {mean['tiled']:.2f} dB without, "
                    f"{mean['tiled_finished']:.2f} dB with)" if finish is not None else "")
+    if render is not None:
+        finish_note += f"; screen render {mean['screen']:.2f} dB ({'chosen' if path == 'screen' else 'not chosen'})"
     section.update({
-        "path": "guided" if guided_ok else "tiled",
+        "path": path,
         "low_side": low_side,
         "guided_radius": radius_for(low_side),
         "finish": finish.to_json() if finished and finish is not None else None,
+        "render": render.to_json() if path == "screen" and render is not None else None,
         "measured": True,
         "reference": f"the classic recipe at full resolution (pixel sizes x photo side / {pair_size} px pair side)",
         "psnr_db": mean,
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "megapixels": round(megapixels, 3),
         "photos": rows,
-        "why": f"guided {mean['guided']:.2f} dB (editor at {low_side} px) vs tiled {best_tiled:.2f} dB: "
+        "why": f"guided {mean['guided']:.2f} dB (editor at {low_side} px) vs native {best_tiled:.2f} dB: "
                f"{'within' if guided_ok else 'beyond'} the {MARGIN_DB} dB margin"
                + (f"; {finish_note}" if finish_note else ""),
     })
     ref = f", {export_size} px {editor_db:.2f} dB" if editor_db is not None else ""
-    log(f"full size: guided {mean['guided']:.2f} dB, tiled {best_tiled:.2f} dB{ref} vs the teacher at full "
+    log(f"full size: guided {mean['guided']:.2f} dB, native {best_tiled:.2f} dB{ref} vs the teacher at full "
         f"resolution on {len(rows)} held-out photos ({megapixels:.1f} MP) -> {section['path']}"
         + (f" ({finish_note})" if finish_note else ""))
     return section
+
+
+def _fit_render(data_dir: Path, recipe: list, pair_size: int, screen: Mapping[str, Any] | None, photos: int,
+                cap: int, log) -> ScreenRender | None:
+    """The screen path's render fitted on up to ``photos`` training photos at full resolution (centre-cropped to
+    ``cap`` pixels) with the teacher's output; None without a two-wave lattice or a training photo large enough."""
+    from factory.teachers.rescale import apply_recipe_at
+
+    if not screen or not check_lattice(screen.get("screen_lattice")):
+        return None
+    train = [_centre_crop(img, cap) for _, img in held_out_photos(data_dir, photos, split="train")[0]]
+    train = [img for img in train if min(img.shape[:2]) >= 4 * pair_size]
+    if not train:
+        log("full size: no training photo at least 4x the pairs' size to fit a screen render on")
+        return None
+    return fit_render(screen, [(img, apply_recipe_at(img, recipe, min(img.shape[:2]) / pair_size)) for img in train])
 
 
 def skipped_section(export_size: int, stride: int, why: str = "skipped at export") -> dict[str, Any]:

@@ -12,6 +12,8 @@ takes HxWx3 uint8 RGB images of any size and returns edited images of the same s
   (``factory.runtime.screen_finish``).
 * ``path="guided"``: the editor runs at longer side ``size`` (default 512) and its edit is applied at
   full resolution by a local affine colour model (``factory.runtime.guided``): for colour edits.
+* ``path="screen"``: a screen editor whose card has a ``render``: the tiled edit at a low resolution gives the ink,
+  the dots are drawn at full resolution (``factory.runtime.screen_render``).
 * ``size=S`` (with the default ``path="auto"``): the image is resized so its longer side is S (both
   sides rounded to multiples of the stride), edited, and the output resized back: previews, video.
 * ``path="auto"`` (default): what the editor's card.json chose at export (``full_size``), else tiled
@@ -41,6 +43,7 @@ from factory.runtime.fullsize import FullSize, card_full_size, resolve
 from factory.runtime.guided import guided_edit
 from factory.runtime.position import POSITION_NAME, position_grid
 from factory.runtime.screen_finish import edit_finished
+from factory.runtime.screen_render import render_screen
 from factory.runtime.tiles import DEFAULT_TILE as DEFAULT_TILE  # re-exported
 from factory.runtime.tiles import edit_tiled
 
@@ -284,6 +287,8 @@ class Editor:
             arrays.append(image)
         if mode == "guided":
             return [self.guided(image, size, batch, tile)[0] for image in arrays]  # type: ignore[arg-type]
+        if mode == "screen":
+            return [self.screen(image, tile, batch) for image in arrays]
         card_finish = self.full_size.finish if finish and mode == "tiled" else None
         if card_finish is not None and any(card_finish.applies(a.shape) for a in arrays):
             def tiled(a: np.ndarray) -> np.ndarray:
@@ -292,6 +297,17 @@ class Editor:
             return [edit_finished(tiled, a, card_finish) if card_finish.applies(a.shape) else tiled(a)
                     for a in arrays]
         return self._edit_native(arrays, size if mode == "resize" else None, tile, batch)
+
+    def screen(self, image: np.ndarray, tile: int, batch: int) -> np.ndarray:
+        """The screen path on one HxWx3 uint8 image: the card's render from the tiled edit (with its finish) at a low
+        resolution (``factory.runtime.screen_render``); a photo too small for it is edited tiled."""
+        render = self.full_size.render
+        assert render is not None, "resolve() refuses the screen path without a render"
+
+        def tiled(a: np.ndarray) -> np.ndarray:
+            return self.edit([a], batch=batch, tile=tile, path="tiled")[0]
+
+        return render_screen(tiled, image, render) if render.applies(image.shape) else tiled(image)
 
     def _edit_native(self, arrays: list[np.ndarray], size: int | None, tile: int, batch: int,
                      photo: tuple[int, int] | None = None) -> list[np.ndarray]:
