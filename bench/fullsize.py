@@ -10,6 +10,8 @@ made by ``factory run <concept>`` in this benchmark's workspace. Then, per path:
 * ``old``: the tiling before this change (1024 px tiles, batch 4, a float accumulator of the whole
   image and every tile's output kept), re-implemented here for comparison.
 * ``plain``: for an editor whose card kept a screen finish (factory.runtime.screen_finish), tiled without it.
+* ``screen``: for an editor whose export chose the screen path (factory.runtime.screen_render): the editor at a low
+  resolution gives the ink, the dots are drawn at full resolution (timed against the tiled path's 5 s goal).
 
 Measured: seconds and peak memory (VmHWM, each run in a fresh process doing what ``factory apply``
 does: read the file, edit, write) for a 12 MP photo (4000x3000) and a 9000x9000 image; PSNR against
@@ -280,6 +282,8 @@ def native_quality(folder: Path, data: Path, n: int, threads: int) -> dict:
                 "resize": cv2.resize(small, img.shape[1::-1], interpolation=cv2.INTER_CUBIC)}
         if ed.full_size.finish is not None:  # the card kept a screen finish: tiled without it too
             outs["plain"] = ed.edit([img], path="tiled", finish=False)[0]
+        if ed.full_size.render is not None:  # the card chose the screen path
+            outs["screen"] = ed.edit([img], path="screen")[0]
         psnr = {k: round(psnr_u8(v, ref), 2) for k, v in outs.items()}
         psnr["pairs' size"] = pair_size_psnr(ed, img, recipe, pair_size)
         rows.append({"photo": name, "size": list(img.shape[:2]), "psnr_db": psnr})
@@ -328,7 +332,8 @@ def bench_concept(concept: str, args, group: str) -> dict:
         row["photo"]["pair_size_psnr_db"] = pair_size_psnr(Editor(folder, threads=args.threads), big, recipe,
                                                            pair_size)
     runs = []
-    paths = (*PATHS, "plain") if card["full_size"].get("finish") else PATHS  # plain: tiled without the finish
+    screen = ("screen",) if card["full_size"].get("render") else ()  # the screen path, when the export chose it
+    paths = (*PATHS, *screen, "plain") if card["full_size"].get("finish") else (*PATHS, *screen)  # plain: no finish
     for precision in args.precision_list:
         for path in paths:
             out = tmp / f"{path}-{precision}.png"
@@ -341,7 +346,8 @@ def bench_concept(concept: str, args, group: str) -> dict:
             log(f"{concept} {path} {precision} {width}x{height}: {r['seconds']:.2f} s (first {r['first_seconds']:.2f}),"
                 f" peak {r['peak_mb']:.0f} MB, PSNR {r.get('psnr_db')}")
     huge = write_rgb(tmp / f"photo-{args.huge}.jpg", big_photo(photo, args.huge, args.huge)) if args.huge else None
-    for path in [] if huge is None else PATHS if args.old_huge and concept == args.concept_list[0] else PATHS[:2]:
+    for path in [] if huge is None else (*(PATHS if args.old_huge and concept == args.concept_list[0] else PATHS[:2]),
+                                         *screen):
         r = measure({"editor": str(folder), "image": str(huge), "out": str(tmp / f"huge-{path}.jpg"), "path": path,
                      "precision": "fp32", "threads": args.threads, "repeats": 1})
         r.update({"path": path, "precision": "fp32", "size": f"{args.huge}x{args.huge}"})
@@ -369,17 +375,17 @@ def goals(rows: list[dict], args) -> dict:
     for row in rows:
         c = row["concept"]
         for r in row["runs"]:
-            if r["size"] == args.size and r["path"] in ("guided", "tiled"):
-                limit = GOALS[f"{r['path']}_seconds"]
+            if r["size"] == args.size and r["path"] in ("guided", "tiled", "screen"):
+                limit = GOALS["guided_seconds" if r["path"] == "guided" else "tiled_seconds"]
                 out[f"{c} {r['path']} {r['precision']} {args.size} seconds <= {limit}"] = r["seconds"] <= limit
                 out[f"{c} {r['path']} {r['precision']} {args.size} peak <= {GOALS['peak_mb']:.0f} MB"] = \
                     r["peak_mb"] <= GOALS["peak_mb"]
-            if r["size"] == f"{args.huge}x{args.huge}" and r["path"] in ("guided", "tiled"):
+            if r["size"] == f"{args.huge}x{args.huge}" and r["path"] in ("guided", "tiled", "screen"):
                 out[f"{c} {r['path']} {r['size']} peak <= {GOALS['peak_mb']:.0f} MB"] = r["peak_mb"] <= GOALS["peak_mb"]
         native, ref, margin = row["native"], row["psnr_256_db"], GOALS["quality_below_256_db"]
         if native.get("measured") and ref is not None:
             same = native["psnr_db"].get("pairs' size")
-            for p in ("guided", "tiled"):
+            for p in ("guided", "tiled", "screen")[:3 if "screen" in native["psnr_db"] else 2]:
                 out[f"{c} {p} native PSNR within {margin} dB of 256 px"] = native["psnr_db"][p] >= ref - margin
                 if same is not None:
                     out[f"{c} {p} native PSNR within {margin} dB of the same photos at the pairs' size"] = \
