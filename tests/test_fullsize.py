@@ -226,7 +226,7 @@ def test_card_and_path_errors(editors: dict[str, Path], tmp_path: Path) -> None:
     bad = tmp_path / "bad"
     shutil.copytree(editors["mix"].parent, bad)
     (bad / "card.json").write_text(json.dumps({"full_size": {"path": "magic", "low_side": 64}}))
-    with pytest.raises(FactoryError, match=r"card\.json: full_size must have path guided or tiled"):
+    with pytest.raises(FactoryError, match=r"card\.json: full_size must have path guided, tiled or screen"):
         Editor(bad).edit([photo(1)])
     (bad / "card.json").write_text("{not json")
     with pytest.raises(FactoryError, match="not a readable editor card"):

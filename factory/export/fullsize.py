@@ -15,7 +15,7 @@ For an editor with a screen, tiled is also measured with the screen finish
 large enough), which is kept when it scores higher than tiled without it; and, when the screen is a two-wave
 lattice, the screen path (``factory.runtime.screen_render``), its threshold array fitted on the concept's training
 photos at full resolution with the teacher's output (never on the photos it is measured on). The screen path is
-chosen when it scores highest of the native paths (the finish is then kept: its low-resolution edit uses it).
+chosen when it scores highest of the native paths.
 The result is card.json's ``full_size`` section, next to the editor's 256 px figure.
 """
 
@@ -35,7 +35,7 @@ from factory.core.images import psnr_u8
 from factory.data.dataset import full_resolution_reference
 from factory.runtime.editor import Editor
 from factory.runtime.guided import DEFAULT_EPS, radius_for
-from factory.runtime.screen_finish import Finish, edit_finished, finish_for
+from factory.runtime.screen_finish import edit_finished, finish_for
 from factory.runtime.screen_render import ScreenRender, check_lattice, fit_render, render_screen
 from factory.runtime.tiles import DEFAULT_TILE
 
@@ -120,11 +120,8 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
     finish = finish_for(screen)
     megapixels = 0.0
 
-    def tiled_edit(a: np.ndarray, finished: Finish | None) -> np.ndarray:
-        def raw(b: np.ndarray) -> np.ndarray:
-            return editor.edit([b], tile=tile, batch=1, path="tiled", finish=False)[0]
-
-        return edit_finished(raw, a, finished) if finished is not None and finished.applies(a.shape) else raw(a)
+    def native(a: np.ndarray) -> np.ndarray:  # the model alone at native resolution, in tiles
+        return editor.edit([a], tile=tile, batch=1, path="tiled", finish=False)[0]
 
     try:
         render = _fit_render(data_dir, recipe, pair_size, screen, photos, cap, log)
@@ -133,7 +130,7 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
             img = _centre_crop(full, cap)
             reference = apply_recipe_at(img, recipe, factor)
             t0 = time.perf_counter()
-            tiled = editor.edit([img], tile=tile, batch=1, path="tiled", finish=False)[0]
+            tiled = native(img)
             seconds["tiled"] += time.perf_counter() - t0
             outputs = {"tiled": tiled}
             for side in sides:
@@ -142,10 +139,10 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
                 seconds[f"guided_{side}"] += time.perf_counter() - t0
             outputs["resize"] = cv2.resize(low, img.shape[1::-1], interpolation=cv2.INTER_CUBIC)  # largest side
             if finish is not None:
-                outputs["tiled_finished"] = tiled_edit(img, finish) if finish.applies(img.shape) else tiled
+                outputs["tiled_finished"] = edit_finished(native, img, finish) if finish.applies(img.shape) else tiled
             if render is not None:
                 t0 = time.perf_counter()
-                outputs["screen"] = (render_screen(lambda a: tiled_edit(a, finish), img, render)
+                outputs["screen"] = (render_screen(native, img, render)
                                      if render.applies(img.shape) else outputs.get("tiled_finished", tiled))
                 seconds["screen"] = seconds.get("screen", 0.0) + time.perf_counter() - t0
             megapixels += img.shape[0] * img.shape[1] / 1e6
@@ -166,7 +163,7 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
     best_native = max(native, key=lambda k: native[k])
     guided_ok = mean["guided"] >= native[best_native] - MARGIN_DB
     path = "guided" if guided_ok else "screen" if best_native == "screen" else "tiled"
-    finished = finish is not None and (mean["tiled_finished"] > mean["tiled"] or path == "screen")
+    finished = finish is not None and mean["tiled_finished"] > mean["tiled"]
     best_tiled = native[best_native]
     finish_note = (f"the screen finish {'kept' if finished else 'dropped'} (tiled {mean['tiled']:.2f} dB without, "
                    f"{mean['tiled_finished']:.2f} dB with)" if finish is not None else "")

@@ -57,11 +57,13 @@ def card_full_size(model: str | Path) -> FullSize:
     if path not in PATHS or not all(isinstance(v, int) and v >= 16 for v in (low, tile)):
         raise FactoryError(f"{card}: full_size must have path guided, tiled or screen and integer low_side and tile "
                            f"(got path {path!r}, low_side {low!r}, tile {tile!r}); export the editor again")
-    try:
-        finish = Finish.from_json(section["finish"]) if section.get("finish") else None
-        render = ScreenRender.from_json(section["render"]) if section.get("render") else None
-    except ValueError as exc:
-        raise FactoryError(f"{card}: full_size: {exc}; export the editor again") from None
+    parsed = {}
+    for key, kind in (("finish", Finish), ("render", ScreenRender)):
+        try:
+            parsed[key] = kind.from_json(section[key]) if section.get(key) else None
+        except ValueError as exc:
+            raise FactoryError(f"{card}: full_size.{key}: {exc}; export the editor again") from None
+    finish, render = parsed["finish"], parsed["render"]
     if path == "screen" and render is None:
         raise FactoryError(f"{card}: full_size has path screen but no render; export the editor again")
     return FullSize(path=path, low_side=low, tile=tile, origin=str(card), finish=finish, render=render)

@@ -7,8 +7,9 @@ output places them to about a pixel, which PSNR against one-pixel edges reads as
 finish (``factory.runtime.screen_finish``). The screen render, the ``screen`` path when the export measured it
 better on held-out photos (``factory.export.fullsize``), keeps what the editor does well and draws the rest:
 
-1. the editor edits the photo shrunk to at most ``low_scale`` times the pairs' size (tiled, with its finish); its
-   output's darkness averaged over about a cell is its coverage, the ink it gives each place;
+1. the editor edits the photo shrunk to at most ``low_scale`` times the pairs' size (tiled, without the screen
+   finish, whose levels bias the coverage); its output's darkness averaged over about a cell is its coverage, the
+   ink it gives each place;
 2. a local affine fit (the guided filter's, ``factory.runtime.guided.fit_affine``) from the photo's colours,
    blurred as the coverage is, to that coverage is applied to the photo blurred by a third of a cell at full
    resolution: the editor's ink, with the photo's own detail inside a cell;
