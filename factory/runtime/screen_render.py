@@ -48,6 +48,10 @@ INK_CELLS = 1 / 3
 #: the affine fit's window radius, in cells, and its regularisation
 RADIUS_CELLS = 4.0
 EPS = 1e-2
+#: the threshold array's fit: ink levels over this range, error curves averaged over this many bins (sigma)
+INK_RANGE = (-0.1, 1.7)
+LEVELS = 360
+SMOOTH_BINS = 1.0
 #: rows drawn at a time at full resolution (memory)
 STRIP_ROWS = 256
 
@@ -165,28 +169,34 @@ def ink_rows(guide: np.ndarray, coefs: np.ndarray, y0: int, y1: int) -> np.ndarr
 
 
 def fit_table(ink: np.ndarray, dark: np.ndarray, u: np.ndarray, v: np.ndarray, bins: int = BINS) -> np.ndarray:
-    """[bins, bins] float32: per bin of the lattice's cell, the ink above which pixels are dark with the fewest
-    pixels on the wrong side (``dark`` > 0.5); bins without samples get the mean."""
+    """[bins, bins] float32: per bin of the lattice's cell, the ink above which pixels are dark with the least
+    darkness on the wrong side (``dark`` in [0, 1]; soft edges count in part). Each bin's error curve over
+    ``LEVELS`` ink levels is averaged with its neighbours' (a Gaussian of ``SMOOTH_BINS`` bins, periodic), so a bin
+    whose own pixels leave a wide gap (photos with few mid tones there) takes its threshold from the curve around
+    it; within a flat minimum, its middle."""
+    edges = np.linspace(INK_RANGE[0], INK_RANGE[1], LEVELS + 1, dtype=np.float32)
+    level = np.clip(np.searchsorted(edges, ink.ravel()) - 1, 0, LEVELS - 1)
     index = (np.minimum((u.ravel() * bins).astype(np.int64), bins - 1) * bins
              + np.minimum((v.ravel() * bins).astype(np.int64), bins - 1))
-    x, d = ink.ravel(), dark.ravel() > 0.5
-    order = np.lexsort((x, index))
-    index, x, d = index[order], x[order], d[order]
-    starts = np.searchsorted(index, np.arange(bins * bins + 1))
-    table = np.full(bins * bins, np.nan, np.float32)
-    for k in range(bins * bins):
-        s, e = starts[k], starts[k + 1]
-        if e == s:
-            continue
-        xs, dk = x[s:e], d[s:e]
-        # a threshold after position i: pixels 0..i-1 light, i.. dark; errors = dark below + light above
-        errors = np.concatenate([[0], np.cumsum(dk)]) + np.concatenate([[0], np.cumsum(~dk[::-1])])[::-1]
-        i = int(np.argmin(errors))
-        table[k] = xs[0] - 1e-3 if i == 0 else xs[-1] + 1e-3 if i == len(xs) else 0.5 * (xs[i - 1] + xs[i])
-    if np.isnan(table).all():
+    cell = index * LEVELS + level
+    d = np.clip(dark.ravel(), 0.0, 1.0).astype(np.float64)
+    darks = np.bincount(cell, d, bins * bins * LEVELS).reshape(bins, bins, LEVELS)
+    lights = np.bincount(cell, 1.0 - d, bins * bins * LEVELS).reshape(bins, bins, LEVELS)
+    if darks.sum() + lights.sum() == 0:
         raise ValueError("no samples to fit a threshold array on")
-    table[np.isnan(table)] = np.nanmean(table)
-    return table.reshape(bins, bins)
+    # a threshold at edge t (t = 0..LEVELS): pixels below it light, above it dark
+    zeros = np.zeros((bins, bins, 1))
+    errors = (np.concatenate([zeros, np.cumsum(darks, 2)], 2)
+              + np.concatenate([np.cumsum(lights[..., ::-1], 2)[..., ::-1], zeros], 2))
+    reach = max(1, math.ceil(3 * SMOOTH_BINS))
+    weights = np.exp(-0.5 * (np.arange(-reach, reach + 1) / SMOOTH_BINS) ** 2)
+    smooth = errors
+    for axis in (0, 1):  # a separable periodic Gaussian over the bins
+        smooth = sum(wk * np.roll(smooth, k, axis) for k, wk in zip(range(-reach, reach + 1), weights / weights.sum()))
+    best = smooth.min(2, keepdims=True)
+    flat = smooth <= best + 1e-6 * np.maximum(best, 1.0)
+    first, last = flat.argmax(2), LEVELS - flat[..., ::-1].argmax(2)
+    return edges[(first + last) // 2].astype(np.float32)
 
 
 def fit_render(screen: Mapping[str, Any], samples: Iterable[tuple[np.ndarray, np.ndarray]],
