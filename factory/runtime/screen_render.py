@@ -170,10 +170,10 @@ def ink_rows(guide: np.ndarray, coefs: np.ndarray, y0: int, y1: int) -> np.ndarr
 
 def fit_table(ink: np.ndarray, dark: np.ndarray, u: np.ndarray, v: np.ndarray, bins: int = BINS) -> np.ndarray:
     """[bins, bins] float32: per bin of the lattice's cell, the ink above which pixels are dark with the least
-    darkness on the wrong side (``dark`` in [0, 1]; soft edges count in part). Each bin's error curve over
-    ``LEVELS`` ink levels is averaged with its neighbours' (a Gaussian of ``SMOOTH_BINS`` bins, periodic), so a bin
-    whose own pixels leave a wide gap (photos with few mid tones there) takes its threshold from the curve around
-    it; within a flat minimum, its middle."""
+    darkness on the wrong side (``dark`` in [0, 1]; soft edges count in part), over ``LEVELS`` ink levels. Where a
+    bin's own pixels leave a wide gap of equally good thresholds (photos with few mid tones there), the one its
+    neighbours' error curves (a periodic Gaussian of ``SMOOTH_BINS`` bins) favour; within a flat minimum, its
+    middle."""
     edges = np.linspace(INK_RANGE[0], INK_RANGE[1], LEVELS + 1, dtype=np.float32)
     level = np.clip(np.searchsorted(edges, ink.ravel()) - 1, 0, LEVELS - 1)
     index = (np.minimum((u.ravel() * bins).astype(np.int64), bins - 1) * bins
@@ -193,8 +193,9 @@ def fit_table(ink: np.ndarray, dark: np.ndarray, u: np.ndarray, v: np.ndarray, b
     smooth = errors
     for axis in (0, 1):  # a separable periodic Gaussian over the bins
         smooth = sum(wk * np.roll(smooth, k, axis) for k, wk in zip(range(-reach, reach + 1), weights / weights.sum()))
-    best = smooth.min(2, keepdims=True)
-    flat = smooth <= best + 1e-6 * np.maximum(best, 1.0)
+    own = errors <= errors.min(2, keepdims=True) + 1e-6  # the bin's own best thresholds (a gap in its inks)
+    score = np.where(own, smooth, np.inf)
+    flat = score <= score.min(2, keepdims=True) * (1 + 1e-6) + 1e-9
     first, last = flat.argmax(2), LEVELS - flat[..., ::-1].argmax(2)
     return edges[(first + last) // 2].astype(np.float32)
 
