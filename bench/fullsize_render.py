@@ -28,12 +28,11 @@ from common import REPO, log, provenance, write_results
 PHOTOS = 6
 
 
-def measure(run: Path, low_scales: list[float]) -> dict:
+def measure(run: Path, low_scales: list[float], fit_photos: int) -> dict:
     """{label: {candidate: [PSNR per photo]}, seconds: {candidate: [seconds on the 12 MP photo]}} for one run."""
     from factory.core.images import psnr_u8, read_image
     from factory.data.dataset import full_resolution_reference
     from factory.export.fullsize import MAX_PIXELS, MAX_SIDE_IN_EXPORT_SIZES, _fit_render, held_out_photos
-    from factory.export.fullsize import PHOTOS as FIT_PHOTOS
     from factory.export.fullsize import _centre_crop as centre_crop
     from factory.runtime.editor import Editor
     from factory.runtime.screen_finish import edit_finished, finish_for
@@ -47,7 +46,7 @@ def measure(run: Path, low_scales: list[float]) -> dict:
     recipe, pair_size, _ = full_resolution_reference(data)
     cap = min(MAX_PIXELS, (MAX_SIDE_IN_EXPORT_SIZES * editor.size) ** 2)
     t0 = time.perf_counter()
-    render = _fit_render(data, recipe, pair_size, screen, FIT_PHOTOS, cap, log)
+    render = _fit_render(data, recipe, pair_size, screen, fit_photos, cap, log)
     fit_seconds = time.perf_counter() - t0
     finish = finish_for(screen)
 
@@ -106,7 +105,8 @@ def render(result: dict) -> str:
              "their own size (mean over them); *12 MP*: the bench's upscaled photo. *tiled + finish*: the tiled path "
              "with the module's finish; *render Nx*: the screen path with the editor at most N times the pairs' "
              "size (*no finish*: the editor's low-resolution edit "
-             "without the tiled path's finish), its threshold array fitted on training photos as the export does "
+             "without the tiled path's finish), its threshold array fitted on "
+             f"{result['fit_photos']} training photos as the export does "
              f"(fit {', '.join(str(r['fit_seconds']) for r in result['runs'])} s). Mean ± sd over the editors.", "",
              f"Rule: the best mean of held-out and 12 MP; within 0.1 dB the lower scale. Chosen: **{s['chosen']}**.",
              "", "| candidate | " + " | ".join(labels) + " | 12 MP seconds |",
@@ -119,16 +119,20 @@ def render(result: dict) -> str:
 
 
 def main() -> None:
+    from factory.export.fullsize import RENDER_PHOTOS
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", required=True, help="comma-separated run folders (editors/, images/, ws-<concept>/)")
     ap.add_argument("--low-scales", default="6,8,12", help="comma-separated low_scale values to score")
+    ap.add_argument("--fit-photos", type=int, default=RENDER_PHOTOS, help="training photos the array is fitted on")
     ap.add_argument("--name", default="fullsize-render")
     args = ap.parse_args()
     runs = [Path(r).resolve() for r in args.runs.split(",")]
     if missing := [str(r) for r in runs if not (r / "editors").is_dir()]:
         raise SystemExit(f"no editors/ in {', '.join(missing)}")
-    measured = [measure(r, [float(m) for m in args.low_scales.split(",")]) for r in runs]
-    result = {**provenance("fullsize_render.py"), "runs": measured, "summary": summarise(measured)}
+    measured = [measure(r, [float(m) for m in args.low_scales.split(",")], args.fit_photos) for r in runs]
+    result = {**provenance("fullsize_render.py"), "runs": measured, "summary": summarise(measured),
+              "fit_photos": args.fit_photos}
     log(f"wrote {write_results(REPO / 'bench' / 'results', args.name, False, result, render(result))}")
 
 

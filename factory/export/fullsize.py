@@ -41,6 +41,8 @@ from factory.runtime.tiles import DEFAULT_TILE
 
 MARGIN_DB = 0.5
 PHOTOS = 3
+#: training photos the screen render's threshold array is fitted on (``bench/results/fullsize-render-validation*``)
+RENDER_PHOTOS = 8
 MAX_PIXELS = 2_000_000
 #: the measured crops are at most this many export sizes on a side (so small test editors measure fast)
 MAX_SIDE_IN_EXPORT_SIZES = 6
@@ -124,7 +126,7 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
         return editor.edit([a], tile=tile, batch=1, path="tiled", finish=False)[0]
 
     try:
-        render = _fit_render(data_dir, recipe, pair_size, screen, photos, cap, log)
+        render = _fit_render(data_dir, recipe, pair_size, screen, RENDER_PHOTOS, cap, log)
         for name, full in chosen:
             factor = min(full.shape[:2]) / pair_size
             img = _centre_crop(full, cap)

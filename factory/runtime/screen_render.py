@@ -19,7 +19,7 @@ better on held-out photos (``factory.export.fullsize``), keeps what the editor d
 The threshold array (``BINS`` x ``BINS`` over the lattice's cell) is fitted at export on training photos at full
 resolution with the teacher's output (``fit_render``): per bin, the ink that best separates dark pixels from light
 ones, the ink read from the teacher's coverage the same way. Constants: chosen on the validation concept newsprint
-(``bench/results/fullsize-render-validation.md``).
+(``bench/results/fullsize-render-validation*.md``: the editor at 8x without the finish; eight training photos).
 """
 
 from __future__ import annotations
