@@ -49,7 +49,7 @@ def test_the_render_draws_the_teachers_dots_from_a_low_resolution_ink(render: Sc
     small = cv2.resize(test, (320, 256), interpolation=cv2.INTER_AREA)
     upscaled = cv2.resize(teacher(small), (640, 512), interpolation=cv2.INTER_CUBIC)
     assert drawn.shape == test.shape and (drawn[..., 0] == drawn[..., 1]).all()  # grey, full size
-    assert psnr(drawn, reference) > psnr(upscaled, reference) + 3.0, (psnr(drawn, reference), psnr(upscaled, reference))
+    assert psnr(drawn, reference) > psnr(upscaled, reference) + 2.0, (psnr(drawn, reference), psnr(upscaled, reference))
     assert psnr(drawn, reference) > 18.0
     white = render_screen(lambda a: np.full_like(a, 255), test, low)  # no ink at all: (almost) no dots
     assert white.mean() > 245 and reference.mean() < 200
