@@ -117,7 +117,7 @@ def test_the_screen_path_follows_the_card(render: ScreenRender, tmp_path: Path, 
     (plain / "card.json").write_text(json.dumps({"full_size": {"path": "tiled", "low_side": 64, "tile": 64}}))
     r = CliRunner().invoke(cli, ["--workspace", str(workspace), "apply", str(plain), str(src), "-o",
                                  str(tmp_path / "x.png"), "--path", "screen"])
-    assert r.exit_code != 0 and "needs an editor whose card has a screen render" in r.output
+    assert isinstance(r.exception, FactoryError) and "card has a screen render" in str(r.exception)
 
 
 def test_export_fits_the_render_on_training_photos_and_measures_it(tmp_path: Path,
