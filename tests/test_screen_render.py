@@ -57,7 +57,7 @@ def test_the_render_draws_the_teachers_dots_from_a_low_resolution_ink(render: Sc
 
 def test_the_render_card_round_trips_and_bad_cards_are_refused(render: ScreenRender) -> None:
     back = ScreenRender.from_json(json.loads(json.dumps(render.to_json())))
-    assert (back.lattice, back.screen_size, back.low_scale) == (render.lattice, 64, 8.0)
+    assert (back.lattice, back.screen_size, back.low_scale) == (render.lattice, 64, 12.0)
     np.testing.assert_allclose(back.table, render.table, atol=1e-4)
     assert render.cell == pytest.approx(4 / 64, rel=1e-3)
     assert render.applies((256, 300, 3)) and not render.applies((255, 4000, 3))  # 4x the pairs' short side

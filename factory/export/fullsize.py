@@ -15,7 +15,8 @@ For an editor with a screen, tiled is also measured with the screen finish
 large enough), which is kept when it scores higher than tiled without it; and, when the screen is a two-wave
 lattice, the screen path (``factory.runtime.screen_render``), its threshold array fitted on the concept's training
 photos at full resolution with the teacher's output (never on the photos it is measured on). The screen path is
-chosen when it scores highest of the native paths.
+chosen when it scores highest of the native paths (the finish then stays in the card: the render's low-resolution
+edit uses it).
 The result is card.json's ``full_size`` section, next to the editor's 256 px figure.
 """
 
@@ -125,6 +126,9 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
     def native(a: np.ndarray) -> np.ndarray:  # the model alone at native resolution, in tiles
         return editor.edit([a], tile=tile, batch=1, path="tiled", finish=False)[0]
 
+    def finished_edit(a: np.ndarray) -> np.ndarray:  # with the screen finish where it applies (the render's edit)
+        return edit_finished(native, a, finish) if finish is not None and finish.applies(a.shape) else native(a)
+
     try:
         render = _fit_render(data_dir, recipe, pair_size, screen, RENDER_PHOTOS, cap, log)
         for name, full in chosen:
@@ -141,10 +145,10 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
                 seconds[f"guided_{side}"] += time.perf_counter() - t0
             outputs["resize"] = cv2.resize(low, img.shape[1::-1], interpolation=cv2.INTER_CUBIC)  # largest side
             if finish is not None:
-                outputs["tiled_finished"] = edit_finished(native, img, finish) if finish.applies(img.shape) else tiled
+                outputs["tiled_finished"] = finished_edit(img)
             if render is not None:
                 t0 = time.perf_counter()
-                outputs["screen"] = (render_screen(native, img, render)
+                outputs["screen"] = (render_screen(finished_edit, img, render)
                                      if render.applies(img.shape) else outputs.get("tiled_finished", tiled))
                 seconds["screen"] = seconds.get("screen", 0.0) + time.perf_counter() - t0
             megapixels += img.shape[0] * img.shape[1] / 1e6
@@ -165,7 +169,7 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
     best_native = max(native, key=lambda k: native[k])
     guided_ok = mean["guided"] >= native[best_native] - MARGIN_DB
     path = "guided" if guided_ok else "screen" if best_native == "screen" else "tiled"
-    finished = finish is not None and mean["tiled_finished"] > mean["tiled"]
+    finished = finish is not None and (mean["tiled_finished"] > mean["tiled"] or path == "screen")
     best_tiled = native[best_native]
     finish_note = (f"the screen finish {'kept' if finished else 'dropped'} (tiled {mean['tiled']:.2f} dB without, "
                    f"{mean['tiled_finished']:.2f} dB with)" if finish is not None else "")

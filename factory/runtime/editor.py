@@ -299,13 +299,15 @@ class Editor:
         return self._edit_native(arrays, size if mode == "resize" else None, tile, batch)
 
     def screen(self, image: np.ndarray, tile: int, batch: int) -> np.ndarray:
-        """The screen path on one HxWx3 uint8 image: the card's render from the model's tiled edit at a low
-        resolution (``factory.runtime.screen_render``); a photo too small for it is edited tiled."""
+        """The screen path on one HxWx3 uint8 image: the card's render from the tiled edit (with the card's finish) at
+        a low resolution (``factory.runtime.screen_render``); a photo too small for it is edited tiled."""
         render = self.full_size.render
         assert render is not None, "resolve() refuses the screen path without a render"
-        if not render.applies(image.shape):
-            return self.edit([image], batch=batch, tile=tile, path="tiled")[0]
-        return render_screen(lambda a: self._edit_native([a], None, tile, batch)[0], image, render)
+
+        def tiled(a: np.ndarray) -> np.ndarray:
+            return self.edit([a], batch=batch, tile=tile, path="tiled")[0]
+
+        return render_screen(tiled, image, render) if render.applies(image.shape) else tiled(image)
 
     def _edit_native(self, arrays: list[np.ndarray], size: int | None, tile: int, batch: int,
                      photo: tuple[int, int] | None = None) -> list[np.ndarray]:

@@ -7,9 +7,8 @@ output places them to about a pixel, which PSNR against one-pixel edges reads as
 finish (``factory.runtime.screen_finish``). The screen render, the ``screen`` path when the export measured it
 better on held-out photos (``factory.export.fullsize``), keeps what the editor does well and draws the rest:
 
-1. the editor edits the photo shrunk to at most ``low_scale`` times the pairs' size (tiled, without the screen
-   finish, whose levels bias the coverage); its output's darkness averaged over about a cell is its coverage, the
-   ink it gives each place;
+1. the editor edits the photo shrunk to at most ``low_scale`` times the pairs' size (tiled, with the screen
+   finish); its output's darkness averaged over about a cell is its coverage, the ink it gives each place;
 2. a local affine fit (the guided filter's, ``factory.runtime.guided.fit_affine``) from the photo's colours,
    blurred as the coverage is, to that coverage is applied to the photo blurred by a third of a cell at full
    resolution: the editor's ink, with the photo's own detail inside a cell;
@@ -19,7 +18,8 @@ better on held-out photos (``factory.export.fullsize``), keeps what the editor d
 The threshold array (``BINS`` x ``BINS`` over the lattice's cell) is fitted at export on training photos at full
 resolution with the teacher's output (``fit_render``): per bin, the ink that best separates dark pixels from light
 ones, the ink read from the teacher's coverage the same way. Constants: chosen on the validation concept newsprint
-(``bench/results/fullsize-render-validation*.md``: the editor at 8x without the finish; eight training photos).
+(``bench/results/fullsize-render-validation-fit8.md``: the editor at 12x with its finish, fitted on eight
+training photos; the earlier files of that name tried other fits).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from factory.runtime.screen_finish import blur
 #: bins per side of the threshold array over the lattice's cell
 BINS = 64
 #: the editor runs on the photo shrunk to at most this many times the pairs' size
-LOW_SCALE = 8.0
+LOW_SCALE = 12.0
 #: photos smaller than this many times the pairs' size are edited by the tiled path
 MIN_SCALE = 4.0
 #: the coverage: the editor's darkness blurred by this many cells (Gaussian sigma)
