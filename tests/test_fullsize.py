@@ -309,8 +309,10 @@ def test_export_measures_both_paths_against_the_full_resolution_teacher(editors:
     psnr = section["psnr_db"]  # guided measured with the editor at the pairs' size and at twice the export size
     assert set(psnr) == {"guided", "guided_64", "guided_128", "tiled", "resize"} and section["seconds"]["tiled"] > 0
     assert psnr["guided"] == max(psnr["guided_64"], psnr["guided_128"]) == psnr[f"guided_{section['low_side']}"]
-    # guided matches tiled on a colour edit, so it is chosen
+    # guided matches tiled on a colour edit, so it is chosen; also on the crops upscaled twice (a larger photo)
     assert section["psnr_db"]["guided"] > section["psnr_db"]["tiled"] - 0.5 and section["path"] == "guided"
+    larger = section["psnr_db_larger"]
+    assert larger["guided"] > larger["tiled"] - 0.5 and "2x larger" in section["why"]
 
     emboss = _concept(tmp_path / "e", {"kind": "classic", "recipe": [{"op": "emboss"}]}, ["skimage:coffee"])
     section = measure_full_size(ed, emboss, 64, log=lambda m: None)
@@ -318,6 +320,24 @@ def test_export_measures_both_paths_against_the_full_resolution_teacher(editors:
     diffusion = _concept(tmp_path / "d", {"kind": "instruct-pix2pix"}, ["skimage:coffee"])
     section = measure_full_size(ed, diffusion, 64, log=lambda m: None)
     assert section["path"] == "tiled" and "instruct-pix2pix teacher cannot be run" in section["why"]
+
+
+def test_export_rejects_guided_when_it_loses_on_a_larger_photo(editors: dict[str, Path], tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import factory.export.fullsize as export
+
+    recipe = [{"op": "channel_mix", "matrix": MIX.tolist()}]
+    data = _concept(tmp_path, {"kind": "classic", "recipe": recipe}, ["skimage:coffee"])
+    calls = []
+
+    def larger(editor, measured, *args):
+        calls.append([img.shape for img, _ in measured])
+        return {"guided": 20.0, "tiled": 25.0}
+
+    monkeypatch.setattr(export, "_larger", larger)
+    section = export.measure_full_size(Editor(editors["mix"], threads=1), data, 64, photos=1, log=lambda m: None)
+    assert calls and section["path"] == "tiled" and "2x larger: guided 20.00 dB vs tiled 25.00 dB, beyond" in \
+        section["why"]
 
 
 def test_every_recipe_operation_has_a_full_resolution_rule() -> None:
