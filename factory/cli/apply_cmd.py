@@ -36,7 +36,8 @@ from factory.pipeline.session import Session
               help="For an editor with a screen (halftone dots) whose card.json kept one: the tiled path's finish "
                    "on photos at least 4x its pairs' size (input blurred at a third of a screen cell, output "
                    "levels sharpened; beyond 12x edited at 12x and upscaled first; measured at export). "
-                   "--no-finish runs the model alone at native resolution.")
+                   "--no-finish runs the model alone at native resolution (on the screen path: at its low "
+                   "resolution).")
 @click.option("--precision", type=click.Choice(["fp32", "int8", "fp16"]), default="fp32", show_default=True,
               help="Which model of an editor folder to run.")
 @click.option("--concept", help="With EDITOR a filter pack (a pack folder, or a pack name in <workspace>/packs/): "

@@ -172,9 +172,9 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
     seconds["guided"] = seconds[f"guided_{low_side}"]
     for r in rows:
         r["psnr_db"]["guided"] = r["psnr_db"][f"guided_{low_side}"]
-    native = {k: mean[k] for k in ("tiled", "tiled_finished", "screen") if k in mean}
-    best_native = max(native, key=lambda k: native[k])
-    guided_close = mean["guided"] >= native[best_native] - MARGIN_DB
+    native_db = {k: mean[k] for k in ("tiled", "tiled_finished", "screen") if k in mean}
+    best_native = max(native_db, key=lambda k: native_db[k])
+    guided_close = mean["guided"] >= native_db[best_native] - MARGIN_DB
     larger = (_larger(editor, measured, recipe, cap, low_side, tile) if guided_close and best_native == "tiled"
               else None)
     guided_ok, larger_note = guided_close, ""
@@ -184,7 +184,7 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
                        f"{'within' if guided_ok else 'beyond'} the margin")
     path = "guided" if guided_ok else "screen" if best_native == "screen" else "tiled"
     finished = finish is not None and (mean["tiled_finished"] > mean["tiled"] or path == "screen")
-    best_tiled = native[best_native]
+    best_tiled = native_db[best_native]
     finish_note = (f"the screen finish {'kept' if finished else 'dropped'} (tiled {mean['tiled']:.2f} dB without, "
                    f"{mean['tiled_finished']:.2f} dB with)" if finish is not None else "")
     if render is not None:

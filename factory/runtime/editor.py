@@ -288,7 +288,7 @@ class Editor:
         if mode == "guided":
             return [self.guided(image, size, batch, tile)[0] for image in arrays]  # type: ignore[arg-type]
         if mode == "screen":
-            return [self.screen(image, tile, batch) for image in arrays]
+            return [self.screen(image, tile, batch, finish) for image in arrays]
         card_finish = self.full_size.finish if finish and mode == "tiled" else None
         if card_finish is not None and any(card_finish.applies(a.shape) for a in arrays):
             def tiled(a: np.ndarray) -> np.ndarray:
@@ -298,14 +298,15 @@ class Editor:
                     for a in arrays]
         return self._edit_native(arrays, size if mode == "resize" else None, tile, batch)
 
-    def screen(self, image: np.ndarray, tile: int, batch: int) -> np.ndarray:
-        """The screen path on one HxWx3 uint8 image: the card's render from the tiled edit (with the card's finish) at
-        a low resolution (``factory.runtime.screen_render``); a photo too small for it is edited tiled."""
+    def screen(self, image: np.ndarray, tile: int, batch: int, finish: bool = True) -> np.ndarray:
+        """The screen path on one HxWx3 uint8 image: the card's render from the tiled edit (with the card's finish
+        unless ``finish`` is False) at a low resolution (``factory.runtime.screen_render``); a photo too small for it
+        is edited tiled."""
         render = self.full_size.render
         assert render is not None, "resolve() refuses the screen path without a render"
 
         def tiled(a: np.ndarray) -> np.ndarray:
-            return self.edit([a], batch=batch, tile=tile, path="tiled")[0]
+            return self.edit([a], batch=batch, tile=tile, path="tiled", finish=finish)[0]
 
         return render_screen(tiled, image, render) if render.applies(image.shape) else tiled(image)
 
