@@ -42,12 +42,13 @@ def radius_for(side: int) -> int:
     return max(1, round(side * RADIUS_FRACTION))
 
 
-def fit_affine(src: np.ndarray, dst: np.ndarray, radius: int, eps: float = DEFAULT_EPS) -> np.ndarray:
-    """Per-pixel affine colour maps from ``src`` to ``dst`` (HxWx3 uint8, same size), as 12 x H x W float32
-    planes: plane ``4c + i`` is A[c, i] (i < 3) and plane ``4c + 3`` is b[c], mapping input pixel values
-    (0-255) to output pixel values."""
+def fit_affine(src: np.ndarray, dst: np.ndarray, radius: int, eps: float = DEFAULT_EPS,
+               outputs: int = 3) -> np.ndarray:
+    """Per-pixel affine colour maps from ``src`` to ``dst`` (HxWx3 uint8, same size), as 4 x ``outputs`` x H x W
+    float32 planes: plane ``4c + i`` is A[c, i] (i < 3) and plane ``4c + 3`` is b[c], mapping input pixel values
+    (0-255) to output pixel values of ``dst``'s first ``outputs`` channels."""
     x = [c.astype(np.float32) * np.float32(1 / 255) for c in cv2.split(src)]
-    p = [c.astype(np.float32) * np.float32(1 / 255) for c in cv2.split(dst)]
+    p = [c.astype(np.float32) * np.float32(1 / 255) for c in cv2.split(dst)[:outputs]]
     k = (2 * radius + 1,) * 2
 
     def box(a: np.ndarray) -> np.ndarray:
@@ -66,7 +67,7 @@ def fit_affine(src: np.ndarray, dst: np.ndarray, radius: int, eps: float = DEFAU
     inv = {key: v / det for key, v in cof.items()}
     prior = _global_affine(src, dst)  # [c, i]: where a window has too little colour variation for its own map
     planes = []
-    for c in range(3):
+    for c in range(outputs):
         cov = [box(x[j] * p[c]) - mx[j] * mp[c] + e * prior[c, j] for j in range(3)]  # ridge towards the prior
         a = [sum(cov[j] * inv[j, i] for j in range(3)) for i in range(3)]
         b = mp[c] - a[0] * mx[0] - a[1] * mx[1] - a[2] * mx[2]

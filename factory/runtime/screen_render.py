@@ -144,7 +144,7 @@ def ink_coefficients(photo: np.ndarray, dark: np.ndarray, cell_px: float) -> np.
     coverage = cv2.GaussianBlur(dark, (0, 0), COVERAGE_CELLS * cell_px)
     target = np.repeat(np.clip(coverage * 255 + 0.5, 0, 255).astype(np.uint8)[..., None], 3, 2)
     guide = blur(photo, math.hypot(INK_CELLS, COVERAGE_CELLS) * cell_px)
-    return fit_affine(guide, target, max(1, round(RADIUS_CELLS * cell_px)), EPS)[:4]
+    return fit_affine(guide, target, max(1, round(RADIUS_CELLS * cell_px)), EPS, outputs=1)
 
 
 def _rows_of(plane: np.ndarray, y0: int, y1: int, h: int, w: int) -> np.ndarray:
