@@ -330,8 +330,9 @@ def test_export_rejects_guided_when_it_loses_on_a_larger_photo(editors: dict[str
     data = _concept(tmp_path, {"kind": "classic", "recipe": recipe}, ["skimage:coffee"])
     calls = []
 
-    def larger(editor, measured, *args):
+    def larger(measured, recipe, cap, paths):
         calls.append([img.shape for img, _ in measured])
+        assert set(paths) == {"guided", "tiled"}
         return {"guided": 20.0, "tiled": 25.0}
 
     monkeypatch.setattr(export, "_larger", larger)

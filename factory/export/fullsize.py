@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from factory.data.dataset import full_resolution_reference
 from factory.runtime.editor import Editor
 from factory.runtime.guided import DEFAULT_EPS, radius_for
 from factory.runtime.screen_finish import edit_finished, finish_for
+from factory.runtime.screen_render import MIN_SCALE as RENDER_MIN_SCALE
 from factory.runtime.screen_render import ScreenRender, check_lattice, fit_render, render_screen
 from factory.runtime.tiles import DEFAULT_TILE
 
@@ -84,8 +85,8 @@ def held_out_photos(data_dir: Path, n: int, split: str = "test") -> tuple[list[t
     from factory.data.photos import photos_by_name
 
     meta = read_json(data_dir / "synth.json") or {}
-    test = [r for r in read_manifest(data_dir) if r.get("split") == split and r.get("photo")]
-    names = list(dict.fromkeys(r["photo"] for r in sorted(test, key=lambda r: r["id"])))
+    records = [r for r in read_manifest(data_dir) if r.get("split") == split and r.get("photo")]
+    names = list(dict.fromkeys(r["photo"] for r in sorted(records, key=lambda r: r["id"])))
     origin = str(meta.get("origin", ""))
     found = list(photos_by_name(origin, names).items())
     found.sort(key=lambda item: -item[1].shape[0] * item[1].shape[1])  # stable: ties keep the pairs' order
@@ -175,8 +176,8 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
     native_db = {k: mean[k] for k in ("tiled", "tiled_finished", "screen") if k in mean}
     best_native = max(native_db, key=lambda k: native_db[k])
     guided_close = mean["guided"] >= native_db[best_native] - MARGIN_DB
-    larger = (_larger(editor, measured, recipe, cap, low_side, tile) if guided_close and best_native == "tiled"
-              else None)
+    larger = (_larger(measured, recipe, cap, {"guided": lambda a: editor.guided(a, low_side, 1, max(tile, low_side))[0],
+                                              "tiled": native}) if guided_close and best_native == "tiled" else None)
     guided_ok, larger_note = guided_close, ""
     if larger is not None:
         guided_ok = larger["guided"] >= larger["tiled"] - MARGIN_DB
@@ -213,21 +214,20 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
     return section
 
 
-def _larger(editor: Editor, measured: list[tuple[np.ndarray, float]], recipe: list, cap: int, low_side: int,
-            tile: int) -> dict[str, float] | None:
-    """Mean PSNR of guided (editor at ``low_side``) and tiled on the measured crops, each cut to a quarter of ``cap``
-    pixels and upscaled ``LARGER`` times (bicubic), against the teacher at that scale; None if it cannot run."""
+def _larger(measured: list[tuple[np.ndarray, float]], recipe: list, cap: int,
+            paths: Mapping[str, Callable[[np.ndarray], np.ndarray]]) -> dict[str, float] | None:
+    """Mean PSNR of each of ``paths`` (name -> edit) on the measured crops, each cut to a quarter of ``cap`` pixels
+    and upscaled ``LARGER`` times (bicubic), against the teacher at that scale; None if it cannot run."""
     from factory.teachers.rescale import RescaleError, apply_recipe_at
 
-    scores: dict[str, list[float]] = {"guided": [], "tiled": []}
+    scores: dict[str, list[float]] = {k: [] for k in paths}
     try:
         for img, factor in measured:
             small = _centre_crop(img, cap // (LARGER * LARGER))
             big = cv2.resize(small, (small.shape[1] * LARGER, small.shape[0] * LARGER), interpolation=cv2.INTER_CUBIC)
             reference = apply_recipe_at(big, recipe, factor * LARGER)
-            scores["guided"].append(psnr_u8(editor.guided(big, low_side, 1, max(tile, low_side))[0], reference))
-            scores["tiled"].append(psnr_u8(editor.edit([big], tile=tile, batch=1, path="tiled", finish=False)[0],
-                                           reference))
+            for k, edit in paths.items():
+                scores[k].append(psnr_u8(edit(big), reference))
     except RescaleError:
         return None
     return {k: round(float(np.mean(v)), 2) for k, v in scores.items()} if measured else None
@@ -242,9 +242,9 @@ def _fit_render(data_dir: Path, recipe: list, pair_size: int, screen: Mapping[st
     if not screen or not check_lattice(screen.get("screen_lattice")):
         return None
     train = [_centre_crop(img, cap) for _, img in held_out_photos(data_dir, photos, split="train")[0]]
-    train = [img for img in train if min(img.shape[:2]) >= 4 * pair_size]
+    train = [img for img in train if min(img.shape[:2]) >= RENDER_MIN_SCALE * pair_size]
     if not train:
-        log("full size: no training photo at least 4x the pairs' size to fit a screen render on")
+        log(f"full size: no training photo at least {RENDER_MIN_SCALE:g}x the pairs' size to fit a screen render on")
         return None
     return fit_render(screen, [(img, apply_recipe_at(img, recipe, min(img.shape[:2]) / pair_size)) for img in train])
 

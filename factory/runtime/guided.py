@@ -82,22 +82,27 @@ def _global_affine(src: np.ndarray, dst: np.ndarray, eps: float = 1e-4) -> np.nd
     return np.linalg.solve(xc.T @ xc / len(xc) + eps * np.eye(3), xc.T @ pc / len(xc)).T.astype(np.float32)
 
 
+def upsample_rows(plane: np.ndarray, y0: int, y1: int, h: int, w: int) -> np.ndarray:
+    """Rows ``y0:y1`` of a low-resolution float32 ``plane`` upsampled bilinearly (pixel centres aligned) to
+    ``h`` x ``w``: vertically at the low width, then horizontally."""
+    hl = plane.shape[0]
+    sy = np.clip((np.arange(y0, y1) + 0.5) * (hl / h) - 0.5, 0, hl - 1)
+    i0 = np.floor(sy).astype(np.intp)
+    i1 = np.minimum(i0 + 1, hl - 1)
+    lo = plane[i0]
+    lo += (plane[i1] - lo) * (sy - i0).astype(np.float32)[:, None]
+    return cv2.resize(lo, (w, y1 - y0), interpolation=cv2.INTER_LINEAR)
+
+
 def apply_affine(image: np.ndarray, coefs: np.ndarray, workers: int | None = None) -> np.ndarray:
     """``image`` (HxWx3 uint8) mapped by ``coefs`` (a low-resolution ``fit_affine`` result, upsampled
     bilinearly), in strips; returns a new HxWx3 uint8 image."""
     h, w = image.shape[:2]
-    hl = coefs.shape[1]
-    sy = np.clip((np.arange(h) + 0.5) * (hl / h) - 0.5, 0, hl - 1)
-    i0 = np.floor(sy).astype(np.intp)
-    i1 = np.minimum(i0 + 1, hl - 1)
-    fy = (sy - i0).astype(np.float32)
     out = np.empty_like(image)
     rows = max(8, STRIP_PIXELS // w)
 
     def upsample(plane: np.ndarray, y0: int, y1: int) -> np.ndarray:
-        lo = plane[i0[y0:y1]]
-        lo += (plane[i1[y0:y1]] - lo) * fy[y0:y1, None]  # vertical, at the low width
-        return cv2.resize(lo, (w, y1 - y0), interpolation=cv2.INTER_LINEAR)  # horizontal (rows unchanged)
+        return upsample_rows(plane, y0, y1, h, w)
 
     def strip(y0: int) -> None:
         y1 = min(h, y0 + rows)

@@ -23,7 +23,7 @@ the time). A card without ``max_scale`` edits at full size.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,9 +94,14 @@ def screen_cell(screen: Mapping[str, Any] | None) -> float | None:
     its first wave), from the card's ``position.screen``; None without a screen."""
     if not screen or not screen.get("screen_waves") or not screen.get("screen_size"):
         return None
-    waves = screen.get("screen_lattice") or screen["screen_waves"][:1]
+    return lattice_cell(screen.get("screen_lattice") or screen["screen_waves"][:1], screen["screen_size"])
+
+
+def lattice_cell(waves: Sequence[Sequence[float]], screen_size: float) -> float | None:
+    """The mean period of ``waves`` ([fy, fx, ...] in cycles per pixel of pairs whose short side is
+    ``screen_size``) as a fraction of the photo's short side; None without a wave of non-zero frequency."""
     periods = [1.0 / math.hypot(w[0], w[1]) for w in waves if math.hypot(w[0], w[1]) > 0]
-    return float(np.mean(periods)) / float(screen["screen_size"]) if periods else None
+    return float(np.mean(periods)) / float(screen_size) if periods else None
 
 
 def blur(image: np.ndarray, sigma: float) -> np.ndarray:

@@ -32,8 +32,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from factory.runtime.guided import fit_affine
-from factory.runtime.screen_finish import blur
+from factory.runtime.guided import fit_affine, upsample_rows
+from factory.runtime.screen_finish import blur, lattice_cell
 
 #: bins per side of the threshold array over the lattice's cell
 BINS = 64
@@ -71,7 +71,10 @@ class ScreenRender:
     @property
     def cell(self) -> float:
         """The lattice's cell as a fraction of the photo's short side (the mean period of its waves)."""
-        return float(np.mean([1 / math.hypot(fy, fx) for fy, fx, _ in self.lattice])) / self.screen_size
+        cell = lattice_cell(self.lattice, self.screen_size)
+        if cell is None:
+            raise ValueError(f"a screen render's lattice needs waves of non-zero frequency, got {self.lattice}")
+        return cell
 
     def applies(self, shape: tuple[int, ...]) -> bool:
         """Whether a photo of this (height, width, ...) is large enough to be rendered."""
@@ -147,24 +150,14 @@ def ink_coefficients(photo: np.ndarray, dark: np.ndarray, cell_px: float) -> np.
     return fit_affine(guide, target, max(1, round(RADIUS_CELLS * cell_px)), EPS, outputs=1)
 
 
-def _rows_of(plane: np.ndarray, y0: int, y1: int, h: int, w: int) -> np.ndarray:
-    """Rows ``y0:y1`` of a low-resolution ``plane`` upsampled bilinearly to ``h`` x ``w``."""
-    hl = plane.shape[0]
-    sy = np.clip((np.arange(y0, y1) + 0.5) * (hl / h) - 0.5, 0, hl - 1)
-    i0 = np.floor(sy).astype(np.intp)
-    i1 = np.minimum(i0 + 1, hl - 1)
-    lo = plane[i0] + (plane[i1] - plane[i0]) * (sy - i0).astype(np.float32)[:, None]
-    return cv2.resize(lo, (w, y1 - y0), interpolation=cv2.INTER_LINEAR)
-
-
 def ink_rows(guide: np.ndarray, coefs: np.ndarray, y0: int, y1: int) -> np.ndarray:
     """Rows ``y0:y1`` of the ink in [0, 1]: ``coefs`` (low resolution) applied to ``guide`` (the photo blurred by
     ``INK_CELLS`` of a cell)."""
     h, w = guide.shape[:2]
     g = guide[y0:y1].astype(np.float32)
-    ink = _rows_of(coefs[3], y0, y1, h, w)
+    ink = upsample_rows(coefs[3], y0, y1, h, w)
     for i in range(3):
-        ink += _rows_of(coefs[i], y0, y1, h, w) * g[..., i]
+        ink += upsample_rows(coefs[i], y0, y1, h, w) * g[..., i]
     return ink * np.float32(1 / 255)
 
 
@@ -207,22 +200,23 @@ def fit_render(screen: Mapping[str, Any], samples: Iterable[tuple[np.ndarray, np
     lattice = tuple(tuple(float(v) for v in w) for w in screen.get("screen_lattice") or ())
     if not check_lattice(lattice) or not screen.get("screen_size"):
         raise ValueError("a screen render needs a card screen with a two-wave screen_lattice and its screen_size")
-    render = ScreenRender(lattice, int(screen["screen_size"]), np.zeros((bins, bins), np.float32))
+    size = int(screen["screen_size"])
+    cell = lattice_cell(lattice, size)
     inks, darks, us, vs = [], [], [], []
     for photo, target in samples:
         h, w = photo.shape[:2]
-        cell_px = render.cell * min(h, w)
+        cell_px = cell * min(h, w)
         dark = darkness(target)
         guide = blur(photo, INK_CELLS * cell_px)
         inks.append(ink_rows(guide, ink_coefficients(photo, dark, cell_px), 0, h).ravel())
-        u, v = phases(np.arange(h), np.arange(w), lattice, render.screen_size, min(h, w))
+        u, v = phases(np.arange(h), np.arange(w), lattice, size, min(h, w))
         darks.append(dark.ravel())
         us.append(u.ravel())
         vs.append(v.ravel())
     if not inks:
         raise ValueError("no photos to fit a threshold array on")
     table = fit_table(np.concatenate(inks), np.concatenate(darks), np.concatenate(us), np.concatenate(vs), bins)
-    return ScreenRender(lattice, render.screen_size, table)
+    return ScreenRender(lattice, size, table)
 
 
 def draw_rows(ink: np.ndarray, render: ScreenRender, rows: np.ndarray, width: int, short_side: int) -> np.ndarray:
