@@ -55,3 +55,22 @@ def shrink_to_pairs(img, pair_size: int):
     h, w = img.shape[:2]
     s = pair_size / min(h, w)
     return cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def provenance_line(result: dict) -> str:
+    """``provenance``'s header as one markdown line: date, commit, command, machine."""
+    return f"{result['date']}, commit `{result['commit']}`, `{result['command']}` ({result['machine']})"
+
+
+def mean_sd_table(runs: list[dict], key: str = "scores") -> dict[str, dict[str, tuple[float, float]]]:
+    """{label: {candidate: (mean, sd)}} over ``runs`` of each run's mean of ``run[key][label][candidate]`` (a list
+    of per-photo figures), rounded to 2 decimals (sd 0 for one run)."""
+    import statistics
+
+    table: dict[str, dict[str, tuple[float, float]]] = {}
+    for label in runs[0][key]:
+        for name in runs[0][key][label]:
+            per_run = [statistics.fmean(r[key][label][name]) for r in runs]
+            sd = statistics.stdev(per_run) if len(per_run) > 1 else 0.0
+            table.setdefault(label, {})[name] = (round(statistics.fmean(per_run), 2), round(sd, 2))
+    return table

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import REPO, log, provenance, write_results
+from common import REPO, log, provenance, provenance_line, write_results
 
 WORK = REPO / "bench" / "work" / "fullsize-scales"
 FACTORS = (2.0, 4.0, 8.0, 16.0)
@@ -77,7 +77,7 @@ def render(result: dict) -> str:
     scales = [r["scale"] for r in result["runs"][0]["rows"]]
     cols = ("psnr_db", "hardened_psnr_db", "grey_teacher", "grey_editor", "phase_shift_px_max")
     lines = ["# Where a screen editor's full-size PSNR goes (fullsize-edges)", "",
-             f"{result['date']}, commit `{result['commit']}`, `{result['command']}` ({result['machine']}). The editors "
+             f"{provenance_line(result)}. The editors "
              "of `bench/fullsize_scales.py`'s runs " + ", ".join(f"`{r['run']}`" for r in result["runs"])
              + ": the 12 MP photo shrunk to each factor of the pairs' size (the last: full size), edited tiled, "
              "compared in grey with the recipe at that factor. *Grey*: the share of pixels between "

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import REPO, log, provenance, write_results
+from common import REPO, log, mean_sd_table, provenance, provenance_line, write_results
 
 BLURS = (0.0, 0.2, 0.33, 0.5)
 LEVELS = ((0.5, 1.0), (0.55, 1.5), (0.55, 2.0), (0.6, 1.5), (0.6, 2.0), (0.6, 3.0), (0.65, 2.0))
@@ -120,13 +120,7 @@ def _name(candidate: tuple[float, float, float]) -> str:
 
 def summarise(runs: list[dict]) -> dict:
     """Per scale and candidate: mean and sd over runs of each run's mean over photos; the rule's choice."""
-    labels = list(runs[0]["scores"])
-    table: dict[str, dict[str, tuple[float, float]]] = {}
-    for label in labels:
-        for name in runs[0]["scores"][label]:
-            per_run = [statistics.fmean(r["scores"][label][name]) for r in runs]
-            sd = statistics.stdev(per_run) if len(per_run) > 1 else 0.0
-            table.setdefault(label, {})[name] = (round(statistics.fmean(per_run), 2), round(sd, 2))
+    table = mean_sd_table(runs)
     names = list(table["12 MP"])
     chosen = max(names, key=lambda n: (table["held-out"][n][0] + table["12 MP"][n][0]) / 2)
     by_max = {}
@@ -141,7 +135,7 @@ def render(result: dict) -> str:
     s = result["summary"]
     table, labels = s["table"], list(s["table"])
     lines = ["# A screen editor's full-size finish (fullsize-finish)", "",
-             f"{result['date']}, commit `{result['commit']}`, `{result['command']}` ({result['machine']}). Editors: "
+             f"{provenance_line(result)}. Editors: "
              + ", ".join(f"`{r['run']}`" for r in result["runs"])
              + ". PSNR (dB) against the teacher at full resolution, tiled edit; the 12 MP photo at full size and "
              "shrunk to 2, 4 and 8 times the pairs' size; *held-out*: the concept's held-out photos at their own "

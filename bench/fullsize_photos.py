@@ -21,7 +21,7 @@ from pathlib import Path
 
 from fullsize import big_photo, pair_size_psnr
 
-from common import REPO, log, provenance, write_results
+from common import REPO, log, provenance, provenance_line, write_results
 
 WIDTH, HEIGHT = 4000, 3000
 
@@ -57,7 +57,7 @@ def measure(run: Path, concept: str, photos: int) -> dict:
 
 def render(result: dict) -> str:
     lines = ["# 12 MP quality over several photos (fullsize-photos)", "",
-             f"{result['date']}, commit `{result['commit']}`, `{result['command']}` ({result['machine']}). Per "
+             f"{provenance_line(result)}. Per "
              f"editor, the path its card chose (fp32) on the {result['photos']} largest held-out photos, each upscaled "
              f"to {WIDTH}x{HEIGHT} (the first is `bench/fullsize.py`'s photo), PSNR (dB) against the teacher at full "
              "resolution; *pairs' size*: the same photos shrunk to the pairs' size, editor and teacher there. Goal: "

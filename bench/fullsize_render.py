@@ -23,7 +23,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from common import REPO, log, provenance, write_results
+from common import REPO, log, mean_sd_table, provenance, provenance_line, write_results
 
 PHOTOS = 6
 
@@ -82,12 +82,7 @@ def measure(run: Path, low_scales: list[float], fit_photos: int) -> dict:
 
 def summarise(runs: list[dict]) -> dict:
     """Per label and candidate: mean and sd over runs of each run's mean over photos; the rule's choice."""
-    table: dict[str, dict[str, tuple[float, float]]] = {}
-    for label in runs[0]["scores"]:
-        for name in runs[0]["scores"][label]:
-            per_run = [statistics.fmean(r["scores"][label][name]) for r in runs]
-            sd = statistics.stdev(per_run) if len(per_run) > 1 else 0.0
-            table.setdefault(label, {})[name] = (round(statistics.fmean(per_run), 2), round(sd, 2))
+    table = mean_sd_table(runs)
     secs = {n: round(statistics.fmean(s for r in runs for s in r["seconds_12mp"][n]), 2) for n in table["12 MP"]}
     score = {n: (table["held-out"][n][0] + table["12 MP"][n][0]) / 2 for n in table["12 MP"] if n.startswith("render")}
     best = max(score.values())
@@ -99,7 +94,7 @@ def render(result: dict) -> str:
     s = result["summary"]
     table, labels = s["table"], list(s["table"])
     lines = ["# A screen editor's render at full size (fullsize-render)", "",
-             f"{result['date']}, commit `{result['commit']}`, `{result['command']}` ({result['machine']}). Editors: "
+             f"{provenance_line(result)}. Editors: "
              + ", ".join(f"`{r['run']}`" for r in result["runs"])
              + ". PSNR (dB) against the teacher at full resolution; *held-out*: the concept's held-out photos at "
              "their own size (mean over them); *12 MP*: the bench's upscaled photo. *tiled + finish*: the tiled path "
