@@ -116,8 +116,10 @@ def test_card_records_the_full_size_choice(ws: Workspace, exported: dict) -> Non
     full = exported["full_size"]  # sepia's recipe runs at any resolution: both paths were measured
     sides = [int(k.split("_")[1]) for k in full["psnr_db"] if k.startswith("guided_")]
     assert full["measured"] and full["path"] in ("guided", "tiled") and 2 * SIZE in sides and len(sides) >= 2
-    assert full["psnr_db"]["guided"] == max(full["psnr_db"][f"guided_{s}"] for s in sides)
-    assert full["psnr_db"]["guided"] == full["psnr_db"][f"guided_{full['low_side']}"]  # the card's side: the best
+    kinds = ("guided", "curves")  # the local affine fit alone, and after global colour curves
+    assert full["psnr_db"]["guided"] == max(full["psnr_db"][f"{k}_{s}"] for s in sides for k in kinds)
+    kind = kinds[full["guided_curves"]]  # the card's side and kind: the best
+    assert full["psnr_db"]["guided"] == full["psnr_db"][f"{kind}_{full['low_side']}"]
     assert full["tile"] % 16 == 0 and full["editor_psnr_db"] == exported["checks"]["quality"][
         "fp32_vs_teacher"]["mean_db"]
     assert {"guided", "tiled", "resize"} <= set(full["psnr_db"]) and full["seconds"]["guided"] > 0

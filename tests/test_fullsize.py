@@ -18,9 +18,10 @@ from onnx import TensorProto, helper
 
 from factory.cli import cli
 from factory.core.errors import FactoryError
+from factory.runtime.colour_curves import CURVES_EPS
 from factory.runtime.editor import Editor
-from factory.runtime.fullsize import FullSize, card_full_size, resolve
-from factory.runtime.guided import guided_edit
+from factory.runtime.fullsize import FullSize, card_full_size, describe, resolve
+from factory.runtime.guided import DEFAULT_EPS, guided_edit
 from factory.runtime.screen_finish import Finish, blur, finish_for, levels, screen_cell
 from factory.runtime.tiles import axis_tiles, edit_tiled, ordered_map
 from tests.conftest import photo, write_rgb
@@ -204,6 +205,21 @@ def test_editor_paths_follow_the_card_and_overrides(editors: dict[str, Path]) ->
     np.testing.assert_array_equal(sharp.edit([small])[0], sharp.edit([small], path="tiled")[0])  # nothing to upsample
 
 
+def test_guided_path_follows_the_cards_colour_curves(editors: dict[str, Path], tmp_path: Path) -> None:
+    img = textured(150, 230, seed=5)
+    folder = tmp_path / "curved"
+    shutil.copytree(editors["mix"].parent, folder)
+    (folder / "card.json").write_text(json.dumps({"full_size": {"path": "guided", "low_side": 64, "tile": 64,
+                                                                "guided_curves": True, "guided_eps": 1.0}}))
+    curved, plain = Editor(folder, threads=1), Editor(editors["mix"].parent, threads=1)
+    assert (curved.full_size.curves, curved.full_size.eps) == (True, 1.0) and not plain.full_size.curves
+    assert "colour curves" in describe(curved.full_size)
+    out = curved.edit([img])[0]
+    np.testing.assert_array_equal(out, plain.guided(img, 64, 1, 64, curves=True, eps=1.0)[0])
+    assert not np.array_equal(out, plain.edit([img])[0])  # the card's curves changed the output
+    assert psnr(out, whole(per_pixel, img)) > 38  # and it is still the editor's edit
+
+
 def test_editor_edits_tiles_in_as_many_workers_as_threads(editors: dict[str, Path]) -> None:
     img = textured(300, 420, seed=11)
     single = Editor(editors["sharp"], threads=1)
@@ -228,6 +244,11 @@ def test_card_and_path_errors(editors: dict[str, Path], tmp_path: Path) -> None:
     (bad / "card.json").write_text(json.dumps({"full_size": {"path": "magic", "low_side": 64}}))
     with pytest.raises(FactoryError, match=r"card\.json: full_size must have path guided, tiled or screen"):
         Editor(bad).edit([photo(1)])
+    for curves, eps in (("yes", 0.01), (True, 0), (False, "small")):
+        (bad / "card.json").write_text(json.dumps({"full_size": {"path": "guided", "low_side": 64, "tile": 64,
+                                                                 "guided_curves": curves, "guided_eps": eps}}))
+        with pytest.raises(FactoryError, match=r"full_size\.guided_curves must be true or false and guided_eps"):
+            Editor(bad).edit([photo(1)])
     (bad / "card.json").write_text("{not json")
     with pytest.raises(FactoryError, match="not a readable editor card"):
         Editor(bad).edit([photo(1)])
@@ -306,9 +327,12 @@ def test_export_measures_both_paths_against_the_full_resolution_teacher(editors:
     assert [r["photo"] for r in section["photos"]] == ["skimage:rocket", "skimage:coffee"]  # largest first
     assert max(r["measured_size"][0] * r["measured_size"][1] for r in section["photos"]) <= (6 * 64) ** 2
     assert guided_sides(128, 256, 16) == [128, 256, 512] and guided_sides(64, 64, 16) == [64, 128]
-    psnr = section["psnr_db"]  # guided measured with the editor at the pairs' size and at twice the export size
-    assert set(psnr) == {"guided", "guided_64", "guided_128", "tiled", "resize"} and section["seconds"]["tiled"] > 0
-    assert psnr["guided"] == max(psnr["guided_64"], psnr["guided_128"]) == psnr[f"guided_{section['low_side']}"]
+    psnr = section["psnr_db"]  # guided measured with the editor at the pairs' size and at twice the export size,
+    variants = {"guided_64", "guided_128", "curves_64", "curves_128"}  # with and without the colour curves
+    assert set(psnr) == {"guided", "tiled", "resize"} | variants and section["seconds"]["tiled"] > 0
+    kind = "curves" if section["guided_curves"] else "guided"
+    assert psnr["guided"] == max(psnr[k] for k in variants) == psnr[f"{kind}_{section['low_side']}"]
+    assert section["guided_eps"] == (CURVES_EPS if section["guided_curves"] else DEFAULT_EPS)
     # guided matches tiled on a colour edit, so it is chosen; also on the crops upscaled twice (a larger photo)
     assert section["psnr_db"]["guided"] > section["psnr_db"]["tiled"] - 0.5 and section["path"] == "guided"
     larger = section["psnr_db_larger"]

@@ -9,7 +9,9 @@ upscaled ``LARGER`` times (a larger photo's scale, where an edit's detail can go
 cannot draw), else tiled. Guided is measured
 with the editor at a few resolutions (``guided_sides``: the pairs' size, the export size and twice it), and the
 best is the card's ``low_side``: an edit that depends on the place in the frame (a vignette) is drawn right
-only near the size the editor was trained at. Without a
+only near the size the editor was trained at. Each resolution is measured with the local affine fit alone and after
+global colour curves fitted to the editor's output (``factory.runtime.colour_curves``: a tone curve the local
+fit cannot bend, and the editor's pixel errors averaged over the photo); the best is the card's ``guided_curves``. Without a
 full-resolution reference (a diffusion or imported-pairs teacher, a recipe that cannot be rescaled,
 no held-out photos) nothing is measured and the path is tiled, the one that works for any edit.
 For an editor with a screen, tiled is also measured with the screen finish
@@ -36,6 +38,7 @@ import numpy as np
 from factory.core.files import read_json
 from factory.core.images import psnr_u8
 from factory.data.dataset import full_resolution_reference
+from factory.runtime.colour_curves import CURVES_EPS
 from factory.runtime.editor import Editor
 from factory.runtime.guided import DEFAULT_EPS, radius_for
 from factory.runtime.screen_finish import edit_finished, finish_for
@@ -125,7 +128,8 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
 
     cap = min(max_pixels, (MAX_SIDE_IN_EXPORT_SIZES * export_size) ** 2)
     sides = guided_sides(pair_size, export_size, editor.stride)
-    rows, seconds = [], {"tiled": 0.0, **{f"guided_{side}": 0.0 for side in sides}}
+    variants = {f"{kind}_{side}": (side, kind == "curves") for kind in ("guided", "curves") for side in sides}
+    rows, seconds = [], {"tiled": 0.0, **dict.fromkeys(variants, 0.0)}
     finish = finish_for(screen)
     megapixels = 0.0
     measured: list[tuple[np.ndarray, float]] = []
@@ -146,10 +150,13 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
             tiled = native(img)
             seconds["tiled"] += time.perf_counter() - t0
             outputs = {"tiled": tiled}
-            for side in sides:
+            for key, (side, curves) in variants.items():
                 t0 = time.perf_counter()
-                outputs[f"guided_{side}"], low = editor.guided(img, side, 1, max(tile, side))
-                seconds[f"guided_{side}"] += time.perf_counter() - t0
+                outputs[key], edited = editor.guided(img, side, 1, max(tile, side), curves=curves,
+                                                     eps=CURVES_EPS if curves else DEFAULT_EPS)
+                seconds[key] += time.perf_counter() - t0
+                if side == sides[-1]:
+                    low = edited  # the editor at the largest side, for the resize path
             outputs["resize"] = cv2.resize(low, img.shape[1::-1], interpolation=cv2.INTER_CUBIC)  # largest side
             if finish is not None:
                 outputs["tiled_finished"] = finished_edit(img)
@@ -168,16 +175,22 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
         log(f"full size: {section['why']}")
         return section
     mean = {k: round(float(np.mean([r["psnr_db"][k] for r in rows])), 2) for k in rows[0]["psnr_db"]}
-    low_side = max(sides, key=lambda side: (mean[f"guided_{side}"], -side))  # ties: the faster
-    mean["guided"] = mean[f"guided_{low_side}"]
-    seconds["guided"] = seconds[f"guided_{low_side}"]
+    best = max(variants, key=lambda k: (mean[k], -variants[k][0], not variants[k][1]))  # ties: faster, no curves
+    low_side, curves = variants[best]
+    mean["guided"] = mean[best]
+    seconds["guided"] = seconds[best]
     for r in rows:
-        r["psnr_db"]["guided"] = r["psnr_db"][f"guided_{low_side}"]
+        r["psnr_db"]["guided"] = r["psnr_db"][best]
+    eps = CURVES_EPS if curves else DEFAULT_EPS
+
+    def guided(a: np.ndarray) -> np.ndarray:
+        return editor.guided(a, low_side, 1, max(tile, low_side), curves=curves, eps=eps)[0]
+
     native_db = {k: mean[k] for k in ("tiled", "tiled_finished", "screen") if k in mean}
     best_native = max(native_db, key=lambda k: native_db[k])
     guided_close = mean["guided"] >= native_db[best_native] - MARGIN_DB
-    larger = (_larger(measured, recipe, cap, {"guided": lambda a: editor.guided(a, low_side, 1, max(tile, low_side))[0],
-                                              "tiled": native}) if guided_close and best_native == "tiled" else None)
+    larger = (_larger(measured, recipe, cap, {"guided": guided, "tiled": native})
+              if guided_close and best_native == "tiled" else None)
     guided_ok, larger_note = guided_close, ""
     if larger is not None:
         guided_ok = larger["guided"] >= larger["tiled"] - MARGIN_DB
@@ -190,10 +203,13 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
                    f"{mean['tiled_finished']:.2f} dB with)" if finish is not None else "")
     if render is not None:
         finish_note += f"; screen render {mean['screen']:.2f} dB ({'chosen' if path == 'screen' else 'not chosen'})"
+    curves_note = ", after colour curves" if curves else ""
     section.update({
         "path": path,
         "low_side": low_side,
         "guided_radius": radius_for(low_side),
+        "guided_eps": eps,
+        "guided_curves": curves,
         "finish": finish.to_json() if finished and finish is not None else None,
         "render": render.to_json() if path == "screen" and render is not None else None,
         "measured": True,
@@ -203,7 +219,7 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "megapixels": round(megapixels, 3),
         "photos": rows,
-        "why": f"guided {mean['guided']:.2f} dB (editor at {low_side} px) vs native {best_tiled:.2f} dB: "
+        "why": f"guided {mean['guided']:.2f} dB (editor at {low_side} px{curves_note}) vs native {best_tiled:.2f} dB: "
                f"{'within' if guided_close else 'beyond'} the {MARGIN_DB} dB margin{larger_note}"
                + (f"; {finish_note}" if finish_note else ""),
     })

@@ -342,14 +342,18 @@ class Editor:
         return edit_tiled(run, image, tile, self.stride, batch, overlap=self.tile_overlap, workers=workers,
                           placed=placed)
 
-    def guided(self, image: np.ndarray, side: int, batch: int, tile: int) -> tuple[np.ndarray, np.ndarray]:
+    def guided(self, image: np.ndarray, side: int, batch: int, tile: int, curves: bool | None = None,
+               eps: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(the guided path's output for one HxWx3 uint8 image, the editor's own output at longer side ``side``, each
-        resized pixel placed where it is in the photo): the second, resized back, is the resize path's output."""
+        resized pixel placed where it is in the photo): the second, resized back, is the resize path's output.
+        ``curves``, ``eps``: the global colour curves before the local fit and its ridge (default: the card's)."""
         if max(image.shape[:2]) <= side:  # nothing to upsample
             out = self.edit([image], batch=batch, tile=max(tile, side), path="tiled")[0]
             return out, out
+        card = self.full_size
         return guided_edit(lambda small: self._edit_native([small], None, max(tile, side), batch, image.shape[:2])[0],
-                           image, side, self.stride)
+                           image, side, self.stride, eps=card.eps if eps is None else eps,
+                           curves=card.curves if curves is None else curves)
 
     def _plan(self, index: int, image: np.ndarray, size: int | None, tile: int,
               photo: tuple[int, int] | None = None) -> tuple[dict, list[_Job]]:

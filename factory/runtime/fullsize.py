@@ -2,7 +2,8 @@
 
 * ``tiled``: native resolution in overlapping tiles (``factory.runtime.tiles``): any edit.
 * ``guided``: the editor at a low resolution, its edit applied at full resolution by a local affine
-  colour model (``factory.runtime.guided``): fast, for smooth colour edits.
+  colour model (``factory.runtime.guided``), after global colour curves where the export measured them better
+  (``factory.runtime.colour_curves``): fast, for smooth colour edits.
 * ``screen``: for an editor with a screen (halftone dots), the editor at a low resolution gives the ink and the
   dots are drawn at full resolution from a threshold array fitted at export (``factory.runtime.screen_render``).
 * ``resize``: the editor at a low resolution and the output resized back (previews, video).
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from factory.core.errors import FactoryError
-from factory.runtime.guided import DEFAULT_LOW_SIDE
+from factory.runtime.guided import DEFAULT_EPS, DEFAULT_LOW_SIDE
 from factory.runtime.screen_finish import Finish
 from factory.runtime.screen_render import ScreenRender
 from factory.runtime.tiles import DEFAULT_TILE
@@ -32,7 +33,8 @@ CHOICES = ("auto", *PATHS)
 @dataclass(frozen=True)
 class FullSize:
     """How large images are edited: ``path`` (guided, tiled or screen), its ``low_side`` and ``tile``; the tiled
-    path's screen ``finish`` and the screen path's ``render`` (None: none)."""
+    path's screen ``finish`` and the screen path's ``render`` (None: none); the guided path's colour ``curves``
+    (``factory.runtime.colour_curves``) and local fit ridge ``eps``."""
 
     path: str = "tiled"
     low_side: int = DEFAULT_LOW_SIDE
@@ -40,6 +42,8 @@ class FullSize:
     origin: str = "default (no card.json)"
     finish: Finish | None = None
     render: ScreenRender | None = None
+    curves: bool = False
+    eps: float = DEFAULT_EPS
 
 
 def card_full_size(model: str | Path) -> FullSize:
@@ -64,9 +68,14 @@ def card_full_size(model: str | Path) -> FullSize:
         except ValueError as exc:
             raise FactoryError(f"{card}: full_size.{key}: {exc}; export the editor again") from None
     finish, render = parsed["finish"], parsed["render"]
+    curves, eps = section.get("guided_curves", False), section.get("guided_eps", DEFAULT_EPS)
+    if not isinstance(curves, bool) or isinstance(eps, bool) or not isinstance(eps, int | float) or not eps > 0:
+        raise FactoryError(f"{card}: full_size.guided_curves must be true or false and guided_eps a positive number "
+                           f"(got {curves!r}, {eps!r}); export the editor again")
     if path == "screen" and render is None:
         raise FactoryError(f"{card}: full_size has path screen but no render; export the editor again")
-    return FullSize(path=path, low_side=low, tile=tile, origin=str(card), finish=finish, render=render)
+    return FullSize(path=path, low_side=low, tile=tile, origin=str(card), finish=finish, render=render,
+                    curves=curves, eps=float(eps))
 
 
 def resolve(card: FullSize, path: str = "auto", size: int | None = None, tile: int | None = None
@@ -102,7 +111,7 @@ def describe(card: FullSize, path: str = "auto", size: int | None = None, tile: 
     if mode == "resize":
         return f"resized to {size} px and back ({where})"
     if mode == "guided":
-        return f"guided, editor at {size} px ({where})"
+        return f"guided, editor at {size} px{', colour curves' if card.curves else ''} ({where})"
     if mode == "screen":
         r = card.render
         return (f"screen render from {r.min_scale:g}x the pairs' size: editor at most {r.low_scale:g}x, its ink's "

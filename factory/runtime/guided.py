@@ -23,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
+from factory.runtime.colour_curves import apply_curves, fit_curves
+
 DEFAULT_LOW_SIDE = 512
 #: window radius as a fraction of the low resolution's longer side (8 px at 512), and the ridge
 #: regularisation of the colour fit (towards the image's global colour map, on [0, 1] colours)
@@ -94,9 +96,11 @@ def upsample_rows(plane: np.ndarray, y0: int, y1: int, h: int, w: int) -> np.nda
     return cv2.resize(lo, (w, y1 - y0), interpolation=cv2.INTER_LINEAR)
 
 
-def apply_affine(image: np.ndarray, coefs: np.ndarray, workers: int | None = None) -> np.ndarray:
+def apply_affine(image: np.ndarray, coefs: np.ndarray, workers: int | None = None,
+                 curves: np.ndarray | None = None) -> np.ndarray:
     """``image`` (HxWx3 uint8) mapped by ``coefs`` (a low-resolution ``fit_affine`` result, upsampled
-    bilinearly), in strips; returns a new HxWx3 uint8 image."""
+    bilinearly), in strips, after the colour ``curves`` (``colour_curves.fit_curves``' tables) if given; returns a
+    new HxWx3 uint8 image."""
     h, w = image.shape[:2]
     out = np.empty_like(image)
     rows = max(8, STRIP_PIXELS // w)
@@ -106,7 +110,8 @@ def apply_affine(image: np.ndarray, coefs: np.ndarray, workers: int | None = Non
 
     def strip(y0: int) -> None:
         y1 = min(h, y0 + rows)
-        x = [c.astype(np.float32) for c in cv2.split(image[y0:y1])]
+        planes = cv2.split(image[y0:y1])
+        x = apply_curves(planes, curves) if curves is not None else [c.astype(np.float32) for c in planes]
         result = []
         for c in range(3):
             acc = upsample(coefs[4 * c + 3], y0, y1)
@@ -128,12 +133,16 @@ def apply_affine(image: np.ndarray, coefs: np.ndarray, workers: int | None = Non
 
 
 def guided_edit(edit_low: Callable[[np.ndarray], np.ndarray], image: np.ndarray, side: int, stride: int,
-                radius: int | None = None, eps: float = DEFAULT_EPS) -> tuple[np.ndarray, np.ndarray]:
+                radius: int | None = None, eps: float = DEFAULT_EPS, curves: bool = False
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Edit an HxWx3 uint8 image: ``edit_low`` (uint8 image -> edited uint8 image of the same size, sides
-    multiples of ``stride``) runs at longer side ``side``, its edit is applied at full resolution.
+    multiples of ``stride``) runs at longer side ``side``, its edit is applied at full resolution (first through
+    global colour curves fitted to it if ``curves``: ``factory.runtime.colour_curves``).
     Returns (full-resolution output, low-resolution output)."""
     h, w = image.shape[:2]
     lh, lw = low_resolution_size(h, w, side, stride)
     small = cv2.resize(image, (lw, lh), interpolation=cv2.INTER_AREA)
     edited = edit_low(small)
-    return apply_affine(image, fit_affine(small, edited, radius or radius_for(side), eps)), edited
+    tables = fit_curves(small, edited) if curves else None
+    src = cv2.merge(apply_curves(cv2.split(small), tables)) if tables is not None else small
+    return apply_affine(image, fit_affine(src, edited, radius or radius_for(side), eps), curves=tables), edited
