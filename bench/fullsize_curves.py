@@ -13,6 +13,7 @@ here is what the export measures on every editor.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 from pathlib import Path
@@ -22,8 +23,12 @@ from fullsize import big_photo
 from common import REPO, log, provenance, provenance_line, write_results
 
 WIDTH, HEIGHT = 4000, 3000
-VARIANTS = {"guided": (False, 1e-2), "curves": (True, 1e-2), "curves_eps0.1": (True, 1e-1),
-            "curves_eps1": (True, 1.0)}
+#: name -> (curves, the local fit's eps, the curves' knots, their smoothness); --variants picks some
+ALL_VARIANTS = {"guided": (False, 1e-2, 17, 1e-3), "curves": (True, 1e-2, 17, 1e-3),
+                "curves_eps0.1": (True, 1e-1, 17, 1e-3), "curves_eps1": (True, 1.0, 17, 1e-3),
+                "curves_k33": (True, 1e-2, 33, 1e-3), "curves_s1e-4": (True, 1e-2, 17, 1e-4),
+                "curves_k33_s1e-4": (True, 1e-2, 33, 1e-4)}
+VARIANTS = dict(ALL_VARIANTS)
 
 
 def measure(ws: Path, concept: str, photos: int) -> dict:
@@ -31,6 +36,7 @@ def measure(ws: Path, concept: str, photos: int) -> dict:
     from factory.core.images import psnr_u8
     from factory.data.dataset import full_resolution_reference
     from factory.export.fullsize import MAX_PIXELS, _centre_crop, guided_sides, held_out_photos
+    from factory.runtime import colour_curves, guided
     from factory.runtime.editor import Editor
     from factory.teachers.rescale import apply_recipe_at
 
@@ -50,7 +56,8 @@ def measure(ws: Path, concept: str, photos: int) -> dict:
             row = scores[scale]
             row.setdefault("tiled", []).append(psnr_u8(ed.edit([img], path="tiled")[0], reference))
             for side in sides:
-                for variant, (curves, eps) in VARIANTS.items():
+                for variant, (curves, eps, knots, smooth) in VARIANTS.items():
+                    guided.fit_curves = functools.partial(colour_curves.fit_curves, knots=knots, smooth=smooth)
                     out = ed.guided(img, side, 1, 512, curves=curves, eps=eps)[0]
                     row.setdefault(f"{variant}_{side}", []).append(psnr_u8(out, reference))
         log(f"{concept} {name}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in scores["crop"].items()))
@@ -67,7 +74,8 @@ def render(result: dict) -> str:
              f"{result['photos']} largest held-out photos, as the export crops them (*crop*) and upscaled to "
              f"{WIDTH}x{HEIGHT} (*12 MP*); each guided variant at the editor resolution that scored best on the crops "
              "(the export's rule). Variants: " + "; ".join(
-                 f"`{k}`: {'curves, then ' if c else ''}local affine eps {e:g}" for k, (c, e) in VARIANTS.items())
+                 f"`{k}`: {f'curves ({n} knots, smoothness {m:g}), then ' if c else ''}local affine eps {e:g}"
+                 for k, (c, e, n, m) in VARIANTS.items())
              + ".", "",
              "| concept | card | scale | tiled | " + " | ".join(VARIANTS) + " |",
              "| --- | ---: | --- | ---: | " + " | ".join("---:" for _ in VARIANTS) + " |"]
@@ -89,7 +97,10 @@ def main() -> None:
     ap.add_argument("--workspaces", required=True, help="comma-separated workspaces (editors/<concept>, data/)")
     ap.add_argument("--photos", type=int, default=3, help="held-out photos per editor")
     ap.add_argument("--name", default="fullsize-curves-validation")
+    ap.add_argument("--variants", default=",".join(ALL_VARIANTS), help="comma-separated, of " + ", ".join(ALL_VARIANTS))
     args = ap.parse_args()
+    VARIANTS.clear()
+    VARIANTS.update({k: ALL_VARIANTS[k] for k in args.variants.split(",")})
     spaces = [Path(w).resolve() for w in args.workspaces.split(",")]
     editors = [measure(ws, c.name, args.photos) for ws in spaces for c in sorted((ws / "editors").iterdir())
                if (c / "card.json").is_file()]
