@@ -18,7 +18,6 @@ from onnx import TensorProto, helper
 
 from factory.cli import cli
 from factory.core.errors import FactoryError
-from factory.runtime.colour_curves import CURVES_EPS
 from factory.runtime.editor import Editor
 from factory.runtime.fullsize import FullSize, card_full_size, describe, resolve
 from factory.runtime.guided import DEFAULT_EPS, guided_edit
@@ -332,7 +331,7 @@ def test_export_measures_both_paths_against_the_full_resolution_teacher(editors:
     assert set(psnr) == {"guided", "tiled", "resize"} | variants and section["seconds"]["tiled"] > 0
     kind = "curves" if section["guided_curves"] else "guided"
     assert psnr["guided"] == max(psnr[k] for k in variants) == psnr[f"{kind}_{section['low_side']}"]
-    assert section["guided_eps"] == (CURVES_EPS if section["guided_curves"] else DEFAULT_EPS)
+    assert section["guided_eps"] == DEFAULT_EPS
     # guided matches tiled on a colour edit, so it is chosen; also on the crops upscaled twice (a larger photo)
     assert section["psnr_db"]["guided"] > section["psnr_db"]["tiled"] - 0.5 and section["path"] == "guided"
     larger = section["psnr_db_larger"]

@@ -11,8 +11,8 @@ with the editor at a few resolutions (``guided_sides``: the pairs' size, the exp
 best is the card's ``low_side``: an edit that depends on the place in the frame (a vignette) is drawn right
 only near the size the editor was trained at. Each resolution is measured with the local affine fit alone and after
 global colour curves fitted to the editor's output (``factory.runtime.colour_curves``: a tone curve the local
-fit cannot bend, and the editor's pixel errors averaged over the photo); the best is the card's ``guided_curves``. Without a
-full-resolution reference (a diffusion or imported-pairs teacher, a recipe that cannot be rescaled,
+fit cannot bend, and the editor's pixel errors averaged over the photo); the best is the card's ``guided_curves``.
+Without a full-resolution reference (a diffusion or imported-pairs teacher, a recipe that cannot be rescaled,
 no held-out photos) nothing is measured and the path is tiled, the one that works for any edit.
 For an editor with a screen, tiled is also measured with the screen finish
 (``factory.runtime.screen_finish``: input blurred at the screen's cell, output levels sharpened, on photos
@@ -38,7 +38,6 @@ import numpy as np
 from factory.core.files import read_json
 from factory.core.images import psnr_u8
 from factory.data.dataset import full_resolution_reference
-from factory.runtime.colour_curves import CURVES_EPS
 from factory.runtime.editor import Editor
 from factory.runtime.guided import DEFAULT_EPS, radius_for
 from factory.runtime.screen_finish import edit_finished, finish_for
@@ -152,8 +151,7 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
             outputs = {"tiled": tiled}
             for key, (side, curves) in variants.items():
                 t0 = time.perf_counter()
-                outputs[key], edited = editor.guided(img, side, 1, max(tile, side), curves=curves,
-                                                     eps=CURVES_EPS if curves else DEFAULT_EPS)
+                outputs[key], edited = editor.guided(img, side, 1, max(tile, side), curves=curves, eps=DEFAULT_EPS)
                 seconds[key] += time.perf_counter() - t0
                 if side == sides[-1]:
                     low = edited  # the editor at the largest side, for the resize path
@@ -181,10 +179,9 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
     seconds["guided"] = seconds[best]
     for r in rows:
         r["psnr_db"]["guided"] = r["psnr_db"][best]
-    eps = CURVES_EPS if curves else DEFAULT_EPS
 
     def guided(a: np.ndarray) -> np.ndarray:
-        return editor.guided(a, low_side, 1, max(tile, low_side), curves=curves, eps=eps)[0]
+        return editor.guided(a, low_side, 1, max(tile, low_side), curves=curves, eps=DEFAULT_EPS)[0]
 
     native_db = {k: mean[k] for k in ("tiled", "tiled_finished", "screen") if k in mean}
     best_native = max(native_db, key=lambda k: native_db[k])
@@ -208,7 +205,6 @@ def measure_full_size(editor: Editor, data_dir: Path, export_size: int, editor_d
         "path": path,
         "low_side": low_side,
         "guided_radius": radius_for(low_side),
-        "guided_eps": eps,
         "guided_curves": curves,
         "finish": finish.to_json() if finished and finish is not None else None,
         "render": render.to_json() if path == "screen" and render is not None else None,

@@ -19,8 +19,8 @@ KNOTS = 17
 SMOOTH = 1e-3
 #: ridge on every knot value (the three input channels' curves share an offset, which this pins)
 RIDGE = 1e-6
-#: the local affine fit's ridge after the curves (``bench/results/fullsize-curves-validation.md``)
-CURVES_EPS = 1.0
+# knots, smoothness and the local fit's ridge after the curves (the guided path's own) were chosen on validation
+# editors: bench/results/fullsize-curves-validation*.md
 
 
 def _hats(levels: np.ndarray, knots: int) -> np.ndarray:
