@@ -24,7 +24,8 @@ from factory.pipeline.session import Session
                    "for a .onnx file "
                    "without a card; --size or --tile alone override it. guided: the editor at a low resolution "
                    "(--size, default the card's low_side, measured at export, or 512) and its colour edit applied "
-                   "to the full-size photo: fast, for colour edits. tiled: native resolution in overlapping tiles "
+                   "to the full-size photo (after colour curves fitted to it when the card says guided_curves): fast, "
+                   "for colour edits. tiled: native resolution in overlapping tiles "
                    "(--tile): any edit. screen: for an editor with a screen (halftone dots) whose export kept a screen "
                    "render: the editor at a low resolution gives the ink, the dots are drawn at full resolution.")
 @click.option("--size", type=click.IntRange(16),
