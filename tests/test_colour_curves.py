@@ -34,6 +34,17 @@ def test_curves_fit_a_separable_look_back():
     assert psnr_u8(out, _look(other)) > 38
 
 
+def test_curves_of_a_flat_grey_photo_stay_finite():
+    flat = np.full((32, 48, 3), 90, np.uint8)  # one colour, the three channels equal: the fit leans on its priors
+    tables = fit_curves(flat, np.full_like(flat, 150))
+    assert np.isfinite(tables).all()
+    out = cv2.merge(apply_curves(cv2.split(flat), tables))
+    assert np.abs(out - 150).max() < 1  # the one colour it saw is mapped where the editor put it
+    edited = guided_edit(lambda small: np.full_like(small, 150), np.full((96, 128, 3), 90, np.uint8), 32, 16,
+                         curves=True)[0]
+    assert np.abs(edited.astype(int) - 150).max() <= 1
+
+
 def test_curves_refuse_images_of_two_sizes():
     with pytest.raises(ValueError, match="one size"):
         fit_curves(_photo(), _photo(48, 64))
