@@ -4,10 +4,10 @@ For issue 15's colour runs that flatten below scratch's plateau. Per editor (a w
 ``editors/<concept>``, ``data/<concept>``), the editor (fp32, onnxruntime) runs on the concept's training pairs'
 sources; nine curves (``factory.runtime.colour_curves``: one per input and output channel) are fitted from its
 output to the pairs' targets by least squares, and applied to its output on the test pairs. PSNR (dB) on the test
-pairs (the pairs' size) without and with the calibration; *kept by the rule*: the curves fitted on three quarters of
-the training pairs must score higher than the raw output on the other quarter, else the output stays raw (the rule a
-pipeline stage would use, reading no test pair). Seconds: the editor on the training pairs plus the fit (what a run
-would be charged). Run it on validation concepts.
+pairs (the pairs' size) without and with the calibration; *kept by the rule*: the curves fitted on the pairs of three
+quarters of the training photos must score higher than the raw output on the other quarter's pairs, else the output
+stays raw (the rule a pipeline stage would use, reading no test pair). Seconds: the editor on the training pairs plus
+the fit (what a run would be charged). Run it on validation concepts.
 
     python bench/output_calibration.py --workspaces bench/work/fullsize-curves-validation/ws-autumn,...
 """
@@ -25,14 +25,16 @@ import numpy as np
 from common import REPO, log, provenance, provenance_line, write_results
 
 
-def _split(data: Path, split: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _split(data: Path, split: str) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+    """A split's sources, targets and photo groups."""
     from factory.data.pair_store import read_manifest
 
     def read(rel: str) -> np.ndarray:
         return cv2.cvtColor(cv2.imread(str(data / rel)), cv2.COLOR_BGR2RGB)
 
     records = [r for r in read_manifest(data) if r.get("split") == split]
-    return [read(r["source"]) for r in records], [read(r["target"]) for r in records]
+    return ([read(r["source"]) for r in records], [read(r["target"]) for r in records],
+            [str(r.get("group") or r.get("photo") or r["id"]) for r in records])
 
 
 def _fit(outputs: list[np.ndarray], targets: list[np.ndarray]) -> np.ndarray:
@@ -59,14 +61,19 @@ def measure(ws: Path, concept: str) -> dict:
 
     data = ws / "data" / concept
     editor = Editor(ws / "editors" / concept, threads=2)
-    (train_src, train_dst), (test_src, test_dst) = _split(data, "train"), _split(data, "test")
+    (train_src, train_dst, groups), (test_src, test_dst, _) = _split(data, "train"), _split(data, "test")
     t0 = time.perf_counter()
     train_out = editor.edit(train_src, path="tiled")
     tables = _fit(train_out, train_dst)
     seconds = time.perf_counter() - t0
-    cut = len(train_out) * 3 // 4
-    held = _fit(train_out[:cut], train_dst[:cut])
-    keep = _mean_psnr(train_out[cut:], train_dst[cut:], held) > _mean_psnr(train_out[cut:], train_dst[cut:])
+    # the rule's hold-out: a quarter of the training photos (every pair of a photo on one side, as test photos are)
+    names = sorted(set(groups))
+    out_groups = set(names[3 * len(names) // 4:]) or {names[-1]}
+    fit_i = [i for i, g in enumerate(groups) if g not in out_groups]
+    held_i = [i for i, g in enumerate(groups) if g in out_groups]
+    held = _fit([train_out[i] for i in fit_i], [train_dst[i] for i in fit_i])
+    held_out, held_dst = [train_out[i] for i in held_i], [train_dst[i] for i in held_i]
+    keep = bool(fit_i) and _mean_psnr(held_out, held_dst, held) > _mean_psnr(held_out, held_dst)
     test_out = editor.edit(test_src, path="tiled")
     raw, calibrated = _mean_psnr(test_out, test_dst), _mean_psnr(test_out, test_dst, tables)
     identity = _mean_psnr(test_src, test_dst)
@@ -82,8 +89,9 @@ def render(result: dict) -> str:
     lines = ["# A fine-tuned editor's output, calibrated by global colour curves (output-calibration)", "",
              f"{provenance_line(result)}. PSNR (dB) on each concept's test pairs at the pairs' size: the editor's "
              "output (*raw*), through nine curves fitted from its output to the targets on the training pairs "
-             "(*calibrated*), and as the rule keeps it (curves fitted on 3/4 of the training pairs must beat the raw "
-             "output on the other 1/4). Seconds: the editor on the training pairs and the fit.", "",
+             "(*calibrated*), and as the rule keeps it (curves fitted on the pairs of 3/4 of the training photos "
+             "must beat the raw output on the other 1/4's pairs). Seconds: the editor on the training pairs and the "
+             "fit.", "",
              "| concept | workspace | pairs (train / test) | identity | raw | calibrated | kept by the rule | rule "
              "| seconds |", "| --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: |"]
     for r in result["editors"]:
