@@ -17,22 +17,18 @@ import argparse
 import statistics
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from common import REPO, log, provenance, provenance_line, write_results
+from common import REPO, log, provenance, provenance_line, read_pairs, write_results
 
 MODELS = ("identity", "monomials-1", "monomials-2", "monomials-3", "curves", "curves+monomials-2")
 
 
-def _pairs(data: Path, split: str) -> tuple[np.ndarray, np.ndarray, int]:
+def _pixels(data: Path, split: str) -> tuple[np.ndarray, np.ndarray, int]:
     """All pixels of a split's pairs (N x 3 uint8 sources, targets) and the number of pairs."""
-    from factory.data.pair_store import read_manifest
-
-    records = [r for r in read_manifest(data) if r.get("split") == split]
-    src = [cv2.cvtColor(cv2.imread(str(data / r["source"])), cv2.COLOR_BGR2RGB).reshape(-1, 3) for r in records]
-    dst = [cv2.cvtColor(cv2.imread(str(data / r["target"])), cv2.COLOR_BGR2RGB).reshape(-1, 3) for r in records]
-    return np.concatenate(src), np.concatenate(dst), len(records)
+    src, dst, _ = read_pairs(data, split)
+    return (np.concatenate([s.reshape(-1, 3) for s in src]), np.concatenate([d.reshape(-1, 3) for d in dst]),
+            len(src))
 
 
 def _monomials(x: np.ndarray, degree: int) -> np.ndarray:
@@ -61,8 +57,8 @@ def measure(ws: Path, concept: str) -> dict:
     from factory.runtime.colour_curves import fit_curves
 
     data = ws / "data" / concept
-    xs, ys, n_train = _pairs(data, "train")
-    xt, yt, n_test = _pairs(data, "test")
+    xs, ys, n_train = _pixels(data, "train")
+    xt, yt, n_test = _pixels(data, "test")
     ftr, fte = xs / 255.0, xt / 255.0
     scores = {"identity": _psnr(fte, yt)}
     for degree in (1, 2, 3):

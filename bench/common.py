@@ -57,6 +57,20 @@ def shrink_to_pairs(img, pair_size: int):
     return cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
+def read_pairs(data: Path, split: str) -> tuple[list, list, list[str]]:
+    """A concept data folder's ``split`` pairs: RGB sources, RGB targets and each pair's photo group."""
+    import cv2
+
+    from factory.data.pair_store import read_manifest
+
+    def read(rel: str):
+        return cv2.cvtColor(cv2.imread(str(data / rel)), cv2.COLOR_BGR2RGB)
+
+    records = [r for r in read_manifest(data) if r.get("split") == split]
+    return ([read(r["source"]) for r in records], [read(r["target"]) for r in records],
+            [str(r.get("group") or r.get("photo") or r["id"]) for r in records])
+
+
 def provenance_line(result: dict) -> str:
     """``provenance``'s header as one markdown line: date, commit, command, machine."""
     return f"{result['date']}, commit `{result['commit']}`, `{result['command']}` ({result['machine']})"

@@ -22,19 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common import REPO, log, provenance, provenance_line, write_results
-
-
-def _split(data: Path, split: str) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
-    """A split's sources, targets and photo groups."""
-    from factory.data.pair_store import read_manifest
-
-    def read(rel: str) -> np.ndarray:
-        return cv2.cvtColor(cv2.imread(str(data / rel)), cv2.COLOR_BGR2RGB)
-
-    records = [r for r in read_manifest(data) if r.get("split") == split]
-    return ([read(r["source"]) for r in records], [read(r["target"]) for r in records],
-            [str(r.get("group") or r.get("photo") or r["id"]) for r in records])
+from common import REPO, log, provenance, provenance_line, read_pairs, write_results
 
 
 def _fit(outputs: list[np.ndarray], targets: list[np.ndarray]) -> np.ndarray:
@@ -61,7 +49,7 @@ def measure(ws: Path, concept: str) -> dict:
 
     data = ws / "data" / concept
     editor = Editor(ws / "editors" / concept, threads=2)
-    (train_src, train_dst, groups), (test_src, test_dst, _) = _split(data, "train"), _split(data, "test")
+    (train_src, train_dst, groups), (test_src, test_dst, _) = read_pairs(data, "train"), read_pairs(data, "test")
     t0 = time.perf_counter()
     train_out = editor.edit(train_src, path="tiled")
     tables = _fit(train_out, train_dst)
