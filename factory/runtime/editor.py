@@ -350,10 +350,12 @@ class Editor:
         if max(image.shape[:2]) <= side:  # nothing to upsample
             out = self.edit([image], batch=batch, tile=max(tile, side), path="tiled")[0]
             return out, out
-        card = self.full_size
+        if curves is None or eps is None:  # the card is read only for what the caller left to it
+            card = self.full_size
+            curves = card.curves if curves is None else curves
+            eps = card.eps if eps is None else eps
         return guided_edit(lambda small: self._edit_native([small], None, max(tile, side), batch, image.shape[:2])[0],
-                           image, side, self.stride, eps=card.eps if eps is None else eps,
-                           curves=card.curves if curves is None else curves)
+                           image, side, self.stride, eps=eps, curves=curves)
 
     def _plan(self, index: int, image: np.ndarray, size: int | None, tile: int,
               photo: tuple[int, int] | None = None) -> tuple[dict, list[_Job]]:

@@ -46,9 +46,10 @@ def radius_for(side: int) -> int:
 
 def fit_affine(src: np.ndarray, dst: np.ndarray, radius: int, eps: float = DEFAULT_EPS,
                outputs: int = 3) -> np.ndarray:
-    """Per-pixel affine colour maps from ``src`` to ``dst`` (HxWx3 uint8, same size), as 4 x ``outputs`` x H x W
-    float32 planes: plane ``4c + i`` is A[c, i] (i < 3) and plane ``4c + 3`` is b[c], mapping input pixel values
-    (0-255) to output pixel values of ``dst``'s first ``outputs`` channels."""
+    """Per-pixel affine colour maps from ``src`` to ``dst`` (HxWx3, same size; pixel values 0-255, uint8, or float32
+    for ``src`` already through the colour curves), as 4 x ``outputs`` x H x W float32 planes: plane ``4c + i`` is
+    A[c, i] (i < 3) and plane ``4c + 3`` is b[c], mapping input pixel values to output pixel values of ``dst``'s first
+    ``outputs`` channels."""
     x = [c.astype(np.float32) * np.float32(1 / 255) for c in cv2.split(src)]
     p = [c.astype(np.float32) * np.float32(1 / 255) for c in cv2.split(dst)[:outputs]]
     k = (2 * radius + 1,) * 2
