@@ -166,6 +166,10 @@ def parse_args() -> argparse.Namespace:
                     help="every arm with the colour basis of this degree (head.colour over the source pixel's colour "
                          "monomials, solved with the readout; factory run's --colour-basis; every recorded run before "
                          "it has none, 0)")
+    ap.add_argument("--output-curves", action="store_true",
+                    help="every arm with output calibration (nine colour curves fitted on the training pairs at each "
+                         "evaluation, kept by the hold-out rule, their seconds charged to that evaluation; factory "
+                         "run's --output-curves; every recorded run before it has none)")
     ap.add_argument("--screen-lattice", action="store_true",
                     help="with --screen auto: the screen lattice's distance planes too (factory run's "
                          "--screen-lattice; every recorded run trains without)")
@@ -347,7 +351,7 @@ def run_arm(args, ws: Workspace, base, concept: str, seed: int, arm: str,
         screen=args.screen,
         screen_scale=args.screen_scale, screen_harmonics=args.screen_harmonics, screen_lattice=args.screen_lattice,
         readout=arm in ("readout", "readout-tuned", "scratch-readout"),  # every other arm as recorded, without it
-        ema=args.ema, colour_basis=args.colour_basis,
+        ema=args.ema, colour_basis=args.colour_basis, output_curves=args.output_curves,
     )
     if arm in ("scratch", "full", "scratch-readout"):
         opts = FinetuneOptions(init=arm.removesuffix("-readout"), **common)
@@ -700,6 +704,10 @@ def markdown(r: dict) -> str:
            if r.get("augment") is False else "")
         + (" Every arm gets position channels at the waves of a fixed screen in the concept's pairs, when there is "
            "one (`--screen auto`)." if r.get("screen") == "auto" else "")
+        + (" Every arm's editor ends with its output curves where the hold-out rule keeps them (`--output-curves`): "
+           "at each evaluation nine colour curves are fitted from its output on the training pairs to their targets, "
+           "and the seconds that takes (the student over the training pairs and the fit) are added to that "
+           "evaluation's time." if r.get("output_curves") else "")
         + (" Each concept's runs last as long as its speed-up goals allow (`--window`: the scratch reference's time "
            "to its target / 5 and pix2pix's / 20, at least the equal budget): "
            + ", ".join(f"{c['concept']} {c['budget']:g} s" for c in r["concepts"]) + "." if window else "")
@@ -939,6 +947,7 @@ def main() -> None:
         "screen_scale": args.screen_scale,
         "screen_harmonics": args.screen_harmonics,
         "screen_lattice": args.screen_lattice,
+        "output_curves": args.output_curves,
         "equal_at": args.equal_at,
         "concepts": rows,
         "reused_runs": reused,

@@ -206,3 +206,29 @@ def test_a_concept_with_a_colour_basis_packs_its_colour_conv_with_its_factors(ti
                   - Editor.from_pack(root / "pack", "plain", threads=1).run(x)).max() > 0.05
     with pytest.raises(FactoryError, match="share one colour basis"):
         build_pack(tiny["base"], [concepts[0], PackConcept("other", "another map", folders[2])], size=32)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_a_concept_with_output_curves_packs_them_beside_concepts_without(tiny, precision):
+    """A concept whose adapter folder holds output curves (factory.lora.output_calibration): the pack's graph ends
+    with the curves, the concept's file carries its own, the others the identity; each concept edits as its
+    standalone editor, and the curves really change the output."""
+    import shutil
+
+    from factory.lora.output_calibration import CURVES_FILE
+    from factory.runtime.colour_curves import identity_knots
+
+    root = tiny["root"] / f"curves-{precision}"
+    graded = shutil.copytree(tiny["concepts"][0].adapter_dir, root / "graded")
+    knots = identity_knots()[::-1] ** 0.7  # each output channel another input's curve
+    (graded / CURVES_FILE).write_text(json.dumps({"knots": knots.tolist()}))
+    concepts = [PackConcept("graded", tiny["concepts"][0].instruction, graded), *tiny["concepts"]]
+    images = {**tiny["images"], "graded": tiny["images"]["warm"]}
+    parts = build_pack(tiny["base"], concepts, size=32, precision=precision)
+    manifest = write_pack(parts, root / "pack", "curves", images, precision, tiny["base"], threads=1,
+                          log=lambda m: None)
+    for name in ("graded", "warm", "sketch", "plain"):
+        assert manifest["checks"][name]["max_abs"] <= (1e-4 if precision == "fp32" else 4e-3), name
+    x = images["graded"]
+    graded_out = Editor.from_pack(root / "pack", "graded", threads=1).run(x)
+    assert np.abs(graded_out - Editor.from_pack(root / "pack", "warm", threads=1).run(x)).max() > 0.1

@@ -98,7 +98,8 @@ def finetune_cmd(session: Session, concept: str, base: str, rank: str | None, ra
     \b
     Writes <workspace>/loras/<concept>/: adapter_config.json + adapter_model.safetensors,
     metrics.json (layers and why, rank-search table, pairs used, test figures), curve.csv and
-    curve.png (held-out PSNR vs training seconds), samples.png. Resumes an interrupted run.
+    curve.png (held-out PSNR vs training seconds), samples.png, and output_curves.json when the
+    output curves are kept (--output-curves). Resumes an interrupted run.
     For one adapter layout across concepts (the weight generator needs it) pass
     --layers GROUPS --rank N.
     """
@@ -114,7 +115,8 @@ def finetune_cmd(session: Session, concept: str, base: str, rank: str | None, ra
     click.echo(f"finetune {m['concept']}: {what} on {len(m['pairs']['train'])} pairs, {tr['steps']} steps in "
                f"{tr['seconds']:.0f} s (+{m['search_seconds']:.0f} s search): "
                f"test PSNR {t['student']['psnr']:.2f} dB "
-               f"(base zero-shot {t['base_zero_shot']['psnr']:.2f}, identity {t['identity']['psnr']:.2f}) "
+               + (f"({t['uncalibrated']['psnr']:.2f} before its output curves) " if "uncalibrated" in t else "")
+               + f"(base zero-shot {t['base_zero_shot']['psnr']:.2f}, identity {t['identity']['psnr']:.2f}) "
                f"-> {m['out_dir']}")
 
 

@@ -11,7 +11,8 @@ from collections.abc import Callable
 import click
 
 #: ``--decay-over``, ``--augment``, ``--screen``, ``--screen-scale``, ``--screen-windows``, ``--screen-harmonics``,
-#: ``--screen-lattice``, ``--readout``, ``--colour-basis`` and ``--ema``, in the order ``--help`` lists them
+#: ``--screen-lattice``, ``--readout``, ``--colour-basis``, ``--ema`` and ``--output-curves``, in the order ``--help``
+#: lists them
 OPTIONS = [
     click.option("--decay-over", type=click.Choice(["steps", "budget"]), default="steps", show_default=True,
                  help="How the learning rate decays: over the last half of --steps, or over the second half of "
@@ -58,6 +59,11 @@ OPTIONS = [
                  help="Evaluate and keep the moving average of the weights with this decay (0.9: about the last "
                       "10 steps), not the last step's weights: a GAN's held-out quality swings from step to step "
                       "(bench/results/tune_choice-ema.md); 0: off."),
+    click.option("--output-curves/--no-output-curves", default=True, show_default=True,
+                 help="After training, fit nine colour curves (one per input and output channel) from the "
+                      "student's output to the targets on the training pairs, and keep them (saved with the adapter, "
+                      "baked into the exported editor) when curves fitted on 3/4 of the training photos beat the raw "
+                      "output on the other 1/4 (bench/results/output-calibration-validation.md). Under a second."),
 ]
 
 

@@ -15,15 +15,19 @@ from factory.core.atomic import atomic_write_text
 from factory.core.errors import FactoryError
 
 CURVE_FIELDS = ("step", "seconds", "psnr", "ssim", "l1")
+#: written when every row has them: the PSNR before the output curves (``psnr`` is the editor as it would ship) and
+#: the seconds their fit took (included in ``seconds``)
+OPTIONAL_FIELDS = ("raw_psnr", "curves_seconds")
 
 
 def write_curve(path: Path, rows: list[dict[str, float]]) -> Path:
-    """``rows`` as CSV (``CURVE_FIELDS``), atomically."""
+    """``rows`` as CSV (``CURVE_FIELDS``, then each of ``OPTIONAL_FIELDS`` every row has), atomically."""
+    fields = [*CURVE_FIELDS, *(k for k in OPTIONAL_FIELDS if rows and all(k in r for r in rows))]
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(CURVE_FIELDS), extrasaction="ignore", lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: (int(r[k]) if k == "step" else round(float(r[k]), 5)) for k in CURVE_FIELDS})
+        w.writerow({k: (int(r[k]) if k == "step" else round(float(r[k]), 5)) for k in fields})
     return atomic_write_text(path, buf.getvalue())
 
 

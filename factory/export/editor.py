@@ -22,6 +22,7 @@ import onnx
 import torch
 
 from base_gan.models import WEIGHTS, BaseGAN
+from base_gan.output_curves import OutputCurves
 from factory.core.atomic import atomic_folder, atomic_write_json
 from factory.core.errors import FactoryError
 from factory.core.files import sha256_file
@@ -37,6 +38,7 @@ from factory.export.onnx_export import (
     text_condition,
     torch_vs_onnx,
 )
+from factory.lora.output_calibration import saved_output_curves
 
 PARITY_MAX_ABS = 1e-3  # on the [-1, 1] scale: 1/8 of a grey level (1 level = 2/255 = 7.8e-3)
 # int8 vs fp32, mean PSNR over held-out images. Quantization error is unrelated to the student's own
@@ -158,6 +160,9 @@ class ExportRequest:
     min_int8_psnr: float = INT8_MIN_PSNR_DB
     text_cache: Path | None = None
     full_size: bool = True  # measure guided vs tiled on held-out photos at full size (factory.export.fullsize)
+    #: the folder whose output curves (factory.lora.output_calibration.CURVES_FILE) follow the generator; None: the
+    #: adapter's own (a whole fine-tuned generator's folder when there is no adapter)
+    curves_dir: Path | None = None
 
 
 def _metadata(
@@ -209,7 +214,11 @@ def export_editor(req: ExportRequest, log=print) -> dict[str, Any]:
         )
         model = merge_adapter(model, req.adapter_dir)
     cond = text_condition(model, req.instruction, req.text_cache)
-    module = EditorModule(model, *(cond or (None, None))).eval()
+    knots = saved_output_curves(req.curves_dir or req.adapter_dir)
+    module = EditorModule(model, *(cond or (None, None)), curves=OutputCurves(knots) if knots is not None else None)
+    module.eval()
+    if knots is not None:
+        log(f"output curves from {req.curves_dir or req.adapter_dir} after the generator")
 
     images = export_images(req.data_dir, req.size)
     log(f"images: {images.origin}")
@@ -409,6 +418,7 @@ def _build(
         "base": {"path": str(req.base.folder), "sha256": base_sha, "generator": dict(req.base.model.config)},
         "adapter": {"path": str(req.adapter_dir), "sha256": adapter_sha} if req.adapter_dir else None,
         "adapter_note": req.adapter_note,
+        "output_curves": module.curves is not None,
         "input": {**INPUT_CONTRACT, "stride": stride, "export_size": req.size},
         **({"position": {**POSITION_CONTRACT, "screen": screen_of(module.generator)}} if module.takes_position
            else {}),

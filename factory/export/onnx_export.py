@@ -41,6 +41,8 @@ from factory.runtime.position import POSITION_NAME, position_grid
 INPUT_NAME = "image"
 OUTPUT_NAME = "edited"
 OPSET = 17
+#: ``EditorModule``'s attribute holding the output curves (its ONNX nodes' name scope)
+CURVES_SCOPE = "curves"
 INPUT_CONTRACT = {
     "name": INPUT_NAME,
     "dtype": "float32",
@@ -77,9 +79,10 @@ class EditorModule(nn.Module):
     """
 
     def __init__(self, generator: nn.Module, text_tokens: torch.Tensor | None = None,
-                 text_mask: torch.Tensor | None = None) -> None:
+                 text_mask: torch.Tensor | None = None, curves: nn.Module | None = None) -> None:
         super().__init__()
         self.generator = generator
+        self.curves = curves  # output calibration (base_gan.output_curves.OutputCurves) after the generator, or None
         self.stride = int(getattr(generator, "stride", 16))
         self.has_text = text_tokens is not None
         if self.has_text:
@@ -100,8 +103,10 @@ class EditorModule(nn.Module):
                 position = torch.from_numpy(position_grid(image.shape[-2], image.shape[-1]))
             extra["position"] = position * self.screen_size
         if self.has_text:
-            return self.generator(image, self.text_tokens, self.text_mask, **extra)
-        return self.generator(image, **extra)
+            out = self.generator(image, self.text_tokens, self.text_mask, **extra)
+        else:
+            out = self.generator(image, **extra)
+        return self.curves(out) if self.curves is not None else out
 
 
 

@@ -17,7 +17,8 @@ the union of the concepts' adapted layers at the largest rank (zero rows and col
 change nothing) and the longest text (masked tokens elsewhere); the LoRA scaling is folded into B. A concept
 fine-tuned with a colour basis trains its ``head.colour`` conv whole: the pack's base then has that conv at zero
 and the concept's weight is its factors (``a`` the weight, ``b`` the identity); every concept of a pack has the same
-degree or none.
+degree or none. When a concept carries output curves (``factory.lora.output_calibration``), the graph ends with the
+curves' two 1x1 convs and every concept stores the second one's weights (the identity curves for a concept without).
 
 ``precision="fp16"`` stores the weights and factors as float16 (cast to float32 in the graph, folded at
 load; the text tokens stay float32): half the bytes. A base saved float16-exact (as training and
@@ -41,6 +42,7 @@ from torch import nn
 
 from base_gan.generator import with_colour_basis
 from base_gan.models import BaseGAN, is_float16_exact
+from base_gan.output_curves import OutputCurves
 from factory.core.errors import FactoryError
 from factory.export.onnx_export import (
     INPUT_CONTRACT,
@@ -53,6 +55,8 @@ from factory.export.onnx_export import (
     merge_adapter,
     text_condition,
 )
+from factory.lora.output_calibration import saved_output_curves
+from factory.runtime.colour_curves import identity_knots
 from factory.runtime.pack import BASE_DATA, BASE_MODEL, CONCEPT_DATA, PACK_FORMAT, PACK_MANIFEST
 
 PRECISIONS = ("fp32", "fp16")
@@ -151,15 +155,20 @@ class BiasDelta(nn.Module):
         return bias + self.delta
 
 
+#: the output curves' convs that differ between concepts (``spread`` is the same for every concept)
+CURVE_PARTS = ("linear", "mix")
+
+
 class PackModule(nn.Module):
     """The base generator with every adapted layer parametrized as ``W + B @ A`` (``bias + b``) and the text as
     buffers: ``forward(image) -> edited``; ``fill`` sets one concept's tensors (zero-padded to the layout)."""
 
-    def __init__(self, generator: nn.Module, layout: PackLayout) -> None:
+    def __init__(self, generator: nn.Module, layout: PackLayout, curves: bool = False) -> None:
         from torch.nn.utils import parametrize
 
         super().__init__()
         self.generator = generator
+        self.curves = OutputCurves(identity_knots()) if curves else None  # its linear and mix convs per concept
         self.layout = layout
         modules = dict(generator.named_modules())
         self.deltas: dict[str, tuple[LoraDelta, BiasDelta | None]] = {}
@@ -185,10 +194,19 @@ class PackModule(nn.Module):
     def concept_tensors(self) -> dict[str, torch.Tensor]:
         """Every per-concept tensor by its name in the exported graph (the ``concept.bin`` part)."""
         return {k: v for k, v in self.state_dict().items()
-                if (".parametrizations." in k and not k.endswith(".original")) or k.startswith("text_")}
+                if (".parametrizations." in k and not k.endswith(".original"))
+                or k.startswith(("text_", *(f"curves.{part}." for part in CURVE_PARTS)))}
 
     @torch.no_grad()
-    def fill(self, factors: dict[str, Factors], text: tuple[torch.Tensor, torch.Tensor] | None) -> PackModule:
+    def fill(self, factors: dict[str, Factors], text: tuple[torch.Tensor, torch.Tensor] | None,
+             knots: np.ndarray | None = None) -> PackModule:
+        """Set one concept's tensors: its LoRA ``factors``, ``text`` and output curves (``knots``; None: identity)."""
+        if self.curves is not None:
+            own = OutputCurves(identity_knots() if knots is None else knots)
+            for part in CURVE_PARTS:
+                getattr(self.curves, part).load_state_dict(getattr(own, part).state_dict())
+        elif knots is not None:
+            raise FactoryError("a concept with output curves in a pack built without them")
         for name, (delta, bias) in self.deltas.items():
             delta.a.zero_(), delta.b.zero_()
             f = factors.get(name)
@@ -209,9 +227,8 @@ class PackModule(nn.Module):
         return self
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        if self.has_text:
-            return self.generator(image, self.text_tokens, self.text_mask)
-        return self.generator(image)
+        out = self.generator(image, self.text_tokens, self.text_mask) if self.has_text else self.generator(image)
+        return self.curves(out) if self.curves is not None else out
 
 
 def _export_graph(module: PackModule, size: int) -> onnx.ModelProto:
@@ -326,7 +343,9 @@ def build_pack(base: BaseGAN, concepts: list[PackConcept], size: int = 256, prec
     factors = [adapter_factors(base, c.adapter_dir) for c in concepts]
     texts = [text_condition(base.model, c.instruction, text_cache) for c in concepts]
     layout = PackLayout.of(factors, texts)
-    module = PackModule(with_colour_basis(copy.deepcopy(base.model), _colour_degree(concepts)).eval(), layout)
+    knots = [saved_output_curves(c.adapter_dir) for c in concepts]
+    module = PackModule(with_colour_basis(copy.deepcopy(base.model), _colour_degree(concepts)).eval(), layout,
+                        curves=any(k is not None for k in knots))
     with torch.no_grad():  # distinct values while exporting: the exporter merges initializers of equal content
         g = torch.Generator().manual_seed(0)
         for t in module.concept_tensors().values():
@@ -347,14 +366,15 @@ def build_pack(base: BaseGAN, concepts: list[PackConcept], size: int = 256, prec
     graph.producer_name = "editfactory"
     blobs, references = {}, {}
     lossless = precision == "fp32" or is_float16_exact([*base.model.parameters(), *base.model.buffers()])
-    for concept, f, text in zip(concepts, factors, texts):
-        filled = module.fill(f, text)
+    for concept, f, text, curves in zip(concepts, factors, texts, knots):
+        filled = module.fill(f, text, curves)
         stored_half = [v for k, v in filled.concept_tensors().items() if k != "text_tokens"]
         lossless = lossless and (precision == "fp32" or is_float16_exact(stored_half))
         blobs[concept.name] = _concept_blob(concept_entries, filled, precision)
         merged = merge_adapter(copy.deepcopy(base.model), concept.adapter_dir) if concept.adapter_dir else \
             copy.deepcopy(base.model)
-        references[concept.name] = EditorModule(merged.eval(), *(text or (None, None))).eval()
+        references[concept.name] = EditorModule(merged.eval(), *(text or (None, None)),
+                                                curves=OutputCurves(curves) if curves is not None else None).eval()
     return PackParts(graph, base_weights, blobs, layout, concept_entries, references,
                      {c.name: c.instruction for c in concepts}, lossless)
 

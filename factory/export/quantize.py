@@ -32,6 +32,7 @@ import numpy as np
 import onnx
 
 from factory.core.errors import FactoryError
+from factory.export.onnx_export import CURVES_SCOPE
 from factory.runtime.position import POSITION_NAME, position_grid
 
 
@@ -102,9 +103,15 @@ def _quantize(fp32_path: Path, out_path: Path, calibration: Sequence[np.ndarray]
                         quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, per_channel=per_channel,
                         calibrate_method=CalibrationMethod.MinMax,
-                        nodes_to_exclude=phase_nodes(model) if position else None,
+                        nodes_to_exclude=(phase_nodes(model) if position else []) + curve_nodes(model) or None,
                         extra_options={"TensorQuantOverrides": overrides})
     return out_path
+
+
+def curve_nodes(model: onnx.ModelProto) -> list[str]:
+    """The nodes of the output curves (``EditorModule.curves``), which stay float: their ramps span the knots
+    (0-16), so 8 bits would move every output level by a step or more."""
+    return [n.name for n in model.graph.node if n.name.startswith(f"/{CURVES_SCOPE}/")]
 
 
 def phase_nodes(model: onnx.ModelProto) -> list[str]:

@@ -16,9 +16,12 @@ in order:
    scale (``factory.data.multiscale``), so it draws the screen at the scale of a full-size photo;
 3. the fine-tune itself with the concept's instruction tokens, the Trainer's LSGAN + 100 L1 loop,
    only the LoRA weights in the optimizer, held-out PSNR of the test split recorded against wall-clock
-   training seconds (evaluation time excluded);
+   training seconds (evaluation time excluded); with ``output_curves`` (the default) each evaluation and the end
+   also fit the output curves on the training pairs (``factory.lora.output_calibration``): the figures are the
+   editor with them where the hold-out rule keeps them, and each point's seconds include that fit's;
 4. outputs in ``<workspace>/loras/<concept>/`` (written atomically): ``adapter_config.json`` +
-   ``adapter_model.safetensors`` (peft's format; with a screen also ``screen.json``), ``metrics.json`` (the
+   ``adapter_model.safetensors`` (peft's format; with a screen also ``screen.json``; with output curves kept
+   ``output_curves.json``, ``factory.lora.output_calibration``), ``metrics.json`` (the
    plan and why, the search tables, the final figures), ``curve.csv``, ``curve.png``, ``samples.png``; ``run.json`` and
    ``checkpoints/`` make an interrupted run resume where it stopped.
 
@@ -139,10 +142,12 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
     trainer = Trainer(out_dir, [data_dir], settings, workspace.text_cache, generator=model,
                       trainable=trainable, ids={concept: plan["pairs"]["train"]}, data=scaled)
     test = HeldOutPairs(data_dir, split="test")
+    calibration = Calibration(data_dir, plan["pairs"]["train"]) if opts.output_curves else None
     edit = conditioned(model, trainer)
     kept = trainer.final_model()  # what is evaluated and saved: the EMA of the weights when --ema, else the model
     scored = conditioned(kept, trainer)
     curve: list[dict[str, float]] = []
+    start = None
     readout = None
     if resuming and trainer.resume():
         curve = [r for r in read_curve(out_dir / CURVE_CSV) if r["step"] <= trainer.state.step]
@@ -157,10 +162,11 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
         log(f"{concept}: readout start, head.conv3{' and head.colour' if readout['colour_basis'] else ''} solved on "
             f"the training pairs in {readout['seconds']:.1f} s")
     if not curve:
-        curve = [{"step": 0, "seconds": round(trainer.state.seconds, 3), **test.score(edit, model)}]
+        start = test.score(edit, model)
+        curve = [curve_row(0, trainer.state.seconds, test, edit, model, calibration)]
 
     def record(state) -> None:
-        curve.append({"step": state.step, "seconds": round(state.seconds, 3), **test.score(scored, kept)})
+        curve.append(curve_row(state.step, state.seconds, test, scored, kept, calibration))
         write_curve(out_dir / CURVE_CSV, curve)
 
     with BudgetBar(f"finetune {concept}", opts.steps, opts.seconds, trainer.state.step, trainer.state.seconds,
@@ -169,10 +175,46 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
                                                              psnr=f"{curve[-1]['psnr']:.2f}"),
                               eval_every=opts.eval_every, on_eval=record, eval_seconds=opts.eval_seconds)
     if curve[-1]["step"] != state.step:
-        curve.append({"step": state.step, "seconds": round(state.seconds, 3), **test.score(scored, kept)})
+        curve.append(curve_row(state.step, state.seconds, test, scored, kept, calibration))
     write_curve(out_dir / CURVE_CSV, curve)
     return _finish(workspace, concept, instruction, base, opts, plan, trainer, kept, layout, curve, test, out_dir,
-                   readout)
+                   readout, calibration, start)
+
+
+class Calibration:
+    """Output calibration (``factory.lora.output_calibration``) on the concept's training pairs, held in memory."""
+
+    def __init__(self, data_dir: Path, train_ids: list[str]) -> None:
+        from factory.lora.output_calibration import photo_groups
+
+        self.pairs = HeldOutPairs(data_dir, split=None, ids=train_ids)
+        self.groups = photo_groups(data_dir, self.pairs.ids)
+
+    def solve(self, edit, model: nn.Module) -> dict[str, Any]:
+        """``solve_output_curves`` for ``edit``; its seconds include the student's pass over the training pairs."""
+        import time
+
+        from factory.lora.output_calibration import solve_output_curves
+
+        t0 = time.perf_counter()
+        result = solve_output_curves(self.pairs.outputs(edit, model), self.pairs.target, self.groups)
+        return {**result, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def curve_row(step: int, seconds: float, test: HeldOutPairs, edit, model: nn.Module,
+              calibration: Calibration | None) -> dict[str, float]:
+    """One evaluation of the curve: the held-out figures of the editor as it would ship if training stopped here,
+    so with ``calibration`` the curves solved now (when kept) and their seconds charged (``raw_psnr``: without)."""
+    outputs = test.outputs(edit, model)
+    row = {"step": step, "seconds": round(seconds, 3), **test.score_outputs(outputs)}
+    if calibration is None:
+        return row
+    from base_gan.output_curves import OutputCurves
+
+    solved = calibration.solve(edit, model)
+    final = test.score_outputs(OutputCurves(solved["knots"])(outputs)) if solved["kept"] else row
+    return {**row, **final, "seconds": round(seconds + solved["seconds"], 3), "raw_psnr": row["psnr"],
+            "curves_seconds": solved["seconds"]}
 
 
 def _readout(model, edit, data_dir: Path, train_ids: list[str], seed: int) -> dict[str, Any]:
@@ -236,11 +278,16 @@ def _student(base: BaseGAN, opts: FinetuneOptions, plan: dict, screen: dict[str,
 
 def _finish(workspace: Workspace, concept: str, instruction: str, base: BaseGAN, opts: FinetuneOptions,
             plan: dict, trainer: Trainer, model: nn.Module, layout: LoraLayout | None, curve: list[dict],
-            test: HeldOutPairs, out_dir: Path, readout: dict[str, Any] | None = None) -> dict[str, Any]:
+            test: HeldOutPairs, out_dir: Path, readout: dict[str, Any] | None = None,
+            calibration: Calibration | None = None, start: dict[str, float] | None = None) -> dict[str, Any]:
     from base_gan.complexity import count_params
+    from factory.lora.output_calibration import calibrated, save_output_curves
 
     model.eval()
-    result, triples = test.evaluate(conditioned(model, trainer), model)
+    edit = conditioned(model, trainer)
+    curves = calibration.solve(edit, model) if calibration is not None else None
+    raw = test.score(edit, model) if curves and curves["kept"] else None
+    result, triples = test.evaluate(calibrated(edit, curves["knots"]) if raw else edit, model)
     base_q = zero_shot(base, instruction, test, workspace.text_cache)
     save_grid(out_dir / "samples.png", triples)
     gen_params = count_params(base.model)
@@ -252,15 +299,19 @@ def _finish(workspace: Workspace, concept: str, instruction: str, base: BaseGAN,
         "screen_training_scale": getattr(trainer.data, "max_scale", 1.0) if screen_of(model) else None,
         "search_seconds": plan.get("search_seconds", 0.0),
         "readout": readout,  # the readout start (factory.lora.readout), its seconds in the training seconds
+        "output_curves": ({k: curves[k] for k in ("kept", "held_out", "pairs", "seconds")} if curves
+                          else "off (--no-output-curves)"),
         "training": {"steps": trainer.state.step, "seconds": round(trainer.state.seconds, 2),
                      "settings": to_dict(trainer.s), "rollbacks": trainer.state.rollbacks},
         "test": {"student": result["student"], "identity": result["identity"], "base_zero_shot": base_q,
-                 "learned": result["learned"], "test_pairs": result["test_pairs"], "lpips": result["lpips"]},
+                 "learned": result["learned"], "test_pairs": result["test_pairs"], "lpips": result["lpips"],
+                 **({"uncalibrated": raw} if raw else {})},
         "curve": {"csv": CURVE_CSV, "png": CURVE_PNG, "x": "training wall-clock seconds (evaluation excluded)",
                   "y": "held-out (test split) PSNR, dB"},
         "generator_params": gen_params,
         "out_dir": str(out_dir),
     }
+    save_output_curves(out_dir, curves)
     if opts.trains_all:
         trainer.save_final({"concepts": [concept], "instructions": [instruction]})
         metrics["saved"] = {"model": "diffusers model folder (config.json + diffusion_pytorch_model.safetensors)"}
@@ -277,7 +328,8 @@ def _finish(workspace: Workspace, concept: str, instruction: str, base: BaseGAN,
         if curve[0]["step"] == 0:  # the zero-shot editor: the starting adapter before any training
             meta = Path(plan["init_adapter"]) / "init.json"
             kind = json.loads(meta.read_text())["init"] if meta.is_file() else "adapter"
-            start = readout["before"] if readout else curve[0]  # before the readout: it uses the teacher's pairs
+            # before the readout and the output curves: they use the teacher's pairs
+            start = readout["before"] if readout else (start or curve[0])
             metrics["test"]["init_adapter"] = {**{k: start[k] for k in ("psnr", "ssim", "l1")},
                                                "init": kind, "size": int(test.source.shape[-1])}
             if readout:

@@ -61,10 +61,15 @@ EMA = 0.9
 #: (bench/results/tune_choice-colour.md: the readout LoRA at 90 s, mean 34.72 dB with it against 29.75 without,
 #: every weight tuned 36.24 against 31.32; both groups gain)
 COLOUR_BASIS = 3
+#: output calibration (``factory.lora.output_calibration``): nine colour curves from the student's output to the
+#: targets, fitted on the training pairs after the fine-tune and kept where they help photos the fit did not see;
+#: chosen on validation concepts (bench/results/output-calibration-validation.md: +1.35 dB mean over 15 editors)
+OUTPUT_CURVES = True
 #: options added after runs were recorded, with the value every run before them had (resume and reuse read them so)
 ADDED_LATER = {"tune": "lora", "decay_over": "steps", "augment": True, "screen": "off", "screen_scale": 1.0,
                "screen_harmonics": False, "screen_lattice": False, "readout": False, "warmup": 0, "ema": 0.0,
-               "colour_basis": 0, "screen_windows": "pairs"}
+               "colour_basis": 0, "screen_windows": "pairs",
+               "output_curves": False}
 #: the inits that train the whole generator (saved as a model folder in loras/<concept>/<init>/), not a LoRA
 FULL_INITS = ("scratch", "full")
 #: what a fine-tune from an adapter start trains: the LoRA on the frozen base, or every weight with the adapter merged
@@ -110,6 +115,7 @@ class FinetuneOptions:
     warmup: int = 0                    # LR rising over the first N steps; 0: tried, no gain (tune_choice-warmup.md)
     ema: float = EMA                   # evaluate and keep an exponential moving average of the weights (decay; 0: off)
     colour_basis: int = COLOUR_BASIS   # the colour monomials' degree read by head.colour (0: none)
+    output_curves: bool = OUTPUT_CURVES  # colour curves fitted from the output to the targets (output_calibration)
 
     def as_record(self) -> dict:
         """The options as a resume fingerprint records them: those in ``ADDED_LATER`` only when not at their

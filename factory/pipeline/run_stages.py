@@ -156,7 +156,7 @@ def finetune_options(opts: RunOptions, init: str):
                     screen_scale=opts.screen_scale, screen_windows=opts.screen_windows,
                     screen_harmonics=opts.screen_harmonics,
                     screen_lattice=opts.screen_lattice, readout=opts.readout, ema=opts.ema,
-                    colour_basis=opts.colour_basis)
+                    colour_basis=opts.colour_basis, output_curves=opts.output_curves)
     if opts.tune == "all":
         return FinetuneOptions(init="full" if zero else init, tune="lora" if zero else "all", **training)
     return FinetuneOptions(init=init, layers=DEFAULT_LAYERS if zero else None, rank=DEFAULT_RANK if zero else None,
@@ -218,7 +218,8 @@ def export_stage(ws: Workspace, card: ConceptCard, base: BaseGAN, opts: RunOptio
     note = f"every weight fine-tuned ({trained})" if whole else f"LoRA {adapter} merged"
     req = ExportRequest(concept=concept, base=model, adapter_dir=adapter, adapter_note=note,
                         instruction=card.instruction, data_dir=ws.data(concept), out_dir=ws.editor(concept),
-                        size=opts.export_size, int8=opts.int8, ort=opts.ort, text_cache=ws.text_cache)
+                        size=opts.export_size, int8=opts.int8, ort=opts.ort, text_cache=ws.text_cache,
+                        curves_dir=trained)
     files = export_editor(req, log=lambda m: log(f"export: {m}"))["files"]
     write_manifest(ws)  # editors/manifest.json lists the new editor
     return {"files": files}

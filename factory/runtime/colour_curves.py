@@ -38,6 +38,26 @@ def _hats(levels: np.ndarray, knots: int) -> np.ndarray:
 def fit_curves(src: np.ndarray, dst: np.ndarray, knots: int = KNOTS, smooth: float = SMOOTH) -> np.ndarray:
     """Lookup tables (3 outputs x 3 inputs x 256, float32, output pixel values) with ``sum_i T[c, i][src_i]`` the
     least-squares fit of ``dst``'s channel c (``src``, ``dst``: HxWx3 uint8 of the same size)."""
+    return knot_tables(fit_curve_knots(src, dst, knots, smooth))
+
+
+def knot_tables(weights: np.ndarray) -> np.ndarray:
+    """``fit_curve_knots``'s knot values as lookup tables (3 outputs x 3 inputs x 256, float32, pixel values)."""
+    table = _hats(np.arange(256, dtype=np.uint8), weights.shape[-1])  # 256 x knots
+    return (np.einsum("lk,cik->cil", table, weights) * 255).astype(np.float32)
+
+
+def identity_knots(knots: int = KNOTS) -> np.ndarray:
+    """The knot values of the identity map (each output channel its own input channel)."""
+    weights = np.zeros((3, 3, knots))
+    for c in range(3):
+        weights[c, c] = np.linspace(0, 1, knots)
+    return weights
+
+
+def fit_curve_knots(src: np.ndarray, dst: np.ndarray, knots: int = KNOTS, smooth: float = SMOOTH) -> np.ndarray:
+    """The curves' values at their knots (3 outputs x 3 inputs x ``knots``, float64, colours in [0, 1]): piecewise
+    linear in the input level on ``knots`` evenly spaced knots over 0..255, ``fit_curves``'s least-squares fit."""
     if src.shape != dst.shape or src.ndim != 3 or src.shape[2] != 3:
         raise ValueError(f"fit_curves needs two HxWx3 images of one size, got {src.shape} and {dst.shape}")
     x = src.reshape(-1, 3)
@@ -61,8 +81,7 @@ def fit_curves(src: np.ndarray, dst: np.ndarray, knots: int = KNOTS, smooth: flo
     second = np.diff(np.eye(knots), 2, axis=0)
     penalty = np.kron(np.eye(3), second.T @ second) * (smooth * len(x) / knots) + RIDGE * len(x) * np.eye(3 * knots)
     weights = np.linalg.solve(gram + penalty, rhs)  # (3 knots) x 3 outputs
-    tables = np.einsum("lk,ikc->cil", table, weights.reshape(3, knots, 3)) * 255
-    return tables.astype(np.float32)
+    return weights.reshape(3, knots, 3).transpose(2, 0, 1).copy()
 
 
 def apply_curves(channels: list[np.ndarray], tables: np.ndarray) -> list[np.ndarray]:

@@ -1,0 +1,112 @@
+"""Output calibration: nine global colour curves from a fine-tuned student's output to its teacher's targets.
+
+Much of a fine-tuned editor's remaining error on a colour concept is one global colour map (its tones a little
+off everywhere); ``factory.runtime.colour_curves`` fits that map in closed form on the training pairs in well
+under a second. The fit is kept only when it generalises to photos it did not see: curves fitted on the pairs of
+three quarters of the training photos must score higher than the raw output on the other quarter's pairs (every
+pair of a photo on one side, as the test split's photos are). Chosen on validation concepts:
+``bench/results/output-calibration-validation.md``. Kept curves are saved beside the adapter (``CURVES_FILE``) and
+baked into the exported editor (``base_gan.output_curves.OutputCurves`` after the generator).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from factory.core.atomic import atomic_write_json
+from factory.core.errors import FactoryError
+from factory.core.images import psnr_u8
+from factory.data.dataset import to_uint8
+from factory.data.pair_store import read_manifest
+
+CURVES_FILE = "output_curves.json"
+#: the fraction of the training photos the rule holds out
+HOLD_OUT = 0.25
+
+
+def photo_groups(data_dir: Path, ids: list[str]) -> list[str]:
+    """Each pair's photo (its manifest ``group`` or ``photo``, else its own id), in the order of ``ids``."""
+    records = {r["id"]: r for r in read_manifest(data_dir)}
+    return [str(records.get(i, {}).get("group") or records.get(i, {}).get("photo") or i) for i in ids]
+
+
+def _fit(outputs: list[np.ndarray], targets: list[np.ndarray]) -> np.ndarray:
+    from factory.runtime.colour_curves import fit_curve_knots
+
+    return fit_curve_knots(np.concatenate(outputs, 0), np.concatenate(targets, 0))
+
+
+def _mean_psnr(outputs: list[np.ndarray], targets: list[np.ndarray], knots: np.ndarray | None = None) -> float:
+    import cv2
+
+    from factory.runtime.colour_curves import apply_curves, knot_tables
+
+    if knots is not None:
+        tables = knot_tables(knots)
+        outputs = [np.clip(cv2.merge(apply_curves(cv2.split(o), tables)) + 0.5, 0, 255).astype(np.uint8)
+                   for o in outputs]
+    return float(np.mean([psnr_u8(o, t) for o, t in zip(outputs, targets)]))
+
+
+def solve_output_curves(outputs: torch.Tensor, targets: torch.Tensor, groups: list[str]) -> dict[str, Any]:
+    """The calibration of ``outputs`` (a student's, N x 3 x H x W in [-1, 1]) towards ``targets`` (its training
+    pairs'; ``groups``: each pair's photo): ``{"kept", "knots" (3 x 3 x K, colours in [0, 1]), "held_out": {raw_db,
+    calibrated_db, photos}, "pairs", "seconds"}``. Not kept when fewer than two photos leave nothing to hold out."""
+    if len(outputs) != len(targets) or len(outputs) != len(groups) or not len(outputs):
+        raise FactoryError(f"output calibration needs one target and photo per output, got {len(outputs)} outputs, "
+                           f"{len(targets)} targets, {len(groups)} photos")
+    t0 = time.perf_counter()
+    out = [to_uint8(o) for o in outputs]
+    dst = [to_uint8(t) for t in targets]
+    knots = _fit(out, dst)
+    names = sorted(set(groups))
+    held_names = set(names[int((1 - HOLD_OUT) * len(names)):]) if len(names) >= 2 else set()
+    fit_i = [i for i, g in enumerate(groups) if g not in held_names]
+    held_i = [i for i, g in enumerate(groups) if g in held_names]
+    held: dict[str, Any] = {"photos": len(held_names), "raw_db": None, "calibrated_db": None}
+    kept = False
+    if held_i:
+        part = _fit([out[i] for i in fit_i], [dst[i] for i in fit_i])
+        held_out, held_dst = [out[i] for i in held_i], [dst[i] for i in held_i]
+        held.update(raw_db=round(_mean_psnr(held_out, held_dst), 3),
+                    calibrated_db=round(_mean_psnr(held_out, held_dst, part), 3))
+        kept = held["calibrated_db"] > held["raw_db"]
+    return {"kept": bool(kept), "knots": knots.tolist(), "held_out": held, "pairs": len(out),
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def calibrated(edit, knots: np.ndarray | list):
+    """``edit`` (an image -> image function in [-1, 1]) followed by the curves."""
+    from base_gan.output_curves import OutputCurves
+
+    curves = OutputCurves(np.asarray(knots))
+    return lambda x: curves(edit(x))
+
+
+def save_output_curves(folder: Path, calibration: dict[str, Any] | None) -> None:
+    """``CURVES_FILE`` in ``folder`` for kept curves; removes a stale one otherwise."""
+    path = Path(folder) / CURVES_FILE
+    if calibration and calibration["kept"]:
+        atomic_write_json(path, {k: calibration[k] for k in ("knots", "held_out", "pairs")})
+    else:
+        path.unlink(missing_ok=True)
+
+
+def saved_output_curves(folder: Path | None) -> np.ndarray | None:
+    """The knot values saved beside an adapter (``CURVES_FILE``), else None; a FactoryError for a broken file."""
+    path = Path(folder) / CURVES_FILE if folder is not None else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        knots = np.asarray(json.loads(path.read_text(encoding="utf-8"))["knots"], dtype=np.float64)
+    except (ValueError, KeyError, TypeError) as err:
+        raise FactoryError(f"{path}: not an output-curves file ({err})") from err
+    if knots.ndim != 3 or knots.shape[:2] != (3, 3) or knots.shape[2] < 3 or not np.isfinite(knots).all():
+        raise FactoryError(f"{path}: knot values must be finite, 3 x 3 x K (K >= 3), got shape {knots.shape}")
+    return knots
