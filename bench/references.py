@@ -41,6 +41,7 @@ from factory.data.photos import default_photos
 from factory.evaluation.curves import plateau, read_curve, write_curve
 from factory.evaluation.heldout import HeldOutPairs
 from factory.evaluation.protocol import DATA_SEED, EVAL_SECONDS, PAIRS, PLATEAU, SIZE, check_photos, concept_split
+from factory.lora.finetune import curve_row
 from factory.lora.options import SCRATCH_LR
 from factory.pipeline.assets import pretrained_base
 
@@ -65,14 +66,17 @@ def reference_concepts(arch: str) -> list[str]:
 
 def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float | None, eval_seconds: float,
                   min_seconds: float, seed: int = 0, screen: bool = False, augment: bool = True,
-                  colour_basis: int = 0, ema: float = 0.0, screen_options: dict | None = None) -> dict:
+                  colour_basis: int = 0, ema: float = 0.0, screen_options: dict | None = None,
+                  output_curves: bool = False) -> dict:
     """Train ``arch`` on ``concept`` to its plateau (or the cap); returns the result written to ``out``.
     ``screen``: our architecture gets position channels at the concept's fixed screen, when it has one (as
     ``--screen auto`` gives run_all's scratch arm); ``augment``: the random flip and resized crop of the pairs;
     ``colour_basis``: our architecture with the colour basis of this degree (run_all's ``--colour-basis``);
     ``ema``: evaluated as the moving average of its weights, this decay (run_all's ``--ema``);
     ``screen_options``: with ``screen``, ``harmonics``, ``lattice`` and ``scale`` as run_all's ``--screen-harmonics``,
-    ``--screen-lattice`` and ``--screen-scale`` give them (the last: also train on windows rescaled up to it)."""
+    ``--screen-lattice`` and ``--screen-scale`` give them (the last: also train on windows rescaled up to it);
+    ``output_curves``: every point is the student with its output curves where the hold-out rule keeps them, their
+    fit's seconds charged to the point (run_all's ``--output-curves``, ``factory.lora.finetune.curve_row``)."""
     spec = ARCHS[arch]
     generator, scaled = spec["generator"], None
     opts = {"harmonics": False, "lattice": False, "scale": 1.0, **(screen_options or {})}
@@ -101,6 +105,12 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
     trainer = Trainer(folder, [ws.data(concept)], settings, text_cache=ws.text_cache, data=scaled,
                       ids=None if scaled is None else {concept: ids})
     test = HeldOutPairs(ws.data(concept), "test")
+    calibration = None
+    if output_curves:
+        from factory.lora.finetune import Calibration
+        from factory.lora.pair_selection import train_ids
+
+        calibration = Calibration(ws.data(concept), train_ids(ws.data(concept)))
 
     def edit(x: torch.Tensor) -> torch.Tensor:
         tokens, model = trainer.text_tokens, trainer.final_model()
@@ -112,14 +122,13 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
         curve = [r for r in read_curve(folder / "curve.csv") if r["step"] <= trainer.state.step]
         log(f"{arch} {concept}: resuming at step {trainer.state.step} ({trainer.state.seconds:.0f} s)")
     if not curve:
-        curve = [{"step": 0, "seconds": 0.0, **test.score(edit, trainer.final_model())}]
+        curve = [curve_row(0, 0.0, test, edit, trainer.final_model(), calibration)]
 
     def at_plateau() -> dict | None:
         return plateau(curve, PLATEAU["min_gain_db"], PLATEAU["last_fraction"], min_seconds)
 
     def record(state) -> bool:
-        point = test.score(edit, trainer.final_model())
-        curve.append({"step": state.step, "seconds": round(state.seconds, 3), **point})
+        curve.append(curve_row(state.step, state.seconds, test, edit, trainer.final_model(), calibration))
         write_curve(folder / "curve.csv", curve)
         return at_plateau() is not None
 
@@ -131,7 +140,8 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
         "arch": arch, "concept": concept, "group": concept_split().group.get(concept),
         "instruction": find_card(concept).instruction,
         "settings": spec | {"generator": generator, "cap_seconds": cap or spec["cap"], "augment": augment,
-                            "ema": ema, "screen_scale": opts["scale"] if scaled is not None else 1.0},
+                            "ema": ema, "screen_scale": opts["scale"] if scaled is not None else 1.0,
+                            "output_curves": output_curves},
         "seed": seed, "eval_seconds": eval_seconds, "plateau_rule": PLATEAU | {"min_seconds": min_seconds},
         "plateau": reached, "stopped": "plateau" if reached else "cap reached (no plateau yet: said plainly)",
         "steps": trainer.state.step, "training_seconds": round(trainer.state.seconds, 1),
@@ -169,6 +179,8 @@ def training_of(settings: dict) -> str:
         words.append(f"windows to {settings['screen_scale']:g}x")
     if settings.get("ema"):
         words.append(f"EMA {settings['ema']:g}")
+    if settings.get("output_curves"):
+        words.append("output curves")
     return ", ".join(words)
 
 
@@ -209,6 +221,9 @@ def main() -> None:
                     "(run_all's arms under --ema)")
     ap.add_argument("--no-augment", action="store_true", help="no random flip and resized crop of the pairs "
                     "(run_all's arms under --no-augment)")
+    ap.add_argument("--output-curves", action="store_true", help="every point with the output curves fitted on the "
+                    "training pairs where the hold-out rule keeps them, their seconds charged (run_all's arms under "
+                    "--output-curves; factory run's default)")
     args = ap.parse_args()
     if args.quick:
         args.workspace, args.out = Path("bench/work/references-quick"), Path("bench/results/smoke/references")
@@ -230,7 +245,8 @@ def main() -> None:
                               screen=args.screen, augment=not args.no_augment,
                               colour_basis=args.colour_basis, ema=args.ema,
                               screen_options={"harmonics": args.screen_harmonics, "lattice": args.screen_lattice,
-                                              "scale": args.screen_scale})
+                                              "scale": args.screen_scale},
+                              output_curves=args.output_curves)
             atomic_write_text(args.out / "references.md", summary(args.out))
             log(f"{arch} {concept}: {r['stopped']} after {r['training_seconds']:.0f} s, best PSNR {r['best_psnr']:.2f} "
                 f"dB (identity {r['identity']['psnr']:.2f})")
