@@ -52,39 +52,60 @@ def test_the_curves_module_is_the_lookup_tables_and_the_identity_changes_nothing
     assert np.abs(torch_out - dst).mean() < 2.0  # and the fit does follow the map
     y = torch.rand(2, 3, 16, 16) * 3 - 1.5  # out of range too: the curves continue straight
     assert torch.allclose(OutputCurves(identity_knots())(y), y, atol=1e-6)
-    with pytest.raises(ValueError, match="3 x 3 x K"):
+    with pytest.raises(ValueError, match="3 x C x K"):
         OutputCurves(np.zeros((3, 17)))
+    with pytest.raises(ValueError, match="also read the photo"):
+        OutputCurves(identity_knots(inputs=6))(y)
 
 
 def test_curves_are_kept_for_a_global_colour_error_and_left_off_for_a_perfect_student() -> None:
     targets = _photos(24)
     groups = [f"photo{i // 2}" for i in range(24)]  # two pairs a photo: the rule holds out whole photos
     outputs = _graded(targets)  # the student's error is one global colour map
-    solved = solve_output_curves(outputs, targets, groups)
-    assert solved["kept"] and solved["held_out"]["photos"] == 3
-    assert solved["held_out"]["calibrated_db"] > solved["held_out"]["raw_db"] + 10
+    solved = solve_output_curves(outputs, targets, groups, inputs=("output",))
+    assert solved["kept"] and solved["held_out"]["photos"] == 3 and solved["inputs"] == "output"
+    assert solved["held_out"]["output_db"] > solved["held_out"]["raw_db"] + 10
     fresh = _photos(4, seed=9)  # photos the fit never saw
     assert _psnr(OutputCurves(solved["knots"])(_graded(fresh)), fresh) > _psnr(_graded(fresh), fresh) + 10
     for weights in OutputCurves(solved["knots"]).linear.state_dict().values():
         assert torch.equal(weights, weights.half().float())  # a float16 pack stores them exactly
-    perfect = solve_output_curves(targets.clone(), targets, groups)
+    perfect = solve_output_curves(targets.clone(), targets, groups, photos=targets)
     assert not perfect["kept"]
-    lone = solve_output_curves(outputs[:3], targets[:3], ["one"] * 3)  # one photo: nothing to hold out
+    lone = solve_output_curves(outputs[:3], targets[:3], ["one"] * 3, photos=targets[:3])  # nothing to hold out
     assert not lone["kept"] and lone["held_out"]["photos"] == 0
     with pytest.raises(FactoryError, match="one target and photo per output"):
         solve_output_curves(outputs, targets[:5], groups)
+    with pytest.raises(FactoryError, match="need the photo"):
+        solve_output_curves(outputs, targets, groups)
+
+
+def test_a_concept_that_is_a_colour_map_of_the_photo_gets_it_from_the_photo() -> None:
+    """A student that has barely learned a concept which is one global colour map of the photo (its output the photo
+    with noise): curves of its output cannot undo the noise, curves of the output and the photo take the map from the
+    photo's own colours, and the rule picks them."""
+    photos = _photos(24, seed=3)
+    targets = _graded(photos)
+    noisy = photos + 0.15 * torch.randn(photos.shape, generator=torch.Generator().manual_seed(0))
+    groups = [f"photo{i // 2}" for i in range(24)]
+    solved = solve_output_curves(noisy, targets, groups, photos=photos)
+    held = solved["held_out"]
+    assert solved["kept"] and solved["inputs"] == "output+photo"
+    assert held["output+photo_db"] > held["output_db"] + 5 > held["raw_db"] + 5
+    fresh = _photos(4, seed=11)
+    curves = OutputCurves(solved["knots"])
+    assert curves.reads_photo and _psnr(curves(fresh, fresh), _graded(fresh)) > 35
 
 
 def test_kept_curves_are_saved_and_read_back_and_a_broken_file_is_a_clear_error(tmp_path) -> None:
     targets = _photos(8)
-    solved = solve_output_curves(_graded(targets), targets, [str(i) for i in range(8)])
+    solved = solve_output_curves(_graded(targets), targets, [str(i) for i in range(8)], photos=targets)
     assert solved["kept"]
     save_output_curves(tmp_path, solved)
     assert np.array_equal(saved_output_curves(tmp_path), np.asarray(solved["knots"]))
     save_output_curves(tmp_path, {**solved, "kept": False})  # a later run that does not keep them: no stale file
     assert saved_output_curves(tmp_path) is None and not (tmp_path / CURVES_FILE).exists()
     (tmp_path / CURVES_FILE).write_text(json.dumps({"knots": [[1, 2], [3, 4]]}))
-    with pytest.raises(FactoryError, match="3 x 3 x K"):
+    with pytest.raises(FactoryError, match="3 x C x K"):
         saved_output_curves(tmp_path)
     (tmp_path / CURVES_FILE).write_text("{not json")
     with pytest.raises(FactoryError, match="not an output-curves file"):
@@ -134,7 +155,7 @@ def test_a_fine_tune_keeps_its_curves_charges_them_to_the_curve_and_the_export_c
     m = _finetune(ws, out, True)
     solved = m["output_curves"]
     assert solved["kept"], solved  # the few-step student's colours are off in one global way the curves fix
-    assert solved["held_out"]["calibrated_db"] > solved["held_out"]["raw_db"] and solved["seconds"] > 0
+    assert solved["held_out"][f"{solved['inputs']}_db"] > solved["held_out"]["raw_db"] and solved["seconds"] > 0
     assert (out / CURVES_FILE).is_file()
     curve = read_curve(out / "curve.csv")
     assert all("raw_psnr" in r for r in curve) and curve[-1]["psnr"] != curve[-1]["raw_psnr"]
@@ -163,5 +184,5 @@ def test_a_fine_tune_keeps_its_curves_charges_them_to_the_curve_and_the_export_c
                                           "curves_dir": tmp_path / "plain"}), log=lambda m: None)
     assert not bare["output_curves"]
     raw = Editor(tmp_path / "bare" / "editor.onnx", threads=1).run(x)
-    expected = OutputCurves(knots)(torch.from_numpy(raw)).numpy()
+    expected = OutputCurves(knots)(torch.from_numpy(raw), torch.from_numpy(x)).numpy()
     assert np.abs(fp32.run(x) - expected).max() < 1e-4 and np.abs(expected - raw).max() > 1e-2

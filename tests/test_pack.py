@@ -222,13 +222,19 @@ def test_a_concept_with_output_curves_packs_them_beside_concepts_without(tiny, p
     graded = shutil.copytree(tiny["concepts"][0].adapter_dir, root / "graded")
     knots = identity_knots()[::-1] ** 0.7  # each output channel another input's curve
     (graded / CURVES_FILE).write_text(json.dumps({"knots": knots.tolist()}))
-    concepts = [PackConcept("graded", tiny["concepts"][0].instruction, graded), *tiny["concepts"]]
-    images = {**tiny["images"], "graded": tiny["images"]["warm"]}
+    mapped = shutil.copytree(tiny["concepts"][1].adapter_dir, root / "mapped")  # curves of the output and the photo
+    both = np.concatenate([0.5 * identity_knots(), 0.5 * identity_knots()[::-1] ** 2], 1)
+    (mapped / CURVES_FILE).write_text(json.dumps({"knots": both.tolist()}))
+    concepts = [PackConcept("graded", tiny["concepts"][0].instruction, graded),
+                PackConcept("mapped", tiny["concepts"][1].instruction, mapped), *tiny["concepts"]]
+    images = {**tiny["images"], "graded": tiny["images"]["warm"], "mapped": tiny["images"]["sketch"]}
     parts = build_pack(tiny["base"], concepts, size=32, precision=precision)
     manifest = write_pack(parts, root / "pack", "curves", images, precision, tiny["base"], threads=1,
                           log=lambda m: None)
-    for name in ("graded", "warm", "sketch", "plain"):
+    for name in ("graded", "mapped", "warm", "sketch", "plain"):
         assert manifest["checks"][name]["max_abs"] <= (1e-4 if precision == "fp32" else 4e-3), name
     x = images["graded"]
     graded_out = Editor.from_pack(root / "pack", "graded", threads=1).run(x)
     assert np.abs(graded_out - Editor.from_pack(root / "pack", "warm", threads=1).run(x)).max() > 0.1
+    mapped_out = Editor.from_pack(root / "pack", "mapped", threads=1).run(x)
+    assert np.abs(mapped_out - Editor.from_pack(root / "pack", "sketch", threads=1).run(x)).max() > 0.1

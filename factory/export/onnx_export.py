@@ -106,7 +106,7 @@ class EditorModule(nn.Module):
             out = self.generator(image, self.text_tokens, self.text_mask, **extra)
         else:
             out = self.generator(image, **extra)
-        return self.curves(out) if self.curves is not None else out
+        return self.curves(out, image) if self.curves is not None else out
 
 
 

@@ -18,7 +18,8 @@ change nothing) and the longest text (masked tokens elsewhere); the LoRA scaling
 fine-tuned with a colour basis trains its ``head.colour`` conv whole: the pack's base then has that conv at zero
 and the concept's weight is its factors (``a`` the weight, ``b`` the identity); every concept of a pack has the same
 degree or none. When a concept carries output curves (``factory.lora.output_calibration``), the graph ends with the
-curves' two 1x1 convs and every concept stores the second one's weights (the identity curves for a concept without).
+curves' 1x1 convs (reading the photo too when a concept's do) and every concept stores their weights (the identity
+curves for a concept without, zero curves of the photo for one whose curves read only the output).
 
 ``precision="fp16"`` stores the weights and factors as float16 (cast to float32 in the graph, folded at
 load; the text tokens stay float32): half the bytes. A base saved float16-exact (as training and
@@ -163,12 +164,13 @@ class PackModule(nn.Module):
     """The base generator with every adapted layer parametrized as ``W + B @ A`` (``bias + b``) and the text as
     buffers: ``forward(image) -> edited``; ``fill`` sets one concept's tensors (zero-padded to the layout)."""
 
-    def __init__(self, generator: nn.Module, layout: PackLayout, curves: bool = False) -> None:
+    def __init__(self, generator: nn.Module, layout: PackLayout, curves: int = 0) -> None:
         from torch.nn.utils import parametrize
 
         super().__init__()
         self.generator = generator
-        self.curves = OutputCurves(identity_knots()) if curves else None  # its linear and mix convs per concept
+        # ``curves``: the inputs the output curves read (0: none); their linear and mix convs per concept
+        self.curves = OutputCurves(identity_knots(inputs=curves)) if curves else None
         self.layout = layout
         modules = dict(generator.named_modules())
         self.deltas: dict[str, tuple[LoraDelta, BiasDelta | None]] = {}
@@ -202,7 +204,11 @@ class PackModule(nn.Module):
              knots: np.ndarray | None = None) -> PackModule:
         """Set one concept's tensors: its LoRA ``factors``, ``text`` and output curves (``knots``; None: identity)."""
         if self.curves is not None:
-            own = OutputCurves(identity_knots() if knots is None else knots)
+            inputs = self.curves.linear.in_channels
+            own = identity_knots(inputs=inputs) if knots is None else np.asarray(knots)
+            if own.shape[1] > inputs:
+                raise FactoryError("a concept whose output curves read the photo in a pack whose curves do not")
+            own = OutputCurves(np.concatenate([own, np.zeros((3, inputs - own.shape[1], own.shape[2]))], 1))
             for part in CURVE_PARTS:
                 getattr(self.curves, part).load_state_dict(getattr(own, part).state_dict())
         elif knots is not None:
@@ -228,7 +234,7 @@ class PackModule(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         out = self.generator(image, self.text_tokens, self.text_mask) if self.has_text else self.generator(image)
-        return self.curves(out) if self.curves is not None else out
+        return self.curves(out, image) if self.curves is not None else out
 
 
 def _export_graph(module: PackModule, size: int) -> onnx.ModelProto:
@@ -345,7 +351,7 @@ def build_pack(base: BaseGAN, concepts: list[PackConcept], size: int = 256, prec
     layout = PackLayout.of(factors, texts)
     knots = [saved_output_curves(c.adapter_dir) for c in concepts]
     module = PackModule(with_colour_basis(copy.deepcopy(base.model), _colour_degree(concepts)).eval(), layout,
-                        curves=any(k is not None for k in knots))
+                        curves=max((k.shape[1] for k in knots if k is not None), default=0))
     with torch.no_grad():  # distinct values while exporting: the exporter merges initializers of equal content
         g = torch.Generator().manual_seed(0)
         for t in module.concept_tensors().values():

@@ -197,7 +197,8 @@ class Calibration:
         from factory.lora.output_calibration import solve_output_curves
 
         t0 = time.perf_counter()
-        result = solve_output_curves(self.pairs.outputs(edit, model), self.pairs.target, self.groups)
+        result = solve_output_curves(self.pairs.outputs(edit, model), self.pairs.target, self.groups,
+                                     photos=self.pairs.source)
         return {**result, "seconds": round(time.perf_counter() - t0, 3)}
 
 
@@ -212,7 +213,7 @@ def curve_row(step: int, seconds: float, test: HeldOutPairs, edit, model: nn.Mod
     from base_gan.output_curves import OutputCurves
 
     solved = calibration.solve(edit, model)
-    final = test.score_outputs(OutputCurves(solved["knots"])(outputs)) if solved["kept"] else row
+    final = test.score_outputs(OutputCurves(solved["knots"])(outputs, test.source)) if solved["kept"] else row
     return {**row, **final, "seconds": round(seconds + solved["seconds"], 3), "raw_psnr": row["psnr"],
             "curves_seconds": solved["seconds"]}
 
@@ -299,7 +300,7 @@ def _finish(workspace: Workspace, concept: str, instruction: str, base: BaseGAN,
         "screen_training_scale": getattr(trainer.data, "max_scale", 1.0) if screen_of(model) else None,
         "search_seconds": plan.get("search_seconds", 0.0),
         "readout": readout,  # the readout start (factory.lora.readout), its seconds in the training seconds
-        "output_curves": ({k: curves[k] for k in ("kept", "held_out", "pairs", "seconds")} if curves
+        "output_curves": ({k: curves[k] for k in ("kept", "inputs", "held_out", "pairs", "seconds")} if curves
                           else "off (--no-output-curves)"),
         "training": {"steps": trainer.state.step, "seconds": round(trainer.state.seconds, 2),
                      "settings": to_dict(trainer.s), "rollbacks": trainer.state.rollbacks},

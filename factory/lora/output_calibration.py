@@ -2,9 +2,11 @@
 
 Much of a fine-tuned editor's remaining error on a colour concept is one global colour map (its tones a little
 off everywhere); ``factory.runtime.colour_curves`` fits that map in closed form on the training pairs in well
-under a second. The fit is kept only when it generalises to photos it did not see: curves fitted on the pairs of
-three quarters of the training photos must score higher than the raw output on the other quarter's pairs (every
-pair of a photo on one side, as the test split's photos are). Chosen on validation concepts:
+under a second: curves of the student's output, or of its output and the photo (a concept that is a global colour
+map of the photo gets it from the photo's own colours, the student adding what is not). A kind is kept only when it
+generalises to photos it did not see: curves fitted on the pairs of three quarters of the training photos must
+score higher than the raw output on the other quarter's pairs (every pair of a photo on one side, as the test
+split's photos are); of the kinds (``INPUTS``) the best there. Chosen on validation concepts:
 ``bench/results/output-calibration-validation.md``. Kept curves are saved beside the adapter (``CURVES_FILE``) and
 baked into the exported editor (``base_gan.output_curves.OutputCurves`` after the generator).
 """
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from base_gan.output_curves import CURVE_INPUTS
 from factory.core.atomic import atomic_write_json
 from factory.core.errors import FactoryError
 from factory.core.images import psnr_u8
@@ -28,6 +31,9 @@ from factory.data.pair_store import read_manifest
 CURVES_FILE = "output_curves.json"
 #: the fraction of the training photos the rule holds out
 HOLD_OUT = 0.25
+#: what the curves may read, each kind tried by the rule: the student's output (3 channels), or its output and the
+#: photo (6: a global colour map of the photo the student's output adds to, or corrects)
+INPUTS = ("output", "output+photo")
 
 
 def photo_groups(data_dir: Path, ids: list[str]) -> list[str]:
@@ -43,6 +49,8 @@ def _fit(outputs: list[np.ndarray], targets: list[np.ndarray]) -> np.ndarray:
 
 
 def _mean_psnr(outputs: list[np.ndarray], targets: list[np.ndarray], knots: np.ndarray | None = None) -> float:
+    """Mean PSNR of ``outputs`` (HxWx3, or HxWx6 with the photo beside the output) through the curves ``knots``
+    (None: the output as it is) against ``targets``."""
     import cv2
 
     from factory.runtime.colour_curves import apply_curves, knot_tables
@@ -51,49 +59,63 @@ def _mean_psnr(outputs: list[np.ndarray], targets: list[np.ndarray], knots: np.n
         tables = knot_tables(knots)
         outputs = [np.clip(cv2.merge(apply_curves(cv2.split(o), tables)) + 0.5, 0, 255).astype(np.uint8)
                    for o in outputs]
+    else:
+        outputs = [o[..., :3] for o in outputs]
     return float(np.mean([psnr_u8(o, t) for o, t in zip(outputs, targets)]))
 
 
-def solve_output_curves(outputs: torch.Tensor, targets: torch.Tensor, groups: list[str]) -> dict[str, Any]:
+def solve_output_curves(outputs: torch.Tensor, targets: torch.Tensor, groups: list[str],
+                        photos: torch.Tensor | None = None, inputs: tuple[str, ...] = INPUTS) -> dict[str, Any]:
     """The calibration of ``outputs`` (a student's, N x 3 x H x W in [-1, 1]) towards ``targets`` (its training
-    pairs'; ``groups``: each pair's photo): ``{"kept", "knots" (3 x 3 x K, colours in [0, 1]), "held_out": {raw_db,
-    calibrated_db, photos}, "pairs", "seconds"}``. Not kept when fewer than two photos leave nothing to hold out."""
+    pairs'; ``groups``: each pair's photo; ``photos``: the pairs' sources, needed for the ``output+photo`` curves):
+    ``{"kept", "inputs", "knots" (3 x C x K, colours in [0, 1]), "held_out": {photos, raw_db, <inputs>_db...},
+    "pairs", "seconds"}``. Of the ``inputs`` kinds, the one scoring highest on the held-out photos is kept when it
+    beats the raw output there; none is kept when fewer than two photos leave nothing to hold out."""
     if len(outputs) != len(targets) or len(outputs) != len(groups) or not len(outputs):
         raise FactoryError(f"output calibration needs one target and photo per output, got {len(outputs)} outputs, "
                            f"{len(targets)} targets, {len(groups)} photos")
+    if unknown := [k for k in inputs if k not in INPUTS]:
+        raise FactoryError(f"output curves of {', '.join(unknown)}: expected some of {', '.join(INPUTS)}")
     t0 = time.perf_counter()
     out = [to_uint8(o) for o in outputs]
     dst = [to_uint8(t) for t in targets]
-    knots = _fit(out, dst)
+    if "output+photo" in inputs:
+        if photos is None or len(photos) != len(outputs):
+            raise FactoryError("output+photo curves need the photo of every output")
+        beside = [np.concatenate([o, to_uint8(p)], 2) for o, p in zip(out, photos)]
+    sides = {"output": out, "output+photo": beside if "output+photo" in inputs else None}
     names = sorted(set(groups))
     held_names = set(names[int((1 - HOLD_OUT) * len(names)):]) if len(names) >= 2 else set()
     fit_i = [i for i, g in enumerate(groups) if g not in held_names]
     held_i = [i for i, g in enumerate(groups) if g in held_names]
-    held: dict[str, Any] = {"photos": len(held_names), "raw_db": None, "calibrated_db": None}
-    kept = False
+    held: dict[str, Any] = {"photos": len(held_names), "raw_db": None}
+    scores: dict[str, float] = {}
     if held_i:
-        part = _fit([out[i] for i in fit_i], [dst[i] for i in fit_i])
-        held_out, held_dst = [out[i] for i in held_i], [dst[i] for i in held_i]
-        held.update(raw_db=round(_mean_psnr(held_out, held_dst), 3),
-                    calibrated_db=round(_mean_psnr(held_out, held_dst, part), 3))
-        kept = held["calibrated_db"] > held["raw_db"]
-    return {"kept": bool(kept), "knots": knots.tolist(), "held_out": held, "pairs": len(out),
-            "seconds": round(time.perf_counter() - t0, 3)}
+        held_dst = [dst[i] for i in held_i]
+        held["raw_db"] = round(_mean_psnr([out[i] for i in held_i], held_dst), 3)
+        for kind in inputs:
+            part = _fit([sides[kind][i] for i in fit_i], [dst[i] for i in fit_i])
+            scores[kind] = held[f"{kind}_db"] = round(_mean_psnr([sides[kind][i] for i in held_i], held_dst, part), 3)
+    best = max(scores, key=scores.get) if scores and max(scores.values()) > held["raw_db"] else None
+    kind = best or inputs[0]
+    return {"kept": best is not None, "inputs": kind, "knots": _fit(sides[kind], dst).tolist(), "held_out": held,
+            "pairs": len(out), "seconds": round(time.perf_counter() - t0, 3)}
 
 
 def calibrated(edit, knots: np.ndarray | list):
-    """``edit`` (an image -> image function in [-1, 1]) followed by the curves."""
+    """``edit`` (an image -> image function in [-1, 1]) followed by the curves (of its output, or of its output and
+    the photo)."""
     from base_gan.output_curves import OutputCurves
 
     curves = OutputCurves(np.asarray(knots))
-    return lambda x: curves(edit(x))
+    return lambda x: curves(edit(x), x)
 
 
 def save_output_curves(folder: Path, calibration: dict[str, Any] | None) -> None:
     """``CURVES_FILE`` in ``folder`` for kept curves; removes a stale one otherwise."""
     path = Path(folder) / CURVES_FILE
     if calibration and calibration["kept"]:
-        atomic_write_json(path, {k: calibration[k] for k in ("knots", "held_out", "pairs")})
+        atomic_write_json(path, {k: calibration[k] for k in ("inputs", "knots", "held_out", "pairs")})
     else:
         path.unlink(missing_ok=True)
 
@@ -107,6 +129,8 @@ def saved_output_curves(folder: Path | None) -> np.ndarray | None:
         knots = np.asarray(json.loads(path.read_text(encoding="utf-8"))["knots"], dtype=np.float64)
     except (ValueError, KeyError, TypeError) as err:
         raise FactoryError(f"{path}: not an output-curves file ({err})") from err
-    if knots.ndim != 3 or knots.shape[:2] != (3, 3) or knots.shape[2] < 3 or not np.isfinite(knots).all():
-        raise FactoryError(f"{path}: knot values must be finite, 3 x 3 x K (K >= 3), got shape {knots.shape}")
+    if knots.ndim != 3 or knots.shape[0] != 3 or knots.shape[1] not in CURVE_INPUTS or knots.shape[2] < 3 \
+            or not np.isfinite(knots).all():
+        raise FactoryError(f"{path}: knot values must be finite, 3 x C x K (C of {CURVE_INPUTS}, K >= 3), got "
+                           f"shape {knots.shape}")
     return knots

@@ -42,33 +42,35 @@ def fit_curves(src: np.ndarray, dst: np.ndarray, knots: int = KNOTS, smooth: flo
 
 
 def knot_tables(weights: np.ndarray) -> np.ndarray:
-    """``fit_curve_knots``'s knot values as lookup tables (3 outputs x 3 inputs x 256, float32, pixel values)."""
+    """``fit_curve_knots``'s knot values as lookup tables (3 outputs x C inputs x 256, float32, pixel values)."""
     table = _hats(np.arange(256, dtype=np.uint8), weights.shape[-1])  # 256 x knots
     return (np.einsum("lk,cik->cil", table, weights) * 255).astype(np.float32)
 
 
-def identity_knots(knots: int = KNOTS) -> np.ndarray:
-    """The knot values of the identity map (each output channel its own input channel)."""
-    weights = np.zeros((3, 3, knots))
+def identity_knots(knots: int = KNOTS, inputs: int = 3) -> np.ndarray:
+    """The knot values of the identity map (each output channel its own input channel; further inputs unused)."""
+    weights = np.zeros((3, inputs, knots))
     for c in range(3):
         weights[c, c] = np.linspace(0, 1, knots)
     return weights
 
 
 def fit_curve_knots(src: np.ndarray, dst: np.ndarray, knots: int = KNOTS, smooth: float = SMOOTH) -> np.ndarray:
-    """The curves' values at their knots (3 outputs x 3 inputs x ``knots``, float64, colours in [0, 1]): piecewise
-    linear in the input level on ``knots`` evenly spaced knots over 0..255, ``fit_curves``'s least-squares fit."""
-    if src.shape != dst.shape or src.ndim != 3 or src.shape[2] != 3:
+    """The curves' values at their knots (3 outputs x C inputs x ``knots``, float64, colours in [0, 1]): piecewise
+    linear in the input level on ``knots`` evenly spaced knots over 0..255, ``fit_curves``'s least-squares fit
+    (``src``: HxWxC uint8, C input channels, e.g. an editor's output and its photo side by side; ``dst``: HxWx3)."""
+    if src.shape[:2] != dst.shape[:2] or src.ndim != 3 or dst.ndim != 3 or dst.shape[2] != 3:
         raise ValueError(f"fit_curves needs two HxWx3 images of one size, got {src.shape} and {dst.shape}")
-    x = src.reshape(-1, 3)
+    n = src.shape[2]
+    x = src.reshape(-1, n)
     y = dst.reshape(-1, 3).astype(np.float64) / 255
     table = _hats(np.arange(256, dtype=np.uint8), knots)  # 256 x knots
     # the design matrix's Gram from each channel's level histogram and the joint histograms, not per pixel
-    counts = [np.bincount(x[:, i], minlength=256).astype(np.float64) for i in range(3)]
-    gram = np.zeros((3 * knots, 3 * knots))
-    rhs = np.zeros((3 * knots, 3))
-    for i in range(3):
-        for j in range(i, 3):
+    counts = [np.bincount(x[:, i], minlength=256).astype(np.float64) for i in range(n)]
+    gram = np.zeros((n * knots, n * knots))
+    rhs = np.zeros((n * knots, 3))
+    for i in range(n):
+        for j in range(i, n):
             if i == j:
                 joint = np.diag(counts[i])
             else:
@@ -79,18 +81,18 @@ def fit_curve_knots(src: np.ndarray, dst: np.ndarray, knots: int = KNOTS, smooth
         sums = np.stack([np.bincount(x[:, i], weights=y[:, c], minlength=256) for c in range(3)], 1)
         rhs[i * knots:(i + 1) * knots] = table.T @ sums
     second = np.diff(np.eye(knots), 2, axis=0)
-    penalty = np.kron(np.eye(3), second.T @ second) * (smooth * len(x) / knots) + RIDGE * len(x) * np.eye(3 * knots)
-    weights = np.linalg.solve(gram + penalty, rhs)  # (3 knots) x 3 outputs
-    return weights.reshape(3, knots, 3).transpose(2, 0, 1).copy()
+    penalty = np.kron(np.eye(n), second.T @ second) * (smooth * len(x) / knots) + RIDGE * len(x) * np.eye(n * knots)
+    weights = np.linalg.solve(gram + penalty, rhs)  # (n knots) x 3 outputs
+    return weights.reshape(n, knots, 3).transpose(2, 0, 1).copy()
 
 
 def apply_curves(channels: list[np.ndarray], tables: np.ndarray) -> list[np.ndarray]:
-    """The three float32 output planes (pixel values) of uint8 input ``channels`` (R, G, B planes) through
-    ``fit_curves``'s ``tables``."""
+    """The three float32 output planes (pixel values) of uint8 input ``channels`` (R, G, B planes; or as many as
+    ``tables`` has inputs) through ``fit_curves``'s ``tables``."""
     out = []
     for c in range(3):
         acc = cv2.LUT(channels[0], tables[c, 0].reshape(1, 256))
-        for i in (1, 2):
+        for i in range(1, len(channels)):
             acc += cv2.LUT(channels[i], tables[c, i].reshape(1, 256))
         out.append(acc)
     return out
