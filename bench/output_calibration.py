@@ -62,7 +62,7 @@ def measure(ws: Path, concept: str, kinds: list[tuple[str, ...]]) -> dict:
            "raw_db": round(statistics.fmean(psnr_u8(o, t) for o, t in zip(test_out, test_dst)), 2), "rules": {}}
     for inputs in kinds:
         solved = solve_output_curves(out_t, dst_t, groups, photos=src_t, inputs=inputs)
-        row["rules"]["|".join(inputs)] = {
+        row["rules"][" or ".join(inputs)] = {
             "kept": solved["inputs"] if solved["kept"] else None, "held_out": solved["held_out"],
             "test_db": round(_rule_psnr(solved, test_out_t, test_src_t, test_dst), 2),
             "seconds": round(edit_seconds + solved["seconds"], 2)}
