@@ -47,7 +47,13 @@ EQUAL = {"equal 90 s, remade family assets": "all-family-remade/run_all.json",
          "each concept's speed-up window, the colour basis, structural test concepts only, against scratch "
          "references with the basis (bench/results/references-colour-basis)": "all-structural-rebased/run_all.json",
          "each concept's speed-up window, the colour basis, colour test concepts only, against scratch references "
-         "with the basis (bench/results/references-colour-basis)": "all-colour-window/run_all.json"}
+         "with the basis (bench/results/references-colour-basis)": "all-colour-window/run_all.json",
+         "equal 90 s, the colour basis and output curves of the output only (--output-curves as first built), "
+         "colour test concepts only, no calibrated references": "all-colour-curves/run_all.json",
+         "equal 90 s, factory run's defaults with its output curves (of the output or of the output and the "
+         "photo), colour test concepts only, no calibrated references": "all-colour-photo/run_all.json",
+         "equal 90 s, factory run's defaults with its output curves, structural test concepts only, no calibrated "
+         "references": "all-structural-curves/run_all.json"}
 GROUPS = ("all", "colour", "structural")
 
 
