@@ -30,9 +30,9 @@ def points(run: Path, equal_at: float) -> dict:
     if not curve or "raw_psnr" not in curve[0]:
         raise SystemExit(f"{run}: no curve with output curves (run bench/run_all.py with --output-curves)")
     at = [r for r in curve if r["seconds"] <= equal_at + 1e-6][-1]
-    kept = json.loads((run / "metrics.json").read_text())["output_curves"]
+    kept = json.loads((run / "metrics.json").read_text())["output_curves"]  # runs before the photo kind: no "inputs"
     return {"start": curve[0]["psnr"], "start_raw": curve[0]["raw_psnr"], "start_seconds": curve[0]["seconds"],
-            "equal": at["psnr"], "equal_raw": at["raw_psnr"], "kept": kept["inputs"] if kept["kept"] else "none",
+            "equal": at["psnr"], "equal_raw": at["raw_psnr"], "kept": kept.get("inputs", "output") if kept["kept"] else "none",
             "fit_seconds": [r["curves_seconds"] for r in curve]}
 
 
