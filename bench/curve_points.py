@@ -32,7 +32,8 @@ def points(run: Path, equal_at: float) -> dict:
     at = [r for r in curve if r["seconds"] <= equal_at + 1e-6][-1]
     kept = json.loads((run / "metrics.json").read_text())["output_curves"]  # runs before the photo kind: no "inputs"
     return {"start": curve[0]["psnr"], "start_raw": curve[0]["raw_psnr"], "start_seconds": curve[0]["seconds"],
-            "equal": at["psnr"], "equal_raw": at["raw_psnr"], "kept": kept.get("inputs", "output") if kept["kept"] else "none",
+            "equal": at["psnr"], "equal_raw": at["raw_psnr"],
+            "kept": kept.get("inputs", "output") if kept["kept"] else "none",
             "fit_seconds": [r["curves_seconds"] for r in curve]}
 
 

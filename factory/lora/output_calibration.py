@@ -1,4 +1,4 @@
-"""Output calibration: nine global colour curves from a fine-tuned student's output to its teacher's targets.
+"""Output calibration: global colour curves from a fine-tuned student's output (and photo) to its teacher's targets.
 
 Much of a fine-tuned editor's remaining error on a colour concept is one global colour map (its tones a little
 off everywhere); ``factory.runtime.colour_curves`` fits that map in closed form on the training pairs in well
@@ -8,8 +8,9 @@ generalises to photos it did not see: curves fitted on the pairs of three quarte
 score higher than the raw output on the other quarter's pairs (every pair of a photo on one side, as the test
 split's photos are); of the kinds (``INPUTS``) the best there. Chosen on validation concepts:
 ``bench/results/output-calibration-validation.md`` (the output's curves), then
-``output-calibration-validation-photo.md`` (both kinds: +2.10 dB mean over 18 editors against +1.19). Kept curves are saved beside the adapter (``CURVES_FILE``) and
-baked into the exported editor (``base_gan.output_curves.OutputCurves`` after the generator).
+``output-calibration-validation-photo.md`` (both kinds: +2.10 dB mean over 18 editors against +1.19). Kept curves
+are saved beside the adapter (``CURVES_FILE``) and baked into the exported editor
+(``base_gan.output_curves.OutputCurves`` after the generator).
 """
 
 from __future__ import annotations
