@@ -30,10 +30,14 @@ def points(run: Path, equal_at: float) -> dict:
     if not curve or "raw_psnr" not in curve[0]:
         raise SystemExit(f"{run}: no curve with output curves (run bench/run_all.py with --output-curves)")
     at = [r for r in curve if r["seconds"] <= equal_at + 1e-6][-1]
+    from factory.lora.output_calibration import output_gain, saved_output_curves
+
     kept = json.loads((run / "metrics.json").read_text())["output_curves"]  # runs before the photo kind: no "inputs"
+    knots = saved_output_curves(run)
     return {"start": curve[0]["psnr"], "start_raw": curve[0]["raw_psnr"], "start_seconds": curve[0]["seconds"],
             "equal": at["psnr"], "equal_raw": at["raw_psnr"],
             "kept": kept.get("inputs", "output") if kept["kept"] else "none",
+            "gain": round(output_gain(knots), 2) if knots is not None else None,
             "fit_seconds": [r["curves_seconds"] for r in curve]}
 
 
@@ -42,17 +46,18 @@ def render(result: dict) -> str:
              f"{provenance_line(result)}. From `{result['workspace']}`: each arm's first point (before any training, "
              f"the fit's seconds charged) and its last point at or before {result['equal_at']:g} s, held-out PSNR in "
              "dB with the output curves where the rule kept them and without (*raw*); mean ± standard deviation over "
-             "seeds. *Kept at the end*: the kinds the final fit kept, per seed. *Fit seconds*: the range over every "
-             "point (the student over the training pairs and the fits).", "",
-             "| concept | arm | first point | first point, raw | at the equal budget | raw | kept at the end | "
+             "seeds. *Kept at the end*: the kinds the final fit kept, per seed, with their gain "
+             "(`factory.lora.output_calibration.output_gain`). *Fit seconds*: the range over every point (the student "
+             "over the training pairs and the fits).", "",
+             "| concept | arm | first point | first point, raw | at the equal budget | raw | kept at the end (gain) | "
              "fit seconds |", "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: |"]
     for r in result["rows"]:
         runs = r["runs"]
         fits = [s for p in runs for s in p["fit_seconds"]]
+        kept = ", ".join(p["kept"] + (f" ({p['gain']:.2f})" if p.get("gain") is not None else "") for p in runs)
         lines.append(f"| {r['concept']} | {r['arm']} | {_ms([p['start'] for p in runs])} | "
                      f"{_ms([p['start_raw'] for p in runs])} | {_ms([p['equal'] for p in runs])} | "
-                     f"{_ms([p['equal_raw'] for p in runs])} | {', '.join(p['kept'] for p in runs)} | "
-                     f"{min(fits):.2f}-{max(fits):.2f} |")
+                     f"{_ms([p['equal_raw'] for p in runs])} | {kept} | {min(fits):.2f}-{max(fits):.2f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -14,6 +14,7 @@ from base_gan.output_curves import OutputCurves
 from factory.core.errors import FactoryError
 from factory.lora.output_calibration import (
     CURVES_FILE,
+    MAX_GAIN,
     save_output_curves,
     saved_output_curves,
     solve_output_curves,
@@ -77,7 +78,10 @@ def test_curves_are_kept_for_a_global_colour_error_and_left_off_for_a_perfect_st
         solve_output_curves(outputs, targets[:5], groups)
     with pytest.raises(FactoryError, match="need the photo"):
         solve_output_curves(outputs, targets, groups)
-
+    # a student whose output barely varies yet: curves would stretch it (and its int8 rounding) 50 times: not kept
+    flat = solve_output_curves(0.02 * targets, targets, groups, inputs=("output",))
+    assert not flat["kept"] and flat["held_out"]["output_gain"] > MAX_GAIN
+    assert flat["held_out"]["output_db"] > flat["held_out"]["raw_db"] + 5  # though it would score on the pairs
 
 def test_a_concept_that_is_a_colour_map_of_the_photo_gets_it_from_the_photo() -> None:
     """A student that has barely learned a concept which is one global colour map of the photo (its output the photo

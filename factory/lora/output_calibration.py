@@ -6,7 +6,8 @@ under a second: curves of the student's output, or of its output and the photo (
 map of the photo gets it from the photo's own colours, the student adding what is not). A kind is kept only when it
 generalises to photos it did not see: curves fitted on the pairs of three quarters of the training photos must
 score higher than the raw output on the other quarter's pairs (every pair of a photo on one side, as the test
-split's photos are); of the kinds (``INPUTS``) the best there. Chosen on validation concepts:
+split's photos are), and only when it multiplies the student's output by at most ``MAX_GAIN``; of the kinds
+(``INPUTS``) the best there. Chosen on validation concepts:
 ``bench/results/output-calibration-validation.md`` (the output's curves), then
 ``output-calibration-validation-photo.md`` (both kinds: +2.10 dB mean over 18 editors against +1.19). Kept curves
 are saved beside the adapter (``CURVES_FILE``) and baked into the exported editor
@@ -36,6 +37,19 @@ HOLD_OUT = 0.25
 #: what the curves may read, each kind tried by the rule: the student's output (3 channels), or its output and the
 #: photo (6: a global colour map of the photo the student's output adds to, or corrects)
 INPUTS = ("output", "output+photo")
+#: the most the curves may multiply a change of the student's output (the largest sum over its channels of the
+#: curves' slopes, colour per colour): steeper curves stretch an output that barely varies yet (a student that has
+#: not learned) and multiply its int8 rounding past the export's check (a 4 s halftone run: 31). The kept curves of
+#: every validation editor stay under 4.1 (bench/results/output-calibration-validation-photo.md's editors), a
+#: 90 s halftone LoRA's at 6.5 (its int8 editor 32.5 dB from fp32)
+MAX_GAIN = 8.0
+
+
+def output_gain(knots: np.ndarray) -> float:
+    """``MAX_GAIN``'s measure of curves' knot values (3 x C x K): the largest, over output channels and knot
+    intervals, sum over the output's channels of the curves' absolute slopes."""
+    slopes = np.abs(np.diff(knots[:, :3], axis=2)) * (knots.shape[2] - 1)
+    return float(slopes.sum(1).max())
 
 
 def photo_groups(data_dir: Path, ids: list[str]) -> list[str]:
@@ -95,12 +109,19 @@ def solve_output_curves(outputs: torch.Tensor, targets: torch.Tensor, groups: li
     if held_i:
         held_dst = [dst[i] for i in held_i]
         held["raw_db"] = round(_mean_psnr([out[i] for i in held_i], held_dst), 3)
+    fits = {kind: _fit(sides[kind], dst) for kind in inputs}
+    if held_i:
+        held_dst = [dst[i] for i in held_i]
+        held["raw_db"] = round(_mean_psnr([out[i] for i in held_i], held_dst), 3)
         for kind in inputs:
             part = _fit([sides[kind][i] for i in fit_i], [dst[i] for i in fit_i])
-            scores[kind] = held[f"{kind}_db"] = round(_mean_psnr([sides[kind][i] for i in held_i], held_dst, part), 3)
+            held[f"{kind}_db"] = round(_mean_psnr([sides[kind][i] for i in held_i], held_dst, part), 3)
+            held[f"{kind}_gain"] = round(output_gain(fits[kind]), 2)
+            if held[f"{kind}_gain"] <= MAX_GAIN:
+                scores[kind] = held[f"{kind}_db"]
     best = max(scores, key=scores.get) if scores and max(scores.values()) > held["raw_db"] else None
     kind = best or inputs[0]
-    return {"kept": best is not None, "inputs": kind, "knots": _fit(sides[kind], dst).tolist(), "held_out": held,
+    return {"kept": best is not None, "inputs": kind, "knots": fits[kind].tolist(), "held_out": held,
             "pairs": len(out), "seconds": round(time.perf_counter() - t0, 3)}
 
 
