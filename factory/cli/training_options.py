@@ -60,10 +60,11 @@ OPTIONS = [
                       "10 steps), not the last step's weights: a GAN's held-out quality swings from step to step "
                       "(bench/results/tune_choice-ema.md); 0: off."),
     click.option("--output-curves/--no-output-curves", default=True, show_default=True,
-                 help="After training, fit nine colour curves (one per input and output channel) from the "
-                      "student's output to the targets on the training pairs, and keep them (saved with the adapter, "
-                      "baked into the exported editor) when curves fitted on 3/4 of the training photos beat the raw "
-                      "output on the other 1/4 (bench/results/output-calibration-validation.md). Under a second."),
+                 help="After training, fit colour curves on the training pairs from the student's output (nine: "
+                      "one per channel pair) or from its output and the photo (eighteen) to the targets, and keep the "
+                      "better kind (saved with the adapter, baked into the exported editor) when, fitted on 3/4 of "
+                      "the training photos, it beats the raw output on the other 1/4 and stretches the output at "
+                      "most 8x (bench/results/output-calibration-validation-photo.md). 1-3 s at each evaluation."),
 ]
 
 
