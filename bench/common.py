@@ -61,14 +61,14 @@ def read_pairs(data: Path, split: str) -> tuple[list, list, list[str]]:
     """A concept data folder's ``split`` pairs: RGB sources, RGB targets and each pair's photo group."""
     import cv2
 
-    from factory.data.pair_store import read_manifest
+    from factory.data.pair_store import photo_group, read_manifest
 
     def read(rel: str):
         return cv2.cvtColor(cv2.imread(str(data / rel)), cv2.COLOR_BGR2RGB)
 
     records = [r for r in read_manifest(data) if r.get("split") == split]
     return ([read(r["source"]) for r in records], [read(r["target"]) for r in records],
-            [str(r.get("group") or r.get("photo") or r["id"]) for r in records])
+            [photo_group(r) for r in records])
 
 
 def provenance_line(result: dict) -> str:

@@ -41,6 +41,12 @@ def read_manifest(folder: str | os.PathLike) -> list[dict[str, Any]]:
     return list(records.values())
 
 
+def photo_group(record: dict[str, Any]) -> str:
+    """The photo a pair record was cut from, for holding whole photos out: its near-duplicate ``group``, else its
+    ``photo``, else the pair's own id."""
+    return str(record.get("group") or record.get("photo") or record["id"])
+
+
 class PairStore:
     """Writer for one concept's data folder; use as a context manager (holds the lock)."""
 

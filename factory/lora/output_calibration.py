@@ -29,7 +29,7 @@ from factory.core.atomic import atomic_write_json
 from factory.core.errors import FactoryError
 from factory.core.images import psnr_u8
 from factory.data.dataset import to_uint8
-from factory.data.pair_store import read_manifest
+from factory.data.pair_store import photo_group, read_manifest
 
 CURVES_FILE = "output_curves.json"
 #: the fraction of the training photos the rule holds out
@@ -53,9 +53,9 @@ def output_gain(knots: np.ndarray) -> float:
 
 
 def photo_groups(data_dir: Path, ids: list[str]) -> list[str]:
-    """Each pair's photo (its manifest ``group`` or ``photo``, else its own id), in the order of ``ids``."""
+    """Each pair's photo (``pair_store.photo_group``; a pair the manifest lacks: its own id), in ``ids``' order."""
     records = {r["id"]: r for r in read_manifest(data_dir)}
-    return [str(records.get(i, {}).get("group") or records.get(i, {}).get("photo") or i) for i in ids]
+    return [photo_group(records.get(i, {"id": i})) for i in ids]
 
 
 def _fit(outputs: list[np.ndarray], targets: list[np.ndarray]) -> np.ndarray:

@@ -24,7 +24,7 @@ from torch import nn
 
 from factory.core.errors import FactoryError
 from factory.core.seeds import derive_seed
-from factory.data.pair_store import read_manifest
+from factory.data.pair_store import photo_group, read_manifest
 
 SELECT_METHODS = ("cluster", "random")
 VALIDATION_FRACTION = 0.15
@@ -46,7 +46,7 @@ def validation_split(data_dir: Path, fraction: float = VALIDATION_FRACTION,
                            "for validation (synthesize more with --synth-pairs)")
     by_photo: dict[str, list[str]] = {}  # near-duplicate group (else photo) -> its pairs
     for r in records:
-        by_photo.setdefault(str(r.get("group") or r.get("photo") or r["id"]), []).append(r["id"])
+        by_photo.setdefault(photo_group(r), []).append(r["id"])
     want = max(1, int(round(fraction * len(records))))
     rng = np.random.default_rng(derive_seed(seed, "validation", Path(data_dir).name))
     val: list[str] = []
