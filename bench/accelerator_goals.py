@@ -53,7 +53,10 @@ EQUAL = {"equal 90 s, remade family assets": "all-family-remade/run_all.json",
          "equal 90 s, factory run's defaults with its output curves (of the output or of the output and the "
          "photo), colour test concepts only, no calibrated references": "all-colour-photo/run_all.json",
          "equal 90 s, factory run's defaults with its output curves, structural test concepts only, no calibrated "
-         "references": "all-structural-curves/run_all.json"}
+         "references": "all-structural-curves/run_all.json",
+         "each concept's speed-up window, factory run's defaults with its output curves, colour test concepts only, "
+         "against scratch references with the curves (bench/results/references-curves)":
+             "all-colour-curves-window/run_all.json"}
 GROUPS = ("all", "colour", "structural")
 
 

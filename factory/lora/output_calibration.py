@@ -106,9 +106,6 @@ def solve_output_curves(outputs: torch.Tensor, targets: torch.Tensor, groups: li
     held_i = [i for i, g in enumerate(groups) if g in held_names]
     held: dict[str, Any] = {"photos": len(held_names), "raw_db": None}
     scores: dict[str, float] = {}
-    if held_i:
-        held_dst = [dst[i] for i in held_i]
-        held["raw_db"] = round(_mean_psnr([out[i] for i in held_i], held_dst), 3)
     fits = {kind: _fit(sides[kind], dst) for kind in inputs}
     if held_i:
         held_dst = [dst[i] for i in held_i]
