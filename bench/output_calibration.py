@@ -3,12 +3,12 @@
 For issue 15's colour runs that flatten below scratch's plateau. Per editor (a workspace ``factory run`` made before
 the output-curves stage: ``editors/<concept>``, ``data/<concept>``), the editor (fp32, onnxruntime) runs on the
 concept's training pairs' sources, and each rule (``factory.lora.output_calibration.solve_output_curves`` with the
-kinds of curves it may try: ``output``, nine curves of the editor's output; ``output+photo``, eighteen, of the output
-and of the photo) decides on the training pairs alone whether and which curves to keep (fitted on the pairs of three
-quarters of the training photos, scored on the other quarter's); the kept curves are applied to the editor's output
-on the test pairs (``base_gan.output_curves``, what an export carries). PSNR (dB) on the test pairs at the pairs'
-size. Seconds: the editor on the training pairs plus the rule's fits (what a run is charged). Run it on validation
-concepts.
+kinds of curves it may try: ``output``, nine curves of the editor's output; ``output+photo``, eighteen, of the
+output and of the photo; ``photo``, nine of the photo alone, the editor's output unused) decides on the training
+pairs alone whether and which curves to keep (fitted on the pairs of three quarters of the training photos, scored
+on the other quarter's); the kept curves are applied to the editor's output on the test pairs
+(``base_gan.output_curves``, what an export carries). PSNR (dB) on the test pairs at the pairs' size. Seconds: the
+editor on the training pairs plus the rule's fits (what a run is charged). Run it on validation concepts.
 
     python bench/output_calibration.py --workspaces bench/work/fullsize-curves-validation/ws-autumn,... \
         --name output-calibration-validation-photo

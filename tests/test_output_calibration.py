@@ -100,6 +100,26 @@ def test_a_concept_that_is_a_colour_map_of_the_photo_gets_it_from_the_photo() ->
     assert curves.reads_photo and _psnr(curves(fresh, fresh), _graded(fresh)) > 35
 
 
+def test_curves_of_the_photo_alone_ignore_the_student_and_are_kept_when_they_score_best() -> None:
+    """Offered the photo's curves alone, the rule keeps them for a noisy student of a colour map of the photo: saved
+    as output+photo curves flat on the output, so the editor's result does not depend on the student's output."""
+    photos = _photos(24, seed=3)
+    noisy = photos + 0.15 * torch.randn(photos.shape, generator=torch.Generator().manual_seed(0))
+    groups = [f"photo{i // 2}" for i in range(24)]
+    solved = solve_output_curves(noisy, _graded(photos), groups, photos=photos,
+                                 inputs=("output", "output+photo", "photo"))
+    held = solved["held_out"]
+    assert solved["kept"] and solved["inputs"] == "photo" and held["photo_gain"] == 0
+    assert held["photo_db"] > held["output+photo_db"] > held["raw_db"] + 5
+    knots = np.asarray(solved["knots"])
+    assert knots.shape[1] == 6 and not knots[:, :3].any()
+    fresh, curves = _photos(4, seed=11), OutputCurves(knots)
+    assert torch.allclose(curves(fresh, fresh), curves(-fresh, fresh), atol=1e-5)
+    assert _psnr(curves(torch.zeros_like(fresh), fresh), _graded(fresh)) > 35
+    with pytest.raises(FactoryError, match="expected some of"):
+        solve_output_curves(noisy, photos, groups, photos=photos, inputs=("the sky",))
+
+
 def test_kept_curves_are_saved_and_read_back_and_a_broken_file_is_a_clear_error(tmp_path) -> None:
     targets = _photos(8)
     solved = solve_output_curves(_graded(targets), targets, [str(i) for i in range(8)], photos=targets)

@@ -34,8 +34,11 @@ from factory.data.pair_store import photo_group, read_manifest
 CURVES_FILE = "output_curves.json"
 #: the fraction of the training photos the rule holds out
 HOLD_OUT = 0.25
-#: what the curves may read, each kind tried by the rule: the student's output (3 channels), or its output and the
-#: photo (6: a global colour map of the photo the student's output adds to, or corrects)
+#: what curves may read: the student's output (3 channels), its output and the photo (6: a global colour map of the
+#: photo the student's output adds to, or corrects), or the photo alone (saved as the second kind with flat curves of
+#: the output: a concept that is a colour map of the photo, which curves fit better than the student does)
+KINDS = ("output", "output+photo", "photo")
+#: the kinds the rule tries by default
 INPUTS = ("output", "output+photo")
 #: the most the curves may multiply a change of the student's output (the largest sum over its channels of the
 #: curves' slopes, colour per colour): steeper curves stretch an output that barely varies yet (a student that has
@@ -83,23 +86,25 @@ def _mean_psnr(outputs: list[np.ndarray], targets: list[np.ndarray], knots: np.n
 def solve_output_curves(outputs: torch.Tensor, targets: torch.Tensor, groups: list[str],
                         photos: torch.Tensor | None = None, inputs: tuple[str, ...] = INPUTS) -> dict[str, Any]:
     """The calibration of ``outputs`` (a student's, N x 3 x H x W in [-1, 1]) towards ``targets`` (its training
-    pairs'; ``groups``: each pair's photo; ``photos``: the pairs' sources, needed for the ``output+photo`` curves):
+    pairs'; ``groups``: each pair's photo; ``photos``: the pairs' sources, needed for the curves that read them):
     ``{"kept", "inputs", "knots" (3 x C x K, colours in [0, 1]), "held_out": {photos, raw_db, <inputs>_db...},
     "pairs", "seconds"}``. Of the ``inputs`` kinds, the one scoring highest on the held-out photos is kept when it
     beats the raw output there; none is kept when fewer than two photos leave nothing to hold out."""
     if len(outputs) != len(targets) or len(outputs) != len(groups) or not len(outputs):
         raise FactoryError(f"output calibration needs one target and photo per output, got {len(outputs)} outputs, "
                            f"{len(targets)} targets, {len(groups)} photos")
-    if unknown := [k for k in inputs if k not in INPUTS]:
-        raise FactoryError(f"output curves of {', '.join(unknown)}: expected some of {', '.join(INPUTS)}")
+    if unknown := [k for k in inputs if k not in KINDS]:
+        raise FactoryError(f"output curves of {', '.join(unknown)}: expected some of {', '.join(KINDS)}")
     t0 = time.perf_counter()
     out = [to_uint8(o) for o in outputs]
     dst = [to_uint8(t) for t in targets]
-    if "output+photo" in inputs:
+    sides: dict[str, list[np.ndarray]] = {"output": out}
+    if {"output+photo", "photo"} & set(inputs):
         if photos is None or len(photos) != len(outputs):
-            raise FactoryError("output+photo curves need the photo of every output")
-        beside = [np.concatenate([o, to_uint8(p)], 2) for o, p in zip(out, photos)]
-    sides = {"output": out, "output+photo": beside if "output+photo" in inputs else None}
+            raise FactoryError(f"{' and '.join(k for k in inputs if 'photo' in k)} curves need the photo of every "
+                               "output")
+        sides["photo"] = [to_uint8(p) for p in photos]
+        sides["output+photo"] = [np.concatenate([o, p], 2) for o, p in zip(out, sides["photo"])]
     names = sorted(set(groups))
     held_names = set(names[int((1 - HOLD_OUT) * len(names)):]) if len(names) >= 2 else set()
     fit_i = [i for i, g in enumerate(groups) if g not in held_names]
@@ -107,6 +112,8 @@ def solve_output_curves(outputs: torch.Tensor, targets: torch.Tensor, groups: li
     held: dict[str, Any] = {"photos": len(held_names), "raw_db": None}
     scores: dict[str, float] = {}
     fits = {kind: _fit(sides[kind], dst) for kind in inputs}
+    if "photo" in fits:  # as output+photo curves, flat (zero) on the output
+        fits["photo"] = np.concatenate([np.zeros_like(fits["photo"]), fits["photo"]], 1)
     if held_i:
         held_dst = [dst[i] for i in held_i]
         held["raw_db"] = round(_mean_psnr([out[i] for i in held_i], held_dst), 3)
