@@ -91,7 +91,7 @@ def test_a_concept_that_is_a_colour_map_of_the_photo_gets_it_from_the_photo() ->
     targets = _graded(photos)
     noisy = photos + 0.15 * torch.randn(photos.shape, generator=torch.Generator().manual_seed(0))
     groups = [f"photo{i // 2}" for i in range(24)]
-    solved = solve_output_curves(noisy, targets, groups, photos=photos)
+    solved = solve_output_curves(noisy, targets, groups, photos=photos, inputs=("output", "output+photo"))
     held = solved["held_out"]
     assert solved["kept"] and solved["inputs"] == "output+photo"
     assert held["output+photo_db"] > held["output_db"] + 5 > held["raw_db"] + 5

@@ -66,11 +66,15 @@ COLOUR_BASIS = 3
 #: see; chosen on validation concepts (bench/results/output-calibration-validation-photo.md: +2.10 dB mean over 18
 #: editors, 15 colour and 3 structural, none below its raw output; curves of the output alone +1.19)
 OUTPUT_CURVES = True
+#: the kinds of output curves the rule tries (``output_calibration.KINDS``), comma-separated; the photo's curves alone
+#: added on validation concepts (bench/results/output-calibration-validation-photo-only.md: +3.61 dB mean over the
+#: 18 editors against +2.10 without them; faded-matte +10.4 to +11.5 dB, one cyanotype editor -1.81)
+CURVE_KINDS = "output,output+photo,photo"
 #: options added after runs were recorded, with the value every run before them had (resume and reuse read them so)
 ADDED_LATER = {"tune": "lora", "decay_over": "steps", "augment": True, "screen": "off", "screen_scale": 1.0,
                "screen_harmonics": False, "screen_lattice": False, "readout": False, "warmup": 0, "ema": 0.0,
                "colour_basis": 0, "screen_windows": "pairs",
-               "output_curves": False}
+               "output_curves": False, "curve_kinds": "output,output+photo"}
 #: the inits that train the whole generator (saved as a model folder in loras/<concept>/<init>/), not a LoRA
 FULL_INITS = ("scratch", "full")
 #: what a fine-tune from an adapter start trains: the LoRA on the frozen base, or every weight with the adapter merged
@@ -117,6 +121,7 @@ class FinetuneOptions:
     ema: float = EMA                   # evaluate and keep an exponential moving average of the weights (decay; 0: off)
     colour_basis: int = COLOUR_BASIS   # the colour monomials' degree read by head.colour (0: none)
     output_curves: bool = OUTPUT_CURVES  # colour curves fitted from the output to the targets (output_calibration)
+    curve_kinds: str = CURVE_KINDS     # with output_curves: the kinds of curves the rule may keep
 
     def as_record(self) -> dict:
         """The options as a resume fingerprint records them: those in ``ADDED_LATER`` only when not at their

@@ -2,14 +2,17 @@
 
 Much of a fine-tuned editor's remaining error on a colour concept is one global colour map (its tones a little
 off everywhere); ``factory.runtime.colour_curves`` fits that map in closed form on the training pairs in well
-under a second: curves of the student's output, or of its output and the photo (a concept that is a global colour
-map of the photo gets it from the photo's own colours, the student adding what is not). A kind is kept only when it
+under a second: curves of the student's output, of its output and the photo (a concept that is a global colour
+map of the photo gets it from the photo's own colours, the student adding what is not), or of the photo alone (a
+colour map the student's output only blurs). A kind is kept only when it
 generalises to photos it did not see: curves fitted on the pairs of three quarters of the training photos must
 score higher than the raw output on the other quarter's pairs (every pair of a photo on one side, as the test
 split's photos are), and only when it multiplies the student's output by at most ``MAX_GAIN``; of the kinds
 (``INPUTS``) the best there. Chosen on validation concepts:
 ``bench/results/output-calibration-validation.md`` (the output's curves), then
-``output-calibration-validation-photo.md`` (both kinds: +2.10 dB mean over 18 editors against +1.19). Kept curves
+``output-calibration-validation-photo.md`` (both kinds: +2.10 dB mean over 18 editors against +1.19), then
+``output-calibration-validation-photo-only.md`` (the three: +3.61 dB; faded-matte's editors +10.4 to +11.5 dB over
+the two, one cyanotype editor -1.81). Kept curves
 are saved beside the adapter (``CURVES_FILE``) and baked into the exported editor
 (``base_gan.output_curves.OutputCurves`` after the generator).
 """
@@ -38,8 +41,8 @@ HOLD_OUT = 0.25
 #: photo the student's output adds to, or corrects), or the photo alone (saved as the second kind with flat curves of
 #: the output: a concept that is a colour map of the photo, which curves fit better than the student does)
 KINDS = ("output", "output+photo", "photo")
-#: the kinds the rule tries by default
-INPUTS = ("output", "output+photo")
+#: the kinds the rule tries by default (a fine-tune's: ``factory.lora.options.CURVE_KINDS``)
+INPUTS = KINDS
 #: the most the curves may multiply a change of the student's output (the largest sum over its channels of the
 #: curves' slopes, colour per colour): steeper curves stretch an output that barely varies yet (a student that has
 #: not learned) and multiply its int8 rounding past the export's check (a 4 s halftone run: 31). The kept curves of
