@@ -167,10 +167,10 @@ def parse_args() -> argparse.Namespace:
                          "monomials, solved with the readout; factory run's --colour-basis; every recorded run before "
                          "it has none, 0)")
     ap.add_argument("--output-curves", action="store_true",
-                    help="every arm with output calibration (colour curves of its output, or of its output and the "
-                         "photo, fitted on the training pairs at each evaluation, kept by the hold-out rule, their "
-                         "seconds charged to that evaluation; factory "
-                         "run's --output-curves; every recorded run before it has none)")
+                    help="every arm with output calibration (colour curves of its output, of its output and the "
+                         "photo, or of the photo alone: a fine-tune's curve_kinds), fitted on the training pairs at "
+                         "each evaluation, kept by the hold-out rule, their seconds charged to that evaluation; "
+                         "factory run's --output-curves; every recorded run before it has none)")
     ap.add_argument("--screen-lattice", action="store_true",
                     help="with --screen auto: the screen lattice's distance planes too (factory run's "
                          "--screen-lattice; every recorded run trains without)")
@@ -708,8 +708,9 @@ def markdown(r: dict) -> str:
         + (" Every arm gets position channels at the waves of a fixed screen in the concept's pairs, when there is "
            "one (`--screen auto`)." if r.get("screen") == "auto" else "")
         + (" Every arm's editor ends with its output curves where the hold-out rule keeps them (`--output-curves`): "
-           "at each evaluation colour curves are fitted from its output (or its output and the photo: the kinds of "
-           "`factory.lora.output_calibration`; the first colour run, `all-colour-curves`, had the output's only) on "
+           "at each evaluation colour curves are fitted from its output (or its output and the photo, or the photo: "
+           "the kinds of the fine-tunes' `curve_kinds`; the first colour run, `all-colour-curves`, had the output's "
+           "only, the runs before `curve_kinds` the first two) on "
            "the training pairs to their targets, "
            "and the seconds that takes (the student over the training pairs and the fit) are added to that "
            "evaluation's time." if r.get("output_curves") else "")

@@ -61,10 +61,11 @@ OPTIONS = [
                       "(bench/results/tune_choice-ema.md); 0: off."),
     click.option("--output-curves/--no-output-curves", default=True, show_default=True,
                  help="After training, fit colour curves on the training pairs from the student's output (nine: "
-                      "one per channel pair) or from its output and the photo (eighteen) to the targets, and keep the "
-                      "better kind (saved with the adapter, baked into the exported editor) when, fitted on 3/4 of "
-                      "the training photos, it beats the raw output on the other 1/4 and stretches the output at "
-                      "most 8x (bench/results/output-calibration-validation-photo.md). 1-3 s at each evaluation."),
+                      "one per channel pair), from its output and the photo (eighteen), or from the photo alone "
+                      "(nine) to the targets, and keep the best kind (saved with the adapter, baked into the "
+                      "exported editor) when, fitted on 3/4 of the training photos, it beats the raw output on the "
+                      "other 1/4 and stretches the output at most 8x "
+                      "(bench/results/output-calibration-validation-photo-only.md). 1-3 s at each evaluation."),
 ]
 
 
