@@ -388,8 +388,8 @@ def finished_run(out: Path, opts) -> dict | None:
     metrics = json.loads(path.read_text())
     before = {**ADDED_LATER, **metrics["options"]}
     now = json.loads(json.dumps(to_dict(opts)))  # as metrics.json holds it (tuples as lists)
-    if not now.get("output_curves"):  # the kinds of curves matter only with them
-        now.pop("curve_kinds", None)
+    for k in opts.unused():  # e.g. the kinds of curves without the curves
+        now.pop(k, None)
     return metrics if all(before.get(k) == v for k, v in now.items() if k not in NOT_TRAINING) else None
 
 

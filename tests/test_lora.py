@@ -355,6 +355,16 @@ def test_scratch_is_a_full_generator_and_cli_errors_are_one_line(ws: Workspace, 
     assert proc.returncode == 2 and "base 'nope' not found" in proc.stderr
 
 
+def test_the_kinds_of_output_curves_are_recorded_only_with_the_curves() -> None:
+    """A run without output curves records no curve kinds (it resumes and is reused whatever their default); with
+    them, kinds other than the runs before them had are recorded, so such a run is not resumed under other kinds."""
+    from factory.lora.options import FinetuneOptions
+
+    assert "curve_kinds" not in FinetuneOptions(output_curves=False).as_record()
+    assert FinetuneOptions(output_curves=True).as_record()["curve_kinds"] == "output,output+photo,photo"
+    assert "curve_kinds" not in FinetuneOptions(output_curves=True, curve_kinds="output,output+photo").as_record()
+
+
 def test_the_cli_and_run_defaults_of_the_training_options_are_the_library_s() -> None:
     """RunOptions and the CLI spell each default as a literal (importing factory.lora would load torch for --help):
     each must equal its chosen constant in factory.lora.options."""

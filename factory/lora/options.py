@@ -75,6 +75,8 @@ ADDED_LATER = {"tune": "lora", "decay_over": "steps", "augment": True, "screen":
                "screen_harmonics": False, "screen_lattice": False, "readout": False, "warmup": 0, "ema": 0.0,
                "colour_basis": 0, "screen_windows": "pairs",
                "output_curves": False, "curve_kinds": "output,output+photo"}
+#: options that change a run only when another is on (their option -> that one): a run with it off records none
+ONLY_WITH = {"curve_kinds": "output_curves"}
 #: the inits that train the whole generator (saved as a model folder in loras/<concept>/<init>/), not a LoRA
 FULL_INITS = ("scratch", "full")
 #: what a fine-tune from an adapter start trains: the LoRA on the frozen base, or every weight with the adapter merged
@@ -123,12 +125,18 @@ class FinetuneOptions:
     output_curves: bool = OUTPUT_CURVES  # colour curves fitted from the output to the targets (output_calibration)
     curve_kinds: str = CURVE_KINDS     # with output_curves: the kinds of curves the rule may keep
 
+    def unused(self) -> set[str]:
+        """The options that do not change this run: those of ``ONLY_WITH`` whose option is off."""
+        return {k for k, on in ONLY_WITH.items() if not getattr(self, on)}
+
     def as_record(self) -> dict:
         """The options as a resume fingerprint records them: those in ``ADDED_LATER`` only when not at their
-        defaults (they came later, and a run saved before them still resumes)."""
+        defaults (they came later, and a run saved before them still resumes), none that is ``unused``."""
         from factory.core.configs import to_dict
 
-        return {k: v for k, v in to_dict(self).items() if not (k in ADDED_LATER and v == ADDED_LATER[k])}
+        skip = self.unused()
+        return {k: v for k, v in to_dict(self).items()
+                if k not in skip and not (k in ADDED_LATER and v == ADDED_LATER[k])}
 
     @property
     def kind(self) -> str:
