@@ -42,7 +42,7 @@ from factory.evaluation.curves import plateau, read_curve, write_curve
 from factory.evaluation.heldout import HeldOutPairs
 from factory.evaluation.protocol import DATA_SEED, EVAL_SECONDS, PAIRS, PLATEAU, SIZE, check_photos, concept_split
 from factory.lora.finetune import curve_row
-from factory.lora.options import SCRATCH_LR
+from factory.lora.options import ADDED_LATER, SCRATCH_LR
 from factory.pipeline.assets import pretrained_base
 
 from common import log
@@ -141,7 +141,8 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
         "instruction": find_card(concept).instruction,
         "settings": spec | {"generator": generator, "cap_seconds": cap or spec["cap"], "augment": augment,
                             "ema": ema, "screen_scale": opts["scale"] if scaled is not None else 1.0,
-                            "output_curves": output_curves},
+                            "output_curves": output_curves,
+                            **({"curve_kinds": ",".join(calibration.kinds)} if calibration else {})},
         "seed": seed, "eval_seconds": eval_seconds, "plateau_rule": PLATEAU | {"min_seconds": min_seconds},
         "plateau": reached, "stopped": "plateau" if reached else "cap reached (no plateau yet: said plainly)",
         "steps": trainer.state.step, "training_seconds": round(trainer.state.seconds, 1),
@@ -179,8 +180,9 @@ def training_of(settings: dict) -> str:
         words.append(f"windows to {settings['screen_scale']:g}x")
     if settings.get("ema"):
         words.append(f"EMA {settings['ema']:g}")
-    if settings.get("output_curves"):
-        words.append("output curves")
+    if settings.get("output_curves"):  # a reference recorded before the kinds were: the two kinds of then
+        kinds = settings.get("curve_kinds", ADDED_LATER["curve_kinds"])
+        words.append(f"output curves ({kinds.replace(',', ', ')})")
     return ", ".join(words)
 
 
