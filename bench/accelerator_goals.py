@@ -56,7 +56,10 @@ EQUAL = {"equal 90 s, remade family assets": "all-family-remade/run_all.json",
          "references": "all-structural-curves/run_all.json",
          "each concept's speed-up window, factory run's defaults with its output curves, colour test concepts only, "
          "against scratch references with the curves (bench/results/references-curves)":
-             "all-colour-curves-window/run_all.json"}
+             "all-colour-curves-window/run_all.json",
+         "each concept's speed-up window, factory run's defaults with its output curves (three kinds), structural "
+         "test concepts only, against scratch references with the curves (bench/results/references-curves)":
+             "all-structural-curves-window/run_all.json"}
 GROUPS = ("all", "colour", "structural")
 
 
