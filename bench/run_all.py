@@ -407,8 +407,30 @@ def psnr_at(curve: list[dict], seconds: float) -> float:
 
 # -- 3. time to quality --------------------------------------------------------------------------------
 def reference(args, arch: str, concept: str) -> dict | None:
+    """The reference run recorded for ``concept`` (None without one); a scratch reference must have been trained
+    with the arms' output curves (none, or the same kinds), else its target is not the arms' to reach."""
     path = args.references / f"{arch}-{concept}.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    ref = json.loads(path.read_text())
+    if arch == "scratch":
+        from factory.lora.options import CURVE_KINDS
+
+        arms = CURVE_KINDS if getattr(args, "output_curves", False) else None
+        if (own := reference_curves(ref)) != arms:
+            raise FactoryError(f"{path}: this scratch reference was trained with output curves {own or 'off'}, the "
+                               f"arms run with {arms or 'off'}: pass --references of matching ones (train them with "
+                               "bench/references.py" + (" --output-curves)" if arms else ")"))
+    return ref
+
+
+def reference_curves(ref: dict) -> str | None:
+    """The kinds of output curves a reference run trained with (None: none; one recorded before the kinds were:
+    the two kinds of then)."""
+    from factory.lora.options import ADDED_LATER
+
+    settings = ref.get("settings", {})
+    return settings.get("curve_kinds", ADDED_LATER["curve_kinds"]) if settings.get("output_curves") else None
 
 
 def speedup_targets(args, concept: str, costs: dict[str, float]) -> dict[str, tuple[dict, float, dict]]:

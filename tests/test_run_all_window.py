@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import run_all
 
@@ -28,3 +30,31 @@ def test_window_covers_the_slowest_speed_up_goal_and_falls_back_to_the_budget(tm
     assert run_all.window_budget(args, "a", {"text_encoding": 2.0}, identity=31.0) == 90.0
     assert run_all.window_budget(SimpleNamespace(**{**vars(args), "window": False, "budget": 60.0}), "a",
                                  {"text_encoding": 2.0}, identity=12.0) == 60.0
+
+
+def test_a_scratch_reference_trained_with_other_output_curves_than_the_arms_is_refused(tmp_path):
+    from factory.core.errors import FactoryError
+    from factory.lora.options import CURVE_KINDS
+
+    curve = [{"step": 0, "seconds": 0, "psnr": 10.0}, {"step": 1, "seconds": 500, "psnr": 30.0}]
+    args = SimpleNamespace(references=tmp_path, output_curves=True)
+    for settings, ok in (({"output_curves": True, "curve_kinds": CURVE_KINDS}, True),
+                         ({"output_curves": True}, False),  # recorded before the kinds: the two kinds of then
+                         ({"output_curves": False}, False), ({}, False)):
+        (tmp_path / "scratch-a.json").write_text(json.dumps({"best_psnr": 30.0, "curve": curve,
+                                                             "settings": settings}))
+        if ok:
+            assert run_all.reference(args, "scratch", "a")["best_psnr"] == 30.0
+        else:
+            with pytest.raises(FactoryError, match="output curves"):
+                run_all.reference(args, "scratch", "a")
+    # without curves the arms match a reference trained without them (or recorded before the option existed)
+    no_curves = SimpleNamespace(references=tmp_path, output_curves=False)
+    assert run_all.reference(no_curves, "scratch", "a")["best_psnr"] == 30.0
+    (tmp_path / "scratch-a.json").write_text(json.dumps({"best_psnr": 30.0, "curve": curve,
+                                                         "settings": {"output_curves": True}}))
+    with pytest.raises(FactoryError, match="arms run with off"):
+        run_all.reference(no_curves, "scratch", "a")
+    # pix2pix's recipe has no curves: its reference is read whatever the arms run with
+    (tmp_path / "pix2pix-a.json").write_text(json.dumps({"best_psnr": 20.0, "curve": curve}))
+    assert run_all.reference(args, "pix2pix", "a")["best_psnr"] == 20.0
