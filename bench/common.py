@@ -57,6 +57,14 @@ def shrink_to_pairs(img, pair_size: int):
     return cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
+def reference_curve_kinds(settings: dict) -> str | None:
+    """The kinds of output curves a reference run (``bench/references.py``'s ``settings``) trained with, comma-separated
+    (None: none; one recorded before the kinds were: the two kinds of then)."""
+    from factory.lora.options import ADDED_LATER
+
+    return settings.get("curve_kinds", ADDED_LATER["curve_kinds"]) if settings.get("output_curves") else None
+
+
 def read_pairs(data: Path, split: str) -> tuple[list, list, list[str]]:
     """A concept data folder's ``split`` pairs: RGB sources, RGB targets and each pair's photo group."""
     import cv2

@@ -42,10 +42,10 @@ from factory.evaluation.curves import plateau, read_curve, write_curve
 from factory.evaluation.heldout import HeldOutPairs
 from factory.evaluation.protocol import DATA_SEED, EVAL_SECONDS, PAIRS, PLATEAU, SIZE, check_photos, concept_split
 from factory.lora.finetune import curve_row
-from factory.lora.options import ADDED_LATER, SCRATCH_LR
+from factory.lora.options import SCRATCH_LR
 from factory.pipeline.assets import pretrained_base
 
-from common import log
+from common import log, reference_curve_kinds
 
 ARCHS = {  # in the order they run: the scratch plateaus set run_all's targets
     # exactly run_all's "scratch" arm (FinetuneOptions(init="scratch")): the shipped base's architecture
@@ -180,8 +180,7 @@ def training_of(settings: dict) -> str:
         words.append(f"windows to {settings['screen_scale']:g}x")
     if settings.get("ema"):
         words.append(f"EMA {settings['ema']:g}")
-    if settings.get("output_curves"):  # a reference recorded before the kinds were: the two kinds of then
-        kinds = settings.get("curve_kinds", ADDED_LATER["curve_kinds"])
+    if kinds := reference_curve_kinds(settings):
         words.append(f"output curves ({kinds.replace(',', ', ')})")
     return ", ".join(words)
 

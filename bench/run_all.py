@@ -69,7 +69,7 @@ from factory.evaluation.protocol import (
 )
 
 import accelerator_targets as T
-from common import git_commit, log
+from common import git_commit, log, reference_curve_kinds
 
 FULL = dict(budget=90.0, eval_seconds=EVAL_SECONDS, equal_at=90.0, seeds=",".join(map(str, SEEDS)),
             concepts=None, latency_runs=30, workspace="bench/work/protocol", out="bench/results/all",
@@ -417,20 +417,11 @@ def reference(args, arch: str, concept: str) -> dict | None:
         from factory.lora.options import CURVE_KINDS
 
         arms = CURVE_KINDS if getattr(args, "output_curves", False) else None
-        if (own := reference_curves(ref)) != arms:
+        if (own := reference_curve_kinds(ref.get("settings", {}))) != arms:
             raise FactoryError(f"{path}: this scratch reference was trained with output curves {own or 'off'}, the "
                                f"arms run with {arms or 'off'}: pass --references of matching ones (train them with "
                                "bench/references.py" + (" --output-curves)" if arms else ")"))
     return ref
-
-
-def reference_curves(ref: dict) -> str | None:
-    """The kinds of output curves a reference run trained with (None: none; one recorded before the kinds were:
-    the two kinds of then)."""
-    from factory.lora.options import ADDED_LATER
-
-    settings = ref.get("settings", {})
-    return settings.get("curve_kinds", ADDED_LATER["curve_kinds"]) if settings.get("output_curves") else None
 
 
 def speedup_targets(args, concept: str, costs: dict[str, float]) -> dict[str, tuple[dict, float, dict]]:
