@@ -12,7 +12,8 @@ quarter of the run, after at least 10 minutes) or the cap:
 
 Writes ``bench/results/references/<arch>-<concept>.json`` (curve, plateau or "cap reached", settings,
 identity baseline) and ``.png``, and ``references.md``: one table of every finished run. Resumable: a
-run continues from its checkpoint and curve.
+run continues from its checkpoint and curve, and a finished one is kept, unless made with other output curves than
+this run asks for (refused, naming both: a reference never mixes two recipes).
 
     python bench/references.py                                   # the protocol's reference runs
     python bench/references.py --archs scratch --concepts halftone
@@ -35,6 +36,7 @@ from base_gan.models import load_model, model_spec
 from base_gan.train import Trainer, TrainSettings
 from concepts.cards import find_card
 from factory.core.atomic import atomic_write_json, atomic_write_png, atomic_write_text
+from factory.core.errors import FactoryError
 from factory.core.workspace import Workspace
 from factory.data.card_pairs import make_pairs
 from factory.data.photos import default_photos
@@ -42,7 +44,7 @@ from factory.evaluation.curves import plateau, read_curve, write_curve
 from factory.evaluation.heldout import HeldOutPairs
 from factory.evaluation.protocol import DATA_SEED, EVAL_SECONDS, PAIRS, PLATEAU, SIZE, check_photos, concept_split
 from factory.lora.finetune import curve_row
-from factory.lora.options import SCRATCH_LR
+from factory.lora.options import ADDED_LATER, CURVE_KINDS, SCRATCH_LR
 from factory.pipeline.assets import pretrained_base
 
 from common import log, reference_curve_kinds
@@ -62,6 +64,24 @@ PIX2PIX_CONCEPTS = ("cross-process", "pencil-sketch")
 def reference_concepts(arch: str) -> list[str]:
     split = concept_split()
     return list(split.test) if arch == "scratch" else [c for c in PIX2PIX_CONCEPTS if c in split.test]
+
+
+def run_kinds(folder: Path, curve: list[dict]) -> str | None:
+    """The output-curve kinds a run folder's recorded points were evaluated with (None: none): as its
+    ``curve-kinds.json`` records them; for a run recorded before that file, the two kinds of then when its points
+    carry a raw PSNR (they were calibrated), else none."""
+    marker = folder / "curve-kinds.json"
+    if marker.is_file():
+        return json.loads(marker.read_text())["curve_kinds"]
+    return ADDED_LATER["curve_kinds"] if any("raw_psnr" in r for r in curve) else None
+
+
+def check_same_kinds(what: str, recorded: str | None, wanted: str | None) -> None:
+    """Refuse to continue (or keep) a reference made with other output curves than this run's: its points would
+    mix two recipes, and its plateau would set a target for another recipe than the arms'."""
+    if recorded != wanted:
+        raise FactoryError(f"{what} was made with output curves {recorded or 'off'}, this run asks for "
+                           f"{wanted or 'off'}: use another --workspace and --out (or remove it) to train it again")
 
 
 def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float | None, eval_seconds: float,
@@ -117,10 +137,12 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
         return model(x) if tokens is None else model(x, tokens[:1].expand(len(x), -1, -1),
                                                       trainer.text_mask[:1].expand(len(x), -1))
 
-    curve = []
+    curve, kinds = [], ",".join(calibration.kinds) if calibration else None
     if trainer.resume():
         curve = [r for r in read_curve(folder / "curve.csv") if r["step"] <= trainer.state.step]
+        check_same_kinds(f"{arch} {concept}'s run in {folder}", run_kinds(folder, curve), kinds)
         log(f"{arch} {concept}: resuming at step {trainer.state.step} ({trainer.state.seconds:.0f} s)")
+    atomic_write_json(folder / "curve-kinds.json", {"curve_kinds": kinds})
     if not curve:
         curve = [curve_row(0, 0.0, test, edit, trainer.final_model(), calibration)]
 
@@ -237,7 +259,10 @@ def main() -> None:
         for concept in concepts:
             make_pairs(ws, find_card(concept), 40 if args.quick else PAIRS, 64 if args.quick else SIZE, DATA_SEED)
             done = args.out / f"{arch}-{concept}.json"
-            if done.is_file() and json.loads(done.read_text()).get("stopped") and not args.quick:
+            if done.is_file() and (before := json.loads(done.read_text())).get("stopped") and not args.quick:
+                if arch == "scratch":
+                    check_same_kinds(str(done), reference_curve_kinds(before["settings"]),
+                                     CURVE_KINDS if args.output_curves else None)
                 log(f"{arch} {concept}: done before ({done})")
                 continue
             log(f"{arch} {concept}: training to its plateau")
