@@ -42,7 +42,15 @@ def _rule_psnr(solved: dict, test_out, test_src, test_dst: list[np.ndarray]) -> 
     return statistics.fmean(psnr_u8(to_uint8(o), t) for o, t in zip(out, test_dst))
 
 
-def measure(ws: Path, concept: str, kinds: list[tuple[str, ...]]) -> dict:
+def parse_rule(rule: str) -> tuple[tuple[str, ...], int]:
+    """A ``--rules`` entry, the kinds ','-separated and optionally ``/folds``: (kinds, folds)."""
+    from factory.lora.output_calibration import FOLDS
+
+    kinds, _, folds = rule.partition("/")
+    return tuple(kinds.split(",")), int(folds) if folds else FOLDS
+
+
+def measure(ws: Path, concept: str, rules: list[str]) -> dict:
     from factory.core.images import psnr_u8
     from factory.lora.output_calibration import solve_output_curves
     from factory.runtime.editor import Editor
@@ -60,9 +68,10 @@ def measure(ws: Path, concept: str, kinds: list[tuple[str, ...]]) -> dict:
            "train_pairs": len(train_src), "test_pairs": len(test_src),
            "identity_db": round(statistics.fmean(psnr_u8(s, t) for s, t in zip(test_src, test_dst)), 2),
            "raw_db": round(statistics.fmean(psnr_u8(o, t) for o, t in zip(test_out, test_dst)), 2), "rules": {}}
-    for inputs in kinds:
-        solved = solve_output_curves(out_t, dst_t, groups, photos=src_t, inputs=inputs)
-        row["rules"][" or ".join(inputs)] = {
+    for rule in rules:
+        inputs, folds = parse_rule(rule)
+        solved = solve_output_curves(out_t, dst_t, groups, photos=src_t, inputs=inputs, folds=folds)
+        row["rules"][" or ".join(inputs) + (f", {folds} folds" if "/" in rule else "")] = {
             "kept": solved["inputs"] if solved["kept"] else None, "held_out": solved["held_out"],
             "test_db": round(_rule_psnr(solved, test_out_t, test_src_t, test_dst), 2),
             "seconds": round(edit_seconds + solved["seconds"], 2)}
@@ -77,7 +86,8 @@ def render(result: dict) -> str:
              f"{provenance_line(result)}. PSNR (dB) on each concept's test pairs at the pairs' size: the editor's "
              "output (*raw*) and the output as each rule leaves it (`factory.lora.output_calibration."
              "solve_output_curves`: each kind of curves it may try is fitted on the pairs of 3/4 of the training "
-             "photos and scored on the other 1/4's; the best kind, when it beats the raw output there, is fitted on "
+             "photos and scored on the other 1/4's, or, with *N folds*, on each of N quarters in turn, pooled; the "
+             "best kind, when it beats the raw output there, is fitted on "
              "every training pair and applied). Kinds: *output* (nine curves of the editor's output), "
              "*output+photo* (eighteen: of its output and of the photo). Seconds: the editor on the training pairs "
              "and the rule's fits.", "",
@@ -102,10 +112,11 @@ def main() -> None:
     ap.add_argument("--workspaces", required=True, help="comma-separated workspaces (editors/<concept>, data/)")
     ap.add_argument("--name", default="output-calibration-validation")
     ap.add_argument("--rules", default="output;output,output+photo",
-                    help="the rules to compare, ';'-separated, each the kinds of curves it may try, ','-separated")
+                    help="the rules to compare, ';'-separated, each the kinds of curves it may try, ','-separated, "
+                         "and optionally /N: the quarters of the training photos held out in turn (default 1)")
     args = ap.parse_args()
-    kinds = [tuple(r.split(",")) for r in args.rules.split(";")]
-    editors = [measure(ws, c.name, kinds) for ws in (Path(w).resolve() for w in args.workspaces.split(","))
+    rules = args.rules.split(";")
+    editors = [measure(ws, c.name, rules) for ws in (Path(w).resolve() for w in args.workspaces.split(","))
                for c in sorted((ws / "editors").iterdir()) if (c / "card.json").is_file()]
     result = {**provenance("output_calibration.py"), "name": args.name, "editors": editors}
     log(f"wrote {write_results(REPO / 'bench' / 'results', args.name, False, result, render(result))}")

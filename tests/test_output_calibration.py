@@ -15,6 +15,7 @@ from factory.core.errors import FactoryError
 from factory.lora.output_calibration import (
     CURVES_FILE,
     MAX_GAIN,
+    held_out_folds,
     save_output_curves,
     saved_output_curves,
     solve_output_curves,
@@ -82,6 +83,24 @@ def test_curves_are_kept_for_a_global_colour_error_and_left_off_for_a_perfect_st
     flat = solve_output_curves(0.02 * targets, targets, groups, inputs=("output",))
     assert not flat["kept"] and flat["held_out"]["output_gain"] > MAX_GAIN
     assert flat["held_out"]["output_db"] > flat["held_out"]["raw_db"] + 5  # though it would score on the pairs
+
+def test_folds_hold_out_whole_photos_each_once_and_one_fold_is_the_last_quarter() -> None:
+    groups = [f"photo{i % 10:02d}" for i in range(30)]  # three pairs a photo, interleaved
+    one, four = held_out_folds(groups, 1), held_out_folds(groups, 4)
+    assert {groups[i] for i in one[0]} == {"photo07", "photo08", "photo09"}  # the last quarter of the sorted photos
+    assert len(four) == 4 and four[0] == one[0]
+    assert sorted(i for fold in four for i in fold) == list(range(30))  # every pair held out exactly once
+    assert sum(len({groups[i] for i in fold}) for fold in four) == 10  # a photo's pairs all in one fold
+    assert held_out_folds(["a", "a", "b"], 4) == [[2], [0, 1]] and held_out_folds(["a"] * 3, 4) == []
+    with pytest.raises(FactoryError, match="1 to 4 quarters"):
+        held_out_folds(groups, 5)
+    # the rule with every quarter held out scores each kind on every training pair
+    targets = _photos(24)
+    solved = solve_output_curves(_graded(targets), targets, [f"photo{i // 2}" for i in range(24)],
+                                 inputs=("output",), folds=4)
+    assert solved["kept"] and solved["held_out"]["photos"] == 12 and solved["held_out"]["folds"] == 4
+    assert solved["held_out"]["output_db"] > solved["held_out"]["raw_db"] + 10
+
 
 def test_a_concept_that_is_a_colour_map_of_the_photo_gets_it_from_the_photo() -> None:
     """A student that has barely learned a concept which is one global colour map of the photo (its output the photo

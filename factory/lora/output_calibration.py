@@ -37,6 +37,9 @@ from factory.data.pair_store import photo_group, read_manifest
 CURVES_FILE = "output_curves.json"
 #: the fraction of the training photos the rule holds out
 HOLD_OUT = 0.25
+#: how many of the training photos' quarters the rule holds out in turn, from the last (1: the last quarter alone;
+#: 4: every photo is held out once, each kind scored on all the training pairs)
+FOLDS = 1
 #: what curves may read: the student's output (3 channels), its output and the photo (6: a global colour map of the
 #: photo the student's output adds to, or corrects), or the photo alone (saved as the second kind with flat curves of
 #: the output: a concept that is a colour map of the photo, which curves fit better than the student does)
@@ -86,13 +89,30 @@ def _mean_psnr(outputs: list[np.ndarray], targets: list[np.ndarray], knots: np.n
     return float(np.mean([psnr_u8(o, t) for o, t in zip(outputs, targets)]))
 
 
+def held_out_folds(groups: list[str], folds: int = FOLDS) -> list[list[int]]:
+    """The pairs each fold holds out (``groups``: each pair's photo): the photos, sorted, cut into quarters
+    (``HOLD_OUT``), and ``folds`` of them from the last, all of a photo's pairs on one side; none when fewer than two
+    photos leave nothing to hold out."""
+    if not 1 <= folds <= round(1 / HOLD_OUT):
+        raise FactoryError(f"output curves hold out 1 to {round(1 / HOLD_OUT)} quarters of the photos, got {folds}")
+    names, quarters = sorted(set(groups)), round(1 / HOLD_OUT)
+    if len(names) < 2:
+        return []
+    edges = [int(j * len(names) / quarters) for j in range(quarters + 1)]
+    chosen = [set(names[edges[j]:edges[j + 1]]) for j in reversed(range(quarters))][:folds]
+    return [[i for i, g in enumerate(groups) if g in held] for held in chosen if held]
+
+
 def solve_output_curves(outputs: torch.Tensor, targets: torch.Tensor, groups: list[str],
-                        photos: torch.Tensor | None = None, inputs: tuple[str, ...] = INPUTS) -> dict[str, Any]:
+                        photos: torch.Tensor | None = None, inputs: tuple[str, ...] = INPUTS,
+                        folds: int = FOLDS) -> dict[str, Any]:
     """The calibration of ``outputs`` (a student's, N x 3 x H x W in [-1, 1]) towards ``targets`` (its training
     pairs'; ``groups``: each pair's photo; ``photos``: the pairs' sources, needed for the curves that read them):
     ``{"kept", "inputs", "knots" (3 x C x K, colours in [0, 1]), "held_out": {photos, raw_db, <inputs>_db...},
-    "pairs", "seconds"}``. Of the ``inputs`` kinds, the one scoring highest on the held-out photos is kept when it
-    beats the raw output there; none is kept when fewer than two photos leave nothing to hold out."""
+    "pairs", "seconds"}``. Of the ``inputs`` kinds, the one scoring highest on the held-out photos (over ``folds``
+    folds, ``held_out_folds``: each kind fitted on the others' pairs, scored on the fold's, pooled over every
+    held-out pair) is kept when it beats the raw output there; none is kept when fewer than two photos leave nothing
+    to hold out."""
     if len(outputs) != len(targets) or len(outputs) != len(groups) or not len(outputs):
         raise FactoryError(f"output calibration needs one target and photo per output, got {len(outputs)} outputs, "
                            f"{len(targets)} targets, {len(groups)} photos")
@@ -108,11 +128,11 @@ def solve_output_curves(outputs: torch.Tensor, targets: torch.Tensor, groups: li
                                "output")
         sides["photo"] = [to_uint8(p) for p in photos]
         sides["output+photo"] = [np.concatenate([o, p], 2) for o, p in zip(out, sides["photo"])]
-    names = sorted(set(groups))
-    held_names = set(names[int((1 - HOLD_OUT) * len(names)):]) if len(names) >= 2 else set()
-    fit_i = [i for i, g in enumerate(groups) if g not in held_names]
-    held_i = [i for i, g in enumerate(groups) if g in held_names]
-    held: dict[str, Any] = {"photos": len(held_names), "raw_db": None}
+    held_folds = held_out_folds(groups, folds)
+    held_i = [i for fold in held_folds for i in fold]
+    held: dict[str, Any] = {"photos": len({groups[i] for i in held_i}), "raw_db": None}
+    if folds != 1:
+        held["folds"] = len(held_folds)
     scores: dict[str, float] = {}
     fits = {kind: _fit(sides[kind], dst) for kind in inputs}
     if "photo" in fits:  # as output+photo curves, flat (zero) on the output
@@ -121,8 +141,12 @@ def solve_output_curves(outputs: torch.Tensor, targets: torch.Tensor, groups: li
         held_dst = [dst[i] for i in held_i]
         held["raw_db"] = round(_mean_psnr([out[i] for i in held_i], held_dst), 3)
         for kind in inputs:
-            part = _fit([sides[kind][i] for i in fit_i], [dst[i] for i in fit_i])
-            held[f"{kind}_db"] = round(_mean_psnr([sides[kind][i] for i in held_i], held_dst, part), 3)
+            total = 0.0  # the PSNR summed over every held-out pair, each fold's curves fitted without it
+            for fold in held_folds:
+                fit_i = [i for i in range(len(dst)) if i not in set(fold)]
+                part = _fit([sides[kind][i] for i in fit_i], [dst[i] for i in fit_i])
+                total += _mean_psnr([sides[kind][i] for i in fold], [dst[i] for i in fold], part) * len(fold)
+            held[f"{kind}_db"] = round(total / len(held_i), 3)
             held[f"{kind}_gain"] = round(output_gain(fits[kind]), 2)
             if held[f"{kind}_gain"] <= MAX_GAIN:
                 scores[kind] = held[f"{kind}_db"]
