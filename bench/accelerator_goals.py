@@ -54,12 +54,15 @@ EQUAL = {"equal 90 s, remade family assets": "all-family-remade/run_all.json",
          "photo), colour test concepts only, no calibrated references": "all-colour-photo/run_all.json",
          "equal 90 s, factory run's defaults with its output curves, structural test concepts only, no calibrated "
          "references": "all-structural-curves/run_all.json",
-         "each concept's speed-up window, factory run's defaults with its output curves, colour test concepts only, "
-         "against scratch references with the curves (bench/results/references-curves)":
+         "each concept's speed-up window, factory run's defaults of then with its output curves (two kinds), colour "
+         "test concepts only, against scratch references with the curves (bench/results/references-curves)":
              "all-colour-curves-window/run_all.json",
          "each concept's speed-up window, factory run's defaults with its output curves (three kinds), structural "
          "test concepts only, against scratch references with the curves (bench/results/references-curves)":
-             "all-structural-curves-window/run_all.json"}
+             "all-structural-curves-window/run_all.json",
+         "each concept's speed-up window, factory run's defaults with its output curves (three kinds), colour test "
+         "concepts only, against scratch references with the three kinds (bench/results/references-curves3)":
+             "all-colour-curves3-window/run_all.json"}
 GROUPS = ("all", "colour", "structural")
 
 
