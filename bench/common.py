@@ -57,12 +57,16 @@ def shrink_to_pairs(img, pair_size: int):
     return cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
-def reference_curve_kinds(settings: dict) -> str | None:
-    """The kinds of output curves a reference run (``bench/references.py``'s ``settings``) trained with, comma-separated
-    (None: none; one recorded before the kinds were: the two kinds of then)."""
-    from factory.lora.options import ADDED_LATER
+def reference_curve_rule(settings: dict) -> str | None:
+    """The output curves' rule a reference run (``bench/references.py``'s ``settings``) trained with, as
+    ``factory.lora.options.curve_rule`` names it (None: no curves; a run recorded before the kinds or the folds were:
+    those of then)."""
+    from factory.lora.options import ADDED_LATER, curve_rule
 
-    return settings.get("curve_kinds", ADDED_LATER["curve_kinds"]) if settings.get("output_curves") else None
+    if not settings.get("output_curves"):
+        return None
+    return curve_rule(settings.get("curve_kinds", ADDED_LATER["curve_kinds"]),
+                      settings.get("curve_folds", ADDED_LATER["curve_folds"]))
 
 
 def read_pairs(data: Path, split: str) -> tuple[list, list, list[str]]:

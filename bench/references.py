@@ -44,10 +44,10 @@ from factory.evaluation.curves import plateau, read_curve, write_curve
 from factory.evaluation.heldout import HeldOutPairs
 from factory.evaluation.protocol import DATA_SEED, EVAL_SECONDS, PAIRS, PLATEAU, SIZE, check_photos, concept_split
 from factory.lora.finetune import curve_row
-from factory.lora.options import ADDED_LATER, CURVE_KINDS, SCRATCH_LR
+from factory.lora.options import ADDED_LATER, CURVE_FOLDS, CURVE_KINDS, SCRATCH_LR, curve_rule
 from factory.pipeline.assets import pretrained_base
 
-from common import log, reference_curve_kinds
+from common import log, reference_curve_rule
 
 ARCHS = {  # in the order they run: the scratch plateaus set run_all's targets
     # exactly run_all's "scratch" arm (FinetuneOptions(init="scratch")): the shipped base's architecture
@@ -66,17 +66,19 @@ def reference_concepts(arch: str) -> list[str]:
     return list(split.test) if arch == "scratch" else [c for c in PIX2PIX_CONCEPTS if c in split.test]
 
 
-def run_kinds(folder: Path, curve: list[dict]) -> str | None:
-    """The output-curve kinds a run folder's recorded points were evaluated with (None: none): as its
-    ``curve-kinds.json`` records them; for a run recorded before that file, the two kinds of then when its points
-    carry a raw PSNR (they were calibrated), else none."""
+def run_rule(folder: Path, curve: list[dict]) -> str | None:
+    """The output curves' rule (``curve_rule``) a run folder's recorded points were evaluated with (None: none): as
+    its ``curve-kinds.json`` records it (one written before the folds: its kinds, one quarter); for a run recorded
+    before that file, the rule of then when its points carry a raw PSNR (they were calibrated), else none."""
     marker = folder / "curve-kinds.json"
     if marker.is_file():
-        return json.loads(marker.read_text())["curve_kinds"]
-    return ADDED_LATER["curve_kinds"] if any("raw_psnr" in r for r in curve) else None
+        recorded = json.loads(marker.read_text())
+        return recorded["curve_rule"] if "curve_rule" in recorded else recorded["curve_kinds"]
+    calibrated = any("raw_psnr" in r for r in curve)
+    return curve_rule(ADDED_LATER["curve_kinds"], ADDED_LATER["curve_folds"]) if calibrated else None
 
 
-def check_same_kinds(what: str, recorded: str | None, wanted: str | None) -> None:
+def check_same_rule(what: str, recorded: str | None, wanted: str | None) -> None:
     """Refuse to continue (or keep) a reference made with other output curves than this run's: its points would
     mix two recipes, and its plateau would set a target for another recipe than the arms'."""
     if recorded != wanted:
@@ -130,19 +132,19 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
         from factory.lora.finetune import Calibration
         from factory.lora.pair_selection import train_ids
 
-        calibration = Calibration(ws.data(concept), train_ids(ws.data(concept)))
+        calibration = Calibration(ws.data(concept), train_ids(ws.data(concept)), CURVE_KINDS, CURVE_FOLDS)
 
     def edit(x: torch.Tensor) -> torch.Tensor:
         tokens, model = trainer.text_tokens, trainer.final_model()
         return model(x) if tokens is None else model(x, tokens[:1].expand(len(x), -1, -1),
                                                       trainer.text_mask[:1].expand(len(x), -1))
 
-    curve, kinds = [], ",".join(calibration.kinds) if calibration else None
+    curve, rule = [], calibration.rule if calibration else None
     if trainer.resume():
         curve = [r for r in read_curve(folder / "curve.csv") if r["step"] <= trainer.state.step]
-        check_same_kinds(f"{arch} {concept}'s run in {folder}", run_kinds(folder, curve), kinds)
+        check_same_rule(f"{arch} {concept}'s run in {folder}", run_rule(folder, curve), rule)
         log(f"{arch} {concept}: resuming at step {trainer.state.step} ({trainer.state.seconds:.0f} s)")
-    atomic_write_json(folder / "curve-kinds.json", {"curve_kinds": kinds})
+    atomic_write_json(folder / "curve-kinds.json", {"curve_rule": rule})
     if not curve:
         curve = [curve_row(0, 0.0, test, edit, trainer.final_model(), calibration)]
 
@@ -164,7 +166,8 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
         "settings": spec | {"generator": generator, "cap_seconds": cap or spec["cap"], "augment": augment,
                             "ema": ema, "screen_scale": opts["scale"] if scaled is not None else 1.0,
                             "output_curves": output_curves,
-                            **({"curve_kinds": ",".join(calibration.kinds)} if calibration else {})},
+                            **({"curve_kinds": ",".join(calibration.kinds), "curve_folds": calibration.folds}
+                               if calibration else {})},
         "seed": seed, "eval_seconds": eval_seconds, "plateau_rule": PLATEAU | {"min_seconds": min_seconds},
         "plateau": reached, "stopped": "plateau" if reached else "cap reached (no plateau yet: said plainly)",
         "steps": trainer.state.step, "training_seconds": round(trainer.state.seconds, 1),
@@ -202,8 +205,9 @@ def training_of(settings: dict) -> str:
         words.append(f"windows to {settings['screen_scale']:g}x")
     if settings.get("ema"):
         words.append(f"EMA {settings['ema']:g}")
-    if kinds := reference_curve_kinds(settings):
-        words.append(f"output curves ({kinds.replace(',', ', ')})")
+    if rule := reference_curve_rule(settings):
+        kinds, _, folds = rule.partition("/")
+        words.append(f"output curves ({kinds.replace(',', ', ')}{f'; {folds} folds' if folds else ''})")
     return ", ".join(words)
 
 
@@ -261,8 +265,8 @@ def main() -> None:
             done = args.out / f"{arch}-{concept}.json"
             if done.is_file() and (before := json.loads(done.read_text())).get("stopped") and not args.quick:
                 if arch == "scratch":
-                    check_same_kinds(str(done), reference_curve_kinds(before["settings"]),
-                                     CURVE_KINDS if args.output_curves else None)
+                    check_same_rule(str(done), reference_curve_rule(before["settings"]),
+                                    curve_rule(CURVE_KINDS, CURVE_FOLDS) if args.output_curves else None)
                 log(f"{arch} {concept}: done before ({done})")
                 continue
             log(f"{arch} {concept}: training to its plateau")

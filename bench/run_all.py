@@ -69,7 +69,7 @@ from factory.evaluation.protocol import (
 )
 
 import accelerator_targets as T
-from common import git_commit, log, reference_curve_kinds
+from common import git_commit, log, reference_curve_rule
 
 FULL = dict(budget=90.0, eval_seconds=EVAL_SECONDS, equal_at=90.0, seeds=",".join(map(str, SEEDS)),
             concepts=None, latency_runs=30, workspace="bench/work/protocol", out="bench/results/all",
@@ -406,6 +406,13 @@ def psnr_at(curve: list[dict], seconds: float) -> float:
 
 
 # -- 3. time to quality --------------------------------------------------------------------------------
+def arms_curve_rule() -> str:
+    """The output curves' rule the arms' fine-tunes run with (``factory.lora.options.curve_rule``)."""
+    from factory.lora.options import CURVE_FOLDS, CURVE_KINDS, curve_rule
+
+    return curve_rule(CURVE_KINDS, CURVE_FOLDS)
+
+
 def reference(args, arch: str, concept: str) -> dict | None:
     """The reference run recorded for ``concept`` (None without one); a scratch reference must have been trained
     with the arms' output curves (none, or the same kinds), else its target is not the arms' to reach."""
@@ -414,10 +421,8 @@ def reference(args, arch: str, concept: str) -> dict | None:
         return None
     ref = json.loads(path.read_text())
     if arch == "scratch":
-        from factory.lora.options import CURVE_KINDS
-
-        arms = CURVE_KINDS if getattr(args, "output_curves", False) else None
-        if (own := reference_curve_kinds(ref.get("settings", {}))) != arms:
+        arms = arms_curve_rule() if getattr(args, "output_curves", False) else None
+        if (own := reference_curve_rule(ref.get("settings", {}))) != arms:
             raise FactoryError(f"{path}: this scratch reference was trained with output curves {own or 'off'}, the "
                                f"arms run with {arms or 'off'}: pass --references of matching ones (train them with "
                                "bench/references.py" + (" --output-curves)" if arms else ")"))
@@ -726,7 +731,10 @@ def markdown(r: dict) -> str:
            "only, the runs before `curve_kinds` the first two) on "
            "the training pairs to their targets, "
            "and the seconds that takes (the student over the training pairs and the fit) are added to that "
-           "evaluation's time." if r.get("output_curves") else "")
+           "evaluation's time. The rule scores each kind "
+           + (f"on {r['curve_rule'].partition('/')[2]} quarters of the training photos held out in turn."
+              if "/" in r.get("curve_rule", "") else "on one held-out quarter of the training photos.")
+           if r.get("output_curves") else "")
         + (" Each concept's runs last as long as its speed-up goals allow (`--window`: the scratch reference's time "
            "to its target / 5 and pix2pix's / 20, at least the equal budget): "
            + ", ".join(f"{c['concept']} {c['budget']:g} s" for c in r["concepts"]) + "." if window else "")
@@ -967,6 +975,7 @@ def main() -> None:
         "screen_harmonics": args.screen_harmonics,
         "screen_lattice": args.screen_lattice,
         "output_curves": args.output_curves,
+        **({"curve_rule": arms_curve_rule()} if args.output_curves else {}),
         "equal_at": args.equal_at,
         "concepts": rows,
         "reused_runs": reused,

@@ -360,9 +360,11 @@ def test_the_kinds_of_output_curves_are_recorded_only_with_the_curves() -> None:
     them, kinds other than the runs before them had are recorded, so such a run is not resumed under other kinds."""
     from factory.lora.options import FinetuneOptions
 
-    assert "curve_kinds" not in FinetuneOptions(output_curves=False).as_record()
+    assert not {"curve_kinds", "curve_folds"} & set(FinetuneOptions(output_curves=False).as_record())
     assert FinetuneOptions(output_curves=True).as_record()["curve_kinds"] == "output,output+photo,photo"
-    assert "curve_kinds" not in FinetuneOptions(output_curves=True, curve_kinds="output,output+photo").as_record()
+    assert FinetuneOptions(output_curves=True).as_record()["curve_folds"] == 4
+    before = FinetuneOptions(output_curves=True, curve_kinds="output,output+photo", curve_folds=1).as_record()
+    assert not {"curve_kinds", "curve_folds"} & set(before)
 
 
 def test_the_cli_and_run_defaults_of_the_training_options_are_the_library_s() -> None:

@@ -1,4 +1,4 @@
-"""bench/references.py: a reference is never continued or kept under other output curves than the run asks for."""
+"""bench/references.py: a reference is never continued or kept under another output-curve rule than the run asks for."""
 
 from __future__ import annotations
 
@@ -13,24 +13,35 @@ import references
 
 from factory.core.errors import FactoryError
 from factory.evaluation.curves import read_curve, write_curve
-from factory.lora.options import ADDED_LATER, CURVE_KINDS
+from factory.lora.options import ADDED_LATER, CURVE_FOLDS, CURVE_KINDS, curve_rule
+
+RULE = curve_rule(CURVE_KINDS, CURVE_FOLDS)
 
 
-def test_a_run_folder_reports_the_kinds_its_points_were_evaluated_with(tmp_path):
+def test_a_run_folder_reports_the_rule_its_points_were_evaluated_with(tmp_path):
     raw = [{"step": 0, "seconds": 0.0, "psnr": 10.0, "ssim": 0.5, "l1": 0.1}]
     write_curve(tmp_path / "curve.csv", raw)
-    assert references.run_kinds(tmp_path, read_curve(tmp_path / "curve.csv")) is None
-    # recorded before the marker, calibrated points: the two kinds of then
+    assert references.run_rule(tmp_path, read_curve(tmp_path / "curve.csv")) is None
+    # recorded before the marker, calibrated points: the two kinds of then, one quarter held out
     write_curve(tmp_path / "curve.csv", [{**raw[0], "raw_psnr": 9.0}])
-    assert references.run_kinds(tmp_path, read_curve(tmp_path / "curve.csv")) == ADDED_LATER["curve_kinds"]
-    (tmp_path / "curve-kinds.json").write_text(json.dumps({"curve_kinds": CURVE_KINDS}))
-    assert references.run_kinds(tmp_path, read_curve(tmp_path / "curve.csv")) == CURVE_KINDS
+    assert references.run_rule(tmp_path, read_curve(tmp_path / "curve.csv")) == ADDED_LATER["curve_kinds"]
+    (tmp_path / "curve-kinds.json").write_text(json.dumps({"curve_kinds": CURVE_KINDS}))  # a marker before the folds
+    assert references.run_rule(tmp_path, read_curve(tmp_path / "curve.csv")) == CURVE_KINDS
+    (tmp_path / "curve-kinds.json").write_text(json.dumps({"curve_rule": RULE}))
+    assert references.run_rule(tmp_path, read_curve(tmp_path / "curve.csv")) == RULE
 
 
-def test_other_kinds_than_the_run_asks_for_are_refused():
-    references.check_same_kinds("a run", CURVE_KINDS, CURVE_KINDS)
-    references.check_same_kinds("a run", None, None)
-    assert ADDED_LATER["curve_kinds"] != CURVE_KINDS
-    for recorded, wanted in ((ADDED_LATER["curve_kinds"], CURVE_KINDS), (None, CURVE_KINDS), (CURVE_KINDS, None)):
+def test_another_rule_than_the_run_asks_for_is_refused():
+    references.check_same_rule("a run", RULE, RULE)
+    references.check_same_rule("a run", None, None)
+    assert len({ADDED_LATER["curve_kinds"], CURVE_KINDS, RULE}) == 3
+    for recorded, wanted in ((ADDED_LATER["curve_kinds"], RULE), (CURVE_KINDS, RULE), (None, RULE), (RULE, None)):
         with pytest.raises(FactoryError, match="another --workspace"):
-            references.check_same_kinds("a run", recorded, wanted)
+            references.check_same_rule("a run", recorded, wanted)
+
+
+def test_a_reference_names_its_rule_in_words():
+    settings = {"augment": False, "output_curves": True, "curve_kinds": CURVE_KINDS, "curve_folds": 4}
+    assert references.training_of(settings) == "no augmentation, output curves (output, output+photo, photo; 4 folds)"
+    assert references.training_of({**settings, "curve_folds": 1}) == (
+        "no augmentation, output curves (output, output+photo, photo)")

@@ -34,11 +34,12 @@ def test_window_covers_the_slowest_speed_up_goal_and_falls_back_to_the_budget(tm
 
 def test_a_scratch_reference_trained_with_other_output_curves_than_the_arms_is_refused(tmp_path):
     from factory.core.errors import FactoryError
-    from factory.lora.options import CURVE_KINDS
+    from factory.lora.options import CURVE_FOLDS, CURVE_KINDS
 
     curve = [{"step": 0, "seconds": 0, "psnr": 10.0}, {"step": 1, "seconds": 500, "psnr": 30.0}]
     args = SimpleNamespace(references=tmp_path, output_curves=True)
-    for settings, ok in (({"output_curves": True, "curve_kinds": CURVE_KINDS}, True),
+    for settings, ok in (({"output_curves": True, "curve_kinds": CURVE_KINDS, "curve_folds": CURVE_FOLDS}, True),
+                         ({"output_curves": True, "curve_kinds": CURVE_KINDS}, False),  # before the folds: one
                          ({"output_curves": True}, False),  # recorded before the kinds: the two kinds of then
                          ({"output_curves": False}, False), ({}, False)):
         (tmp_path / "scratch-a.json").write_text(json.dumps({"best_psnr": 30.0, "curve": curve,

@@ -66,7 +66,15 @@ from factory.lora.adapters import (
     screen_of,
     with_extras,
 )
-from factory.lora.options import ADAPTER_LR, CURVE_KINDS, LORA_BIAS, SCRATCH_LR, FinetuneOptions
+from factory.lora.options import (
+    ADAPTER_LR,
+    CURVE_FOLDS,
+    CURVE_KINDS,
+    LORA_BIAS,
+    SCRATCH_LR,
+    FinetuneOptions,
+    curve_rule,
+)
 from factory.lora.trials import adapted, conditioned, merged, zero_shot
 
 __all__ = ["ADAPTER_LR", "LORA_BIAS", "SCRATCH_LR", "FinetuneOptions", "default_out_dir", "finetune"]
@@ -142,7 +150,8 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
     trainer = Trainer(out_dir, [data_dir], settings, workspace.text_cache, generator=model,
                       trainable=trainable, ids={concept: plan["pairs"]["train"]}, data=scaled)
     test = HeldOutPairs(data_dir, split="test")
-    calibration = Calibration(data_dir, plan["pairs"]["train"], opts.curve_kinds) if opts.output_curves else None
+    calibration = (Calibration(data_dir, plan["pairs"]["train"], opts.curve_kinds, opts.curve_folds)
+                   if opts.output_curves else None)
     edit = conditioned(model, trainer)
     kept = trainer.final_model()  # what is evaluated and saved: the EMA of the weights when --ema, else the model
     scored = conditioned(kept, trainer)
@@ -184,12 +193,19 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
 class Calibration:
     """Output calibration (``factory.lora.output_calibration``) on the concept's training pairs, held in memory."""
 
-    def __init__(self, data_dir: Path, train_ids: list[str], kinds: str | None = None) -> None:
+    def __init__(self, data_dir: Path, train_ids: list[str], kinds: str | None = None,
+                 folds: int = CURVE_FOLDS) -> None:
         from factory.lora.output_calibration import photo_groups
 
         self.pairs = HeldOutPairs(data_dir, split=None, ids=train_ids)
         self.groups = photo_groups(data_dir, self.pairs.ids)
         self.kinds = tuple(k.strip() for k in (kinds or CURVE_KINDS).split(","))
+        self.folds = folds
+
+    @property
+    def rule(self) -> str:
+        """The rule as results name it (``options.curve_rule``)."""
+        return curve_rule(",".join(self.kinds), self.folds)
 
     def solve(self, edit, model: nn.Module) -> dict[str, Any]:
         """``solve_output_curves`` for ``edit``; its seconds include the student's pass over the training pairs."""
@@ -199,7 +215,7 @@ class Calibration:
 
         t0 = time.perf_counter()
         result = solve_output_curves(self.pairs.outputs(edit, model), self.pairs.target, self.groups,
-                                     photos=self.pairs.source, inputs=self.kinds)
+                                     photos=self.pairs.source, inputs=self.kinds, folds=self.folds)
         return {**result, "seconds": round(time.perf_counter() - t0, 3)}
 
 

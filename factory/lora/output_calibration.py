@@ -7,12 +7,15 @@ map of the photo gets it from the photo's own colours, the student adding what i
 colour map the student's output only blurs). A kind is kept only when it
 generalises to photos it did not see: curves fitted on the pairs of three quarters of the training photos must
 score higher than the raw output on the other quarter's pairs (every pair of a photo on one side, as the test
-split's photos are), and only when it multiplies the student's output by at most ``MAX_GAIN``; of the kinds
-(``INPUTS``) the best there. Chosen on validation concepts:
+split's photos are; a fine-tune holds out each quarter in turn and pools the scores, ``folds``), and only when it
+multiplies the student's output by at most ``MAX_GAIN``; of the kinds (``INPUTS``) the best there. Chosen on
+validation concepts:
 ``bench/results/output-calibration-validation.md`` (the output's curves), then
 ``output-calibration-validation-photo.md`` (both kinds: +2.10 dB mean over 18 editors against +1.19), then
 ``output-calibration-validation-photo-only.md`` (the three: +3.61 dB; faded-matte's editors +10.4 to +11.5 dB over
-the two, one cyanotype editor -1.81). Kept curves
+the two, one cyanotype editor -1.81), then ``output-calibration-validation-folds.md`` (each quarter held out in
+turn: +4.15 dB, none below its raw output; a single quarter of 4 photos had picked the photo's curves for that
+cyanotype editor and the output's for pastel's, where all 16 photos pick the output's and the photo's). Kept curves
 are saved beside the adapter (``CURVES_FILE``) and baked into the exported editor
 (``base_gan.output_curves.OutputCurves`` after the generator).
 """
