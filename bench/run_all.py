@@ -415,7 +415,8 @@ def arms_curve_rule() -> str:
 
 def reference(args, arch: str, concept: str) -> dict | None:
     """The reference run recorded for ``concept`` (None without one); a scratch reference must have been trained
-    with the arms' output curves (none, or the same kinds), else its target is not the arms' to reach."""
+    with the arms' output curves (none, or the same rule: kinds and folds), else its target is not the arms' to
+    reach."""
     path = args.references / f"{arch}-{concept}.json"
     if not path.is_file():
         return None
