@@ -69,6 +69,14 @@ def reference_curve_rule(settings: dict) -> str | None:
                       settings.get("curve_folds", ADDED_LATER["curve_folds"]))
 
 
+def arms_curve_rule(output_curves: bool) -> str | None:
+    """The output curves' rule a fine-tune runs with by default (``factory.lora.options.curve_rule`` of its kinds and
+    folds), None without the curves: what a reference must match to set the arms' target."""
+    from factory.lora.options import CURVE_FOLDS, CURVE_KINDS, curve_rule
+
+    return curve_rule(CURVE_KINDS, CURVE_FOLDS) if output_curves else None
+
+
 def read_pairs(data: Path, split: str) -> tuple[list, list, list[str]]:
     """A concept data folder's ``split`` pairs: RGB sources, RGB targets and each pair's photo group."""
     import cv2

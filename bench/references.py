@@ -44,10 +44,10 @@ from factory.evaluation.curves import plateau, read_curve, write_curve
 from factory.evaluation.heldout import HeldOutPairs
 from factory.evaluation.protocol import DATA_SEED, EVAL_SECONDS, PAIRS, PLATEAU, SIZE, check_photos, concept_split
 from factory.lora.finetune import curve_row
-from factory.lora.options import ADDED_LATER, CURVE_FOLDS, CURVE_KINDS, SCRATCH_LR, curve_rule
+from factory.lora.options import ADDED_LATER, SCRATCH_LR, curve_rule
 from factory.pipeline.assets import pretrained_base
 
-from common import log, reference_curve_rule
+from common import arms_curve_rule, log, reference_curve_rule
 
 ARCHS = {  # in the order they run: the scratch plateaus set run_all's targets
     # exactly run_all's "scratch" arm (FinetuneOptions(init="scratch")): the shipped base's architecture
@@ -132,7 +132,7 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
         from factory.lora.finetune import Calibration
         from factory.lora.pair_selection import train_ids
 
-        calibration = Calibration(ws.data(concept), train_ids(ws.data(concept)), CURVE_KINDS, CURVE_FOLDS)
+        calibration = Calibration(ws.data(concept), train_ids(ws.data(concept)))
 
     def edit(x: torch.Tensor) -> torch.Tensor:
         tokens, model = trainer.text_tokens, trainer.final_model()
@@ -266,7 +266,7 @@ def main() -> None:
             if done.is_file() and (before := json.loads(done.read_text())).get("stopped") and not args.quick:
                 if arch == "scratch":
                     check_same_rule(str(done), reference_curve_rule(before["settings"]),
-                                    curve_rule(CURVE_KINDS, CURVE_FOLDS) if args.output_curves else None)
+                                    arms_curve_rule(args.output_curves))
                 log(f"{arch} {concept}: done before ({done})")
                 continue
             log(f"{arch} {concept}: training to its plateau")

@@ -69,7 +69,7 @@ from factory.evaluation.protocol import (
 )
 
 import accelerator_targets as T
-from common import git_commit, log, reference_curve_rule
+from common import arms_curve_rule, git_commit, log, reference_curve_rule
 
 FULL = dict(budget=90.0, eval_seconds=EVAL_SECONDS, equal_at=90.0, seeds=",".join(map(str, SEEDS)),
             concepts=None, latency_runs=30, workspace="bench/work/protocol", out="bench/results/all",
@@ -406,13 +406,6 @@ def psnr_at(curve: list[dict], seconds: float) -> float:
 
 
 # -- 3. time to quality --------------------------------------------------------------------------------
-def arms_curve_rule() -> str:
-    """The output curves' rule the arms' fine-tunes run with (``factory.lora.options.curve_rule``)."""
-    from factory.lora.options import CURVE_FOLDS, CURVE_KINDS, curve_rule
-
-    return curve_rule(CURVE_KINDS, CURVE_FOLDS)
-
-
 def reference(args, arch: str, concept: str) -> dict | None:
     """The reference run recorded for ``concept`` (None without one); a scratch reference must have been trained
     with the arms' output curves (none, or the same rule: kinds and folds), else its target is not the arms' to
@@ -422,7 +415,7 @@ def reference(args, arch: str, concept: str) -> dict | None:
         return None
     ref = json.loads(path.read_text())
     if arch == "scratch":
-        arms = arms_curve_rule() if getattr(args, "output_curves", False) else None
+        arms = arms_curve_rule(getattr(args, "output_curves", False))
         if (own := reference_curve_rule(ref.get("settings", {}))) != arms:
             raise FactoryError(f"{path}: this scratch reference was trained with output curves {own or 'off'}, the "
                                f"arms run with {arms or 'off'}: pass --references of matching ones (train them with "
@@ -976,7 +969,7 @@ def main() -> None:
         "screen_harmonics": args.screen_harmonics,
         "screen_lattice": args.screen_lattice,
         "output_curves": args.output_curves,
-        **({"curve_rule": arms_curve_rule()} if args.output_curves else {}),
+        **({"curve_rule": arms_curve_rule(True)} if args.output_curves else {}),
         "equal_at": args.equal_at,
         "concepts": rows,
         "reused_runs": reused,

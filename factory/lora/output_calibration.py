@@ -133,6 +133,7 @@ def solve_output_curves(outputs: torch.Tensor, targets: torch.Tensor, groups: li
         sides["output+photo"] = [np.concatenate([o, p], 2) for o, p in zip(out, sides["photo"])]
     held_folds = held_out_folds(groups, folds)
     held_i = [i for fold in held_folds for i in fold]
+    fit_folds = [[i for i in range(len(dst)) if i not in kept_out] for kept_out in map(set, held_folds)]
     held: dict[str, Any] = {"photos": len({groups[i] for i in held_i}), "raw_db": None}
     if folds != 1:
         held["folds"] = len(held_folds)
@@ -145,8 +146,7 @@ def solve_output_curves(outputs: torch.Tensor, targets: torch.Tensor, groups: li
         held["raw_db"] = round(_mean_psnr([out[i] for i in held_i], held_dst), 3)
         for kind in inputs:
             total = 0.0  # the PSNR summed over every held-out pair, each fold's curves fitted without it
-            for fold in held_folds:
-                fit_i = [i for i in range(len(dst)) if i not in set(fold)]
+            for fold, fit_i in zip(held_folds, fit_folds):
                 part = _fit([sides[kind][i] for i in fit_i], [dst[i] for i in fit_i])
                 total += _mean_psnr([sides[kind][i] for i in fold], [dst[i] for i in fold], part) * len(fold)
             held[f"{kind}_db"] = round(total / len(held_i), 3)
