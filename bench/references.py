@@ -3,7 +3,8 @@
 For each reference concept and architecture: the concept's pairs (the protocol's photos), training from
 random weights with a held-out (test-split) PSNR point every ``EVAL_SECONDS`` of training, until the
 plateau rule holds (``factory.evaluation.protocol.PLATEAU``: PSNR gains less than 0.2 dB over the last
-quarter of the run, after at least 10 minutes) or the cap:
+quarter of the run, after at least 10 minutes; with output curves, both the calibrated PSNR and the student's own)
+or the cap:
 
 * ``pix2pix``: ResNet-9 with the reference recipe (GAN + 100 x L1, Adam 2e-4, beta1 0.5, batch 1,
   constant learning rate), cap 2 hours;
@@ -13,7 +14,8 @@ quarter of the run, after at least 10 minutes) or the cap:
 Writes ``bench/results/references/<arch>-<concept>.json`` (curve, plateau or "cap reached", settings,
 identity baseline) and ``.png``, and ``references.md``: one table of every finished run. Resumable: a
 run continues from its checkpoint and curve, and a finished one is kept, unless made with other output curves than
-this run asks for (refused, naming both: a reference never mixes two recipes).
+this run asks for (refused, naming both: a reference never mixes two recipes); one stopped on its calibrated curve
+alone while the student climbed trains on from its checkpoint.
 
     python bench/references.py                                   # the protocol's reference runs
     python bench/references.py --archs scratch --concepts halftone
@@ -76,6 +78,23 @@ def run_rule(folder: Path, curve: list[dict]) -> str | None:
         return recorded["curve_rule"] if "curve_rule" in recorded else recorded["curve_kinds"]
     calibrated = any("raw_psnr" in r for r in curve)
     return curve_rule(ADDED_LATER["curve_kinds"], ADDED_LATER["curve_folds"]) if calibrated else None
+
+
+def plateau_keys(output_curves: bool) -> tuple[str, ...]:
+    """The curves whose plateau stops a reference: with output curves, the calibrated PSNR and the student's own
+    (``raw_psnr``), since the calibrated curve drops when the hold-out rule stops keeping the curves while the
+    student still climbs; else the PSNR."""
+    return ("psnr", "raw_psnr") if output_curves else ("psnr",)
+
+
+def held_plateau(result: dict, output_curves: bool) -> bool:
+    """Whether a finished reference stopped at the cap or at a plateau that holds under this run's rule (one
+    stopped on its calibrated curve alone, before the student's plateau, trains on from its checkpoint)."""
+    if result.get("stopped") != "plateau":
+        return bool(result.get("stopped"))
+    rule = result.get("plateau_rule", PLATEAU)
+    return plateau(result["curve"], rule["min_gain_db"], rule["last_fraction"], rule["min_seconds"],
+                   plateau_keys(output_curves)) is not None
 
 
 def check_same_rule(what: str, recorded: str | None, wanted: str | None) -> None:
@@ -149,7 +168,8 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
         curve = [curve_row(0, 0.0, test, edit, trainer.final_model(), calibration)]
 
     def at_plateau() -> dict | None:
-        return plateau(curve, PLATEAU["min_gain_db"], PLATEAU["last_fraction"], min_seconds)
+        return plateau(curve, PLATEAU["min_gain_db"], PLATEAU["last_fraction"], min_seconds,
+                       plateau_keys(output_curves))
 
     def record(state) -> bool:
         curve.append(curve_row(state.step, state.seconds, test, edit, trainer.final_model(), calibration))
@@ -168,7 +188,8 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
                             "output_curves": output_curves,
                             **({"curve_kinds": ",".join(calibration.kinds), "curve_folds": calibration.folds}
                                if calibration else {})},
-        "seed": seed, "eval_seconds": eval_seconds, "plateau_rule": PLATEAU | {"min_seconds": min_seconds},
+        "seed": seed, "eval_seconds": eval_seconds, "plateau_rule": PLATEAU | {"min_seconds": min_seconds,
+                                                                 "curves": list(plateau_keys(output_curves))},
         "plateau": reached, "stopped": "plateau" if reached else "cap reached (no plateau yet: said plainly)",
         "steps": trainer.state.step, "training_seconds": round(trainer.state.seconds, 1),
         "best_psnr": max(r["psnr"] for r in curve), "final": curve[-1], "identity": test.identity(),
@@ -267,8 +288,11 @@ def main() -> None:
                 if arch == "scratch":
                     check_same_rule(str(done), reference_curve_rule(before["settings"]),
                                     arms_curve_rule(args.output_curves))
-                log(f"{arch} {concept}: done before ({done})")
-                continue
+                if held_plateau(before, args.output_curves):
+                    log(f"{arch} {concept}: done before ({done})")
+                    continue
+                log(f"{arch} {concept}: its plateau was of the calibrated curve alone, the student still climbing: "
+                    "training on from its checkpoint")
             log(f"{arch} {concept}: training to its plateau")
             r = run_reference(ws, arch, concept, args.out, 20.0 if args.quick else None,
                               5.0 if args.quick else EVAL_SECONDS, 10.0 if args.quick else PLATEAU["min_seconds"],

@@ -59,6 +59,21 @@ def test_plateau_rule() -> None:
     assert p is not None and p["seconds"] >= 600 and p["psnr"] == pytest.approx(30.0)
 
 
+def test_plateau_of_calibrated_curves_waits_for_the_student() -> None:
+    """With output curves the calibrated PSNR drops when the rule stops keeping the curves; the student's own PSNR
+    (``raw_psnr``) still climbs: no plateau until both have flattened."""
+    rows = []
+    for s in range(0, 2401, 30):
+        raw = min(40.0, 30 + s / 120)
+        rows.append({"step": s, "seconds": float(s), "raw_psnr": raw, "psnr": raw + 2.5 if s < 450 else raw})
+    calibrated_only = plateau(rows, 0.2, 0.25, 600)
+    assert calibrated_only is not None and calibrated_only["seconds"] < 700  # the drop reads as a plateau
+    both = plateau(rows, 0.2, 0.25, 600, keys=("psnr", "raw_psnr"))
+    assert both is not None and both["seconds"] > 1200  # raw reaches 40 at 1200 s and must flatten first
+    assert both["raw_psnr_gain_over_last_fraction_db"] < 0.2
+    assert plateau(rows[:40], 0.2, 0.25, 600, keys=("psnr", "raw_psnr")) is None
+
+
 def test_learned_needs_the_structural_metrics_too() -> None:
     ident = {"psnr": 7.1, "haarpsi": 0.49, "fsim": 0.72, "gmsd": 0.20}
     assert not learned({"psnr": 8.8, "haarpsi": 0.37, "fsim": 0.64, "gmsd": 0.25}, ident)  # washed out: PSNR only

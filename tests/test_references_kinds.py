@@ -45,3 +45,17 @@ def test_a_reference_names_its_rule_in_words():
     assert references.training_of(settings) == "no augmentation, output curves (output, output+photo, photo; 4 folds)"
     assert references.training_of({**settings, "curve_folds": 1}) == (
         "no augmentation, output curves (output, output+photo, photo)")
+
+
+def test_a_reference_stopped_on_its_calibrated_curve_alone_trains_on():
+    """A finished reference whose calibrated curve dropped (the curves no longer kept) while the student climbed is
+    not kept under output curves; one at its cap, or whose both curves flattened, is."""
+    rows = [{"step": s, "seconds": float(s), "raw_psnr": 30 + s / 100, "psnr": 30 + s / 100 + (3 if s < 450 else 0)}
+            for s in range(0, 661, 30)]
+    result = {"stopped": "plateau", "curve": rows, "plateau_rule": {"min_gain_db": 0.2, "last_fraction": 0.25,
+                                                                    "min_seconds": 600.0}}
+    assert references.held_plateau(result, output_curves=False)
+    assert not references.held_plateau(result, output_curves=True)
+    assert references.held_plateau({**result, "stopped": "cap reached (no plateau yet: said plainly)"}, True)
+    flat = [{**r, "raw_psnr": 35.0, "psnr": 36.0} for r in rows]
+    assert references.held_plateau({**result, "curve": flat}, output_curves=True)

@@ -90,20 +90,25 @@ def speedup(reference: dict[str, Any], method: dict[str, Any]) -> float | str:
 
 
 def plateau(curve: list[dict], min_gain_db: float = 0.2, last_fraction: float = 0.25,
-            min_seconds: float = 0.0) -> dict[str, Any] | None:
-    """The plateau of a (growing) curve: once it has run ``min_seconds``, the first evaluation at which the
-    best PSNR of the last ``last_fraction`` of the run beats the best before it by less than ``min_gain_db``.
-    None while the curve still climbs."""
+            min_seconds: float = 0.0, keys: tuple[str, ...] = ("psnr",)) -> dict[str, Any] | None:
+    """The plateau of a (growing) curve: once it has run ``min_seconds``, the first evaluation at which, for every
+    one of ``keys`` (default the PSNR; with output curves also ``raw_psnr``, the student's own), the best of the last
+    ``last_fraction`` of the run beats the best before it by less than ``min_gain_db``. None while one still climbs
+    (a calibrated curve that drops when its curves stop being kept is no plateau while the student climbs)."""
     for i, r in enumerate(curve):
         t = r["seconds"]
         if t < min_seconds or t <= 0:
             continue
         cut = (1 - last_fraction) * t
-        before = [x["psnr"] for x in curve[:i + 1] if x["seconds"] <= cut]
-        last = [x["psnr"] for x in curve[:i + 1] if x["seconds"] > cut]
-        if before and last and max(last) - max(before) < min_gain_db:
+        gains = {}
+        for key in keys:
+            before = [x[key] for x in curve[:i + 1] if x["seconds"] <= cut]
+            last = [x[key] for x in curve[:i + 1] if x["seconds"] > cut]
+            gains[key] = max(last) - max(before) if before and last else None
+        if all(g is not None and g < min_gain_db for g in gains.values()):
             return {"seconds": t, "step": r["step"], "psnr": max(x["psnr"] for x in curve[:i + 1]),
-                    "gain_over_last_fraction_db": max(last) - max(before)}
+                    "gain_over_last_fraction_db": gains[keys[0]],
+                    **{f"{key}_gain_over_last_fraction_db": g for key, g in gains.items() if key != keys[0]}}
     return None
 
 
