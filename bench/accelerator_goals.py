@@ -64,8 +64,9 @@ EQUAL = {"equal 90 s, remade family assets": "all-family-remade/run_all.json",
          "concepts only, against scratch references with the three kinds (bench/results/references-curves3)":
              "all-colour-curves3-window/run_all.json",
          "each concept's speed-up window, factory run's defaults with its output curves (three kinds, each quarter of "
-         "the photos held out in turn), cross-process only, against a scratch reference under the same rule "
-         "(bench/results/references-folds)": "all-colour-folds-window/run_all.json"}
+         "the photos held out in turn), colour test concepts only, against scratch references under the same rule "
+         "trained until the student's own PSNR flattens too (bench/results/references-folds)":
+             "all-colour-folds-window/run_all.json"}
 GROUPS = ("all", "colour", "structural")
 
 

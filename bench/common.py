@@ -77,6 +77,26 @@ def arms_curve_rule(output_curves: bool) -> str | None:
     return curve_rule(CURVE_KINDS, CURVE_FOLDS) if output_curves else None
 
 
+def plateau_keys(output_curves: bool) -> tuple[str, ...]:
+    """The curves whose plateau stops a reference (``bench/references.py``): with output curves, the calibrated PSNR
+    and the student's own (``raw_psnr``), since the calibrated curve drops when the hold-out rule stops keeping the
+    curves while the student still climbs; else the PSNR."""
+    return ("psnr", "raw_psnr") if output_curves else ("psnr",)
+
+
+def stopped_before_plateau(result: dict, output_curves: bool) -> bool:
+    """Whether a finished reference stopped at a plateau that does not hold under ``plateau_keys``: one stopped on
+    its calibrated curve alone while the student climbed (it trains on from its checkpoint; its target is too low)."""
+    from factory.evaluation.curves import plateau
+    from factory.evaluation.protocol import PLATEAU
+
+    if result.get("stopped") != "plateau":
+        return False
+    rule = result.get("plateau_rule", PLATEAU)
+    return plateau(result["curve"], rule["min_gain_db"], rule["last_fraction"], rule["min_seconds"],
+                   plateau_keys(output_curves)) is None
+
+
 def read_pairs(data: Path, split: str) -> tuple[list, list, list[str]]:
     """A concept data folder's ``split`` pairs: RGB sources, RGB targets and each pair's photo group."""
     import cv2

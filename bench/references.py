@@ -49,7 +49,7 @@ from factory.lora.finetune import curve_row
 from factory.lora.options import ADDED_LATER, SCRATCH_LR, curve_rule
 from factory.pipeline.assets import pretrained_base
 
-from common import arms_curve_rule, log, reference_curve_rule
+from common import arms_curve_rule, log, plateau_keys, reference_curve_rule, stopped_before_plateau
 
 ARCHS = {  # in the order they run: the scratch plateaus set run_all's targets
     # exactly run_all's "scratch" arm (FinetuneOptions(init="scratch")): the shipped base's architecture
@@ -78,23 +78,6 @@ def run_rule(folder: Path, curve: list[dict]) -> str | None:
         return recorded["curve_rule"] if "curve_rule" in recorded else recorded["curve_kinds"]
     calibrated = any("raw_psnr" in r for r in curve)
     return curve_rule(ADDED_LATER["curve_kinds"], ADDED_LATER["curve_folds"]) if calibrated else None
-
-
-def plateau_keys(output_curves: bool) -> tuple[str, ...]:
-    """The curves whose plateau stops a reference: with output curves, the calibrated PSNR and the student's own
-    (``raw_psnr``), since the calibrated curve drops when the hold-out rule stops keeping the curves while the
-    student still climbs; else the PSNR."""
-    return ("psnr", "raw_psnr") if output_curves else ("psnr",)
-
-
-def held_plateau(result: dict, output_curves: bool) -> bool:
-    """Whether a finished reference stopped at the cap or at a plateau that holds under this run's rule (one
-    stopped on its calibrated curve alone, before the student's plateau, trains on from its checkpoint)."""
-    if result.get("stopped") != "plateau":
-        return bool(result.get("stopped"))
-    rule = result.get("plateau_rule", PLATEAU)
-    return plateau(result["curve"], rule["min_gain_db"], rule["last_fraction"], rule["min_seconds"],
-                   plateau_keys(output_curves)) is not None
 
 
 def check_same_rule(what: str, recorded: str | None, wanted: str | None) -> None:
@@ -288,11 +271,11 @@ def main() -> None:
                 if arch == "scratch":
                     check_same_rule(str(done), reference_curve_rule(before["settings"]),
                                     arms_curve_rule(args.output_curves))
-                if held_plateau(before, args.output_curves):
+                if not stopped_before_plateau(before, args.output_curves):
                     log(f"{arch} {concept}: done before ({done})")
                     continue
                 log(f"{arch} {concept}: its plateau was of the calibrated curve alone, the student still climbing: "
-                    "training on from its checkpoint")
+                    "training on (from its run folder's checkpoint, if it has one)")
             log(f"{arch} {concept}: training to its plateau")
             r = run_reference(ws, arch, concept, args.out, 20.0 if args.quick else None,
                               5.0 if args.quick else EVAL_SECONDS, 10.0 if args.quick else PLATEAU["min_seconds"],

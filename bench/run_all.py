@@ -69,7 +69,7 @@ from factory.evaluation.protocol import (
 )
 
 import accelerator_targets as T
-from common import arms_curve_rule, git_commit, log, reference_curve_rule
+from common import arms_curve_rule, git_commit, log, reference_curve_rule, stopped_before_plateau
 
 FULL = dict(budget=90.0, eval_seconds=EVAL_SECONDS, equal_at=90.0, seeds=",".join(map(str, SEEDS)),
             concepts=None, latency_runs=30, workspace="bench/work/protocol", out="bench/results/all",
@@ -409,7 +409,7 @@ def psnr_at(curve: list[dict], seconds: float) -> float:
 def reference(args, arch: str, concept: str) -> dict | None:
     """The reference run recorded for ``concept`` (None without one); a scratch reference must have been trained
     with the arms' output curves (none, or the same rule: kinds and folds), else its target is not the arms' to
-    reach."""
+    reach, and under curves must have stopped on its student's plateau too (``common.stopped_before_plateau``)."""
     path = args.references / f"{arch}-{concept}.json"
     if not path.is_file():
         return None
@@ -420,6 +420,10 @@ def reference(args, arch: str, concept: str) -> dict | None:
             raise FactoryError(f"{path}: this scratch reference was trained with output curves {own or 'off'}, the "
                                f"arms run with {arms or 'off'}: pass --references of matching ones (train them with "
                                "bench/references.py" + (" --output-curves)" if arms else ")"))
+        if stopped_before_plateau(ref, arms is not None):
+            raise FactoryError(f"{path}: this scratch reference stopped on its calibrated curve alone while its "
+                               "student still climbed, so its target is too low: train it on with "
+                               "bench/references.py --output-curves (it resumes from its checkpoint)")
     return ref
 
 

@@ -54,8 +54,9 @@ def test_a_reference_stopped_on_its_calibrated_curve_alone_trains_on():
             for s in range(0, 661, 30)]
     result = {"stopped": "plateau", "curve": rows, "plateau_rule": {"min_gain_db": 0.2, "last_fraction": 0.25,
                                                                     "min_seconds": 600.0}}
-    assert references.held_plateau(result, output_curves=False)
-    assert not references.held_plateau(result, output_curves=True)
-    assert references.held_plateau({**result, "stopped": "cap reached (no plateau yet: said plainly)"}, True)
+    assert not references.stopped_before_plateau(result, output_curves=False)
+    assert references.stopped_before_plateau(result, output_curves=True)
+    capped = {**result, "stopped": "cap reached (no plateau yet: said plainly)"}
+    assert not references.stopped_before_plateau(capped, output_curves=True)
     flat = [{**r, "raw_psnr": 35.0, "psnr": 36.0} for r in rows]
-    assert references.held_plateau({**result, "curve": flat}, output_curves=True)
+    assert not references.stopped_before_plateau({**result, "curve": flat}, output_curves=True)

@@ -56,6 +56,18 @@ def test_a_scratch_reference_trained_with_other_output_curves_than_the_arms_is_r
                                                          "settings": {"output_curves": True}}))
     with pytest.raises(FactoryError, match="arms run with off"):
         run_all.reference(no_curves, "scratch", "a")
+    # under curves, one stopped on its calibrated curve alone (it dropped; the student climbed) sets too low a target
+    rule = {"min_gain_db": 0.2, "last_fraction": 0.25, "min_seconds": 600.0}
+    dropped = [{"step": s, "seconds": s, "raw_psnr": 20 + s / 100, "psnr": 20 + s / 100 + (3 if s < 450 else 0)}
+               for s in range(0, 661, 30)]
+    settings = {"output_curves": True, "curve_kinds": CURVE_KINDS, "curve_folds": CURVE_FOLDS}
+    (tmp_path / "scratch-a.json").write_text(json.dumps({"best_psnr": 27.5, "curve": dropped, "settings": settings,
+                                                         "stopped": "plateau", "plateau_rule": rule}))
+    with pytest.raises(FactoryError, match="calibrated curve alone"):
+        run_all.reference(args, "scratch", "a")
+    capped = {"best_psnr": 27.5, "curve": dropped, "settings": settings, "stopped": "cap reached", "plateau_rule": rule}
+    (tmp_path / "scratch-a.json").write_text(json.dumps(capped))
+    assert run_all.reference(args, "scratch", "a")["best_psnr"] == 27.5
     # pix2pix's recipe has no curves: its reference is read whatever the arms run with
     (tmp_path / "pix2pix-a.json").write_text(json.dumps({"best_psnr": 20.0, "curve": curve}))
     assert run_all.reference(args, "pix2pix", "a")["best_psnr"] == 20.0
