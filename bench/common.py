@@ -86,15 +86,16 @@ def plateau_keys(output_curves: bool) -> tuple[str, ...]:
 
 def stopped_before_plateau(result: dict, output_curves: bool) -> bool:
     """Whether a finished reference stopped at a plateau that does not hold under ``plateau_keys``: one stopped on
-    its calibrated curve alone while the student climbed (it trains on from its checkpoint; its target is too low)."""
+    its calibrated curve alone while the student climbed (it trains on from its checkpoint; its target is too low).
+    A curve without a student's own PSNR (pix2pix's, whose recipe has no curves) is judged on its PSNR."""
     from factory.evaluation.curves import plateau
     from factory.evaluation.protocol import PLATEAU
 
     if result.get("stopped") != "plateau":
         return False
-    rule = result.get("plateau_rule", PLATEAU)
-    return plateau(result["curve"], rule["min_gain_db"], rule["last_fraction"], rule["min_seconds"],
-                   plateau_keys(output_curves)) is None
+    rule, curve = result.get("plateau_rule", PLATEAU), result["curve"]
+    keys = tuple(k for k in plateau_keys(output_curves) if all(k in r for r in curve))
+    return plateau(curve, rule["min_gain_db"], rule["last_fraction"], rule["min_seconds"], keys) is None
 
 
 def read_pairs(data: Path, split: str) -> tuple[list, list, list[str]]:

@@ -58,5 +58,7 @@ def test_a_reference_stopped_on_its_calibrated_curve_alone_trains_on():
     assert references.stopped_before_plateau(result, output_curves=True)
     capped = {**result, "stopped": "cap reached (no plateau yet: said plainly)"}
     assert not references.stopped_before_plateau(capped, output_curves=True)
+    no_raw = [{k: v for k, v in r.items() if k != "raw_psnr"} for r in rows]  # pix2pix's: no curves, no raw PSNR
+    assert not references.stopped_before_plateau({**result, "curve": no_raw}, output_curves=True)
     flat = [{**r, "raw_psnr": 35.0, "psnr": 36.0} for r in rows]
     assert not references.stopped_before_plateau({**result, "curve": flat}, output_curves=True)
