@@ -57,6 +57,28 @@ def test_resume_gives_the_same_next_steps(tiny_data: Workspace, tmp_path: Path) 
         assert torch.equal(a, b), name
 
 
+def test_evaluations_between_steps_leave_the_training_unchanged(tiny_data: Workspace, tmp_path: Path) -> None:
+    """A reference's curve is evaluated between steps (the model run, global random numbers drawn): the weights
+    it reaches by a step must not depend on how often it was evaluated."""
+    quiet = make_trainer(tiny_data, tmp_path / "a", steps=6, checkpoint_every=1000)
+    quiet.train()
+    watched = make_trainer(tiny_data, tmp_path / "b", steps=6, checkpoint_every=1000)
+    seen = []
+
+    def evaluate(state) -> bool:
+        seen.append(state.step)
+        torch.rand(3), np.random.rand(3)
+        with torch.no_grad():
+            watched.final_model()(torch.rand(2, 3, 32, 32), watched.text_tokens[:1].expand(2, -1, -1),
+                                  watched.text_mask[:1].expand(2, -1))
+        return False
+
+    watched.train(eval_every=2, on_eval=evaluate)
+    assert seen == [2, 4, 6]
+    for (name, a), b in zip(quiet.G.state_dict().items(), watched.G.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 def test_a_diverging_run_goes_back_to_a_snapshot_at_half_the_rate(tiny_data: Workspace, tmp_path: Path) -> None:
     def blown_up(trainer: Trainer) -> Trainer:
         """At step 55 the head's last bias jumps by 1e3: the output leaves the image range as a diverging run's does."""
