@@ -84,6 +84,12 @@ def plateau_keys(output_curves: bool) -> tuple[str, ...]:
     return ("psnr", "raw_psnr") if output_curves else ("psnr",)
 
 
+def reference_stem(arch: str, concept: str, seed: int = 0) -> str:
+    """The file stem (and run folder) of a reference run: ``<arch>-<concept>`` for seed 0, ``-seedN`` after it for
+    another seed, so the first seed's files keep the names they had before there were several."""
+    return f"{arch}-{concept}" if seed == 0 else f"{arch}-{concept}-seed{seed}"
+
+
 def stopped_before_plateau(result: dict, output_curves: bool) -> bool:
     """Whether a finished reference stopped at a plateau that does not hold under ``plateau_keys``: one stopped on
     its calibrated curve alone while the student climbed (it trains on from its checkpoint; its target is too low).

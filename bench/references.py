@@ -12,13 +12,15 @@ or the cap:
 * ``scratch``: our architecture (ngf 32) from random weights, lr 1e-3, batch 8, cap 30 minutes.
 
 Writes ``bench/results/references/<arch>-<concept>.json`` (curve, plateau or "cap reached", settings,
-identity baseline) and ``.png``, and ``references.md``: one table of every finished run. Resumable: a
-run continues from its checkpoint and curve, and a finished one is kept, unless made with other output curves than
-this run asks for (refused, naming both: a reference never mixes two recipes); one stopped on its calibrated curve
-alone while the student climbed trains on from its checkpoint.
+identity baseline) and ``.png``, and ``references.md``: one table of every finished run. ``--seed N`` trains
+another seed of the same reference beside it (``<arch>-<concept>-seedN.json``; run_all's target is the seeds' mean).
+Resumable: a run continues from its checkpoint and curve, and a finished one is kept, unless made with other output
+curves than this run asks for (refused, naming both: a reference never mixes two recipes); one stopped on its
+calibrated curve alone while the student climbed trains on from its checkpoint.
 
     python bench/references.py                                   # the protocol's reference runs
     python bench/references.py --archs scratch --concepts halftone
+    python bench/references.py --archs scratch --concepts halftone --seed 1   # a second seed beside the first
     python bench/references.py --quick                           # a smoke run (tiny budgets, separate outputs)
 """
 
@@ -49,7 +51,7 @@ from factory.lora.finetune import curve_row
 from factory.lora.options import ADDED_LATER, SCRATCH_LR, curve_rule
 from factory.pipeline.assets import pretrained_base
 
-from common import arms_curve_rule, log, plateau_keys, reference_curve_rule, stopped_before_plateau
+from common import arms_curve_rule, log, plateau_keys, reference_curve_rule, reference_stem, stopped_before_plateau
 
 ARCHS = {  # in the order they run: the scratch plateaus set run_all's targets
     # exactly run_all's "scratch" arm (FinetuneOptions(init="scratch")): the shipped base's architecture
@@ -121,7 +123,8 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
                     log(f"{concept}: training at the pairs' size only: {why}")
         if colour_basis:
             generator = {**generator, "colour_basis": colour_basis}
-    folder = ws.root / "runs" / f"{arch}-{concept}"
+    stem = reference_stem(arch, concept, seed)
+    folder = ws.root / "runs" / stem
     settings = TrainSettings(generator=generator, disc_nf=spec["disc_nf"], steps=10**9,
                              seconds=cap or spec["cap"], batch=spec["batch"], lr=spec["lr"], beta1=0.5,
                              decay_from=1.0, checkpoint_every=200, seed=seed, augment=augment,
@@ -179,8 +182,8 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
         "test_pairs": len(test), "curve": curve, "wall_seconds_this_run": round(time.perf_counter() - started, 1),
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.machine(),
         "load_average_1min": round(os.getloadavg()[0], 2)}
-    atomic_write_json(out / f"{arch}-{concept}.json", result)
-    atomic_write_png(out / f"{arch}-{concept}.png", plot(result))
+    atomic_write_json(out / f"{stem}.json", result)
+    atomic_write_png(out / f"{stem}.png", plot(result))
     return result
 
 
@@ -192,7 +195,8 @@ def plot(result: dict) -> object:
     if result["plateau"]:
         refs["plateau"] = result["plateau"]["psnr"]
     return line_chart({result["arch"]: ([r["seconds"] for r in curve], [r["psnr"] for r in curve])},
-                      title=f"{result['concept']}: {result['arch']} to its plateau", xlabel="training seconds",
+                      title=f"{result['concept']}: {result['arch']} (seed {result.get('seed', 0)}) to its plateau",
+                      xlabel="training seconds",
                       ylabel="held-out PSNR dB", hlines=refs)
 
 
@@ -220,12 +224,13 @@ def summary(out: Path) -> str:
     rows = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
     lines = ["# Plateau references", "",
              "Held-out (test-split pairs, test photos) PSNR in dB of each reference student trained from random",
-             f"weights, one seed, evaluated every {EVAL_SECONDS:g} s of training; written by",
-             "`python bench/references.py`.",
-             "", "| arch | concept | group | training | stopped | training s | steps | best PSNR | final PSNR "
-             "| identity PSNR | load avg |", "| --- | --- | --- | --- | --- " + "| ---: " * 6 + "|"]
+             f"weights, each seed its own row, evaluated every {EVAL_SECONDS:g} s of training; written by",
+             "`python bench/references.py` (`--seed N` for another seed).",
+             "", "| arch | concept | seed | group | training | stopped | training s | steps | best PSNR | final PSNR "
+             "| identity PSNR | load avg |", "| --- | --- | ---: | --- | --- | --- " + "| ---: " * 6 + "|"]
     for r in rows:
-        lines.append(f"| {r['arch']} | {r['concept']} | {r['group']} | {training_of(r['settings'])} | {r['stopped']} "
+        lines.append(f"| {r['arch']} | {r['concept']} | {r.get('seed', 0)} | {r['group']} "
+                     f"| {training_of(r['settings'])} | {r['stopped']} "
                      f"| {r['training_seconds']:.0f} | {r['steps']} | {r['best_psnr']:.2f} | {r['final']['psnr']:.2f} "
                      f"| {r['identity']['psnr']:.2f} | {r['load_average_1min']:.2f} |")
     return "\n".join(lines) + "\n"
@@ -255,6 +260,8 @@ def main() -> None:
     ap.add_argument("--output-curves", action="store_true", help="every point with the output curves fitted on the "
                     "training pairs where the hold-out rule keeps them, their seconds charged (run_all's arms under "
                     "--output-curves; factory run's default)")
+    ap.add_argument("--seed", type=int, default=0, help="the training seed (0: <arch>-<concept>.json; another: "
+                    "<arch>-<concept>-seedN.json beside it, so a target can be the mean of several seeds)")
     args = ap.parse_args()
     if args.quick:
         args.workspace, args.out = Path("bench/work/references-quick"), Path("bench/results/smoke/references")
@@ -266,7 +273,7 @@ def main() -> None:
         concepts = args.concepts.split(",") if args.concepts else reference_concepts(arch)
         for concept in concepts:
             make_pairs(ws, find_card(concept), 40 if args.quick else PAIRS, 64 if args.quick else SIZE, DATA_SEED)
-            done = args.out / f"{arch}-{concept}.json"
+            done = args.out / f"{reference_stem(arch, concept, args.seed)}.json"
             if done.is_file() and (before := json.loads(done.read_text())).get("stopped") and not args.quick:
                 if arch == "scratch":
                     check_same_rule(str(done), reference_curve_rule(before["settings"]),
@@ -276,10 +283,10 @@ def main() -> None:
                     continue
                 log(f"{arch} {concept}: its plateau was of the calibrated curve alone, the student still climbing: "
                     "training on (from its run folder's checkpoint, if it has one)")
-            log(f"{arch} {concept}: training to its plateau")
+            log(f"{arch} {concept} seed {args.seed}: training to its plateau")
             r = run_reference(ws, arch, concept, args.out, 20.0 if args.quick else None,
                               5.0 if args.quick else EVAL_SECONDS, 10.0 if args.quick else PLATEAU["min_seconds"],
-                              screen=args.screen, augment=not args.no_augment,
+                              seed=args.seed, screen=args.screen, augment=not args.no_augment,
                               colour_basis=args.colour_basis, ema=args.ema,
                               screen_options={"harmonics": args.screen_harmonics, "lattice": args.screen_lattice,
                                               "scale": args.screen_scale},
