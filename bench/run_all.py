@@ -69,7 +69,7 @@ from factory.evaluation.protocol import (
 )
 
 import accelerator_targets as T
-from common import arms_curve_rule, git_commit, log, reference_curve_rule, stopped_before_plateau
+from common import arms_curve_rule, git_commit, log, reference_curve_rule, reference_stem, stopped_before_plateau
 
 FULL = dict(budget=90.0, eval_seconds=EVAL_SECONDS, equal_at=90.0, seeds=",".join(map(str, SEEDS)),
             concepts=None, latency_runs=30, workspace="bench/work/protocol", out="bench/results/all",
@@ -330,8 +330,8 @@ def window_budget(args, concept: str, costs: dict[str, float], identity: float) 
         return args.budget
     allowed = [args.equal_at]
     factors = {"scratch plateau - 0.5 dB": T.SCRATCH_SPEEDUP, "pix2pix plateau": T.PIX2PIX_SPEEDUP}
-    for name, (ref, target, ref_costs) in speedup_targets(args, concept, costs).items():
-        t = time_to_quality(ref["curve"], target, ref_costs, identity)
+    for name, (refs, target, ref_costs) in speedup_targets(args, concept, costs).items():
+        t = reference_time(refs, target, ref_costs, identity)
         if t["status"] == "reached":
             allowed.append(math.ceil(t["seconds"] / factors[name] / args.eval_seconds) * args.eval_seconds)
     return float(max(allowed))
@@ -406,13 +406,23 @@ def psnr_at(curve: list[dict], seconds: float) -> float:
 
 
 # -- 3. time to quality --------------------------------------------------------------------------------
-def reference(args, arch: str, concept: str) -> dict | None:
-    """The reference run recorded for ``concept`` (None without one); a scratch reference must have been trained
-    with the arms' output curves (none, or the same rule: kinds and folds), else its target is not the arms' to
-    reach, and under curves must have stopped on its student's plateau too (``common.stopped_before_plateau``)."""
-    path = args.references / f"{arch}-{concept}.json"
-    if not path.is_file():
-        return None
+def references_of(args, arch: str, concept: str) -> list[dict]:
+    """Every seed of the reference recorded for ``concept`` (``common.reference_stem``: seed 0's file and any other
+    seed's beside it; [] without one), each checked by ``checked_reference``."""
+    paths = [args.references / f"{reference_stem(arch, concept)}.json",
+             *sorted(args.references.glob(f"{reference_stem(arch, concept)}-seed*.json"))]
+    refs = [checked_reference(args, arch, p) for p in paths if p.is_file()]
+    seeds = [r.get("seed", 0) for r in refs]
+    if len(set(seeds)) != len(seeds) or any(r.get("concept", concept) != concept for r in refs):
+        raise FactoryError(f"{args.references}: the {arch} references of {concept} are not one concept's distinct "
+                           f"seeds ({seeds})")
+    return refs
+
+
+def checked_reference(args, arch: str, path: Path) -> dict:
+    """The reference run in ``path``; a scratch reference must have been trained with the arms' output curves
+    (none, or the same rule: kinds and folds), else its target is not the arms' to reach, and under curves must have
+    stopped on its student's plateau too (``common.stopped_before_plateau``)."""
     ref = json.loads(path.read_text())
     if arch == "scratch":
         arms = arms_curve_rule(getattr(args, "output_curves", False))
@@ -427,24 +437,45 @@ def reference(args, arch: str, concept: str) -> dict | None:
     return ref
 
 
-def speedup_targets(args, concept: str, costs: dict[str, float]) -> dict[str, tuple[dict, float, dict]]:
-    """{target name: (its reference run, the target PSNR, the costs charged to the reference)} for the references
-    recorded for ``concept``: scratch's plateau - 0.5 dB (charged its text encoding) and pix2pix's plateau."""
+def speedup_targets(args, concept: str, costs: dict[str, float]) -> dict[str, tuple[list[dict], float, dict]]:
+    """{target name: (its reference runs, one per seed; the target PSNR; the costs charged to the reference)} for
+    the references recorded for ``concept``: scratch's plateau - 0.5 dB (charged its text encoding) and pix2pix's
+    plateau, each plateau the mean of the seeds' best PSNR."""
     targets = {}
-    if scratch_ref := reference(args, "scratch", concept):
-        targets["scratch plateau - 0.5 dB"] = (scratch_ref, scratch_ref["best_psnr"] - TARGET_BELOW_PLATEAU_DB,
+    if scratch := references_of(args, "scratch", concept):
+        targets["scratch plateau - 0.5 dB"] = (scratch, best_of(scratch) - TARGET_BELOW_PLATEAU_DB,
                                                {"text_encoding": costs["text_encoding"]})
-    if p2p_ref := reference(args, "pix2pix", concept):
-        targets["pix2pix plateau"] = (p2p_ref, p2p_ref["best_psnr"], {})
+    if p2p := references_of(args, "pix2pix", concept):
+        targets["pix2pix plateau"] = (p2p, best_of(p2p), {})
     return targets
+
+
+def best_of(refs: list[dict]) -> float:
+    """A reference's plateau quality: the mean over its seeds of each seed's best held-out PSNR."""
+    return statistics.fmean(r["best_psnr"] for r in refs)
+
+
+def reference_time(refs: list[dict], target: float, costs: dict[str, float], identity: float) -> dict:
+    """The references' time to ``target`` (``time_to_quality`` of each seed's curve): the mean over the seeds of
+    each seed's time, its spread and every seed's beside it; not claimed when a seed never reaches the target (the
+    first such seed's status, "not reached" or "target below identity", is the reference's)."""
+    each = [time_to_quality(r["curve"], target, costs, identity) for r in refs]
+    pooled = next((t for t in each if t["status"] != "reached"), None)
+    if pooled is None:
+        pooled = {**each[0], "seconds": statistics.fmean(t["seconds"] for t in each),
+                  "training_seconds": statistics.fmean(t["training_seconds"] for t in each)}
+        pooled["seconds_sd"] = statistics.stdev(t["seconds"] for t in each) if len(each) > 1 else 0.0
+        if len(each) > 1:
+            pooled.pop("step")  # one seed's step is no mean's
+    return {**pooled, "seeds": [r.get("seed", 0) for r in refs], "per_seed": each}
 
 
 def time_rows(args, concept: str, costs: dict[str, float], identity: float) -> dict:
     """Per target (scratch plateau - 0.5 dB, pix2pix's plateau quality): each arm's time per seed and its
     speed-up over the reference's own time to that target."""
     rows: dict = {}
-    for name, (ref, target, ref_costs) in speedup_targets(args, concept, costs).items():
-        ref_time = time_to_quality(ref["curve"], target, ref_costs, identity)
+    for name, (refs, target, ref_costs) in speedup_targets(args, concept, costs).items():
+        ref_time = reference_time(refs, target, ref_costs, identity)
         per_arm = {}
         for arm in args.arms:
             times = [
@@ -453,7 +484,8 @@ def time_rows(args, concept: str, costs: dict[str, float], identity: float) -> d
             ]
             speeds = [speedup(ref_time, t) for t in times]
             per_arm[arm] = {"times": times, "speedups": speeds, "reached": sum(t["status"] == "reached" for t in times)}
-        rows[name] = {"target_psnr": target, "reference": ref["arch"], "reference_time": ref_time, "arms": per_arm}
+        rows[name] = {"target_psnr": target, "reference": refs[0]["arch"], "reference_time": ref_time,
+                      "reference_best_psnr": mean_spread(r["best_psnr"] for r in refs), "arms": per_arm}
     return rows
 
 
@@ -607,6 +639,21 @@ def assets_of(m: dict) -> dict:
 # -- the table -------------------------------------------------------------------------------------------
 def fmt(s: dict, digits: int = 2) -> str:
     return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
+
+
+def target_lines(r: dict) -> list[str]:
+    """Section 3's table of each concept's targets: the reference's seeds, their best PSNR (the plateau: their mean)
+    and the reference's time to the target (the mean of its seeds' times)."""
+    L = ["| concept | target | reference seeds | reference best PSNR | target PSNR | reference time s |",
+         "| --- | --- | --- | ---: | ---: | ---: |"]
+    for c in r["concepts"]:
+        for name, t in c["time"].items():
+            rt, best = t["reference_time"], t.get("reference_best_psnr")
+            when = (f"{rt['seconds']:.0f} ± {rt.get('seconds_sd', 0.0):.0f}" if rt["status"] == "reached"
+                    else rt["status"])
+            L.append(f"| {c['concept']} | {name} | {', '.join(map(str, rt.get('seeds', [0])))} | "
+                     f"{fmt(best) if best else ''} | {t['target_psnr']:.2f} | {when} |")
+    return L + [""] if len(L) > 2 else []
 
 
 def arms_of(r: dict) -> list[str]:
@@ -777,6 +824,7 @@ def markdown(r: dict) -> str:
         f"plateau - {TARGET_BELOW_PLATEAU_DB} dB*: our architecture trained from scratch to its plateau; target "
         "*pix2pix plateau*: pix2pix ResNet-9's plateau quality. A target below the unchanged photo is not used.",
         "",
+        *target_lines(r),
     ]
     for group, times in s["time"].items():
         for target, t in times.items():
@@ -810,17 +858,17 @@ def markdown(r: dict) -> str:
         "",
         "## 4. References trained to a plateau",
         "",
-        "| reference | concept | stopped | training s | best PSNR | identity PSNR | curve |",
-        "| --- | --- | --- | ---: | ---: | ---: | --- |",
+        "| reference | concept | seed | stopped | training s | best PSNR | identity PSNR | curve |",
+        "| --- | --- | ---: | --- | ---: | ---: | ---: | --- |",
     ]
     for ref in r["references"]:
         L.append(
-            f"| {LABELS.get(ref['arch'], ref['arch'])} | {ref['concept']} | {ref['stopped']} | "
+            f"| {LABELS.get(ref['arch'], ref['arch'])} | {ref['concept']} | {ref.get('seed', 0)} | {ref['stopped']} | "
             f"{ref['training_seconds']:.0f} | {ref['best_psnr']:.2f} | {ref['identity']['psnr']:.2f} | "
             f"`{ref['png']}` |"
         )
     if not r["references"]:
-        L.append("| (none yet: run `python bench/references.py`) | | | | | | |")
+        L.append("| (none yet: run `python bench/references.py`) | | | | | | | |")
     sz = r["sizes"]
     mb, ms = (lambda k: sz["bytes"][k] / 1e6), (lambda k: sz["latency_ms_256"][k])
     L += [

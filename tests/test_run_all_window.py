@@ -9,6 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from factory.core.errors import FactoryError
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import run_all
 
@@ -16,6 +18,11 @@ import run_all
 def reference(path: Path, curve: list[tuple[float, float]]) -> None:
     path.write_text(json.dumps({"best_psnr": max(p for _, p in curve),
                                 "curve": [{"step": i, "seconds": s, "psnr": p} for i, (s, p) in enumerate(curve)]}))
+
+
+def only(refs: list[dict]) -> dict:
+    assert len(refs) == 1
+    return refs[0]
 
 
 def test_window_covers_the_slowest_speed_up_goal_and_falls_back_to_the_budget(tmp_path):
@@ -33,7 +40,6 @@ def test_window_covers_the_slowest_speed_up_goal_and_falls_back_to_the_budget(tm
 
 
 def test_a_scratch_reference_trained_with_other_output_curves_than_the_arms_is_refused(tmp_path):
-    from factory.core.errors import FactoryError
     from factory.lora.options import CURVE_FOLDS, CURVE_KINDS
 
     curve = [{"step": 0, "seconds": 0, "psnr": 10.0}, {"step": 1, "seconds": 500, "psnr": 30.0}]
@@ -45,17 +51,17 @@ def test_a_scratch_reference_trained_with_other_output_curves_than_the_arms_is_r
         (tmp_path / "scratch-a.json").write_text(json.dumps({"best_psnr": 30.0, "curve": curve,
                                                              "settings": settings}))
         if ok:
-            assert run_all.reference(args, "scratch", "a")["best_psnr"] == 30.0
+            assert only(run_all.references_of(args, "scratch", "a"))["best_psnr"] == 30.0
         else:
             with pytest.raises(FactoryError, match="output curves"):
-                run_all.reference(args, "scratch", "a")
+                run_all.references_of(args, "scratch", "a")
     # without curves the arms match a reference trained without them (or recorded before the option existed)
     no_curves = SimpleNamespace(references=tmp_path, output_curves=False)
-    assert run_all.reference(no_curves, "scratch", "a")["best_psnr"] == 30.0
+    assert only(run_all.references_of(no_curves, "scratch", "a"))["best_psnr"] == 30.0
     (tmp_path / "scratch-a.json").write_text(json.dumps({"best_psnr": 30.0, "curve": curve,
                                                          "settings": {"output_curves": True}}))
     with pytest.raises(FactoryError, match="arms run with off"):
-        run_all.reference(no_curves, "scratch", "a")
+        run_all.references_of(no_curves, "scratch", "a")
     # under curves, one stopped on its calibrated curve alone (it dropped; the student climbed) sets too low a target
     rule = {"min_gain_db": 0.2, "last_fraction": 0.25, "min_seconds": 600.0}
     dropped = [{"step": s, "seconds": s, "raw_psnr": 20 + s / 100, "psnr": 20 + s / 100 + (3 if s < 450 else 0)}
@@ -64,10 +70,43 @@ def test_a_scratch_reference_trained_with_other_output_curves_than_the_arms_is_r
     (tmp_path / "scratch-a.json").write_text(json.dumps({"best_psnr": 27.5, "curve": dropped, "settings": settings,
                                                          "stopped": "plateau", "plateau_rule": rule}))
     with pytest.raises(FactoryError, match="calibrated curve alone"):
-        run_all.reference(args, "scratch", "a")
+        run_all.references_of(args, "scratch", "a")
     capped = {"best_psnr": 27.5, "curve": dropped, "settings": settings, "stopped": "cap reached", "plateau_rule": rule}
     (tmp_path / "scratch-a.json").write_text(json.dumps(capped))
-    assert run_all.reference(args, "scratch", "a")["best_psnr"] == 27.5
+    assert only(run_all.references_of(args, "scratch", "a"))["best_psnr"] == 27.5
     # pix2pix's recipe has no curves: its reference is read whatever the arms run with
     (tmp_path / "pix2pix-a.json").write_text(json.dumps({"best_psnr": 20.0, "curve": curve}))
-    assert run_all.reference(args, "pix2pix", "a")["best_psnr"] == 20.0
+    assert only(run_all.references_of(args, "pix2pix", "a"))["best_psnr"] == 20.0
+
+
+def test_a_target_of_several_reference_seeds_is_their_mean_and_its_time_the_mean_of_theirs(tmp_path):
+    """Seeds beside the first (``-seedN``) pool into one target: their mean best PSNR - 0.5 dB, reached at the mean
+    of each seed's time; a seed that never reaches it leaves the reference's time unclaimed."""
+    def ref(name: str, seed: int, curve: list[tuple[float, float]]) -> None:
+        reference(tmp_path / name, curve)
+        (tmp_path / name).write_text(json.dumps({**json.loads((tmp_path / name).read_text()), "seed": seed,
+                                                 "concept": "a"}))
+
+    ref("scratch-a.json", 0, [(0, 10.0), (100, 29.0), (200, 31.0)])
+    ref("scratch-a-seed1.json", 1, [(0, 10.0), (100, 30.0), (200, 30.5)])
+    ref("scratch-a-seed2.json", 2, [(0, 10.0), (100, 28.0), (300, 30.0)])
+    ref("scratch-b-seed1.json", 1, [(0, 10.0), (100, 99.0)])  # another concept's: not a's
+    args = SimpleNamespace(references=tmp_path, output_curves=False)
+    refs = run_all.references_of(args, "scratch", "a")
+    assert [r["seed"] for r in refs] == [0, 1, 2]
+    (refs, target, costs), = run_all.speedup_targets(args, "a", {"text_encoding": 2.0}).values()
+    assert target == pytest.approx((31.0 + 30.5 + 30.0) / 3 - 0.5)  # 30.0: seeds at 200, 100 and 300 s
+    t = run_all.reference_time(refs, target, costs, identity=12.0)
+    assert t["status"] == "reached" and t["seeds"] == [0, 1, 2]
+    assert t["seconds"] == pytest.approx((200 + 100 + 300) / 3 + 2.0)
+    assert t["seconds_sd"] == pytest.approx(100.0)
+    assert [x["seconds"] for x in t["per_seed"]] == [202.0, 102.0, 302.0]
+    # a seed that never reaches the pooled target: no reference time is claimed
+    ref("scratch-a-seed2.json", 2, [(0, 10.0), (100, 28.0), (300, 28.5)])
+    (refs, target, costs), = run_all.speedup_targets(args, "a", {"text_encoding": 2.0}).values()
+    t = run_all.reference_time(refs, target, costs, identity=12.0)
+    assert t["status"] == "not reached" and t["budget_seconds"] == 302.0
+    # two files of one seed are refused
+    ref("scratch-a-seed2.json", 1, [(0, 10.0), (100, 28.0)])
+    with pytest.raises(FactoryError, match="distinct"):
+        run_all.references_of(args, "scratch", "a")
