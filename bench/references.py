@@ -221,7 +221,8 @@ def training_of(settings: dict) -> str:
 
 def summary(out: Path) -> str:
     """A markdown table of every finished reference run in ``out`` (the figures the README may quote)."""
-    rows = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+    rows = sorted((json.loads(p.read_text()) for p in out.glob("*.json")),
+                  key=lambda r: (r["arch"], r["concept"], r.get("seed", 0)))
     lines = ["# Plateau references", "",
              "Held-out (test-split pairs, test photos) PSNR in dB of each reference student trained from random",
              f"weights, each seed its own row, evaluated every {EVAL_SECONDS:g} s of training; written by",

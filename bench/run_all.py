@@ -988,6 +988,7 @@ def main() -> None:
         ref = json.loads(path.read_text())
         ref["png"] = str(path.with_suffix(".png"))
         refs.append({k: v for k, v in ref.items() if k != "curve"})
+    refs.sort(key=lambda ref: (ref["arch"], ref["concept"], ref.get("seed", 0)))
     log("sizes and latency")
     sizes = export_and_time(args, ws, base, concepts[0])
     log("weight generation")
