@@ -90,6 +90,11 @@ def reference_stem(arch: str, concept: str, seed: int = 0) -> str:
     return f"{arch}-{concept}" if seed == 0 else f"{arch}-{concept}-seed{seed}"
 
 
+def reference_order(ref: dict) -> tuple:
+    """The order tables list reference runs in: by arch, concept, then seed (not by file name)."""
+    return ref["arch"], ref["concept"], ref.get("seed", 0)
+
+
 def stopped_before_plateau(result: dict, output_curves: bool) -> bool:
     """Whether a finished reference stopped at a plateau that does not hold under ``plateau_keys``: one stopped on
     its calibrated curve alone while the student climbed (it trains on from its checkpoint; its target is too low).

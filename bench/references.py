@@ -51,7 +51,15 @@ from factory.lora.finetune import curve_row
 from factory.lora.options import ADDED_LATER, SCRATCH_LR, curve_rule
 from factory.pipeline.assets import pretrained_base
 
-from common import arms_curve_rule, log, plateau_keys, reference_curve_rule, reference_stem, stopped_before_plateau
+from common import (
+    arms_curve_rule,
+    log,
+    plateau_keys,
+    reference_curve_rule,
+    reference_order,
+    reference_stem,
+    stopped_before_plateau,
+)
 
 ARCHS = {  # in the order they run: the scratch plateaus set run_all's targets
     # exactly run_all's "scratch" arm (FinetuneOptions(init="scratch")): the shipped base's architecture
@@ -222,7 +230,7 @@ def training_of(settings: dict) -> str:
 def summary(out: Path) -> str:
     """A markdown table of every finished reference run in ``out`` (the figures the README may quote)."""
     rows = sorted((json.loads(p.read_text()) for p in out.glob("*.json")),
-                  key=lambda r: (r["arch"], r["concept"], r.get("seed", 0)))
+                  key=reference_order)
     lines = ["# Plateau references", "",
              "Held-out (test-split pairs, test photos) PSNR in dB of each reference student trained from random",
              f"weights, each seed its own row, evaluated every {EVAL_SECONDS:g} s of training; written by",

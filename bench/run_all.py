@@ -69,7 +69,15 @@ from factory.evaluation.protocol import (
 )
 
 import accelerator_targets as T
-from common import arms_curve_rule, git_commit, log, reference_curve_rule, reference_stem, stopped_before_plateau
+from common import (
+    arms_curve_rule,
+    git_commit,
+    log,
+    reference_curve_rule,
+    reference_order,
+    reference_stem,
+    stopped_before_plateau,
+)
 
 FULL = dict(budget=90.0, eval_seconds=EVAL_SECONDS, equal_at=90.0, seeds=",".join(map(str, SEEDS)),
             concepts=None, latency_runs=30, workspace="bench/work/protocol", out="bench/results/all",
@@ -995,7 +1003,7 @@ def main() -> None:
         ref = json.loads(path.read_text())
         ref["png"] = str(path.with_suffix(".png"))
         refs.append({k: v for k, v in ref.items() if k != "curve"})
-    refs.sort(key=lambda ref: (ref["arch"], ref["concept"], ref.get("seed", 0)))
+    refs.sort(key=reference_order)
     log("sizes and latency")
     sizes = export_and_time(args, ws, base, concepts[0])
     log("weight generation")
