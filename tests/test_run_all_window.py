@@ -110,3 +110,24 @@ def test_a_target_of_several_reference_seeds_is_their_mean_and_its_time_the_mean
     ref("scratch-a-seed2.json", 1, [(0, 10.0), (100, 28.0)])
     with pytest.raises(FactoryError, match="distinct"):
         run_all.references_of(args, "scratch", "a")
+
+
+def test_a_concept_whose_reference_time_is_not_claimed_is_listed_apart_not_counted_as_missed() -> None:
+    cells = dict.fromkeys(("step0_psnr", "psnr_at_equal", "psnr_final", "haarpsi", "fsim", "gmsd"), 20.0)
+    identity = dict.fromkeys(("psnr", "haarpsi", "fsim", "gmsd"), 10.0)
+    target = run_all.TARGETS[0]
+
+    def concept(name: str, reference_time: dict, speedups: list) -> dict:
+        rows = {"target_psnr": 30.0, "reference_time": reference_time, "arms": {"readout": {"speedups": speedups}}}
+        return {"concept": name, "group": "structural", "identity": identity, "time": {target: rows},
+                "seeds": [{"readout": {**cells, "learned": True}} for _ in speedups]}
+
+    unclaimed = {"status": "not reached", "seeds": [0, 1, 2], "per_seed": [
+        {"status": "reached"}, {"status": "reached"}, {"status": "not reached"}]}
+    r = {"concepts": [concept("a", {"status": "reached", "seconds": 100.0}, [4.0, "not reached"]),
+                      concept("b", unclaimed, ["not reached"] * 3)]}
+    times = run_all.summarize(r)["time"]["structural"]
+    assert times[target]["concepts"] == ["a"]
+    assert times[target]["arms"]["readout"]["reached"] == "1/2"  # b's three runs are not misses of a target
+    (why,) = times[f"{target}: not used"]["not_used"]
+    assert why["concept"] == "b" and "seed 2 never reaches its 30.00 dB" in why["why"]
