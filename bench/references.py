@@ -12,7 +12,8 @@ or the cap:
 * ``scratch``: our architecture (ngf 32) from random weights, lr 1e-3, batch 8, cap 30 minutes.
 
 Writes ``bench/results/references/<arch>-<concept>.json`` (curve, plateau or "cap reached", settings,
-identity baseline) and ``.png``, and ``references.md``: one table of every finished run. ``--seed N`` trains
+identity baseline, the machine's throughput before and after: ``bench/throughput.py``) and ``.png``, and
+``references.md``: one table of every finished run. ``--seed N`` trains
 another seed of the same reference beside it (``<arch>-<concept>-seedN.json``; run_all's target is the seeds' mean).
 Resumable: a run continues from its checkpoint and curve, and a finished one is kept, unless made with other output
 curves than this run asks for (refused, naming both: a reference never mixes two recipes); one stopped on its
@@ -60,6 +61,7 @@ from common import (
     reference_stem,
     stopped_before_plateau,
 )
+from throughput import probe, probe_of
 
 ARCHS = {  # in the order they run: the scratch plateaus set run_all's targets
     # exactly run_all's "scratch" arm (FinetuneOptions(init="scratch")): the shipped base's architecture
@@ -170,9 +172,10 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
         write_curve(folder / "curve.csv", curve)
         return at_plateau() is not None
 
-    started = time.perf_counter()
+    started, probes = time.perf_counter(), {"before": probe()}
     if at_plateau() is None:
         trainer.train(eval_seconds=eval_seconds, on_eval=record)
+    probes["after"] = probe()
     reached = at_plateau()
     result = {
         "arch": arch, "concept": concept, "group": concept_split().group.get(concept),
@@ -188,7 +191,8 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
         "steps": trainer.state.step, "training_seconds": round(trainer.state.seconds, 1),
         "best_psnr": max(r["psnr"] for r in curve), "final": curve[-1], "identity": test.identity(),
         "test_pairs": len(test), "curve": curve, "wall_seconds_this_run": round(time.perf_counter() - started, 1),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.machine(),
+        "throughput_probe": probes, "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": platform.machine(),
         "load_average_1min": round(os.getloadavg()[0], 2)}
     atomic_write_json(out / f"{stem}.json", result)
     atomic_write_png(out / f"{stem}.png", plot(result))
@@ -236,12 +240,14 @@ def summary(out: Path) -> str:
              f"weights, each seed its own row, evaluated every {EVAL_SECONDS:g} s of training; written by",
              "`python bench/references.py` (`--seed N` for another seed).",
              "", "| arch | concept | seed | group | training | stopped | training s | steps | best PSNR | final PSNR "
-             "| identity PSNR | load avg |", "| --- | --- | ---: | --- | --- | --- " + "| ---: " * 6 + "|"]
+             "| identity PSNR | load avg | steps/s | probe steps/s |",
+             "| --- | --- | ---: | --- | --- | --- " + "| ---: " * 8 + "|"]
     for r in rows:
         lines.append(f"| {r['arch']} | {r['concept']} | {r.get('seed', 0)} | {r['group']} "
                      f"| {training_of(r['settings'])} | {r['stopped']} "
                      f"| {r['training_seconds']:.0f} | {r['steps']} | {r['best_psnr']:.2f} | {r['final']['psnr']:.2f} "
-                     f"| {r['identity']['psnr']:.2f} | {r['load_average_1min']:.2f} |")
+                     f"| {r['identity']['psnr']:.2f} | {r['load_average_1min']:.2f} "
+                     f"| {r['steps'] / r['training_seconds']:.2f} | {probe_of(r)} |")
     return "\n".join(lines) + "\n"
 
 

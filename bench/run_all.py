@@ -78,6 +78,7 @@ from common import (
     reference_stem,
     stopped_before_plateau,
 )
+from throughput import probe, probe_of
 
 FULL = dict(budget=90.0, eval_seconds=EVAL_SECONDS, equal_at=90.0, seeds=",".join(map(str, SEEDS)),
             concepts=None, latency_runs=30, workspace="bench/work/protocol", out="bench/results/all",
@@ -883,17 +884,24 @@ def markdown(r: dict) -> str:
         "",
         "## 4. References trained to a plateau",
         "",
-        "| reference | concept | seed | stopped | training s | best PSNR | identity PSNR | curve |",
-        "| --- | --- | ---: | --- | ---: | ---: | ---: | --- |",
+        "| reference | concept | seed | stopped | training s | best PSNR | identity PSNR | steps/s | probe steps/s "
+        "| curve |",
+        "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for ref in r["references"]:
         L.append(
             f"| {LABELS.get(ref['arch'], ref['arch'])} | {ref['concept']} | {ref.get('seed', 0)} | {ref['stopped']} | "
             f"{ref['training_seconds']:.0f} | {ref['best_psnr']:.2f} | {ref['identity']['psnr']:.2f} | "
-            f"`{ref['png']}` |"
+            f"{ref['steps'] / ref['training_seconds']:.2f} | {probe_of(ref)} | `{ref['png']}` |"
         )
     if not r["references"]:
-        L.append("| (none yet: run `python bench/references.py`) | | | | | | | |")
+        L.append("| (none yet: run `python bench/references.py`) | | | | | | | | | |")
+    reused_at = " (its reused runs trained earlier, at the throughput of then)" if r["reused_runs"] else ""
+    L += ["", f"The machine's throughput (`bench/throughput.py`: one fixed generator step, steps per second, before / "
+          f"after): this run's arms {probe_of(r)}{reused_at}; each reference's beside its own training steps per "
+          "second above. "
+          "Times in seconds compare only at one throughput: a reference trained when the machine was slower takes "
+          "longer to its target, and every speed-up over it is larger by as much."]
     sz = r["sizes"]
     mb, ms = (lambda k: sz["bytes"][k] / 1e6), (lambda k: sz["latency_ms_256"][k])
     L += [
@@ -962,6 +970,8 @@ def main() -> None:
     teachers, photo_cache = TeacherCache(), PhotoCache()
     size = 64 if args.quick else SIZE
     rows, reused = [], []
+    probe_size = {"steps": 5, "size": 64} if args.quick else {}
+    probes = {"before": probe(**probe_size)}
     for concept in concepts:
         make_pairs(
             ws, find_card(concept, ws), 24 if args.quick else PAIRS, size, DATA_SEED, teachers=teachers,
@@ -1008,6 +1018,7 @@ def main() -> None:
                 "time": time_rows(args, concept, costs, identity["psnr"]),
             }
         )
+    probes["after"] = probe(**probe_size)
     refs = []
     for path in sorted(args.references.glob("*.json")):
         ref = json.loads(path.read_text())
@@ -1051,6 +1062,7 @@ def main() -> None:
         "equal_at": args.equal_at,
         "concepts": rows,
         "reused_runs": reused,
+        "throughput_probe": probes,
         "references": refs,
         "sizes": sizes,
         "weightgen": wgen,

@@ -61,6 +61,7 @@ def test_run_all_quick_writes_well_formed_results(tmp_path):
     assert set(lat) == {"editor_fp32", "editor_int8", "pix2pix_fp32", "pix2pix_int8"} and min(lat.values()) > 0
     assert r["sizes"]["params"]["adapter"] > 0 and r["weightgen"]["seconds_per_adapter"] > 0
     assert r["shared_pretraining"]["total_seconds"] > 0
+    assert all(r["throughput_probe"][k]["steps_per_second"] > 0 for k in ("before", "after"))
     md = (out / "run_all.md").read_text()
     assert md.startswith("# editfactory benchmarks (QUICK") and "## 1. Protocol" in md and "## 3. Time to quality" in md
     assert not (work / "BENCHMARKS.md").exists() and "BENCHMARKS.md" not in os.listdir(out)
