@@ -13,7 +13,8 @@ Layout (``c = ngf``; strides relative to the input, which must be a multiple of 
     res3                                        (2c, /8)
     up2    nearest x2 + conv -> c  (/4)  + s4
     head   nearest x2 + conv1 -> c (/2) + s2, nearest x2 + conv2 -> c/2 (/1) + s1, conv3 -> 3 = delta
-           (with ``colour_basis``: + colour, a 1x1 conv over the source pixel's colour monomials)
+           (with ``colour_basis``: + colour, a 1x1 conv over the source pixel's colour monomials;
+            with ``lens_basis``: + lens, a 1x1 conv over the source's 3x3 neighbours and its radial gain planes)
     output = soft_bound(source + delta)
 
 Decisions (see DESIGN.md section 3 for the measurements that motivated them):
@@ -67,7 +68,8 @@ Decisions (see DESIGN.md section 3 for the measurements that motivated them):
 
 Module names for LoRA (``LAYER_GROUPS``): stem.conv{1,2,3}, down1.conv, res{i}.conv{1,2}, down2.conv,
 attn.{q,k,v,out}, xattn.{q,k,v,out}, ff.{fc1,fc2}, up1.conv, up2.conv, head.conv{1,2,3}. ``head.colour`` (the
-colour basis's conv) is in no group: a LoRA run trains it whole (peft's ``modules_to_save``).
+colour basis's conv) and ``head.lens`` (the lens basis's) are in no group: a LoRA run trains them whole (peft's
+``modules_to_save``).
 """
 
 from __future__ import annotations
@@ -127,6 +129,18 @@ SCREEN_PERIODS = (4, 8, 16)
 #: solves in closed form (``factory.lora.readout``), instead of being learnt by steps through the whole network.
 COLOUR_DEGREES = (1, 2, 3, 4, 5)
 
+#: the lens basis (``lens_basis``): what a per-pixel colour map cannot hold, read by ``head.lens``, a 1x1 conv that
+#: starts at zero, into the delta, and solved by the readout like the colour basis: the source's 8 neighbours per
+#: channel (a blur or a sharpening; zero padding, as every conv here) and the source's colour and a constant times
+#: d^2, d^4, d^6, d the distance from the frame's centre (1 at the corners, as the classic ``vignette`` measures
+#: it): a vignette's gain. Chosen on validation concepts (bench/results/lens-ceiling-validation.md: fitted in
+#: closed form beside the degree-3 monomials, +13.63 dB mean on seven concepts with a blur or a vignette, -0.01 on
+#: four without). The radial planes are of the frame the network sees: a tiled full-size photo would need each
+#: tile's place in the frame.
+LENS_OFFSETS = tuple((dy, dx) for dy in range(3) for dx in range(3) if (dy, dx) != (1, 1))
+LENS_POWERS = (1, 2, 3)
+LENS_PLANES = 3 * len(LENS_OFFSETS) + 4 * len(LENS_POWERS)
+
 ACTIVATIONS = {"lrelu": lambda: nn.LeakyReLU(0.2), "relu": nn.ReLU, "silu": nn.SiLU}
 NORMS = {"none", "group", "batch"}
 OUTPUTS = {"residual", "tanh_residual"}
@@ -167,6 +181,28 @@ def colour_monomials(x: torch.Tensor, degree: int) -> torch.Tensor:
     for t in colour_terms(degree):
         products[t] = channels[t[0]] if len(t) == 1 else products[t[:-1]] * channels[t[-1]]
     return torch.cat(list(products.values()), dim=1)
+
+
+def lens_shift() -> torch.Tensor:
+    """[24, 3, 3, 3]: the fixed conv that copies each channel's 8 neighbours into planes (offset-major)."""
+    weight = torch.zeros(3 * len(LENS_OFFSETS), 3, 3, 3)
+    for k, (dy, dx) in enumerate(LENS_OFFSETS):
+        for c in range(3):
+            weight[3 * k + c, c, dy, dx] = 1.0
+    return weight
+
+
+def lens_planes(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """[B, LENS_PLANES, H, W]: the lens basis's planes of ``x`` (``LENS_OFFSETS`` neighbours by ``shift``, then
+    (1, r, g, b) times d^2k for each of ``LENS_POWERS``)."""
+    _, _, h, w = x.shape
+    taps = F.conv2d(x, shift.to(x.dtype), padding=1)
+    rows = (torch.arange(h, device=x.device, dtype=x.dtype) + (0.5 - h / 2)) * (2.0 / h)
+    cols = (torch.arange(w, device=x.device, dtype=x.dtype) + (0.5 - w / 2)) * (2.0 / w)
+    d2 = ((rows * rows)[:, None] + (cols * cols)[None, :])[None, None] * 0.5  # [1, 1, H, W], 1 at the corners
+    colour = torch.cat([torch.ones_like(x[:, :1]), x], dim=1)
+    radial = [colour * d2 ** k for k in LENS_POWERS]
+    return torch.cat([taps, *radial], dim=1)
 
 
 def _conv(cin: int, cout: int, stride: int = 1, k: int = 3) -> nn.Conv2d:
@@ -282,13 +318,15 @@ class ResBlock(nn.Module):
 class Head(nn.Module):
     """Two nearest x2 + conv stages fused with the s2/s1 skips, then a 3x3 conv to the RGB delta."""
 
-    def __init__(self, c: int, act, norm: str, n_colour: int = 0) -> None:
+    def __init__(self, c: int, act, norm: str, n_colour: int = 0, lens: bool = False) -> None:
         super().__init__()
         self.conv1 = _conv(c, c)
         self.conv2 = _conv(c, c // 2)
         self.conv3 = _conv(c // 2, 3)
         if n_colour:  # the colour basis's conv over that many monomials
             self.colour = nn.Conv2d(n_colour, 3, 1, bias=False)
+        if lens:  # the lens basis's conv over its planes
+            self.lens = nn.Conv2d(LENS_PLANES, 3, 1, bias=False)
         self.norm1 = _norm(norm, c)
         self.act = act()
 
@@ -350,7 +388,7 @@ class Generator(ModelMixin, ConfigMixin):
                  image_size: int = 256, text_encoder: str = "minilm", film: bool = False,
                  screen_periods: list[int] | None = None, screen_waves: list[list[float]] | None = None,
                  screen_size: int | None = None, screen_lattice: list[list[float]] | None = None,
-                 colour_basis: int = 0) -> None:
+                 colour_basis: int = 0, lens_basis: bool = False) -> None:
         super().__init__()
         _check_config(ngf, heads, act, norm, output, image_size)
         n_colour = len(colour_terms(colour_basis)) if colour_basis else 0
@@ -386,7 +424,9 @@ class Generator(ModelMixin, ConfigMixin):
         self.ff = FeedForward(4 * c, ff_mult, act_fn())
         self.up1 = Up(4 * c, 2 * c, act_fn, norm)
         self.up2 = Up(2 * c, c, act_fn, norm)
-        self.head = Head(c, act_fn, norm, n_colour)
+        self.head = Head(c, act_fn, norm, n_colour, lens_basis)
+        if lens_basis:  # not saved: rebuilt from the config
+            self.register_buffer("lens_shift", lens_shift(), persistent=False)
         if film:
             self.text_film = nn.ModuleDict({k: nn.Linear(text_dim, 2 * int(w * c)) for k, w in FILM_SITES.items()})
         self.enc_blocks = [f"res{i}" for i in range(1, n_res_enc + 1)]
@@ -413,6 +453,8 @@ class Generator(ModelMixin, ConfigMixin):
             nn.init.zeros_(self.stem.waves.weight)
         if self.config.colour_basis:  # the colour basis starts unused
             nn.init.zeros_(self.head.colour.weight)
+        if self.config.lens_basis:  # so does the lens basis
+            nn.init.zeros_(self.head.lens.weight)
         if self.config.film:  # FiLM starts as the identity (scale 0, shift 0)
             for lin in self.text_film.values():
                 nn.init.zeros_(lin.weight)
@@ -446,6 +488,8 @@ class Generator(ModelMixin, ConfigMixin):
         delta = self.head(h, s2, s1, film.get("h1"), film.get("h2"))
         if self.config.colour_basis:
             delta = delta + self.head.colour(colour_monomials(x, self.config.colour_basis))
+        if self.config.lens_basis:
+            delta = delta + self.head.lens(lens_planes(x, self.lens_shift))
         if self.config.output == "tanh_residual":
             return torch.tanh(torch.atanh(x.clamp(-0.999, 0.999)) + delta)
         return soft_bound(x + delta)
@@ -595,6 +639,14 @@ def with_colour_basis(model: Generator, degree: int) -> Generator:
     if model.config.colour_basis:
         raise ValueError(f"the generator already reads a colour basis of degree {model.config.colour_basis}")
     return _extended(model, {"colour_basis": int(degree)}, "head.colour.weight", "a colour basis")
+
+
+def with_lens_basis(model: Generator, lens: bool = True) -> Generator:
+    """A copy of ``model`` that also reads the lens basis through ``head.lens``, which starts at zero (the copy edits
+    exactly as ``model`` until trained or solved); ``model`` itself for ``lens`` False or when it already has it."""
+    if not lens or model.config.lens_basis:
+        return model
+    return _extended(model, {"lens_basis": True}, "head.lens.weight", "a lens basis")
 
 
 def _extended(model: Generator, changes: dict, new_weight: str, what: str) -> Generator:

@@ -102,12 +102,13 @@ def check_same_rule(what: str, recorded: str | None, wanted: str | None) -> None
 
 def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float | None, eval_seconds: float,
                   min_seconds: float, seed: int = 0, screen: bool = False, augment: bool = True,
-                  colour_basis: int = 0, ema: float = 0.0, screen_options: dict | None = None,
+                  colour_basis: int = 0, ema: float = 0.0, screen_options: dict | None = None, lens: bool = False,
                   output_curves: bool = False) -> dict:
     """Train ``arch`` on ``concept`` to its plateau (or the cap); returns the result written to ``out``.
     ``screen``: our architecture gets position channels at the concept's fixed screen, when it has one (as
     ``--screen auto`` gives run_all's scratch arm); ``augment``: the random flip and resized crop of the pairs;
     ``colour_basis``: our architecture with the colour basis of this degree (run_all's ``--colour-basis``);
+    ``lens``: with the lens basis too (run_all's ``--lens-basis``);
     ``ema``: evaluated as the moving average of its weights, this decay (run_all's ``--ema``);
     ``screen_options``: with ``screen``, ``harmonics``, ``lattice`` and ``scale`` as run_all's ``--screen-harmonics``,
     ``--screen-lattice`` and ``--screen-scale`` give them (the last: also train on windows rescaled up to it);
@@ -133,6 +134,8 @@ def run_reference(ws: Workspace, arch: str, concept: str, out: Path, cap: float 
                     log(f"{concept}: training at the pairs' size only: {why}")
         if colour_basis:
             generator = {**generator, "colour_basis": colour_basis}
+        if lens:
+            generator = {**generator, "lens_basis": True}
     stem = reference_stem(arch, concept, seed)
     folder = ws.root / "runs" / stem
     settings = TrainSettings(generator=generator, disc_nf=spec["disc_nf"], steps=10**9,
@@ -221,6 +224,8 @@ def training_of(settings: dict) -> str:
         words.append("screen")
     if spec.get("colour_basis"):
         words.append(f"colour basis {spec['colour_basis']}")
+    if spec.get("lens_basis"):
+        words.append("lens basis")
     if settings.get("screen_scale", 1.0) > 1:
         words.append(f"windows to {settings['screen_scale']:g}x")
     if settings.get("ema"):
@@ -268,6 +273,8 @@ def main() -> None:
                     "up to this factor (run_all's --screen-scale)")
     ap.add_argument("--colour-basis", type=int, default=0, help="our architecture with the colour basis of this "
                     "degree (run_all's arms under --colour-basis; factory run's default is 3)")
+    ap.add_argument("--lens-basis", action="store_true", help="our architecture with the lens basis (run_all's arms "
+                    "under --lens-basis)")
     ap.add_argument("--ema", type=float, default=0.0, help="evaluate the moving average of the weights, this decay "
                     "(run_all's arms under --ema)")
     ap.add_argument("--no-augment", action="store_true", help="no random flip and resized crop of the pairs "
@@ -302,7 +309,7 @@ def main() -> None:
             r = run_reference(ws, arch, concept, args.out, 20.0 if args.quick else None,
                               5.0 if args.quick else EVAL_SECONDS, 10.0 if args.quick else PLATEAU["min_seconds"],
                               seed=args.seed, screen=args.screen, augment=not args.no_augment,
-                              colour_basis=args.colour_basis, ema=args.ema,
+                              colour_basis=args.colour_basis, ema=args.ema, lens=args.lens_basis,
                               screen_options={"harmonics": args.screen_harmonics, "lattice": args.screen_lattice,
                                               "scale": args.screen_scale},
                               output_curves=args.output_curves)

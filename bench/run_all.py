@@ -175,6 +175,9 @@ def parse_args() -> argparse.Namespace:
                     help="every arm with the colour basis of this degree (head.colour over the source pixel's colour "
                          "monomials, solved with the readout; factory run's --colour-basis; every recorded run before "
                          "it has none, 0)")
+    ap.add_argument("--lens-basis", action="store_true",
+                    help="every arm with the lens basis (head.lens over the photo's neighbours and radial gain planes, "
+                         "solved with the readout); its scratch references must have it too")
     ap.add_argument("--output-curves", action="store_true",
                     help="every arm with output calibration (colour curves of its output, of its output and the "
                          "photo, or of the photo alone: a fine-tune's curve_kinds), fitted on the training pairs at "
@@ -361,7 +364,7 @@ def run_arm(args, ws: Workspace, base, concept: str, seed: int, arm: str,
         screen=args.screen,
         screen_scale=args.screen_scale, screen_harmonics=args.screen_harmonics, screen_lattice=args.screen_lattice,
         readout=arm in ("readout", "readout-tuned", "scratch-readout"),  # every other arm as recorded, without it
-        ema=args.ema, colour_basis=args.colour_basis, output_curves=args.output_curves,
+        ema=args.ema, colour_basis=args.colour_basis, lens_basis=args.lens_basis, output_curves=args.output_curves,
     )
     if arm in ("scratch", "full", "scratch-readout"):
         opts = FinetuneOptions(init=arm.removesuffix("-readout"), **common)
@@ -439,6 +442,12 @@ def checked_reference(args, arch: str, path: Path) -> dict:
             raise FactoryError(f"{path}: this scratch reference was trained with output curves {own or 'off'}, the "
                                f"arms run with {arms or 'off'}: pass --references of matching ones (train them with "
                                "bench/references.py" + (" --output-curves)" if arms else ")"))
+        generator = ref.get("settings", {}).get("generator")
+        lens = isinstance(generator, dict) and bool(generator.get("lens_basis"))
+        if lens != bool(getattr(args, "lens_basis", False)):
+            raise FactoryError(f"{path}: this scratch reference was trained {'with' if lens else 'without'} the lens "
+                               f"basis, the arms run {'with' if args.lens_basis else 'without'} it: its architecture "
+                               "is not theirs (bench/references.py --lens-basis trains one with it)")
         if stopped_before_plateau(ref, arms is not None):
             raise FactoryError(f"{path}: this scratch reference stopped on its calibrated curve alone while its "
                                "student still climbed, so its target is too low: train it on with "

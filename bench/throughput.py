@@ -4,7 +4,9 @@ scratch reference and the arms timed against it) can be seen to have had the sam
 The step is always the same work whatever the run trains: the shipped base's architecture (``NETWORK``; no text,
 no screen, no colour basis), a batch of 8 random 128 px images of a fixed seed, L1 to a random target, Adam. A few
 warm-up steps, then ``steps`` timed ones; the result is generator steps per second (a reference's own steps per
-second are lower by its discriminator and data, but move with the machine in proportion).
+second are lower by its discriminator and data, but move with the machine in proportion). A probe at a process's
+start reads lower than one after a long run in it (about 9-10 against 12 steps per second here at one hour): compare
+a run's "before" with another's "before".
 
     python bench/throughput.py          # one probe, printed
 """

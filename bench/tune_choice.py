@@ -46,10 +46,16 @@ in each of these ways, next to scratch (the reference every goal is against):
   monomials up to degree 4 (34) or 5 (55) instead of 3 (19), added in an eleventh run: the degree-3 basis leaves
   cross-process's readout start flat near 36 dB through a 90 s run (bench/results/all-colour-rebased), a
   monotone tone curve per channel that a cubic fits only roughly.
+- ``readout-lora-ema-colour-lens``, ``scratch-noaug-ema-colour-lens``: ``readout-lora-ema-colour`` and
+  ``scratch-noaug-ema-colour`` with the lens basis (``lens_basis``: ``head.lens`` over the photo's 8 neighbours and
+  radial gain planes; the readout solves it with ``head.colour``), added in a twelfth run on validation concepts with
+  a blur or a vignette and four without (``--concepts``): a per-pixel colour map cannot hold either
+  (bench/results/lens-ceiling-validation.md).
 
 Validation concepts: the first ``--per-group`` named validation concepts of each group (concepts/_splits.yaml)
 and the first ``--family`` colour and structural concepts of ``sample_concepts(200, 12, 'train')`` that neither
-the base nor the weight generator trained on (draw 12: no earlier run used it). The test concepts are read only
+the base nor the weight generator trained on (draw 12: no earlier run used it); or ``--concepts``, named validation
+concepts and family ones of that draw. The test concepts are read only
 by ``bench/run_all.py``, after the choice. Seed 0, the protocol's pairs (160 at 128 px, data seed 0), PSNR on each
 concept's held-out test pairs. Resumable (each finished run is kept in the work folder). Writes
 ``bench/results/tune_choice.{json,md}``.
@@ -113,6 +119,10 @@ WAYS = {
     "scratch-readout-ema-colour": ("scratch", {"augment": False, "readout": True, "ema": EMA, "colour_basis": COLOUR}),
     **{f"readout-lora-ema-colour{d}": ("generated", {"augment": False, "readout": True, "ema": EMA, "colour_basis": d})
        for d in (4, 5)},
+    "readout-lora-ema-colour-lens": ("generated", {"augment": False, "readout": True, "ema": EMA,
+                                                   "colour_basis": COLOUR, "lens_basis": True}),
+    "scratch-noaug-ema-colour-lens": ("scratch", {"augment": False, "ema": EMA, "colour_basis": COLOUR,
+                                                  "lens_basis": True}),
 }
 
 
@@ -123,7 +133,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--per-group", type=int, default=2, help="named validation concepts per group")
     ap.add_argument("--family", type=int, default=1, help="family validation concepts per group")
     ap.add_argument("--ways", default=",".join(WAYS), help="comma-separated subset of the ways (default: all)")
-    ap.add_argument("--concepts", help="comma-separated named validation concepts instead of the default draw")
+    ap.add_argument("--concepts", help="comma-separated validation concepts instead of the default draw: named ones, "
+                    f"or family ones (fam-...) of the validation draw {FAMILY_DRAW} that no shipped asset trained on")
     ap.add_argument("--name", default="tune_choice", help="results file name")
     ap.add_argument("--workspace", type=Path, default=Path("bench/work/tune-choice"))
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
@@ -135,14 +146,17 @@ def validation_concepts(args, ws: Workspace, m: dict) -> dict[str, str]:
     from concepts.family import family_card, sample_concepts
 
     split = concept_split()
-    if args.concepts:
-        wanted = args.concepts.split(",")
-        if outside := [c for c in wanted if c not in split.validation]:
-            raise SystemExit(f"--concepts: not validation concepts: {', '.join(outside)}")
-        return {c: split.group[c] for c in wanted}
-    named = {c: g for g in ("colour", "structural") for c in split.of("validation", g)[: args.per_group]}
     trained = set(m["base"]["concepts"]) | set(m["weightgen"]["concepts"])
     drawn = [c for c in sample_concepts(200, FAMILY_DRAW, "train") if c.name not in trained]
+    if args.concepts:
+        wanted, family = args.concepts.split(","), {c.name: c for c in drawn}
+        if outside := [c for c in wanted if c not in split.validation and c not in family]:
+            raise SystemExit(f"--concepts: not validation concepts: {', '.join(outside)}")
+        for c in wanted:
+            if c in family:
+                family_card(ws, family[c])  # its card in the workspace, so the pairs and runs find it by name
+        return {c: split.group[c] if c in split.validation else family[c].group for c in wanted}
+    named = {c: g for g in ("colour", "structural") for c in split.of("validation", g)[: args.per_group]}
     family = {family_card(ws, c).name: g for g in ("colour", "structural")
               for c in [c for c in drawn if c.group == g][: args.family]}
     return {**named, **family}
@@ -178,7 +192,7 @@ def main() -> None:
                                    checkpoint_every=10**6, seed=SEED,
                                    **{"augment": True, "screen": "off", "screen_scale": 1.0,
                                       "screen_harmonics": False, "screen_lattice": False, "readout": False,
-                                      "ema": 0.0, "colour_basis": 0, **extra})  # as recorded
+                                      "ema": 0.0, "colour_basis": 0, "lens_basis": False, **extra})  # as recorded
             reused = (out / "metrics.json").is_file()
             metrics = (json.loads((out / "metrics.json").read_text()) if reused else
                        finetune(ws, concept, base, opts, out_dir=out, quiet=True, log=lambda _: None))
@@ -215,7 +229,8 @@ def markdown(r: dict) -> str:
          f"`-warmup`: the learning rate rising linearly over the first {WARMUP} steps; `-b4`: 4 pairs per step "
          "instead of 8; `-every15`: the readout solved again every 15 training seconds (removed); `-ema`: "
          f"the moving average of the weights (decay {EMA:g}) evaluated and kept; `-colour`: the colour basis of degree "
-         f"{COLOUR} (`head.colour`, solved with the readout); `-colourD`: of degree D.",
+         f"{COLOUR} (`head.colour`, solved with the readout); `-colourD`: of degree D; `-lens`: the lens basis too "
+         "(`head.lens`: the photo's neighbours and radial gain planes, solved with the readout).",
          "", "| concept | group | identity | start | " + " | ".join(ways) + " |",
          "| --- | --- | ---: | ---: | " + " | ".join("---:" for _ in ways) + " |"]
     for c, g in r["concepts"].items():

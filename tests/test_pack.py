@@ -208,6 +208,29 @@ def test_a_concept_with_a_colour_basis_packs_its_colour_conv_with_its_factors(ti
         build_pack(tiny["base"], [concepts[0], PackConcept("other", "another map", folders[2])], size=32)
 
 
+def test_a_concept_with_the_lens_basis_packs_its_lens_conv_beside_concepts_without(tiny):
+    """An adapter that trains head.lens whole (the lens basis, with a colour basis) packs beside concepts without
+    either: the pack's base has both convs at zero, the concept's file carries their weights, each concept edits as
+    its standalone editor, and the lens conv really changes the output."""
+    from base_gan.generator import with_colour_basis, with_lens_basis
+    from factory.lora.adapters import LoraLayout, save_adapter, wrap
+
+    root = tiny["root"] / "lens"
+    model = wrap(with_lens_basis(with_colour_basis(tiny["base"].copy(), 2)), LoraLayout(["up1"], ranks=2), seed=1)
+    with torch.no_grad():
+        model.get_submodule("base_model.model.head.lens").modules_to_save["default"].weight.normal_(0, 0.2)
+    concepts = [PackConcept("vignetted", "darken the corners", save_adapter(model, root / "lensed")),
+                tiny["concepts"][2]]
+    images = {"vignetted": tiny["images"]["warm"], "plain": tiny["images"]["plain"]}
+    manifest = write_pack(build_pack(tiny["base"], concepts, size=32), root / "pack", "lens", images, "fp32",
+                          tiny["base"], threads=1, log=lambda m: None)
+    for name in ("vignetted", "plain"):
+        assert manifest["checks"][name]["max_abs"] <= 1e-4, (name, manifest["checks"][name])
+    x = images["vignetted"]
+    assert np.abs(Editor.from_pack(root / "pack", "vignetted", threads=1).run(x)
+                  - Editor.from_pack(root / "pack", "plain", threads=1).run(x)).max() > 0.05
+
+
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_a_concept_with_output_curves_packs_them_beside_concepts_without(tiny, precision):
     """A concept whose adapter folder holds output curves (factory.lora.output_calibration): the pack's graph ends

@@ -17,7 +17,8 @@ the union of the concepts' adapted layers at the largest rank (zero rows and col
 change nothing) and the longest text (masked tokens elsewhere); the LoRA scaling is folded into B. A concept
 fine-tuned with a colour basis trains its ``head.colour`` conv whole: the pack's base then has that conv at zero
 and the concept's weight is its factors (``a`` the weight, ``b`` the identity); every concept of a pack has the same
-degree or none. When a concept carries output curves (``factory.lora.output_calibration``), the graph ends with the
+degree or none. The lens basis's ``head.lens`` likewise: in the graph when any concept trained it, zero for the
+others. When a concept carries output curves (``factory.lora.output_calibration``), the graph ends with the
 curves' 1x1 convs (reading the photo too when a concept's do) and every concept stores their weights (the identity
 curves for a concept without, zero curves of the photo for one whose curves read only the output).
 
@@ -41,7 +42,7 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from base_gan.generator import with_colour_basis
+from base_gan.generator import with_colour_basis, with_lens_basis
 from base_gan.models import BaseGAN, is_float16_exact
 from base_gan.output_curves import OutputCurves
 from factory.core.errors import FactoryError
@@ -89,15 +90,17 @@ def adapter_factors(base: BaseGAN, adapter_dir: Path | None) -> dict[str, Factor
         return {}
     from peft.tuners.lora import LoraLayer
 
-    from factory.lora.adapters import COLOUR_MODULE, colour_basis_of, load_adapter
+    from factory.lora.adapters import COLOUR_MODULE, LENS_MODULE, colour_basis_of, lens_basis_of, load_adapter
 
     peft_model = load_adapter(base.copy(), adapter_dir)
     prefix = "base_model.model."
     out: dict[str, Factors] = {}
-    colour = peft_model.get_submodule(prefix + COLOUR_MODULE) if colour_basis_of(peft_model) else None
-    if colour is not None:  # trained whole (peft's modules_to_save): the weight itself, over the base's zero conv
-        weight = colour.modules_to_save["default"].weight.detach().float()
-        out[COLOUR_MODULE] = Factors(weight.reshape(weight.shape[0], -1), torch.eye(weight.shape[0]), None)
+    for name, has in ((COLOUR_MODULE, colour_basis_of(peft_model)), (LENS_MODULE, lens_basis_of(peft_model))):
+        if not has:
+            continue
+        # trained whole (peft's modules_to_save): the weight itself, over the base's zero conv
+        weight = peft_model.get_submodule(prefix + name).modules_to_save["default"].weight.detach().float()
+        out[name] = Factors(weight.reshape(weight.shape[0], -1), torch.eye(weight.shape[0]), None)
     for name, module in peft_model.named_modules():
         if not isinstance(module, LoraLayer) or "default" not in module.lora_A:
             continue
@@ -339,7 +342,7 @@ def build_pack(base: BaseGAN, concepts: list[PackConcept], size: int = 256, prec
         raise FactoryError(f"pack concept names must be file names (letters, digits, '.', '_', '-'): {', '.join(bad)}")
     if len(set(names)) != len(names):
         raise FactoryError(f"a concept is named twice in the pack: {', '.join(names)}")
-    from factory.lora.adapters import saved_screen
+    from factory.lora.adapters import saved_lens_basis, saved_screen
 
     screened = [c.name for c in concepts if c.adapter_dir is not None and saved_screen(c.adapter_dir)]
     if screened:
@@ -350,7 +353,9 @@ def build_pack(base: BaseGAN, concepts: list[PackConcept], size: int = 256, prec
     texts = [text_condition(base.model, c.instruction, text_cache) for c in concepts]
     layout = PackLayout.of(factors, texts)
     knots = [saved_output_curves(c.adapter_dir) for c in concepts]
-    module = PackModule(with_colour_basis(copy.deepcopy(base.model), _colour_degree(concepts)).eval(), layout,
+    lens = any(saved_lens_basis(c.adapter_dir) for c in concepts if c.adapter_dir is not None)
+    graph_base = with_lens_basis(with_colour_basis(copy.deepcopy(base.model), _colour_degree(concepts)), lens)
+    module = PackModule(graph_base.eval(), layout,
                         curves=max((k.shape[1] for k in knots if k is not None), default=0))
     with torch.no_grad():  # distinct values while exporting: the exporter merges initializers of equal content
         g = torch.Generator().manual_seed(0)

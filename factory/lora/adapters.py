@@ -28,7 +28,8 @@ A concept with a fixed screen (``factory.data.screen_fit``) also trains the stem
 does not have: it is peft's ``modules_to_save`` (trained whole, saved in the adapter, kept by a merge), and
 ``screen.json`` beside the adapter names the waves, so ``load_adapter`` first gives the base that conv. A fine-tune
 with a colour basis (``base_gan.generator.COLOUR_DEGREES``) trains ``head.colour`` the same way; its degree is read
-back from the saved conv's input channels.
+back from the saved conv's input channels. One with the lens basis (``base_gan.generator.LENS_PLANES``) trains
+``head.lens`` the same way, read back from its name among the adapter's ``modules_to_save``.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 SCREEN_FILE = "screen.json"  # screen_of's dict for an adapter that trains the stem's waves conv
 SCREEN_MODULE = "stem.waves"
 COLOUR_MODULE = "head.colour"
+LENS_MODULE = "head.lens"
 
 
 @dataclass
@@ -151,8 +153,21 @@ def wrap(model: nn.Module, layout: LoraLayout, seed: int = 0):
 
 def extra_modules(model: nn.Module) -> list[str]:
     """The modules of ``model`` (or a peft model over one) that a LoRA run trains whole, the base lacking them: a
-    screen's ``waves`` conv and the colour basis's conv."""
-    return ([SCREEN_MODULE] if screen_of(model) else []) + ([COLOUR_MODULE] if colour_basis_of(model) else [])
+    screen's ``waves`` conv, the colour basis's conv and the lens basis's."""
+    return ([SCREEN_MODULE] if screen_of(model) else []) + ([COLOUR_MODULE] if colour_basis_of(model) else []) \
+        + ([LENS_MODULE] if lens_basis_of(model) else [])
+
+
+def lens_basis_of(model: nn.Module) -> bool:
+    """Whether a generator (or a peft model over one) reads the lens basis."""
+    from base_gan.models import unwrap
+
+    return bool(getattr(getattr(unwrap(model), "config", None), "lens_basis", False))
+
+
+def saved_lens_basis(folder: Path) -> bool:
+    """Whether a saved adapter trained the lens basis's ``head.lens``."""
+    return LENS_MODULE in (read_adapter_config(folder).get("modules_to_save") or [])
 
 
 def colour_basis_of(model: nn.Module) -> int:
@@ -216,17 +231,19 @@ def with_screen(model: nn.Module, screen: dict[str, Any] | None) -> nn.Module:
     return with_screen_waves(model, screen["screen_waves"], screen["screen_size"], screen.get("screen_lattice"))
 
 
-def with_extras(model: nn.Module, screen: dict[str, Any] | None, colour_basis: int) -> nn.Module:
+def with_extras(model: nn.Module, screen: dict[str, Any] | None, colour_basis: int,
+                lens: bool = False) -> nn.Module:
     """``model`` given the convs a LoRA run trains whole beside its factors, each zero at the start: the stem's
-    ``waves`` conv for ``screen`` (``screen_of``'s form) and the colour basis's ``head.colour`` of degree
-    ``colour_basis``; a conv the model already has is kept, and ``model`` itself comes back when it needs neither."""
-    from base_gan.generator import with_colour_basis
+    ``waves`` conv for ``screen`` (``screen_of``'s form), the colour basis's ``head.colour`` of degree
+    ``colour_basis`` and with ``lens`` the lens basis's ``head.lens``; a conv the model already has is kept, and
+    ``model`` itself comes back when it needs none."""
+    from base_gan.generator import with_colour_basis, with_lens_basis
 
     if not screen_of(model):
         model = with_screen(model, screen)
     if not colour_basis_of(model):
         model = with_colour_basis(model, colour_basis)
-    return model
+    return with_lens_basis(model, lens)
 
 
 def saved_screen(folder: Path) -> dict[str, Any] | None:
@@ -316,12 +333,13 @@ def layout_of_adapter(folder: Path) -> LoraLayout:
 
 
 def load_adapter(base_model: nn.Module, folder: Path, trainable: bool = False, screen: dict[str, Any] | None = None,
-                 colour_basis: int = 0):
+                 colour_basis: int = 0, lens: bool = False):
     """``PeftModel.from_pretrained`` onto ``base_model`` (modified in place), with a clear error.
 
     An adapter saved with a screen (``screen.json``), or ``screen`` (``screen_of``'s form) given for one saved
     without (its ``waves`` conv then starts at zero), first gets the base the stem's ``waves`` conv (on a copy);
-    likewise the colour basis's ``head.colour`` for one saved with it, or ``colour_basis`` (a degree) given.
+    likewise the colour basis's ``head.colour`` for one saved with it, or ``colour_basis`` (a degree) given, and the
+    lens basis's ``head.lens`` for one saved with it or ``lens`` given.
     """
     from peft import PeftModel
 
@@ -335,10 +353,11 @@ def load_adapter(base_model: nn.Module, folder: Path, trainable: bool = False, s
         raise FactoryError(f"{folder}: the adapter was trained with a colour basis of degree {saved_degree}, "
                            f"not {colour_basis}")
     colour_basis = saved_degree or colour_basis
+    lens = lens or saved_lens_basis(folder)
     try:
-        if not screen and not colour_basis:
+        if not screen and not colour_basis and not lens:
             return PeftModel.from_pretrained(base_model, str(folder), is_trainable=trainable)
-        return _load_with_extras(base_model, folder, trainable, screen, colour_basis)
+        return _load_with_extras(base_model, folder, trainable, screen, colour_basis, lens)
     except (RuntimeError, ValueError, KeyError, OSError) as exc:
         raise FactoryError(
             f"{folder}: adapter does not fit this base ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})"
@@ -346,14 +365,14 @@ def load_adapter(base_model: nn.Module, folder: Path, trainable: bool = False, s
 
 
 def _load_with_extras(base_model: nn.Module, folder: Path, trainable: bool, screen: dict[str, Any] | None,
-                      colour_basis: int):
-    """The adapter on a copy of ``base_model`` given the stem's ``waves`` conv (``screen``) and/or the colour basis's
-    conv, each as peft's ``modules_to_save``: the adapter's own trained copy when it has one, else the new conv
-    (zero)."""
+                      colour_basis: int, lens: bool = False):
+    """The adapter on a copy of ``base_model`` given the stem's ``waves`` conv (``screen``), the colour basis's conv
+    and/or the lens basis's, each as peft's ``modules_to_save``: the adapter's own trained copy when it has one, else
+    the new conv (zero)."""
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    base_model = with_extras(base_model, screen, colour_basis)
+    base_model = with_extras(base_model, screen, colour_basis, lens)
     config = LoraConfig.from_pretrained(str(folder))
     config.modules_to_save = extra_modules(base_model)
     config.base_model_name_or_path = None

@@ -168,8 +168,10 @@ def finetune(workspace: Workspace, concept: str, base: BaseGAN, opts: FinetuneOp
         readout = {**_readout(model, edit, data_dir, plan["pairs"]["train"], opts.seed), "before": before}
         trainer.state.seconds = readout["seconds"]  # charged to the budget
         atomic_write_json(out_dir / READOUT_FILE, readout)
-        log(f"{concept}: readout start, head.conv3{' and head.colour' if readout['colour_basis'] else ''} solved on "
-            f"the training pairs in {readout['seconds']:.1f} s")
+        extras = [m for m, on in (("head.colour", readout["colour_basis"]), ("head.lens", readout.get("lens_basis")))
+                  if on]
+        log(f"{concept}: readout start, {' and '.join(['head.conv3', *extras])} solved on the training pairs in "
+            f"{readout['seconds']:.1f} s")
     if not curve:
         start = test.score(edit, model)
         curve = [curve_row(0, trainer.state.seconds, test, edit, model, calibration)]
@@ -280,17 +282,18 @@ def _scaled_pairs(data_dir: Path, train_ids: list[str], opts: FinetuneOptions, a
 def _student(base: BaseGAN, opts: FinetuneOptions, plan: dict, screen: dict[str, Any] | None
              ) -> tuple[nn.Module, LoraLayout | None, list | None]:
     """(the model to train, its LoRA layout or None, its trainable parameters or None for all of them)."""
-    colour = opts.colour_basis
+    colour, lens = opts.colour_basis, opts.lens_basis
     if opts.kind == "scratch":
-        spec = {**model_spec(base.model), **(screen or {}), **({"colour_basis": colour} if colour else {})}
+        spec = {**model_spec(base.model), **(screen or {}), **({"colour_basis": colour} if colour else {}),
+                **({"lens_basis": True} if lens else {})}
         return build_model(seed=opts.seed, **spec), None, None
     if opts.kind == "full":
-        return with_extras(base.copy(), screen, colour), None, None
+        return with_extras(base.copy(), screen, colour, lens), None, None
     if opts.tune == "all":
-        model, layout = merged(base, Path(plan["init_adapter"]), screen, colour)
+        model, layout = merged(base, Path(plan["init_adapter"]), screen, colour, lens)
         return model, layout, None
     init = Path(plan["init_adapter"]) if plan.get("init_adapter") else None
-    model, layout = adapted(base, LoraLayout(**plan["layout"]), init, opts.seed, screen, colour)
+    model, layout = adapted(base, LoraLayout(**plan["layout"]), init, opts.seed, screen, colour, lens)
     return model, layout, lora_parameters(model)
 
 

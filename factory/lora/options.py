@@ -77,7 +77,7 @@ CURVE_FOLDS = 4
 #: options added after runs were recorded, with the value every run before them had (resume and reuse read them so)
 ADDED_LATER = {"tune": "lora", "decay_over": "steps", "augment": True, "screen": "off", "screen_scale": 1.0,
                "screen_harmonics": False, "screen_lattice": False, "readout": False, "warmup": 0, "ema": 0.0,
-               "colour_basis": 0, "screen_windows": "pairs",
+               "colour_basis": 0, "lens_basis": False, "screen_windows": "pairs",
                "output_curves": False, "curve_kinds": "output,output+photo", "curve_folds": 1}
 #: options that change a run only when another is on (their option -> that one): a run with it off records none
 ONLY_WITH = {"curve_kinds": "output_curves", "curve_folds": "output_curves"}
@@ -131,6 +131,7 @@ class FinetuneOptions:
     warmup: int = 0                    # LR rising over the first N steps; 0: tried, no gain (tune_choice-warmup.md)
     ema: float = EMA                   # evaluate and keep an exponential moving average of the weights (decay; 0: off)
     colour_basis: int = COLOUR_BASIS   # the colour monomials' degree read by head.colour (0: none)
+    lens_basis: bool = False           # the source's neighbours and radial gain planes read by head.lens
     output_curves: bool = OUTPUT_CURVES  # colour curves fitted from the output to the targets (output_calibration)
     curve_kinds: str = CURVE_KINDS     # with output_curves: the kinds of curves the rule may keep
     curve_folds: int = CURVE_FOLDS     # with output_curves: the quarters of the photos the rule holds out in turn

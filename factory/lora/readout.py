@@ -16,7 +16,9 @@ says why). Without a LoRA (``--tune all``, ``--init scratch``/``full``) the conv
 A generator with a colour basis (``base_gan.generator.COLOUR_DEGREES``) also has ``head.colour``, a 1x1 conv over
 the source pixel's colour monomials into the same delta; the solve then fits both convs at once (the monomials are
 more columns of the same regression), so a per-pixel colour map is fitted exactly rather than through the features.
-In a LoRA run that conv is trained whole (peft's ``modules_to_save``) and the solve writes its copy. The columns
+In a LoRA run that conv is trained whole (peft's ``modules_to_save``) and the solve writes its copy. The lens
+basis's ``head.lens`` (``base_gan.generator.LENS_PLANES``: the source's neighbours and radial gain planes) is solved
+the same way, its planes more columns after the monomials. The columns
 then differ in scale (features against monomials in [-1, 1]), so each gets its own ridge penalty, ``COLUMN_RIDGE``
 times its own diagonal entry; chosen on the validation colour concepts (an exploratory probe: step-0 PSNR of the
 joint solve, cyanotype 41.5 dB with the mean-diagonal penalty against 54.9 with this one, the others within 0.4).
@@ -54,11 +56,12 @@ def _conv3(model: nn.Module) -> nn.Module:
     return head.conv3
 
 
-def _colour_conv(model: nn.Module) -> nn.Conv2d | None:
-    """The writable ``head.colour`` of a generator with a colour basis (a peft model's own trained copy), else None."""
+def _colour_conv(model: nn.Module, name: str = "colour") -> nn.Conv2d | None:
+    """The writable ``head.colour`` (or ``head.<name>``: ``lens``) of a generator with a colour basis (a peft model's
+    own trained copy), else None."""
     from base_gan.models import unwrap
 
-    conv = getattr(unwrap(model).head, "colour", None)
+    conv = getattr(unwrap(model).head, name, None)
     if conv is not None and hasattr(conv, "modules_to_save"):  # peft's ModulesToSaveWrapper
         conv = conv.modules_to_save["default"]
     return conv
@@ -69,14 +72,15 @@ def solve_readout(model: nn.Module, edit, source: torch.Tensor, target: torch.Te
                   batch: int = 16) -> dict[str, Any]:
     """Set ``head.conv3`` of ``model`` (through its LoRA when it has one) to the ridge regression of
     ``target - source`` ([N, 3, H, W] in [-1, 1]) on its input features, computed by ``edit`` (the model as image ->
-    image with the concept's text), and ``head.colour`` too when the model has a colour basis. Returns what was done:
-    seconds, pixels, the LoRA rank used and the colour basis's degree (0 without)."""
-    from base_gan.generator import colour_monomials
+    image with the concept's text), and ``head.colour`` too when the model has a colour basis, ``head.lens`` when it
+    has the lens basis. Returns what was done: seconds, pixels, the LoRA rank used, the colour basis's degree (0
+    without) and whether the lens basis was solved."""
+    from base_gan.generator import colour_monomials, lens_planes
     from base_gan.models import unwrap
 
     start = time.perf_counter()
     conv = _conv3(model)
-    colour = _colour_conv(model)
+    colour, lens = _colour_conv(model), _colour_conv(model, "lens")
     degree = unwrap(model).config.colour_basis if colour is not None else 0
     lora = hasattr(conv, "lora_A")
     layer = conv.base_layer if lora else conv
@@ -91,8 +95,12 @@ def solve_readout(model: nn.Module, edit, source: torch.Tensor, target: torch.Te
         hook.remove()
         model.train(was)
     patches = F.unfold(torch.cat(captured), layer.kernel_size, padding=layer.padding)  # [N, C*k*k, H*W]
+    extra = []  # (conv, its planes' columns), solved beside conv3's
     if colour is not None:
-        patches = torch.cat([patches, colour_monomials(source, degree).flatten(2)], 1)
+        extra.append((colour, colour_monomials(source, degree).flatten(2)))
+    if lens is not None:
+        extra.append((lens, lens_planes(source, unwrap(model).lens_shift).flatten(2)))
+    patches = torch.cat([patches, *(planes for _, planes in extra)], 1)
     residual = (target - source).flatten(2)  # [N, 3, H*W]
     n, d, p = patches.shape
     pick = torch.randint(0, n * p, (min(SAMPLES, n * p),), generator=torch.Generator().manual_seed(seed))
@@ -104,19 +112,21 @@ def solve_readout(model: nn.Module, edit, source: torch.Tensor, target: torch.Te
     else:  # the LoRA has no bias: the base's stays, the solve fits around it
         y = y - layer.bias.double()
     gram = x.T @ x
-    if colour is None:
+    if not extra:
         gram += RIDGE * gram.diagonal().mean() * torch.eye(len(gram), dtype=x.dtype)
     else:
         gram += COLUMN_RIDGE * torch.diag(gram.diagonal().clamp(min=1e-12))
     w = torch.linalg.solve(gram, x.T @ y)  # [d (+1), 3]
-    k = layer.weight[0].numel()  # conv3's columns come first, then the colour monomials'
+    k = layer.weight[0].numel()  # conv3's columns come first, then the colour monomials', then the lens planes'
     weight = w[:k].T.reshape(layer.weight.shape)
     bias = w[d] if free_bias else None
     rank = _write_lora(conv, weight, bias) if lora else _write_conv(conv, weight, bias)
-    if colour is not None:
-        colour.weight.copy_(w[k:d].T.reshape(colour.weight.shape).to(colour.weight.dtype))
+    for extra_conv, planes in extra:
+        n = planes.shape[1]
+        extra_conv.weight.copy_(w[k:k + n].T.reshape(extra_conv.weight.shape).to(extra_conv.weight.dtype))
+        k += n
     return {"seconds": round(time.perf_counter() - start, 3), "pixels": len(x), "lora_rank": rank,
-            "colour_basis": degree}
+            "colour_basis": degree, "lens_basis": lens is not None}
 
 
 def _write_conv(conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor | None) -> None:

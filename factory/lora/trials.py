@@ -29,22 +29,23 @@ EditFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def adapted(base: BaseGAN, layout: LoraLayout | None, init_adapter: Path | None, seed: int,
-            screen: dict[str, Any] | None = None, colour_basis: int = 0):
+            screen: dict[str, Any] | None = None, colour_basis: int = 0, lens: bool = False):
     """(peft model over a copy of the base, its layout): a new zero-init LoRA of ``layout``, or a saved adapter;
     with ``screen`` (``adapters.screen_of``'s form), the stem's ``waves`` conv (zero at the start) trains with it,
-    and with ``colour_basis`` (a degree) the colour basis's ``head.colour`` (zero at the start)."""
+    with ``colour_basis`` (a degree) the colour basis's ``head.colour`` and with ``lens`` the lens basis's
+    ``head.lens`` (each zero at the start)."""
     if init_adapter is not None:
-        return (load_adapter(base.copy(), init_adapter, trainable=True, screen=screen, colour_basis=colour_basis),
-                layout_of_adapter(init_adapter))
-    return wrap(with_extras(base.copy(), screen, colour_basis), layout, seed=seed), layout
+        return (load_adapter(base.copy(), init_adapter, trainable=True, screen=screen, colour_basis=colour_basis,
+                             lens=lens), layout_of_adapter(init_adapter))
+    return wrap(with_extras(base.copy(), screen, colour_basis, lens), layout, seed=seed), layout
 
 
 def merged(base: BaseGAN, init_adapter: Path, screen: dict[str, Any] | None = None,
-           colour_basis: int = 0) -> tuple[nn.Module, LoraLayout]:
+           colour_basis: int = 0, lens: bool = False) -> tuple[nn.Module, LoraLayout]:
     """(a copy of the base with the saved adapter merged into its weights, every weight trainable; its layout);
-    with ``screen``, plus the stem's ``waves`` conv, and with ``colour_basis``, the colour basis (each zero at the
-    start when the adapter has none)."""
-    model = with_extras(load_adapter(base.copy(), init_adapter).merge_and_unload(), screen, colour_basis)
+    with ``screen``, plus the stem's ``waves`` conv, with ``colour_basis``, the colour basis and with ``lens`` the
+    lens basis (each zero at the start when the adapter has none)."""
+    model = with_extras(load_adapter(base.copy(), init_adapter).merge_and_unload(), screen, colour_basis, lens)
     return model.requires_grad_(True), layout_of_adapter(init_adapter)
 
 
