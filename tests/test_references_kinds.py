@@ -62,3 +62,19 @@ def test_a_reference_stopped_on_its_calibrated_curve_alone_trains_on():
     assert not references.stopped_before_plateau({**result, "curve": no_raw}, output_curves=True)
     flat = [{**r, "raw_psnr": 35.0, "psnr": 36.0} for r in rows]
     assert not references.stopped_before_plateau({**result, "curve": flat}, output_curves=True)
+
+
+def test_the_pooled_table_gives_run_alls_target_and_time_or_the_seed_that_never_reaches_it():
+    """references.md's pooled rows: the seeds' mean best - 0.5 dB, the mean of their training seconds to it; a
+    concept whose seed never reaches the pooled target says which, and a single seed is not pooled."""
+    def ref(concept: str, seed: int, curve: list[tuple[float, float]]) -> dict:
+        return {"arch": "scratch", "concept": concept, "seed": seed, "identity": {"psnr": 10.0},
+                "best_psnr": max(p for _, p in curve),
+                "curve": [{"step": i, "seconds": s, "psnr": p} for i, (s, p) in enumerate(curve)]}
+
+    rows = [ref("a", 0, [(0, 11), (100, 20), (200, 22)]), ref("a", 1, [(0, 11), (100, 21.6), (300, 22)]),
+            ref("b", 0, [(0, 11), (100, 30)]), ref("b", 1, [(0, 11), (100, 20)]), ref("c", 0, [(0, 11), (50, 15)])]
+    lines = references.pooled_lines(rows)
+    table = {line.split(" | ")[0].strip("| "): line for line in lines if line.startswith("| ") and " | " in line}
+    assert "| 22.00 ± 0.00 | 21.50 | 150 ± 71 (seeds: 200, 100) |" in table["a"]
+    assert "not claimed: seed 1 never reaches it" in table["b"] and "c" not in table
