@@ -65,8 +65,8 @@ def run_cmd(session: Session, concept: str, images: Path | None, teacher: str | 
             base: str | None, init: str, synth_pairs: int, pairs: int | None, seconds: float, steps: int,
             eval_every: int, export_size: int, ort: bool, stop_after: str | None, zero_shot: bool, tune: str,
             decay_over: str, augment: bool, screen: str, screen_scale: float, screen_windows: str,
-            screen_harmonics: bool, screen_lattice: bool, readout: bool, colour_basis: int, ema: float,
-            output_curves: bool, summary_json: Path | None,
+            screen_harmonics: bool, screen_lattice: bool, readout: bool, colour_basis: int, lens_basis: bool,
+            ema: float, output_curves: bool, summary_json: Path | None,
             device: str | None, dtype: str | None, prompt: str | None, negative_prompt: str | None) -> None:
     """Make a mobile editor for CONCEPT: a card name, or the edit as text ("make it a watercolor painting").
 
@@ -83,7 +83,7 @@ def run_cmd(session: Session, concept: str, images: Path | None, teacher: str | 
                       decay_over=decay_over, augment=augment, screen=screen, screen_scale=screen_scale,
                       screen_windows=screen_windows, screen_harmonics=screen_harmonics, screen_lattice=screen_lattice,
                       readout=readout,
-                      colour_basis=colour_basis, ema=ema, output_curves=output_curves,
+                      colour_basis=colour_basis, lens_basis=lens_basis, ema=ema, output_curves=output_curves,
                       device=device, dtype=dtype, prompt=prompt, negative_prompt=negative_prompt, seed=session.seed)
     result = run(session.workspace, opts, log=lambda m: click.echo(m, err=True))
     if summary_json is not None:

@@ -55,6 +55,13 @@ OPTIONS = [
                       "55 at 5), read by a 1x1 conv (head.colour) into the edit and solved with the readout, so a "
                       "per-pixel colour map (curves, channel mixes, tints) is fitted in closed form before the first "
                       "step (bench/results/tune_choice-colour.md); a LoRA run trains that conv whole. 0: none."),
+    click.option("--lens-basis/--no-lens-basis", default=True, show_default=True,
+                 help="The lens basis: the photo's 8 neighbours per channel (a blur, a sharpening) and its colour "
+                      "times radial gain planes (a vignette), read by a 1x1 conv (head.lens) into the edit and "
+                      "solved with the readout, so what a per-pixel colour map cannot hold is fitted in closed form "
+                      "before the first step (bench/results/tune_choice-lens.md); a LoRA run trains that conv whole. "
+                      "Its radial planes are of the frame the editor sees: a full-size photo edited in tiles gets "
+                      "each tile's (the export measures the tiled and guided paths and keeps the better)."),
     click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True,
                  help="Evaluate and keep the moving average of the weights with this decay (0.9: about the last "
                       "10 steps), not the last step's weights: a GAN's held-out quality swings from step to step "

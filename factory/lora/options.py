@@ -61,6 +61,11 @@ EMA = 0.9
 #: (bench/results/tune_choice-colour.md: the readout LoRA at 90 s, mean 34.72 dB with it against 29.75 without,
 #: every weight tuned 36.24 against 31.32; both groups gain)
 COLOUR_BASIS = 3
+#: the lens basis (``base_gan.generator.LENS_PLANES``): the photo's 8 neighbours per channel and its colour times radial
+#: gain planes, read by ``head.lens`` and solved by the readout with ``head.colour``; chosen on validation concepts
+#: (bench/results/tune_choice-lens.md: the readout LoRA at 90 s on seven concepts with a blur or a vignette, mean
+#: 45.05 dB with it against 38.03 without; -0.05 (53.18 against 53.23) dB on four without either)
+LENS_BASIS = True
 #: output calibration (``factory.lora.output_calibration``): colour curves of the student's output (and of the photo)
 #: to the targets, fitted on the training pairs after the fine-tune and kept where they help photos the fit did not
 #: see; chosen on validation concepts (bench/results/output-calibration-validation-photo.md: +2.10 dB mean over 18
@@ -131,7 +136,7 @@ class FinetuneOptions:
     warmup: int = 0                    # LR rising over the first N steps; 0: tried, no gain (tune_choice-warmup.md)
     ema: float = EMA                   # evaluate and keep an exponential moving average of the weights (decay; 0: off)
     colour_basis: int = COLOUR_BASIS   # the colour monomials' degree read by head.colour (0: none)
-    lens_basis: bool = False           # the source's neighbours and radial gain planes read by head.lens
+    lens_basis: bool = LENS_BASIS      # the source's neighbours and radial gain planes read by head.lens
     output_curves: bool = OUTPUT_CURVES  # colour curves fitted from the output to the targets (output_calibration)
     curve_kinds: str = CURVE_KINDS     # with output_curves: the kinds of curves the rule may keep
     curve_folds: int = CURVE_FOLDS     # with output_curves: the quarters of the photos the rule holds out in turn

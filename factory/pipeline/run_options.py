@@ -49,6 +49,7 @@ class RunOptions:
     readout: bool = True             # head.conv3 solved on the training pairs before the fine-tune (READOUT)
     ema: float = 0.9                 # the weights' moving average evaluated and kept (EMA)
     colour_basis: int = 3            # the colour monomials' degree read by head.colour (COLOUR_BASIS; 0: none)
+    lens_basis: bool = True          # the photo's neighbours and radial gain planes read by head.lens (LENS_BASIS)
     output_curves: bool = True       # colour curves from the student's output to the targets (OUTPUT_CURVES)
     seed: int = 0
 

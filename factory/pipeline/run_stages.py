@@ -156,7 +156,7 @@ def finetune_options(opts: RunOptions, init: str):
                     screen_scale=opts.screen_scale, screen_windows=opts.screen_windows,
                     screen_harmonics=opts.screen_harmonics,
                     screen_lattice=opts.screen_lattice, readout=opts.readout, ema=opts.ema,
-                    colour_basis=opts.colour_basis, output_curves=opts.output_curves)
+                    colour_basis=opts.colour_basis, lens_basis=opts.lens_basis, output_curves=opts.output_curves)
     if opts.tune == "all":
         return FinetuneOptions(init="full" if zero else init, tune="lora" if zero else "all", **training)
     return FinetuneOptions(init=init, layers=DEFAULT_LAYERS if zero else None, rank=DEFAULT_RANK if zero else None,
