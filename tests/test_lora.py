@@ -282,13 +282,14 @@ def test_probe_then_finetune_auto(ws: Workspace) -> None:
     assert abs(curve[0]["raw_psnr"] - m["test"]["base_zero_shot"]["psnr"]) < 1e-4
     assert read_image(out / "curve.png").shape[2] == 3
     assert "finetune autumn: LoRA" in res.output and str(out) in res.output
-    # the adapter loads with plain peft onto the base given its colour basis's conv, and reproduces the final
-    # test PSNR; onto the bare base it does not (peft skips a modules_to_save module the model lacks)
-    from base_gan.generator import with_colour_basis
-    from factory.lora.adapters import saved_colour_basis
+    # the adapter loads with plain peft onto the base given its colour and lens bases' convs, and reproduces the
+    # final test PSNR; onto the bare base it does not (peft skips a modules_to_save module the model lacks)
+    from base_gan.generator import with_colour_basis, with_lens_basis
+    from factory.lora.adapters import saved_colour_basis, saved_lens_basis
 
-    assert saved_colour_basis(out) == 3
-    fresh = with_colour_basis(load_model(ws.base("tiny")), saved_colour_basis(out))
+    assert saved_colour_basis(out) == 3 and saved_lens_basis(out)
+    fresh = with_lens_basis(with_colour_basis(load_model(ws.base("tiny")), saved_colour_basis(out)),
+                            saved_lens_basis(out))
     model = PeftModel.from_pretrained(fresh, str(out)).eval()
     tok, mask = text_for(ws, "autumn")
     edit = lambda x: model(x, tok.expand(len(x), -1, -1), mask.expand(len(x), -1))
@@ -340,7 +341,8 @@ def test_scratch_is_a_full_generator_and_cli_errors_are_one_line(ws: Workspace, 
     out = ws.lora("autumn") / "scratch"
     model = load_model(out)
     base = load_model(ws.base("tiny"))
-    assert read_training(out)["concepts"] == ["autumn"] and model_spec(model) == {**model_spec(base), "colour_basis": 3}
+    assert read_training(out)["concepts"] == ["autumn"]
+    assert model_spec(model) == {**model_spec(base), "colour_basis": 3, "lens_basis": True}
     assert not all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), base.state_dict().values()))
     m = json.loads((out / "metrics.json").read_text())
     assert m["init"] == "scratch" and "adapter_params" not in m and len(read_curve(out / "curve.csv")) == 3
@@ -376,7 +378,7 @@ def test_the_cli_and_run_defaults_of_the_training_options_are_the_library_s() ->
     constants = {"augment": "AUGMENT", "screen": "SCREEN", "screen_scale": "SCREEN_SCALE",
                  "screen_windows": "SCREEN_WINDOWS", "screen_harmonics": "SCREEN_HARMONICS",
                  "screen_lattice": "SCREEN_LATTICE", "readout": "READOUT", "ema": "EMA", "colour_basis": "COLOUR_BASIS",
-                 "output_curves": "OUTPUT_CURVES"}
+                 "lens_basis": "LENS_BASIS", "output_curves": "OUTPUT_CURVES"}
     for option, constant in constants.items():
         chosen = getattr(options, constant)
         defaults = {name: next(p.default for p in cli.commands[name].params if p.name == option)
@@ -601,7 +603,8 @@ def test_full_init_fine_tunes_every_weight_of_the_base(ws: Workspace) -> None:
     assert res.exit_code == 0 and "every weight of the base fine-tuned" in res.output, res.output
     out = ws.lora("autumn") / "full"
     model, base = load_model(out), load_model(ws.base("tiny"))
-    assert model_spec(model) == {**model_spec(base), "colour_basis": 3}  # the base given the colour basis
+    # the base given the colour and lens bases
+    assert model_spec(model) == {**model_spec(base), "colour_basis": 3, "lens_basis": True}
     trained = model.state_dict()
     changed = [not torch.equal(trained[k], v) for k, v in base.state_dict().items()]
     assert sum(changed) > 0.9 * len(changed)  # the whole generator trains, not a few layers
@@ -629,7 +632,7 @@ def test_tune_all_starts_from_the_merged_adapter_and_trains_every_weight(ws: Wor
     assert abs(curve[0]["psnr"] - started) < 1e-3  # step 0 is the adapter's editor, merged into the weights
     assert abs(curve[0]["psnr"] - m["test"]["base_zero_shot"]["psnr"]) > 1e-3  # ... not the base's
     model, base = load_model(out), load_model(ws.base("tiny"))
-    assert model_spec(model) == {**model_spec(base), "colour_basis": 3}
+    assert model_spec(model) == {**model_spec(base), "colour_basis": 3, "lens_basis": True}
     assert not (out / "adapter_config.json").exists()
     trained = model.state_dict()
     changed = [not torch.equal(trained[k], v) for k, v in base.state_dict().items()]

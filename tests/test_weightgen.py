@@ -426,6 +426,7 @@ def test_finetune_starts_from_the_generated_adapter(tiny, trained, tmp_path):
     assert m["init_adapter"] == str(init.resolve()) and m["training"]["steps"] == 2
     tensors, config = read_adapter(out)  # the generator's LoRA tensors, plus the colour basis's conv trained whole
     assert tensors.pop("base_model.model.head.colour.weight").shape[:2] == (3, 19)
+    assert tensors.pop("base_model.model.head.lens.weight").shape[:2] == (3, 36)  # the lens basis's, whole too
     layout = AdapterLayout.of(tensors, config)
     assert (layout.keys, layout.shapes) == (tiny["dataset"].layout.keys, tiny["dataset"].layout.shapes)
     # the curve starts at the generated adapter's quality, not at the base's (before the output curves, which the
