@@ -56,9 +56,9 @@ def _conv3(model: nn.Module) -> nn.Module:
     return head.conv3
 
 
-def _colour_conv(model: nn.Module, name: str = "colour") -> nn.Conv2d | None:
-    """The writable ``head.colour`` (or ``head.<name>``: ``lens``) of a generator with a colour basis (a peft model's
-    own trained copy), else None."""
+def _whole_conv(model: nn.Module, name: str) -> nn.Conv2d | None:
+    """The writable ``head.<name>`` (``colour``: the colour basis's conv, ``lens``: the lens basis's) of a generator
+    that has it (a peft model's own trained copy), else None."""
     from base_gan.models import unwrap
 
     conv = getattr(unwrap(model).head, name, None)
@@ -80,7 +80,7 @@ def solve_readout(model: nn.Module, edit, source: torch.Tensor, target: torch.Te
 
     start = time.perf_counter()
     conv = _conv3(model)
-    colour, lens = _colour_conv(model), _colour_conv(model, "lens")
+    colour, lens = _whole_conv(model, "colour"), _whole_conv(model, "lens")
     degree = unwrap(model).config.colour_basis if colour is not None else 0
     lora = hasattr(conv, "lora_A")
     layer = conv.base_layer if lora else conv
