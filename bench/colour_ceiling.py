@@ -37,9 +37,10 @@ MODELS = ("identity", "monomials-1", "monomials-2", "monomials-3", "curves", "cu
 LENS = ("monomials-3+taps", "monomials-3+radial", "monomials-3+taps+radial")
 
 
-def _pixels(data: Path, split: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """All pixels of a split's pairs (N x 3 uint8 sources, targets) and the number of pairs."""
-    src, dst, _ = read_pairs(data, split)
+def _pixels(pairs: tuple[list, list]) -> tuple[np.ndarray, np.ndarray, int]:
+    """All pixels of a split's pairs (``read_pairs``' sources and targets) as N x 3 uint8 sources and targets, and
+    the number of pairs."""
+    src, dst = pairs
     return (np.concatenate([s.reshape(-1, 3) for s in src]), np.concatenate([d.reshape(-1, 3) for d in dst]),
             len(src))
 
@@ -99,8 +100,9 @@ def measure(ws: Path, concept: str, lens: bool = False) -> dict:
     from factory.runtime.colour_curves import fit_curves
 
     data = ws / "data" / concept
-    xs, ys, n_train = _pixels(data, "train")
-    xt, yt, n_test = _pixels(data, "test")
+    train, test = read_pairs(data, "train")[:2], read_pairs(data, "test")[:2]  # read once for every model
+    xs, ys, n_train = _pixels(train)
+    xt, yt, n_test = _pixels(test)
     ftr, fte = xs / 255.0, xt / 255.0
     scores = {"identity": _psnr(fte, yt)}
     for degree in (1, 2, 3):
@@ -114,7 +116,6 @@ def measure(ws: Path, concept: str, lens: bool = False) -> dict:
     scores["curves+monomials-2"] = _psnr(_linear(_monomials(curved(xs), 2), ys / 255.0,
                                                  _monomials(curved(xt), 2)), yt)
     if lens:
-        train, test = read_pairs(data, "train")[:2], read_pairs(data, "test")[:2]
         for name in LENS:
             scores[name] = _lens_fit(train, test, "taps" in name, "radial" in name)
     log(f"{concept}: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))

@@ -100,7 +100,8 @@ def solve_readout(model: nn.Module, edit, source: torch.Tensor, target: torch.Te
         extra.append((colour, colour_monomials(source, degree).flatten(2)))
     if lens is not None:
         extra.append((lens, lens_planes(source, unwrap(model).lens_shift).flatten(2)))
-    patches = torch.cat([patches, *(planes for _, planes in extra)], 1)
+    if extra:
+        patches = torch.cat([patches, *(planes for _, planes in extra)], 1)
     residual = (target - source).flatten(2)  # [N, 3, H*W]
     n, d, p = patches.shape
     pick = torch.randint(0, n * p, (min(SAMPLES, n * p),), generator=torch.Generator().manual_seed(seed))
@@ -122,9 +123,9 @@ def solve_readout(model: nn.Module, edit, source: torch.Tensor, target: torch.Te
     bias = w[d] if free_bias else None
     rank = _write_lora(conv, weight, bias) if lora else _write_conv(conv, weight, bias)
     for extra_conv, planes in extra:
-        n = planes.shape[1]
-        extra_conv.weight.copy_(w[k:k + n].T.reshape(extra_conv.weight.shape).to(extra_conv.weight.dtype))
-        k += n
+        width = planes.shape[1]
+        extra_conv.weight.copy_(w[k:k + width].T.reshape(extra_conv.weight.shape).to(extra_conv.weight.dtype))
+        k += width
     return {"seconds": round(time.perf_counter() - start, 3), "pixels": len(x), "lora_rank": rank,
             "colour_basis": degree, "lens_basis": lens is not None}
 
