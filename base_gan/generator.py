@@ -192,16 +192,32 @@ def lens_shift() -> torch.Tensor:
     return weight
 
 
-def lens_planes(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+def frame_grid(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+    """[1, 2, h, w]: the row and the column of every pixel's centre as a fraction of a whole ``h`` x ``w`` frame,
+    -1 at its top (left) edge and 1 at its bottom (right) edge (``factory.runtime.position.frame_grid``'s default)."""
+    rows = (torch.arange(h, device=like.device, dtype=like.dtype) + (0.5 - h / 2)) * (2.0 / h)
+    cols = (torch.arange(w, device=like.device, dtype=like.dtype) + (0.5 - w / 2)) * (2.0 / w)
+    return torch.stack([rows[:, None].expand(h, w), cols[None, :].expand(h, w)])[None]
+
+
+def lens_planes(x: torch.Tensor, shift: torch.Tensor, frame: torch.Tensor | None = None) -> torch.Tensor:
     """[B, LENS_PLANES, H, W]: the lens basis's planes of ``x`` (``LENS_OFFSETS`` neighbours by ``shift``, then
-    (1, r, g, b) times d^2k for each of ``LENS_POWERS``)."""
-    _, _, h, w = x.shape
+    (1, r, g, b) times d^2k for each of ``LENS_POWERS``). d is the distance from the photo's centre, 1 at its
+    corners, from ``frame`` [B or 1, 2, H, W] (each pixel's place in the photo, ``frame_grid``; default: ``x`` is
+    the whole photo), so a tile of a large photo gets its part of the photo's vignette, not one of its own."""
+    b, _, h, w = x.shape
+    if frame is None:
+        frame = frame_grid(h, w, x)
+    elif not torch.jit.is_tracing() and (frame.shape[1:] != (2, h, w) or frame.shape[0] not in (1, b)):
+        raise ValueError(f"frame must be [1 or {b}, 2, {h}, {w}] (row, col per pixel), got {list(frame.shape)}")
     taps = F.conv2d(x, shift.to(x.dtype), padding=1)
-    rows = (torch.arange(h, device=x.device, dtype=x.dtype) + (0.5 - h / 2)) * (2.0 / h)
-    cols = (torch.arange(w, device=x.device, dtype=x.dtype) + (0.5 - w / 2)) * (2.0 / w)
-    d2 = ((rows * rows)[:, None] + (cols * cols)[None, :])[None, None] * 0.5  # [1, 1, H, W], 1 at the corners
+    half = torch.full((1, 2, 1, 1), 0.5, device=x.device, dtype=x.dtype)  # a Conv, not a ReduceSum: on every delegate
+    d2 = F.conv2d(frame * frame, half)  # [B or 1, 1, H, W], 1 at the corners
     colour = torch.cat([torch.ones_like(x[:, :1]), x], dim=1)
-    radial = [colour * d2 ** k for k in LENS_POWERS]
+    gains = {1: d2}  # d^2k by products (Mul, on every delegate; Pow is not)
+    for k in range(2, max(LENS_POWERS) + 1):
+        gains[k] = gains[k - 1] * d2
+    radial = [colour * gains[k] for k in LENS_POWERS]
     return torch.cat([taps, *radial], dim=1)
 
 
@@ -460,11 +476,14 @@ class Generator(ModelMixin, ConfigMixin):
                 nn.init.zeros_(lin.weight)
 
     def forward(self, x: torch.Tensor, text_tokens: torch.Tensor | None = None,
-                text_mask: torch.Tensor | None = None, position: torch.Tensor | None = None) -> torch.Tensor:
+                text_mask: torch.Tensor | None = None, position: torch.Tensor | None = None,
+                frame: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, 3, H, W] in [-1, 1] (H, W multiples of 16) -> edited image [B, 3, H, W].
 
         ``position`` [B or 1, 2, H, W]: the (row, col) of every pixel in the training pairs' pixel units, read
         only with ``screen_waves`` (default: the pixel grid; a tile passes its offset, a resized photo its scale).
+        ``frame`` [B or 1, 2, H, W]: each pixel's place in the photo (``frame_grid``), read only with ``lens_basis``
+        (default: ``x`` is the whole photo; a tile passes its part).
         """
         if not torch.jit.is_tracing():
             check_input(x, self.stride)
@@ -489,7 +508,7 @@ class Generator(ModelMixin, ConfigMixin):
         if self.config.colour_basis:
             delta = delta + self.head.colour(colour_monomials(x, self.config.colour_basis))
         if self.config.lens_basis:
-            delta = delta + self.head.lens(lens_planes(x, self.lens_shift))
+            delta = delta + self.head.lens(lens_planes(x, self.lens_shift, frame))
         if self.config.output == "tanh_residual":
             return torch.tanh(torch.atanh(x.clamp(-0.999, 0.999)) + delta)
         return soft_bound(x + delta)

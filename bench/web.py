@@ -95,13 +95,16 @@ def _editor_from_path(ws, name: str, given: Path) -> tuple[Path, dict]:
 
 def python_ort(path: Path, size: int, threads: int, runs: int, warmup: int) -> dict:
     from factory.runtime.editor import make_session
+    from factory.runtime.position import whole_photo_feeds
 
     sess = make_session(path, threads=threads)
     x = np.sin(np.arange(3 * size * size, dtype=np.float32) * 0.001).reshape(1, 3, size, size) * 0.9
+    names = [i.name for i in sess.get_inputs()]  # a screen's position, a lens basis's frame: whole photos
+    feeds = {names[0]: x, **whole_photo_feeds(names[1:], size, size)}
     times = []
     for i in range(warmup + runs):
         t0 = time.perf_counter()
-        sess.run(None, {"image": x})
+        sess.run(None, feeds)
         if i >= warmup:
             times.append((time.perf_counter() - t0) * 1000)
     med = statistics.median(times)

@@ -317,6 +317,54 @@ def test_an_editor_with_a_screen_exports_its_position_input_and_tiles_keep_the_s
     assert 10 * np.log10(4 / np.mean((a - b) ** 2)) > 30
 
 
+def test_an_editor_with_a_lens_basis_takes_its_frame_so_tiles_share_the_photos_vignette(tmp_path):
+    """A generator with a lens basis exports with an input ``frame`` (each pixel's place as a fraction of the photo;
+    torch parity); ``Editor`` feeds it, so a photo edited in tiles gets one vignette about the photo's centre, as
+    edited whole, and not one per tile (what every tile told it is a photo of its own gives); a fixed-shape copy
+    and the int8 copy take it too."""
+    from base_gan.generator import LENS_OFFSETS
+    from factory.export.onnx_export import torch_vs_onnx
+    from factory.export.quantize import quantize_int8
+    from factory.runtime.position import frame_grid
+    from factory.runtime.tiles import edit_tiled
+
+    g = build_generator(seed=0, ngf=8, heads=2, lens_basis=True)
+    radial = 3 * len(LENS_OFFSETS)  # the planes (1, r, g, b) * d^2 follow the neighbours' taps
+    with torch.no_grad():
+        g.head.conv3.weight.zero_(), g.head.conv3.bias.zero_()  # the edit is the lens conv's alone
+        for c in range(3):
+            g.head.lens.weight[c, radial, 0, 0] = -0.6  # darker towards the corners
+            g.head.lens.weight[c, radial + 1 + c, 0, 0] = -0.3
+    module = EditorModule(g).eval()
+    path = export_onnx(module, tmp_path / "lens.onnx", 64)
+    x = [np.random.default_rng(0).uniform(-1, 1, (2, 3, 64, 96)).astype(np.float32)]
+    assert torch_vs_onnx(module, path, x).max_abs < 1e-3
+    editor = Editor(path)
+    assert (editor.position_name, editor.frame_name) == (None, "frame")
+    photo = np.full((160, 224, 3), 150, np.uint8)
+    whole = editor.edit([photo], path="tiled", tile=256)[0].astype(np.float32)
+    tiled = editor.edit([photo], path="tiled", tile=96)[0].astype(np.float32)
+    unplaced = edit_tiled(editor.run, photo, 96, 16, overlap=32).astype(np.float32)
+    assert whole[80, 112].mean() - whole[0, 0].mean() > 40  # the vignette is drawn about the photo's centre
+    assert np.abs(tiled - whole).max() <= 1.0 < 10.0 < np.abs(unplaced - whole).mean(), (
+        np.abs(tiled - whole).max(), np.abs(unplaced - whole).mean())
+
+    fixed = Editor(fixed_input_shape(path, tmp_path / "lens.fixed.onnx", [1, 3, 64, 96]))
+    place = frame_grid(64, 96, [(40, 24)], (160, 224))
+    np.testing.assert_allclose(fixed.run(x[0], None, place), editor.run(x[0], None, place), atol=1e-5)
+    assert np.abs(fixed.run(x[0], None, place) - fixed.run(x[0])).max() > 0.05
+    rng = np.random.default_rng(2)
+    int8 = Editor(quantize_int8(path, tmp_path / "lens.int8.onnx",
+                                [rng.uniform(-1, 1, (3, 64, 64)).astype(np.float32) for _ in range(4)]))
+    assert int8.frame_name == "frame"
+    a, b = editor.run(x[0], None, place), int8.run(x[0], None, place)
+    assert 10 * np.log10(4 / np.mean((a - b) ** 2)) > 30
+    np.testing.assert_allclose(frame_grid(1, 4, photo=(1, 8), zoom=(1.0, 2.0))[0, 1, 0], [-0.75, -0.25, 0.25, 0.75])
+    results = check_mobile(fixed_input_shape(path, tmp_path / "whole.onnx", [1, 3, 64, 64]),
+                           ("nnapi", "coreml_mlprogram"))  # the frame's arithmetic: Mul and Conv, on both whole
+    assert all(r.takes_whole for r in results.values()), {k: r.summary() for k, r in results.items()}
+
+
 def _screen_only_editor(path, cycles: float = 0.05):
     """An ONNX 'editor' whose output is a screen of its position input alone: sin(2 pi cycles x 64 x row), the same
     for column, and the product (64: position is in fractions of the photo's short side, as for a 64 px pair)."""

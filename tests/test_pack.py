@@ -226,6 +226,7 @@ def test_a_concept_with_the_lens_basis_packs_its_lens_conv_beside_concepts_witho
                           tiny["base"], threads=1, log=lambda m: None)
     for name in ("vignetted", "plain"):
         assert manifest["checks"][name]["max_abs"] <= 1e-4, (name, manifest["checks"][name])
+    assert manifest["frame"]["name"] == Editor.from_pack(root / "pack", "vignetted").frame_name == "frame"
     x = images["vignetted"]
     assert np.abs(Editor.from_pack(root / "pack", "vignetted", threads=1).run(x)
                   - Editor.from_pack(root / "pack", "plain", threads=1).run(x)).max() > 0.05

@@ -39,18 +39,19 @@ PHOTO = (96, 128)  # multiples of 16, under the page's max side: the page edits 
 
 def _tiny_editor(folder: Path, name: str, screen: bool = False) -> Path:
     """A tiny exported editor far from the identity, and the card.json `factory export` would write (``screen``:
-    one that draws a fixed screen from its position input)."""
+    one that draws a fixed screen from its position input and a vignette from its lens basis's frame input)."""
     import torch
 
     from base_gan.generator import build_generator
     from factory.export.onnx_export import INPUT_CONTRACT, OUTPUT_CONTRACT, EditorModule, export_onnx, set_metadata
 
-    waves = {"screen_waves": [[0.11, 0.07], [-0.07, 0.11]], "screen_size": 64} if screen else {}
+    waves = {"screen_waves": [[0.11, 0.07], [-0.07, 0.11]], "screen_size": 64, "lens_basis": True} if screen else {}
     gen = build_generator(seed=3, ngf=8, heads=2, **waves)
     with torch.no_grad():
         gen.head.conv3.weight.mul_(300.0)  # the edit is tens of grey levels, not ~1
         if screen:
             gen.stem.waves.weight.normal_(0, 0.5)
+            gen.head.lens.weight.normal_(0, 0.3)
     folder.mkdir(parents=True)
     path = export_onnx(EditorModule(gen), folder / "editor.onnx", 64)
     set_metadata(path, {"concept": name, "precision": "fp32", "stride": "16", "input_size": "64"})
@@ -237,8 +238,9 @@ def test_page_lists_editors_and_edits_like_python_onnxruntime(site, browser):
 
 
 def test_an_editor_with_a_screen_gets_each_pixels_place_from_the_page(site, browser):
-    """The page feeds an editor's position input (the photo's rows and columns over its short side) as the Python
-    runtime does: the same output, which a wrong position would change."""
+    """The page feeds an editor's position input (the photo's rows and columns over its short side) and its lens
+    basis's frame input (each pixel's place as a fraction of the photo) as the Python runtime does: the same output,
+    which a wrong position or a wrong frame would change."""
     open_page(browser, site["url"])
     got = edit(browser, site["files"]["photo"], "editor:dots")
     model = site["ws"].editor("dots") / "editor.onnx"
@@ -247,6 +249,8 @@ def test_an_editor_with_a_screen_gets_each_pixels_place_from_the_page(site, brow
     x = to_input([site["rgb"]])
     misplaced = to_pixels(Editor(model).run(x, np.zeros((1, 2, *x.shape[2:]), np.float32)))[0]
     assert np.abs(misplaced.astype(int) - want.astype(int)).mean() > 5
+    off_frame = to_pixels(Editor(model).run(x, None, np.zeros((1, 2, *x.shape[2:]), np.float32)))[0]
+    assert np.abs(off_frame.astype(int) - want.astype(int)).mean() > 2
 
 
 def test_pack_filters_switch_fetching_only_the_concept(site, browser):

@@ -27,6 +27,7 @@ from factory.core.atomic import atomic_folder, atomic_write_json
 from factory.core.errors import FactoryError
 from factory.core.files import sha256_file
 from factory.export.onnx_export import (
+    FRAME_CONTRACT,
     INPUT_CONTRACT,
     OPSET,
     OUTPUT_CONTRACT,
@@ -39,6 +40,7 @@ from factory.export.onnx_export import (
     torch_vs_onnx,
 )
 from factory.lora.output_calibration import saved_output_curves
+from factory.runtime.position import FRAME_NAME
 
 PARITY_MAX_ABS = 1e-3  # on the [-1, 1] scale: 1/8 of a grey level (1 level = 2/255 = 7.8e-3)
 # int8 vs fp32, mean PSNR over held-out images. Quantization error is unrelated to the student's own
@@ -422,6 +424,7 @@ def _build(
         "input": {**INPUT_CONTRACT, "stride": stride, "export_size": req.size},
         **({"position": {**POSITION_CONTRACT, "screen": screen_of(module.generator)}} if module.takes_position
            else {}),
+        **({"frame": FRAME_CONTRACT} if FRAME_NAME in module.inputs else {}),
         "output": OUTPUT_CONTRACT,
         "files": sizes,
         "int8_size_ratio": round(sizes["editor.int8.onnx"] / sizes["editor.onnx"], 4) if req.int8 else None,

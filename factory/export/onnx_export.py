@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from factory.core.errors import FactoryError
-from factory.runtime.position import POSITION_NAME, position_grid
+from factory.runtime.position import FRAME_NAME, POSITION_NAME, whole_photo_feeds
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "edited"
@@ -60,6 +60,14 @@ POSITION_CONTRACT = {
     "value": "the row and the column of each pixel in the photo, divided by the photo's short side (a tile adds "
              "its offset)",
 }
+#: the input of an editor with a lens basis (``EditorModule``, ``factory.runtime.position``), after ``position``
+FRAME_CONTRACT = {
+    "name": FRAME_NAME,
+    "dtype": "float32",
+    "layout": "[batch or 1, 2, height, width]",
+    "value": "the row and the column of each pixel's centre as fractions of the photo's height and width, from -1 "
+             "at its top (left) edge to 1 at its bottom (right) edge (a whole photo: (i + 0.5) * 2 / size - 1)",
+}
 OUTPUT_CONTRACT = {
     "name": OUTPUT_NAME,
     "dtype": "float32",
@@ -76,6 +84,9 @@ class EditorModule(nn.Module):
     A generator that reads screen waves (``screen_waves``) also takes ``position`` [B or 1, 2, H, W]: each pixel's
     (row, col) as a fraction of the photo's short side (``position_grid``), so a tile passes its place and a photo
     of any size gets the screen at the scale the teacher draws it (scaled here by the generator's ``screen_size``).
+    A generator with a lens basis (``lens_basis``) also takes ``frame`` [B or 1, 2, H, W]: each pixel's place as a
+    fraction of the photo's height and width (``frame_grid``), so a tile gets its part of the photo's vignette.
+    ``inputs``: the graph's input names in order; missing extra inputs default to a whole photo.
     """
 
     def __init__(self, generator: nn.Module, text_tokens: torch.Tensor | None = None,
@@ -95,19 +106,38 @@ class EditorModule(nn.Module):
             raise FactoryError("the generator reads screen waves but does not say the image size they were fitted "
                                "at (screen_size)")
         self.screen_size = float(config.screen_size) if self.takes_position else 1.0
+        self.inputs = editor_inputs(generator)
 
-    def forward(self, image: torch.Tensor, position: torch.Tensor | None = None) -> torch.Tensor:
-        extra = {}
+    def forward(self, image: torch.Tensor, *places: torch.Tensor) -> torch.Tensor:
+        extra = whole_photo_places(self.inputs, image, places)
         if self.takes_position:
-            if position is None:
-                position = torch.from_numpy(position_grid(image.shape[-2], image.shape[-1]))
-            extra["position"] = position * self.screen_size
+            extra["position"] = extra["position"] * self.screen_size
         if self.has_text:
             out = self.generator(image, self.text_tokens, self.text_mask, **extra)
         else:
             out = self.generator(image, **extra)
         return self.curves(out, image) if self.curves is not None else out
 
+
+
+def editor_inputs(generator: nn.Module) -> list[str]:
+    """The input names of ``generator``'s editor graph: the image, then ``position`` with screen waves, then
+    ``frame`` with a lens basis."""
+    config = getattr(generator, "config", None)
+    return [INPUT_NAME, *([POSITION_NAME] if getattr(config, "screen_waves", None) else []),
+            *([FRAME_NAME] if getattr(config, "lens_basis", False) else [])]
+
+
+def whole_photo_places(inputs: list[str], image: torch.Tensor, places: tuple[torch.Tensor, ...]
+                       ) -> dict[str, torch.Tensor]:
+    """The generator's keyword arguments for the extra ``inputs`` (after the image): ``places`` as given, the rest
+    those of a whole photo."""
+    names = inputs[1:]
+    if len(places) > len(names):
+        raise FactoryError(f"{len(places)} place inputs for an editor that takes {names or 'none'}")
+    given = dict(zip(names, places))
+    missing = whole_photo_feeds([n for n in names if n not in given], *image.shape[-2:])
+    return {**given, **{k: torch.from_numpy(v) for k, v in missing.items()}}
 
 
 def merge_adapter(model: nn.Module, adapter_dir: Path) -> nn.Module:
@@ -140,10 +170,11 @@ def export_onnx(module: nn.Module, path: Path, size: int, dynamic: bool = True, 
     dynamic_axes = (
         {INPUT_NAME: {v: k for k, v in axes.items()}, OUTPUT_NAME: {v: k for k, v in axes.items()}} if dynamic else None
     )
-    if getattr(module, "takes_position", False):  # a screen: the pixel positions are a second input
-        dummy, names = (*dummy, torch.from_numpy(position_grid(size, size))), [INPUT_NAME, POSITION_NAME]
-        if dynamic_axes:
-            dynamic_axes[POSITION_NAME] = {0: "position_batch", 2: "height", 3: "width"}
+    names = list(getattr(module, "inputs", names))  # a screen's positions, a lens basis's frame: more inputs
+    dummy = (*dummy, *(torch.from_numpy(v) for v in whole_photo_feeds(names[1:], size, size).values()))
+    if dynamic_axes:
+        for name in names[1:]:
+            dynamic_axes[name] = {0: f"{name}_batch", 2: "height", 3: "width"}
     path = Path(path)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         raw = Path(tmp) / "raw.onnx"
@@ -211,8 +242,7 @@ def torch_vs_onnx(
         x = np.ascontiguousarray(x, dtype=np.float32)
         ref = module(torch.from_numpy(x)).numpy()
         feeds = {session.get_inputs()[0].name: x}
-        if getattr(module, "takes_position", False):  # the default: each image a whole photo
-            feeds[POSITION_NAME] = position_grid(*x.shape[-2:])
+        feeds.update(whole_photo_feeds(getattr(module, "inputs", [INPUT_NAME])[1:], *x.shape[-2:]))
         got = session.run(None, feeds)[0]
         if got.shape != ref.shape:
             raise FactoryError(f"{onnx_path.name}: output shape {got.shape} differs from torch's {ref.shape}")

@@ -47,19 +47,23 @@ from base_gan.models import BaseGAN, is_float16_exact
 from base_gan.output_curves import OutputCurves
 from factory.core.errors import FactoryError
 from factory.export.onnx_export import (
+    FRAME_CONTRACT,
     INPUT_CONTRACT,
     INPUT_NAME,
     OPSET,
     OUTPUT_CONTRACT,
     OUTPUT_NAME,
     EditorModule,
+    editor_inputs,
     export_onnx,
     merge_adapter,
     text_condition,
+    whole_photo_places,
 )
 from factory.lora.output_calibration import saved_output_curves
 from factory.runtime.colour_curves import identity_knots
 from factory.runtime.pack import BASE_DATA, BASE_MODEL, CONCEPT_DATA, PACK_FORMAT, PACK_MANIFEST
+from factory.runtime.position import FRAME_NAME, whole_photo_feeds
 
 PRECISIONS = ("fp32", "fp16")
 ALIGN = 64  # byte alignment of each tensor in the external files
@@ -191,6 +195,7 @@ class PackModule(nn.Module):
                 bias = BiasDelta(w.shape[0])
                 parametrize.register_parametrization(module, "bias", bias, unsafe=True)
             self.deltas[name] = (delta, bias)
+        self.inputs = editor_inputs(generator)
         self.has_text = layout.text_len > 0
         if self.has_text:
             self.register_buffer("text_tokens", torch.zeros(1, layout.text_len, layout.text_dim))
@@ -235,8 +240,10 @@ class PackModule(nn.Module):
                 self.text_mask[:, : tokens.shape[1]] = mask
         return self
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        out = self.generator(image, self.text_tokens, self.text_mask) if self.has_text else self.generator(image)
+    def forward(self, image: torch.Tensor, *places: torch.Tensor) -> torch.Tensor:
+        extra = whole_photo_places(self.inputs, image, places)  # a lens basis's frame
+        out = (self.generator(image, self.text_tokens, self.text_mask, **extra) if self.has_text
+               else self.generator(image, **extra))
         return self.curves(out, image) if self.curves is not None else out
 
 
@@ -249,9 +256,12 @@ def _export_graph(module: PackModule, size: int) -> onnx.ModelProto:
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         raw = Path(tmp) / "raw.onnx"
-        torch.onnx.export(module.eval(), (torch.zeros(1, 3, size, size),), str(raw), dynamo=False,
-                          opset_version=OPSET, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes}, do_constant_folding=False)
+        places = whole_photo_feeds(module.inputs[1:], size, size)
+        torch.onnx.export(module.eval(), (torch.zeros(1, 3, size, size), *map(torch.from_numpy, places.values())),
+                          str(raw), dynamo=False, opset_version=OPSET, input_names=module.inputs,
+                          output_names=[OUTPUT_NAME], do_constant_folding=False,
+                          dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes,
+                                        **{name: {0: f"{name}_batch", 2: "height", 3: "width"} for name in places}})
         return onnx.load(str(raw))
 
 
@@ -447,6 +457,7 @@ def write_pack(parts: PackParts, out_dir: Path, name: str, images: dict[str, np.
             "layout": {"ranks": parts.layout.ranks, "bias": parts.layout.bias, "text_len": parts.layout.text_len,
                        "text_dim": parts.layout.text_dim, "tensors": parts.concept_entries},
             "concepts": entries, "input": INPUT_CONTRACT, "output": OUTPUT_CONTRACT,
+            **({"frame": FRAME_CONTRACT} if FRAME_NAME in {i.name for i in parts.graph.graph.input} else {}),
             "stride": int(getattr(base.model, "stride", 16)), "factory_version": __version__,
         }
         atomic_write_json(tmp / PACK_MANIFEST, manifest)  # what Editor.from_pack reads for the checks below

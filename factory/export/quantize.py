@@ -33,20 +33,20 @@ import onnx
 
 from factory.core.errors import FactoryError
 from factory.export.onnx_export import CURVES_SCOPE
-from factory.runtime.position import POSITION_NAME, position_grid
+from factory.runtime.position import POSITION_NAME, whole_photo_feeds
 
 
 def _calibration_reader_class():
     from onnxruntime.quantization import CalibrationDataReader
 
     class ImageCalibrationReader(CalibrationDataReader):
-        """Feeds images one at a time as ``{input_name: [1, 3, H, W] float32}`` to the calibrator (and, for an
-        editor with a screen, ``position``: each image a whole photo)."""
+        """Feeds images one at a time as ``{input_name: [1, 3, H, W] float32}`` to the calibrator (and the
+        ``places`` inputs, a screen's ``position`` or a lens basis's ``frame``: each image a whole photo)."""
 
-        def __init__(self, input_name: str, images: Sequence[np.ndarray], position: bool = False) -> None:
+        def __init__(self, input_name: str, images: Sequence[np.ndarray], places: Sequence[str] = ()) -> None:
             self.input_name = input_name
             self.images = list(images)
-            self.position = position
+            self.places = list(places)
             self._next = 0
 
         def get_next(self) -> dict[str, np.ndarray] | None:
@@ -55,9 +55,7 @@ def _calibration_reader_class():
             x = np.ascontiguousarray(self.images[self._next], dtype=np.float32)
             self._next += 1
             x = x[None] if x.ndim == 3 else x
-            if not self.position:
-                return {self.input_name: x}
-            return {self.input_name: x, POSITION_NAME: position_grid(*x.shape[-2:])}
+            return {self.input_name: x, **whole_photo_feeds(self.places, *x.shape[-2:])}
 
         def rewind(self) -> None:
             self._next = 0
@@ -65,9 +63,10 @@ def _calibration_reader_class():
     return ImageCalibrationReader
 
 
-def calibration_reader(input_name: str, images: Sequence[np.ndarray], position: bool = False):
-    """A ``CalibrationDataReader`` over NCHW float32 images ([3, H, W] or [1, 3, H, W]) in the model's range."""
-    return _calibration_reader_class()(input_name, images, position)
+def calibration_reader(input_name: str, images: Sequence[np.ndarray], places: Sequence[str] = ()):
+    """A ``CalibrationDataReader`` over NCHW float32 images ([3, H, W] or [1, 3, H, W]) in the model's range,
+    with whole-photo values for the ``places`` inputs."""
+    return _calibration_reader_class()(input_name, images, places)
 
 
 def quantize_int8(fp32_path: Path, out_path: Path, calibration: Sequence[np.ndarray], per_channel: bool = True) -> Path:
@@ -77,18 +76,18 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: Sequence[np.ndar
     if not calibration:
         raise FactoryError("int8 quantization needs at least one calibration image")
     inputs = [i.name for i in onnx.load(str(fp32_path), load_external_data=False).graph.input]
-    input_name = inputs[0]
+    input_name, places = inputs[0], inputs[1:]
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # the quantizer logs per-tensor notes (e.g. rank-1 constants) on the root logger
     try:
-        return _quantize(fp32_path, out_path, calibration, per_channel, input_name, POSITION_NAME in inputs)
+        return _quantize(fp32_path, out_path, calibration, per_channel, input_name, places)
     finally:
         root.setLevel(level)
 
 
 def _quantize(fp32_path: Path, out_path: Path, calibration: Sequence[np.ndarray], per_channel: bool,
-              input_name: str, position: bool = False) -> Path:
+              input_name: str, places: Sequence[str] = ()) -> Path:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,11 +98,12 @@ def _quantize(fp32_path: Path, out_path: Path, calibration: Sequence[np.ndarray]
         softmax_out = [n.output[0] for n in model.graph.node if n.op_type == "Softmax"]
         overrides = {name: [{"scale": np.array(1.0 / 256, np.float32), "zero_point": np.array(0, np.uint8)}]
                      for name in softmax_out}
-        quantize_static(str(prepared), str(out_path), calibration_reader(input_name, calibration, position),
+        quantize_static(str(prepared), str(out_path), calibration_reader(input_name, calibration, places),
                         quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, per_channel=per_channel,
                         calibrate_method=CalibrationMethod.MinMax,
-                        nodes_to_exclude=(phase_nodes(model) if position else []) + curve_nodes(model) or None,
+                        nodes_to_exclude=(phase_nodes(model) if POSITION_NAME in places else [])
+                        + curve_nodes(model) or None,
                         extra_options={"TensorQuantOverrides": overrides})
     return out_path
 

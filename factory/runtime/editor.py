@@ -22,7 +22,8 @@ takes HxWx3 uint8 RGB images of any size and returns edited images of the same s
 Work items of the same shape (equal-size images, video frames) run as one batch of up to ``batch``
 inputs; tiles run in batches of at most ``batch`` and ``tiles.TILE_BATCH_PIXELS`` pixels. An editor with a screen
 (a second input ``position``, ``factory.runtime.position``) gets each tile's or resized photo's place in the photo,
-so its screen sits where, and at the scale, the full-resolution teacher draws it.
+so its screen sits where, and at the scale, the full-resolution teacher draws it; an editor with a lens basis (an
+input ``frame``) gets each pixel's place as a fraction of the photo, so a tile gets its part of the photo's vignette.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import onnxruntime as ort
 from factory.core.errors import FactoryError
 from factory.runtime.fullsize import FullSize, card_full_size, resolve
 from factory.runtime.guided import guided_edit
-from factory.runtime.position import POSITION_NAME, position_grid
+from factory.runtime.position import FRAME_NAME, POSITION_NAME, frame_grid, position_grid
 from factory.runtime.screen_finish import edit_finished
 from factory.runtime.screen_render import render_screen
 from factory.runtime.tiles import DEFAULT_TILE as DEFAULT_TILE  # re-exported
@@ -144,19 +145,19 @@ def open_editor(spec: str | os.PathLike, workspace_root: str | os.PathLike | Non
     return Editor(locate_editor(spec, workspace_root, precision), threads)
 
 
-def _geometry(shape: tuple[int, int], photo: tuple[int, int] | None) -> tuple[int, tuple[float, float]]:
-    """(the photo's short side, the photo's pixels per pixel of an array of ``shape``): the array is the photo
-    itself without ``photo``, else that (h, w) photo resized."""
+def _geometry(shape: tuple[int, int], photo: tuple[int, int] | None) -> tuple[tuple[int, int], tuple[float, float]]:
+    """(the photo's (h, w), the photo's pixels per pixel of an array of ``shape``): the array is the photo itself
+    without ``photo``, else that (h, w) photo resized."""
     if photo is None:
-        return min(shape), (1.0, 1.0)
-    return min(photo), (photo[0] / shape[0], photo[1] / shape[1])
+        return (int(shape[0]), int(shape[1])), (1.0, 1.0)
+    return (int(photo[0]), int(photo[1])), (photo[0] / shape[0], photo[1] / shape[1])
 
 
 @dataclass(frozen=True)
 class _Job:
     image: int  # index of the image in the call
     array: np.ndarray  # HxWx3 uint8 (already padded/resized to multiples of the stride)
-    short_side: int  # the short side of the photo ``array`` shows, in the photo's pixels (for a screen's position)
+    photo: tuple[int, int]  # the (h, w) of the photo ``array`` shows, in its pixels (for a screen's or a lens's place)
     zoom: tuple[float, float] = (1.0, 1.0)  # the photo's pixels per pixel of ``array`` (rows, columns)
 
 
@@ -198,11 +199,14 @@ class Editor:
         inp = inputs[0]
         self.input_name = inp.name
         self.input_shape = list(inp.shape)
-        # an editor with a screen (``factory.runtime.position``) also takes each pixel's place in the photo
-        self.position_name = next((i.name for i in inputs[1:] if i.name == POSITION_NAME), None)
-        if len(inputs) > 1 + (self.position_name is not None):
+        # an editor with a screen or a lens basis (``factory.runtime.position``) also takes each pixel's place
+        names = [i.name for i in inputs[1:]]
+        self.position_name = POSITION_NAME if POSITION_NAME in names else None
+        self.frame_name = FRAME_NAME if FRAME_NAME in names else None
+        if len(names) > (self.position_name is not None) + (self.frame_name is not None):
             raise FactoryError(f"{self.path}: unexpected inputs {[i.name for i in inputs]} (expected "
-                               f"{self.input_name!r}, and {POSITION_NAME!r} for an editor with a screen)")
+                               f"{self.input_name!r}, {POSITION_NAME!r} for an editor with a screen and "
+                               f"{FRAME_NAME!r} for one with a lens basis)")
         self.stride = int(self.metadata.get("stride", DEFAULT_STRIDE))
         self.size = int(self.metadata.get("input_size", 256))
         if len(self.input_shape) != 4 or self.input_shape[1] not in (3, "3"):
@@ -217,11 +221,16 @@ class Editor:
         return f"{concept} ({self.metadata.get('precision', 'fp32')}, {self.path.name})"
 
     # -- raw model ------------------------------------------------------------------------------
-    def run(self, x: np.ndarray, position: np.ndarray | None = None) -> np.ndarray:
+    @property
+    def places(self) -> bool:
+        """Whether the editor reads each pixel's place in the photo (a screen's ``position``, a lens's ``frame``)."""
+        return self.position_name is not None or self.frame_name is not None
+
+    def run(self, x: np.ndarray, position: np.ndarray | None = None, frame: np.ndarray | None = None) -> np.ndarray:
         """[B, 3, H, W] float32 in [-1, 1] -> edited, same shape. H and W must be multiples of the stride.
 
-        ``position`` ([B or 1, 2, H, W], ``factory.runtime.position``) is read by an editor with a screen only;
-        by default each image is a whole photo."""
+        ``position`` and ``frame`` ([B or 1, 2, H, W], ``factory.runtime.position``) are read by an editor with a
+        screen and one with a lens basis only; by default each image is a whole photo."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise FactoryError(f"expected an image batch [B, 3, H, W], got shape {tuple(x.shape)}")
         h, w = x.shape[-2:]
@@ -230,30 +239,45 @@ class Editor:
         if any(f is not None and f != d for f, d in zip(self.fixed_hw, (h, w))):
             raise FactoryError(f"{self.path.name} takes only {self.fixed_hw[0]}x{self.fixed_hw[1]} inputs, got {h}x{w}")
         if self.fixed_batch is not None and x.shape[0] != self.fixed_batch:
-            return np.concatenate([self.run(x[i : i + 1], position if position is None or len(position) == 1
-                                            else position[i : i + 1]) for i in range(x.shape[0])])
-        return self._call(self.session, x, position)
+            def one(p: np.ndarray | None, i: int) -> np.ndarray | None:
+                return p if p is None or len(p) == 1 else p[i : i + 1]
 
-    def _call(self, session: ort.InferenceSession, x: np.ndarray, position: np.ndarray | None = None) -> np.ndarray:
-        """One onnxruntime call of ``session`` on ``x`` (as contiguous float32), with ``position`` (default: each
-        image a whole photo) when the editor takes it."""
+            return np.concatenate([self.run(x[i : i + 1], one(position, i), one(frame, i))
+                                   for i in range(x.shape[0])])
+        return self._call(self.session, x, position, frame)
+
+    def _call(self, session: ort.InferenceSession, x: np.ndarray, position: np.ndarray | None = None,
+              frame: np.ndarray | None = None) -> np.ndarray:
+        """One onnxruntime call of ``session`` on ``x`` (as contiguous float32), with ``position`` and ``frame``
+        (default: each image a whole photo) when the editor takes them."""
         feeds = {self.input_name: np.ascontiguousarray(x, dtype=np.float32)}
+        h, w = x.shape[-2:]
         if self.position_name is not None:
-            h, w = x.shape[-2:]
             feeds[self.position_name] = np.ascontiguousarray(
                 position_grid(h, w) if position is None else position, dtype=np.float32)
+        if self.frame_name is not None:
+            feeds[self.frame_name] = np.ascontiguousarray(frame_grid(h, w) if frame is None else frame,
+                                                          dtype=np.float32)
         return session.run(None, feeds)[0]
+
+    def _places(self, h: int, w: int, origins: Sequence[tuple[int, int]], photo: tuple[int, int],
+                zoom: tuple[float, float]) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(position, frame) of ``h`` x ``w`` windows at ``origins`` of an array showing ``photo`` (its (h, w))
+        at ``zoom``, each None when the editor does not read it."""
+        return (None if self.position_name is None else position_grid(h, w, origins, min(photo), zoom),
+                None if self.frame_name is None else frame_grid(h, w, origins, photo, zoom))
 
     @property
     def tile_workers(self) -> int:
         """Tiles edited at once on a large image: one per thread (``threads``, else every core)."""
         return max(1, self.threads or os.cpu_count() or 1)
 
-    def _run_tile(self, x: np.ndarray, position: np.ndarray | None = None) -> np.ndarray:
+    def _run_tile(self, x: np.ndarray, position: np.ndarray | None = None, frame: np.ndarray | None = None
+                  ) -> np.ndarray:
         """``run`` for one of ``tile_workers`` concurrent tile calls: a single-threaded session of the same
         model (2 x 1 thread on different tiles outruns 1 x 2 threads: fewer synchronisations per layer)."""
         assert self._tile_session is not None, "_edit_tiles opens it"
-        return self._call(self._tile_session, x, position)
+        return self._call(self._tile_session, x, position, frame)
 
     def run_batched(self, x: np.ndarray, batch: int = 8) -> np.ndarray:
         """``run`` over a long [N, 3, H, W] batch, ``batch`` images per onnxruntime call."""
@@ -333,11 +357,11 @@ class Editor:
             self._tile_session = self._reopen(1)  # before the threads start: one session, shared by them
         run = self._run_tile if workers > 1 else self.run
         placed = None
-        if self.position_name is not None:  # each tile gets its place in the photo
-            short, zoom = _geometry(image.shape[:2], photo)
+        if self.places:  # each tile gets its place in the photo
+            whole, zoom = _geometry(image.shape[:2], photo)
 
             def placed(x: np.ndarray, origins: list[tuple[int, int]]) -> np.ndarray:
-                return run(x, position_grid(x.shape[2], x.shape[3], origins, short, zoom))
+                return run(x, *self._places(x.shape[2], x.shape[3], origins, whole, zoom))
 
         return edit_tiled(run, image, tile, self.stride, batch, overlap=self.tile_overlap, workers=workers,
                           placed=placed)
@@ -371,8 +395,8 @@ class Editor:
                 rh, rw = round_to_stride(h * scale, s), round_to_stride(w * scale, s)
             interp = cv2.INTER_AREA if rh * rw < h * w else cv2.INTER_CUBIC
             resized = cv2.resize(image, (rw, rh), interpolation=interp)
-            short, (zy, zx) = _geometry((h, w), photo)
-            return {"mode": "resize", "shape": (h, w)}, [_Job(index, resized, short, (zy * h / rh, zx * w / rw))]
+            whole, (zy, zx) = _geometry((h, w), photo)
+            return {"mode": "resize", "shape": (h, w)}, [_Job(index, resized, whole, (zy * h / rh, zx * w / rw))]
         ph, pw = -(-h // s) * s, -(-w // s) * s
         if max(ph, pw) > tile:
             return {"mode": "tiles", "shape": (h, w)}, []  # streamed by edit_tiled
@@ -391,10 +415,9 @@ class Editor:
             for start in range(0, len(indices), batch):
                 chunk = indices[start : start + batch]
                 x = to_input([jobs[k].array for k in chunk])
-                position = None if self.position_name is None else np.concatenate(
-                    [position_grid(x.shape[2], x.shape[3], short_side=jobs[k].short_side, zoom=jobs[k].zoom)
-                     for k in chunk])
-                y = self.run(x, position)
+                places = [self._places(x.shape[2], x.shape[3], [(0, 0)], jobs[k].photo, jobs[k].zoom)
+                          for k in chunk]
+                y = self.run(x, *(None if p[0] is None else np.concatenate(p) for p in zip(*places)))
                 for k, out in zip(chunk, y):
                     outputs[k] = out
         return outputs  # type: ignore[return-value]

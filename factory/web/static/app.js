@@ -125,10 +125,12 @@
         `${(e.message || String(e)).slice(0, 300)}`);
     }
     const [first, ...rest] = session.inputNames;
-    const extraOk = rest.length === 0 || (rest.length === 1 && rest[0] === 'position'); // an editor with a screen
+    // an editor with a screen also takes the pixel positions, one with a lens basis the pixels' place in the frame
+    const extraOk = new Set(rest).size === rest.length && rest.every((n) => n === 'position' || n === 'frame');
     if (!first || !extraOk || session.outputNames.length < 1) {
       throw new Error(`${what}: ${url} is not an editor (inputs ${session.inputNames.join(', ')}; an editor ` +
-        'takes one image, and the pixel positions when it draws a fixed screen)');
+        'takes one image, the pixel positions when it draws a fixed screen and the pixels\' place in the frame ' +
+        'when it has a lens basis)');
     }
     session.editfactoryModel = url; // which file runs (an editor without editor.int8.onnx runs fp32)
     return session;
@@ -371,12 +373,24 @@
     }
     return new ort.Tensor('float32', p, [1, 2, h, w]);
   }
+  // An editor with a lens basis (a vignette about the photo's centre) also takes each pixel's centre as a fraction
+  // of the photo's height and width, -1 at one edge and 1 at the other (factory/runtime/position.py frame_grid).
+  function frameTensor(h, w) {
+    const n = w * h;
+    const p = new Float32Array(2 * n);
+    for (let r = 0; r < h; r++) {
+      for (let c = 0; c < w; c++) {
+        p[r * w + c] = Math.fround((r + 0.5 - h / 2) * (2 / h));
+        p[n + r * w + c] = Math.fround((c + 0.5 - w / 2) * (2 / w));
+      }
+    }
+    return new ort.Tensor('float32', p, [1, 2, h, w]);
+  }
   async function runModel(session, input) {
     const feeds = { [session.inputNames[0]]: input };
-    if (session.inputNames.includes('position')) {
-      const [, , h, w] = input.dims;
-      feeds.position = positionTensor(h, w);
-    }
+    const [, , h, w] = input.dims;
+    if (session.inputNames.includes('position')) feeds.position = positionTensor(h, w);
+    if (session.inputNames.includes('frame')) feeds.frame = frameTensor(h, w);
     const t0 = performance.now();
     const out = await session.run(feeds);
     const ms = performance.now() - t0;
