@@ -60,8 +60,8 @@ OPTIONS = [
                       "times radial gain planes (a vignette), read by a 1x1 conv (head.lens) into the edit and "
                       "solved with the readout, so what a per-pixel colour map cannot hold is fitted in closed form "
                       "before the first step (bench/results/tune_choice-lens.md); a LoRA run trains that conv whole. "
-                      "Its radial planes are of the frame the editor sees: a full-size photo edited in tiles gets "
-                      "each tile's (the export measures the tiled and guided paths and keeps the better)."),
+                      "Its radial planes are about the photo's centre: the editor takes each pixel's place in the "
+                      "photo (an input 'frame'), so a full-size photo edited in tiles gets one vignette."),
     click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True,
                  help="Evaluate and keep the moving average of the weights with this decay (0.9: about the last "
                       "10 steps), not the last step's weights: a GAN's held-out quality swings from step to step "

@@ -101,12 +101,12 @@ class EditorModule(nn.Module):
             self.register_buffer("text_tokens", text_tokens.detach().float().clone())
             self.register_buffer("text_mask", mask.detach().bool().clone())
         config = getattr(generator, "config", None)
-        self.takes_position = bool(getattr(config, "screen_waves", None))
+        self.inputs = editor_inputs(generator)
+        self.takes_position = POSITION_NAME in self.inputs
         if self.takes_position and not getattr(config, "screen_size", None):
             raise FactoryError("the generator reads screen waves but does not say the image size they were fitted "
                                "at (screen_size)")
         self.screen_size = float(config.screen_size) if self.takes_position else 1.0
-        self.inputs = editor_inputs(generator)
 
     def forward(self, image: torch.Tensor, *places: torch.Tensor) -> torch.Tensor:
         extra = whole_photo_places(self.inputs, image, places)
@@ -140,6 +140,14 @@ def whole_photo_places(inputs: list[str], image: torch.Tensor, places: tuple[tor
     return {**given, **{k: torch.from_numpy(v) for k, v in missing.items()}}
 
 
+def export_inputs(inputs: list[str], size: int) -> tuple[tuple[torch.Tensor, ...], dict[str, dict[int, str]]]:
+    """(the tracing inputs of a graph with the input names ``inputs``: a zero [1, 3, size, size] image, then a whole
+    photo's places; the dynamic axes of those places)."""
+    places = whole_photo_feeds(inputs[1:], size, size)
+    return ((torch.zeros(1, 3, size, size), *map(torch.from_numpy, places.values())),
+            {name: {0: f"{name}_batch", 2: "height", 3: "width"} for name in places})
+
+
 def merge_adapter(model: nn.Module, adapter_dir: Path) -> nn.Module:
     """``model`` with the peft LoRA adapter in ``adapter_dir`` merged into its weights (``model`` is modified)."""
     from factory.lora.adapters import load_adapter, merge
@@ -164,17 +172,13 @@ def export_onnx(module: nn.Module, path: Path, size: int, dynamic: bool = True, 
     from onnxruntime.tools.onnx_model_utils import optimize_model
 
     module = module.eval()
-    dummy: tuple[torch.Tensor, ...] = (torch.zeros(1, 3, size, size),)
-    names = [INPUT_NAME]
+    names = list(getattr(module, "inputs", [INPUT_NAME]))  # a screen's positions, a lens basis's frame: more inputs
+    dummy, place_axes = export_inputs(names, size)
     axes = {"batch": 0, "height": 2, "width": 3}
     dynamic_axes = (
-        {INPUT_NAME: {v: k for k, v in axes.items()}, OUTPUT_NAME: {v: k for k, v in axes.items()}} if dynamic else None
+        {INPUT_NAME: {v: k for k, v in axes.items()}, OUTPUT_NAME: {v: k for k, v in axes.items()}, **place_axes}
+        if dynamic else None
     )
-    names = list(getattr(module, "inputs", names))  # a screen's positions, a lens basis's frame: more inputs
-    dummy = (*dummy, *(torch.from_numpy(v) for v in whole_photo_feeds(names[1:], size, size).values()))
-    if dynamic_axes:
-        for name in names[1:]:
-            dynamic_axes[name] = {0: f"{name}_batch", 2: "height", 3: "width"}
     path = Path(path)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         raw = Path(tmp) / "raw.onnx"

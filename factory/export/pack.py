@@ -55,6 +55,7 @@ from factory.export.onnx_export import (
     OUTPUT_NAME,
     EditorModule,
     editor_inputs,
+    export_inputs,
     export_onnx,
     merge_adapter,
     text_condition,
@@ -63,7 +64,7 @@ from factory.export.onnx_export import (
 from factory.lora.output_calibration import saved_output_curves
 from factory.runtime.colour_curves import identity_knots
 from factory.runtime.pack import BASE_DATA, BASE_MODEL, CONCEPT_DATA, PACK_FORMAT, PACK_MANIFEST
-from factory.runtime.position import FRAME_NAME, whole_photo_feeds
+from factory.runtime.position import FRAME_NAME
 
 PRECISIONS = ("fp32", "fp16")
 ALIGN = 64  # byte alignment of each tensor in the external files
@@ -256,12 +257,10 @@ def _export_graph(module: PackModule, size: int) -> onnx.ModelProto:
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         raw = Path(tmp) / "raw.onnx"
-        places = whole_photo_feeds(module.inputs[1:], size, size)
-        torch.onnx.export(module.eval(), (torch.zeros(1, 3, size, size), *map(torch.from_numpy, places.values())),
-                          str(raw), dynamo=False, opset_version=OPSET, input_names=module.inputs,
-                          output_names=[OUTPUT_NAME], do_constant_folding=False,
-                          dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes,
-                                        **{name: {0: f"{name}_batch", 2: "height", 3: "width"} for name in places}})
+        dummy, place_axes = export_inputs(module.inputs, size)
+        torch.onnx.export(module.eval(), dummy, str(raw), dynamo=False, opset_version=OPSET,
+                          input_names=module.inputs, output_names=[OUTPUT_NAME], do_constant_folding=False,
+                          dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes, **place_axes})
         return onnx.load(str(raw))
 
 
