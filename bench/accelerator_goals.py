@@ -82,7 +82,14 @@ EQUAL = {"equal 90 s, remade family assets": "all-family-remade/run_all.json",
          "each concept's speed-up window, factory run's defaults with the lens basis and its output curves (three "
          "kinds, each quarter of the photos held out in turn), underwater only, against scratch references with the "
          "lens basis under the same rule from 3 seeds (the target their mean; bench/results/references-lens)":
-             "all-colour-lens-window/run_all.json"}
+             "all-colour-lens-window/run_all.json",
+         "each concept's speed-up window, factory run's defaults with the lens basis and its output curves (three "
+         "kinds, each quarter of the photos held out in turn), cross-process only, against scratch references with the "
+         "lens basis under the same rule from 3 seeds (the target their mean; bench/results/references-lens)":
+             "all-colour-lens-window-cross-process/run_all.json",
+         "equal 90 s, factory run's defaults with the lens basis and its output curves (three kinds, each quarter of "
+         "the photos held out in turn), colour test concepts only, against scratch references with the lens basis "
+         "(bench/results/references-lens)": "all-colour-lens/run_all.json"}
 GROUPS = ("all", "colour", "structural")
 
 
